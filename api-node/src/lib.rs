@@ -1,0 +1,1 @@
+//! api-node: Zaqar v2 REST in front of pool-nodes, placement through the catalog.

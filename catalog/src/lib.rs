@@ -1,0 +1,1 @@
+//! catalog: pools and queue placement behind the `CatalogBackend` seam, served over gRPC.

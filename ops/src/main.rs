@@ -1,0 +1,3 @@
+//! The `zaqar` binary.
+
+fn main() {}

@@ -1,0 +1,33 @@
+//! pool-node: serves `PoolService` over gRPC on one message store.
+//!
+//! The store is chosen from the pool URI scheme (`redis://`, `sqlite://`) by
+//! [`open_store`]; every backend implements [`MessageStore`] and passes the one
+//! conformance suite in `conformance.rs`.
+
+pub mod dead_letter;
+pub mod redis_store;
+pub mod server;
+pub mod sqlite_store;
+pub mod store;
+
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
+
+pub use server::PoolServer;
+pub use store::{MessageStore, StoreResult};
+use zaqar_proto::ZaqarError;
+
+/// Opens the store named by `uri`: `redis://host:port/db` or `sqlite://path/to/file.db`.
+pub async fn open_store(uri: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> {
+    if uri.starts_with("redis://") || uri.starts_with("rediss://") {
+        redis_store::open(uri).await
+    } else if let Some(path) = uri.strip_prefix("sqlite://") {
+        sqlite_store::open(path).await
+    } else {
+        Err(ZaqarError::bad_request(format!(
+            "unsupported pool URI {uri:?}: expected redis:// or sqlite://"
+        )))
+    }
+}

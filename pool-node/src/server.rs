@@ -1,0 +1,298 @@
+//! The gRPC `PoolService`: unpacks requests, calls the [`MessageStore`], packs replies.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use zaqar_proto::pb::pool_service_server::PoolService;
+use zaqar_proto::pb::*;
+use zaqar_proto::ZaqarError;
+
+use crate::store::{ListParams, MessageStore, SubscriptionUpdate};
+
+/// Serves one store over gRPC.
+#[derive(Clone)]
+pub struct PoolServer {
+    store: Arc<dyn MessageStore>,
+}
+
+impl PoolServer {
+    pub fn new(store: Arc<dyn MessageStore>) -> Self {
+        PoolServer { store }
+    }
+
+    /// The tonic service to add to a `tonic::transport::Server`.
+    pub fn into_service(self) -> pool_service_server::PoolServiceServer<PoolServer> {
+        pool_service_server::PoolServiceServer::new(self)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn queue_of(queue: Option<QueueRef>) -> Result<QueueRef, Status> {
+    queue.ok_or_else(|| ZaqarError::bad_request("missing queue").into())
+}
+
+fn claim_of(claim: Option<ClaimRef>) -> Result<(QueueRef, String), Status> {
+    let claim = claim.ok_or_else(|| Status::from(ZaqarError::bad_request("missing claim")))?;
+    Ok((queue_of(claim.queue)?, claim.claim_id))
+}
+
+fn subscription_of(sub: Option<SubscriptionRef>) -> Result<(QueueRef, String), Status> {
+    let sub = sub.ok_or_else(|| Status::from(ZaqarError::bad_request("missing subscription")))?;
+    Ok((queue_of(sub.queue)?, sub.id))
+}
+
+fn reply<T>(result: Result<T, ZaqarError>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl PoolService for PoolServer {
+    async fn create_queue(&self, request: Request<CreateQueueRequest>) -> Reply<CreateQueueReply> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let created = self.store.create_queue(&queue, &req.metadata_json).await;
+        reply(created.map(|created| CreateQueueReply { created }))
+    }
+
+    async fn get_queue(&self, request: Request<QueueRef>) -> Reply<GetQueueReply> {
+        let metadata = self.store.get_queue(request.get_ref()).await;
+        reply(metadata.map(|metadata| GetQueueReply {
+            exists: metadata.is_some(),
+            metadata_json: metadata.unwrap_or_else(|| "{}".to_string()),
+        }))
+    }
+
+    async fn set_queue_metadata(&self, request: Request<SetQueueMetadataRequest>) -> Reply<Empty> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        reply(
+            self.store
+                .set_queue_metadata(&queue, &req.metadata_json)
+                .await
+                .map(|_| Empty {}),
+        )
+    }
+
+    async fn delete_queue(&self, request: Request<QueueRef>) -> Reply<Empty> {
+        reply(
+            self.store
+                .delete_queue(request.get_ref())
+                .await
+                .map(|_| Empty {}),
+        )
+    }
+
+    async fn queue_stats(&self, request: Request<QueueRef>) -> Reply<QueueStatsReply> {
+        reply(self.store.queue_stats(request.get_ref()).await)
+    }
+
+    async fn purge_queue(&self, request: Request<PurgeQueueRequest>) -> Reply<Empty> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let purged = self
+            .store
+            .purge_queue(&queue, req.messages, req.subscriptions)
+            .await;
+        reply(purged.map(|_| Empty {}))
+    }
+
+    async fn post_messages(
+        &self,
+        request: Request<PostMessagesRequest>,
+    ) -> Reply<PostMessagesReply> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let ids = self
+            .store
+            .post_messages(&queue, &req.client_id, &req.messages)
+            .await;
+        reply(ids.map(|ids| PostMessagesReply { ids }))
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<ListMessagesRequest>,
+    ) -> Reply<ListMessagesReply> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let params = ListParams {
+            client_id: req.client_id,
+            marker: req.marker,
+            limit: req.limit,
+            echo: req.echo,
+            include_claimed: req.include_claimed,
+            include_delayed: req.include_delayed,
+        };
+        let listed = self.store.list_messages(&queue, &params).await;
+        reply(listed.map(|(messages, next_marker)| ListMessagesReply {
+            messages,
+            next_marker,
+        }))
+    }
+
+    async fn get_messages(&self, request: Request<GetMessagesRequest>) -> Reply<MessagesReply> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let messages = self.store.get_messages(&queue, &req.ids).await;
+        reply(messages.map(|messages| MessagesReply { messages }))
+    }
+
+    async fn delete_messages(&self, request: Request<DeleteMessagesRequest>) -> Reply<Empty> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let deleted = self
+            .store
+            .delete_messages(&queue, &req.ids, &req.claim_ids)
+            .await;
+        reply(deleted.map(|_| Empty {}))
+    }
+
+    async fn delete_message(&self, request: Request<DeleteMessageRequest>) -> Reply<Empty> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let claim_id = Some(req.claim_id.as_str()).filter(|id| !id.is_empty());
+        let deleted = self.store.delete_message(&queue, &req.id, claim_id).await;
+        reply(deleted.map(|_| Empty {}))
+    }
+
+    async fn pop_messages(&self, request: Request<PopMessagesRequest>) -> Reply<MessagesReply> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let messages = self.store.pop_messages(&queue, req.limit).await;
+        reply(messages.map(|messages| MessagesReply { messages }))
+    }
+
+    async fn create_claim(&self, request: Request<CreateClaimRequest>) -> Reply<ClaimReply> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let claim = self
+            .store
+            .create_claim(&queue, req.ttl, req.grace, req.limit)
+            .await;
+        reply(claim.map(Option::unwrap_or_default))
+    }
+
+    async fn get_claim(&self, request: Request<ClaimRef>) -> Reply<ClaimReply> {
+        let (queue, claim_id) = claim_of(Some(request.into_inner()))?;
+        reply(self.store.get_claim(&queue, &claim_id).await)
+    }
+
+    async fn update_claim(&self, request: Request<UpdateClaimRequest>) -> Reply<Empty> {
+        let req = request.into_inner();
+        let (queue, claim_id) = claim_of(req.claim)?;
+        let updated = self
+            .store
+            .update_claim(&queue, &claim_id, req.ttl, req.grace)
+            .await;
+        reply(updated.map(|_| Empty {}))
+    }
+
+    async fn delete_claim(&self, request: Request<ClaimRef>) -> Reply<Empty> {
+        let (queue, claim_id) = claim_of(Some(request.into_inner()))?;
+        reply(
+            self.store
+                .delete_claim(&queue, &claim_id)
+                .await
+                .map(|_| Empty {}),
+        )
+    }
+
+    async fn create_subscription(
+        &self,
+        request: Request<CreateSubscriptionRequest>,
+    ) -> Reply<CreateSubscriptionReply> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let created = self
+            .store
+            .create_subscription(
+                &queue,
+                &req.subscriber,
+                req.ttl,
+                &req.options_json,
+                req.confirmed,
+            )
+            .await;
+        reply(created.map(|(id, created)| CreateSubscriptionReply { id, created }))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<ListSubscriptionsRequest>,
+    ) -> Reply<ListSubscriptionsReply> {
+        let req = request.into_inner();
+        let queue = queue_of(req.queue)?;
+        let listed = self
+            .store
+            .list_subscriptions(&queue, &req.marker, req.limit)
+            .await;
+        reply(
+            listed.map(|(subscriptions, next_marker)| ListSubscriptionsReply {
+                subscriptions,
+                next_marker,
+            }),
+        )
+    }
+
+    async fn get_subscription(&self, request: Request<SubscriptionRef>) -> Reply<Subscription> {
+        let (queue, id) = subscription_of(Some(request.into_inner()))?;
+        reply(self.store.get_subscription(&queue, &id).await)
+    }
+
+    async fn update_subscription(
+        &self,
+        request: Request<UpdateSubscriptionRequest>,
+    ) -> Reply<Empty> {
+        let req = request.into_inner();
+        let (queue, id) = subscription_of(req.subscription)?;
+        let update = SubscriptionUpdate {
+            subscriber: req.subscriber,
+            ttl: req.ttl,
+            options_json: req.options_json,
+        };
+        reply(
+            self.store
+                .update_subscription(&queue, &id, &update)
+                .await
+                .map(|_| Empty {}),
+        )
+    }
+
+    async fn delete_subscription(&self, request: Request<SubscriptionRef>) -> Reply<Empty> {
+        let (queue, id) = subscription_of(Some(request.into_inner()))?;
+        reply(
+            self.store
+                .delete_subscription(&queue, &id)
+                .await
+                .map(|_| Empty {}),
+        )
+    }
+
+    async fn confirm_subscription(
+        &self,
+        request: Request<ConfirmSubscriptionRequest>,
+    ) -> Reply<Empty> {
+        let req = request.into_inner();
+        let (queue, id) = subscription_of(req.subscription)?;
+        let confirmed = self
+            .store
+            .confirm_subscription(&queue, &id, req.confirmed)
+            .await;
+        reply(confirmed.map(|_| Empty {}))
+    }
+
+    async fn health(&self, _request: Request<Empty>) -> Reply<HealthReply> {
+        let health = match self.store.health().await {
+            Ok(()) => HealthReply {
+                ok: true,
+                detail: String::new(),
+            },
+            Err(err) => HealthReply {
+                ok: false,
+                detail: err.description,
+            },
+        };
+        Ok(Response::new(health))
+    }
+}

@@ -1,0 +1,198 @@
+//! The `MessageStore` seam: what every message store backend provides.
+
+use async_trait::async_trait;
+use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
+use zaqar_proto::ZaqarError;
+
+pub type StoreResult<T> = Result<T, ZaqarError>;
+
+/// Which messages a listing returns, and where it starts.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    /// The client asking; with `echo == false` its own messages are left out.
+    pub client_id: String,
+    /// Opaque cursor returned by a previous listing; empty to start at the oldest message.
+    pub marker: String,
+    pub limit: u32,
+    pub echo: bool,
+    pub include_claimed: bool,
+    pub include_delayed: bool,
+}
+
+/// Changes to a subscription; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionUpdate {
+    pub subscriber: Option<String>,
+    pub ttl: Option<u32>,
+    pub options_json: Option<String>,
+}
+
+/// A message store: queues, messages, claims and subscriptions of every project
+/// of one pool. Input is already validated by api-node (names, limits, TTLs);
+/// a store checks only what needs its data (existence, claims).
+///
+/// Delivery semantics every backend keeps (the conformance suite checks them):
+/// - Messages of a queue are listed, claimed and popped in posting order (FIFO).
+/// - A message is *expired* once `age >= ttl`; a claim once `age >= claim ttl`.
+///   Expired things are invisible to every call at once, whether or not a
+///   background clean-up has removed them yet.
+/// - A message posted with `delay` is *delayed* until `age >= delay`: it is not
+///   claimable nor poppable, and listed only with `include_delayed`.
+/// - `create_claim` takes up to `limit` free messages (not delayed, not held by
+///   a live claim) atomically: two concurrent claims never get the same message.
+///   Each claimed message's `claim_count` grows by one, and its lifetime is
+///   extended to at least `claim ttl + grace` from now.
+/// - With `_max_claim_count` and `_dead_letter_queue` in the queue metadata, a
+///   message already claimed `_max_claim_count` times is moved to the dead
+///   letter queue (same project) instead of being claimed again, with the TTL
+///   `_dead_letter_queue_messages_ttl` if set (see `dead_letter.rs`).
+/// - Deleting a claimed message needs its claim id (`Forbidden` otherwise);
+///   giving a claim id for a message that is not held by that claim is `Forbidden`.
+/// - Deleting something that does not exist succeeds (Zaqar answers 204).
+/// - Every acknowledged write is durable to the degree the backend is (Redis per
+///   its persistence settings; SQLite in WAL mode with synchronous=NORMAL).
+/// - A store that cannot be reached answers `Unavailable` quickly (no hang).
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Creates a queue with `metadata_json` (a JSON object). Returns false if it
+    /// already existed; its metadata is then left as it was.
+    async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool>;
+
+    /// The stored metadata of a queue (JSON object text), or `None` if it does not exist.
+    async fn get_queue(&self, queue: &QueueRef) -> StoreResult<Option<String>>;
+
+    /// Replaces a queue's metadata; `NotFound` if the queue does not exist.
+    async fn set_queue_metadata(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<()>;
+
+    /// Deletes a queue with its messages and claims. Its subscriptions stay, as in
+    /// Zaqar (they outlive the queue). Deleting a missing queue succeeds.
+    async fn delete_queue(&self, queue: &QueueRef) -> StoreResult<()>;
+
+    /// Counts of a queue (without scanning where the backend can): `claimed`,
+    /// `free` (not claimed, delayed included), `delayed`, `total`, and the oldest
+    /// and newest live message. All zero for a missing queue.
+    async fn queue_stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply>;
+
+    /// Deletes all messages (and claims) and/or all subscriptions of a queue.
+    async fn purge_queue(
+        &self,
+        queue: &QueueRef,
+        messages: bool,
+        subscriptions: bool,
+    ) -> StoreResult<()>;
+
+    /// Appends messages in order and returns their new ids in the same order.
+    /// Creates the queue (empty metadata) if it does not exist, as Zaqar v2 does.
+    async fn post_messages(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+    ) -> StoreResult<Vec<String>>;
+
+    /// Up to `limit` live messages after `marker`, oldest first, and the cursor
+    /// that continues the listing (the marker itself when nothing followed).
+    /// A marker that cannot be parsed is `BadRequest`.
+    async fn list_messages(
+        &self,
+        queue: &QueueRef,
+        params: &ListParams,
+    ) -> StoreResult<(Vec<Message>, String)>;
+
+    /// The live messages among `ids` (missing ones are left out), in the order of `ids`.
+    async fn get_messages(&self, queue: &QueueRef, ids: &[String]) -> StoreResult<Vec<Message>>;
+
+    /// Deletes the messages `ids`. With `claim_ids` non-empty, every claimed
+    /// message among them must be held by one of those claims (`Forbidden`
+    /// otherwise, and nothing is deleted).
+    async fn delete_messages(
+        &self,
+        queue: &QueueRef,
+        ids: &[String],
+        claim_ids: &[String],
+    ) -> StoreResult<()>;
+
+    /// Deletes one message, following the claim rules above.
+    async fn delete_message(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        claim_id: Option<&str>,
+    ) -> StoreResult<()>;
+
+    /// Removes and returns up to `limit` free messages, oldest first, atomically.
+    async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>>;
+
+    /// Claims up to `limit` free messages; `None` when there were none.
+    /// The reply carries the claim id, its ttl, age 0 and the claimed messages.
+    async fn create_claim(
+        &self,
+        queue: &QueueRef,
+        ttl: u32,
+        grace: u32,
+        limit: u32,
+    ) -> StoreResult<Option<ClaimReply>>;
+
+    /// A live claim with the messages it still holds; `NotFound` otherwise.
+    async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply>;
+
+    /// Renews a live claim: it now expires `ttl` seconds from now, and its
+    /// messages live at least `ttl + grace`; `NotFound` if there is no live claim.
+    async fn update_claim(
+        &self,
+        queue: &QueueRef,
+        claim_id: &str,
+        ttl: u32,
+        grace: u32,
+    ) -> StoreResult<()>;
+
+    /// Releases a claim: its messages become free again. A missing claim succeeds.
+    async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()>;
+
+    /// Subscribes `subscriber` to a queue. If that subscriber already has a live
+    /// subscription on the queue, returns its id and `false` (nothing changes).
+    async fn create_subscription(
+        &self,
+        queue: &QueueRef,
+        subscriber: &str,
+        ttl: u32,
+        options_json: &str,
+        confirmed: bool,
+    ) -> StoreResult<(String, bool)>;
+
+    /// Up to `limit` live subscriptions of a queue after `marker`, in a stable
+    /// order, and the cursor continuing the listing.
+    async fn list_subscriptions(
+        &self,
+        queue: &QueueRef,
+        marker: &str,
+        limit: u32,
+    ) -> StoreResult<(Vec<Subscription>, String)>;
+
+    /// A live subscription; `NotFound` otherwise.
+    async fn get_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<Subscription>;
+
+    /// Changes a live subscription (`NotFound` if missing; `Conflict` if the new
+    /// subscriber already has another subscription on the queue). A new ttl
+    /// counts from now.
+    async fn update_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        update: &SubscriptionUpdate,
+    ) -> StoreResult<()>;
+
+    /// Deletes a subscription; a missing one succeeds.
+    async fn delete_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<()>;
+
+    /// Sets whether a live subscription is confirmed; `NotFound` if missing.
+    async fn confirm_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        confirmed: bool,
+    ) -> StoreResult<()>;
+
+    /// Whether the store answers (a cheap round trip).
+    async fn health(&self) -> StoreResult<()>;
+}

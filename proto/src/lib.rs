@@ -1,0 +1,12 @@
+//! The contract between zaqar-rs roles: generated gRPC code, shared limits and errors.
+
+pub mod error;
+pub mod limits;
+
+/// Generated prost messages and tonic clients/servers of `zaqar.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("zaqar.v1");
+}
+
+pub use error::{ErrorCode, ZaqarError};

@@ -1,0 +1,90 @@
+//! The limits of the API (Zaqar's defaults), shared by every role that checks input.
+
+use serde::{Deserialize, Serialize};
+
+/// Configurable limits; `Limits::default()` gives Zaqar's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest queue name, in characters.
+    pub max_queue_name_length: usize,
+    /// Longest project id, in characters.
+    pub max_project_id_length: usize,
+    /// Largest page of queues, messages or subscriptions.
+    pub max_page_size: u32,
+    /// Default page size.
+    pub default_page_size: u32,
+    /// Most messages taken by one claim or pop.
+    pub max_messages_per_claim_or_pop: u32,
+    /// Most messages in one post.
+    pub max_messages_per_post: u32,
+    /// Largest queue metadata document, in bytes.
+    pub max_queue_metadata: usize,
+    /// Largest post request body, in bytes (`_max_messages_post_size` default).
+    pub max_messages_post_size: usize,
+    pub max_message_ttl: u32,
+    pub min_message_ttl: u32,
+    pub default_message_ttl: u32,
+    pub max_message_delay: u32,
+    pub default_message_delay: u32,
+    pub max_claim_ttl: u32,
+    pub min_claim_ttl: u32,
+    pub default_claim_ttl: u32,
+    pub max_claim_grace: u32,
+    pub min_claim_grace: u32,
+    pub default_claim_grace: u32,
+    pub min_subscription_ttl: u32,
+    pub default_subscription_ttl: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_queue_name_length: 64,
+            max_project_id_length: 256,
+            max_page_size: 20,
+            default_page_size: 10,
+            max_messages_per_claim_or_pop: 20,
+            max_messages_per_post: 20,
+            max_queue_metadata: 64 * 1024,
+            max_messages_post_size: 256 * 1024,
+            max_message_ttl: 1_209_600,
+            min_message_ttl: 60,
+            default_message_ttl: 3600,
+            max_message_delay: 900,
+            default_message_delay: 0,
+            max_claim_ttl: 43_200,
+            min_claim_ttl: 60,
+            default_claim_ttl: 300,
+            max_claim_grace: 43_200,
+            min_claim_grace: 60,
+            default_claim_grace: 60,
+            min_subscription_ttl: 60,
+            default_subscription_ttl: 3600,
+        }
+    }
+}
+
+/// Whether `name` is a valid queue (or pool, flavor) name: 1..=max chars of `[a-zA-Z0-9_.-]`.
+pub fn is_valid_name(name: &str, max_len: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max_len
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_follow_zaqar_rules() {
+        assert!(is_valid_name("fizbit-1.2_x", 64));
+        assert!(!is_valid_name("", 64));
+        assert!(!is_valid_name("has space", 64));
+        assert!(!is_valid_name("ünïcode", 64));
+        assert!(!is_valid_name(&"a".repeat(65), 64));
+        assert!(is_valid_name(&"a".repeat(64), 64));
+    }
+}

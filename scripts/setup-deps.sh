@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs, only if missing, the Debian packages and the Python virtualenv the tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+command -v setpriv >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  ls /var/lib/apt/lists/ | grep -q _Packages || $SUDO apt-get update -q
+  # policy-rc.d and the absence of systemd keep apt from starting the services;
+  # the tests start private servers themselves.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import zaqarclient, pytest' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q 'python-zaqarclient==4.7.*' pytest requests websocket-client
+fi

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Sourced by test.sh: starts a private Redis and PostgreSQL on free loopback ports
+# under a run directory, exports their URLs, and stops exactly what it started.
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_until() {
+  local tries=100
+  until "$@" >/dev/null 2>&1; do
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || { echo "timed out waiting for: $*" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
+start_test_servers() {
+  local run=$1
+  stop_test_servers "$run"
+  : >"$run/pids"
+
+  local redis_port
+  redis_port=$(free_port)
+  mkdir -p "$run/redis"
+  redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$run/redis" --save '' \
+    --appendonly no --daemonize no >"$run/redis/log" 2>&1 &
+  echo "$! redis-server" >>"$run/pids"
+  wait_until redis-cli -p "$redis_port" ping
+  ZAQAR_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+
+  local pg_port pgbin as_pg=()
+  pg_port=$(free_port)
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  rm -rf "$run/pg"
+  mkdir -p "$run/pg"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$run/pg"
+    as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+  fi
+  "${as_pg[@]}" "$pgbin/initdb" -D "$run/pg/data" -U postgres --auth=trust -E UTF8 \
+    --locale=C.UTF-8 >"$run/pg/initdb.log" 2>&1
+  "${as_pg[@]}" "$pgbin/postgres" -D "$run/pg/data" -c listen_addresses=127.0.0.1 \
+    -p "$pg_port" -k "$run/pg" -c fsync=off -c full_page_writes=off >"$run/pg/log" 2>&1 &
+  echo "$! postgres" >>"$run/pids"
+  wait_until "$pgbin/pg_isready" -h 127.0.0.1 -p "$pg_port"
+  psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc 'create database zaqar' >/dev/null
+  ZAQAR_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/zaqar"
+  export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL
+  echo "redis at $ZAQAR_TEST_REDIS_URL, postgres at $ZAQAR_TEST_POSTGRES_URL"
+}
+
+stop_test_servers() {
+  local run=$1 pid name
+  [ -f "$run/pids" ] || return 0
+  while read -r pid name; do
+    [ -r "/proc/$pid/cmdline" ] && grep -q "$name" "/proc/$pid/cmdline" || continue
+    # postgres: SIGINT is its fast shutdown.
+    if [ "$name" = postgres ]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done <"$run/pids"
+  rm -f "$run/pids"
+}

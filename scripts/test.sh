@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests need
+# (Redis, PostgreSQL from Debian; a Python virtualenv with python-zaqarclient),
+# starts private servers on free loopback ports, then runs lint, unit,
+# conformance, cluster and client-compatibility tests. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN=$ROOT/.test-run
+mkdir -p "$RUN"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "installing test dependencies"
+scripts/setup-deps.sh
+
+step "starting private Redis and PostgreSQL"
+# shellcheck source=/dev/null
+source scripts/test-servers.sh
+start_test_servers "$RUN"
+trap 'stop_test_servers "$RUN"' EXIT
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+step "unit, conformance and cluster tests"
+export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL
+cargo build --locked --bin zaqar
+export ZAQAR_BIN=$ROOT/target/debug/zaqar
+cargo test --locked --workspace -- --test-threads 2
+
+if [ -x scripts/compat-test.sh ]; then
+  step "python-zaqarclient functional tests"
+  scripts/compat-test.sh
+fi
+step "all tests passed"

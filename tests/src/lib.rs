@@ -1,0 +1,1 @@
+//! Helpers for cluster tests: free ports, spawned processes, a REST client.
