@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import zaqarclient, pytest' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import zaqarclient, pytest, fixtures, testtools' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install -q 'python-zaqarclient==4.7.*' pytest requests websocket-client
+  .venv/bin/pip install -q 'python-zaqarclient==4.7.*' pytest fixtures testtools requests websocket-client
 fi

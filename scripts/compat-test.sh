@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs python-zaqarclient's functional tests (queues, claims, subscriptions over
+# HTTP) against `zaqar standalone`, once on the embedded store and once on Redis.
+#
+# Three upstream tests are stale against Zaqar 23 itself and are deselected: the
+# two queue-metadata tests that don't expect `_enable_encrypt_messages` in GET
+# metadata, and test_queue_exists_functional (it expects an error for a queue
+# that was never created, while Zaqar 23's v2 answers queue lookups of missing
+# queues with defaults); zaqar-rs matches Zaqar 23, not those tests.
+#
+# Needs: .venv from setup-deps.sh, ZAQAR_BIN (the zaqar binary) and, for the
+# Redis run, ZAQAR_TEST_REDIS_URL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=${ZAQAR_BIN:-$ROOT/target/debug/zaqar}
+STALE="not test_queue_exists_functional and not test_queue_metadata_functional and not test_queue_metadata_reload_functional"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+run_against() {
+  local label=$1
+  shift
+  local port data pid
+  port=$(free_port)
+  data=$(mktemp -d)
+  "$BIN" standalone --listen "127.0.0.1:$port" --data-dir "$data" "$@" >"$data/zaqar.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/v2/ping" && break
+    sleep 0.1
+  done
+  echo "-- python-zaqarclient functional tests on $label (port $port)"
+  local status=0
+  ZAQARCLIENT_TEST_FUNCTIONAL=1 ZAQAR_ENDPOINT="http://127.0.0.1:$port" \
+    timeout 600 .venv/bin/python -m pytest -q -p no:cacheprovider -k "$STALE" \
+    tests/compat/test_zaqarclient_functional.py || status=$?
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [ "$status" != 0 ]; then
+    echo "server log:"; tail -50 "$data/zaqar.log"
+  fi
+  rm -rf "$data"
+  return "$status"
+}
+
+run_against "the embedded store"
+if [ -n "${ZAQAR_TEST_REDIS_URL:-}" ]; then
+  # A separate Redis database, flushed first, so earlier tests leave nothing behind.
+  redis_url="${ZAQAR_TEST_REDIS_URL%/*}/3"
+  redis-cli -u "$redis_url" flushdb >/dev/null
+  run_against "Redis" --pool-uri "$redis_url"
+elif [ -n "${CI:-}" ]; then
+  echo "ZAQAR_TEST_REDIS_URL is not set" >&2
+  exit 1
+fi
