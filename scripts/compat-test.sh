@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs python-zaqarclient's functional tests (queues, claims, subscriptions over
-# HTTP) against `zaqar standalone`, once on the embedded store and once on Redis.
+# HTTP) against `zaqar standalone`, once on the embedded store and once on Redis,
+# and compares status codes and body shapes with the answers recorded from the
+# reference Zaqar 23 (tests/compat/reference_shapes.py).
 #
 # Three upstream tests are stale against Zaqar 23 itself and are deselected: the
 # two queue-metadata tests that don't expect `_enable_encrypt_messages` in GET
@@ -37,6 +39,8 @@ run_against() {
   ZAQARCLIENT_TEST_FUNCTIONAL=1 ZAQAR_ENDPOINT="http://127.0.0.1:$port" \
     timeout 600 .venv/bin/python -m pytest -q -p no:cacheprovider -k "$STALE" \
     tests/compat/test_zaqarclient_functional.py || status=$?
+  echo "-- status codes and body shapes against the recorded reference answers"
+  .venv/bin/python tests/compat/reference_shapes.py check "http://127.0.0.1:$port" || status=$?
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   if [ "$status" != 0 ]; then

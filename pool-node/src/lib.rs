@@ -2,7 +2,7 @@
 //!
 //! The store is chosen from the pool URI scheme (`redis://`, `sqlite://`) by
 //! [`open_store`]; every backend implements [`MessageStore`] and passes the one
-//! conformance suite in `conformance.rs`.
+//! conformance suite in `conformance/`.
 
 pub mod dead_letter;
 pub mod redis_store;

@@ -46,8 +46,12 @@ pub struct SubscriptionUpdate {
 ///   message already claimed `_max_claim_count` times is moved to the dead
 ///   letter queue (same project) instead of being claimed again, with the TTL
 ///   `_dead_letter_queue_messages_ttl` if set (see `dead_letter.rs`).
-/// - Deleting a claimed message needs its claim id (`Forbidden` otherwise);
-///   giving a claim id for a message that is not held by that claim is `Forbidden`.
+/// - Deleting a claimed message needs its claim id: without one the store
+///   answers `ZaqarError::titled(Forbidden, "Unable to delete", "This message is
+///   claimed; it cannot be deleted without a valid claim ID.")`; with a claim id
+///   that does not hold the message (wrong, expired, or message not claimed):
+///   `ZaqarError::titled(BadRequest, "Unable to delete", "The specified claim
+///   does not exist or has expired.")`, exactly as Zaqar 23 answers.
 /// - Deleting something that does not exist succeeds (Zaqar answers 204).
 /// - Every acknowledged write is durable to the degree the backend is (Redis per
 ///   its persistence settings; SQLite in WAL mode with synchronous=NORMAL).

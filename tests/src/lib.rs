@@ -1,1 +1,216 @@
-//! Helpers for cluster tests: free ports, spawned processes, a REST client.
+//! Helpers for cluster tests: free ports, real Redis servers and `zaqar` role
+//! processes that stop when dropped, and a small Zaqar REST client.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+/// The `zaqar` binary: `ZAQAR_BIN`, or the workspace's debug build.
+pub fn zaqar_bin() -> PathBuf {
+    match std::env::var_os("ZAQAR_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/zaqar"),
+    }
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}")
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Process {
+    pub name: String,
+    child: Child,
+}
+
+impl Process {
+    /// Starts `program args`, logging to `log_dir/name.log`.
+    pub fn spawn(
+        name: &str,
+        program: &PathBuf,
+        args: &[&str],
+        log_dir: &std::path::Path,
+    ) -> Result<Self> {
+        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}: {program:?} {args:?}"))?;
+        Ok(Process {
+            name: name.to_string(),
+            child,
+        })
+    }
+
+    /// Kills the process at once (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private Redis server on a free port, stopped when dropped.
+pub struct Redis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    process: Option<Process>,
+}
+
+impl Redis {
+    pub fn start() -> Result<Self> {
+        let mut redis = Redis {
+            port: free_port(),
+            dir: tempfile::tempdir()?,
+            process: None,
+        };
+        redis.restart()?;
+        Ok(redis)
+    }
+
+    /// The URI of database `db` of this server.
+    pub fn uri(&self, db: u8) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts the server again on the same port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.process = None;
+        let port = self.port.to_string();
+        let dir = self.dir.path().to_string_lossy().to_string();
+        let args = [
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--dir",
+            &dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        let program = PathBuf::from("redis-server");
+        self.process = Some(Process::spawn(
+            &format!("redis-{port}"),
+            &program,
+            &args,
+            self.dir.path(),
+        )?);
+        wait_for_port(self.port, Duration::from_secs(10))
+    }
+
+    /// The number of keys in database `db`, through redis-cli.
+    pub fn key_count(&self, db: u8) -> Result<u64> {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-n",
+                &db.to_string(),
+                "dbsize",
+            ])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    }
+}
+
+/// A response of the REST API: status and JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// A Zaqar v2 REST client for one project and client id.
+pub struct Client {
+    pub base: String,
+    pub project: String,
+    pub client_id: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(port: u16, project: &str) -> Self {
+        Client {
+            base: format!("http://127.0.0.1:{port}"),
+            project: project.to_string(),
+            client_id: uuid::Uuid::new_v4().to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// Sends `method path` with an optional JSON body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Reply> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Project-ID", &self.project)
+            .header("Client-ID", &self.client_id);
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        };
+        Ok(Reply { status, body })
+    }
+
+    /// Polls `GET /v2/ping` until it answers 204.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(reply) = self.call("GET", "/v2/ping", None).await {
+                if reply.status == 204 {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("{} not ready after {timeout:?}", self.base)
+    }
+}

@@ -1,1 +1,0 @@
-//! Placeholder: the conformance suite run against every backend.

@@ -1,0 +1,214 @@
+//! The conformance suite: the delivery semantics of `MessageStore`, written once
+//! and run against every backend.
+//!
+//! Each behaviour is a plain `async fn(Arc<dyn MessageStore>)` in one of the
+//! submodules; [`conformance_suite!`] turns the list of them into one
+//! `#[tokio::test]` each for a backend:
+//!
+//! ```ignore
+//! conformance_suite!(sqlite, crate::conformance::open_sqlite());
+//! ```
+//!
+//! The opener returns `None` to skip (a backend whose server is not configured).
+//! Every test works in a fresh random project, so tests can share one server.
+
+mod claims;
+mod messages;
+mod queues;
+mod subscriptions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use uuid::Uuid;
+use zaqar_proto::pb::{Message, NewMessage, QueueRef};
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use crate::store::{ListParams, MessageStore};
+
+pub(crate) use claims::*;
+pub(crate) use messages::*;
+pub(crate) use queues::*;
+pub(crate) use subscriptions::*;
+
+/// Generates one test per behaviour for the backend opened by `$open`
+/// (an expression evaluating to a future of `Option<TestStore>`).
+macro_rules! conformance_suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            $crate::conformance::conformance_suite!(@tests $open;
+                queue_lifecycle,
+                delete_queue_keeps_subscriptions,
+                post_creates_the_queue,
+                stats_count_claimed_free_and_delayed,
+                purge_removes_messages_or_subscriptions,
+                projects_are_isolated,
+                health_is_ok,
+                listing_is_fifo_and_pages_with_the_marker,
+                an_unparseable_marker_is_bad_request,
+                echo_false_hides_the_clients_own_messages,
+                include_claimed_lists_claimed_messages,
+                delayed_messages_are_hidden_until_the_delay_passes,
+                messages_expire_without_any_cleanup,
+                get_messages_omits_missing_ids,
+                delete_message_follows_the_claim_rules,
+                bulk_delete_checks_claim_ids,
+                pop_takes_free_messages_in_fifo_order,
+                claim_takes_up_to_limit_in_fifo_order,
+                concurrent_claims_never_share_a_message,
+                get_update_and_delete_a_claim,
+                claim_expiry_frees_the_messages,
+                claim_extends_the_message_ttl,
+                claim_count_grows_with_each_claim,
+                exhausted_messages_move_to_the_dead_letter_queue,
+                duplicate_subscriber_returns_the_existing_subscription,
+                subscriptions_page_with_the_marker,
+                update_subscription_rejects_a_duplicate_subscriber,
+                confirm_subscription,
+                subscriptions_expire,
+            );
+        }
+    };
+    (@tests $open:expr; $($test:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                let Some(opened) = $open.await else { return };
+                $crate::conformance::$test(::std::sync::Arc::clone(&opened.store)).await;
+            }
+        )+
+    };
+}
+pub(crate) use conformance_suite;
+
+conformance_suite!(sqlite, crate::conformance::open_sqlite());
+conformance_suite!(redis, crate::conformance::open_redis());
+
+/// A store under test, with what must outlive it (its temporary directory).
+pub(crate) struct TestStore {
+    pub(crate) store: Arc<dyn MessageStore>,
+    _dir: Option<TempDir>,
+}
+
+/// A fresh SQLite store in a temporary directory.
+pub(crate) async fn open_sqlite() -> Option<TestStore> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("zaqar.db");
+    let store = crate::sqlite_store::open(path.to_str().expect("a UTF-8 path"))
+        .await
+        .expect("the sqlite store opens");
+    Some(TestStore {
+        store,
+        _dir: Some(dir),
+    })
+}
+
+/// The Redis at `ZAQAR_TEST_REDIS_URL`; skipped when unset, unless `CI` is set.
+pub(crate) async fn open_redis() -> Option<TestStore> {
+    let Ok(url) = std::env::var("ZAQAR_TEST_REDIS_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("ZAQAR_TEST_REDIS_URL must be set when CI is set");
+        }
+        eprintln!("skipped: ZAQAR_TEST_REDIS_URL not set");
+        return None;
+    };
+    let store = crate::redis_store::open(&url)
+        .await
+        .expect("the redis store opens");
+    Some(TestStore { store, _dir: None })
+}
+
+// ------------------------------------------------------------ shared helpers
+
+/// The client that posts in these tests.
+pub(crate) const CLIENT: &str = "0b7b1dc4-a2c6-4d05-8d3a-7f3f6f0c4a11";
+/// Another client, that reads.
+pub(crate) const OTHER_CLIENT: &str = "5c0e9a2e-3b8f-4f6e-9d1a-2e8c7b6a5d44";
+/// Long enough for a ttl or delay of one second to have passed on any backend.
+pub(crate) const PAST_ONE_SECOND: Duration = Duration::from_millis(1300);
+
+/// A queue in a fresh project.
+pub(crate) fn fresh_queue(name: &str) -> QueueRef {
+    QueueRef {
+        project: Uuid::new_v4().to_string(),
+        queue: name.to_string(),
+    }
+}
+
+/// Another queue of the same project.
+pub(crate) fn sibling(queue: &QueueRef, name: &str) -> QueueRef {
+    QueueRef {
+        project: queue.project.clone(),
+        queue: name.to_string(),
+    }
+}
+
+pub(crate) fn message(n: usize) -> NewMessage {
+    NewMessage {
+        ttl: 300,
+        delay: 0,
+        body_json: format!(r#"{{"n":{n}}}"#),
+    }
+}
+
+/// Posts `count` messages `{"n": i}` as [`CLIENT`], one request each, and returns their ids.
+pub(crate) async fn post_n(
+    store: &Arc<dyn MessageStore>,
+    queue: &QueueRef,
+    count: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        ids.extend(post(store, queue, message(n)).await);
+    }
+    ids
+}
+
+pub(crate) async fn post(
+    store: &Arc<dyn MessageStore>,
+    queue: &QueueRef,
+    message: NewMessage,
+) -> Vec<String> {
+    store
+        .post_messages(queue, CLIENT, &[message])
+        .await
+        .expect("post")
+}
+
+/// A listing as [`OTHER_CLIENT`] of up to `limit` free, visible messages.
+pub(crate) fn listing(limit: u32) -> ListParams {
+    ListParams {
+        client_id: OTHER_CLIENT.to_string(),
+        limit,
+        echo: true,
+        ..ListParams::default()
+    }
+}
+
+/// The ids of a listing from the start.
+pub(crate) async fn listed_ids(
+    store: &Arc<dyn MessageStore>,
+    queue: &QueueRef,
+    params: ListParams,
+) -> Vec<String> {
+    let (messages, _) = store.list_messages(queue, &params).await.expect("list");
+    ids_of(&messages)
+}
+
+pub(crate) fn ids_of(messages: &[Message]) -> Vec<String> {
+    messages.iter().map(|m| m.id.clone()).collect()
+}
+
+pub(crate) fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).expect("valid JSON")
+}
+
+/// The code of an error the call must have returned.
+pub(crate) fn code<T: std::fmt::Debug>(result: Result<T, ZaqarError>) -> ErrorCode {
+    result.expect_err("the call must fail").code
+}
+
+pub(crate) fn random_id() -> String {
+    Uuid::new_v4().to_string()
+}

@@ -1,0 +1,170 @@
+//! Conformance: queues, stats, purge, project isolation and health.
+
+use std::sync::Arc;
+
+use zaqar_proto::pb::NewMessage;
+use zaqar_proto::ErrorCode;
+
+use super::{code, fresh_queue, json, listed_ids, listing, post, post_n, sibling};
+use crate::store::MessageStore;
+
+pub(crate) async fn queue_lifecycle(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("orders");
+    assert_eq!(store.get_queue(&q).await.unwrap(), None);
+    assert!(store.create_queue(&q, r#"{"a": 1}"#).await.unwrap());
+    assert!(!store.create_queue(&q, r#"{"a": 2}"#).await.unwrap());
+    let metadata = store
+        .get_queue(&q)
+        .await
+        .unwrap()
+        .expect("the queue exists");
+    assert_eq!(
+        json(&metadata),
+        json(r#"{"a": 1}"#),
+        "create keeps metadata"
+    );
+
+    store
+        .set_queue_metadata(&q, r#"{"b": [1, 2], "_default_message_ttl": 60}"#)
+        .await
+        .unwrap();
+    let metadata = store.get_queue(&q).await.unwrap().unwrap();
+    assert_eq!(
+        json(&metadata),
+        json(r#"{"b": [1, 2], "_default_message_ttl": 60}"#)
+    );
+
+    let missing = sibling(&q, "missing");
+    assert_eq!(
+        code(store.set_queue_metadata(&missing, "{}").await),
+        ErrorCode::NotFound
+    );
+
+    store.delete_queue(&q).await.unwrap();
+    assert_eq!(store.get_queue(&q).await.unwrap(), None);
+    store.delete_queue(&q).await.unwrap();
+    store.delete_queue(&missing).await.unwrap();
+}
+
+pub(crate) async fn delete_queue_keeps_subscriptions(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("orders");
+    store.create_queue(&q, "{}").await.unwrap();
+    post_n(&store, &q, 2).await;
+    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let (sub, _) = store
+        .create_subscription(&q, "http://example.com/hook", 3600, "{}", true)
+        .await
+        .unwrap();
+
+    store.delete_queue(&q).await.unwrap();
+    assert!(listed_ids(&store, &q, listing(10)).await.is_empty());
+    assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
+    assert_eq!(
+        code(store.get_claim(&q, &claim.id).await),
+        ErrorCode::NotFound
+    );
+    let kept = store.get_subscription(&q, &sub).await.unwrap();
+    assert_eq!(kept.subscriber, "http://example.com/hook");
+}
+
+pub(crate) async fn post_creates_the_queue(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("implicit");
+    let ids = post_n(&store, &q, 1).await;
+    assert_eq!(ids.len(), 1);
+    let id = uuid::Uuid::parse_str(&ids[0]).expect("message ids are UUIDs");
+    assert_eq!(id.get_version_num(), 4);
+    let metadata = store.get_queue(&q).await.unwrap().expect("created by post");
+    assert_eq!(json(&metadata), json("{}"));
+}
+
+pub(crate) async fn stats_count_claimed_free_and_delayed(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("stats");
+    let empty = store.queue_stats(&q).await.unwrap();
+    assert_eq!(
+        (empty.claimed, empty.free, empty.delayed, empty.total),
+        (0, 0, 0, 0)
+    );
+    assert!(empty.oldest.is_none() && empty.newest.is_none());
+
+    let mut ids = post_n(&store, &q, 2).await;
+    let delayed = NewMessage {
+        ttl: 300,
+        delay: 60,
+        body_json: "{}".into(),
+    };
+    ids.extend(post(&store, &q, delayed).await);
+    store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+
+    let stats = store.queue_stats(&q).await.unwrap();
+    assert_eq!(stats.claimed, 1);
+    assert_eq!(stats.free, 2, "free counts the delayed message");
+    assert_eq!(stats.delayed, 1);
+    assert_eq!(stats.total, 3);
+    let oldest = stats.oldest.expect("an oldest message");
+    let newest = stats.newest.expect("a newest message");
+    assert_eq!(oldest.id, ids[0]);
+    assert_eq!(newest.id, ids[2]);
+    assert!(oldest.age <= 1 && oldest.created_ms <= newest.created_ms);
+}
+
+pub(crate) async fn purge_removes_messages_or_subscriptions(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("purge");
+    post_n(&store, &q, 3).await;
+    let (sub, _) = store
+        .create_subscription(&q, "http://example.com/hook", 3600, "{}", true)
+        .await
+        .unwrap();
+
+    store.purge_queue(&q, true, false).await.unwrap();
+    assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
+    assert!(store.get_subscription(&q, &sub).await.is_ok());
+    assert!(
+        store.get_queue(&q).await.unwrap().is_some(),
+        "the queue stays"
+    );
+
+    post_n(&store, &q, 2).await;
+    store.purge_queue(&q, false, true).await.unwrap();
+    assert_eq!(store.queue_stats(&q).await.unwrap().total, 2);
+    assert_eq!(
+        code(store.get_subscription(&q, &sub).await),
+        ErrorCode::NotFound
+    );
+    let (subs, _) = store.list_subscriptions(&q, "", 10).await.unwrap();
+    assert!(subs.is_empty());
+}
+
+pub(crate) async fn projects_are_isolated(store: Arc<dyn MessageStore>) {
+    let mine = fresh_queue("shared-name");
+    let theirs = fresh_queue("shared-name");
+    store
+        .create_queue(&mine, r#"{"mine": true}"#)
+        .await
+        .unwrap();
+    let ids = post_n(&store, &mine, 2).await;
+    store
+        .create_subscription(&mine, "http://example.com/hook", 3600, "{}", true)
+        .await
+        .unwrap();
+
+    assert_eq!(store.get_queue(&theirs).await.unwrap(), None);
+    assert!(listed_ids(&store, &theirs, listing(10)).await.is_empty());
+    assert!(store.get_messages(&theirs, &ids).await.unwrap().is_empty());
+    assert_eq!(store.queue_stats(&theirs).await.unwrap().total, 0);
+    assert!(store
+        .create_claim(&theirs, 60, 60, 10)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.pop_messages(&theirs, 10).await.unwrap().is_empty());
+    let (subs, _) = store.list_subscriptions(&theirs, "", 10).await.unwrap();
+    assert!(subs.is_empty());
+    store.delete_messages(&theirs, &ids, &[]).await.unwrap();
+    store.delete_queue(&theirs).await.unwrap();
+
+    assert_eq!(listed_ids(&store, &mine, listing(10)).await, ids);
+}
+
+pub(crate) async fn health_is_ok(store: Arc<dyn MessageStore>) {
+    store.health().await.unwrap();
+}

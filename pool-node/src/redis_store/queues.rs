@@ -1,0 +1,85 @@
+//! Queue records, stats and purges of the redis store.
+
+use zaqar_proto::pb::{QueueRef, QueueStatsReply};
+use zaqar_proto::ZaqarError;
+
+use super::keys::QueueKeys;
+use super::rows::{message, MessageRow};
+use super::RedisStore;
+use crate::store::StoreResult;
+
+/// What `stats.lua` returns: now, total, claimed, delayed, oldest, newest.
+type StatsReply = (i64, u64, u64, u64, Option<MessageRow>, Option<MessageRow>);
+
+impl RedisStore {
+    pub(super) async fn create_queue_record(
+        &self,
+        queue: &QueueRef,
+        metadata_json: &str,
+    ) -> StoreResult<bool> {
+        let mut cmd = redis::cmd("HSETNX");
+        cmd.arg(QueueKeys::new(queue).record())
+            .arg("meta")
+            .arg(metadata_json);
+        self.query(&cmd).await
+    }
+
+    pub(super) async fn queue_metadata(&self, queue: &QueueRef) -> StoreResult<Option<String>> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(QueueKeys::new(queue).record()).arg("meta");
+        self.query(&cmd).await
+    }
+
+    pub(super) async fn replace_metadata(
+        &self,
+        queue: &QueueRef,
+        metadata_json: &str,
+    ) -> StoreResult<()> {
+        let mut invocation = self.scripts.set_meta.prepare_invoke();
+        invocation
+            .key(QueueKeys::new(queue).record())
+            .arg(metadata_json);
+        match self.run::<u8>(&invocation).await? {
+            1 => Ok(()),
+            _ => Err(ZaqarError::not_found(format!(
+                "queue {} does not exist",
+                queue.queue
+            ))),
+        }
+    }
+
+    pub(super) async fn stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.stats.prepare_invoke();
+        invocation
+            .key(keys.queue().to_vec())
+            .arg(keys.message_prefix());
+        let (now, total, claimed, delayed, oldest, newest): StatsReply =
+            self.run(&invocation).await?;
+        Ok(QueueStatsReply {
+            claimed,
+            free: total.saturating_sub(claimed),
+            delayed,
+            total,
+            oldest: oldest.map(|row| message(row, now)),
+            newest: newest.map(|row| message(row, now)),
+        })
+    }
+
+    /// Deletes every message of a queue and the claims holding them; with
+    /// `drop_record` the queue itself too.
+    pub(super) async fn purge_messages(
+        &self,
+        queue: &QueueRef,
+        drop_record: bool,
+    ) -> StoreResult<()> {
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.purge.prepare_invoke();
+        invocation
+            .key(keys.queue().to_vec())
+            .arg(keys.message_prefix())
+            .arg(keys.claim_prefix())
+            .arg(if drop_record { "1" } else { "0" });
+        self.run::<u8>(&invocation).await.map(drop)
+    }
+}

@@ -1,0 +1,128 @@
+//! Subscriptions in the redis store.
+
+use uuid::Uuid;
+use zaqar_proto::pb::{QueueRef, Subscription};
+use zaqar_proto::ZaqarError;
+
+use super::keys::QueueKeys;
+use super::rows::{next_marker, parse_marker, subscription, SubscriptionRow};
+use super::RedisStore;
+use crate::store::{StoreResult, SubscriptionUpdate};
+
+fn no_subscription(id: &str) -> ZaqarError {
+    ZaqarError::not_found(format!("subscription {id} does not exist"))
+}
+
+impl RedisStore {
+    pub(super) async fn subscribe(
+        &self,
+        queue: &QueueRef,
+        subscriber: &str,
+        ttl: u32,
+        options_json: &str,
+        confirmed: bool,
+    ) -> StoreResult<(String, bool)> {
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.sub_create.prepare_invoke();
+        invocation
+            .key(keys.subscriptions())
+            .key(keys.subscribers())
+            .key(keys.subscription_seq())
+            .arg(keys.subscription_prefix())
+            .arg(Uuid::new_v4().to_string())
+            .arg(subscriber)
+            .arg(ttl)
+            .arg(options_json)
+            .arg(u8::from(confirmed));
+        let (id, created): (String, u8) = self.run(&invocation).await?;
+        Ok((id, created == 1))
+    }
+
+    pub(super) async fn subscriptions(
+        &self,
+        queue: &QueueRef,
+        marker: &str,
+        limit: u32,
+    ) -> StoreResult<(Vec<Subscription>, String)> {
+        let after = parse_marker(marker)?;
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.sub_list.prepare_invoke();
+        invocation
+            .key(keys.subscriptions())
+            .arg(keys.subscription_prefix())
+            .arg(after)
+            .arg(limit);
+        let (now, rows, last): (i64, Vec<SubscriptionRow>, u64) = self.run(&invocation).await?;
+        let subscriptions = rows
+            .into_iter()
+            .map(|row| subscription(row, &queue.queue, now))
+            .collect();
+        Ok((subscriptions, next_marker(last, marker)))
+    }
+
+    /// A live subscription; with `confirm`, sets whether it is confirmed first.
+    pub(super) async fn subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        confirm: Option<bool>,
+    ) -> StoreResult<Subscription> {
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.sub_get.prepare_invoke();
+        invocation
+            .key(keys.subscription(id))
+            .arg(id)
+            .arg(confirm.map_or(String::new(), |c| u8::from(c).to_string()));
+        let reply: Option<(i64, SubscriptionRow)> = self.run(&invocation).await?;
+        let (now, row) = reply.ok_or_else(|| no_subscription(id))?;
+        Ok(subscription(row, &queue.queue, now))
+    }
+
+    pub(super) async fn change_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        update: &SubscriptionUpdate,
+    ) -> StoreResult<()> {
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.sub_update.prepare_invoke();
+        invocation
+            .key(keys.subscription(id))
+            .key(keys.subscribers())
+            .arg(keys.subscription_prefix())
+            .arg(id)
+            .arg(update.subscriber.as_deref().unwrap_or(""))
+            .arg(update.ttl.map_or(String::new(), |ttl| ttl.to_string()))
+            .arg(update.options_json.as_deref().unwrap_or(""));
+        let outcome: String = self.run(&invocation).await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "conflict" => Err(ZaqarError::new(
+                zaqar_proto::ErrorCode::Conflict,
+                "the subscriber already has a subscription on this queue",
+            )),
+            _ => Err(no_subscription(id)),
+        }
+    }
+
+    pub(super) async fn unsubscribe(&self, queue: &QueueRef, id: &str) -> StoreResult<()> {
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.sub_delete.prepare_invoke();
+        invocation
+            .key(keys.subscription(id))
+            .key(keys.subscriptions())
+            .key(keys.subscribers())
+            .arg(id);
+        self.run::<u8>(&invocation).await.map(drop)
+    }
+
+    pub(super) async fn purge_subscriptions(&self, queue: &QueueRef) -> StoreResult<()> {
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.sub_purge.prepare_invoke();
+        invocation
+            .key(keys.subscriptions())
+            .key(keys.subscribers())
+            .arg(keys.subscription_prefix());
+        self.run::<u8>(&invocation).await.map(drop)
+    }
+}

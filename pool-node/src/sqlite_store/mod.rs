@@ -1,0 +1,408 @@
+//! The embedded backend of `MessageStore`: one SQLite file through sqlx, in WAL mode.
+//!
+//! Layout: `queues` (metadata JSON text), `messages` (one row per message, its
+//! `seq` INTEGER PRIMARY KEY is the FIFO order and the listing marker; the live
+//! claim of a message is denormalised on its row as `claim_id` +
+//! `claim_expires_ms`), `claims`, and `subscriptions`. Times are wall-clock
+//! milliseconds; every query compares them with "now", so expired rows are
+//! invisible at once, and a background task deletes them from time to time.
+//!
+//! Writes go through a pool of one connection and `BEGIN IMMEDIATE`
+//! transactions, so a claim is atomic even against another process on the file.
+
+mod claims;
+mod messages;
+mod queues;
+mod subscriptions;
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use md5::{Digest, Md5};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
+use zaqar_proto::ZaqarError;
+
+use crate::store::{ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+
+/// How long a call waits for a connection or a lock before answering `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often expired messages, claims and subscriptions are deleted.
+const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+/// Connections for reads; WAL lets them run beside the one writer.
+const READERS: u32 = 4;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS queues (
+    project  TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (project, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS messages (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    project          TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    client_id        TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    checksum         TEXT NOT NULL,
+    ttl              INTEGER NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    visible_ms       INTEGER NOT NULL,
+    expires_ms       INTEGER NOT NULL,
+    claim_id         TEXT,
+    claim_expires_ms INTEGER NOT NULL DEFAULT 0,
+    claim_count      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (project, queue, seq);
+CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_ms);
+CREATE INDEX IF NOT EXISTS messages_by_claim ON messages (claim_id) WHERE claim_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS claims (
+    id         TEXT PRIMARY KEY,
+    project    TEXT NOT NULL,
+    queue      TEXT NOT NULL,
+    ttl        INTEGER NOT NULL,
+    renewed_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires_ms);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    project    TEXT NOT NULL,
+    queue      TEXT NOT NULL,
+    subscriber TEXT NOT NULL,
+    ttl        INTEGER NOT NULL,
+    options    TEXT NOT NULL,
+    confirmed  INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_by_subscriber
+    ON subscriptions (project, queue, subscriber);
+CREATE INDEX IF NOT EXISTS subscriptions_by_expiry ON subscriptions (expires_ms);
+"#;
+
+/// The columns `message_from_row` reads, for `SELECT {MESSAGE_COLUMNS} FROM messages`.
+const MESSAGE_COLUMNS: &str = "seq, id, client_id, body, checksum, ttl, created_ms, expires_ms, \
+                               claim_id, claim_expires_ms, claim_count";
+
+/// The SQLite message store.
+pub struct SqliteStore {
+    /// One connection: every write is serialised here, in `BEGIN IMMEDIATE`.
+    writer: SqlitePool,
+    /// Read-only connections for listings and lookups.
+    reader: SqlitePool,
+}
+
+/// Opens (creating if needed) the SQLite file at `path`, with its parent
+/// directories and schema, and starts the periodic clean-up of expired rows.
+pub async fn open(path: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> {
+    let store = Arc::new(SqliteStore::open(path).await?);
+    let weak = Arc::downgrade(&store);
+    tokio::spawn(clean_up_periodically(weak));
+    Ok(store)
+}
+
+async fn clean_up_periodically(store: Weak<SqliteStore>) {
+    let mut ticks = tokio::time::interval(CLEANUP_INTERVAL);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(store) = store.upgrade() else { return };
+        if let Err(err) = store.remove_expired(now_ms()).await {
+            tracing::warn!(error = %err, "sqlite clean-up of expired rows failed");
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens the file without starting the clean-up task.
+    pub async fn open(path: &str) -> Result<SqliteStore, ZaqarError> {
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    ZaqarError::unavailable(format!("cannot create the directory of {path}: {e}"))
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(store_error)?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&writer)
+            .await
+            .map_err(store_error)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(store_error)?;
+        tracing::info!(path, "sqlite message store opened");
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// A write transaction that holds the database write lock from its start.
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_error)
+    }
+
+    /// Deletes the messages, claims and subscriptions that expired at `now`;
+    /// returns how many rows went.
+    pub async fn remove_expired(&self, now: i64) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let mut removed = 0;
+        for table in ["messages", "claims", "subscriptions"] {
+            let sql = format!("DELETE FROM {table} WHERE expires_ms <= ?");
+            let done = sqlx::query(&sql)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            removed += done.rows_affected();
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(removed)
+    }
+}
+
+/// Every sqlx failure is the store failing: retrying later is safe.
+fn store_error(e: sqlx::Error) -> ZaqarError {
+    ZaqarError::unavailable(format!("the sqlite message store failed: {e}"))
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `seconds` as milliseconds.
+fn ms(seconds: u32) -> i64 {
+    i64::from(seconds) * 1000
+}
+
+/// Whole seconds in a span of milliseconds (0 for a negative span).
+fn whole_seconds(span_ms: i64) -> i64 {
+    span_ms.max(0) / 1000
+}
+
+/// Zaqar's checksum of a message body: `MD5:` and the hex digest of its JSON text.
+fn checksum(body_json: &str) -> String {
+    format!("MD5:{:x}", Md5::digest(body_json.as_bytes()))
+}
+
+/// Parses a listing marker: empty is the start, otherwise a decimal sequence number.
+fn parse_marker(marker: &str) -> StoreResult<i64> {
+    if marker.is_empty() {
+        return Ok(0);
+    }
+    marker
+        .parse()
+        .map_err(|_| ZaqarError::bad_request(format!("invalid marker {marker:?}")))
+}
+
+/// A message row (selected with `MESSAGE_COLUMNS`) as the API shows it at `now`.
+fn message_from_row(row: &SqliteRow, now: i64) -> Message {
+    let created_ms: i64 = row.get("created_ms");
+    let expires_ms: i64 = row.get("expires_ms");
+    let claim_expires_ms: i64 = row.get("claim_expires_ms");
+    let claim_id: Option<String> = row.get("claim_id");
+    Message {
+        id: row.get("id"),
+        ttl: whole_seconds(expires_ms - created_ms) as u32,
+        age: whole_seconds(now - created_ms) as u64,
+        body_json: row.get("body"),
+        claim_id: claim_id
+            .filter(|_| claim_expires_ms > now)
+            .unwrap_or_default(),
+        claim_count: row.get::<i64, _>("claim_count") as u32,
+        created_ms,
+        checksum: row.get("checksum"),
+    }
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
+        queues::create(self, queue, metadata_json).await
+    }
+
+    async fn get_queue(&self, queue: &QueueRef) -> StoreResult<Option<String>> {
+        queues::get(self, queue).await
+    }
+
+    async fn set_queue_metadata(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<()> {
+        queues::set_metadata(self, queue, metadata_json).await
+    }
+
+    async fn delete_queue(&self, queue: &QueueRef) -> StoreResult<()> {
+        queues::delete(self, queue).await
+    }
+
+    async fn queue_stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
+        queues::stats(self, queue).await
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueRef,
+        messages: bool,
+        subscriptions: bool,
+    ) -> StoreResult<()> {
+        queues::purge(self, queue, messages, subscriptions).await
+    }
+
+    async fn post_messages(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+    ) -> StoreResult<Vec<String>> {
+        messages::post(self, queue, client_id, messages).await
+    }
+
+    async fn list_messages(
+        &self,
+        queue: &QueueRef,
+        params: &ListParams,
+    ) -> StoreResult<(Vec<Message>, String)> {
+        messages::list(self, queue, params).await
+    }
+
+    async fn get_messages(&self, queue: &QueueRef, ids: &[String]) -> StoreResult<Vec<Message>> {
+        messages::get_many(self, queue, ids).await
+    }
+
+    async fn delete_messages(
+        &self,
+        queue: &QueueRef,
+        ids: &[String],
+        claim_ids: &[String],
+    ) -> StoreResult<()> {
+        messages::delete_many(self, queue, ids, claim_ids).await
+    }
+
+    async fn delete_message(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        claim_id: Option<&str>,
+    ) -> StoreResult<()> {
+        messages::delete_one(self, queue, id, claim_id).await
+    }
+
+    async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
+        messages::pop(self, queue, limit).await
+    }
+
+    async fn create_claim(
+        &self,
+        queue: &QueueRef,
+        ttl: u32,
+        grace: u32,
+        limit: u32,
+    ) -> StoreResult<Option<ClaimReply>> {
+        claims::create(self, queue, ttl, grace, limit).await
+    }
+
+    async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
+        claims::get(self, queue, claim_id).await
+    }
+
+    async fn update_claim(
+        &self,
+        queue: &QueueRef,
+        claim_id: &str,
+        ttl: u32,
+        grace: u32,
+    ) -> StoreResult<()> {
+        claims::update(self, queue, claim_id, ttl, grace).await
+    }
+
+    async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
+        claims::delete(self, queue, claim_id).await
+    }
+
+    async fn create_subscription(
+        &self,
+        queue: &QueueRef,
+        subscriber: &str,
+        ttl: u32,
+        options_json: &str,
+        confirmed: bool,
+    ) -> StoreResult<(String, bool)> {
+        subscriptions::create(self, queue, subscriber, ttl, options_json, confirmed).await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        queue: &QueueRef,
+        marker: &str,
+        limit: u32,
+    ) -> StoreResult<(Vec<Subscription>, String)> {
+        subscriptions::list(self, queue, marker, limit).await
+    }
+
+    async fn get_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<Subscription> {
+        subscriptions::get(self, queue, id).await
+    }
+
+    async fn update_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        update: &SubscriptionUpdate,
+    ) -> StoreResult<()> {
+        subscriptions::update(self, queue, id, update).await
+    }
+
+    async fn delete_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<()> {
+        subscriptions::delete(self, queue, id).await
+    }
+
+    async fn confirm_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        confirmed: bool,
+    ) -> StoreResult<()> {
+        subscriptions::confirm(self, queue, id, confirmed).await
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! Subscriptions of the SQLite store, listed in creation order (`seq` is the marker).
+//!
+//! `(project, queue, subscriber)` is unique in the table; an expired row with
+//! the same subscriber is deleted before a new one takes its place.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+use uuid::Uuid;
+use zaqar_proto::pb::{QueueRef, Subscription};
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use super::{ms, now_ms, parse_marker, store_error, whole_seconds, SqliteStore};
+use crate::store::{StoreResult, SubscriptionUpdate};
+
+const COLUMNS: &str = "seq, id, queue, subscriber, ttl, options, confirmed, created_ms";
+
+fn subscription_from_row(row: &SqliteRow, now: i64) -> Subscription {
+    Subscription {
+        id: row.get("id"),
+        source: row.get("queue"),
+        subscriber: row.get("subscriber"),
+        ttl: row.get::<i64, _>("ttl") as u32,
+        age: whole_seconds(now - row.get::<i64, _>("created_ms")) as u64,
+        options_json: row.get("options"),
+        confirmed: row.get("confirmed"),
+    }
+}
+
+fn no_such_subscription(id: &str) -> ZaqarError {
+    ZaqarError::not_found(format!("Subscription {id} does not exist"))
+}
+
+/// Deletes an expired subscription of `subscriber`, then returns the id of a
+/// live one (other than `except`), if any.
+async fn live_with_subscriber(
+    conn: &mut SqliteConnection,
+    queue: &QueueRef,
+    subscriber: &str,
+    except: &str,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    sqlx::query(
+        "DELETE FROM subscriptions \
+         WHERE project = ? AND queue = ? AND subscriber = ? AND expires_ms <= ?",
+    )
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(subscriber)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let row = sqlx::query(
+        "SELECT id FROM subscriptions \
+         WHERE project = ? AND queue = ? AND subscriber = ? AND id <> ?",
+    )
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(subscriber)
+    .bind(except)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    Ok(row.map(|row| row.get("id")))
+}
+
+pub(super) async fn create(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    subscriber: &str,
+    ttl: u32,
+    options_json: &str,
+    confirmed: bool,
+) -> StoreResult<(String, bool)> {
+    let now = now_ms();
+    let mut tx = store.begin().await?;
+    if let Some(existing) = live_with_subscriber(&mut tx, queue, subscriber, "", now).await? {
+        tx.commit().await.map_err(store_error)?;
+        return Ok((existing, false));
+    }
+    let id = Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO subscriptions (id, project, queue, subscriber, ttl, options, confirmed, \
+                                    created_ms, expires_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(subscriber)
+    .bind(i64::from(ttl))
+    .bind(options_json)
+    .bind(confirmed)
+    .bind(now)
+    .bind(now + ms(ttl))
+    .execute(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok((id, true))
+}
+
+pub(super) async fn list(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    marker: &str,
+    limit: u32,
+) -> StoreResult<(Vec<Subscription>, String)> {
+    let after = parse_marker(marker)?;
+    let now = now_ms();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM subscriptions \
+         WHERE project = ? AND queue = ? AND seq > ? AND expires_ms > ? ORDER BY seq LIMIT ?"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&queue.project)
+        .bind(&queue.queue)
+        .bind(after)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&store.reader)
+        .await
+        .map_err(store_error)?;
+    let next_marker = match rows.last() {
+        Some(row) => row.get::<i64, _>("seq").to_string(),
+        None => marker.to_string(),
+    };
+    let subscriptions = rows
+        .iter()
+        .map(|row| subscription_from_row(row, now))
+        .collect();
+    Ok((subscriptions, next_marker))
+}
+
+async fn fetch_live(
+    conn: &mut SqliteConnection,
+    queue: &QueueRef,
+    id: &str,
+    now: i64,
+) -> StoreResult<Subscription> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM subscriptions \
+         WHERE id = ? AND project = ? AND queue = ? AND expires_ms > ?"
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(&queue.project)
+        .bind(&queue.queue)
+        .bind(now)
+        .fetch_optional(conn)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| no_such_subscription(id))?;
+    Ok(subscription_from_row(&row, now))
+}
+
+pub(super) async fn get(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    id: &str,
+) -> StoreResult<Subscription> {
+    let mut conn = store.reader.acquire().await.map_err(store_error)?;
+    fetch_live(&mut conn, queue, id, now_ms()).await
+}
+
+pub(super) async fn update(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    id: &str,
+    update: &SubscriptionUpdate,
+) -> StoreResult<()> {
+    let now = now_ms();
+    let mut tx = store.begin().await?;
+    let current = fetch_live(&mut tx, queue, id, now).await?;
+    let subscriber = update.subscriber.as_deref().unwrap_or(&current.subscriber);
+    if subscriber != current.subscriber
+        && live_with_subscriber(&mut tx, queue, subscriber, id, now)
+            .await?
+            .is_some()
+    {
+        return Err(ZaqarError::new(
+            ErrorCode::Conflict,
+            format!("A subscription of {subscriber} to this queue already exists"),
+        ));
+    }
+    let ttl = update.ttl.unwrap_or(current.ttl);
+    // A new ttl counts from now; without one the expiry stays.
+    let expires_ms = update.ttl.map(|ttl| now + ms(ttl));
+    sqlx::query(
+        "UPDATE subscriptions SET subscriber = ?, ttl = ?, options = ?, \
+             expires_ms = COALESCE(?, expires_ms) \
+         WHERE id = ? AND project = ? AND queue = ?",
+    )
+    .bind(subscriber)
+    .bind(i64::from(ttl))
+    .bind(
+        update
+            .options_json
+            .as_deref()
+            .unwrap_or(&current.options_json),
+    )
+    .bind(expires_ms)
+    .bind(id)
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .execute(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)
+}
+
+pub(super) async fn delete(store: &SqliteStore, queue: &QueueRef, id: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM subscriptions WHERE id = ? AND project = ? AND queue = ?")
+        .bind(id)
+        .bind(&queue.project)
+        .bind(&queue.queue)
+        .execute(&store.writer)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+pub(super) async fn confirm(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    id: &str,
+    confirmed: bool,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE subscriptions SET confirmed = ? \
+         WHERE id = ? AND project = ? AND queue = ? AND expires_ms > ?",
+    )
+    .bind(confirmed)
+    .bind(id)
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(now_ms())
+    .execute(&store.writer)
+    .await
+    .map_err(store_error)?;
+    if done.rows_affected() == 0 {
+        return Err(no_such_subscription(id));
+    }
+    Ok(())
+}

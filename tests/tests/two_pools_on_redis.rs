@@ -1,0 +1,228 @@
+//! catalog, two pool-nodes (each on its own real Redis) and an api-node as
+//! separate processes: queues spread over both pools, messages and claims work
+//! through REST, and a dead Redis gives 503 until it returns.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
+use zaqar_proto::pb::{Empty, ListQueuesRequest};
+use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
+
+struct Cluster {
+    redis: Vec<Redis>,
+    catalog_port: u16,
+    api_port: u16,
+    _processes: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+fn start_cluster() -> Result<Cluster> {
+    let dir = tempfile::tempdir()?;
+    let bin = zaqar_bin();
+    let redis = vec![Redis::start()?, Redis::start()?];
+    let catalog_port = free_port();
+    let catalog = format!("http://127.0.0.1:{catalog_port}");
+    let catalog_db = format!("sqlite://{}/catalog.db", dir.path().display());
+    let mut processes = vec![Process::spawn(
+        "catalog",
+        &bin,
+        &[
+            "catalog",
+            "--listen",
+            &format!("127.0.0.1:{catalog_port}"),
+            "--uri",
+            &catalog_db,
+        ],
+        dir.path(),
+    )?];
+    wait_for_port(catalog_port, Duration::from_secs(30))?;
+    for (index, redis) in redis.iter().enumerate() {
+        let port = free_port();
+        let name = format!("pool-{index}");
+        processes.push(Process::spawn(
+            &name,
+            &bin,
+            &[
+                "pool-node",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--uri",
+                &redis.uri(0),
+                "--name",
+                &name,
+                "--weight",
+                "100",
+                "--catalog",
+                &catalog,
+            ],
+            dir.path(),
+        )?);
+        wait_for_port(port, Duration::from_secs(30))?;
+    }
+    let api_port = free_port();
+    processes.push(Process::spawn(
+        "api-node",
+        &bin,
+        &[
+            "api-node",
+            "--listen",
+            &format!("127.0.0.1:{api_port}"),
+            "--catalog",
+            &catalog,
+        ],
+        dir.path(),
+    )?);
+    Ok(Cluster {
+        redis,
+        catalog_port,
+        api_port,
+        _processes: processes,
+        _dir: dir,
+    })
+}
+
+async fn wait_for_pools(catalog_port: u16, count: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut client =
+        CatalogServiceClient::connect(format!("http://127.0.0.1:{catalog_port}")).await?;
+    loop {
+        let pools = client.list_pools(Empty {}).await?.into_inner().pools;
+        if pools.len() >= count {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} pools registered",
+            pools.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Result<()> {
+    let mut cluster = start_cluster()?;
+    wait_for_pools(cluster.catalog_port, 2).await?;
+    let client = Client::new(cluster.api_port, "cluster-project");
+    client.wait_ready(Duration::from_secs(30)).await?;
+
+    let queues: Vec<String> = (0..24).map(|i| format!("queue-{i:02}")).collect();
+    for queue in &queues {
+        let created = client
+            .call("PUT", &format!("/v2/queues/{queue}"), Some(json!({"n": 1})))
+            .await?;
+        assert_eq!(created.status, 201, "{queue}: {:?}", created.body);
+        let posted = client
+            .call(
+                "POST",
+                &format!("/v2/queues/{queue}/messages"),
+                Some(json!({"messages": [{"body": {"n": 1}, "ttl": 300}, {"body": {"n": 2}, "ttl": 300}]})),
+            )
+            .await?;
+        assert_eq!(posted.status, 201, "{queue}: {:?}", posted.body);
+        assert_eq!(posted.body["resources"].as_array().map(Vec::len), Some(2));
+    }
+
+    // The catalog placed queues on both pools, and both Redis servers hold data.
+    let mut catalog =
+        CatalogServiceClient::connect(format!("http://127.0.0.1:{}", cluster.catalog_port)).await?;
+    let placed = catalog
+        .list_queues(ListQueuesRequest {
+            project: "cluster-project".into(),
+            marker: String::new(),
+            limit: 100,
+            name_filter: String::new(),
+        })
+        .await?
+        .into_inner()
+        .queues;
+    assert_eq!(placed.len(), queues.len());
+    let on_first = placed.iter().filter(|p| p.pool == "pool-0").count();
+    assert!(
+        on_first > 0 && on_first < queues.len(),
+        "all queues on one pool: {on_first}"
+    );
+    assert!(cluster.redis[0].key_count(0)? > 0);
+    assert!(cluster.redis[1].key_count(0)? > 0);
+
+    // Messages and claims work on every queue, wherever it lives.
+    for queue in &queues {
+        let listed = client
+            .call(
+                "GET",
+                &format!("/v2/queues/{queue}/messages?echo=true"),
+                None,
+            )
+            .await?;
+        assert_eq!(listed.status, 200);
+        assert_eq!(listed.body["messages"].as_array().map(Vec::len), Some(2));
+        let claimed = client
+            .call(
+                "POST",
+                &format!("/v2/queues/{queue}/claims?limit=1"),
+                Some(json!({"ttl": 60, "grace": 60})),
+            )
+            .await?;
+        assert_eq!(claimed.status, 201, "{:?}", claimed.body);
+        let message = &claimed.body["messages"][0];
+        assert_eq!(message["body"], json!({"n": 1}), "FIFO on {queue}");
+        let href = message["href"].as_str().expect("href");
+        let unclaimed_delete = client
+            .call("DELETE", href.split('?').next().unwrap(), None)
+            .await?;
+        assert_eq!(
+            unclaimed_delete.status, 403,
+            "deleting a claimed message needs its claim id"
+        );
+        assert_eq!(client.call("DELETE", href, None).await?.status, 204);
+    }
+
+    // A dead Redis: queues on that pool answer 503 quickly, the others still work.
+    let on_dead_pool = placed
+        .iter()
+        .find(|p| p.pool == "pool-0")
+        .unwrap()
+        .queue
+        .clone()
+        .unwrap()
+        .queue;
+    let on_live_pool = placed
+        .iter()
+        .find(|p| p.pool == "pool-1")
+        .unwrap()
+        .queue
+        .clone()
+        .unwrap()
+        .queue;
+    cluster.redis[0].kill();
+    let down = client
+        .call("GET", &format!("/v2/queues/{on_dead_pool}/stats"), None)
+        .await?;
+    assert_eq!(down.status, 503, "{:?}", down.body);
+    assert!(down.body["title"].is_string() && down.body["description"].is_string());
+    let up = client
+        .call("GET", &format!("/v2/queues/{on_live_pool}/stats"), None)
+        .await?;
+    assert_eq!(up.status, 200);
+
+    // It recovers when Redis returns (an empty Redis: this one kept no data on disk).
+    cluster.redis[0].restart()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = client
+            .call("GET", &format!("/v2/queues/{on_dead_pool}/stats"), None)
+            .await?;
+        if stats.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool did not recover: {:?}",
+            stats.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
