@@ -1,1 +1,37 @@
 //! catalog: pools and queue placement behind the `CatalogBackend` seam, served over gRPC.
+//!
+//! The backend is chosen from the catalog URI scheme by [`open_backend`]; every backend
+//! implements [`CatalogBackend`] and passes the one conformance suite in
+//! `conformance.rs`. [`CatalogServer`] serves any backend as `CatalogService`.
+
+pub mod backend;
+pub mod model;
+pub mod server;
+pub mod sql_backend;
+pub mod weighted;
+
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
+
+pub use backend::{CatalogBackend, CatalogResult};
+pub use model::{ListQueues, Placement, PoolSpec, QueuePage};
+pub use server::CatalogServer;
+pub use sql_backend::SqlCatalog;
+use zaqar_proto::ZaqarError;
+
+/// Opens the catalog named by `uri`: `sqlite://path/to/catalog.db` or
+/// `postgres://user@host:port/database`.
+pub async fn open_backend(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
+    if uri.starts_with("sqlite:")
+        || uri.starts_with("postgres://")
+        || uri.starts_with("postgresql://")
+    {
+        Ok(Arc::new(SqlCatalog::open(uri).await?))
+    } else {
+        Err(ZaqarError::bad_request(format!(
+            "unsupported catalog URI {uri:?}: expected sqlite:// or postgres://"
+        )))
+    }
+}

@@ -1,0 +1,100 @@
+//! The `CatalogBackend` seam: pools and queue placement, one implementation per
+//! backend (SQL today; raft and etcd later).
+
+use async_trait::async_trait;
+use rand::Rng;
+use zaqar_proto::ZaqarError;
+
+use crate::model::{validate_group, validate_queue, ListQueues, Placement, PoolSpec, QueuePage};
+use crate::weighted::choose_pool;
+
+/// What every catalog call returns.
+pub type CatalogResult<T> = Result<T, ZaqarError>;
+
+/// Pools and queue placement.
+///
+/// Guarantees every implementation keeps (and the conformance suite checks):
+///
+/// - **Placement is compare-and-set.** [`place_on`](Self::place_on) writes a placement
+///   only when the queue has none, atomically, and returns the placement in force. So
+///   when several api-nodes place the same queue at once, exactly one choice wins and
+///   every caller is told the same pool; a live queue never moves.
+/// - **Placement is idempotent.** [`place_queue`](Self::place_queue) returns an existing
+///   placement unchanged; only an unplaced queue gets a pool chosen by weight.
+/// - **Pools are upserted.** Registering a pool again replaces its weight, group, URI,
+///   endpoint and options; placements refer to the pool by name, so they follow a
+///   pool-node that re-registers with a new endpoint.
+/// - **Errors**: invalid input is `bad_request`; an unknown pool is `not_found`; a
+///   store that cannot be reached is `unavailable` (retrying is safe: every call is
+///   idempotent).
+///
+/// A replicated backend (raft) implements the writes as log entries: `register_pool`,
+/// `place_on` (a conditional insert decided by the state machine) and `remove_queue`.
+/// The weighted choice happens before the proposal, in the provided `place_queue`.
+#[async_trait]
+pub trait CatalogBackend: Send + Sync + 'static {
+    /// Adds the pool, or replaces the pool of the same name.
+    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()>;
+
+    /// All pools, sorted by name.
+    async fn list_pools(&self) -> CatalogResult<Vec<PoolSpec>>;
+
+    /// The pool named `name`; `not_found` when there is none.
+    async fn get_pool(&self, name: &str) -> CatalogResult<PoolSpec>;
+
+    /// Where the queue lives, if it was placed.
+    async fn lookup(&self, project: &str, queue: &str) -> CatalogResult<Option<Placement>>;
+
+    /// Places the queue on `pool` unless it is already placed (compare-and-set), and
+    /// returns the placement in force, which names another pool if the queue was
+    /// placed before. `not_found` when `pool` does not exist.
+    async fn place_on(&self, project: &str, queue: &str, pool: &str) -> CatalogResult<Placement>;
+
+    /// Forgets the queue's placement; nothing happens when it has none.
+    async fn remove_queue(&self, project: &str, queue: &str) -> CatalogResult<()>;
+
+    /// The placed queues of `project`, sorted by name, after `params.marker`, at most
+    /// `params.limit`, whose names contain `params.name_filter`; with the number of
+    /// queues matching the filter.
+    async fn list_queues(&self, project: &str, params: &ListQueues) -> CatalogResult<QueuePage>;
+
+    /// Places a queue of `flavor` (empty for the default group) and returns its
+    /// placement: the existing one, or a new one on a pool chosen by weight among the
+    /// flavor's pools (see [`crate::weighted`]).
+    ///
+    /// `unavailable` when no pool of the default group can take queues (none has
+    /// registered yet, or all have weight 0); `bad_request` when a named flavor has no
+    /// such pool.
+    async fn place_queue(
+        &self,
+        project: &str,
+        queue: &str,
+        flavor: &str,
+    ) -> CatalogResult<Placement> {
+        validate_queue(project, queue)?;
+        validate_group(flavor, "flavor")?;
+        if let Some(placement) = self.lookup(project, queue).await? {
+            return Ok(placement);
+        }
+        let pools = self.list_pools().await?;
+        let Some(pool) = choose_pool(&pools, flavor, random_point) else {
+            return Err(if flavor.is_empty() {
+                ZaqarError::unavailable(
+                    "no pool can take new queues: none is registered with a weight above 0",
+                )
+            } else {
+                ZaqarError::bad_request(format!(
+                    "flavor {flavor:?} has no pool that can take new queues"
+                ))
+            });
+        };
+        let placement = self.place_on(project, queue, &pool.name).await?;
+        tracing::info!(project, queue, pool = %placement.pool, "queue placed");
+        Ok(placement)
+    }
+}
+
+/// A uniformly random point in `0..total`.
+fn random_point(total: u64) -> u64 {
+    rand::thread_rng().gen_range(0..total)
+}

@@ -1,0 +1,223 @@
+//! The catalog's domain types (pools, placements, queue listings) and their validation.
+//!
+//! Every backend validates its input with these functions, so that the same request
+//! is rejected the same way whichever backend holds the catalog.
+
+use serde::{Deserialize, Serialize};
+use zaqar_proto::limits::is_valid_name;
+use zaqar_proto::ZaqarError;
+
+/// Longest pool, group, flavor or queue name the catalog stores. api-node applies the
+/// (smaller, configurable) API limits before a request gets here.
+pub const MAX_NAME_LENGTH: usize = 256;
+/// Longest project id the catalog stores.
+pub const MAX_PROJECT_LENGTH: usize = 256;
+/// Largest page of [`list_queues`](crate::CatalogBackend::list_queues).
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// A pool: one message store and the pool-node that serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSpec {
+    /// Unique name, `[a-zA-Z0-9_.-]+`.
+    pub name: String,
+    /// Relative share of new queues; 0 takes no new queues.
+    pub weight: u32,
+    /// The pool group; empty for the default group.
+    pub group: String,
+    /// The URI of the store behind the pool (`redis://`, `sqlite://`, ...).
+    pub uri: String,
+    /// gRPC endpoint of the pool-node, `http://host:port` or `https://host:port`.
+    pub endpoint: String,
+    /// A JSON object of pool options; `{}` when none.
+    pub options_json: String,
+}
+
+impl PoolSpec {
+    /// Checks the pool and normalises empty options to `{}`.
+    pub fn validated(mut self) -> Result<Self, ZaqarError> {
+        if !is_valid_name(&self.name, MAX_NAME_LENGTH) {
+            return Err(ZaqarError::bad_request(format!(
+                "invalid pool name {:?}: 1 to {MAX_NAME_LENGTH} characters of [a-zA-Z0-9_.-]",
+                self.name
+            )));
+        }
+        validate_group(&self.group, "pool group")?;
+        if self.uri.trim().is_empty() {
+            return Err(ZaqarError::bad_request(format!(
+                "pool {:?} has no store URI",
+                self.name
+            )));
+        }
+        let endpoint_ok = ["http://", "https://"].iter().any(|scheme| {
+            self.endpoint
+                .strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+        });
+        if !endpoint_ok {
+            return Err(ZaqarError::bad_request(format!(
+                "invalid endpoint {:?} of pool {:?}: expected http://host:port or https://host:port",
+                self.endpoint, self.name
+            )));
+        }
+        if self.options_json.trim().is_empty() {
+            self.options_json = "{}".to_string();
+        } else {
+            let options: serde_json::Value = serde_json::from_str(&self.options_json)
+                .map_err(|err| ZaqarError::bad_request(format!("invalid pool options: {err}")))?;
+            if !options.is_object() {
+                return Err(ZaqarError::bad_request(
+                    "pool options must be a JSON object",
+                ));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Where a queue lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub project: String,
+    pub queue: String,
+    /// The pool holding the queue.
+    pub pool: String,
+    /// The endpoint of that pool's pool-node, as last registered; empty if the pool
+    /// is unknown.
+    pub endpoint: String,
+}
+
+/// A page request of [`list_queues`](crate::CatalogBackend::list_queues).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQueues {
+    /// Only names after this one (exclusive); empty for the start.
+    pub marker: String,
+    /// Most queues in the page, at most [`MAX_LIST_LIMIT`]; 0 lists none (only the count).
+    pub limit: u32,
+    /// Only names that contain this text (case-sensitive); empty for all.
+    pub name_filter: String,
+}
+
+/// A page of placed queues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueuePage {
+    /// Sorted by queue name (byte order).
+    pub queues: Vec<Placement>,
+    /// Queues of the project matching the filter, regardless of marker and limit.
+    pub count: u64,
+}
+
+/// Checks a project id: non-empty, at most [`MAX_PROJECT_LENGTH`] bytes, no control characters.
+pub fn validate_project(project: &str) -> Result<(), ZaqarError> {
+    if project.is_empty()
+        || project.len() > MAX_PROJECT_LENGTH
+        || project.chars().any(char::is_control)
+    {
+        return Err(ZaqarError::bad_request(format!(
+            "invalid project id {project:?}: 1 to {MAX_PROJECT_LENGTH} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a project id and queue name.
+pub fn validate_queue(project: &str, queue: &str) -> Result<(), ZaqarError> {
+    validate_project(project)?;
+    if !is_valid_name(queue, MAX_NAME_LENGTH) {
+        return Err(ZaqarError::bad_request(format!(
+            "invalid queue name {queue:?}: 1 to {MAX_NAME_LENGTH} characters of [a-zA-Z0-9_.-]"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a group or flavor name: empty (the default) or a valid name.
+pub fn validate_group(group: &str, what: &str) -> Result<(), ZaqarError> {
+    if !group.is_empty() && !is_valid_name(group, MAX_NAME_LENGTH) {
+        return Err(ZaqarError::bad_request(format!(
+            "invalid {what} {group:?}: empty or 1 to {MAX_NAME_LENGTH} characters of [a-zA-Z0-9_.-]"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a listing request.
+pub fn validate_listing(project: &str, params: &ListQueues) -> Result<(), ZaqarError> {
+    validate_project(project)?;
+    if params.limit > MAX_LIST_LIMIT {
+        return Err(ZaqarError::bad_request(format!(
+            "limit {} is larger than {MAX_LIST_LIMIT}",
+            params.limit
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zaqar_proto::ErrorCode;
+
+    fn pool() -> PoolSpec {
+        PoolSpec {
+            name: "pool-1".into(),
+            weight: 10,
+            group: String::new(),
+            uri: "redis://127.0.0.1:6379/0".into(),
+            endpoint: "http://127.0.0.1:7001".into(),
+            options_json: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_valid_pool_gets_empty_options_as_an_object() {
+        assert_eq!(pool().validated().unwrap().options_json, "{}");
+    }
+
+    #[test]
+    fn bad_pools_are_bad_requests() {
+        let bad = [
+            PoolSpec {
+                name: "has space".into(),
+                ..pool()
+            },
+            PoolSpec {
+                group: "a/b".into(),
+                ..pool()
+            },
+            PoolSpec {
+                uri: " ".into(),
+                ..pool()
+            },
+            PoolSpec {
+                endpoint: "127.0.0.1:7001".into(),
+                ..pool()
+            },
+            PoolSpec {
+                endpoint: "http://".into(),
+                ..pool()
+            },
+            PoolSpec {
+                options_json: "[1]".into(),
+                ..pool()
+            },
+            PoolSpec {
+                options_json: "{".into(),
+                ..pool()
+            },
+        ];
+        for spec in bad {
+            let err = spec.clone().validated().unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn queue_refs_are_checked() {
+        assert!(validate_queue("p", "q.1_-").is_ok());
+        assert!(validate_queue("", "q").is_err());
+        assert!(validate_queue("p\n", "q").is_err());
+        assert!(validate_queue("p", "").is_err());
+        assert!(validate_queue("p", "q q").is_err());
+        assert!(validate_queue(&"p".repeat(MAX_PROJECT_LENGTH + 1), "q").is_err());
+    }
+}

@@ -1,0 +1,394 @@
+//! The SQL `CatalogBackend`: SQLite (`sqlite://path`) or PostgreSQL (`postgres://...`)
+//! through sqlx, with the same SQL text on both.
+//!
+//! Placement is a single `INSERT ... ON CONFLICT DO NOTHING` on the `(project, queue)`
+//! primary key followed by a read, so concurrent placements of one queue from several
+//! api-nodes (or catalog processes sharing a PostgreSQL) agree on one winner.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use zaqar_proto::ZaqarError;
+
+use crate::backend::{CatalogBackend, CatalogResult};
+use crate::model::{validate_listing, validate_queue, ListQueues, Placement, PoolSpec, QueuePage};
+
+/// How long a call waits for a free connection before the store counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The catalog in an SQL database.
+pub struct SqlCatalog {
+    db: Db,
+}
+
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool: one copy of the code per
+/// database, the same SQL text for both.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// The tables; `{name}` is the type of sorted name columns (byte order on both).
+const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS catalog_pools (
+        name {name} PRIMARY KEY,
+        weight BIGINT NOT NULL,
+        pool_group TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        options_json TEXT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS catalog_placements (
+        project {name} NOT NULL,
+        queue {name} NOT NULL,
+        pool TEXT NOT NULL,
+        PRIMARY KEY (project, queue)
+    )",
+];
+
+const UPSERT_POOL: &str =
+    "INSERT INTO catalog_pools (name, weight, pool_group, uri, endpoint, options_json)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, pool_group = excluded.pool_group,
+        uri = excluded.uri, endpoint = excluded.endpoint, options_json = excluded.options_json";
+
+const POOL_COLUMNS: &str =
+    "SELECT name, weight, pool_group, uri, endpoint, options_json FROM catalog_pools";
+
+const LOOKUP: &str = "SELECT p.pool, COALESCE(pl.endpoint, '') FROM catalog_placements p
+    LEFT JOIN catalog_pools pl ON pl.name = p.pool
+    WHERE p.project = $1 AND p.queue = $2";
+
+/// The `WHERE` of the conditional insert keeps SQLite's parser from reading
+/// `ON CONFLICT` as part of a join, and makes an unknown pool insert nothing.
+const PLACE_IF_ABSENT: &str = "INSERT INTO catalog_placements (project, queue, pool)
+    SELECT $1, $2, name FROM catalog_pools WHERE name = $3
+    ON CONFLICT (project, queue) DO NOTHING";
+
+const REMOVE: &str = "DELETE FROM catalog_placements WHERE project = $1 AND queue = $2";
+
+/// `$3` is the name filter; `{contains}` tests it against `p.queue`.
+const LIST_QUEUES: &str =
+    "SELECT p.queue, p.pool, COALESCE(pl.endpoint, '') FROM catalog_placements p
+    LEFT JOIN catalog_pools pl ON pl.name = p.pool
+    WHERE p.project = $1 AND p.queue > $2 AND ($3 = '' OR {contains})
+    ORDER BY p.queue LIMIT $4";
+
+const COUNT_QUEUES: &str = "SELECT COUNT(*) FROM catalog_placements p
+    WHERE p.project = $1 AND ($2 = '' OR {contains})";
+
+type PoolRow = (String, i64, String, String, String, String);
+
+impl SqlCatalog {
+    /// Opens (creating if needed) the catalog at `uri`: `sqlite://path/to/file.db`
+    /// (parent directories are created) or `postgres://user@host:port/database`.
+    pub async fn open(uri: &str) -> Result<SqlCatalog, ZaqarError> {
+        let db = if uri.starts_with("sqlite:") {
+            Db::Sqlite(open_sqlite(uri).await?)
+        } else if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
+            Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect(uri)
+                    .await
+                    .map_err(open_error)?,
+            )
+        } else {
+            return Err(ZaqarError::bad_request(format!(
+                "unsupported catalog URI {uri:?}: expected sqlite:// or postgres://"
+            )));
+        };
+        let catalog = SqlCatalog { db };
+        catalog.create_schema().await?;
+        Ok(catalog)
+    }
+
+    async fn create_schema(&self) -> CatalogResult<()> {
+        match &self.db {
+            Db::Sqlite(pool) => {
+                for statement in SCHEMA {
+                    sqlx::query(&statement.replace("{name}", "TEXT"))
+                        .execute(pool)
+                        .await
+                        .map_err(store_error)?;
+                }
+            }
+            Db::Postgres(pool) => {
+                // Catalog processes starting together must not race on CREATE TABLE.
+                let mut tx = pool.begin().await.map_err(store_error)?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7243002)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+                for statement in SCHEMA {
+                    sqlx::query(&statement.replace("{name}", "TEXT COLLATE \"C\""))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store_error)?;
+                }
+                tx.commit().await.map_err(store_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `SQL` with `{contains}` replaced by this database's "`p.queue` contains `$n`".
+    fn with_contains(&self, sql: &str, param: u8) -> String {
+        let function = match self.db {
+            Db::Sqlite(_) => "instr",
+            Db::Postgres(_) => "strpos",
+        };
+        sql.replace("{contains}", &format!("{function}(p.queue, ${param}) > 0"))
+    }
+}
+
+async fn open_sqlite(uri: &str) -> Result<SqlitePool, ZaqarError> {
+    let options = SqliteConnectOptions::from_str(uri)
+        .map_err(open_error)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(ACQUIRE_TIMEOUT);
+    if let Some(parent) = options.get_filename().parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                ZaqarError::unavailable(format!(
+                    "cannot create the catalog directory {}: {err}",
+                    parent.display()
+                ))
+            })?;
+        }
+    }
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(open_error)
+}
+
+/// A failure while opening: a malformed URI is the caller's mistake, the rest is the store.
+fn open_error(err: sqlx::Error) -> ZaqarError {
+    match err {
+        sqlx::Error::Configuration(err) => {
+            ZaqarError::bad_request(format!("invalid catalog URI: {err}"))
+        }
+        err => store_error(err),
+    }
+}
+
+/// A failure of the database: unreachable, busy or failing stores are `unavailable`
+/// (safe to retry); rows that do not decode are our bug.
+fn store_error(err: sqlx::Error) -> ZaqarError {
+    match err {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => {
+            ZaqarError::internal(format!("unexpected catalog row: {err}"))
+        }
+        err => ZaqarError::unavailable(format!("the catalog store failed: {err}")),
+    }
+}
+
+fn pool_from_row((name, weight, group, uri, endpoint, options_json): PoolRow) -> PoolSpec {
+    PoolSpec {
+        name,
+        // Written from a u32; anything else would be a foreign edit of the table.
+        weight: u32::try_from(weight).unwrap_or(0),
+        group,
+        uri,
+        endpoint,
+        options_json,
+    }
+}
+
+#[async_trait]
+impl CatalogBackend for SqlCatalog {
+    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+        let pool = pool.validated()?;
+        on_db!(&self.db, db => sqlx::query(UPSERT_POOL)
+            .bind(&pool.name)
+            .bind(i64::from(pool.weight))
+            .bind(&pool.group)
+            .bind(&pool.uri)
+            .bind(&pool.endpoint)
+            .bind(&pool.options_json)
+            .execute(db)
+            .await
+            .map(|_| ()))
+        .map_err(store_error)?;
+        tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
+            endpoint = %pool.endpoint, "pool registered");
+        Ok(())
+    }
+
+    async fn list_pools(&self) -> CatalogResult<Vec<PoolSpec>> {
+        let sql = format!("{POOL_COLUMNS} ORDER BY name");
+        let rows: Vec<PoolRow> = on_db!(&self.db, db => sqlx::query_as(&sql).fetch_all(db).await)
+            .map_err(store_error)?;
+        Ok(rows.into_iter().map(pool_from_row).collect())
+    }
+
+    async fn get_pool(&self, name: &str) -> CatalogResult<PoolSpec> {
+        let sql = format!("{POOL_COLUMNS} WHERE name = $1");
+        let row: Option<PoolRow> = on_db!(&self.db, db => sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(db)
+            .await)
+        .map_err(store_error)?;
+        row.map(pool_from_row)
+            .ok_or_else(|| ZaqarError::not_found(format!("pool {name:?} does not exist")))
+    }
+
+    async fn lookup(&self, project: &str, queue: &str) -> CatalogResult<Option<Placement>> {
+        validate_queue(project, queue)?;
+        let row: Option<(String, String)> = on_db!(&self.db, db => sqlx::query_as(LOOKUP)
+            .bind(project)
+            .bind(queue)
+            .fetch_optional(db)
+            .await)
+        .map_err(store_error)?;
+        Ok(row.map(|(pool, endpoint)| Placement {
+            project: project.to_string(),
+            queue: queue.to_string(),
+            pool,
+            endpoint,
+        }))
+    }
+
+    async fn place_on(&self, project: &str, queue: &str, pool: &str) -> CatalogResult<Placement> {
+        validate_queue(project, queue)?;
+        on_db!(&self.db, db => sqlx::query(PLACE_IF_ABSENT)
+            .bind(project)
+            .bind(queue)
+            .bind(pool)
+            .execute(db)
+            .await
+            .map(|_| ()))
+        .map_err(store_error)?;
+        match self.lookup(project, queue).await? {
+            Some(placement) => Ok(placement),
+            // Nothing was inserted and nothing was there: the pool does not exist.
+            None => Err(ZaqarError::not_found(format!(
+                "pool {pool:?} does not exist"
+            ))),
+        }
+    }
+
+    async fn remove_queue(&self, project: &str, queue: &str) -> CatalogResult<()> {
+        validate_queue(project, queue)?;
+        on_db!(&self.db, db => sqlx::query(REMOVE)
+            .bind(project)
+            .bind(queue)
+            .execute(db)
+            .await
+            .map(|_| ()))
+        .map_err(store_error)?;
+        tracing::debug!(project, queue, "queue placement removed");
+        Ok(())
+    }
+
+    async fn list_queues(&self, project: &str, params: &ListQueues) -> CatalogResult<QueuePage> {
+        validate_listing(project, params)?;
+        let list = self.with_contains(LIST_QUEUES, 3);
+        let rows: Vec<(String, String, String)> = on_db!(&self.db, db => sqlx::query_as(&list)
+            .bind(project)
+            .bind(&params.marker)
+            .bind(&params.name_filter)
+            .bind(i64::from(params.limit))
+            .fetch_all(db)
+            .await)
+        .map_err(store_error)?;
+        let count = self.with_contains(COUNT_QUEUES, 2);
+        let (count,): (i64,) = on_db!(&self.db, db => sqlx::query_as(&count)
+            .bind(project)
+            .bind(&params.name_filter)
+            .fetch_one(db)
+            .await)
+        .map_err(store_error)?;
+        let queues = rows
+            .into_iter()
+            .map(|(queue, pool, endpoint)| Placement {
+                project: project.to_string(),
+                queue,
+                pool,
+                endpoint,
+            })
+            .collect();
+        Ok(QueuePage {
+            queues,
+            count: u64::try_from(count).unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zaqar_proto::ErrorCode;
+
+    fn pool() -> PoolSpec {
+        PoolSpec {
+            name: "a".into(),
+            weight: 1,
+            group: String::new(),
+            uri: "sqlite://messages.db".into(),
+            endpoint: "http://127.0.0.1:7001".into(),
+            options_json: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reopened_sqlite_catalog_keeps_pools_and_placements() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("sqlite://{}/nested/dirs/catalog.db", dir.path().display());
+        let catalog = SqlCatalog::open(&uri).await.unwrap();
+        catalog.register_pool(pool()).await.unwrap();
+        let placed = catalog.place_queue("p", "q", "").await.unwrap();
+        drop(catalog);
+
+        let reopened = SqlCatalog::open(&uri).await.unwrap();
+        assert_eq!(reopened.list_pools().await.unwrap(), [pool()]);
+        assert_eq!(reopened.lookup("p", "q").await.unwrap(), Some(placed));
+    }
+
+    #[tokio::test]
+    async fn unsupported_or_malformed_uris_are_bad_requests() {
+        for uri in [
+            "mysql://localhost/zaqar",
+            "catalog.db",
+            "postgres://host:notaport/db",
+        ] {
+            let err = SqlCatalog::open(uri).await.err().expect(uri);
+            assert_eq!(err.code, ErrorCode::BadRequest, "{uri}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_is_unavailable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = SqlCatalog::open(&format!("postgres://postgres@127.0.0.1:{port}/zaqar"))
+            .await
+            .err()
+            .expect("nothing listens there");
+        assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+    }
+}
