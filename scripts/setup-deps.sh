@@ -10,6 +10,10 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v setpriv >/dev/null || missing+=(util-linux)
+# etcd 3.4 for the etcd catalog tests; protoc because etcd-client compiles its protos.
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
   ls /var/lib/apt/lists/ | grep -q _Packages || $SUDO apt-get update -q
   # policy-rc.d and the absence of systemd keep apt from starting the services;

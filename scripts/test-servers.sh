@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sourced by test.sh: starts a private Redis and PostgreSQL on free loopback ports
+# Sourced by test.sh: starts a private Redis, PostgreSQL and etcd on free loopback ports
 # under a run directory, exports their URLs, and stops exactly what it started.
 
 free_port() {
@@ -46,8 +46,26 @@ start_test_servers() {
   wait_until "$pgbin/pg_isready" -h 127.0.0.1 -p "$pg_port"
   psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc 'create database zaqar' >/dev/null
   ZAQAR_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/zaqar"
-  export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL
-  echo "redis at $ZAQAR_TEST_REDIS_URL, postgres at $ZAQAR_TEST_POSTGRES_URL"
+
+  local etcd_port etcd_peer_port
+  etcd_port=$(free_port)
+  etcd_peer_port=$(free_port)
+  while [ "$etcd_peer_port" = "$etcd_port" ]; do etcd_peer_port=$(free_port); done
+  rm -rf "$run/etcd"
+  mkdir -p "$run/etcd"
+  etcd --name zaqar-test --data-dir "$run/etcd/data" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "zaqar-test=http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster-state new >"$run/etcd/log" 2>&1 &
+  echo "$! etcd" >>"$run/pids"
+  wait_until env ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$etcd_port" endpoint health
+  ZAQAR_TEST_ETCD_URL="etcd://127.0.0.1:$etcd_port"
+
+  export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
+  echo "redis at $ZAQAR_TEST_REDIS_URL, postgres at $ZAQAR_TEST_POSTGRES_URL, etcd at $ZAQAR_TEST_ETCD_URL"
 }
 
 stop_test_servers() {

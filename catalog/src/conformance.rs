@@ -1,6 +1,8 @@
 //! The catalog conformance suite: written once, run against every backend by
 //! `catalog_conformance!` (SQLite on a temporary file, PostgreSQL from
-//! `ZAQAR_TEST_POSTGRES_URL` in a private schema per test).
+//! `ZAQAR_TEST_POSTGRES_URL` in a private schema per test, etcd from
+//! `ZAQAR_TEST_ETCD_URL` under a private key prefix per test, raft as a single node and
+//! as a three-node cluster on loopback ports).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use rand::Rng;
 use zaqar_proto::ErrorCode;
 
+use crate::raft::testing::TestCluster;
 use crate::{CatalogBackend, ListQueues, PoolSpec, SqlCatalog};
 
 /// A backend under test and what to clean up after it.
@@ -18,17 +21,31 @@ pub struct Fixture {
 
 enum Cleanup {
     Dir(#[allow(dead_code)] tempfile::TempDir),
-    PgSchema { admin: sqlx::PgPool, schema: String },
+    PgSchema {
+        admin: sqlx::PgPool,
+        schema: String,
+    },
+    Raft(TestCluster),
+    #[cfg(feature = "etcd")]
+    EtcdPrefix(Arc<crate::etcd_backend::EtcdCatalog>),
 }
 
 impl Fixture {
     async fn finish(self) {
         drop(self.catalog);
-        if let Cleanup::PgSchema { admin, schema } = self.cleanup {
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&admin)
-                .await
-                .expect("drop the test schema");
+        match self.cleanup {
+            Cleanup::Dir(_) => {}
+            Cleanup::Raft(cluster) => cluster.shutdown().await,
+            Cleanup::PgSchema { admin, schema } => {
+                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&admin)
+                    .await
+                    .expect("drop the test schema");
+            }
+            #[cfg(feature = "etcd")]
+            Cleanup::EtcdPrefix(catalog) => {
+                catalog.purge().await.expect("delete the test prefix");
+            }
         }
     }
 }
@@ -71,6 +88,66 @@ pub async fn open_postgres() -> Option<Fixture> {
     })
 }
 
+/// `ZAQAR_TEST_ETCD_URL` (`etcd://host:port[,host:port...]`, no prefix); `None`
+/// (skip) when it is unset, unless `CI` is set.
+#[cfg(feature = "etcd")]
+pub fn etcd_url() -> Option<String> {
+    let Ok(url) = std::env::var("ZAQAR_TEST_ETCD_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but ZAQAR_TEST_ETCD_URL is not: the etcd catalog suite cannot run"
+        );
+        eprintln!("note: ZAQAR_TEST_ETCD_URL is unset, skipping the etcd catalog suite");
+        return None;
+    };
+    Some(url.trim_end_matches('/').to_string())
+}
+
+/// A catalog under a fresh key prefix of the etcd at `ZAQAR_TEST_ETCD_URL`; `None`
+/// (skip) when it is unset, unless `CI` is set.
+#[cfg(feature = "etcd")]
+pub async fn open_etcd() -> Option<Fixture> {
+    let url = etcd_url()?;
+    let prefix = format!("zaqar-test-{:016x}", rand::thread_rng().gen::<u64>());
+    let catalog = crate::etcd_backend::EtcdCatalog::open(&format!("{url}/{prefix}"))
+        .await
+        .expect("connect to ZAQAR_TEST_ETCD_URL");
+    let catalog = Arc::new(catalog);
+    Some(Fixture {
+        catalog: catalog.clone(),
+        cleanup: Cleanup::EtcdPrefix(catalog),
+    })
+}
+
+/// In CI, a set `ZAQAR_TEST_ETCD_URL` means the etcd suite is expected to run.
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn the_etcd_suite_is_built_when_ci_provides_an_etcd() {
+    assert!(
+        std::env::var_os("CI").is_none() || std::env::var_os("ZAQAR_TEST_ETCD_URL").is_none(),
+        "ZAQAR_TEST_ETCD_URL is set in CI but zaqar-catalog was built without the etcd feature"
+    );
+}
+
+/// A single-node raft catalog in a temporary directory.
+pub async fn open_raft_node() -> Option<Fixture> {
+    let cluster = TestCluster::start(1).await;
+    Some(Fixture {
+        catalog: cluster.node(1),
+        cleanup: Cleanup::Raft(cluster),
+    })
+}
+
+/// A follower of a three-node raft cluster on loopback ports: its writes are forwarded
+/// to the leader, its reads go through the leader's read index.
+pub async fn open_raft_cluster() -> Option<Fixture> {
+    let cluster = TestCluster::start(3).await;
+    Some(Fixture {
+        catalog: cluster.node(cluster.follower().await),
+        cleanup: Cleanup::Raft(cluster),
+    })
+}
+
 /// One `#[tokio::test]` per suite case, each on a fresh backend from `$open`.
 macro_rules! catalog_conformance {
     ($open:path) => {
@@ -107,6 +184,19 @@ mod sqlite {
 
 mod postgres {
     catalog_conformance!(super::open_postgres);
+}
+
+mod raft_node {
+    catalog_conformance!(super::open_raft_node);
+}
+
+mod raft_cluster {
+    catalog_conformance!(super::open_raft_cluster);
+}
+
+#[cfg(feature = "etcd")]
+mod etcd {
+    catalog_conformance!(super::open_etcd);
 }
 
 // ------------------------------------------------------------------ cases

@@ -5,7 +5,10 @@
 //! `conformance.rs`. [`CatalogServer`] serves any backend as `CatalogService`.
 
 pub mod backend;
+#[cfg(feature = "etcd")]
+pub mod etcd_backend;
 pub mod model;
+pub mod raft;
 pub mod server;
 pub mod sql_backend;
 pub mod weighted;
@@ -16,22 +19,39 @@ mod conformance;
 use std::sync::Arc;
 
 pub use backend::{CatalogBackend, CatalogResult};
+#[cfg(feature = "etcd")]
+pub use etcd_backend::EtcdCatalog;
 pub use model::{ListQueues, Placement, PoolSpec, QueuePage};
 pub use server::CatalogServer;
 pub use sql_backend::SqlCatalog;
 use zaqar_proto::ZaqarError;
 
-/// Opens the catalog named by `uri`: `sqlite://path/to/catalog.db` or
-/// `postgres://user@host:port/database`.
+/// Opens the catalog named by `uri`: `sqlite://path/to/catalog.db`,
+/// `postgres://user@host:port/database` or, with the `etcd` feature,
+/// `etcd://host:port[,host:port...]/prefix`.
 pub async fn open_backend(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
     if uri.starts_with("sqlite:")
         || uri.starts_with("postgres://")
         || uri.starts_with("postgresql://")
     {
         Ok(Arc::new(SqlCatalog::open(uri).await?))
+    } else if uri.starts_with("etcd://") {
+        open_etcd(uri).await
     } else {
         Err(ZaqarError::bad_request(format!(
-            "unsupported catalog URI {uri:?}: expected sqlite:// or postgres://"
+            "unsupported catalog URI {uri:?}: expected sqlite://, postgres:// or etcd://"
         )))
     }
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
+    Ok(Arc::new(etcd_backend::EtcdCatalog::open(uri).await?))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
+    Err(ZaqarError::bad_request(format!(
+        "cannot open {uri:?}: this build of zaqar has no etcd catalog (cargo feature `etcd`)"
+    )))
 }

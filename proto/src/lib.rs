@@ -9,4 +9,11 @@ pub mod pb {
     tonic::include_proto!("zaqar.v1");
 }
 
+/// Generated prost messages and tonic clients/servers of `zaqar.raft.v1`, the internal
+/// protocol between catalog raft nodes.
+pub mod raft_pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("zaqar.raft.v1");
+}
+
 pub use error::{ErrorCode, ZaqarError};

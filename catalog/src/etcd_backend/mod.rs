@@ -1,0 +1,284 @@
+//! The etcd `CatalogBackend` (`etcd://host:port[,host:port...]/prefix`): pools and
+//! placements as JSON values under one key prefix of an etcd v3 cluster.
+//!
+//! Placement is one etcd transaction: "if the queue has no placement key and the pool
+//! key exists, put the placement, else read the placement", so concurrent placements
+//! of one queue from several api-nodes (or catalog processes sharing an etcd) agree on
+//! one winner. A placement stores only the pool name; endpoints are read from the
+//! pool, so placements follow a pool that re-registers. Requests are bounded and
+//! retried as `kv.rs` says: an unreachable etcd is `unavailable` within
+//! [`REQUEST_TIMEOUT`].
+
+mod keys;
+mod kv;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
+};
+use serde::{Deserialize, Serialize};
+use zaqar_proto::ZaqarError;
+
+use crate::backend::{CatalogBackend, CatalogResult};
+use crate::model::{validate_listing, validate_queue, ListQueues, Placement, PoolSpec, QueuePage};
+use keys::{key_after, parse_uri, prefix_end, EtcdUri, Keys};
+use kv::Kv;
+pub use kv::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+
+/// The catalog in etcd.
+pub struct EtcdCatalog {
+    kv: Kv,
+    keys: Keys,
+}
+
+/// The value of a placement key.
+#[derive(Serialize, Deserialize)]
+struct StoredPlacement {
+    pool: String,
+}
+
+/// A page of `(queue, pool)` and the number of queues matching the filter.
+type RawPage = (Vec<(String, String)>, u64);
+
+impl EtcdCatalog {
+    /// Connects to the etcd members of `uri` and checks that one of them answers.
+    pub async fn open(uri: &str) -> Result<EtcdCatalog, ZaqarError> {
+        let EtcdUri { endpoints, prefix } = parse_uri(uri)?;
+        let catalog = EtcdCatalog {
+            kv: Kv::connect(&endpoints).await?,
+            keys: Keys::new(&prefix),
+        };
+        let probe = GetOptions::new().with_prefix().with_count_only();
+        catalog.kv.get(catalog.keys.root(), probe).await?;
+        tracing::info!(?endpoints, %prefix, "etcd catalog opened");
+        Ok(catalog)
+    }
+
+    /// The endpoint of `pool`; empty when the pool is unknown.
+    async fn endpoint_of(&self, pool: &str) -> CatalogResult<String> {
+        let response = self.kv.get(self.keys.pool(pool), GetOptions::new()).await?;
+        match response.kvs().first() {
+            Some(kv) => Ok(decode::<PoolSpec>(kv)?.endpoint),
+            None => Ok(String::new()),
+        }
+    }
+
+    /// An unfiltered page: the count and the page in one transaction, at one revision.
+    async fn page(&self, project: &str, params: &ListQueues) -> CatalogResult<RawPage> {
+        let prefix = self.keys.project(project);
+        let mut reads = vec![TxnOp::get(
+            prefix.clone(),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )];
+        if params.limit > 0 {
+            let start = if params.marker.is_empty() {
+                prefix.clone().into_bytes()
+            } else {
+                key_after(&format!("{prefix}{}", params.marker))
+            };
+            let options = GetOptions::new()
+                .with_range(prefix_end(&prefix))
+                .with_limit(i64::from(params.limit));
+            reads.push(TxnOp::get(start, Some(options)));
+        }
+        let responses = self
+            .kv
+            .txn(Txn::new().and_then(reads))
+            .await?
+            .op_responses();
+        let count = match responses.first() {
+            Some(TxnOpResponse::Get(counted)) => u64::try_from(counted.count()).unwrap_or(0),
+            _ => 0,
+        };
+        let page = read_at(&responses, 1)
+            .iter()
+            .map(|kv| {
+                Ok((
+                    queue_name(&prefix, kv)?,
+                    decode::<StoredPlacement>(kv)?.pool,
+                ))
+            })
+            .collect::<CatalogResult<_>>()?;
+        Ok((page, count))
+    }
+
+    /// A filtered page: the count covers every matching name, so the whole project
+    /// is scanned.
+    async fn filtered_page(&self, project: &str, params: &ListQueues) -> CatalogResult<RawPage> {
+        let prefix = self.keys.project(project);
+        let (mut page, mut count) = (Vec::new(), 0u64);
+        let all = self
+            .kv
+            .scan(prefix.clone().into_bytes(), prefix_end(&prefix));
+        for kv in all.await? {
+            let name = queue_name(&prefix, &kv)?;
+            if !name.contains(&params.name_filter) {
+                continue;
+            }
+            count += 1;
+            let wanted = page.len() < params.limit as usize;
+            if wanted && name.as_bytes() > params.marker.as_bytes() {
+                page.push((name, decode::<StoredPlacement>(&kv)?.pool));
+            }
+        }
+        Ok((page, count))
+    }
+
+    /// Deletes every key under the prefix.
+    #[cfg(test)]
+    pub(crate) async fn purge(&self) -> CatalogResult<()> {
+        let options = DeleteOptions::new().with_prefix();
+        self.kv.delete(self.keys.root(), options).await
+    }
+}
+
+/// A stored value that does not decode was not written by us.
+fn decode<T: for<'de> Deserialize<'de>>(kv: &KeyValue) -> CatalogResult<T> {
+    serde_json::from_slice(kv.value()).map_err(|err| {
+        ZaqarError::internal(format!(
+            "unexpected etcd catalog value at {:?}: {err}",
+            String::from_utf8_lossy(kv.key())
+        ))
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("catalog records serialize")
+}
+
+/// The queue name of a placement key under the project `prefix`.
+fn queue_name(prefix: &str, kv: &KeyValue) -> CatalogResult<String> {
+    let name = kv.key().strip_prefix(prefix.as_bytes()).unwrap_or_default();
+    String::from_utf8(name.to_vec())
+        .map_err(|_| ZaqarError::internal(format!("unexpected etcd catalog key {:?}", kv.key())))
+}
+
+/// The key-values of the `index`th read of a transaction.
+fn read_at(responses: &[TxnOpResponse], index: usize) -> &[KeyValue] {
+    match responses.get(index) {
+        Some(TxnOpResponse::Get(response)) => response.kvs(),
+        _ => &[],
+    }
+}
+
+#[async_trait]
+impl CatalogBackend for EtcdCatalog {
+    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+        let pool = pool.validated()?;
+        self.kv
+            .put(self.keys.pool(&pool.name), encode(&pool))
+            .await?;
+        tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
+            endpoint = %pool.endpoint, "pool registered");
+        Ok(())
+    }
+
+    async fn list_pools(&self) -> CatalogResult<Vec<PoolSpec>> {
+        let pools = self.keys.pools();
+        let kvs = self.kv.scan(pools.clone().into_bytes(), prefix_end(&pools));
+        kvs.await?.iter().map(decode).collect()
+    }
+
+    async fn get_pool(&self, name: &str) -> CatalogResult<PoolSpec> {
+        let response = self.kv.get(self.keys.pool(name), GetOptions::new()).await?;
+        match response.kvs().first() {
+            Some(kv) => decode(kv),
+            None => Err(ZaqarError::not_found(format!(
+                "pool {name:?} does not exist"
+            ))),
+        }
+    }
+
+    async fn lookup(&self, project: &str, queue: &str) -> CatalogResult<Option<Placement>> {
+        validate_queue(project, queue)?;
+        let key = self.keys.placement(project, queue);
+        let response = self.kv.get(key, GetOptions::new()).await?;
+        let Some(kv) = response.kvs().first() else {
+            return Ok(None);
+        };
+        let pool = decode::<StoredPlacement>(kv)?.pool;
+        Ok(Some(Placement {
+            project: project.to_string(),
+            queue: queue.to_string(),
+            endpoint: self.endpoint_of(&pool).await?,
+            pool,
+        }))
+    }
+
+    async fn place_on(&self, project: &str, queue: &str, pool: &str) -> CatalogResult<Placement> {
+        validate_queue(project, queue)?;
+        let key = self.keys.placement(project, queue);
+        let pool_key = self.keys.pool(pool);
+        let stored = encode(&StoredPlacement { pool: pool.into() });
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(pool_key.clone(), CompareOp::Greater, 0),
+            ])
+            .and_then([
+                TxnOp::put(key.clone(), stored, None),
+                TxnOp::get(pool_key, None),
+            ])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.kv.txn(txn).await?;
+        let responses = response.op_responses();
+        let (pool, endpoint) = if response.succeeded() {
+            let spec = read_at(&responses, 1).first().map(decode::<PoolSpec>);
+            let endpoint = spec.transpose()?.map(|p| p.endpoint).unwrap_or_default();
+            (pool.to_string(), endpoint)
+        } else if let Some(kv) = read_at(&responses, 0).first() {
+            let pool = decode::<StoredPlacement>(kv)?.pool;
+            let endpoint = self.endpoint_of(&pool).await?;
+            (pool, endpoint)
+        } else {
+            // No placement to keep, so the pool is what failed the comparison.
+            return Err(ZaqarError::not_found(format!(
+                "pool {pool:?} does not exist"
+            )));
+        };
+        Ok(Placement {
+            project: project.to_string(),
+            queue: queue.to_string(),
+            pool,
+            endpoint,
+        })
+    }
+
+    async fn remove_queue(&self, project: &str, queue: &str) -> CatalogResult<()> {
+        validate_queue(project, queue)?;
+        let key = self.keys.placement(project, queue);
+        self.kv.delete(key, DeleteOptions::new()).await?;
+        tracing::debug!(project, queue, "queue placement removed");
+        Ok(())
+    }
+
+    async fn list_queues(&self, project: &str, params: &ListQueues) -> CatalogResult<QueuePage> {
+        validate_listing(project, params)?;
+        let (page, count) = if params.name_filter.is_empty() {
+            self.page(project, params).await?
+        } else {
+            self.filtered_page(project, params).await?
+        };
+        let endpoints: BTreeMap<String, String> = if page.is_empty() {
+            BTreeMap::new()
+        } else {
+            let pools = self.list_pools().await?;
+            pools.into_iter().map(|p| (p.name, p.endpoint)).collect()
+        };
+        let queues = page
+            .into_iter()
+            .map(|(queue, pool)| Placement {
+                project: project.to_string(),
+                queue,
+                endpoint: endpoints.get(&pool).cloned().unwrap_or_default(),
+                pool,
+            })
+            .collect();
+        Ok(QueuePage { queues, count })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! The replicated catalog itself: pools and placements in memory, changed only by
+//! applying [`Command`]s in log order, and read by the local `CatalogBackend` calls.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ListQueues, Placement, PoolSpec, QueuePage};
+use crate::raft::types::{Command, CommandResult};
+
+/// The catalog's data, as a snapshot holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogState {
+    /// Pools by name.
+    pools: BTreeMap<String, PoolSpec>,
+    /// project → queue → pool name.
+    placements: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl CatalogState {
+    /// Applies one command. Deterministic: the same commands in the same order give the
+    /// same state and results on every node.
+    pub fn apply(&mut self, command: Command) -> CommandResult {
+        match command {
+            Command::RegisterPool(pool) => {
+                self.pools.insert(pool.name.clone(), pool);
+                CommandResult::Done
+            }
+            Command::PlaceOn {
+                project,
+                queue,
+                pool,
+            } => {
+                let placed = self
+                    .placements
+                    .get(&project)
+                    .and_then(|queues| queues.get(&queue));
+                if placed.is_none() {
+                    if !self.pools.contains_key(&pool) {
+                        return CommandResult::UnknownPool(pool);
+                    }
+                    self.placements
+                        .entry(project.clone())
+                        .or_default()
+                        .insert(queue.clone(), pool);
+                }
+                match self.lookup(&project, &queue) {
+                    Some(placement) => CommandResult::Placed(placement),
+                    None => unreachable!("{project}/{queue} was placed just above"),
+                }
+            }
+            Command::RemoveQueue { project, queue } => {
+                if let Some(queues) = self.placements.get_mut(&project) {
+                    queues.remove(&queue);
+                    if queues.is_empty() {
+                        self.placements.remove(&project);
+                    }
+                }
+                CommandResult::Done
+            }
+        }
+    }
+
+    /// All pools, sorted by name.
+    pub fn pools(&self) -> Vec<PoolSpec> {
+        self.pools.values().cloned().collect()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<PoolSpec> {
+        self.pools.get(name).cloned()
+    }
+
+    pub fn lookup(&self, project: &str, queue: &str) -> Option<Placement> {
+        let pool = self.placements.get(project)?.get(queue)?;
+        Some(self.placement(project, queue, pool))
+    }
+
+    /// A page of the project's placed queues, sorted by name (byte order).
+    pub fn list_queues(&self, project: &str, params: &ListQueues) -> QueuePage {
+        let Some(queues) = self.placements.get(project) else {
+            return QueuePage::default();
+        };
+        let matches = |queue: &&String| queue.contains(params.name_filter.as_str());
+        let count = queues.keys().filter(matches).count() as u64;
+        let start = if params.marker.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(params.marker.clone())
+        };
+        let queues = queues
+            .range((start, Bound::Unbounded))
+            .filter(|(queue, _)| matches(queue))
+            .take(params.limit as usize)
+            .map(|(queue, pool)| self.placement(project, queue, pool))
+            .collect();
+        QueuePage { queues, count }
+    }
+
+    /// Number of placed queues, over all projects.
+    pub fn queue_count(&self) -> usize {
+        self.placements.values().map(BTreeMap::len).sum()
+    }
+
+    fn placement(&self, project: &str, queue: &str, pool: &str) -> Placement {
+        Placement {
+            project: project.to_string(),
+            queue: queue.to_string(),
+            pool: pool.to_string(),
+            endpoint: self
+                .pools
+                .get(pool)
+                .map(|p| p.endpoint.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str) -> PoolSpec {
+        PoolSpec {
+            name: name.into(),
+            weight: 1,
+            group: String::new(),
+            uri: "redis://127.0.0.1:6379".into(),
+            endpoint: format!("http://{name}:7001"),
+            options_json: "{}".into(),
+        }
+    }
+
+    fn place(queue: &str, pool: &str) -> Command {
+        Command::PlaceOn {
+            project: "p".into(),
+            queue: queue.into(),
+            pool: pool.into(),
+        }
+    }
+
+    #[test]
+    fn the_first_placement_wins_and_unknown_pools_change_nothing() {
+        let mut state = CatalogState::default();
+        assert_eq!(
+            state.apply(place("q", "a")),
+            CommandResult::UnknownPool("a".into())
+        );
+        assert_eq!(state, CatalogState::default());
+
+        state.apply(Command::RegisterPool(pool("a")));
+        state.apply(Command::RegisterPool(pool("b")));
+        let first = state.apply(place("q", "a"));
+        assert_eq!(state.apply(place("q", "b")), first);
+        // Even a vanished pool does not make an existing placement fail.
+        assert_eq!(state.apply(place("q", "gone")), first);
+        let CommandResult::Placed(placement) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(placement.endpoint, "http://a:7001");
+    }
+
+    #[test]
+    fn removing_the_last_queue_of_a_project_leaves_no_trace() {
+        let mut state = CatalogState::default();
+        state.apply(Command::RegisterPool(pool("a")));
+        let empty = state.clone();
+        state.apply(place("q", "a"));
+        assert_eq!(state.queue_count(), 1);
+        let remove = Command::RemoveQueue {
+            project: "p".into(),
+            queue: "q".into(),
+        };
+        assert_eq!(state.apply(remove.clone()), CommandResult::Done);
+        assert_eq!(state.apply(remove), CommandResult::Done);
+        assert_eq!(state, empty);
+    }
+
+    #[test]
+    fn a_state_survives_its_json_form() {
+        let mut state = CatalogState::default();
+        state.apply(Command::RegisterPool(pool("a")));
+        state.apply(place("q", "a"));
+        let json = serde_json::to_vec(&state).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<CatalogState>(&json).unwrap(),
+            state
+        );
+    }
+}
