@@ -1,0 +1,209 @@
+//! Who is calling: the identity of a request, taken from its headers in noauth
+//! mode (Keystone token validation plugs in here later as another strategy).
+
+use serde::Deserialize;
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use crate::signed_url::{self, SignatureHeaders};
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthStrategy {
+    /// Trust `X-Project-ID` and `X-Roles` as sent (Zaqar's empty `auth_strategy`).
+    #[default]
+    NoAuth,
+}
+
+/// The identity headers of a request, as the transport received them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    pub client_id: Option<&'a str>,
+    pub project: Option<&'a str>,
+    pub roles: Option<&'a str>,
+    /// The pre-signed URL headers, when the request carries a signature.
+    pub signature: Option<SignatureHeaders<'a>>,
+    /// The method and path the request wants (what a signature must cover).
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// The caller of one request, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub project: String,
+    /// The `Client-ID` header: a UUID identifying the client instance (for `echo`).
+    pub client_id: String,
+    pub roles: Vec<String>,
+}
+
+impl Identity {
+    /// Whether the caller holds the `admin` role (health, pools, flavors).
+    pub fn is_admin(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|role| role.eq_ignore_ascii_case("admin"))
+    }
+}
+
+impl AuthStrategy {
+    /// Checks the identity headers in Zaqar's order: a URL signature (with the
+    /// server's `signing_key`) if there is one, then `Client-ID`, then the project.
+    pub async fn authenticate(
+        &self,
+        credentials: &Credentials<'_>,
+        signing_key: Option<&str>,
+    ) -> Result<Identity, ZaqarError> {
+        if let Some(signature) = &credentials.signature {
+            let project = credentials.project.unwrap_or("None");
+            let (method, path) = (credentials.method, credentials.path);
+            if !signed_url::verify(signing_key, signature, method, path, project) {
+                // Zaqar hides what a bad signature would have reached.
+                return Err(ZaqarError::titled(ErrorCode::NotFound, "404 Not Found", ""));
+            }
+        }
+        match self {
+            AuthStrategy::NoAuth => noauth(credentials),
+        }
+    }
+}
+
+fn noauth(credentials: &Credentials<'_>) -> Result<Identity, ZaqarError> {
+    let client_id = credentials.client_id.ok_or_else(|| {
+        ZaqarError::titled(
+            ErrorCode::BadRequest,
+            "Missing header value",
+            "The \"Client-Id\" header is required.",
+        )
+    })?;
+    if !is_python_uuid(client_id) {
+        return Err(ZaqarError::titled(
+            ErrorCode::BadRequest,
+            "Wrong UUID value",
+            "Malformed hexadecimal UUID.",
+        ));
+    }
+    let project = match credentials.project {
+        None => {
+            return Err(ZaqarError::titled(
+                ErrorCode::BadRequest,
+                "Project-Id Missing",
+                "The header X-PROJECT-ID was missing",
+            ))
+        }
+        Some("") => {
+            return Err(ZaqarError::titled(
+                ErrorCode::BadRequest,
+                "Empty project header not allowed",
+                "X-PROJECT-ID cannot be an empty string. Specify the right header X-PROJECT-ID and retry.",
+            ))
+        }
+        Some(project) => project,
+    };
+    let roles = credentials
+        .roles
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|role| !role.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(Identity {
+        project: project.to_string(),
+        client_id: client_id.to_string(),
+        roles,
+    })
+}
+
+/// Whether Python's `uuid.UUID(text)` accepts `text` (Zaqar's strict Client-ID
+/// check): optional `urn:`/`uuid:` prefixes and braces, hyphens anywhere, 32 hex digits.
+pub fn is_python_uuid(text: &str) -> bool {
+    let text = text.replace("urn:", "").replace("uuid:", "");
+    let hex: String = text
+        .trim_matches(|c| c == '{' || c == '}')
+        .chars()
+        .filter(|&c| c != '-')
+        .collect();
+    hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds<'a>(client_id: Option<&'a str>, project: Option<&'a str>) -> Credentials<'a> {
+        Credentials {
+            client_id,
+            project,
+            roles: Some("member, admin"),
+            ..Credentials::default()
+        }
+    }
+
+    #[test]
+    fn uuids_are_checked_like_python() {
+        assert!(is_python_uuid("3381af92-2b9e-11e3-b191-71861300734c"));
+        assert!(is_python_uuid("3381af922b9e11e3b19171861300734c"));
+        assert!(is_python_uuid("{3381af92-2b9e-11e3-b191-71861300734c}"));
+        assert!(is_python_uuid(
+            "urn:uuid:3381af92-2b9e-11e3-b191-71861300734c"
+        ));
+        assert!(!is_python_uuid("not-a-uuid"));
+        assert!(!is_python_uuid(""));
+        assert!(!is_python_uuid("3381af92-2b9e-11e3-b191-71861300734"));
+        assert!(!is_python_uuid("g381af92-2b9e-11e3-b191-71861300734c"));
+    }
+
+    #[tokio::test]
+    async fn client_id_is_checked_before_the_project() {
+        let auth = AuthStrategy::NoAuth;
+        let err = auth
+            .authenticate(&creds(None, None), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.title, "Missing header value");
+        let err = auth
+            .authenticate(&creds(Some("x"), None), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.title, "Wrong UUID value");
+        let uuid = "3381af92-2b9e-11e3-b191-71861300734c";
+        let err = auth
+            .authenticate(&creds(Some(uuid), None), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.title, "Project-Id Missing");
+        let err = auth
+            .authenticate(&creds(Some(uuid), Some("")), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.title, "Empty project header not allowed");
+        let identity = auth
+            .authenticate(&creds(Some(uuid), Some("p")), None)
+            .await
+            .unwrap();
+        assert_eq!(identity.project, "p");
+        assert!(identity.is_admin());
+    }
+
+    #[tokio::test]
+    async fn a_bad_signature_hides_the_resource() {
+        let credentials = Credentials {
+            signature: Some(SignatureHeaders {
+                signature: "00",
+                expires: Some("2030-01-01T00:00:00"),
+                methods: Some("GET"),
+                paths: Some("/v2/queues/q/messages"),
+            }),
+            method: "GET",
+            path: "/v2/queues/q/messages",
+            ..creds(Some("3381af92-2b9e-11e3-b191-71861300734c"), Some("p"))
+        };
+        let err = AuthStrategy::NoAuth
+            .authenticate(&credentials, Some("key"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code.http_status(), 404);
+        assert_eq!(err.title, "404 Not Found");
+    }
+}

@@ -1,0 +1,97 @@
+//! The api-node configuration, read once (file + env overlay done by ops) and then immutable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use zaqar_proto::limits::Limits;
+
+use crate::auth::AuthStrategy;
+
+/// Everything an api-node needs to serve; `ApiConfig::default()` gives Zaqar's defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Where the REST API listens.
+    pub listen: SocketAddr,
+    /// gRPC endpoint of the catalog, e.g. `http://127.0.0.1:7000`.
+    pub catalog_endpoint: String,
+    /// Limits checked on every input (Zaqar's defaults).
+    pub limits: Limits,
+    /// How requests are authenticated (only `noauth` for now).
+    pub auth: AuthStrategy,
+    /// Longest wait for a TCP connection to the catalog or a pool-node, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for one gRPC call to the catalog or a pool-node, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// How long a queue placement learnt from the catalog is trusted, in milliseconds.
+    pub placement_cache_ttl_ms: u64,
+    /// Most placements kept in memory.
+    pub placement_cache_size: usize,
+    /// Zaqar's `require_confirmation`: webhook and email subscriptions must be
+    /// confirmed (PUT .../confirm) before they are notified.
+    pub require_subscription_confirmation: bool,
+    /// Zaqar's `enable_checksum`: show the MD5 checksum of message bodies.
+    pub enable_checksum: bool,
+    /// Secret key of pre-signed URLs (`POST .../share`); without one, sharing
+    /// is refused and signed requests are not accepted.
+    pub signed_url_secret_key: Option<String>,
+    /// Zaqar's `message_delete_with_claim_id`: a bulk delete must name the claims
+    /// (`claim_ids`) of the messages it deletes.
+    pub message_delete_with_claim_id: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8888)),
+            catalog_endpoint: "http://127.0.0.1:7000".to_string(),
+            limits: Limits::default(),
+            auth: AuthStrategy::default(),
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 5_000,
+            placement_cache_ttl_ms: 5_000,
+            placement_cache_size: 100_000,
+            require_subscription_confirmation: false,
+            message_delete_with_claim_id: false,
+            signed_url_secret_key: None,
+            enable_checksum: false,
+        }
+    }
+}
+
+impl ApiConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn placement_cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.placement_cache_ttl_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_interface() {
+        let config = ApiConfig::default();
+        assert_eq!(config.listen, "127.0.0.1:8888".parse().unwrap());
+        assert_eq!(config.catalog_endpoint, "http://127.0.0.1:7000");
+        assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_and_missing_keys_defaulted() {
+        let config: ApiConfig =
+            serde_json::from_str(r#"{"listen": "0.0.0.0:9999", "auth": "noauth"}"#).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.request_timeout_ms, 5_000);
+        assert!(serde_json::from_str::<ApiConfig>(r#"{"lisen": "0.0.0.0:1"}"#).is_err());
+    }
+}

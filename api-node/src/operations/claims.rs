@@ -1,0 +1,214 @@
+//! Claim operations: create (claim messages), get, renew, release.
+
+use serde_json::Map;
+use zaqar_proto::pb;
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use super::json::{checked_int, expect_object, parse_document, parse_optional, too_large};
+use super::types::Claim;
+use super::{invalid_api, unavailable_as, Context, Payload};
+
+/// Claims up to `limit` free messages with the `ttl`/`grace` of `payload`
+/// (defaults when the body is empty); `None` when there was nothing to claim.
+pub async fn create(
+    ctx: &Context,
+    queue: &str,
+    limit: Option<i64>,
+    payload: &Payload,
+) -> Result<Option<Claim>, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let limits = ctx.limits();
+    if let Payload::TooLarge(size) = payload {
+        return Err(too_large(*size));
+    }
+    let document = match parse_optional(payload)? {
+        Some(document) => expect_object(document)?,
+        None => Map::new(),
+    };
+    let (ttl, grace) = ttl_and_grace(ctx, &document)?;
+    let max = limits.max_messages_per_claim_or_pop;
+    if let Some(limit) = limit {
+        if !(1..=i64::from(max)).contains(&limit) {
+            return Err(invalid_api(format!(
+                "Limit must be at least 1 and may not be greater than {max}."
+            )));
+        }
+    }
+    check_grace(ctx, grace)?;
+    let failed = unavailable_as("Claim could not be created.");
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(None);
+    };
+    let request = pb::CreateClaimRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        ttl,
+        grace,
+        limit: limit.map_or(limits.default_page_size, |l| l as u32),
+    };
+    let reply = ctx
+        .call_pool(queue, &pool, |mut c| {
+            let request = request.clone();
+            async move { c.create_claim(request).await }
+        })
+        .await;
+    match reply {
+        Ok(reply) if !reply.id.is_empty() && !reply.messages.is_empty() => {
+            ctx.claim(reply).map(Some)
+        }
+        Ok(_) => Ok(None),
+        Err(err) if err.code == ErrorCode::NotFound => Ok(None),
+        Err(err) => Err(failed(err)),
+    }
+}
+
+/// A live claim and the messages it holds.
+pub async fn get(ctx: &Context, queue: &str, claim_id: &str) -> Result<Claim, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let failed = unavailable_as("Claim could not be queried.");
+    let missing = || missing_claim(ctx, queue, claim_id);
+    let pool = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+        .ok_or_else(missing)?;
+    let claim = pb::ClaimRef {
+        queue: Some(ctx.queue_ref(queue)),
+        claim_id: claim_id.to_string(),
+    };
+    let reply = ctx
+        .call_pool(queue, &pool, |mut c| {
+            let claim = claim.clone();
+            async move { c.get_claim(claim).await }
+        })
+        .await
+        .map_err(|err| {
+            if err.code == ErrorCode::NotFound {
+                missing()
+            } else {
+                failed(err)
+            }
+        })?;
+    ctx.claim(reply)
+}
+
+/// Renews a live claim with the `ttl`/`grace` of `payload`.
+pub async fn update(
+    ctx: &Context,
+    queue: &str,
+    claim_id: &str,
+    payload: &Payload,
+) -> Result<(), ZaqarError> {
+    ctx.check_queue(queue)?;
+    let document = expect_object(parse_document(payload)?)?;
+    let (ttl, grace) = ttl_and_grace(ctx, &document)?;
+    // As in Zaqar, the grace of a renewal is not bounded (only the ttl is).
+    let failed = unavailable_as("Claim could not be updated.");
+    let missing = || missing_claim(ctx, queue, claim_id);
+    let pool = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+        .ok_or_else(missing)?;
+    let request = pb::UpdateClaimRequest {
+        claim: Some(pb::ClaimRef {
+            queue: Some(ctx.queue_ref(queue)),
+            claim_id: claim_id.to_string(),
+        }),
+        ttl,
+        grace,
+    };
+    ctx.call_pool(queue, &pool, |mut c| {
+        let request = request.clone();
+        async move { c.update_claim(request).await }
+    })
+    .await
+    .map_err(|err| {
+        if err.code == ErrorCode::NotFound {
+            missing()
+        } else {
+            failed(err)
+        }
+    })?;
+    Ok(())
+}
+
+/// Releases a claim: its messages become free again. A missing claim succeeds.
+pub async fn delete(ctx: &Context, queue: &str, claim_id: &str) -> Result<(), ZaqarError> {
+    ctx.check_queue(queue)?;
+    let failed = unavailable_as("Claim could not be deleted.");
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(());
+    };
+    let claim = pb::ClaimRef {
+        queue: Some(ctx.queue_ref(queue)),
+        claim_id: claim_id.to_string(),
+    };
+    ctx.call_pool(queue, &pool, |mut c| {
+        let claim = claim.clone();
+        async move { c.delete_claim(claim).await }
+    })
+    .await
+    .or_else(|err| {
+        if err.code == ErrorCode::NotFound {
+            Ok(pb::Empty {})
+        } else {
+            Err(failed(err))
+        }
+    })?;
+    Ok(())
+}
+
+/// The claim's `ttl` (checked) and `grace` (unchecked) with Zaqar's defaults.
+fn ttl_and_grace(
+    ctx: &Context,
+    document: &Map<String, serde_json::Value>,
+) -> Result<(u32, u32), ZaqarError> {
+    let limits = ctx.limits();
+    let ttl = checked_int(document, "ttl", Some(i64::from(limits.default_claim_ttl)))?;
+    let grace = checked_int(
+        document,
+        "grace",
+        Some(i64::from(limits.default_claim_grace)),
+    )?;
+    let (min, max) = (
+        i64::from(limits.min_claim_ttl),
+        i64::from(limits.max_claim_ttl),
+    );
+    if !(min..=max).contains(&ttl) {
+        return Err(invalid_api(format!(
+            "The TTL for a claim may not exceed {max} seconds, and must be at least {min} seconds long."
+        )));
+    }
+    let grace = u32::try_from(grace).unwrap_or(if grace < 0 { 0 } else { u32::MAX });
+    Ok((ttl as u32, grace))
+}
+
+fn check_grace(ctx: &Context, grace: u32) -> Result<(), ZaqarError> {
+    let limits = ctx.limits();
+    let (min, max) = (limits.min_claim_grace, limits.max_claim_grace);
+    if !(min..=max).contains(&grace) {
+        return Err(invalid_api(format!(
+            "The grace for a claim may not exceed {max} seconds, and must be at least {min} seconds long."
+        )));
+    }
+    Ok(())
+}
+
+fn missing_claim(ctx: &Context, queue: &str, claim_id: &str) -> ZaqarError {
+    ZaqarError::not_found(format!(
+        "Claim {claim_id} does not exist in queue {queue} for project {}",
+        ctx.project()
+    ))
+}

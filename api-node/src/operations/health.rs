@@ -1,0 +1,68 @@
+//! Node health: ping (for load balancers) and the admin health report.
+
+use std::time::Instant;
+
+use futures::future::join_all;
+use serde_json::{json, Map, Value};
+use zaqar_proto::pb;
+use zaqar_proto::ZaqarError;
+
+use super::{not_authorized, Context};
+
+/// Whether this api-node can serve: the catalog answers. (Zaqar's pooled ping
+/// also asks every pool; one sick pool would then take every api-node out of
+/// its load balancer, so we leave pools to the health report.)
+pub async fn ping(ctx: &Context) -> bool {
+    match ctx.router().list_pools().await {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::warn!(error = %err, "ping: catalog unreachable");
+            false
+        }
+    }
+}
+
+/// Zaqar's pooled health report (admin only): whether the catalog answers and,
+/// per pool, whether its store answers and how long the check took.
+pub async fn health(ctx: &Context) -> Result<Map<String, Value>, ZaqarError> {
+    if !ctx.identity.is_admin() {
+        return Err(not_authorized());
+    }
+    let mut report = Map::new();
+    let pools = match ctx.router().list_pools().await {
+        Ok(pools) => pools,
+        Err(err) => {
+            tracing::warn!(error = %err, "health: catalog unreachable");
+            report.insert("catalog_reachable".into(), Value::Bool(false));
+            return Ok(report);
+        }
+    };
+    report.insert("catalog_reachable".into(), Value::Bool(true));
+    let checks = pools.iter().map(|pool| pool_health(ctx, pool));
+    for (pool, status) in pools.iter().zip(join_all(checks).await) {
+        report.insert(pool.name.clone(), status);
+    }
+    Ok(report)
+}
+
+async fn pool_health(ctx: &Context, pool: &pb::Pool) -> Value {
+    let started = Instant::now();
+    let answer = match ctx.router().pool_client(&pool.endpoint) {
+        Ok(mut client) => client
+            .health(pb::Empty {})
+            .await
+            .map(tonic::Response::into_inner),
+        Err(err) => Err(tonic::Status::unavailable(err.description)),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let (reachable, detail) = match answer {
+        Ok(reply) => (reply.ok, reply.detail),
+        Err(status) => (false, status.message().to_string()),
+    };
+    json!({
+        "storage_reachable": reachable,
+        "operation_status": {
+            "health": {"succeeded": reachable, "seconds": seconds, "ref": (!detail.is_empty()).then_some(detail)}
+        }
+    })
+}

@@ -1,0 +1,460 @@
+//! Message operations: post, list, get one or many, delete one or many, pop.
+
+use serde_json::{Map, Value};
+use zaqar_proto::pb;
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use super::json::{checked_int, invalid_body_type, parse_document, python_list};
+use super::metadata::truthy_int;
+use super::types::{Message, MessageList};
+use super::{check_limit, invalid_api, queues, unavailable_as, Context, Payload};
+
+/// Posts the messages of a `{"messages": [{"body", "ttl", "delay"}]}` document,
+/// creating (and placing) the queue if needed; returns the new ids in order.
+pub async fn post(
+    ctx: &Context,
+    queue: &str,
+    payload: &Payload,
+) -> Result<Vec<String>, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let failed = unavailable_as("Messages could not be enqueued.");
+    let limits = ctx.limits();
+    let mut placed = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?;
+    let mut metadata = Map::new();
+    if let Some(pool) = &placed {
+        match queues::fetch(ctx, queue, pool).await.map_err(&failed)? {
+            Some(stored) => metadata = stored,
+            // A cached placement of a queue its pool does not have may be stale
+            // (deleted and re-placed through another api-node): `fetch` asked
+            // the catalog again, so resolve the queue anew before posting.
+            None if pool.cached => {
+                placed = ctx
+                    .router()
+                    .lookup(ctx.project(), queue)
+                    .await
+                    .map_err(&failed)?;
+            }
+            None => {}
+        }
+    }
+    check_post_size(
+        payload.size(),
+        truthy_int(&metadata, "_max_messages_post_size"),
+        limits.max_messages_post_size,
+    )?;
+
+    let default_ttl = truthy_int(&metadata, "_default_message_ttl")
+        .unwrap_or(i64::from(limits.default_message_ttl));
+    // Zaqar 23 reads `delay` only on queues with `_default_message_delay` and
+    // silently drops it elsewhere; we honour a message's delay on every queue,
+    // as the API reference documents it (the queue's delay is the default).
+    let default_delay = truthy_int(&metadata, "_default_message_delay")
+        .unwrap_or(i64::from(limits.default_message_delay));
+    let document = parse_document(payload)?;
+    let Some(items) = document.get("messages") else {
+        return Err(invalid_api("No messages were found in the request body."));
+    };
+    let Value::Array(items) = items else {
+        return Err(invalid_body_type());
+    };
+    let mut new_messages = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(item) = item else {
+            return Err(invalid_body_type());
+        };
+        let ttl = checked_int(item, "ttl", Some(default_ttl))?;
+        let body = item
+            .get("body")
+            .ok_or_else(|| super::invalid_body("Missing \"body\" field."))?;
+        let delay = checked_int(item, "delay", Some(default_delay))?;
+        new_messages.push((ttl, delay, body.to_string()));
+    }
+    if new_messages.is_empty() {
+        return Err(invalid_api("No messages to enqueu."));
+    }
+    let (min_ttl, max_ttl) = (
+        i64::from(limits.min_message_ttl),
+        i64::from(limits.max_message_ttl),
+    );
+    let max_delay = i64::from(limits.max_message_delay);
+    for (ttl, delay, _) in &new_messages {
+        if !(min_ttl..=max_ttl).contains(ttl) {
+            return Err(invalid_api(format!(
+                "The TTL for a message may not exceed {max_ttl} seconds, and must be at least {min_ttl} seconds long."
+            )));
+        }
+        if !(0..=max_delay).contains(delay) {
+            return Err(invalid_api(format!(
+                "The Delay TTL for a message may not exceed {max_delay} seconds,and must be at least 0 seconds long."
+            )));
+        }
+    }
+    let request = pb::PostMessagesRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        client_id: ctx.identity.client_id.clone(),
+        messages: new_messages
+            .into_iter()
+            .map(|(ttl, delay, body_json)| pb::NewMessage {
+                ttl: ttl as u32,
+                delay: delay as u32,
+                body_json,
+            })
+            .collect(),
+    };
+    let pool = match placed {
+        Some(pool) => pool,
+        None => ctx
+            .router()
+            .place(ctx.project(), queue)
+            .await
+            .map_err(&failed)?,
+    };
+    let reply = ctx
+        .call_pool(queue, &pool, |mut c| {
+            let request = request.clone();
+            async move { c.post_messages(request).await }
+        })
+        .await
+        .map_err(&failed)?;
+    Ok(reply.ids)
+}
+
+/// Zaqar's `message_length`: the body may not exceed the queue's
+/// `_max_messages_post_size` nor the configured maximum.
+fn check_post_size(
+    size: Option<u64>,
+    queue_max: Option<i64>,
+    config_max: usize,
+) -> Result<(), ZaqarError> {
+    let Some(size) = size else { return Ok(()) };
+    if let Some(queue_max) = queue_max {
+        let effective = queue_max.min(config_max as i64);
+        if size as i64 > effective {
+            return Err(invalid_api(format!(
+                "Message collection size is too large. The max size for current queue is {effective}. \
+                 It is calculated by max size = min(max_messages_post_size_config: {config_max}, \
+                 max_messages_post_size_queue: {queue_max})."
+            )));
+        }
+    }
+    if size > config_max as u64 {
+        return Err(invalid_api(format!(
+            "Message collection size is too large. Max size {config_max}"
+        )));
+    }
+    Ok(())
+}
+
+/// `GET .../messages` input.
+#[derive(Debug, Clone, Default)]
+pub struct ListMessages {
+    pub marker: Option<String>,
+    pub limit: Option<i64>,
+    pub echo: bool,
+    pub include_claimed: bool,
+    pub include_delayed: bool,
+}
+
+/// Lists messages oldest first; empty for a queue that does not exist.
+pub async fn list(
+    ctx: &Context,
+    queue: &str,
+    input: ListMessages,
+) -> Result<MessageList, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let limits = ctx.limits();
+    check_limit(
+        input.limit,
+        limits.max_page_size,
+        "Limit must be at least 1 and may not be greater than {0}.",
+    )?;
+    let failed = unavailable_as("Messages could not be listed.");
+    let marker = input.marker.unwrap_or_default();
+    let empty = MessageList {
+        messages: Vec::new(),
+        next_marker: marker.clone(),
+    };
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(empty);
+    };
+    // Zaqar's Redis driver answers 503 for include_claimed without a marker
+    // (zrank(key, None)); we give the listing that was intended.
+    let request = pb::ListMessagesRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        client_id: ctx.identity.client_id.clone(),
+        marker,
+        limit: input.limit.map_or(limits.default_page_size, |l| l as u32),
+        echo: input.echo,
+        include_claimed: input.include_claimed,
+        include_delayed: input.include_delayed,
+    };
+    let reply = ctx
+        .call_pool(queue, &pool, |mut c| {
+            let request = request.clone();
+            async move { c.list_messages(request).await }
+        })
+        .await;
+    match reply {
+        Ok(reply) => Ok(MessageList {
+            messages: ctx.messages(reply.messages)?,
+            next_marker: reply.next_marker,
+        }),
+        Err(err) if err.code == ErrorCode::NotFound => Ok(empty),
+        Err(err) => Err(failed(err)),
+    }
+}
+
+/// The live messages among `ids` (`GET .../messages?ids=`); 404 when none is.
+pub async fn get_many(
+    ctx: &Context,
+    queue: &str,
+    ids: &[String],
+) -> Result<Vec<Message>, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let max = ctx.limits().max_page_size;
+    check_limit(
+        Some(ids.len() as i64),
+        max,
+        "Limit must be at least 1 and may not be greater than {0}.",
+    )?;
+    let found = fetch(ctx, queue, ids).await?.unwrap_or_default();
+    if found.is_empty() {
+        return Err(ZaqarError::not_found(format!(
+            "No messages with IDs: {} found in the queue {queue} for project {}.",
+            python_list(ids),
+            ctx.project()
+        )));
+    }
+    Ok(found)
+}
+
+/// One live message.
+pub async fn get(ctx: &Context, queue: &str, id: &str) -> Result<Message, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let found = fetch(ctx, queue, &[id.to_string()]).await?;
+    let Some(found) = found else {
+        return Err(ZaqarError::not_found(format!(
+            "Queue {queue} does not exist for project {}",
+            ctx.project()
+        )));
+    };
+    found.into_iter().next().ok_or_else(|| {
+        ZaqarError::not_found(format!(
+            "Message {id} does not exist in queue {queue} for project {}",
+            ctx.project()
+        ))
+    })
+}
+
+/// The live messages among `ids`; `None` when the queue was never placed.
+async fn fetch(
+    ctx: &Context,
+    queue: &str,
+    ids: &[String],
+) -> Result<Option<Vec<Message>>, ZaqarError> {
+    let failed = unavailable_as("Message could not be retrieved.");
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(None);
+    };
+    let request = pb::GetMessagesRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        ids: ids.to_vec(),
+    };
+    let reply = ctx
+        .call_pool_checked(
+            queue,
+            &pool,
+            |mut c| {
+                let request = request.clone();
+                async move { c.get_messages(request).await }
+            },
+            |reply: &pb::MessagesReply| reply.messages.is_empty(),
+        )
+        .await;
+    match reply {
+        Ok(reply) => ctx.messages(reply.messages).map(Some),
+        Err(err) if err.code == ErrorCode::NotFound => Ok(Some(Vec::new())),
+        Err(err) => Err(failed(err)),
+    }
+}
+
+/// Deletes one message; a claimed message needs its claim id.
+pub async fn delete(
+    ctx: &Context,
+    queue: &str,
+    id: &str,
+    claim_id: Option<String>,
+) -> Result<(), ZaqarError> {
+    ctx.check_queue(queue)?;
+    let failed = unavailable_as("Message could not be deleted.");
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(());
+    };
+    let request = pb::DeleteMessageRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        id: id.to_string(),
+        claim_id: claim_id.unwrap_or_default(),
+    };
+    // The pool-node answers Zaqar's "Unable to delete" 403/400 itself.
+    ctx.call_pool(queue, &pool, |mut c| {
+        let request = request.clone();
+        async move { c.delete_message(request).await }
+    })
+    .await
+    .map(|_| ())
+    .or_else(|err| {
+        if err.code == ErrorCode::NotFound {
+            Ok(())
+        } else {
+            Err(failed(err))
+        }
+    })
+}
+
+/// `DELETE .../messages` input: `ids` (with `claim_ids`) or `pop`.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteMessages {
+    pub ids: Option<Vec<String>>,
+    pub claim_ids: Option<Vec<String>>,
+    pub pop: Option<i64>,
+}
+
+/// Deletes messages by id (`None`), or pops up to `pop` free messages (`Some`).
+pub async fn delete_many(
+    ctx: &Context,
+    queue: &str,
+    input: DeleteMessages,
+) -> Result<Option<Vec<Message>>, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let limits = ctx.limits();
+    let with_claims = ctx.services.message_delete_with_claim_id;
+    let claim_ids = if with_claims { input.claim_ids } else { None };
+    match (&input.ids, input.pop) {
+        (Some(_), Some(_)) => {
+            return Err(invalid_api("pop and id params cannot be present together in the delete request."))
+        }
+        (None, None) => {
+            return Err(invalid_api(
+                "The request should have either \"ids\" or \"pop\" parameter in the request, to be able to delete.",
+            ))
+        }
+        _ => {}
+    }
+    if with_claims && input.ids.is_some() != claim_ids.is_some() {
+        return Err(invalid_api(
+            "The request should have both \"ids\" and \"claim_ids\" parameter in the request when message_delete_with_claim_id is True.",
+        ));
+    }
+    if let Some(pop) = input.pop {
+        let max = limits.max_messages_per_claim_or_pop;
+        check_limit(
+            Some(pop),
+            max,
+            "Pop value must be at least 1 and may not be greater than {0}.",
+        )?;
+        return pop_messages(ctx, queue, pop as u32).await.map(Some);
+    }
+    let ids = input.ids.unwrap_or_default();
+    let max = limits.max_page_size;
+    check_limit(
+        Some(ids.len() as i64),
+        max,
+        "ids parameter should have at least 1 and not greater than {0} values.",
+    )?;
+    let failed = unavailable_as("Messages could not be deleted.");
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(None);
+    };
+    let request = pb::DeleteMessagesRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        ids,
+        claim_ids: claim_ids.unwrap_or_default(),
+    };
+    ctx.call_pool(queue, &pool, |mut c| {
+        let request = request.clone();
+        async move { c.delete_messages(request).await }
+    })
+    .await
+    .or_else(|err| {
+        if err.code == ErrorCode::NotFound {
+            Ok(pb::Empty {})
+        } else {
+            Err(failed(err))
+        }
+    })?;
+    Ok(None)
+}
+
+async fn pop_messages(ctx: &Context, queue: &str, limit: u32) -> Result<Vec<Message>, ZaqarError> {
+    let failed = unavailable_as("Messages could not be popped.");
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(Vec::new());
+    };
+    let request = pb::PopMessagesRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        limit,
+    };
+    let reply = ctx
+        .call_pool(queue, &pool, |mut c| {
+            let request = request.clone();
+            async move { c.pop_messages(request).await }
+        })
+        .await;
+    match reply {
+        Ok(reply) => ctx.messages(reply.messages),
+        Err(err) if err.code == ErrorCode::NotFound => Ok(Vec::new()),
+        Err(err) => Err(failed(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn post_size_follows_queue_and_config_limits() {
+        assert!(check_post_size(None, None, 100).is_ok());
+        assert!(check_post_size(Some(100), None, 100).is_ok());
+        let err = check_post_size(Some(101), None, 100).unwrap_err();
+        assert_eq!(
+            err.description,
+            "Message collection size is too large. Max size 100"
+        );
+        let err = check_post_size(Some(60), Some(50), 100).unwrap_err();
+        assert!(err
+            .description
+            .contains("The max size for current queue is 50."));
+        assert!(err
+            .description
+            .contains("max_messages_post_size_queue: 50)"));
+    }
+}

@@ -1,0 +1,256 @@
+//! The Zaqar operations: one plain async fn per API call, shared by every
+//! transport (REST now, WebSocket later). Each takes already-parsed input and a
+//! [`Context`], validates it against the limits, forwards it to the queue's
+//! pool-node and returns a typed result or a [`ZaqarError`] carrying Zaqar's
+//! status, title and description.
+
+pub mod claims;
+pub mod health;
+pub mod json;
+pub mod messages;
+pub mod metadata;
+pub mod queues;
+pub mod share;
+pub mod subscriptions;
+pub mod types;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use zaqar_proto::limits::{is_valid_name, Limits};
+use zaqar_proto::pb::{self, QueueRef};
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use crate::auth::{AuthStrategy, Credentials, Identity};
+use crate::config::ApiConfig;
+use crate::routing::{Pool, PoolClient, Router};
+
+/// What every operation needs besides its input: limits, options and clients.
+pub struct Services {
+    pub router: Router,
+    pub limits: Limits,
+    pub auth: AuthStrategy,
+    pub require_subscription_confirmation: bool,
+    pub message_delete_with_claim_id: bool,
+    pub signing_key: Option<String>,
+    pub enable_checksum: bool,
+}
+
+impl Services {
+    pub fn new(config: &ApiConfig) -> Result<Services, ZaqarError> {
+        Ok(Services {
+            router: Router::new(config)?,
+            limits: config.limits.clone(),
+            auth: config.auth,
+            require_subscription_confirmation: config.require_subscription_confirmation,
+            message_delete_with_claim_id: config.message_delete_with_claim_id,
+            signing_key: config.signed_url_secret_key.clone(),
+            enable_checksum: config.enable_checksum,
+        })
+    }
+
+    /// Authenticates a request and returns the context its operations run in.
+    pub async fn context(
+        self: &Arc<Self>,
+        credentials: &Credentials<'_>,
+    ) -> Result<Context, ZaqarError> {
+        let identity = self
+            .auth
+            .authenticate(credentials, self.signing_key.as_deref())
+            .await?;
+        Ok(Context {
+            services: self.clone(),
+            identity,
+        })
+    }
+}
+
+/// One authenticated request: who asks, and the services to answer with.
+#[derive(Clone)]
+pub struct Context {
+    pub services: Arc<Services>,
+    pub identity: Identity,
+}
+
+/// A request body as the transport received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// No body and no `Content-Length` (Zaqar's `content_length is None`).
+    Absent,
+    /// The whole body (possibly empty, with `Content-Length: 0`).
+    Read(Bytes),
+    /// A body larger than the transport accepts, left unread; its size in bytes.
+    TooLarge(u64),
+}
+
+impl Payload {
+    /// The size Zaqar compares with its limits (its `Content-Length`).
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Payload::Absent => None,
+            Payload::Read(bytes) => Some(bytes.len() as u64),
+            Payload::TooLarge(size) => Some(*size),
+        }
+    }
+
+    /// Whether Zaqar would skip the body (`if not req.content_length`).
+    pub fn is_empty(&self) -> bool {
+        self.size().unwrap_or(0) == 0
+    }
+}
+
+impl Context {
+    pub fn limits(&self) -> &Limits {
+        &self.services.limits
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.services.router
+    }
+
+    pub fn project(&self) -> &str {
+        &self.identity.project
+    }
+
+    pub fn queue_ref(&self, queue: &str) -> QueueRef {
+        QueueRef {
+            project: self.identity.project.clone(),
+            queue: queue.to_string(),
+        }
+    }
+
+    /// A message of a pool reply as clients see it (checksums only when enabled).
+    pub fn message(&self, message: pb::Message) -> Result<types::Message, ZaqarError> {
+        let mut message = types::Message::try_from(message)?;
+        if !self.services.enable_checksum {
+            message.checksum = None;
+        }
+        Ok(message)
+    }
+
+    /// The messages of a pool reply as clients see them.
+    pub fn messages(&self, messages: Vec<pb::Message>) -> Result<Vec<types::Message>, ZaqarError> {
+        messages.into_iter().map(|m| self.message(m)).collect()
+    }
+
+    /// A claim of a pool reply as clients see it.
+    pub fn claim(&self, claim: pb::ClaimReply) -> Result<types::Claim, ZaqarError> {
+        Ok(types::Claim {
+            messages: self.messages(claim.messages)?,
+            id: claim.id,
+            ttl: claim.ttl,
+            age: claim.age,
+        })
+    }
+
+    /// Zaqar's queue identification check (name and project id).
+    pub fn check_queue(&self, queue: &str) -> Result<(), ZaqarError> {
+        let limits = self.limits();
+        if self.project().chars().count() > limits.max_project_id_length
+            || !is_valid_name(queue, limits.max_queue_name_length)
+        {
+            return Err(ZaqarError::titled(
+                ErrorCode::BadRequest,
+                "Invalid queue identification",
+                "The format of the submitted queue name or project id is not valid.",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Calls the pool of `queue`. When the placement came from the cache and the
+    /// pool answers NotFound, the placement is looked up again and, if it changed,
+    /// the call is made once more on the new pool.
+    pub async fn call_pool<T, F, Fut>(
+        &self,
+        queue: &str,
+        pool: &Pool,
+        call: F,
+    ) -> Result<T, ZaqarError>
+    where
+        F: Fn(PoolClient) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_pool_checked(queue, pool, call, |_| false).await
+    }
+
+    /// Like [`Context::call_pool`], also retrying when `looks_missing` says the
+    /// reply describes a queue that is not there.
+    pub async fn call_pool_checked<T, F, Fut>(
+        &self,
+        queue: &str,
+        pool: &Pool,
+        call: F,
+        looks_missing: impl Fn(&T) -> bool,
+    ) -> Result<T, ZaqarError>
+    where
+        F: Fn(PoolClient) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let result = call(pool.client.clone())
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(ZaqarError::from);
+        let stale = match &result {
+            Ok(reply) => looks_missing(reply),
+            Err(err) => err.code == ErrorCode::NotFound,
+        };
+        if stale && pool.cached {
+            if let Some(newer) = self.router().refresh(self.project(), queue, pool).await {
+                return call(newer.client)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(ZaqarError::from);
+            }
+        }
+        result
+    }
+}
+
+/// 400 with Zaqar's "Invalid API request" title.
+pub fn invalid_api(description: impl Into<String>) -> ZaqarError {
+    ZaqarError::titled(ErrorCode::BadRequest, "Invalid API request", description)
+}
+
+/// 400 with Zaqar's "Invalid request body" title.
+pub fn invalid_body(description: impl Into<String>) -> ZaqarError {
+    ZaqarError::titled(ErrorCode::BadRequest, "Invalid request body", description)
+}
+
+/// 409 with Zaqar's "Resource conflict" title.
+pub fn conflict(description: impl Into<String>) -> ZaqarError {
+    ZaqarError::titled(ErrorCode::Conflict, "Resource conflict", description)
+}
+
+/// 403 for a caller without the needed role.
+pub fn not_authorized() -> ZaqarError {
+    ZaqarError::titled(
+        ErrorCode::Forbidden,
+        "Not authorized",
+        "You are not authorized to complete this action.",
+    )
+}
+
+/// Rewrites an Unavailable error into Zaqar's description of what failed
+/// ("Queue could not be created. Please try again in a few seconds.").
+pub fn unavailable_as(what: &'static str) -> impl Fn(ZaqarError) -> ZaqarError {
+    move |err| {
+        if err.code == ErrorCode::Unavailable {
+            tracing::warn!(error = %err.description, "{}", what.to_lowercase());
+            ZaqarError::unavailable(format!("{what} Please try again in a few seconds."))
+        } else {
+            err
+        }
+    }
+}
+
+/// Checks an optional page size against `1..=max` with Zaqar's message.
+pub(crate) fn check_limit(limit: Option<i64>, max: u32, message: &str) -> Result<(), ZaqarError> {
+    match limit {
+        Some(limit) if !(1..=i64::from(max)).contains(&limit) => {
+            Err(invalid_api(message.replace("{0}", &max.to_string())))
+        }
+        _ => Ok(()),
+    }
+}

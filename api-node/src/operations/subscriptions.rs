@@ -1,0 +1,400 @@
+//! Subscription operations: create, list, get, update, delete, confirm.
+
+use serde_json::{Map, Value};
+use zaqar_proto::pb;
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use super::json::{as_python_int, is_truthy, parse_optional, too_large};
+use super::metadata::check_retry_policy;
+use super::types::{Subscription, SubscriptionList};
+use super::{check_limit, conflict, invalid_api, unavailable_as, Context, Payload};
+
+/// The subscriber URI schemes Zaqar notifies.
+const SUBSCRIBER_TYPES: [&str; 5] = ["http", "https", "mailto", "trust+http", "trust+https"];
+
+/// The outcome of a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    /// False when the subscriber already had a subscription on the queue.
+    pub created: bool,
+}
+
+/// Subscribes `subscriber` to a queue (creating the queue if needed). A
+/// duplicate subscriber answers its existing subscription, unless that one was
+/// confirmed while confirmation is required (then 409, as in Zaqar).
+pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<Created, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let document = document(payload)?;
+    let Some(subscriber) = document.get("subscriber") else {
+        return Err(invalid_api("Missing parameter subscriber in body."));
+    };
+    check_fields(ctx, &document)?;
+    let subscriber = subscriber.as_str().unwrap_or_default().to_string();
+    let ttl = ttl(&document)?.unwrap_or(ctx.limits().default_subscription_ttl);
+    let options = document
+        .get("options")
+        .filter(|o| is_truthy(o))
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
+    let failed = unavailable_as("Subscription could not be created.");
+    let pool = ctx
+        .router()
+        .place(ctx.project(), queue)
+        .await
+        .map_err(&failed)?;
+    let confirmation_required = ctx.services.require_subscription_confirmation;
+    let request = pb::CreateSubscriptionRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        subscriber,
+        ttl,
+        options_json: options.to_string(),
+        // Without required confirmation Zaqar notifies every subscriber at once;
+        // the pool-node notifies confirmed subscriptions, so they start confirmed.
+        confirmed: !confirmation_required,
+    };
+    let reply = ctx
+        .call_pool(queue, &pool, |mut c| {
+            let request = request.clone();
+            async move { c.create_subscription(request).await }
+        })
+        .await
+        .map_err(&failed)?;
+    if !reply.created && confirmation_required && get(ctx, queue, &reply.id).await?.confirmed {
+        return Err(conflict(
+            "Such subscription already exists.Subscriptions are unique by project + queue + subscriber URI.",
+        ));
+    }
+    Ok(Created {
+        id: reply.id,
+        created: reply.created,
+    })
+}
+
+/// Lists a queue's subscriptions; empty for a queue that does not exist.
+pub async fn list(
+    ctx: &Context,
+    queue: &str,
+    marker: Option<String>,
+    limit: Option<i64>,
+) -> Result<SubscriptionList, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let limits = ctx.limits();
+    check_limit(
+        limit,
+        limits.max_page_size,
+        "Limit must be at least 1 and may not be greater than {0}.",
+    )?;
+    let failed = unavailable_as("Subscriptions could not be listed.");
+    let marker = marker.unwrap_or_default();
+    let empty = SubscriptionList {
+        subscriptions: Vec::new(),
+        next_marker: marker.clone(),
+    };
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(empty);
+    };
+    let request = pb::ListSubscriptionsRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        marker: marker.clone(),
+        limit: limit.map_or(limits.default_page_size, |l| l as u32),
+    };
+    let reply = ctx
+        .call_pool(queue, &pool, |mut c| {
+            let request = request.clone();
+            async move { c.list_subscriptions(request).await }
+        })
+        .await;
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(err) if err.code == ErrorCode::NotFound => return Ok(empty),
+        Err(err) => return Err(failed(err)),
+    };
+    let subscriptions = reply
+        .subscriptions
+        .into_iter()
+        .map(Subscription::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_marker = if reply.next_marker.is_empty() {
+        marker
+    } else {
+        reply.next_marker
+    };
+    Ok(SubscriptionList {
+        subscriptions,
+        next_marker,
+    })
+}
+
+/// One live subscription.
+pub async fn get(ctx: &Context, queue: &str, id: &str) -> Result<Subscription, ZaqarError> {
+    ctx.check_queue(queue)?;
+    let failed = unavailable_as("Subscription could not be retrieved.");
+    let pool = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+        .ok_or_else(|| missing(id))?;
+    let subscription = subscription_ref(ctx, queue, id);
+    let reply = ctx
+        .call_pool(queue, &pool, |mut c| {
+            let subscription = subscription.clone();
+            async move { c.get_subscription(subscription).await }
+        })
+        .await
+        .map_err(|err| {
+            if err.code == ErrorCode::NotFound {
+                missing(id)
+            } else {
+                failed(err)
+            }
+        })?;
+    Subscription::try_from(reply)
+}
+
+/// Changes the subscriber, ttl and/or options of a subscription.
+pub async fn update(
+    ctx: &Context,
+    queue: &str,
+    id: &str,
+    payload: &Payload,
+) -> Result<(), ZaqarError> {
+    ctx.check_queue(queue)?;
+    let document = document(payload)?;
+    check_fields(ctx, &document)?;
+    if document
+        .keys()
+        .any(|key| !["subscriber", "ttl", "options"].contains(&key.as_str()))
+    {
+        // Zaqar passes the body to its storage as keyword arguments, which
+        // refuses unknown ones with this answer.
+        return Err(ZaqarError::titled(
+            ErrorCode::BadRequest,
+            "Unable to update subscription",
+            format!("Subscription {id} could not be updated."),
+        ));
+    }
+    let failed = unavailable_as("Subscription could not be updated.");
+    let pool = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+        .ok_or_else(|| missing(id))?;
+    let request = pb::UpdateSubscriptionRequest {
+        subscription: Some(subscription_ref(ctx, queue, id)),
+        subscriber: document
+            .get("subscriber")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        ttl: ttl(&document)?,
+        options_json: document.get("options").map(|options| match options {
+            Value::Null => "{}".to_string(),
+            options => options.to_string(),
+        }),
+    };
+    ctx.call_pool(queue, &pool, |mut c| {
+        let request = request.clone();
+        async move { c.update_subscription(request).await }
+    })
+    .await
+    .map_err(|err| match err.code {
+        ErrorCode::NotFound => missing(id),
+        ErrorCode::Conflict => conflict(
+            "Such subscription already exists. Subscriptions are unique by project + queue + subscriber URI.",
+        ),
+        _ => failed(err),
+    })?;
+    Ok(())
+}
+
+/// Deletes a subscription; a missing one succeeds.
+pub async fn delete(ctx: &Context, queue: &str, id: &str) -> Result<(), ZaqarError> {
+    ctx.check_queue(queue)?;
+    let failed = unavailable_as("Subscription could not be deleted.");
+    let Some(pool) = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(());
+    };
+    let subscription = subscription_ref(ctx, queue, id);
+    ctx.call_pool(queue, &pool, |mut c| {
+        let subscription = subscription.clone();
+        async move { c.delete_subscription(subscription).await }
+    })
+    .await
+    .or_else(|err| {
+        if err.code == ErrorCode::NotFound {
+            Ok(pb::Empty {})
+        } else {
+            Err(failed(err))
+        }
+    })?;
+    Ok(())
+}
+
+/// Confirms (or unconfirms) a subscription: `{"confirmed": bool}`.
+pub async fn confirm(
+    ctx: &Context,
+    queue: &str,
+    id: &str,
+    payload: &Payload,
+) -> Result<(), ZaqarError> {
+    ctx.check_queue(queue)?;
+    let document = match parse_optional(payload)? {
+        Some(document) => document,
+        None => Value::Object(Map::new()),
+    };
+    let Some(confirmed) = document.get("confirmed").and_then(Value::as_bool) else {
+        return Err(invalid_api("The 'confirmed' should be boolean."));
+    };
+    let failed = unavailable_as("Subscription could not be confirmed.");
+    let pool = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .map_err(&failed)?
+        .ok_or_else(|| missing(id))?;
+    let request = pb::ConfirmSubscriptionRequest {
+        subscription: Some(subscription_ref(ctx, queue, id)),
+        confirmed,
+    };
+    ctx.call_pool(queue, &pool, |mut c| {
+        let request = request.clone();
+        async move { c.confirm_subscription(request).await }
+    })
+    .await
+    .map_err(|err| {
+        if err.code == ErrorCode::NotFound {
+            missing(id)
+        } else {
+            failed(err)
+        }
+    })?;
+    Ok(())
+}
+
+/// The body of a create or update: an object, `{}` when empty.
+fn document(payload: &Payload) -> Result<Map<String, Value>, ZaqarError> {
+    if let Payload::TooLarge(size) = payload {
+        return Err(too_large(*size));
+    }
+    match parse_optional(payload)? {
+        None => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map),
+        Some(_) => Err(invalid_api("Subscriptions must be a dict.")),
+    }
+}
+
+/// Zaqar's `subscription_patching` checks.
+fn check_fields(ctx: &Context, document: &Map<String, Value>) -> Result<(), ZaqarError> {
+    if document.is_empty() {
+        return Err(invalid_api("No subscription to create."));
+    }
+    if let Some(subscriber) = document.get("subscriber") {
+        let scheme = subscriber.as_str().map(scheme_of).unwrap_or_default();
+        if !SUBSCRIBER_TYPES.contains(&scheme.as_str()) {
+            return Err(invalid_api(
+                "The subscriber type of subscription must be supported in the list \
+                 ['http', 'https', 'mailto', 'trust+http', 'trust+https'].",
+            ));
+        }
+    }
+    if let Some(options) = document.get("options") {
+        if is_truthy(options) && !options.is_object() {
+            return Err(invalid_api("Options must be a dict."));
+        }
+        if let Some(options) = options.as_object() {
+            check_retry_policy(options.get("_retry_policy")).map_err(invalid_api)?;
+        }
+    }
+    let min = ctx.limits().min_subscription_ttl;
+    match ttl(document)? {
+        Some(ttl) if ttl < min => Err(invalid_api(format!(
+            "The TTL for a subscription must be at least {min} seconds long."
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The subscription's ttl, `None` when absent or falsy. (Zaqar 23 stores a
+/// falsy ttl as given and then fails on the already expired subscription with
+/// a 500; we use the default ttl instead.)
+fn ttl(document: &Map<String, Value>) -> Result<Option<u32>, ZaqarError> {
+    let Some(value) = document.get("ttl").filter(|v| is_truthy(v)) else {
+        return Ok(None);
+    };
+    let ttl = as_python_int(value).ok_or_else(|| invalid_api("TTL must be an integer."))?;
+    if ttl < 0 {
+        return Ok(Some(0));
+    }
+    u32::try_from(ttl).map(Some).map_err(|_| {
+        invalid_api(
+            "The TTL seconds for a subscription plus current time must be less than 9999-12-31 23:59:59.999999.",
+        )
+    })
+}
+
+/// The URI scheme as Python's `urlparse` finds it (lowercased), or "".
+fn scheme_of(uri: &str) -> String {
+    match uri.split_once(':') {
+        Some((scheme, _))
+            if scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            scheme.to_ascii_lowercase()
+        }
+        _ => String::new(),
+    }
+}
+
+fn subscription_ref(ctx: &Context, queue: &str, id: &str) -> pb::SubscriptionRef {
+    pb::SubscriptionRef {
+        queue: Some(ctx.queue_ref(queue)),
+        id: id.to_string(),
+    }
+}
+
+fn missing(id: &str) -> ZaqarError {
+    ZaqarError::not_found(format!("Subscription {id} does not exist"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn schemes_are_parsed_like_urlparse() {
+        assert_eq!(scheme_of("http://a.example/x"), "http");
+        assert_eq!(scheme_of("HTTPS://a"), "https");
+        assert_eq!(scheme_of("mailto:a@b.c"), "mailto");
+        assert_eq!(scheme_of("trust+http://x"), "trust+http");
+        assert_eq!(scheme_of("no scheme"), "");
+        assert_eq!(scheme_of("1http://x"), "");
+    }
+
+    #[test]
+    fn ttls_follow_zaqar() {
+        let doc = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(ttl(&doc(json!({}))).unwrap(), None);
+        assert_eq!(ttl(&doc(json!({"ttl": 0}))).unwrap(), None);
+        assert_eq!(ttl(&doc(json!({"ttl": 120}))).unwrap(), Some(120));
+        assert_eq!(
+            ttl(&doc(json!({"ttl": "x"}))).unwrap_err().description,
+            "TTL must be an integer."
+        );
+        assert!(ttl(&doc(json!({"ttl": 99999999999i64}))).is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! The typed results of operations; transports render them (REST adds hrefs).
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use zaqar_proto::pb;
+use zaqar_proto::ZaqarError;
+
+/// A message as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub ttl: u32,
+    pub age: u64,
+    /// The body exactly as posted (JSON text).
+    pub body: Box<RawValue>,
+    /// The claim holding the message, if any.
+    pub claim_id: Option<String>,
+    pub claim_count: u32,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    pub checksum: Option<String>,
+}
+
+impl TryFrom<pb::Message> for Message {
+    type Error = ZaqarError;
+
+    fn try_from(message: pb::Message) -> Result<Message, ZaqarError> {
+        Ok(Message {
+            body: raw_json(message.body_json, "message body", "null")?,
+            id: message.id,
+            ttl: message.ttl,
+            age: message.age,
+            claim_id: non_empty(message.claim_id),
+            claim_count: message.claim_count,
+            created_ms: message.created_ms,
+            checksum: non_empty(message.checksum),
+        })
+    }
+}
+
+/// A page of messages and the marker continuing the listing.
+#[derive(Debug, Clone)]
+pub struct MessageList {
+    pub messages: Vec<Message>,
+    pub next_marker: String,
+}
+
+/// A live claim with the messages it holds.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: String,
+    pub ttl: u32,
+    pub age: u64,
+    pub messages: Vec<Message>,
+}
+
+/// Message counts of a queue, with its oldest and newest live message.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    pub claimed: u64,
+    pub free: u64,
+    pub delayed: u64,
+    pub total: u64,
+    pub oldest: Option<Message>,
+    pub newest: Option<Message>,
+}
+
+/// A queue of a listing; `metadata` (with reserved defaults) when detailed.
+#[derive(Debug, Clone)]
+pub struct QueueSummary {
+    pub name: String,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// A page of queues.
+#[derive(Debug, Clone)]
+pub struct QueueList {
+    pub queues: Vec<QueueSummary>,
+    /// The marker continuing the listing (the last name, else the given marker).
+    pub next_marker: String,
+    /// The number of queues of the project, when asked for.
+    pub count: Option<u64>,
+}
+
+/// A subscription as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: String,
+    /// The queue the subscription listens to.
+    pub source: String,
+    pub subscriber: String,
+    pub ttl: u32,
+    pub age: u64,
+    pub options: Box<RawValue>,
+    pub confirmed: bool,
+}
+
+impl TryFrom<pb::Subscription> for Subscription {
+    type Error = ZaqarError;
+
+    fn try_from(sub: pb::Subscription) -> Result<Subscription, ZaqarError> {
+        Ok(Subscription {
+            options: raw_json(sub.options_json, "subscription options", "{}")?,
+            id: sub.id,
+            source: sub.source,
+            subscriber: sub.subscriber,
+            ttl: sub.ttl,
+            age: sub.age,
+            confirmed: sub.confirmed,
+        })
+    }
+}
+
+/// A page of subscriptions.
+#[derive(Debug, Clone)]
+pub struct SubscriptionList {
+    pub subscriptions: Vec<Subscription>,
+    pub next_marker: String,
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn raw_json(text: String, what: &str, empty: &str) -> Result<Box<RawValue>, ZaqarError> {
+    let text = if text.is_empty() {
+        empty.to_string()
+    } else {
+        text
+    };
+    RawValue::from_string(text).map_err(|err| {
+        ZaqarError::internal(format!("a pool-node returned an invalid {what}: {err}"))
+    })
+}

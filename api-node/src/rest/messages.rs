@@ -1,0 +1,249 @@
+//! `/v2/queues/{q}/messages` and `/v2/queues/{q}/messages/{id}`, and how
+//! messages are shown (with their hrefs).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::{empty, handle, json, located, next_link, queue_path, request, Request, RestError};
+use crate::operations::messages::{self, DeleteMessages, ListMessages};
+use crate::operations::types::Message;
+use crate::operations::{Context, Services};
+
+pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
+    let collection = warp::path!("v2" / "queues" / String / "messages")
+        .and(request(services.clone()))
+        .then(|queue: String, req| {
+            handle(req, &["DELETE", "GET", "POST"], move |ctx, req| {
+                collection(ctx, req, queue)
+            })
+        });
+    let item = warp::path!("v2" / "queues" / String / "messages" / String)
+        .and(request(services))
+        .then(|queue: String, id: String, req| {
+            handle(req, &["DELETE", "GET"], move |ctx, req| {
+                item(ctx, req, queue, id)
+            })
+        });
+    collection.or(item).unify().boxed()
+}
+
+async fn collection(ctx: Context, req: Request, queue: String) -> Result<Response, RestError> {
+    let path = format!("{}/messages", queue_path(&queue));
+    match req.method.as_str() {
+        "POST" => {
+            let ids = messages::post(&ctx, &queue, req.payload()).await?;
+            let hrefs: Vec<String> = ids.iter().map(|id| format!("{path}/{id}")).collect();
+            let response = json(StatusCode::CREATED, &json!({"resources": hrefs}));
+            Ok(located(response, &format!("{path}?ids={}", ids.join(","))))
+        }
+        "GET" => match req.query.list("ids") {
+            Some(ids) => {
+                let found = messages::get_many(&ctx, &queue, &ids).await?;
+                let shown: Vec<Shown> = found.iter().map(|m| Shown::of(&queue, m)).collect();
+                Ok(json(StatusCode::OK, &json!({"messages": shown})))
+            }
+            None => list(ctx, req, queue, path).await,
+        },
+        "DELETE" => {
+            let input = DeleteMessages {
+                ids: req.query.list("ids"),
+                claim_ids: req.query.list("claim_ids"),
+                pop: req.query.int("pop")?,
+            };
+            match messages::delete_many(&ctx, &queue, input).await? {
+                None => Ok(empty(StatusCode::NO_CONTENT)),
+                Some(popped) => {
+                    let shown: Vec<Value> = popped.iter().map(popped_message).collect();
+                    Ok(json(StatusCode::OK, &json!({"messages": shown})))
+                }
+            }
+        }
+        _ => Err(RestError::MethodNotAllowed(&["DELETE", "GET", "POST"])),
+    }
+}
+
+async fn list(
+    ctx: Context,
+    req: Request,
+    queue: String,
+    path: String,
+) -> Result<Response, RestError> {
+    let query = &req.query;
+    let input = ListMessages {
+        marker: query.string("marker"),
+        limit: query.int("limit")?,
+        echo: query.flag("echo")?,
+        include_claimed: query.flag("include_claimed")?,
+        include_delayed: query.flag("include_delayed")?,
+    };
+    let mut params: Vec<(&str, String)> = Vec::new();
+    if let Some(limit) = input.limit {
+        params.push(("limit", limit.to_string()));
+    }
+    for (name, value) in [
+        ("echo", input.echo),
+        ("include_claimed", input.include_claimed),
+        ("include_delayed", input.include_delayed),
+    ] {
+        if query.get(name).is_some() {
+            params.push((name, value.to_string()));
+        }
+    }
+    let listed = messages::list(&ctx, &queue, input).await?;
+    let shown: Vec<Shown> = listed
+        .messages
+        .iter()
+        .map(|m| Shown::of(&queue, m))
+        .collect();
+    let links = if shown.is_empty() {
+        json!([])
+    } else {
+        params.push(("marker", listed.next_marker));
+        next_link(&path, &params)
+    };
+    Ok(json(
+        StatusCode::OK,
+        &json!({"messages": shown, "links": links}),
+    ))
+}
+
+async fn item(
+    ctx: Context,
+    req: Request,
+    queue: String,
+    id: String,
+) -> Result<Response, RestError> {
+    match req.method.as_str() {
+        "GET" => {
+            let message = messages::get(&ctx, &queue, &id).await?;
+            Ok(json(StatusCode::OK, &Shown::of(&queue, &message)))
+        }
+        "DELETE" => {
+            messages::delete(&ctx, &queue, &id, req.query.string("claim_id")).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        _ => Err(RestError::MethodNotAllowed(&["DELETE", "GET"])),
+    }
+}
+
+/// A message as Zaqar lists it (`format_message`).
+#[derive(Serialize)]
+pub struct Shown<'a> {
+    id: &'a str,
+    href: String,
+    ttl: u32,
+    age: u64,
+    body: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<&'a str>,
+}
+
+impl<'a> Shown<'a> {
+    /// The message with its href (`?claim_id=` when claimed).
+    pub fn of(queue: &str, message: &'a Message) -> Shown<'a> {
+        Shown {
+            id: &message.id,
+            href: message_href(queue, message),
+            ttl: message.ttl,
+            age: message.age,
+            body: &message.body,
+            checksum: message.checksum.as_deref(),
+        }
+    }
+}
+
+fn message_href(queue: &str, message: &Message) -> String {
+    let href = format!("{}/messages/{}", queue_path(queue), message.id);
+    match &message.claim_id {
+        Some(claim_id) => format!("{href}?claim_id={claim_id}"),
+        None => href,
+    }
+}
+
+fn body_value(message: &Message) -> Value {
+    serde_json::from_str(message.body.get()).unwrap_or(Value::Null)
+}
+
+/// A popped message, as Zaqar's pop shows it (storage fields, no href).
+fn popped_message(message: &Message) -> Value {
+    json!({
+        "id": message.id,
+        "age": message.age,
+        "ttl": message.ttl,
+        "body": body_value(message),
+        "claim_id": message.claim_id,
+        "claim_count": message.claim_count,
+    })
+}
+
+/// The oldest or newest message of queue stats.
+pub fn stats_message(queue: &str, message: &Message) -> Value {
+    json!({
+        "age": message.age,
+        "ttl": message.ttl,
+        "body": body_value(message),
+        "claim_id": message.claim_id,
+        "claim_count": message.claim_count,
+        "created": iso8601(message.created_ms),
+        "href": format!("{}/messages/{}", queue_path(queue), message.id),
+    })
+}
+
+/// UTC time of `ms` since the epoch as `2026-11-25T16:24:55Z`.
+fn iso8601(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_795_623_895_999), "2026-11-25T16:24:55Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn claimed_messages_link_their_claim() {
+        let message = Message {
+            id: "m1".into(),
+            ttl: 60,
+            age: 1,
+            body: RawValue::from_string("{\"b\": 1}".into()).unwrap(),
+            claim_id: Some("c1".into()),
+            claim_count: 1,
+            created_ms: 0,
+            checksum: None,
+        };
+        let shown = serde_json::to_value(Shown::of("q", &message)).unwrap();
+        assert_eq!(shown["href"], "/v2/queues/q/messages/m1?claim_id=c1");
+        assert_eq!(shown["body"]["b"], 1);
+        assert!(shown.get("checksum").is_none());
+    }
+}

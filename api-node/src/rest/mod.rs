@@ -1,0 +1,94 @@
+//! The REST transport: thin warp filters that turn HTTP into operation input
+//! and operation results into Zaqar's JSON answers. One file per resource.
+
+mod claims;
+pub mod errors;
+mod home;
+mod messages;
+pub mod query;
+mod queues;
+mod request;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+pub use errors::RestError;
+pub use request::{handle, request, Request};
+
+use crate::operations::Services;
+
+/// Every route of the API, ending with the JSON 404 for unknown paths (so
+/// nothing is ever rejected to warp's own plain-text answers).
+pub fn routes(
+    services: Arc<Services>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = Rejection> + Clone + Send + Sync + 'static {
+    home::routes(services.clone())
+        .or(queues::routes(services.clone()))
+        .unify()
+        .or(messages::routes(services.clone()))
+        .unify()
+        .or(claims::routes(services.clone()))
+        .unify()
+        .or(subscriptions::routes(services.clone()))
+        .unify()
+        .or(request(services).then(|mut req: Request| async move {
+            match req.read_body().await {
+                Ok(()) => errors::render(RestError::NotFound),
+                Err(err) => errors::render(err),
+            }
+        }))
+        .unify()
+        // Only if the draining route above could not run (it always can).
+        .or(warp::any().map(|| errors::render(RestError::NotFound)))
+        .unify()
+        .boxed()
+}
+
+/// A JSON answer.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = Response::new(bytes.into());
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(err) => errors::render(RestError::Zaqar(zaqar_proto::ZaqarError::internal(
+            format!("the answer could not be serialized: {err}"),
+        ))),
+    }
+}
+
+/// An answer without a body (204, or 201 of a create).
+pub fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(Default::default());
+    *response.status_mut() = status;
+    response
+}
+
+/// Adds a `Location` header.
+pub fn located(mut response: Response, location: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// The path of a queue: `/v2/queues/{queue}`.
+pub fn queue_path(queue: &str) -> String {
+    format!("/v2/queues/{queue}")
+}
+
+/// A `rel: next` link continuing a listing with `params`.
+pub fn next_link(path: &str, params: &[(&str, String)]) -> serde_json::Value {
+    let query = serde_urlencoded::to_string(params).unwrap_or_default();
+    serde_json::json!([{"rel": "next", "href": format!("{path}?{query}")}])
+}

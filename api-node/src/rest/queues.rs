@@ -1,0 +1,173 @@
+//! `/v2/queues`, `/v2/queues/{q}`, `/v2/queues/{q}/stats` and `/v2/queues/{q}/purge`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::messages::stats_message;
+use super::{empty, handle, json, located, next_link, queue_path, request, Request, RestError};
+use crate::operations::queues::{self, ListQueues};
+use crate::operations::share;
+use crate::operations::types::QueueStats;
+use crate::operations::{Context, Services};
+
+const PATCH_MEDIA_TYPE: &str = "application/openstack-messaging-v2.0-json-patch";
+
+pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
+    let collection = warp::path!("v2" / "queues")
+        .and(request(services.clone()))
+        .then(|req| handle(req, &["GET"], list));
+    let item = warp::path!("v2" / "queues" / String)
+        .and(request(services.clone()))
+        .then(|queue: String, req| {
+            handle(req, &["DELETE", "GET", "PATCH", "PUT"], move |ctx, req| {
+                item(ctx, req, queue)
+            })
+        });
+    let stats = warp::path!("v2" / "queues" / String / "stats")
+        .and(request(services.clone()))
+        .then(|queue: String, req| handle(req, &["GET"], move |ctx, _| stats(ctx, queue)));
+    let purge = warp::path!("v2" / "queues" / String / "purge")
+        .and(request(services.clone()))
+        .then(|queue: String, req| {
+            handle(req, &["POST"], move |ctx, req: Request| async move {
+                queues::purge(&ctx, &queue, req.payload()).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            })
+        });
+    let share = warp::path!("v2" / "queues" / String / "share")
+        .and(request(services))
+        .then(|queue: String, req| {
+            handle(req, &["POST"], move |ctx, req: Request| async move {
+                let signed = share::share(&ctx, &queue, req.payload()).await?;
+                Ok(json(StatusCode::OK, &signed))
+            })
+        });
+    collection
+        .or(item)
+        .unify()
+        .or(stats)
+        .unify()
+        .or(purge)
+        .unify()
+        .or(share)
+        .unify()
+        .boxed()
+}
+
+async fn list(ctx: Context, req: Request) -> Result<Response, RestError> {
+    let query = &req.query;
+    let input = ListQueues {
+        marker: query.string("marker"),
+        limit: query.int("limit")?,
+        detailed: query.flag("detailed")?,
+        name: query.string("name"),
+        with_count: query.flag("with_count")?,
+    };
+    let mut params: Vec<(&str, String)> = Vec::new();
+    if let Some(limit) = input.limit {
+        params.push(("limit", limit.to_string()));
+    }
+    for (name, value) in [
+        ("detailed", input.detailed),
+        ("with_count", input.with_count),
+    ] {
+        if query.get(name).is_some() {
+            params.push((name, value.to_string()));
+        }
+    }
+    if let Some(name) = &input.name {
+        params.push(("name", name.clone()));
+    }
+    let listed = queues::list(&ctx, input).await?;
+    let mut body = Map::new();
+    let rendered: Vec<Value> = listed
+        .queues
+        .into_iter()
+        .map(|queue| {
+            let mut item = Map::new();
+            item.insert("name".into(), Value::String(queue.name.clone()));
+            if let Some(metadata) = queue.metadata {
+                item.insert("metadata".into(), Value::Object(metadata));
+            }
+            item.insert("href".into(), Value::String(queue_path(&queue.name)));
+            Value::Object(item)
+        })
+        .collect();
+    let links = if rendered.is_empty() {
+        json!([])
+    } else {
+        params.push(("marker", listed.next_marker));
+        next_link("/v2/queues", &params)
+    };
+    body.insert("queues".into(), Value::Array(rendered));
+    body.insert("links".into(), links);
+    // Zaqar 23 with its SQL catalog answers `"count": true` (it returns
+    // `res is not None`); the count of queues is what was meant.
+    if let Some(count) = listed.count.filter(|&count| count > 0) {
+        body.insert("count".into(), Value::from(count));
+    }
+    Ok(json(StatusCode::OK, &body))
+}
+
+async fn item(ctx: Context, req: Request, queue: String) -> Result<Response, RestError> {
+    match req.method.as_str() {
+        "GET" => Ok(json(StatusCode::OK, &queues::get(&ctx, &queue).await?)),
+        "PUT" => {
+            let created = queues::create(&ctx, &queue, req.payload()).await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::NO_CONTENT
+            };
+            Ok(located(empty(status), &queue_path(&queue)))
+        }
+        "PATCH" => {
+            if req.content_type() != Some(PATCH_MEDIA_TYPE) {
+                return Err(RestError::UnsupportedMediaType(format!(
+                    "Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_MEDIA_TYPE}'}}."
+                )));
+            }
+            Ok(json(
+                StatusCode::OK,
+                &queues::update(&ctx, &queue, req.payload()).await?,
+            ))
+        }
+        "DELETE" => {
+            queues::delete(&ctx, &queue).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        _ => Err(RestError::MethodNotAllowed(&[
+            "DELETE", "GET", "PATCH", "PUT",
+        ])),
+    }
+}
+
+async fn stats(ctx: Context, queue: String) -> Result<Response, RestError> {
+    let stats = queues::stats(&ctx, &queue).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"messages": render_stats(&queue, stats)}),
+    ))
+}
+
+/// Zaqar's stats: counts, and the oldest and newest message when there are any.
+fn render_stats(queue: &str, stats: QueueStats) -> Value {
+    let mut messages = Map::new();
+    messages.insert("claimed".into(), stats.claimed.into());
+    messages.insert("free".into(), stats.free.into());
+    messages.insert("total".into(), stats.total.into());
+    if stats.total != 0 {
+        if let Some(oldest) = &stats.oldest {
+            messages.insert("oldest".into(), stats_message(queue, oldest));
+        }
+        if let Some(newest) = &stats.newest {
+            messages.insert("newest".into(), stats_message(queue, newest));
+        }
+    }
+    Value::Object(messages)
+}

@@ -1,0 +1,215 @@
+//! One HTTP request as the handlers see it, and the common steps of handling
+//! it: OPTIONS, media-type checks, identity, method dispatch, error rendering.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+use zaqar_proto::ZaqarError;
+
+use super::errors::{render, RestError};
+use super::query::Query;
+use crate::auth::Credentials;
+use crate::operations::{Context, Payload, Services};
+use crate::signed_url::SignatureHeaders;
+
+type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+
+/// A request: method, headers, decoded query and body.
+pub struct Request {
+    pub services: Arc<Services>,
+    pub method: Method,
+    /// The path as requested (what a URL signature must cover).
+    pub path: String,
+    pub headers: HeaderMap,
+    pub query: Query,
+    /// In a mutex only to make the request `Sync`; taken once by [`Request::read_body`].
+    body: Mutex<Option<BodyStream>>,
+    payload: Payload,
+}
+
+fn boxed<S, B>(body: S) -> BodyStream
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    Box::pin(body.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining()))))
+}
+
+/// Extracts a [`Request`]; matches every request.
+pub fn request(
+    services: Arc<Services>,
+) -> impl Filter<Extract = (Request,), Error = Rejection> + Clone {
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(raw_query)
+        .and(warp::body::stream())
+        .map(
+            move |method, path: FullPath, headers, raw_query: String, body| Request {
+                services: services.clone(),
+                method,
+                path: path.as_str().to_string(),
+                headers,
+                query: Query::parse(&raw_query),
+                body: Mutex::new(Some(boxed(body))),
+                payload: Payload::Absent,
+            },
+        )
+}
+
+/// Handles a request of a route allowing `allowed` methods: answers OPTIONS,
+/// checks media types and identity, answers 405 for other methods, then runs
+/// `handler` and renders its error, if any.
+pub async fn handle<F, Fut>(
+    mut request: Request,
+    allowed: &'static [&'static str],
+    handler: F,
+) -> Response
+where
+    F: FnOnce(Context, Request) -> Fut,
+    Fut: Future<Output = Result<Response, RestError>>,
+{
+    // The body is read first, whatever the answer: a body left unread makes
+    // hyper close the connection, which clients reusing it see as a reset.
+    if let Err(err) = request.read_body().await {
+        return render(err);
+    }
+    if request.method == Method::OPTIONS {
+        let mut response = super::empty(StatusCode::OK);
+        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        return response;
+    }
+    let result = match request.context().await {
+        Ok(ctx) if allowed.contains(&request.method.as_str()) => handler(ctx, request).await,
+        Ok(_) => Err(RestError::MethodNotAllowed(allowed)),
+        Err(err) => Err(err),
+    };
+    result.unwrap_or_else(render)
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The checks Zaqar runs before every v2 handler, in its order: the client
+    /// must accept JSON, must not send a form, and must say who it is.
+    pub async fn context(&self) -> Result<Context, RestError> {
+        if !self.accepts_json() {
+            return Err(RestError::NotAcceptable);
+        }
+        let form = self.header("content-type").is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+        if form && self.headers.contains_key(header::CONTENT_LENGTH) {
+            return Err(ZaqarError::titled(
+                zaqar_proto::ErrorCode::BadRequest,
+                "Invalid Content-Type",
+                "Endpoint does not accept `application/x-www-form-urlencoded` content; currently \
+                 supported media type is `application/json`; specify proper client-side media type \
+                 with the \"Content-Type\" header.",
+            )
+            .into());
+        }
+        let signature = self
+            .header("url-signature")
+            .map(|signature| SignatureHeaders {
+                signature,
+                expires: self.header("url-expires"),
+                methods: self.header("url-methods"),
+                paths: self.header("url-paths"),
+            });
+        let credentials = Credentials {
+            client_id: self.header("client-id"),
+            project: self.header("x-project-id"),
+            roles: self.header("x-roles"),
+            signature,
+            method: self.method.as_str(),
+            path: &self.path,
+        };
+        Ok(self.services.context(&credentials).await?)
+    }
+
+    fn accepts_json(&self) -> bool {
+        let Some(accept) = self.header("accept") else {
+            return true;
+        };
+        accept.split(',').any(|range| {
+            let media = range
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            media.is_empty()
+                || media == "*/*"
+                || media == "application/*"
+                || media == "application/json"
+        })
+    }
+
+    /// The exact `Content-Type` header, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.header("content-type").map(str::trim)
+    }
+
+    /// The body, as read by [`handle`].
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// Reads the body, up to the largest size any request may have.
+    pub async fn read_body(&mut self) -> Result<(), RestError> {
+        self.payload = self.read_payload().await?;
+        Ok(())
+    }
+
+    async fn read_payload(&mut self) -> Result<Payload, RestError> {
+        let limits = &self.services.limits;
+        let cap = limits.max_messages_post_size.max(limits.max_queue_metadata) as u64;
+        let declared = self
+            .header("content-length")
+            .and_then(|len| len.trim().parse::<u64>().ok());
+        let chunked = self
+            .header("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+        match declared {
+            Some(len) if len > cap => return Ok(Payload::TooLarge(len)),
+            None if !chunked => return Ok(Payload::Absent),
+            _ => {}
+        }
+        let body = self
+            .body
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(mut body) = body else {
+            return Ok(Payload::Absent);
+        };
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|err| {
+                tracing::debug!(error = %err, "request body could not be read");
+                ZaqarError::unavailable(
+                    "Request body could not be read. Please try again in a few seconds.",
+                )
+            })?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > cap {
+                return Ok(Payload::TooLarge(bytes.len() as u64));
+            }
+        }
+        Ok(Payload::Read(bytes.freeze()))
+    }
+}

@@ -1,0 +1,109 @@
+//! `/v2/queues/{q}/subscriptions`, `.../{id}` and `.../{id}/confirm`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::{empty, handle, json, located, next_link, queue_path, request, Request, RestError};
+use crate::operations::subscriptions;
+use crate::operations::types::Subscription;
+use crate::operations::{Context, Services};
+
+pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
+    let collection = warp::path!("v2" / "queues" / String / "subscriptions")
+        .and(request(services.clone()))
+        .then(|queue: String, req| {
+            handle(req, &["GET", "POST"], move |ctx, req| {
+                collection(ctx, req, queue)
+            })
+        });
+    let item = warp::path!("v2" / "queues" / String / "subscriptions" / String)
+        .and(request(services.clone()))
+        .then(|queue: String, id: String, req| {
+            handle(req, &["DELETE", "GET", "PATCH"], move |ctx, req| {
+                item(ctx, req, queue, id)
+            })
+        });
+    let confirm = warp::path!("v2" / "queues" / String / "subscriptions" / String / "confirm")
+        .and(request(services))
+        .then(|queue: String, id: String, req| {
+            handle(req, &["PUT"], move |ctx, req: Request| async move {
+                subscriptions::confirm(&ctx, &queue, &id, req.payload()).await?;
+                let location = format!("{}/subscriptions/{id}/confirm", queue_path(&queue));
+                Ok(located(empty(StatusCode::NO_CONTENT), &location))
+            })
+        });
+    collection.or(item).unify().or(confirm).unify().boxed()
+}
+
+async fn collection(ctx: Context, req: Request, queue: String) -> Result<Response, RestError> {
+    let path = format!("{}/subscriptions", queue_path(&queue));
+    match req.method.as_str() {
+        "POST" => {
+            let created = subscriptions::create(&ctx, &queue, req.payload()).await?;
+            let response = json(StatusCode::CREATED, &json!({"subscription_id": created.id}));
+            Ok(located(response, &path))
+        }
+        "GET" => {
+            let marker = req.query.string("marker");
+            let limit = req.query.int("limit")?;
+            let listed = subscriptions::list(&ctx, &queue, marker, limit).await?;
+            let links = if listed.subscriptions.is_empty() {
+                json!([])
+            } else {
+                let mut params = Vec::new();
+                if let Some(limit) = limit {
+                    params.push(("limit", limit.to_string()));
+                }
+                params.push(("marker", listed.next_marker));
+                next_link(&path, &params)
+            };
+            let shown: Vec<Value> = listed.subscriptions.iter().map(shown).collect();
+            Ok(json(
+                StatusCode::OK,
+                &json!({"subscriptions": shown, "links": links}),
+            ))
+        }
+        _ => Err(RestError::MethodNotAllowed(&["GET", "POST"])),
+    }
+}
+
+async fn item(
+    ctx: Context,
+    req: Request,
+    queue: String,
+    id: String,
+) -> Result<Response, RestError> {
+    match req.method.as_str() {
+        "GET" => {
+            let subscription = subscriptions::get(&ctx, &queue, &id).await?;
+            Ok(json(StatusCode::OK, &shown(&subscription)))
+        }
+        "PATCH" => {
+            subscriptions::update(&ctx, &queue, &id, req.payload()).await?;
+            let location = format!("{}/subscriptions/{id}", queue_path(&queue));
+            Ok(located(empty(StatusCode::NO_CONTENT), &location))
+        }
+        "DELETE" => {
+            subscriptions::delete(&ctx, &queue, &id).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        _ => Err(RestError::MethodNotAllowed(&["DELETE", "GET", "PATCH"])),
+    }
+}
+
+fn shown(subscription: &Subscription) -> Value {
+    json!({
+        "id": subscription.id,
+        "source": subscription.source,
+        "subscriber": subscription.subscriber,
+        "ttl": subscription.ttl,
+        "age": subscription.age,
+        "options": subscription.options,
+        "confirmed": subscription.confirmed,
+    })
+}

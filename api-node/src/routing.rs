@@ -1,0 +1,252 @@
+//! Where a queue lives: `(project, queue) → pool` through the catalog, with a
+//! small in-memory placement cache, and one lazily connected gRPC channel per
+//! pool-node endpoint.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
+use zaqar_proto::pb::pool_service_client::PoolServiceClient;
+use zaqar_proto::pb::{self, QueueRef};
+use zaqar_proto::ZaqarError;
+
+use crate::config::ApiConfig;
+
+/// A gRPC client of one pool-node.
+pub type PoolClient = PoolServiceClient<Channel>;
+
+/// A queue's pool, as the router resolved it.
+#[derive(Clone)]
+pub struct Pool {
+    pub name: String,
+    pub endpoint: String,
+    pub client: PoolClient,
+    /// True when the placement came from the cache (it may be stale).
+    pub cached: bool,
+}
+
+#[derive(Clone)]
+struct CachedPlacement {
+    pool: String,
+    endpoint: String,
+    learnt: Instant,
+}
+
+/// Resolves queues to pools and hands out pool clients.
+pub struct Router {
+    catalog: CatalogServiceClient<Channel>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    cache_ttl: Duration,
+    cache_size: usize,
+    placements: Mutex<HashMap<(String, String), CachedPlacement>>,
+    pools: Mutex<HashMap<String, PoolClient>>,
+}
+
+fn queue_ref(project: &str, queue: &str) -> QueueRef {
+    QueueRef {
+        project: project.to_string(),
+        queue: queue.to_string(),
+    }
+}
+
+impl Router {
+    /// A router talking to the catalog of `config`; connects lazily (must run inside tokio).
+    pub fn new(config: &ApiConfig) -> Result<Router, ZaqarError> {
+        let channel = lazy_channel(
+            &config.catalog_endpoint,
+            config.connect_timeout(),
+            config.request_timeout(),
+        )?;
+        Ok(Router {
+            catalog: CatalogServiceClient::new(channel),
+            connect_timeout: config.connect_timeout(),
+            request_timeout: config.request_timeout(),
+            cache_ttl: config.placement_cache_ttl(),
+            cache_size: config.placement_cache_size.max(1),
+            placements: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client of a pool-node endpoint (one channel per endpoint, reused).
+    pub fn pool_client(&self, endpoint: &str) -> Result<PoolClient, ZaqarError> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = pools.get(endpoint) {
+            return Ok(client.clone());
+        }
+        let channel = lazy_channel(endpoint, self.connect_timeout, self.request_timeout)?;
+        let client = PoolServiceClient::new(channel);
+        pools.insert(endpoint.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// The pool of a queue, or `None` when the queue was never placed.
+    pub async fn lookup(&self, project: &str, queue: &str) -> Result<Option<Pool>, ZaqarError> {
+        if let Some(cached) = self.cached(project, queue) {
+            return Ok(Some(self.pool(&cached.pool, &cached.endpoint, true)?));
+        }
+        self.lookup_fresh(project, queue).await
+    }
+
+    /// The pool of a queue, placing the queue on a pool first if it has none.
+    pub async fn place(&self, project: &str, queue: &str) -> Result<Pool, ZaqarError> {
+        if let Some(cached) = self.cached(project, queue) {
+            return self.pool(&cached.pool, &cached.endpoint, true);
+        }
+        let request = pb::PlaceQueueRequest {
+            queue: Some(queue_ref(project, queue)),
+            flavor: String::new(),
+        };
+        let placement = self
+            .catalog
+            .clone()
+            .place_queue(request)
+            .await?
+            .into_inner();
+        tracing::debug!(project, queue, pool = %placement.pool, "queue placed");
+        self.remember(project, queue, &placement.pool, &placement.endpoint);
+        self.pool(&placement.pool, &placement.endpoint, false)
+    }
+
+    /// Asks the catalog again after `stale` answered as if the queue were not
+    /// there; returns the new pool only if the placement changed.
+    pub async fn refresh(&self, project: &str, queue: &str, stale: &Pool) -> Option<Pool> {
+        self.forget(project, queue);
+        match self.lookup_fresh(project, queue).await {
+            Ok(Some(pool)) if pool.endpoint != stale.endpoint || pool.name != stale.name => {
+                tracing::info!(project, queue, pool = %pool.name, "placement changed");
+                Some(pool)
+            }
+            _ => None,
+        }
+    }
+
+    /// Forgets a queue's placement, here and in the catalog (after the queue was deleted).
+    pub async fn remove(&self, project: &str, queue: &str) -> Result<(), ZaqarError> {
+        self.forget(project, queue);
+        self.catalog
+            .clone()
+            .remove_queue(queue_ref(project, queue))
+            .await?;
+        Ok(())
+    }
+
+    /// The placed queues of a project, sorted by name, and how many match `name_filter`.
+    pub async fn list_queues(
+        &self,
+        project: &str,
+        marker: &str,
+        limit: u32,
+        name_filter: &str,
+    ) -> Result<(Vec<pb::Placement>, u64), ZaqarError> {
+        let request = pb::ListQueuesRequest {
+            project: project.to_string(),
+            marker: marker.to_string(),
+            limit,
+            name_filter: name_filter.to_string(),
+        };
+        let reply = self
+            .catalog
+            .clone()
+            .list_queues(request)
+            .await?
+            .into_inner();
+        Ok((reply.queues, reply.count))
+    }
+
+    /// Every registered pool.
+    pub async fn list_pools(&self) -> Result<Vec<pb::Pool>, ZaqarError> {
+        let reply = self.catalog.clone().list_pools(pb::Empty {}).await?;
+        Ok(reply.into_inner().pools)
+    }
+
+    /// The pool of a placement listed by the catalog.
+    pub fn pool_of(&self, placement: &pb::Placement) -> Result<Pool, ZaqarError> {
+        self.pool(&placement.pool, &placement.endpoint, false)
+    }
+
+    async fn lookup_fresh(&self, project: &str, queue: &str) -> Result<Option<Pool>, ZaqarError> {
+        let reply = self
+            .catalog
+            .clone()
+            .lookup(queue_ref(project, queue))
+            .await?
+            .into_inner();
+        match reply.placement {
+            Some(placement) if reply.found => {
+                self.remember(project, queue, &placement.pool, &placement.endpoint);
+                Ok(Some(self.pool(
+                    &placement.pool,
+                    &placement.endpoint,
+                    false,
+                )?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn pool(&self, name: &str, endpoint: &str, cached: bool) -> Result<Pool, ZaqarError> {
+        Ok(Pool {
+            name: name.to_string(),
+            endpoint: endpoint.to_string(),
+            client: self.pool_client(endpoint)?,
+            cached,
+        })
+    }
+
+    fn cached(&self, project: &str, queue: &str) -> Option<CachedPlacement> {
+        let key = (project.to_string(), queue.to_string());
+        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
+        match placements.get(&key) {
+            Some(entry) if entry.learnt.elapsed() < self.cache_ttl => Some(entry.clone()),
+            Some(_) => {
+                placements.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, project: &str, queue: &str, pool: &str, endpoint: &str) {
+        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
+        if placements.len() >= self.cache_size {
+            let ttl = self.cache_ttl;
+            placements.retain(|_, entry| entry.learnt.elapsed() < ttl);
+            if placements.len() >= self.cache_size {
+                placements.clear();
+            }
+        }
+        placements.insert(
+            (project.to_string(), queue.to_string()),
+            CachedPlacement {
+                pool: pool.to_string(),
+                endpoint: endpoint.to_string(),
+                learnt: Instant::now(),
+            },
+        );
+    }
+
+    fn forget(&self, project: &str, queue: &str) {
+        let key = (project.to_string(), queue.to_string());
+        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
+        placements.remove(&key);
+    }
+}
+
+/// A channel that connects on first use and fails fast when the peer is down.
+fn lazy_channel(
+    endpoint: &str,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<Channel, ZaqarError> {
+    let endpoint = Endpoint::from_shared(endpoint.to_string()).map_err(|err| {
+        ZaqarError::internal(format!("invalid gRPC endpoint {endpoint:?}: {err}"))
+    })?;
+    Ok(endpoint
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .connect_lazy())
+}

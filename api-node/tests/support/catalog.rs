@@ -1,0 +1,121 @@
+//! A test-only in-memory `CatalogService`: pools registered by the harness and
+//! queue placements on the first pool.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use tonic::{Request, Response, Status};
+use zaqar_proto::pb::catalog_service_server::CatalogService;
+use zaqar_proto::pb::*;
+use zaqar_proto::ZaqarError;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// The in-memory catalog.
+#[derive(Default)]
+pub struct MemoryCatalog {
+    pub pools: Mutex<Vec<Pool>>,
+    placements: Mutex<BTreeMap<(String, String), Placement>>,
+}
+
+impl MemoryCatalog {
+    /// Places a queue on a given pool (as another api-node or an operator would).
+    pub fn place_on(&self, project: &str, queue: &str, pool: &Pool) {
+        let placement = Placement {
+            queue: Some(QueueRef {
+                project: project.into(),
+                queue: queue.into(),
+            }),
+            pool: pool.name.clone(),
+            endpoint: pool.endpoint.clone(),
+        };
+        self.placements
+            .lock()
+            .unwrap()
+            .insert((project.into(), queue.into()), placement);
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogService for MemoryCatalog {
+    async fn lookup(&self, r: Request<QueueRef>) -> Reply<LookupReply> {
+        let q = r.into_inner();
+        let placement = self
+            .placements
+            .lock()
+            .unwrap()
+            .get(&(q.project, q.queue))
+            .cloned();
+        Ok(Response::new(LookupReply {
+            found: placement.is_some(),
+            placement,
+        }))
+    }
+
+    async fn place_queue(&self, r: Request<PlaceQueueRequest>) -> Reply<Placement> {
+        let q = r.into_inner().queue.unwrap_or_default();
+        let k = (q.project.clone(), q.queue.clone());
+        if let Some(existing) = self.placements.lock().unwrap().get(&k) {
+            return Ok(Response::new(existing.clone()));
+        }
+        let pool = self
+            .pools
+            .lock()
+            .unwrap()
+            .first()
+            .cloned()
+            .ok_or_else(|| Status::from(ZaqarError::unavailable("No pool is registered.")))?;
+        self.place_on(&q.project, &q.queue, &pool);
+        let placement = self
+            .placements
+            .lock()
+            .unwrap()
+            .get(&k)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Response::new(placement))
+    }
+
+    async fn remove_queue(&self, r: Request<QueueRef>) -> Reply<Empty> {
+        let q = r.into_inner();
+        self.placements
+            .lock()
+            .unwrap()
+            .remove(&(q.project, q.queue));
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn list_queues(&self, r: Request<ListQueuesRequest>) -> Reply<ListQueuesReply> {
+        let r = r.into_inner();
+        let placements = self.placements.lock().unwrap();
+        let matching: Vec<&Placement> = placements
+            .iter()
+            .filter(|((project, queue), _)| project == &r.project && queue.contains(&r.name_filter))
+            .map(|(_, p)| p)
+            .collect();
+        let queues = matching
+            .iter()
+            .filter(|p| p.queue.as_ref().is_some_and(|q| q.queue > r.marker))
+            .take(r.limit as usize)
+            .map(|p| (*p).clone())
+            .collect();
+        Ok(Response::new(ListQueuesReply {
+            queues,
+            count: matching.len() as u64,
+        }))
+    }
+
+    async fn list_pools(&self, _: Request<Empty>) -> Reply<ListPoolsReply> {
+        Ok(Response::new(ListPoolsReply {
+            pools: self.pools.lock().unwrap().clone(),
+        }))
+    }
+
+    async fn register_pool(&self, r: Request<Pool>) -> Reply<Empty> {
+        let pool = r.into_inner();
+        let mut pools = self.pools.lock().unwrap();
+        pools.retain(|p| p.name != pool.name);
+        pools.push(pool);
+        Ok(Response::new(Empty {}))
+    }
+}

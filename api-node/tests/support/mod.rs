@@ -1,0 +1,235 @@
+//! Test harness: an in-memory pool and catalog served over gRPC on a loopback
+//! port, an api-node in front of them, and a small HTTP client.
+#![allow(dead_code)]
+
+pub mod catalog;
+pub mod pool;
+pub mod subscriptions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use zaqar_api_node::ApiConfig;
+use zaqar_proto::pb::catalog_service_server::CatalogServiceServer;
+use zaqar_proto::pb::pool_service_server::PoolServiceServer;
+
+pub use catalog::MemoryCatalog;
+pub use pool::MemoryPool;
+
+/// A header value meaning "do not send this header".
+pub const OMIT: &str = "<omit>";
+
+pub const CLIENT_ID: &str = "3381af92-2b9e-11e3-b191-71861300734c";
+
+/// A running api-node over an in-memory pool and catalog.
+pub struct Harness {
+    pub base: String,
+    pub project: String,
+    pub catalog: Arc<MemoryCatalog>,
+    /// The first pool (`pool-1`).
+    pub pool: Arc<MemoryPool>,
+    http: reqwest::Client,
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+/// An answer: status, headers and JSON body (`Value::Null` when empty).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a Zaqar error body with this status and title.
+    pub fn assert_error(&self, status: u16, title: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["title"], title, "body: {}", self.body);
+        assert!(self.body["description"].is_string(), "body: {}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+    }
+}
+
+/// Serves the in-memory pool and catalog on one loopback port.
+async fn serve_backends(
+    pool: Arc<MemoryPool>,
+    catalog: Arc<MemoryCatalog>,
+) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(PoolServiceServer::from_arc(pool))
+        .add_service(CatalogServiceServer::from_arc(catalog))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stopped.await;
+        });
+    tokio::spawn(server);
+    (addr, stop)
+}
+
+impl Harness {
+    /// An api-node with default settings over a fresh pool and catalog.
+    pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    /// Like [`Harness::start`], adjusting the api-node config first.
+    pub async fn start_with(adjust: impl FnOnce(&mut ApiConfig)) -> Harness {
+        let catalog = Arc::new(MemoryCatalog::default());
+        let pool = Arc::new(MemoryPool::default());
+        let (backend, backend_stop) = serve_backends(pool.clone(), catalog.clone()).await;
+        catalog.pools.lock().unwrap().push(zaqar_proto::pb::Pool {
+            name: "pool-1".into(),
+            weight: 100,
+            endpoint: format!("http://{backend}"),
+            ..Default::default()
+        });
+        let mut config = ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            catalog_endpoint: format!("http://{backend}"),
+            ..ApiConfig::default()
+        };
+        adjust(&mut config);
+        let mut harness = Harness::over(config, catalog, vec![backend_stop]).await;
+        harness.pool = pool;
+        harness
+    }
+
+    /// An api-node with `config` (its catalog may be anything, even down).
+    pub async fn over(
+        config: ApiConfig,
+        catalog: Arc<MemoryCatalog>,
+        mut stops: Vec<oneshot::Sender<()>>,
+    ) -> Harness {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (addr, server) = zaqar_api_node::bind(config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+        tokio::spawn(server);
+        stops.push(stop);
+        Harness {
+            base: format!("http://{addr}"),
+            project: format!("project-{}", uuid::Uuid::new_v4().simple()),
+            catalog,
+            pool: Arc::new(MemoryPool::default()),
+            http: reqwest::Client::new(),
+            stops,
+        }
+    }
+
+    /// A pool-node (in-memory) on its own port, not yet registered anywhere.
+    pub async fn extra_pool(&mut self, name: &str) -> zaqar_proto::pb::Pool {
+        let (addr, stop) = serve_backends(
+            Arc::new(MemoryPool::default()),
+            Arc::new(MemoryCatalog::default()),
+        )
+        .await;
+        self.stops.push(stop);
+        zaqar_proto::pb::Pool {
+            name: name.into(),
+            weight: 100,
+            endpoint: format!("http://{addr}"),
+            ..Default::default()
+        }
+    }
+
+    /// A request with the usual identity headers; `headers` override them, and
+    /// the value [`OMIT`] leaves a header out.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        let mut defaults = vec![
+            ("X-Project-ID", self.project.as_str()),
+            ("Client-ID", CLIENT_ID),
+        ];
+        if body.is_some() {
+            defaults.push(("Content-Type", "application/json"));
+        }
+        for (name, value) in defaults {
+            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                request = request.header(name, value);
+            }
+        }
+        for (name, value) in headers {
+            if *value != OMIT {
+                request = request.header(*name, *value);
+            }
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, None, &[]).await
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: &str) -> Answer {
+        self.call(method, path, Some(body), &[]).await
+    }
+
+    /// Posts messages to a queue and returns their ids.
+    pub async fn post_messages(&self, queue: &str, messages: Value) -> Vec<String> {
+        let answer = self
+            .send(
+                "POST",
+                &format!("/v2/queues/{queue}/messages"),
+                &serde_json::json!({"messages": messages}).to_string(),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        answer.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|href| {
+                href.as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+    }
+}

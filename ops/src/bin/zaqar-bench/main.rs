@@ -1,0 +1,159 @@
+//! `zaqar-bench`: a load generator for Zaqar v2 REST servers (zaqar-rs or OpenStack
+//! Zaqar) with the workload mix of Zaqar's own zaqar-bench; prints a live progress
+//! line, then a table per role, and optionally writes a JSON report.
+
+mod args;
+mod client;
+mod histogram;
+mod report;
+mod stats;
+mod workload;
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::args::Args;
+use crate::client::{CallError, ZaqarClient};
+use crate::report::{progress_line, Report};
+use crate::stats::{Role, Tally};
+use crate::workload::{Plan, Worker};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zaqar-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prepares the queues, runs the workers until the deadline, reports, cleans up.
+/// Request failures are counted in the report; only bad flags or an unwritable report
+/// end the run with an error.
+async fn run(args: Args) -> Result<()> {
+    let args = args.validated()?;
+    let admin = ZaqarClient::new(&args.url, &args.project, args.timeout)?;
+    on_each_queue(&admin, &args, "prepare", |admin, queue| async move {
+        admin.recreate_queue(&queue).await
+    })
+    .await;
+
+    let start = Instant::now();
+    let plan = Arc::new(Plan::new(&args, start + args.duration));
+    let mut workers = JoinSet::new();
+    for role in Role::ALL {
+        for i in 0..args.workers(role) {
+            let worker = Worker {
+                role,
+                client: ZaqarClient::new(&args.url, &args.project, args.timeout)?,
+                first_queue: i,
+            };
+            workers.spawn(worker.run(Arc::clone(&plan)));
+        }
+    }
+    let progress = tokio::spawn(show_progress(Arc::clone(&plan), args.clone(), start));
+
+    let mut tally = Tally::default();
+    while let Some(done) = workers.join_next().await {
+        tally.merge(&done.context("a worker panicked")?);
+    }
+    let elapsed = plan.deadline.saturating_duration_since(start);
+    progress.abort();
+    let _ = progress.await;
+
+    let report = Report::new(&args, &tally, elapsed);
+    println!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    if !args.keep_queues {
+        on_each_queue(&admin, &args, "delete", |admin, queue| async move {
+            admin.delete_queue(&queue).await
+        })
+        .await;
+    }
+    Ok(())
+}
+
+/// Runs `call` on every queue of the run at once; failures are reported, not fatal
+/// (during the run they show up as errors).
+async fn on_each_queue<F, Fut>(admin: &ZaqarClient, args: &Args, what: &str, call: F)
+where
+    F: Fn(ZaqarClient, String) -> Fut,
+    Fut: Future<Output = Result<(), CallError>> + Send + 'static,
+{
+    let mut calls = JoinSet::new();
+    for queue in args.queue_names() {
+        let done = call(admin.clone(), queue.clone());
+        calls.spawn(async move { (done.await, queue) });
+    }
+    while let Some(Ok((result, queue))) = calls.join_next().await {
+        if let Err(e) = result {
+            eprintln!("warning: could not {what} queue {queue}: {e}");
+        }
+    }
+}
+
+/// Every second until aborted: requests/s of each role over the last second, and the
+/// errors so far, on one line of stderr (rewritten in place on a terminal).
+async fn show_progress(plan: Arc<Plan>, args: Args, start: Instant) {
+    let tty = std::io::stderr().is_terminal();
+    let roles: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|&role| args.workers(role) > 0)
+        .collect();
+    let mut previous: Vec<u64> = vec![0; roles.len()];
+    let mut last = start;
+    let mut ticks =
+        tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let end_line = EndLineOnDrop(tty);
+    loop {
+        let now = ticks.tick().await;
+        if now > plan.deadline {
+            break;
+        }
+        let secs = now.duration_since(last).as_secs_f64().max(f64::EPSILON);
+        last = now;
+        let mut errors = 0;
+        let mut rates = Vec::with_capacity(roles.len());
+        for (role, before) in roles.iter().zip(previous.iter_mut()) {
+            let (requests, role_errors) = plan.live.get(*role);
+            rates.push((*role, (requests - *before) as f64 / secs));
+            *before = requests;
+            errors += role_errors;
+        }
+        let line = progress_line(now.duration_since(start), args.duration, &rates, errors);
+        let mut stderr = std::io::stderr().lock();
+        let _ = if tty {
+            write!(stderr, "\r{line}\x1b[K")
+        } else {
+            writeln!(stderr, "{line}")
+        };
+        let _ = stderr.flush();
+    }
+    drop(end_line);
+}
+
+/// Ends the in-place progress line on a terminal, however the progress task stops.
+struct EndLineOnDrop(bool);
+
+impl Drop for EndLineOnDrop {
+    fn drop(&mut self) {
+        if self.0 {
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The worker loops of the three roles, as in Zaqar's own zaqar-bench: producers post,
+//! consumers claim then delete what they claimed, observers page through messages.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::client::{post_body, CallError, ZaqarClient};
+use crate::stats::{Live, Op, Role, Tally};
+
+/// Claim TTL and grace (seconds) used by consumers, the values of Zaqar's zaqar-bench.
+const CLAIM_BODY: &[u8] = br#"{"ttl":300,"grace":200}"#;
+/// How long a worker waits after a transport error before its next request.
+const TRANSPORT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// What every worker of a run shares.
+#[derive(Debug)]
+pub struct Plan {
+    pub queues: Vec<String>,
+    pub post_body: Bytes,
+    /// Messages in each post.
+    pub batch: u64,
+    pub claim_limit: usize,
+    pub list_limit: usize,
+    pub deadline: Instant,
+    pub live: Live,
+}
+
+impl Plan {
+    pub fn new(args: &crate::args::Args, deadline: Instant) -> Self {
+        Self {
+            queues: args.queue_names(),
+            post_body: post_body(args.batch, args.message_size, args.message_ttl),
+            batch: args.batch as u64,
+            claim_limit: args.claim_limit,
+            list_limit: args.list_limit,
+            deadline,
+            live: Live::default(),
+        }
+    }
+}
+
+/// One worker: a role, a client identity, and the queue it starts at (workers of a role
+/// start at different queues, then each takes the queues in turn).
+pub struct Worker {
+    pub role: Role,
+    pub client: ZaqarClient,
+    pub first_queue: usize,
+}
+
+enum Timed<T> {
+    Done(Duration, T),
+    /// The deadline came first; the request is dropped and not counted.
+    Cut,
+}
+
+/// Runs `request` unless the deadline passes first; how long it took.
+async fn timed<T>(deadline: Instant, request: impl Future<Output = T>) -> Timed<T> {
+    let start = Instant::now();
+    tokio::select! {
+        result = request => Timed::Done(start.elapsed(), result),
+        _ = tokio::time::sleep_until(deadline) => Timed::Cut,
+    }
+}
+
+/// Counts a failed request; after a transport error (e.g. connection refused) pauses
+/// briefly, so that a dead server does not turn the workers into a busy loop.
+async fn failed(plan: &Plan, tally: &mut Tally, op: Op, error: CallError) {
+    let transport = matches!(error, CallError::Transport(_));
+    tally.error(&plan.live, op, || error.to_string());
+    if transport {
+        let pause = Instant::now() + TRANSPORT_ERROR_PAUSE;
+        tokio::time::sleep_until(pause.min(plan.deadline)).await;
+    }
+}
+
+impl Worker {
+    /// Loops until the deadline; the tally of what it did.
+    pub async fn run(self, plan: Arc<Plan>) -> Tally {
+        let mut tally = Tally::default();
+        let mut next = self.first_queue;
+        let mut markers: Vec<Option<String>> = vec![None; plan.queues.len()];
+        while Instant::now() < plan.deadline {
+            let index = next % plan.queues.len();
+            next = next.wrapping_add(1);
+            let queue = &plan.queues[index];
+            let going = match self.role {
+                Role::Producer => self.produce(&plan, &mut tally, queue).await,
+                Role::Consumer => self.consume(&plan, &mut tally, queue).await,
+                Role::Observer => {
+                    self.observe(&plan, &mut tally, queue, &mut markers[index])
+                        .await
+                }
+            };
+            if !going {
+                break;
+            }
+        }
+        tally
+    }
+
+    /// Posts one batch; false once the deadline cut the request.
+    async fn produce(&self, plan: &Plan, tally: &mut Tally, queue: &str) -> bool {
+        let post = self.client.post(queue, plan.post_body.clone());
+        match timed(plan.deadline, post).await {
+            Timed::Cut => false,
+            Timed::Done(latency, Ok(())) => {
+                tally.ok(&plan.live, Op::Post, latency, plan.batch);
+                true
+            }
+            Timed::Done(_, Err(e)) => {
+                failed(plan, tally, Op::Post, e).await;
+                true
+            }
+        }
+    }
+
+    /// Claims, then deletes each claimed message; false once the deadline cut a request.
+    async fn consume(&self, plan: &Plan, tally: &mut Tally, queue: &str) -> bool {
+        let body = Bytes::from_static(CLAIM_BODY);
+        let claim = self.client.claim(queue, plan.claim_limit, body);
+        let hrefs = match timed(plan.deadline, claim).await {
+            Timed::Cut => return false,
+            Timed::Done(latency, Ok(hrefs)) => {
+                tally.ok(&plan.live, Op::Claim, latency, hrefs.len() as u64);
+                hrefs
+            }
+            Timed::Done(_, Err(e)) => {
+                failed(plan, tally, Op::Claim, e).await;
+                return true;
+            }
+        };
+        for href in &hrefs {
+            match timed(plan.deadline, self.client.delete(href)).await {
+                Timed::Cut => return false,
+                Timed::Done(latency, Ok(())) => tally.ok(&plan.live, Op::Delete, latency, 1),
+                Timed::Done(_, Err(e)) => failed(plan, tally, Op::Delete, e).await,
+            }
+        }
+        true
+    }
+
+    /// Lists one page after this queue's marker and keeps the next marker when the page
+    /// had messages; false once the deadline cut the request.
+    async fn observe(
+        &self,
+        plan: &Plan,
+        tally: &mut Tally,
+        queue: &str,
+        marker: &mut Option<String>,
+    ) -> bool {
+        let list = self.client.list(queue, plan.list_limit, marker.as_deref());
+        match timed(plan.deadline, list).await {
+            Timed::Cut => false,
+            Timed::Done(latency, Ok(page)) => {
+                tally.ok(&plan.live, Op::List, latency, page.count as u64);
+                if page.count > 0 && page.next_marker.is_some() {
+                    *marker = page.next_marker;
+                }
+                true
+            }
+            Timed::Done(_, Err(e)) => {
+                failed(plan, tally, Op::List, e).await;
+                true
+            }
+        }
+    }
+}
