@@ -14,6 +14,20 @@ use crate::auth::AuthStrategy;
 pub struct ApiConfig {
     /// Where the REST API listens.
     pub listen: SocketAddr,
+    /// Where the WebSocket API listens; `None` serves no WebSocket API.
+    pub ws_listen: Option<SocketAddr>,
+    /// Largest WebSocket frame (and message) accepted; a larger one closes the
+    /// connection with code 1009 (message too big).
+    pub ws_max_frame_bytes: usize,
+    /// A WebSocket connection that sends nothing (not even a pong) for this
+    /// long is closed, in milliseconds.
+    pub ws_idle_timeout_ms: u64,
+    /// How often the server pings each WebSocket connection, in milliseconds;
+    /// a live client answers with a pong, which keeps it from being idle.
+    pub ws_ping_interval_ms: u64,
+    /// Replies queued for one WebSocket connection; a client that does not
+    /// read them fast enough is disconnected rather than buffered without bound.
+    pub ws_send_queue: usize,
     /// gRPC endpoint of the catalog, e.g. `http://127.0.0.1:7000`.
     pub catalog_endpoint: String,
     /// Limits checked on every input (Zaqar's defaults).
@@ -45,6 +59,11 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8888)),
+            ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9000))),
+            ws_max_frame_bytes: 1 << 20,
+            ws_idle_timeout_ms: 90_000,
+            ws_ping_interval_ms: 30_000,
+            ws_send_queue: 64,
             catalog_endpoint: "http://127.0.0.1:7000".to_string(),
             limits: Limits::default(),
             auth: AuthStrategy::default(),
@@ -82,6 +101,7 @@ mod tests {
     fn defaults_match_the_interface() {
         let config = ApiConfig::default();
         assert_eq!(config.listen, "127.0.0.1:8888".parse().unwrap());
+        assert_eq!(config.ws_listen, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(config.catalog_endpoint, "http://127.0.0.1:7000");
         assert_eq!(config.limits, Limits::default());
     }

@@ -1,8 +1,16 @@
 //! Where a queue lives: `(project, queue) → pool` through the catalog, with a
 //! small in-memory placement cache, and one lazily connected gRPC channel per
 //! pool-node endpoint.
+//!
+//! `catalog_endpoint` may name several catalog nodes, comma-separated. A call goes to
+//! the node that answered last; when it is unreachable (connection refused, connect or
+//! call timeout) or answers `unavailable`, the next one is tried. Any live node of a
+//! raft catalog serves every call (a follower forwards writes to its leader), and every
+//! catalog call api-node makes is idempotent, so a retry elsewhere is safe.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,7 +44,7 @@ struct CachedPlacement {
 
 /// Resolves queues to pools and hands out pool clients.
 pub struct Router {
-    catalog: CatalogServiceClient<Channel>,
+    catalog: Catalogs,
     connect_timeout: Duration,
     request_timeout: Duration,
     cache_ttl: Duration,
@@ -55,13 +63,12 @@ fn queue_ref(project: &str, queue: &str) -> QueueRef {
 impl Router {
     /// A router talking to the catalog of `config`; connects lazily (must run inside tokio).
     pub fn new(config: &ApiConfig) -> Result<Router, ZaqarError> {
-        let channel = lazy_channel(
-            &config.catalog_endpoint,
-            config.connect_timeout(),
-            config.request_timeout(),
-        )?;
         Ok(Router {
-            catalog: CatalogServiceClient::new(channel),
+            catalog: Catalogs::new(
+                &config.catalog_endpoint,
+                config.connect_timeout(),
+                config.request_timeout(),
+            )?,
             connect_timeout: config.connect_timeout(),
             request_timeout: config.request_timeout(),
             cache_ttl: config.placement_cache_ttl(),
@@ -102,10 +109,11 @@ impl Router {
         };
         let placement = self
             .catalog
-            .clone()
-            .place_queue(request)
-            .await?
-            .into_inner();
+            .call(|mut catalog| {
+                let request = request.clone();
+                async move { catalog.place_queue(request).await }
+            })
+            .await?;
         tracing::debug!(project, queue, pool = %placement.pool, "queue placed");
         self.remember(project, queue, &placement.pool, &placement.endpoint);
         self.pool(&placement.pool, &placement.endpoint, false)
@@ -128,8 +136,9 @@ impl Router {
     pub async fn remove(&self, project: &str, queue: &str) -> Result<(), ZaqarError> {
         self.forget(project, queue);
         self.catalog
-            .clone()
-            .remove_queue(queue_ref(project, queue))
+            .call(
+                |mut catalog| async move { catalog.remove_queue(queue_ref(project, queue)).await },
+            )
             .await?;
         Ok(())
     }
@@ -150,17 +159,21 @@ impl Router {
         };
         let reply = self
             .catalog
-            .clone()
-            .list_queues(request)
-            .await?
-            .into_inner();
+            .call(|mut catalog| {
+                let request = request.clone();
+                async move { catalog.list_queues(request).await }
+            })
+            .await?;
         Ok((reply.queues, reply.count))
     }
 
     /// Every registered pool.
     pub async fn list_pools(&self) -> Result<Vec<pb::Pool>, ZaqarError> {
-        let reply = self.catalog.clone().list_pools(pb::Empty {}).await?;
-        Ok(reply.into_inner().pools)
+        let reply = self
+            .catalog
+            .call(|mut catalog| async move { catalog.list_pools(pb::Empty {}).await })
+            .await?;
+        Ok(reply.pools)
     }
 
     /// The pool of a placement listed by the catalog.
@@ -171,10 +184,8 @@ impl Router {
     async fn lookup_fresh(&self, project: &str, queue: &str) -> Result<Option<Pool>, ZaqarError> {
         let reply = self
             .catalog
-            .clone()
-            .lookup(queue_ref(project, queue))
-            .await?
-            .into_inner();
+            .call(|mut catalog| async move { catalog.lookup(queue_ref(project, queue)).await })
+            .await?;
         match reply.placement {
             Some(placement) if reply.found => {
                 self.remember(project, queue, &placement.pool, &placement.endpoint);
@@ -234,6 +245,81 @@ impl Router {
         let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
         placements.remove(&key);
     }
+}
+
+/// The catalog nodes of a comma-separated `catalog_endpoint`, tried in turn.
+struct Catalogs {
+    nodes: Vec<(String, CatalogServiceClient<Channel>)>,
+    /// The node that answered last, tried first.
+    preferred: AtomicUsize,
+}
+
+impl Catalogs {
+    fn new(
+        endpoints: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Catalogs, ZaqarError> {
+        let nodes = split_endpoints(endpoints)
+            .into_iter()
+            .map(|endpoint| {
+                let channel = lazy_channel(&endpoint, connect_timeout, request_timeout)?;
+                Ok((endpoint, CatalogServiceClient::new(channel)))
+            })
+            .collect::<Result<Vec<_>, ZaqarError>>()?;
+        if nodes.is_empty() {
+            return Err(ZaqarError::internal(format!(
+                "no catalog endpoint in {endpoints:?}"
+            )));
+        }
+        Ok(Catalogs {
+            nodes,
+            preferred: AtomicUsize::new(0),
+        })
+    }
+
+    /// Makes `call` on the preferred node, then on the next ones while a node is
+    /// unreachable or unavailable; any other answer is final.
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ZaqarError>
+    where
+        F: FnMut(CatalogServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let count = self.nodes.len();
+        let first = self.preferred.load(Ordering::Relaxed) % count;
+        let mut step = 0;
+        loop {
+            let index = (first + step) % count;
+            let (endpoint, client) = &self.nodes[index];
+            match call(client.clone()).await {
+                Ok(reply) => {
+                    if step > 0 {
+                        self.preferred.store(index, Ordering::Relaxed);
+                    }
+                    return Ok(reply.into_inner());
+                }
+                Err(status) => {
+                    let err = ZaqarError::from(status);
+                    step += 1;
+                    if !err.code.retryable() || step == count {
+                        return Err(err);
+                    }
+                    tracing::warn!(catalog = %endpoint, error = %err,
+                        "catalog node unavailable, trying the next one");
+                }
+            }
+        }
+    }
+}
+
+/// The endpoints of a comma-separated list, trimmed, without empty entries.
+fn split_endpoints(endpoints: &str) -> Vec<String> {
+    endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|endpoint| !endpoint.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// A channel that connects on first use and fails fast when the peer is down.

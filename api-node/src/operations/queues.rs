@@ -20,6 +20,9 @@ pub struct ListQueues {
     /// Only queues whose name contains this text.
     pub name: Option<String>,
     pub with_count: bool,
+    /// Detailed metadata as stored, without the reserved defaults (what the
+    /// WebSocket API lists; REST adds the defaults).
+    pub stored_metadata: bool,
 }
 
 /// Lists the project's queues, sorted by name.
@@ -46,7 +49,7 @@ pub async fn list(ctx: &Context, input: ListQueues) -> Result<QueueList, ZaqarEr
     let metadata = if input.detailed {
         let fetches = placements
             .iter()
-            .map(|placement| detailed_metadata(ctx, placement));
+            .map(|placement| detailed_metadata(ctx, placement, input.stored_metadata));
         try_join_all(fetches).await.map_err(&failed)?
     } else {
         vec![None; placements.len()]
@@ -74,14 +77,16 @@ pub async fn list(ctx: &Context, input: ListQueues) -> Result<QueueList, ZaqarEr
 async fn detailed_metadata(
     ctx: &Context,
     placement: &pb::Placement,
+    as_stored: bool,
 ) -> Result<Option<Map<String, Value>>, ZaqarError> {
     let pool = ctx.router().pool_of(placement)?;
     let queue = placement.queue.clone().unwrap_or_default();
     let reply = pool.client.clone().get_queue(queue).await?.into_inner();
-    Ok(Some(with_defaults(
-        stored(&reply.metadata_json),
-        ctx.limits(),
-    )))
+    let metadata = stored(&reply.metadata_json);
+    if as_stored {
+        return Ok(Some(metadata));
+    }
+    Ok(Some(with_defaults(metadata, ctx.limits())))
 }
 
 /// Creates a queue with the metadata in `payload`; false if it already existed.
@@ -121,21 +126,27 @@ pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<boo
 /// The metadata of a queue with the reserved defaults; defaults only for a
 /// queue that does not exist (as Zaqar 23's v2 answers).
 pub async fn get(ctx: &Context, queue: &str) -> Result<Map<String, Value>, ZaqarError> {
+    let metadata = get_stored(ctx, queue).await?.unwrap_or_default();
+    Ok(with_defaults(metadata, ctx.limits()))
+}
+
+/// The metadata of a queue as stored (no defaults); `None` when the queue
+/// does not exist.
+pub async fn get_stored(
+    ctx: &Context,
+    queue: &str,
+) -> Result<Option<Map<String, Value>>, ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Queue metadata could not be retrieved.");
-    let metadata = match ctx
+    match ctx
         .router()
         .lookup(ctx.project(), queue)
         .await
         .map_err(&failed)?
     {
-        Some(pool) => fetch(ctx, queue, &pool)
-            .await
-            .map_err(&failed)?
-            .unwrap_or_default(),
-        None => Map::new(),
-    };
-    Ok(with_defaults(metadata, ctx.limits()))
+        Some(pool) => fetch(ctx, queue, &pool).await.map_err(&failed),
+        None => Ok(None),
+    }
 }
 
 /// The stored metadata of a queue on its pool, `None` if it does not exist there.

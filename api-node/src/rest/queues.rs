@@ -67,6 +67,7 @@ async fn list(ctx: Context, req: Request) -> Result<Response, RestError> {
         detailed: query.flag("detailed")?,
         name: query.string("name"),
         with_count: query.flag("with_count")?,
+        stored_metadata: false,
     };
     let mut params: Vec<(&str, String)> = Vec::new();
     if let Some(limit) = input.limit {

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod pool;
 pub mod subscriptions;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub const CLIENT_ID: &str = "3381af92-2b9e-11e3-b191-71861300734c";
 /// A running api-node over an in-memory pool and catalog.
 pub struct Harness {
     pub base: String,
+    /// Where the WebSocket API listens.
+    pub ws: SocketAddr,
     pub project: String,
     pub catalog: Arc<MemoryCatalog>,
     /// The first pool (`pool-1`).
@@ -105,21 +108,24 @@ impl Harness {
     }
 
     /// An api-node with `config` (its catalog may be anything, even down).
+    /// The WebSocket API always listens on a free port of 127.0.0.1.
     pub async fn over(
-        config: ApiConfig,
+        mut config: ApiConfig,
         catalog: Arc<MemoryCatalog>,
         mut stops: Vec<oneshot::Sender<()>>,
     ) -> Harness {
+        config.ws_listen = Some("127.0.0.1:0".parse().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let (addr, server) = zaqar_api_node::bind(config, async {
+        let bound = zaqar_api_node::bind_all(config, async {
             let _ = stopped.await;
         })
         .await
         .unwrap();
-        tokio::spawn(server);
+        tokio::spawn(bound.server);
         stops.push(stop);
         Harness {
-            base: format!("http://{addr}"),
+            base: format!("http://{}", bound.rest),
+            ws: bound.websocket.unwrap(),
             project: format!("project-{}", uuid::Uuid::new_v4().simple()),
             catalog,
             pool: Arc::new(MemoryPool::default()),

@@ -1,0 +1,400 @@
+//! The action table: each WebSocket action runs the same `operations::` fn as
+//! its REST route, and its result is shown as Zaqar's WebSocket endpoint shows it.
+//!
+//! Where Zaqar 23 (noauth) answers otherwise, on purpose:
+//! - `get_home_doc`, `check_node_health`, `ping_node` and `authenticate` make
+//!   Zaqar drop the connection (no such endpoint / no auth strategy); here they
+//!   answer the home document, the health report (admin), 204, and 200
+//!   `{"message": "Authentified."}`.
+//! - `pool_*` / `flavor_*` that pass their schema also drop Zaqar's connection
+//!   (pooling off); here 404 `{"error": "... not available ..."}`, as REST has no
+//!   pool routes either (pools are managed with `zaqar admin`).
+//! - `Client-ID` must be a UUID and `X-Project-ID` non-empty for every action
+//!   (the REST checks); Zaqar checks the UUID only for message actions.
+//! - `claim_create` that takes nothing answers 204 `{}` (Zaqar names an empty claim).
+//! - `subscription_create` without `subscriber` (push on this connection) is 400:
+//!   websocket notifications are not served yet.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use super::protocol::{flag, Reply, Request};
+use super::render;
+use crate::auth::Credentials;
+use crate::operations::messages::{DeleteMessages, ListMessages};
+use crate::operations::queues::ListQueues;
+use crate::operations::{
+    claims, health, messages, queues, subscriptions, Context, Payload, Services,
+};
+
+/// The json-home document, the same as REST's `GET /v2/`.
+const HOME_DOCUMENT: &str = include_str!("../rest/home.json");
+
+/// Runs a request that passed its schema and returns its reply.
+pub async fn run(services: &Arc<Services>, request: &Request) -> Reply {
+    let action = request.action();
+    match action {
+        "get_home_doc" => {
+            let home: Value = serde_json::from_str(HOME_DOCUMENT).unwrap_or(Value::Null);
+            return Reply::new(200, home);
+        }
+        // Nothing to authenticate without Keystone: every request carries its
+        // project. (Zaqar 23 in noauth mode drops the connection here.)
+        "authenticate" => return Reply::new(200, json!({"message": "Authentified."})),
+        _ if action.starts_with("pool_") || action.starts_with("flavor_") => {
+            // As REST: pools and flavors are managed over the catalog's admin
+            // API (`zaqar admin`), not through the api-node.
+            return Reply::error(
+                404,
+                format!(
+                    "{action} is not available: pools and flavors are managed with `zaqar admin`"
+                ),
+            );
+        }
+        _ => {}
+    }
+    let credentials = Credentials {
+        client_id: request.header("Client-ID"),
+        project: request.header("X-Project-ID"),
+        roles: request.header("X-Roles"),
+        signature: None,
+        method: "",
+        path: "",
+    };
+    let ctx = match services.context(&credentials).await {
+        Ok(ctx) => ctx,
+        Err(err) => return render::failure(&err, None),
+    };
+    let queue = request.text("queue_name");
+    let result = match action {
+        "ping_node" => ping(&ctx).await,
+        "check_node_health" => health::health(&ctx)
+            .await
+            .map(|report| Reply::new(200, Value::Object(report))),
+        "queue_list" => queue_list(&ctx, request).await,
+        "queue_create" => queue_create(&ctx, request, &queue).await,
+        "queue_get" => queues::get_stored(&ctx, &queue)
+            .await
+            .map(|metadata| Reply::new(200, Value::Object(metadata.unwrap_or_default()))),
+        "queue_delete" => queues::delete(&ctx, &queue)
+            .await
+            .map(|()| Reply::new(204, json!(format!("Queue {queue} removed.")))),
+        "queue_get_stats" => queue_stats(&ctx, &queue).await,
+        "queue_purge" => {
+            let payload = match request.field("resource_types") {
+                Some(types) => payload(json!({"resource_types": types})),
+                None => Payload::Absent,
+            };
+            queues::purge(&ctx, &queue, &payload)
+                .await
+                .map(|()| Reply::new(204, json!({})))
+        }
+        "message_list" => message_list(&ctx, request, &queue).await,
+        "message_get" => messages::get(&ctx, &queue, &request.text("message_id"))
+            .await
+            .map(|m| Reply::new(200, json!({"messages": render::message(&m, None)}))),
+        "message_get_many" => {
+            let ids = strings(request.field("message_ids"));
+            messages::get_many(&ctx, &queue, &ids)
+                .await
+                .map(|found| Reply::new(200, json!({"messages": render::messages(&found, None)})))
+        }
+        "message_post" => {
+            let document = json!({"messages": request.field("messages")});
+            messages::post(&ctx, &queue, &payload(document))
+                .await
+                .map(|ids| Reply::new(201, json!({"message_ids": ids})))
+        }
+        "message_delete" => {
+            let claim_id = request.field("claim_id").and_then(Value::as_str);
+            let id = request.text("message_id");
+            messages::delete(&ctx, &queue, &id, claim_id.map(str::to_string))
+                .await
+                .map(|()| Reply::new(204, json!({})))
+        }
+        "message_delete_many" => message_delete_many(&ctx, request, &queue).await,
+        "claim_create" => claim_create(&ctx, request, &queue).await,
+        "claim_get" => {
+            let id = request.text("claim_id");
+            claims::get(&ctx, &queue, &id).await.map(|claim| {
+                let shown = render::messages(&claim.messages, Some(&id));
+                Reply::new(
+                    200,
+                    json!({"age": claim.age, "ttl": claim.ttl, "messages": shown}),
+                )
+            })
+        }
+        "claim_update" => {
+            let id = request.text("claim_id");
+            claims::update(&ctx, &queue, &id, &payload(ttl_and_grace(request)))
+                .await
+                .map(|()| Reply::new(204, json!(format!("Claim {id} updated."))))
+        }
+        "claim_delete" => {
+            let id = request.text("claim_id");
+            claims::delete(&ctx, &queue, &id)
+                .await
+                .map(|()| Reply::new(204, json!(format!("Claim {id} deleted."))))
+        }
+        "subscription_list" => subscriptions::list(&ctx, &queue, None, None)
+            .await
+            .map(|listed| {
+                let shown: Vec<Value> = listed
+                    .subscriptions
+                    .iter()
+                    .map(render::subscription)
+                    .collect();
+                Reply::new(200, json!({"subscriptions": shown}))
+            }),
+        "subscription_create" => subscription_create(&ctx, request, &queue).await,
+        "subscription_get" => {
+            let id = request.text("subscription_id");
+            subscriptions::get(&ctx, &queue, &id)
+                .await
+                .map(|sub| Reply::new(200, render::subscription(&sub)))
+        }
+        "subscription_delete" => {
+            let id = request.text("subscription_id");
+            subscriptions::delete(&ctx, &queue, &id)
+                .await
+                .map(|()| Reply::new(204, json!(format!("Subscription {id} removed."))))
+        }
+        // The schema table and this one list the same actions.
+        _ => Ok(Reply::error(400, format!("{action} is not a valid action"))),
+    };
+    result.unwrap_or_else(|err| failed(&ctx, request, &queue, &err))
+}
+
+/// Zaqar's reply to a failure of `request`, with the endpoint's own wording
+/// for the failures it names.
+fn failed(ctx: &Context, request: &Request, queue: &str, err: &ZaqarError) -> Reply {
+    let project = ctx.project();
+    let not_found = err.code == ErrorCode::NotFound;
+    let (exception, error) = match (request.action(), not_found) {
+        ("message_get", true) => {
+            let id = request.text("message_id");
+            let exception =
+                format!("Message {id} does not exist in queue {queue} for project {project}");
+            (Some(exception), None)
+        }
+        ("claim_get" | "claim_update", true) => {
+            let id = request.text("claim_id");
+            let exception =
+                format!("Claim {id} does not exist in queue {queue} for project {project}");
+            (Some(exception), Some(format!("Claim {id} does not exist.")))
+        }
+        ("subscription_get", true) => {
+            let id = request.text("subscription_id");
+            (
+                Some(format!("Subscription {id} does not exist")),
+                Some(format!(
+                    "Subscription {id} for queue {queue} does not exist."
+                )),
+            )
+        }
+        ("message_delete", _)
+            if matches!(err.code, ErrorCode::BadRequest | ErrorCode::Forbidden) =>
+        {
+            (None, Some(err.description.clone()))
+        }
+        _ if err.title == "Invalid queue identification" => {
+            (Some(identification_problem(ctx, queue)), None)
+        }
+        _ => (None, None),
+    };
+    let mut reply = render::failure(err, error);
+    if let Some(exception) = exception {
+        reply.body["exception"] = json!(exception);
+    }
+    reply
+}
+
+/// What Zaqar's `queue_identification` check says, in its order.
+fn identification_problem(ctx: &Context, queue: &str) -> String {
+    let limits = ctx.limits();
+    if ctx.project().chars().count() > limits.max_project_id_length {
+        let max = limits.max_project_id_length;
+        format!("Project ids may not be more than {max} characters long.")
+    } else if queue.chars().count() > limits.max_queue_name_length {
+        let max = limits.max_queue_name_length;
+        format!("Queue names may not be more than {max} characters long.")
+    } else {
+        "Queue names may only contain ASCII letters, digits, underscores, and dashes.".to_string()
+    }
+}
+
+fn payload(document: Value) -> Payload {
+    Payload::Read(Bytes::from(document.to_string()))
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    let items = value.and_then(Value::as_array).cloned().unwrap_or_default();
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(text) => text,
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn int(request: &Request, name: &str) -> Option<i64> {
+    request.field(name).and_then(Value::as_i64)
+}
+
+/// The `ttl` and `grace` of a claim request, as a claim body.
+fn ttl_and_grace(request: &Request) -> Value {
+    let mut document = Map::new();
+    for name in ["ttl", "grace"] {
+        if let Some(value) = request.field(name) {
+            document.insert(name.into(), value.clone());
+        }
+    }
+    Value::Object(document)
+}
+
+async fn ping(ctx: &Context) -> Result<Reply, ZaqarError> {
+    if health::ping(ctx).await {
+        Ok(Reply::new(204, json!({})))
+    } else {
+        Err(ZaqarError::unavailable(
+            "Service temporarily unavailable. Please try again in a few seconds.",
+        ))
+    }
+}
+
+async fn queue_list(ctx: &Context, request: &Request) -> Result<Reply, ZaqarError> {
+    let input = ListQueues {
+        marker: request
+            .field("marker")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        limit: int(request, "limit"),
+        detailed: flag(request.field("detailed")),
+        stored_metadata: true,
+        ..ListQueues::default()
+    };
+    let listed = queues::list(ctx, input).await?;
+    let shown: Vec<Value> = listed
+        .queues
+        .into_iter()
+        .map(|queue| match queue.metadata {
+            Some(metadata) => json!({"name": queue.name, "metadata": metadata}),
+            None => json!({"name": queue.name}),
+        })
+        .collect();
+    Ok(Reply::new(200, json!({"queues": shown})))
+}
+
+async fn queue_create(ctx: &Context, request: &Request, queue: &str) -> Result<Reply, ZaqarError> {
+    let metadata = request
+        .field("metadata")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let created = queues::create(ctx, queue, &payload(metadata)).await?;
+    // Zaqar says "created" even when the queue was already there (204).
+    let status = if created { 201 } else { 204 };
+    Ok(Reply::new(status, json!(format!("Queue {queue} created."))))
+}
+
+/// Stats, and 404 with zero counts for a queue that does not exist.
+async fn queue_stats(ctx: &Context, queue: &str) -> Result<Reply, ZaqarError> {
+    let stats = queues::stats(ctx, queue).await?;
+    if stats.total == 0 && queues::get_stored(ctx, queue).await?.is_none() {
+        return Ok(Reply::new(404, render::stats(&stats)));
+    }
+    Ok(Reply::new(200, render::stats(&stats)))
+}
+
+/// Messages of a queue; 404 for a queue that does not exist (unlike REST).
+async fn message_list(ctx: &Context, request: &Request, queue: &str) -> Result<Reply, ZaqarError> {
+    let input = ListMessages {
+        marker: request
+            .field("marker")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        limit: int(request, "limit"),
+        echo: flag(request.field("echo")),
+        include_claimed: flag(request.field("include_claimed")),
+        include_delayed: flag(request.field("include_delayed")),
+    };
+    let listed = messages::list(ctx, queue, input).await?;
+    if listed.messages.is_empty() && queues::get_stored(ctx, queue).await?.is_none() {
+        let project = ctx.project();
+        let description = format!("Queue {queue} does not exist for project {project}");
+        return Err(ZaqarError::not_found(description));
+    }
+    Ok(Reply::new(
+        200,
+        json!({"messages": render::messages(&listed.messages, None)}),
+    ))
+}
+
+async fn message_delete_many(
+    ctx: &Context,
+    request: &Request,
+    queue: &str,
+) -> Result<Reply, ZaqarError> {
+    let ids = request.field("message_ids").map(|ids| strings(Some(ids)));
+    let input = DeleteMessages {
+        ids: ids.filter(|ids| !ids.is_empty()),
+        claim_ids: request.field("claim_ids").map(|ids| strings(Some(ids))),
+        pop: int(request, "pop"),
+    };
+    match messages::delete_many(ctx, queue, input).await? {
+        None => Ok(Reply::new(204, json!({}))),
+        Some(popped) => {
+            let shown: Vec<Value> = popped.iter().map(render::popped).collect();
+            Ok(Reply::new(200, json!({"messages": shown})))
+        }
+    }
+}
+
+async fn claim_create(ctx: &Context, request: &Request, queue: &str) -> Result<Reply, ZaqarError> {
+    let limit = int(request, "limit");
+    match claims::create(ctx, queue, limit, &payload(ttl_and_grace(request))).await? {
+        // Zaqar names a claim even when it took nothing; none is made here.
+        None => Ok(Reply::new(204, json!({}))),
+        Some(claim) => {
+            let shown = render::messages(&claim.messages, Some(&claim.id));
+            Ok(Reply::new(
+                201,
+                json!({"claim_id": claim.id, "messages": shown}),
+            ))
+        }
+    }
+}
+
+async fn subscription_create(
+    ctx: &Context,
+    request: &Request,
+    queue: &str,
+) -> Result<Reply, ZaqarError> {
+    let Some(subscriber) = request.field("subscriber").filter(|s| flag_text(s)) else {
+        // A subscription without subscriber asks for pushes on this connection.
+        return Err(ZaqarError::titled(
+            ErrorCode::BadRequest,
+            "Invalid API request",
+            "WebSocket subscriptions (without a subscriber) are not supported yet.",
+        ));
+    };
+    let mut document = json!({"subscriber": subscriber});
+    for name in ["ttl", "options"] {
+        if let Some(value) = request.field(name) {
+            document[name] = value.clone();
+        }
+    }
+    let created = subscriptions::create(ctx, queue, &payload(document)).await?;
+    let message = format!("Subscription {queue} created.");
+    Ok(Reply::new(
+        201,
+        json!({"subscription_id": created.id, "message": message}),
+    ))
+}
+
+fn flag_text(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| !s.is_empty())
+}

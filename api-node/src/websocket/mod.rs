@@ -1,0 +1,263 @@
+//! The WebSocket transport: Zaqar's v2 WebSocket API (default port 9000), a
+//! sibling of `rest` over the same operations. One task reads each
+//! connection and answers its requests in order; a second one writes, fed by a
+//! bounded queue, so a client that stops reading is disconnected instead of
+//! buffered without limit. The server pings every connection, closes one that
+//! stays silent past the idle timeout, refuses frames over the size cap with
+//! close code 1009, and closes every connection (1001) on shutdown.
+
+mod actions;
+pub mod protocol;
+mod render;
+mod schema;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{interval_at, sleep, timeout, Instant};
+use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::config::ApiConfig;
+use crate::operations::Services;
+use protocol::Encoding;
+
+/// How long connections get to close once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The connection settings of the WebSocket API.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_frame_bytes: usize,
+    pub idle_timeout: Duration,
+    pub ping_interval: Duration,
+    pub send_queue: usize,
+}
+
+impl Settings {
+    pub fn from_config(config: &ApiConfig) -> Settings {
+        Settings {
+            max_frame_bytes: config.ws_max_frame_bytes.max(1),
+            idle_timeout: Duration::from_millis(config.ws_idle_timeout_ms.max(1)),
+            ping_interval: Duration::from_millis(config.ws_ping_interval_ms.max(1)),
+            send_queue: config.ws_send_queue.max(1),
+        }
+    }
+}
+
+/// Binds the WebSocket listener on `addr` and returns its address and the
+/// server future, which runs until `shutdown` completes and its connections close.
+pub async fn bind(
+    addr: SocketAddr,
+    services: Arc<Services>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<(SocketAddr, impl Future<Output = ()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "websocket api listening");
+    Ok((addr, accept_loop(listener, services, settings, shutdown)))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    services: Arc<Services>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let settings = Arc::new(settings);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let connection = Connection {
+                        services: services.clone(),
+                        settings: settings.clone(),
+                        stop: stopped.clone(),
+                    };
+                    connections.spawn(connection.run(stream, peer));
+                }
+                Err(err) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    tracing::warn!(error = %err, "websocket accept failed");
+                    sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(connections = open, "closing websocket connections");
+    }
+    let drained = timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        connections.abort_all();
+    }
+}
+
+/// Why a connection's read loop ended.
+enum End {
+    /// The peer left or broke the protocol; nothing more to say.
+    Gone,
+    /// Close with this code and reason.
+    Close(CloseCode, &'static str),
+    /// The peer does not read its replies: drop it without waiting.
+    Drop,
+}
+
+struct Connection {
+    services: Arc<Services>,
+    settings: Arc<Settings>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run(mut self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let max = self.settings.max_frame_bytes;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_frame_size(Some(max))
+            .max_message_size(Some(max));
+        let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+        let socket = match timeout(self.settings.idle_timeout, handshake).await {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "websocket handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        tracing::debug!(%peer, "websocket connection open");
+        let (sink, source) = socket.split();
+        let (replies, queued) = mpsc::channel(self.settings.send_queue);
+        let mut writer = tokio::spawn(write_loop(sink, queued));
+        let end = self.read_loop(source, &replies).await;
+        match end {
+            End::Drop => {
+                tracing::info!(%peer, "websocket client too slow to read its replies: disconnected");
+                writer.abort();
+                return;
+            }
+            End::Close(code, reason) => {
+                tracing::debug!(%peer, %code, reason, "closing websocket connection");
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = replies.try_send(Message::Close(Some(frame)));
+            }
+            End::Gone => {}
+        }
+        drop(replies);
+        if timeout(SHUTDOWN_GRACE, &mut writer).await.is_err() {
+            writer.abort();
+        }
+        tracing::debug!(%peer, "websocket connection closed");
+    }
+
+    async fn read_loop(
+        &mut self,
+        mut source: futures::stream::SplitStream<WebSocketStream<TcpStream>>,
+        replies: &mpsc::Sender<Message>,
+    ) -> End {
+        let settings = self.settings.clone();
+        let mut ping = interval_at(
+            Instant::now() + settings.ping_interval,
+            settings.ping_interval,
+        );
+        let idle = sleep(settings.idle_timeout);
+        tokio::pin!(idle);
+        loop {
+            let frame = tokio::select! {
+                frame = source.next() => frame,
+                _ = ping.tick() => {
+                    if replies.try_send(Message::Ping(Default::default())).is_err() {
+                        return End::Drop;
+                    }
+                    continue;
+                }
+                () = &mut idle => return End::Close(CloseCode::Away, "idle timeout"),
+                _ = self.stop.changed() => return End::Close(CloseCode::Away, "server shutting down"),
+            };
+            idle.as_mut().reset(Instant::now() + settings.idle_timeout);
+            let (data, encoding) = match frame {
+                None => return End::Gone,
+                Some(Err(WsError::Capacity(err))) => {
+                    tracing::debug!(error = %err, "websocket frame over the size cap");
+                    return End::Close(CloseCode::Size, "frame too large");
+                }
+                Some(Err(WsError::Protocol(err))) => {
+                    tracing::debug!(error = %err, "websocket protocol error");
+                    return End::Close(CloseCode::Protocol, "protocol error");
+                }
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "websocket read failed");
+                    return End::Gone;
+                }
+                Some(Ok(Message::Text(text))) => (text.into(), Encoding::Json),
+                Some(Ok(Message::Binary(bytes))) => (bytes, Encoding::MessagePack),
+                Some(Ok(Message::Close(_))) => return End::Gone,
+                Some(Ok(_)) => continue,
+            };
+            let reply = self.answer(&data, encoding).await;
+            if replies.try_send(reply).is_err() {
+                return End::Drop;
+            }
+        }
+    }
+
+    /// The reply frame to one request frame.
+    async fn answer(&self, data: &[u8], encoding: Encoding) -> Message {
+        let (request, reply) = match protocol::decode(data, encoding) {
+            Ok(request) => {
+                let reply = actions::run(&self.services, &request).await;
+                (request, reply)
+            }
+            Err(refused) => refused,
+        };
+        tracing::debug!(
+            action = request.action(),
+            status = reply.status,
+            "websocket request"
+        );
+        protocol::encode(&request, &reply, encoding)
+    }
+}
+
+/// Sends queued frames in order; ends after a close frame or when the queue closes.
+async fn write_loop(
+    mut sink: futures::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+    mut queued: mpsc::Receiver<Message>,
+) {
+    while let Some(message) = queued.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() {
+            return;
+        }
+        if closing {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}

@@ -1,0 +1,231 @@
+//! Zaqar's WebSocket envelope: decoding a frame into a request
+//! (`{"action", "headers", "body"}`, JSON in text frames, MessagePack in binary
+//! ones), checking it against the action's schema, and encoding the reply
+//! `{"request", "body", "headers": {"status"}}` in the frame type it came in.
+
+use serde_json::{json, Map, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::schema;
+
+/// How a request came, and so how its reply is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// JSON in a text frame.
+    Json,
+    /// MessagePack in a binary frame.
+    MessagePack,
+}
+
+/// A request as Zaqar's `Handler.create_request` keeps it: the action, the
+/// body (`{}` when absent) and the headers (`{}` when absent or empty).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub action: Value,
+    pub body: Value,
+    pub headers: Value,
+}
+
+impl Request {
+    fn from_payload(payload: &Map<String, Value>) -> Request {
+        let headers = match payload.get("headers") {
+            Some(headers) if is_truthy(headers) => headers.clone(),
+            _ => json!({}),
+        };
+        Request {
+            action: payload.get("action").cloned().unwrap_or(Value::Null),
+            body: payload.get("body").cloned().unwrap_or_else(|| json!({})),
+            headers,
+        }
+    }
+
+    /// The request of a reply that answers no request (a frame that could not be read).
+    pub fn none() -> Request {
+        Request {
+            action: Value::Null,
+            body: json!({}),
+            headers: json!({}),
+        }
+    }
+
+    /// The action name (empty when it is not a string).
+    pub fn action(&self) -> &str {
+        self.action.as_str().unwrap_or("")
+    }
+
+    /// A header, by its exact name (as Zaqar's dict lookups).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(Value::as_str)
+    }
+
+    /// A field of the body.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.body.get(name).filter(|value| !value.is_null())
+    }
+
+    /// A string field of the body (the schema has checked its type).
+    pub fn text(&self, name: &str) -> String {
+        self.field(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The request as replies echo it.
+    fn echo(&self) -> Value {
+        json!({
+            "action": self.action,
+            "body": self.body,
+            "headers": self.headers,
+            "api": "v2",
+        })
+    }
+}
+
+/// One reply: the status and body Zaqar would send for a request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: Value) -> Reply {
+        Reply { status, body }
+    }
+
+    /// A reply `{"error": message}`.
+    pub fn error(status: u16, message: impl Into<String>) -> Reply {
+        Reply::new(status, json!({"error": message.into()}))
+    }
+
+    /// The whole reply document.
+    pub fn document(&self, request: &Request) -> Value {
+        json!({
+            "request": request.echo(),
+            "body": self.body,
+            "headers": {"status": self.status},
+        })
+    }
+}
+
+/// Reads a data frame into a request, or the reply refusing it.
+pub fn decode(data: &[u8], encoding: Encoding) -> Result<Request, (Request, Reply)> {
+    let decoded: Result<Value, String> = match encoding {
+        Encoding::Json => serde_json::from_slice(data)
+            .map_err(|err| format!("Can't decode text (JSON) request. JSONDecodeError: {err}")),
+        Encoding::MessagePack => rmp_serde::from_slice(data).map_err(|err| {
+            format!("Can't decode binary (MessagePack) request. DecodeError: {err}")
+        }),
+    };
+    let payload = match decoded {
+        Ok(Value::Object(payload)) => payload,
+        Ok(_) => {
+            let reply = Reply::error(400, "Unexpected body type. Expected dict or dict like.");
+            return Err((Request::none(), reply));
+        }
+        Err(message) => return Err((Request::none(), Reply::error(400, message))),
+    };
+    let request = Request::from_payload(&payload);
+    match schema::check(&payload) {
+        Ok(()) => Ok(request),
+        Err(message) => Err((request, Reply::error(400, message))),
+    }
+}
+
+/// Encodes a reply in the frame type of its request.
+pub fn encode(request: &Request, reply: &Reply, encoding: Encoding) -> Message {
+    let document = reply.document(request);
+    match encoding {
+        Encoding::Json => Message::text(document.to_string()),
+        Encoding::MessagePack => match rmp_serde::to_vec_named(&document) {
+            Ok(bytes) => Message::binary(bytes),
+            Err(err) => {
+                tracing::warn!(error = %err, "websocket reply could not be packed");
+                Message::text(document.to_string())
+            }
+        },
+    }
+}
+
+/// Python's truthiness of a JSON value.
+pub fn is_truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// oslo's `strutils.bool_from_string` (what Zaqar applies to flags).
+pub fn flag(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => {
+            let s = s.trim().to_ascii_lowercase();
+            matches!(s.as_str(), "1" | "t" | "true" | "on" | "y" | "yes")
+        }
+        Some(other) => other.as_i64() == Some(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_echo_what_zaqar_keeps() {
+        let request = decode(
+            br#"{"action": "queue_list", "headers": {"Client-ID": "c", "X-Project-ID": "p"}}"#,
+            Encoding::Json,
+        )
+        .unwrap();
+        let document = Reply::new(200, json!({})).document(&request);
+        assert_eq!(document["request"]["body"], json!({}));
+        assert_eq!(document["request"]["api"], "v2");
+        assert_eq!(document["headers"]["status"], 200);
+    }
+
+    #[test]
+    fn unreadable_frames_are_refused() {
+        let (request, reply) = decode(b"nope", Encoding::Json).unwrap_err();
+        assert_eq!(reply.status, 400);
+        assert!(request.action.is_null());
+        assert!(reply.body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Can't decode text (JSON) request."));
+        let (_, reply) = decode(b"[1]", Encoding::Json).unwrap_err();
+        assert_eq!(
+            reply.body["error"],
+            "Unexpected body type. Expected dict or dict like."
+        );
+        let (_, reply) = decode(b"{}", Encoding::Json).unwrap_err();
+        assert_eq!(reply.body["error"], "None is not a valid action");
+    }
+
+    #[test]
+    fn message_pack_round_trips() {
+        let packed = rmp_serde::to_vec_named(&json!({"action": "bogus"})).unwrap();
+        let (request, reply) = decode(&packed, Encoding::MessagePack).unwrap_err();
+        assert_eq!(reply.body["error"], "bogus is not a valid action");
+        let Message::Binary(bytes) = encode(&request, &reply, Encoding::MessagePack) else {
+            panic!("binary expected");
+        };
+        let back: Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back["headers"]["status"], 400);
+    }
+
+    #[test]
+    fn flags_read_as_oslo_does() {
+        assert!(flag(Some(&json!("yes"))));
+        assert!(flag(Some(&json!(true))));
+        assert!(flag(Some(&json!(1))));
+        assert!(!flag(Some(&json!("no"))));
+        assert!(!flag(None));
+    }
+}

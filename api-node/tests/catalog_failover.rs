@@ -1,0 +1,57 @@
+//! An api-node given several catalog endpoints (comma-separated `catalog_endpoint`)
+//! keeps working while one of them is down, and fails fast when all are.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Harness, MemoryCatalog};
+use zaqar_api_node::ApiConfig;
+
+/// A loopback port nothing listens on.
+fn dead_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
+#[tokio::test]
+async fn a_dead_first_catalog_endpoint_is_skipped() {
+    let dead = dead_endpoint();
+    let h = Harness::start_with(|config| {
+        config.catalog_endpoint = format!("{dead}, {}", config.catalog_endpoint);
+        config.connect_timeout_ms = 500;
+    })
+    .await;
+    let started = Instant::now();
+    assert_eq!(h.send("PUT", "/v2/queues/first", "{}").await.status, 201);
+    assert_eq!(h.send("PUT", "/v2/queues/second", "{}").await.status, 201);
+    h.post_messages("second", json!([{"body": 1}])).await;
+    let listed = h.get("/v2/queues").await;
+    assert_eq!(listed.status, 200);
+    let names: Vec<&str> = listed.body["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn all_catalog_endpoints_down_answers_503_quickly() {
+    let config = ApiConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        catalog_endpoint: format!("{},{}", dead_endpoint(), dead_endpoint()),
+        connect_timeout_ms: 500,
+        request_timeout_ms: 1_000,
+        ..ApiConfig::default()
+    };
+    let h = Harness::over(config, Arc::new(MemoryCatalog::default()), Vec::new()).await;
+    let started = Instant::now();
+    let answer = h.send("PUT", "/v2/queues/q", "{}").await;
+    answer.assert_error(503, "Service temporarily unavailable");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
