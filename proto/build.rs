@@ -1,11 +1,12 @@
-//! Compiles proto/zaqar.proto and proto/raft.proto with the vendored protoc, so a fresh
-//! machine needs only cargo.
+//! Compiles proto/zaqar.proto, proto/raft.proto and proto/admin.proto with the vendored
+//! protoc, so a fresh machine needs only cargo.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
-    println!("cargo:rerun-if-changed=proto/zaqar.proto");
-    println!("cargo:rerun-if-changed=proto/raft.proto");
-    tonic_build::configure()
-        .compile_protos(&["proto/zaqar.proto", "proto/raft.proto"], &["proto"])?;
+    let protos = ["proto/zaqar.proto", "proto/raft.proto", "proto/admin.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    tonic_build::configure().compile_protos(&protos, &["proto"])?;
     Ok(())
 }

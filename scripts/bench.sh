@@ -160,12 +160,12 @@ run_bench() {  # target kind url: runs one workload, writes $OUT/target-kind.jso
 start_target() {  # target: starts it, sets TARGET_URL and TARGET_PID; non-zero if it failed
     local target="$1" port ws
     free_port port
+    free_port ws
     TARGET_URL="http://127.0.0.1:$port"
     case "$target" in
     reference)
         mkdir -p "$WORK/reference"
         REF_STARTED=1
-        free_port ws
         ZAQAR_RUN="$WORK/reference" ZAQAR_HTTP_SERVER=gunicorn ZAQAR_PATCH_REDIS_LIST_BUG=1 \
             REDIS_PORT="$REDIS_PORT" ZAQAR_HTTP_PORT="$port" ZAQAR_WS_PORT="$ws" \
             "$REF_DIR/start-zaqar.sh" >&2 || return 1
@@ -173,7 +173,7 @@ start_target() {  # target: starts it, sets TARGET_URL and TARGET_PID; non-zero 
         ;;
     standalone)
         spawn standalone env RUST_LOG=warn "$ZAQAR" standalone --listen "127.0.0.1:$port" \
-            --data-dir "$WORK/standalone" --pool-uri "redis://127.0.0.1:$REDIS_PORT/1"
+            --ws-listen "127.0.0.1:$ws" --data-dir "$WORK/standalone" --pool-uri "redis://127.0.0.1:$REDIS_PORT/1"
         TARGET_PID="$LAST_PID"
         ;;
     cluster)
@@ -187,7 +187,7 @@ start_target() {  # target: starts it, sets TARGET_URL and TARGET_PID; non-zero 
             --uri "redis://127.0.0.1:$REDIS_PORT/2" --name pool1 --weight 100 \
             --catalog "http://127.0.0.1:$catalog"
         spawn api-node env RUST_LOG=warn "$ZAQAR" api-node --listen "127.0.0.1:$port" \
-            --catalog "http://127.0.0.1:$catalog"
+            --ws-listen "127.0.0.1:$ws" --catalog "http://127.0.0.1:$catalog"
         TARGET_PID="$LAST_PID"
         ;;
     esac

@@ -28,7 +28,8 @@ run_against() {
   local port data pid
   port=$(free_port)
   data=$(mktemp -d)
-  "$BIN" standalone --listen "127.0.0.1:$port" --data-dir "$data" "$@" >"$data/zaqar.log" 2>&1 &
+  "$BIN" standalone --listen "127.0.0.1:$port" --ws-listen "127.0.0.1:$(free_port)" \
+    --data-dir "$data" "$@" >"$data/zaqar.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$port/v2/ping" && break

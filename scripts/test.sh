@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need
-# (Redis, PostgreSQL from Debian; a Python virtualenv with python-zaqarclient),
+# (Redis, PostgreSQL, etcd from Debian; a Python virtualenv with python-zaqarclient),
 # starts private servers on free loopback ports, then runs lint, unit,
 # conformance, cluster and client-compatibility tests. Idempotent.
 set -euo pipefail
@@ -14,7 +14,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing test dependencies"
 scripts/setup-deps.sh
 
-step "starting private Redis and PostgreSQL"
+step "starting private Redis, PostgreSQL and etcd"
 # shellcheck source=/dev/null
 source scripts/test-servers.sh
 start_test_servers "$RUN"
@@ -22,13 +22,16 @@ trap 'stop_test_servers "$RUN"' EXIT
 
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+# The etcd catalog is an opt-in cargo feature; lint the catalog without it too.
+FEATURES=(--features zaqar-catalog/etcd)
+cargo clippy --all-targets --locked "${FEATURES[@]}" -- -D warnings
+cargo clippy -p zaqar-catalog --all-targets --locked -- -D warnings
 
 step "unit, conformance and cluster tests"
-export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL
-cargo build --locked --bin zaqar
+export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
+cargo build --locked "${FEATURES[@]}" --bin zaqar
 export ZAQAR_BIN=$ROOT/target/debug/zaqar
-cargo test --locked --workspace -- --test-threads 2
+cargo test --locked --workspace "${FEATURES[@]}" -- --test-threads 2
 
 if [ -x scripts/compat-test.sh ]; then
   step "python-zaqarclient functional tests"

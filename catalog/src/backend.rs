@@ -1,5 +1,5 @@
 //! The `CatalogBackend` seam: pools and queue placement, one implementation per
-//! backend (SQL today; raft and etcd later).
+//! backend (raft, SQL, etcd).
 
 use async_trait::async_trait;
 use rand::Rng;
@@ -24,6 +24,9 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 /// - **Pools are upserted.** Registering a pool again replaces its weight, group, URI,
 ///   endpoint and options; placements refer to the pool by name, so they follow a
 ///   pool-node that re-registers with a new endpoint.
+/// - **A pool is removed only when empty.** [`remove_pool`](Self::remove_pool) deletes
+///   a pool only while no queue is placed on it, atomically with respect to placements:
+///   a queue is never left placed on a pool that no longer exists.
 /// - **Errors**: invalid input is `bad_request`; an unknown pool is `not_found`; a
 ///   store that cannot be reached is `unavailable` (retrying is safe: every call is
 ///   idempotent).
@@ -38,6 +41,10 @@ pub trait CatalogBackend: Send + Sync + 'static {
 
     /// All pools, sorted by name.
     async fn list_pools(&self) -> CatalogResult<Vec<PoolSpec>>;
+
+    /// Removes the pool named `name`: `not_found` when there is none, `conflict`
+    /// (naming how many) while queues are placed on it; nothing changes on error.
+    async fn remove_pool(&self, name: &str) -> CatalogResult<()>;
 
     /// The pool named `name`; `not_found` when there is none.
     async fn get_pool(&self, name: &str) -> CatalogResult<PoolSpec>;

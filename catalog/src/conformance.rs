@@ -164,6 +164,7 @@ macro_rules! catalog_conformance {
             listings_are_sorted_paged_filtered_and_counted,
             placements_follow_a_re_registered_endpoint,
             projects_are_isolated,
+            a_pool_is_removed_only_when_it_holds_no_queue,
         );
     };
     (@each $open:path; $($case:ident),* $(,)?) => {
@@ -562,4 +563,44 @@ pub async fn projects_are_isolated(catalog: Arc<dyn CatalogBackend>) {
         (vec!["q".to_string()], 1)
     );
     assert_eq!(listed(&*catalog, "p", page(10, "", "")).await, (vec![], 0));
+}
+
+pub async fn a_pool_is_removed_only_when_it_holds_no_queue(catalog: Arc<dyn CatalogBackend>) {
+    assert_eq!(bad(catalog.remove_pool("nope").await), ErrorCode::NotFound);
+    assert_eq!(
+        bad(catalog.remove_pool("bad name").await),
+        ErrorCode::BadRequest
+    );
+    catalog.register_pool(pool("a", 1, "")).await.unwrap();
+    catalog.register_pool(pool("b", 1, "")).await.unwrap();
+    catalog.place_on("p1", "q1", "a").await.unwrap();
+    catalog.place_on("p2", "q2", "a").await.unwrap();
+    catalog.place_on("p2", "q3", "b").await.unwrap();
+
+    let refused = catalog.remove_pool("a").await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Conflict);
+    assert!(
+        refused.description.contains("2 queues"),
+        "{}",
+        refused.description
+    );
+    assert_eq!(catalog.get_pool("a").await.unwrap(), pool("a", 1, ""));
+    assert_eq!(catalog.lookup("p1", "q1").await.unwrap().unwrap().pool, "a");
+
+    catalog.remove_queue("p2", "q3").await.unwrap();
+    catalog.remove_pool("b").await.unwrap();
+    assert_eq!(bad(catalog.get_pool("b").await), ErrorCode::NotFound);
+    assert_eq!(bad(catalog.remove_pool("b").await), ErrorCode::NotFound);
+    assert_eq!(
+        bad(catalog.place_on("p", "q", "b").await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(catalog.list_pools().await.unwrap(), [pool("a", 1, "")]);
+
+    catalog.remove_queue("p1", "q1").await.unwrap();
+    let refused = catalog.remove_pool("a").await.unwrap_err();
+    assert!(refused.description.contains("1 queue;"), "{refused}");
+    catalog.remove_queue("p2", "q2").await.unwrap();
+    catalog.remove_pool("a").await.unwrap();
+    assert_eq!(catalog.list_pools().await.unwrap(), []);
 }

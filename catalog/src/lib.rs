@@ -2,8 +2,10 @@
 //!
 //! The backend is chosen from the catalog URI scheme by [`open_backend`]; every backend
 //! implements [`CatalogBackend`] and passes the one conformance suite in
-//! `conformance.rs`. [`CatalogServer`] serves any backend as `CatalogService`.
+//! `conformance.rs`. [`CatalogServer`] serves any backend as `CatalogService`, and
+//! [`AdminServer`] as the operators' `AdminService`.
 
+pub mod admin;
 pub mod backend;
 #[cfg(feature = "etcd")]
 pub mod etcd_backend;
@@ -18,6 +20,7 @@ mod conformance;
 
 use std::sync::Arc;
 
+pub use admin::AdminServer;
 pub use backend::{CatalogBackend, CatalogResult};
 #[cfg(feature = "etcd")]
 pub use etcd_backend::EtcdCatalog;
@@ -41,6 +44,20 @@ pub async fn open_backend(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarErr
         Err(ZaqarError::bad_request(format!(
             "unsupported catalog URI {uri:?}: expected sqlite://, postgres:// or etcd://"
         )))
+    }
+}
+
+/// The kind of backend `uri` names, as cluster status reports it: `sqlite`, `postgres`
+/// or `etcd` (`unknown` for anything else).
+pub fn backend_kind(uri: &str) -> &'static str {
+    if uri.starts_with("sqlite:") {
+        "sqlite"
+    } else if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
+        "postgres"
+    } else if uri.starts_with("etcd://") {
+        "etcd"
+    } else {
+        "unknown"
     }
 }
 

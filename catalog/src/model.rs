@@ -106,6 +106,25 @@ pub struct QueuePage {
     pub count: u64,
 }
 
+/// Checks the name of a pool to look up or remove.
+pub fn validate_pool_name(name: &str) -> Result<(), ZaqarError> {
+    if !is_valid_name(name, MAX_NAME_LENGTH) {
+        return Err(ZaqarError::bad_request(format!(
+            "invalid pool name {name:?}: 1 to {MAX_NAME_LENGTH} characters of [a-zA-Z0-9_.-]"
+        )));
+    }
+    Ok(())
+}
+
+/// The refusal to remove a pool that still holds `count` queues.
+pub fn pool_in_use(name: &str, count: u64) -> ZaqarError {
+    let queues = if count == 1 { "queue" } else { "queues" };
+    ZaqarError::new(
+        zaqar_proto::ErrorCode::Conflict,
+        format!("pool {name:?} still holds {count} {queues}; delete or migrate them first"),
+    )
+}
+
 /// Checks a project id: non-empty, at most [`MAX_PROJECT_LENGTH`] bytes, no control characters.
 pub fn validate_project(project: &str) -> Result<(), ZaqarError> {
     if project.is_empty()

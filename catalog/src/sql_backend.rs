@@ -4,6 +4,11 @@
 //! Placement is a single `INSERT ... ON CONFLICT DO NOTHING` on the `(project, queue)`
 //! primary key followed by a read, so concurrent placements of one queue from several
 //! api-nodes (or catalog processes sharing a PostgreSQL) agree on one winner.
+//!
+//! A pool is removed by one `DELETE ... WHERE NOT EXISTS (placement on it)`. On SQLite
+//! writes are serialized, so no placement can slip in between; on PostgreSQL (read
+//! committed) a placement racing the removal of its pool in the same instant could
+//! still commit; remove a pool after setting its weight to 0 and checking it is empty.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,7 +19,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
-use crate::model::{validate_listing, validate_queue, ListQueues, Placement, PoolSpec, QueuePage};
+use crate::model::{
+    pool_in_use, validate_listing, validate_pool_name, validate_queue, ListQueues, Placement,
+    PoolSpec, QueuePage,
+};
 
 /// How long a call waits for a free connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,6 +84,11 @@ const LOOKUP: &str = "SELECT p.pool, COALESCE(pl.endpoint, '') FROM catalog_plac
 const PLACE_IF_ABSENT: &str = "INSERT INTO catalog_placements (project, queue, pool)
     SELECT $1, $2, name FROM catalog_pools WHERE name = $3
     ON CONFLICT (project, queue) DO NOTHING";
+
+const REMOVE_POOL: &str = "DELETE FROM catalog_pools WHERE name = $1
+    AND NOT EXISTS (SELECT 1 FROM catalog_placements WHERE pool = $1)";
+
+const COUNT_ON_POOL: &str = "SELECT COUNT(*) FROM catalog_placements WHERE pool = $1";
 
 const REMOVE: &str = "DELETE FROM catalog_placements WHERE project = $1 AND queue = $2";
 
@@ -234,6 +247,27 @@ impl CatalogBackend for SqlCatalog {
         tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
             endpoint = %pool.endpoint, "pool registered");
         Ok(())
+    }
+
+    async fn remove_pool(&self, name: &str) -> CatalogResult<()> {
+        validate_pool_name(name)?;
+        let deleted = on_db!(&self.db, db => sqlx::query(REMOVE_POOL)
+            .bind(name)
+            .execute(db)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(store_error)?;
+        if deleted > 0 {
+            tracing::info!(pool = %name, "pool removed");
+            return Ok(());
+        }
+        self.get_pool(name).await?;
+        let (count,): (i64,) = on_db!(&self.db, db => sqlx::query_as(COUNT_ON_POOL)
+            .bind(name)
+            .fetch_one(db)
+            .await)
+        .map_err(store_error)?;
+        Err(pool_in_use(name, u64::try_from(count).unwrap_or(0)))
     }
 
     async fn list_pools(&self) -> CatalogResult<Vec<PoolSpec>> {

@@ -1,3 +1,185 @@
-//! The `zaqar` binary.
+//! The `zaqar` binary: one subcommand per role, and `standalone` for all three in one
+//! process.
 
-fn main() {}
+mod admin_cmd;
+mod api_node_cmd;
+mod catalog_cmd;
+mod config;
+mod grpc;
+mod pool_node_cmd;
+mod shutdown;
+mod standalone;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::shutdown::Shutdown;
+
+/// zaqar-rs: a multi-tenant message queue service speaking the OpenStack Zaqar v2 API.
+///
+/// Settings come from the defaults, then an optional --config TOML file, then
+/// ZAQAR_* environment variables, then flags. Logs follow RUST_LOG (default: info, with openraft at warn).
+#[derive(Debug, Parser)]
+#[command(name = "zaqar", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Catalog, one pool-node and api-node in one process (REST on --listen).
+    Standalone(standalone::StandaloneArgs),
+    /// The REST API, forwarding to pool-nodes found through the catalog.
+    ApiNode(api_node_cmd::ApiNodeArgs),
+    /// The gRPC PoolService over one message store, registered with the catalog.
+    PoolNode(pool_node_cmd::PoolNodeArgs),
+    /// The gRPC CatalogService and AdminService: pools and queue placement, on raft
+    /// (default) or a database.
+    Catalog(catalog_cmd::CatalogArgs),
+    /// Operate a catalog over its AdminService: pools, placements, raft nodes.
+    Admin(admin_cmd::AdminArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let is_admin = matches!(cli.command, Command::Admin(_));
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_admin => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "zaqar stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Validates the settings of `command`, then runs it until shutdown.
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Standalone(args) => standalone::run(args.config()?, Shutdown::on_signals()).await,
+        Command::ApiNode(args) => api_node_cmd::run(args.config()?, Shutdown::on_signals()).await,
+        Command::PoolNode(args) => pool_node_cmd::run(args.config()?, Shutdown::on_signals()).await,
+        Command::Catalog(args) => catalog_cmd::run(args.config()?, Shutdown::on_signals()).await,
+        Command::Admin(args) => admin_cmd::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pool.toml");
+        std::fs::write(&file, "name = \"from-file\"\nweight = 7\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "zaqar",
+            "pool-node",
+            "--config",
+            file.to_str().unwrap(),
+            "--weight",
+            "9",
+            "--group",
+            "",
+        ])
+        .unwrap();
+        let Command::PoolNode(args) = cli.command else {
+            panic!("not pool-node")
+        };
+        let config = args.config().unwrap();
+        assert_eq!(
+            (config.name.as_str(), config.weight, config.group.as_str()),
+            ("from-file", 9, "")
+        );
+        assert_eq!(config.catalog, "http://127.0.0.1:7000");
+    }
+
+    #[test]
+    fn invalid_flags_fail_before_anything_starts() {
+        let cli = Cli::try_parse_from(["zaqar", "catalog", "--uri", "mysql://somewhere"]).unwrap();
+        let Command::Catalog(args) = cli.command else {
+            panic!("not catalog")
+        };
+        assert!(args.config().is_err());
+        assert!(Cli::try_parse_from(["zaqar", "catalog", "--listen", "not-an-address"]).is_err());
+        let raft_flag_with_uri = [
+            "zaqar",
+            "catalog",
+            "--uri",
+            "sqlite://c.db",
+            "--node-id",
+            "2",
+        ];
+        let Command::Catalog(args) = Cli::try_parse_from(raft_flag_with_uri).unwrap().command
+        else {
+            panic!("not catalog")
+        };
+        assert!(args.config().is_err());
+    }
+
+    #[test]
+    fn catalog_members_and_admin_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "zaqar",
+            "catalog",
+            "--node-id",
+            "2",
+            "--raft-listen",
+            "127.0.0.1:7101",
+            "--members",
+            "1=127.0.0.1:7100,2=127.0.0.1:7101",
+        ])
+        .unwrap();
+        let Command::Catalog(args) = cli.command else {
+            panic!("not catalog")
+        };
+        let raft = args.config().unwrap().raft_config().unwrap();
+        assert_eq!(raft.initial_members.len(), 2);
+        let cli = Cli::try_parse_from([
+            "zaqar",
+            "admin",
+            "--catalog",
+            "http://a:7000,http://b:7000",
+            "--json",
+            "pools",
+            "add",
+            "p1",
+            "--uri",
+            "redis://r:6379/0",
+            "--endpoint",
+            "http://p:7001",
+            "--weight",
+            "-1",
+        ])
+        .unwrap();
+        let Command::Admin(args) = cli.command else {
+            panic!("not admin")
+        };
+        assert_eq!(args.catalog.len(), 2);
+        assert!(matches!(
+            args.command,
+            admin_cmd::AdminCommand::Pools(admin_cmd::PoolsCommand::Add { weight: -1, .. })
+        ));
+    }
+}

@@ -16,4 +16,11 @@ pub mod raft_pb {
     tonic::include_proto!("zaqar.raft.v1");
 }
 
+/// Generated prost messages and tonic clients/servers of `zaqar.admin.v1`, the operators'
+/// API of the catalog (`zaqar admin`).
+pub mod admin_pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("zaqar.admin.v1");
+}
+
 pub use error::{ErrorCode, ZaqarError};

@@ -69,6 +69,8 @@ fn start_cluster() -> Result<Cluster> {
             "api-node",
             "--listen",
             &format!("127.0.0.1:{api_port}"),
+            "--ws-listen",
+            &format!("127.0.0.1:{}", free_port()),
             "--catalog",
             &catalog,
         ],

@@ -84,9 +84,14 @@ impl Keys {
         format!("{}{name}", self.pools())
     }
 
+    /// The prefix of every placement key.
+    pub fn placements(&self) -> String {
+        format!("{}/placements/", self.prefix)
+    }
+
     /// The prefix of every placement key of `project`.
     pub fn project(&self, project: &str) -> String {
-        format!("{}/placements/{}/", self.prefix, escape_project(project))
+        format!("{}{}/", self.placements(), escape_project(project))
     }
 
     pub fn placement(&self, project: &str, queue: &str) -> String {

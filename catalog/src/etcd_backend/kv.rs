@@ -121,7 +121,17 @@ impl Kv {
     }
 
     /// Every key-value in `[start, end)`, read in chunks at one revision.
-    pub async fn scan(&self, mut start: Vec<u8>, end: Vec<u8>) -> CatalogResult<Vec<KeyValue>> {
+    pub async fn scan(&self, start: Vec<u8>, end: Vec<u8>) -> CatalogResult<Vec<KeyValue>> {
+        Ok(self.scan_at(start, end).await?.0)
+    }
+
+    /// Every key-value in `[start, end)`, read in chunks at one revision, and that
+    /// revision.
+    pub async fn scan_at(
+        &self,
+        mut start: Vec<u8>,
+        end: Vec<u8>,
+    ) -> CatalogResult<(Vec<KeyValue>, i64)> {
         let mut all = Vec::new();
         let mut revision = 0;
         loop {
@@ -140,7 +150,7 @@ impl Kv {
             all.extend(kvs);
             match next {
                 Some(next) => start = next,
-                None => return Ok(all),
+                None => return Ok((all, revision)),
             }
         }
     }

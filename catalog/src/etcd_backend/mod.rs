@@ -4,7 +4,9 @@
 //! Placement is one etcd transaction: "if the queue has no placement key and the pool
 //! key exists, put the placement, else read the placement", so concurrent placements
 //! of one queue from several api-nodes (or catalog processes sharing an etcd) agree on
-//! one winner. A placement stores only the pool name; endpoints are read from the
+//! one winner. A pool is removed by a transaction that deletes it only if no
+//! placement changed since the scan that found none on it (retried a few times when
+//! placements keep changing). A placement stores only the pool name; endpoints are read from the
 //! pool, so placements follow a pool that re-registers. Requests are bounded and
 //! retried as `kv.rs` says: an unreachable etcd is `unavailable` within
 //! [`REQUEST_TIMEOUT`].
@@ -22,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
-use crate::model::{validate_listing, validate_queue, ListQueues, Placement, PoolSpec, QueuePage};
+use crate::model::{
+    pool_in_use, validate_listing, validate_pool_name, validate_queue, ListQueues, Placement,
+    PoolSpec, QueuePage,
+};
 use keys::{key_after, parse_uri, prefix_end, EtcdUri, Keys};
 use kv::Kv;
 pub use kv::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
@@ -38,6 +43,9 @@ pub struct EtcdCatalog {
 struct StoredPlacement {
     pool: String,
 }
+
+/// Scans of the placements a pool removal makes before it gives up as `unavailable`.
+const REMOVE_POOL_ATTEMPTS: usize = 5;
 
 /// A page of `(queue, pool)` and the number of queues matching the filter.
 type RawPage = (Vec<(String, String)>, u64);
@@ -173,6 +181,41 @@ impl CatalogBackend for EtcdCatalog {
         tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
             endpoint = %pool.endpoint, "pool registered");
         Ok(())
+    }
+
+    async fn remove_pool(&self, name: &str) -> CatalogResult<()> {
+        validate_pool_name(name)?;
+        let placements = self.keys.placements();
+        for _ in 0..REMOVE_POOL_ATTEMPTS {
+            self.get_pool(name).await?;
+            let scan = self
+                .kv
+                .scan_at(placements.clone().into_bytes(), prefix_end(&placements));
+            let (kvs, revision) = scan.await?;
+            let mut count = 0u64;
+            for kv in &kvs {
+                if decode::<StoredPlacement>(kv)?.pool == name {
+                    count += 1;
+                }
+            }
+            if count > 0 {
+                return Err(pool_in_use(name, count));
+            }
+            // Deleted only if no placement was written after the scan.
+            let unchanged =
+                Compare::mod_revision(placements.clone(), CompareOp::Less, revision + 1)
+                    .with_range(prefix_end(&placements));
+            let txn = Txn::new()
+                .when([unchanged])
+                .and_then([TxnOp::delete(self.keys.pool(name), None)]);
+            if self.kv.txn(txn).await?.succeeded() {
+                tracing::info!(pool = %name, "pool removed");
+                return Ok(());
+            }
+        }
+        Err(ZaqarError::unavailable(format!(
+            "pool {name:?} was not removed: placements kept changing; try again"
+        )))
     }
 
     async fn list_pools(&self) -> CatalogResult<Vec<PoolSpec>> {

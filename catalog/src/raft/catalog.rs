@@ -19,7 +19,10 @@ use tokio::time::Instant;
 use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
-use crate::model::{validate_listing, validate_queue, ListQueues, Placement, PoolSpec, QueuePage};
+use crate::model::{
+    pool_in_use, validate_listing, validate_pool_name, validate_queue, ListQueues, Placement,
+    PoolSpec, QueuePage,
+};
 use crate::raft::node::{stopped, RaftCatalog};
 use crate::raft::types::{
     CheckIsLeaderError, ClientWriteError, Command, CommandResult, ForwardToLeader, RaftError,
@@ -173,6 +176,26 @@ impl CatalogBackend for RaftCatalog {
         self.propose(Command::RegisterPool(pool)).await?;
         tracing::info!(pool = %name, weight, group = %group, "pool registered");
         Ok(())
+    }
+
+    async fn remove_pool(&self, name: &str) -> CatalogResult<()> {
+        validate_pool_name(name)?;
+        let command = Command::RemovePool {
+            name: name.to_string(),
+        };
+        match self.propose(command).await? {
+            CommandResult::Done => {
+                tracing::info!(pool = %name, "pool removed");
+                Ok(())
+            }
+            CommandResult::UnknownPool(_) => Err(ZaqarError::not_found(format!(
+                "pool {name:?} does not exist"
+            ))),
+            CommandResult::PoolInUse(count) => Err(pool_in_use(name, count)),
+            other => Err(ZaqarError::internal(format!(
+                "a pool removal was answered with {other:?}"
+            ))),
+        }
     }
 
     async fn list_pools(&self) -> CatalogResult<Vec<PoolSpec>> {

@@ -223,6 +223,30 @@ impl RaftCatalog {
         self.change_membership(voters).await
     }
 
+    /// Removes a node from the cluster (on the leader): a voter leaves the voters and
+    /// the membership, a learner the membership. `not_found` when it is no member.
+    pub async fn remove_node(&self, node_id: NodeId) -> CatalogResult<()> {
+        let status = self.status();
+        let is = |members: &[(NodeId, String)]| members.iter().any(|(id, _)| *id == node_id);
+        if is(&status.voters) {
+            let voters = status.voters.iter().map(|(id, _)| *id);
+            self.change_membership(voters.filter(|id| *id != node_id).collect())
+                .await?;
+        } else if is(&status.learners) {
+            let changes = ChangeMembers::RemoveNodes(BTreeSet::from([node_id]));
+            self.raft
+                .change_membership(changes, false)
+                .await
+                .map_err(membership_error)?;
+        } else {
+            return Err(ZaqarError::not_found(format!(
+                "raft node {node_id} is not a member of the catalog cluster"
+            )));
+        }
+        tracing::info!(node_id, "raft node removed");
+        Ok(())
+    }
+
     /// Stops serving the peers and stops the raft node. Catalog calls then fail as
     /// `unavailable`. What was acknowledged is on disk already.
     pub async fn shutdown(&self) {

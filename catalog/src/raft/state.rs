@@ -50,6 +50,17 @@ impl CatalogState {
                     None => unreachable!("{project}/{queue} was placed just above"),
                 }
             }
+            Command::RemovePool { name } => {
+                if !self.pools.contains_key(&name) {
+                    return CommandResult::UnknownPool(name);
+                }
+                let count = self.queues_on(&name);
+                if count > 0 {
+                    return CommandResult::PoolInUse(count);
+                }
+                self.pools.remove(&name);
+                CommandResult::Done
+            }
             Command::RemoveQueue { project, queue } => {
                 if let Some(queues) = self.placements.get_mut(&project) {
                     queues.remove(&queue);
@@ -95,6 +106,14 @@ impl CatalogState {
             .map(|(queue, pool)| self.placement(project, queue, pool))
             .collect();
         QueuePage { queues, count }
+    }
+
+    /// Number of queues placed on `pool`, over all projects.
+    pub fn queues_on(&self, pool: &str) -> u64 {
+        let on_pool = |queues: &BTreeMap<String, String>| {
+            queues.values().filter(|placed| *placed == pool).count() as u64
+        };
+        self.placements.values().map(on_pool).sum()
     }
 
     /// Number of placed queues, over all projects.
@@ -174,6 +193,27 @@ mod tests {
         assert_eq!(state.apply(remove.clone()), CommandResult::Done);
         assert_eq!(state.apply(remove), CommandResult::Done);
         assert_eq!(state, empty);
+    }
+
+    #[test]
+    fn a_pool_holding_queues_is_not_removed() {
+        let mut state = CatalogState::default();
+        let remove = |name: &str| Command::RemovePool { name: name.into() };
+        assert_eq!(
+            state.apply(remove("a")),
+            CommandResult::UnknownPool("a".into())
+        );
+        state.apply(Command::RegisterPool(pool("a")));
+        state.apply(place("q", "a"));
+        let before = state.clone();
+        assert_eq!(state.apply(remove("a")), CommandResult::PoolInUse(1));
+        assert_eq!(state, before);
+        state.apply(Command::RemoveQueue {
+            project: "p".into(),
+            queue: "q".into(),
+        });
+        assert_eq!(state.apply(remove("a")), CommandResult::Done);
+        assert_eq!(state, CatalogState::default());
     }
 
     #[test]

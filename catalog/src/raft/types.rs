@@ -29,6 +29,8 @@ pub enum Command {
     },
     /// Forgets the queue's placement.
     RemoveQueue { project: String, queue: String },
+    /// Removes the pool unless queues are placed on it.
+    RemovePool { name: String },
 }
 
 /// What applying a [`Command`] (or a raft-internal entry) produced.
@@ -40,6 +42,8 @@ pub enum CommandResult {
     Placed(Placement),
     /// [`Command::PlaceOn`] named this pool, which does not exist; nothing changed.
     UnknownPool(String),
+    /// [`Command::RemovePool`] named a pool that holds this many queues; nothing changed.
+    PoolInUse(u64),
 }
 
 openraft::declare_raft_types!(

@@ -1,0 +1,320 @@
+//! `zaqar admin`: the operators' CLI over the catalog's gRPC `AdminService`, printing
+//! tables (or JSON with `--json`).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use tonic::transport::{Channel, Endpoint};
+use zaqar_proto::admin_pb as pb;
+use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+/// How long connecting to one catalog endpoint may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one call may take (adding a node waits until it has caught up).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Flags of `zaqar admin`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// gRPC endpoints of catalog nodes, comma-separated. They are tried in order while
+    /// one is unreachable or answers "unavailable" (e.g. it is not the raft leader).
+    #[arg(
+        long,
+        env = "ZAQAR_CATALOG",
+        default_value = "http://127.0.0.1:7000",
+        value_delimiter = ','
+    )]
+    pub catalog: Vec<String>,
+    /// The catalog's admin token, sent as `authorization: Bearer TOKEN`.
+    #[arg(long, env = "ZAQAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// List, show, add (or replace) and remove pools.
+    #[command(subcommand)]
+    Pools(PoolsCommand),
+    /// Where queues are placed.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// The catalog backend and, on raft, leader, term and members.
+    Status,
+    /// Add or remove raft catalog nodes.
+    #[command(subcommand)]
+    Nodes(NodesCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PoolsCommand {
+    /// Every pool, by name.
+    List,
+    /// One pool.
+    Get { name: String },
+    /// Add a pool, or replace the pool of the same name.
+    Add {
+        name: String,
+        /// URI of the pool's store, e.g. redis://10.0.0.5:6379/0.
+        #[arg(long)]
+        uri: String,
+        /// gRPC endpoint of the pool's pool-node, e.g. http://10.0.0.5:7001.
+        #[arg(long)]
+        endpoint: String,
+        /// Share of new queues, an integer >= 0 (0 takes none).
+        #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
+        weight: i64,
+        /// Pool group (flavor); empty for the default group.
+        #[arg(long, default_value = "")]
+        group: String,
+        /// Pool options, a JSON object.
+        #[arg(long, default_value = "")]
+        options: String,
+    },
+    /// Remove a pool that holds no queues.
+    Remove { name: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum QueueCommand {
+    /// The pool of a queue.
+    Lookup { project: String, queue: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum NodesCommand {
+    /// Add the raft node ID at ADDR (its --raft-advertise) as a voter; start it with --join.
+    Add { id: u64, addr: String },
+    /// Remove the raft node ID from the cluster.
+    Remove { id: u64 },
+}
+
+/// Runs the command against the first catalog endpoint that can answer it and prints
+/// the result.
+pub async fn run(args: AdminArgs) -> Result<()> {
+    let mut last = None;
+    for endpoint in &args.catalog {
+        match call(endpoint, args.token.as_deref(), &args.command).await {
+            Ok(value) => {
+                print(&args.command, &value, args.json)?;
+                return Ok(());
+            }
+            Err(err) if err.code == ErrorCode::Unavailable => {
+                last = Some(anyhow!("{endpoint}: {err}"));
+            }
+            Err(err) => return Err(anyhow!("{endpoint}: {err}")),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("no catalog endpoint given")))
+}
+
+fn request<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>, ZaqarError> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ZaqarError::bad_request("the admin token is not valid ASCII"))?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+/// One command on one endpoint, as JSON.
+async fn call(
+    endpoint: &str,
+    token: Option<&str>,
+    command: &AdminCommand,
+) -> Result<Value, ZaqarError> {
+    let channel: Channel = Endpoint::from_shared(endpoint.to_string())
+        .map_err(|err| ZaqarError::bad_request(format!("invalid endpoint {endpoint:?}: {err}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|err| ZaqarError::unavailable(format!("cannot connect: {err}")))?;
+    let mut client = AdminServiceClient::new(channel);
+    let value = match command.clone() {
+        AdminCommand::Pools(PoolsCommand::List) => {
+            let reply = client.list_pools(request(pb::Empty {}, token)?).await?;
+            Value::Array(reply.into_inner().pools.iter().map(pool_json).collect())
+        }
+        AdminCommand::Pools(PoolsCommand::Get { name }) => {
+            let reply = client
+                .get_pool(request(pb::PoolName { name }, token)?)
+                .await?;
+            pool_json(&reply.into_inner())
+        }
+        AdminCommand::Pools(PoolsCommand::Add {
+            name,
+            uri,
+            endpoint,
+            weight,
+            group,
+            options,
+        }) => {
+            let pool = pb::Pool {
+                name,
+                weight,
+                group,
+                uri,
+                endpoint,
+                options_json: options,
+            };
+            pool_json(&client.add_pool(request(pool, token)?).await?.into_inner())
+        }
+        AdminCommand::Pools(PoolsCommand::Remove { name }) => {
+            client
+                .remove_pool(request(pb::PoolName { name: name.clone() }, token)?)
+                .await?;
+            json!({ "removed": name })
+        }
+        AdminCommand::Queue(QueueCommand::Lookup { project, queue }) => {
+            let lookup = pb::LookupQueueRequest {
+                project: project.clone(),
+                queue: queue.clone(),
+            };
+            let reply = client
+                .lookup_queue(request(lookup, token)?)
+                .await?
+                .into_inner();
+            json!({ "project": project, "queue": queue, "found": reply.found,
+                    "pool": reply.pool, "endpoint": reply.endpoint })
+        }
+        AdminCommand::Status => status_json(
+            client
+                .cluster_status(request(pb::Empty {}, token)?)
+                .await?
+                .into_inner(),
+        ),
+        AdminCommand::Nodes(NodesCommand::Add { id, addr }) => {
+            let node = pb::CatalogNode { node_id: id, addr };
+            status_json(
+                client
+                    .add_catalog_node(request(node, token)?)
+                    .await?
+                    .into_inner(),
+            )
+        }
+        AdminCommand::Nodes(NodesCommand::Remove { id }) => {
+            let node = pb::CatalogNodeId { node_id: id };
+            status_json(
+                client
+                    .remove_catalog_node(request(node, token)?)
+                    .await?
+                    .into_inner(),
+            )
+        }
+    };
+    Ok(value)
+}
+
+fn pool_json(pool: &pb::Pool) -> Value {
+    let options: Value = serde_json::from_str(&pool.options_json).unwrap_or(json!({}));
+    json!({ "name": pool.name, "weight": pool.weight, "group": pool.group,
+            "uri": pool.uri, "endpoint": pool.endpoint, "options": options })
+}
+
+fn status_json(status: pb::ClusterStatusReply) -> Value {
+    let Some(raft) = status.raft else {
+        return json!({ "backend": status.backend });
+    };
+    let members: Vec<Value> = raft
+        .members
+        .iter()
+        .map(|m| {
+            json!({ "id": m.id, "addr": m.addr, "voter": m.voter,
+                         "leader": raft.leader_id == Some(m.id) })
+        })
+        .collect();
+    json!({
+        "backend": status.backend,
+        "node_id": raft.node_id,
+        "state": raft.state,
+        "leader_id": raft.leader_id,
+        "leader_addr": raft.leader_addr,
+        "term": raft.term,
+        "last_log_index": raft.last_log_index,
+        "last_applied_index": raft.last_applied_index,
+        "snapshot_index": raft.snapshot_index,
+        "members": members,
+    })
+}
+
+fn print(command: &AdminCommand, value: &Value, as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        return Ok(());
+    }
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    match command {
+        AdminCommand::Pools(PoolsCommand::List) => {
+            let columns = ["name", "weight", "group", "uri", "endpoint"];
+            let empty = Vec::new();
+            let rows = value.as_array().unwrap_or(&empty).iter();
+            let rows = rows.map(|pool| columns.iter().map(|c| text(&pool[*c])).collect());
+            print_table(&columns, rows.collect());
+        }
+        AdminCommand::Status | AdminCommand::Nodes(_) if value.get("members").is_some() => {
+            for key in [
+                "backend",
+                "node_id",
+                "state",
+                "leader_id",
+                "leader_addr",
+                "term",
+                "last_log_index",
+                "last_applied_index",
+                "snapshot_index",
+            ] {
+                println!("{key:<20}{}", text(&value[key]));
+            }
+            println!();
+            let columns = ["id", "addr", "voter", "leader"];
+            let empty = Vec::new();
+            let rows = value["members"].as_array().unwrap_or(&empty).iter();
+            let rows = rows.map(|m| columns.iter().map(|c| text(&m[*c])).collect());
+            print_table(&columns, rows.collect());
+        }
+        _ => {
+            if let Some(object) = value.as_object() {
+                for (key, field) in object {
+                    println!("{key:<20}{}", text(field));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints left-aligned columns under a header.
+fn print_table(columns: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(columns.iter().map(|c| c.to_uppercase()).collect());
+    for row in rows {
+        line(row);
+    }
+}

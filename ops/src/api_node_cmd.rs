@@ -1,0 +1,62 @@
+//! `zaqar api-node`: the REST front door, served by the `zaqar-api-node` crate.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use zaqar_api_node::ApiConfig;
+
+use crate::config::{load, validate_api};
+use crate::shutdown::Shutdown;
+
+/// Flags (and their environment variables) of `zaqar api-node`; unset ones keep the
+/// value of the config file, then the default.
+#[derive(Debug, Args)]
+pub struct ApiNodeArgs {
+    /// TOML file with the api-node settings (listen, catalog_endpoint, [limits], ...).
+    #[arg(long, env = "ZAQAR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the REST API listens [default: 127.0.0.1:8888].
+    #[arg(long, env = "ZAQAR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where the WebSocket API listens [default: 127.0.0.1:9000].
+    #[arg(long, env = "ZAQAR_WS_LISTEN")]
+    pub ws_listen: Option<SocketAddr>,
+    /// gRPC endpoint of the catalog, or of several catalog nodes, comma-separated, tried in
+    /// turn while one is unreachable [default: http://127.0.0.1:7000].
+    #[arg(long, env = "ZAQAR_CATALOG")]
+    pub catalog: Option<String>,
+}
+
+impl ApiNodeArgs {
+    /// The validated settings: defaults, then the file, then env and flags.
+    pub fn config(self) -> Result<ApiConfig> {
+        let mut config: ApiConfig = load(self.config.as_deref())?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(ws_listen) = self.ws_listen {
+            config.ws_listen = Some(ws_listen);
+        }
+        if let Some(catalog) = self.catalog {
+            config.catalog_endpoint = catalog;
+        }
+        validate_api(config)
+    }
+}
+
+/// Serves the REST API until shutdown.
+pub async fn run(config: ApiConfig, shutdown: Shutdown) -> Result<()> {
+    tracing::info!(listen = %config.listen, catalog = %config.catalog_endpoint, "api-node serving");
+    serve_api_node(config, shutdown).await
+}
+
+/// The one call into the api-node crate (`zaqar_api_node::serve`), shared by
+/// `zaqar api-node` and `zaqar standalone`.
+pub async fn serve_api_node(config: ApiConfig, shutdown: Shutdown) -> Result<()> {
+    let listen = config.listen;
+    zaqar_api_node::serve(config, shutdown.wait())
+        .await
+        .with_context(|| format!("serving the REST API on {listen}"))
+}

@@ -1,0 +1,116 @@
+//! `zaqar catalog`: the gRPC `CatalogService` and `AdminService` over a raft catalog
+//! node (the default) or the catalog database named by `--uri`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use zaqar_catalog::raft::RaftCatalog;
+use zaqar_catalog::{AdminServer, CatalogServer};
+
+use crate::config::{load, redact, CatalogConfig};
+use crate::grpc;
+use crate::shutdown::Shutdown;
+
+/// Flags (and their environment variables) of `zaqar catalog`; unset ones keep the
+/// value of the config file, then the default.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// TOML file with the settings of this command.
+    #[arg(long, env = "ZAQAR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the gRPC CatalogService and AdminService listen [default: 127.0.0.1:7000].
+    #[arg(long, env = "ZAQAR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// A database instead of raft: sqlite://PATH, postgres://USER@HOST:PORT/DB or
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX. The raft flags are rejected with it.
+    #[arg(long, env = "ZAQAR_URI", hide_env_values = true)]
+    pub uri: Option<String>,
+    /// Directory of this raft node's log and snapshot [default: ./zaqar-data/catalog-raft].
+    #[arg(long, env = "ZAQAR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This raft node's id, unique in the cluster and never reused [default: 1].
+    #[arg(long, env = "ZAQAR_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Where the raft service listens for its peers [default: 127.0.0.1:7100].
+    #[arg(long, env = "ZAQAR_RAFT_LISTEN")]
+    pub raft_listen: Option<SocketAddr>,
+    /// HOST:PORT under which the peers reach this node [default: --raft-listen].
+    #[arg(long, env = "ZAQAR_RAFT_ADVERTISE")]
+    pub raft_advertise: Option<String>,
+    /// Voters of a new cluster, ID=HOST:PORT,... [default: this node alone].
+    #[arg(long, env = "ZAQAR_MEMBERS", value_delimiter = ',')]
+    pub members: Option<Vec<String>>,
+    /// Start without a cluster and wait to be added with `zaqar admin nodes add`.
+    #[arg(long, env = "ZAQAR_JOIN")]
+    pub join: bool,
+    /// Require `authorization: Bearer TOKEN` on every AdminService call.
+    #[arg(long, env = "ZAQAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl CatalogArgs {
+    /// The validated settings: defaults, then the file, then env and flags.
+    pub fn config(self) -> Result<CatalogConfig> {
+        let mut config: CatalogConfig = load(self.config.as_deref())?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        let flags = [
+            (self.uri, &mut config.uri),
+            (self.raft_advertise, &mut config.raft_advertise),
+            (self.admin_token, &mut config.admin_token),
+        ];
+        for (flag, setting) in flags {
+            if flag.is_some() {
+                *setting = flag;
+            }
+        }
+        if self.data_dir.is_some() {
+            config.data_dir = self.data_dir;
+        }
+        if self.node_id.is_some() {
+            config.node_id = self.node_id;
+        }
+        if self.raft_listen.is_some() {
+            config.raft_listen = self.raft_listen;
+        }
+        if self.members.is_some() {
+            config.members = self.members;
+        }
+        config.join |= self.join;
+        config.validated()
+    }
+}
+
+/// Opens the catalog and serves it until shutdown; a raft node is stopped after.
+pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
+    let listener = grpc::bind(config.listen).await?;
+    let listen = listener.local_addr()?;
+    let token = config.admin_token.clone();
+    let Some(uri) = &config.uri else {
+        let raft = config.raft_config()?;
+        let node = Arc::new(
+            RaftCatalog::start(raft.clone())
+                .await
+                .context("starting the raft catalog node")?,
+        );
+        tracing::info!(%listen, node_id = raft.node_id, raft = %raft.advertise_addr,
+            admin_token = token.is_some(), "catalog serving on raft");
+        let router = tonic::transport::Server::builder()
+            .add_service(CatalogServer::new(node.clone()).into_service())
+            .add_service(AdminServer::for_raft(node.clone()).into_service(token));
+        let served = grpc::serve(router, listener, shutdown).await;
+        node.shutdown().await;
+        return served;
+    };
+    let backend = zaqar_catalog::open_backend(uri).await?;
+    tracing::info!(%listen, uri = %redact(uri), admin_token = token.is_some(), "catalog serving");
+    let kind = zaqar_catalog::backend_kind(uri);
+    let router = tonic::transport::Server::builder()
+        .add_service(CatalogServer::new(backend.clone()).into_service())
+        .add_service(AdminServer::new(backend, kind).into_service(token));
+    grpc::serve(router, listener, shutdown).await
+}

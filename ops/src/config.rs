@@ -1,0 +1,537 @@
+//! The settings of each subcommand: defaults, an optional TOML file, then environment
+//! variables and flags on top (clap merges those two), validated once.
+//!
+//! Every setting is documented in `docs/configuration.md`; keep the two in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use zaqar_api_node::ApiConfig;
+use zaqar_catalog::raft::RaftConfig;
+use zaqar_proto::limits::is_valid_name;
+
+/// Reads `path` as TOML into `T`, or gives `T::default()` when there is no file.
+pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in the config file {}", path.display()))
+}
+
+/// `zaqar catalog`: the gRPC `CatalogService` and `AdminService` over one catalog
+/// backend: a raft node (the default), or the database named by `uri`.
+///
+/// The raft settings are options so that setting one together with `uri` is an error.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Where the gRPC `CatalogService` and `AdminService` listen.
+    pub listen: SocketAddr,
+    /// A database instead of raft: `sqlite://path`, `postgres://user@host:port/db` or
+    /// `etcd://host:port/prefix`.
+    pub uri: Option<String>,
+    /// The raft node's log and snapshot [default: ./zaqar-data/catalog-raft].
+    pub data_dir: Option<PathBuf>,
+    /// This raft node's id, unique in the cluster and never reused [default: 1].
+    pub node_id: Option<u64>,
+    /// Where the raft service listens for its peers [default: 127.0.0.1:7100].
+    pub raft_listen: Option<SocketAddr>,
+    /// `host:port` under which the peers reach this node [default: raft_listen].
+    pub raft_advertise: Option<String>,
+    /// The voters of a new cluster, `ID=HOST:PORT` each [default: this node alone].
+    pub members: Option<Vec<String>>,
+    /// Start empty and wait to be added with `zaqar admin nodes add`.
+    pub join: bool,
+    /// When set, every `AdminService` call must carry `authorization: Bearer TOKEN`.
+    pub admin_token: Option<String>,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            uri: None,
+            data_dir: None,
+            node_id: None,
+            raft_listen: None,
+            raft_advertise: None,
+            members: None,
+            join: false,
+            admin_token: None,
+        }
+    }
+}
+
+impl CatalogConfig {
+    pub fn validated(self) -> Result<Self> {
+        if let Some(uri) = &self.uri {
+            let known = ["sqlite:", "postgres://", "postgresql://", "etcd://"];
+            ensure!(
+                known.iter().any(|scheme| uri.starts_with(scheme)),
+                "catalog uri {:?} must start with sqlite://, postgres:// or etcd://",
+                redact(uri)
+            );
+            let raft_settings = [
+                ("data_dir", self.data_dir.is_some()),
+                ("node_id", self.node_id.is_some()),
+                ("raft_listen", self.raft_listen.is_some()),
+                ("raft_advertise", self.raft_advertise.is_some()),
+                ("members", self.members.is_some()),
+                ("join", self.join),
+            ];
+            for (name, set) in raft_settings {
+                ensure!(!set, "{name} is a raft setting: it cannot be used with uri");
+            }
+        } else {
+            self.raft_config()?
+                .validate()
+                .context("invalid raft settings")?;
+        }
+        if let Some(token) = &self.admin_token {
+            ensure!(
+                !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()),
+                "admin_token must be non-empty printable ASCII without spaces"
+            );
+        }
+        Ok(self)
+    }
+
+    /// The raft node to run (meaningful when `uri` is unset).
+    pub fn raft_config(&self) -> Result<RaftConfig> {
+        let node_id = self.node_id.unwrap_or(1);
+        let listen = self
+            .raft_listen
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7100)));
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./zaqar-data/catalog-raft"));
+        let mut config = RaftConfig::new(node_id, listen, data_dir);
+        match &self.raft_advertise {
+            Some(advertise) => config.advertise_addr = advertise.clone(),
+            None => ensure!(
+                !listen.ip().is_unspecified(),
+                "raft_listen is {listen} (every interface): set raft_advertise to the address peers should use"
+            ),
+        }
+        config.initial_members = match (&self.members, self.join) {
+            (Some(_), true) => bail!("join and members exclude each other"),
+            (None, true) => Vec::new(),
+            (None, false) => vec![(node_id, config.advertise_addr.clone())],
+            (Some(members), false) => {
+                let members = members
+                    .iter()
+                    .map(|member| parse_member(member))
+                    .collect::<Result<Vec<_>>>()?;
+                ensure!(
+                    members.iter().any(|(id, _)| *id == node_id),
+                    "members must include this node ({node_id}); use join to add it to a running cluster"
+                );
+                members
+            }
+        };
+        Ok(config)
+    }
+}
+
+/// Parses `ID=HOST:PORT`.
+fn parse_member(member: &str) -> Result<(u64, String)> {
+    let (id, addr) = member
+        .split_once('=')
+        .with_context(|| format!("member {member:?} is not ID=HOST:PORT"))?;
+    let id = id
+        .trim()
+        .parse()
+        .with_context(|| format!("member {member:?}: {id:?} is not a node id"))?;
+    Ok((id, addr.trim().to_string()))
+}
+
+/// `zaqar pool-node`: the gRPC `PoolService` over one message store, registered
+/// with the catalog as one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolNodeConfig {
+    /// Where the gRPC `PoolService` listens.
+    pub listen: SocketAddr,
+    /// The message store: `redis://host:port/db` or `sqlite://path/to/messages.db`.
+    pub uri: String,
+    /// The pool's name in the catalog.
+    pub name: String,
+    /// The pool's share of new queues; 0 takes none.
+    pub weight: u32,
+    /// The pool group (flavor) the pool belongs to; empty for the default group.
+    pub group: String,
+    /// gRPC endpoint of the catalog to register with, or of several catalog nodes,
+    /// comma-separated.
+    pub catalog: String,
+    /// The endpoint api-nodes use to reach this pool-node; `http://<listen>` when unset.
+    pub advertise: Option<String>,
+}
+
+impl Default for PoolNodeConfig {
+    fn default() -> Self {
+        PoolNodeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            uri: "redis://127.0.0.1:6379/0".to_string(),
+            name: "pool1".to_string(),
+            weight: 100,
+            group: String::new(),
+            catalog: "http://127.0.0.1:7000".to_string(),
+            advertise: None,
+        }
+    }
+}
+
+impl PoolNodeConfig {
+    pub fn validated(self) -> Result<Self> {
+        validate_pool_uri(&self.uri)?;
+        ensure!(
+            is_valid_name(&self.name, 256),
+            "pool name {:?} must be 1 to 256 characters of [a-zA-Z0-9_.-]",
+            self.name
+        );
+        ensure!(
+            self.group.is_empty() || is_valid_name(&self.group, 256),
+            "pool group {:?} must be empty or characters of [a-zA-Z0-9_.-]",
+            self.group
+        );
+        validate_endpoints("catalog", &self.catalog)?;
+        match &self.advertise {
+            Some(advertise) => validate_endpoint("advertise", advertise)?,
+            None => ensure!(
+                !self.listen.ip().is_unspecified(),
+                "listen is {} (every interface): set advertise to the endpoint api-nodes should use",
+                self.listen
+            ),
+        }
+        Ok(self)
+    }
+
+    /// The endpoint registered with the catalog.
+    pub fn endpoint(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+/// `zaqar api-node`: api-node's own settings ([`ApiConfig`], whose keys its crate
+/// documents), checked where ops sets them.
+pub fn validate_api(config: ApiConfig) -> Result<ApiConfig> {
+    validate_endpoints("catalog", &config.catalog_endpoint)?;
+    Ok(config)
+}
+
+/// `zaqar standalone`: catalog, one pool-node and an api-node in one process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StandaloneConfig {
+    /// Where the catalog (and the embedded message store) keep their files.
+    pub data_dir: PathBuf,
+    /// The message store of the one pool; `sqlite://<data_dir>/messages.db` when unset.
+    pub pool_uri: Option<String>,
+    /// The api-node: REST `listen`, limits and the rest of its settings. Its
+    /// `catalog_endpoint` is the in-process catalog and may not be set.
+    pub api: ApiConfig,
+}
+
+impl Default for StandaloneConfig {
+    fn default() -> Self {
+        StandaloneConfig {
+            data_dir: PathBuf::from("./zaqar-data"),
+            pool_uri: None,
+            api: ApiConfig::default(),
+        }
+    }
+}
+
+impl StandaloneConfig {
+    pub fn validated(self) -> Result<Self> {
+        ensure!(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir may not be empty"
+        );
+        if let Some(uri) = &self.pool_uri {
+            validate_pool_uri(uri)?;
+        }
+        ensure!(
+            self.api.catalog_endpoint == ApiConfig::default().catalog_endpoint,
+            "api.catalog_endpoint may not be set: standalone runs its own catalog"
+        );
+        Ok(self)
+    }
+
+    /// The directory of the single-node raft catalog.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.data_dir.join("catalog-raft")
+    }
+
+    /// The URI of the pool's message store.
+    pub fn pool_uri(&self) -> String {
+        match &self.pool_uri {
+            Some(uri) => uri.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("messages.db").display()),
+        }
+    }
+}
+
+/// The URI without its password, for logs.
+pub fn redact(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return uri.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => uri.to_string(),
+    }
+}
+
+fn validate_pool_uri(uri: &str) -> Result<()> {
+    let known = ["redis://", "rediss://", "sqlite://"];
+    ensure!(
+        known.iter().any(|scheme| uri.starts_with(scheme)),
+        "pool uri {uri:?} must start with redis://, rediss:// or sqlite://"
+    );
+    Ok(())
+}
+
+/// A comma-separated list of at least one endpoint (the nodes of a catalog).
+fn validate_endpoints(what: &str, endpoints: &str) -> Result<()> {
+    let mut count = 0;
+    for endpoint in endpoints.split(',').map(str::trim) {
+        validate_endpoint(what, endpoint)?;
+        count += 1;
+    }
+    ensure!(count > 0, "{what} names no endpoint");
+    Ok(())
+}
+
+fn validate_endpoint(what: &str, endpoint: &str) -> Result<()> {
+    let Some(rest) = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+    else {
+        bail!("{what} {endpoint:?} must be an http:// or https:// endpoint");
+    };
+    ensure!(
+        !rest.is_empty() && endpoint.parse::<tonic::transport::Uri>().is_ok(),
+        "{what} {endpoint:?} is not a valid endpoint"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.toml");
+        std::fs::write(&path, "name = \"fast-1\"\ngroup = \"fast\"\nweight = 5\n").unwrap();
+        let config: PoolNodeConfig = load(Some(&path)).unwrap();
+        assert_eq!(
+            (config.name.as_str(), config.group.as_str(), config.weight),
+            ("fast-1", "fast", 5)
+        );
+        assert_eq!(config.listen, PoolNodeConfig::default().listen);
+
+        std::fs::write(&path, "nmae = \"typo\"\n").unwrap();
+        let err = load::<PoolNodeConfig>(Some(&path)).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        assert_eq!(
+            load::<CatalogConfig>(None).unwrap(),
+            CatalogConfig::default()
+        );
+    }
+
+    #[test]
+    fn standalone_reads_api_settings_from_its_api_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zaqar.toml");
+        let text = "data_dir = \"/var/lib/zaqar\"\n[api]\nlisten = \"0.0.0.0:9000\"\n\
+                    [api.limits]\nmax_messages_per_post = 5\n";
+        std::fs::write(&path, text).unwrap();
+        let config = load::<StandaloneConfig>(Some(&path))
+            .unwrap()
+            .validated()
+            .unwrap();
+        assert_eq!(config.api.listen.port(), 9000);
+        assert_eq!(config.api.limits.max_messages_per_post, 5);
+        assert_eq!(
+            config.catalog_dir(),
+            PathBuf::from("/var/lib/zaqar/catalog-raft")
+        );
+        assert_eq!(config.pool_uri(), "sqlite:///var/lib/zaqar/messages.db");
+
+        std::fs::write(
+            &path,
+            "[api]\ncatalog_endpoint = \"http://10.0.0.1:7000\"\n",
+        )
+        .unwrap();
+        let config = load::<StandaloneConfig>(Some(&path)).unwrap();
+        assert!(config.validated().is_err());
+    }
+
+    #[test]
+    fn pool_node_settings_are_checked() {
+        let ok = PoolNodeConfig::default().validated().unwrap();
+        assert_eq!(ok.endpoint(), "http://127.0.0.1:7001");
+        let bad = [
+            PoolNodeConfig {
+                uri: "mongodb://x".into(),
+                ..Default::default()
+            },
+            PoolNodeConfig {
+                name: "a b".into(),
+                ..Default::default()
+            },
+            PoolNodeConfig {
+                group: "a/b".into(),
+                ..Default::default()
+            },
+            PoolNodeConfig {
+                catalog: "127.0.0.1:7000".into(),
+                ..Default::default()
+            },
+            PoolNodeConfig {
+                advertise: Some("pool:7001".into()),
+                ..Default::default()
+            },
+            PoolNodeConfig {
+                listen: "0.0.0.0:7001".parse().unwrap(),
+                ..Default::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.clone().validated().is_err(), "{config:?}");
+        }
+        let everywhere = PoolNodeConfig {
+            listen: "0.0.0.0:7001".parse().unwrap(),
+            advertise: Some("http://pool-1.internal:7001".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            everywhere.validated().unwrap().endpoint(),
+            "http://pool-1.internal:7001"
+        );
+    }
+
+    #[test]
+    fn catalog_and_api_settings_are_checked() {
+        let default = CatalogConfig::default().validated().unwrap();
+        let raft = default.raft_config().unwrap();
+        assert_eq!(raft.initial_members, [(1, "127.0.0.1:7100".to_string())]);
+        let postgres = CatalogConfig {
+            uri: Some("postgres://zaqar@db:5432/zaqar".into()),
+            ..Default::default()
+        };
+        assert!(postgres.validated().is_ok());
+        let bad = [
+            CatalogConfig {
+                uri: Some("mysql://x".into()),
+                ..Default::default()
+            },
+            CatalogConfig {
+                uri: Some("sqlite://c.db".into()),
+                node_id: Some(2),
+                ..Default::default()
+            },
+            CatalogConfig {
+                uri: Some("etcd://h:2379".into()),
+                join: true,
+                ..Default::default()
+            },
+            CatalogConfig {
+                members: Some(vec!["2=127.0.0.1:7101".into()]),
+                ..Default::default()
+            },
+            CatalogConfig {
+                members: Some(vec!["1=127.0.0.1:7100".into(), "x=h:1".into()]),
+                ..Default::default()
+            },
+            CatalogConfig {
+                members: Some(vec!["1=127.0.0.1:7100".into()]),
+                join: true,
+                ..Default::default()
+            },
+            CatalogConfig {
+                raft_listen: Some("0.0.0.0:7100".parse().unwrap()),
+                ..Default::default()
+            },
+            CatalogConfig {
+                admin_token: Some("has space".into()),
+                ..Default::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.clone().validated().is_err(), "{config:?}");
+        }
+        let cluster = CatalogConfig {
+            node_id: Some(2),
+            raft_listen: Some("0.0.0.0:7101".parse().unwrap()),
+            raft_advertise: Some("catalog-2:7101".into()),
+            members: Some(vec!["1=catalog-1:7100".into(), "2=catalog-2:7101".into()]),
+            ..Default::default()
+        };
+        let raft = cluster.validated().unwrap().raft_config().unwrap();
+        assert_eq!(raft.initial_members.len(), 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.toml");
+        let text = "node_id = 2\nraft_listen = \"127.0.0.1:7101\"\n\
+                    members = [\"1=127.0.0.1:7100\", \"2=127.0.0.1:7101\"]\n\
+                    admin_token = \"t0k\"\n";
+        std::fs::write(&path, text).unwrap();
+        let from_file = load::<CatalogConfig>(Some(&path)).unwrap().validated();
+        let raft = from_file.unwrap().raft_config().unwrap();
+        assert_eq!((raft.node_id, raft.initial_members.len()), (2, 2));
+        let joining = CatalogConfig {
+            node_id: Some(4),
+            join: true,
+            ..Default::default()
+        };
+        assert!(joining.raft_config().unwrap().initial_members.is_empty());
+        assert!(validate_api(ApiConfig::default()).is_ok());
+        let api = ApiConfig {
+            catalog_endpoint: "catalog:7000".into(),
+            ..Default::default()
+        };
+        assert!(validate_api(api).is_err());
+        for (endpoints, valid) in [
+            ("http://catalog-1:7000,http://catalog-2:7000", true),
+            ("http://catalog-1:7000, http://catalog-2:7000", true),
+            ("http://catalog-1:7000,catalog-2:7000", false),
+            ("http://catalog-1:7000,", false),
+        ] {
+            let api = ApiConfig {
+                catalog_endpoint: endpoints.into(),
+                ..Default::default()
+            };
+            assert_eq!(validate_api(api).is_ok(), valid, "{endpoints}");
+        }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact("postgres://zaqar:s3cret@db:5432/zaqar"),
+            "postgres://zaqar:***@db:5432/zaqar"
+        );
+        assert_eq!(
+            redact("postgres://zaqar@db/zaqar"),
+            "postgres://zaqar@db/zaqar"
+        );
+        assert_eq!(
+            redact("sqlite://data/catalog.db"),
+            "sqlite://data/catalog.db"
+        );
+    }
+}

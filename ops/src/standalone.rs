@@ -1,0 +1,190 @@
+//! `zaqar standalone`: the catalog, one pool-node and an api-node in one process.
+//!
+//! The catalog (a single-node raft catalog in `DATA_DIR/catalog-raft`) and the
+//! pool-node (the embedded store, or `--pool-uri`) serve gRPC on ephemeral loopback
+//! ports, as does the raft node; only the REST port is meant for users.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio::task::JoinSet;
+use zaqar_catalog::raft::{RaftCatalog, RaftConfig};
+use zaqar_catalog::{CatalogBackend, CatalogServer, PoolSpec};
+use zaqar_pool_node::PoolServer;
+
+use crate::api_node_cmd::serve_api_node;
+use crate::config::{load, redact, StandaloneConfig};
+use crate::grpc;
+use crate::shutdown::Shutdown;
+
+/// The name of the one pool in the standalone catalog.
+pub const POOL_NAME: &str = "default";
+const LOOPBACK: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// Flags (and their environment variables) of `zaqar standalone`; unset ones keep the
+/// value of the config file, then the default.
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    /// TOML file with the settings of this command (data_dir, pool_uri, [api]).
+    #[arg(long, env = "ZAQAR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the REST API listens [default: 127.0.0.1:8888].
+    #[arg(long, env = "ZAQAR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where the WebSocket API listens [default: 127.0.0.1:9000].
+    #[arg(long, env = "ZAQAR_WS_LISTEN")]
+    pub ws_listen: Option<SocketAddr>,
+    /// Directory of the catalog and the embedded message store [default: ./zaqar-data].
+    #[arg(long, env = "ZAQAR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Message store of the pool instead of the embedded one, e.g. redis://127.0.0.1:6379/0
+    /// [default: sqlite://DATA_DIR/messages.db].
+    #[arg(long, env = "ZAQAR_POOL_URI", hide_env_values = true)]
+    pub pool_uri: Option<String>,
+}
+
+impl StandaloneArgs {
+    /// The validated settings: defaults, then the file, then env and flags.
+    pub fn config(self) -> Result<StandaloneConfig> {
+        let mut config: StandaloneConfig = load(self.config.as_deref())?;
+        if let Some(listen) = self.listen {
+            config.api.listen = listen;
+        }
+        if let Some(ws_listen) = self.ws_listen {
+            config.api.ws_listen = Some(ws_listen);
+        }
+        if let Some(data_dir) = self.data_dir {
+            config.data_dir = data_dir;
+        }
+        if let Some(pool_uri) = self.pool_uri {
+            config.pool_uri = Some(pool_uri);
+        }
+        config.validated()
+    }
+}
+
+/// Runs the three roles until shutdown, or until one of them fails (which stops the
+/// others).
+pub async fn run(config: StandaloneConfig, shutdown: Shutdown) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+
+    let raft_listener = grpc::bind(LOOPBACK).await?;
+    let raft = RaftConfig::new(1, raft_listener.local_addr()?, config.catalog_dir()).single_node();
+    let node = RaftCatalog::start_on(raft, raft_listener)
+        .await
+        .with_context(|| format!("opening the catalog in {}", config.catalog_dir().display()))?;
+    let node = Arc::new(node);
+    let outcome = serve_roles(config, node.clone(), shutdown).await;
+    node.shutdown().await;
+    outcome
+}
+
+/// Registers the pool and serves the roles on top of the raft catalog `node`.
+async fn serve_roles(
+    config: StandaloneConfig,
+    node: Arc<RaftCatalog>,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let catalog: Arc<dyn CatalogBackend> = node;
+    let catalog_listener = grpc::bind(LOOPBACK).await?;
+    let catalog_endpoint = format!("http://{}", catalog_listener.local_addr()?);
+
+    let pool_uri = config.pool_uri();
+    let store = zaqar_pool_node::open_store(&pool_uri)
+        .await
+        .with_context(|| format!("opening the message store {}", redact(&pool_uri)))?;
+    let pool_listener = grpc::bind(LOOPBACK).await?;
+    let pool_endpoint = format!("http://{}", pool_listener.local_addr()?);
+    // Each start has new ports; placements follow the pool's re-registered endpoint.
+    catalog
+        .register_pool(PoolSpec {
+            name: POOL_NAME.to_string(),
+            weight: 100,
+            group: String::new(),
+            uri: pool_uri.clone(),
+            endpoint: pool_endpoint.clone(),
+            options_json: String::new(),
+        })
+        .await?;
+    tracing::info!(data_dir = %config.data_dir.display(), pool_uri = %redact(&pool_uri),
+        catalog = %catalog_endpoint, pool = %pool_endpoint, "standalone roles wired");
+
+    let mut roles = JoinSet::new();
+    let catalog_router =
+        tonic::transport::Server::builder().add_service(CatalogServer::new(catalog).into_service());
+    roles.spawn(role(
+        "catalog",
+        grpc::serve(catalog_router, catalog_listener, shutdown.clone()),
+    ));
+    let pool_router =
+        tonic::transport::Server::builder().add_service(PoolServer::new(store).into_service());
+    roles.spawn(role(
+        "pool-node",
+        grpc::serve(pool_router, pool_listener, shutdown.clone()),
+    ));
+    let signed_url_secret = signed_url_secret(&config)?;
+    let mut api = config.api;
+    api.catalog_endpoint = catalog_endpoint;
+    api.signed_url_secret_key = Some(signed_url_secret);
+    tracing::info!(listen = %api.listen, "zaqar standalone serving REST");
+    roles.spawn(role("api-node", serve_api_node(api, shutdown.clone())));
+
+    // The first role to stop, for whatever reason, stops the others.
+    let mut outcome = Ok(());
+    while let Some(finished) = roles.join_next().await {
+        shutdown.trigger();
+        let result = finished
+            .context("a role panicked")
+            .and_then(|result| result);
+        if let Err(err) = result {
+            tracing::error!(error = %format!("{err:#}"), "standalone role failed");
+            if outcome.is_ok() {
+                outcome = Err(err);
+            }
+        }
+    }
+    outcome
+}
+
+/// `serving`, with the role named in its error.
+async fn role(
+    name: &'static str,
+    serving: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    serving.await.with_context(|| format!("{name} stopped"))
+}
+
+/// The secret of pre-signed URLs: the configured one, else one generated at the
+/// first start and kept in `DATA_DIR/signed-url-secret` (mode 0600), so shared
+/// URLs stay valid across restarts.
+fn signed_url_secret(config: &StandaloneConfig) -> Result<String> {
+    if let Some(secret) = &config.api.signed_url_secret_key {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir.join("signed-url-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        if !secret.trim().is_empty() {
+            return Ok(secret.trim().to_string());
+        }
+    }
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
