@@ -6,7 +6,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::json::{checked_int, expect_object, parse_document, parse_optional, too_large};
 use super::types::Claim;
-use super::{invalid_api, unavailable_as, Context, Payload};
+use super::{gone_is_done, invalid_api, unavailable_as, Context, Payload};
 
 /// Claims up to `limit` free messages with the `ttl`/`grace` of `payload`
 /// (defaults when the body is empty); `None` when there was nothing to claim.
@@ -160,13 +160,7 @@ pub async fn delete(ctx: &Context, queue: &str, claim_id: &str) -> Result<(), Za
         async move { c.delete_claim(claim).await }
     })
     .await
-    .or_else(|err| {
-        if err.code == ErrorCode::NotFound {
-            Ok(pb::Empty {})
-        } else {
-            Err(failed(err))
-        }
-    })?;
+    .or_else(gone_is_done(&failed))?;
     Ok(())
 }
 

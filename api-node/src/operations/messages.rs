@@ -7,7 +7,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 use super::json::{checked_int, invalid_body_type, parse_document, python_list};
 use super::metadata::truthy_int;
 use super::types::{Message, MessageList};
-use super::{check_limit, invalid_api, queues, unavailable_as, Context, Payload};
+use super::{check_limit, gone_is_done, invalid_api, queues, unavailable_as, Context, Payload};
 
 /// Posts the messages of a `{"messages": [{"body", "ttl", "delay"}]}` document,
 /// creating (and placing) the queue if needed; returns the new ids in order.
@@ -399,13 +399,7 @@ pub async fn delete_many(
         async move { c.delete_messages(request).await }
     })
     .await
-    .or_else(|err| {
-        if err.code == ErrorCode::NotFound {
-            Ok(pb::Empty {})
-        } else {
-            Err(failed(err))
-        }
-    })?;
+    .or_else(gone_is_done(&failed))?;
     Ok(None)
 }
 

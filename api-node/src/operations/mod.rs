@@ -245,6 +245,20 @@ pub fn unavailable_as(what: &'static str) -> impl Fn(ZaqarError) -> ZaqarError {
     }
 }
 
+/// For deletes: a pool answering NotFound means the thing is already gone, which
+/// Zaqar answers with 204; any other error goes through `failed`.
+pub(crate) fn gone_is_done(
+    failed: &impl Fn(ZaqarError) -> ZaqarError,
+) -> impl Fn(ZaqarError) -> Result<pb::Empty, ZaqarError> + '_ {
+    move |err| {
+        if err.code == ErrorCode::NotFound {
+            Ok(pb::Empty {})
+        } else {
+            Err(failed(err))
+        }
+    }
+}
+
 /// Checks an optional page size against `1..=max` with Zaqar's message.
 pub(crate) fn check_limit(limit: Option<i64>, max: u32, message: &str) -> Result<(), ZaqarError> {
     match limit {

@@ -7,7 +7,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 use super::json::{as_python_int, is_truthy, parse_optional, too_large};
 use super::metadata::check_retry_policy;
 use super::types::{Subscription, SubscriptionList};
-use super::{check_limit, conflict, invalid_api, unavailable_as, Context, Payload};
+use super::{check_limit, conflict, gone_is_done, invalid_api, unavailable_as, Context, Payload};
 
 /// The subscriber URI schemes Zaqar notifies.
 const SUBSCRIBER_TYPES: [&str; 5] = ["http", "https", "mailto", "trust+http", "trust+https"];
@@ -232,13 +232,7 @@ pub async fn delete(ctx: &Context, queue: &str, id: &str) -> Result<(), ZaqarErr
         async move { c.delete_subscription(subscription).await }
     })
     .await
-    .or_else(|err| {
-        if err.code == ErrorCode::NotFound {
-            Ok(pb::Empty {})
-        } else {
-            Err(failed(err))
-        }
-    })?;
+    .or_else(gone_is_done(&failed))?;
     Ok(())
 }
 
