@@ -11,7 +11,8 @@
 # queues with defaults); zaqar-rs matches Zaqar 23, not those tests.
 #
 # Needs: .venv from setup-deps.sh, ZAQAR_BIN (the zaqar binary) and, for the
-# Redis run, ZAQAR_TEST_REDIS_URL.
+# Redis run, ZAQAR_TEST_REDIS_URL; with ZAQAR_TEST_KEYSTONE_URL (test-servers.sh) it
+# also runs python-zaqarclient with Keystone auth (tests/compat/keystone_client.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -59,5 +60,34 @@ if [ -n "${ZAQAR_TEST_REDIS_URL:-}" ]; then
   run_against "Redis" --pool-uri "$redis_url"
 elif [ -n "${CI:-}" ]; then
   echo "ZAQAR_TEST_REDIS_URL is not set" >&2
+  exit 1
+fi
+
+# python-zaqarclient with auth_strategy=keystone, against the Keystone of test-servers.sh.
+if [ -n "${ZAQAR_TEST_KEYSTONE_URL:-}" ]; then
+  port=$(free_port)
+  data=$(mktemp -d)
+  printf '%s\n' '[api]' 'auth = "keystone"' '[api.keystone]' \
+    "auth_url = \"$ZAQAR_TEST_KEYSTONE_URL\"" 'username = "zaqar"' \
+    "password = \"$ZAQAR_TEST_KEYSTONE_PASSWORD\"" 'project_name = "service"' >"$data/zaqar.toml"
+  "$BIN" standalone --config "$data/zaqar.toml" --listen "127.0.0.1:$port" \
+    --ws-listen "127.0.0.1:$(free_port)" --data-dir "$data" >"$data/zaqar.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    # 401 without a token: the server is up.
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/ping")" = 401 ] && break
+    sleep 0.1
+  done
+  echo "-- python-zaqarclient with keystone auth (port $port)"
+  status=0
+  timeout 300 .venv/bin/python tests/compat/keystone_client.py "http://127.0.0.1:$port" \
+    "$ZAQAR_TEST_KEYSTONE_URL" "$ZAQAR_TEST_KEYSTONE_PASSWORD" || status=$?
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  [ "$status" = 0 ] || { echo "server log:"; tail -50 "$data/zaqar.log"; }
+  rm -rf "$data"
+  [ "$status" = 0 ]
+elif [ -n "${CI:-}" ]; then
+  echo "ZAQAR_TEST_KEYSTONE_URL is not set" >&2
   exit 1
 fi

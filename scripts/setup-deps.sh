@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs, only if missing, the Debian packages and the Python virtualenv the tests use.
+# Installs, only if missing, the Debian packages and the Python virtualenvs the tests use
+# (.venv: python-zaqarclient and friends; .venv-keystone: a real Keystone for the auth tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import zaqarclient, pytest, fixtures, testtools' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import zaqarclient, pytest, fixtures, testtools, aiosmtpd' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install -q 'python-zaqarclient==4.7.*' pytest fixtures testtools requests websocket-client
+  .venv/bin/pip install -q 'python-zaqarclient==4.7.*' pytest fixtures testtools requests websocket-client aiosmtpd
+fi
+
+# Keystone 30 (2025.2) from PyPI, all wheels; scripts/test-servers.sh runs it under gunicorn.
+if [ ! -x .venv-keystone/bin/gunicorn ] || ! .venv-keystone/bin/python -c 'import keystone' 2>/dev/null; then
+  python3 -m venv .venv-keystone
+  .venv-keystone/bin/pip install -q 'keystone==30.0.0' 'gunicorn==27.0.1' 'python-openstackclient==10.5.0'
 fi

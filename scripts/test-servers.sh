@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
-# Sourced by test.sh: starts a private Redis, PostgreSQL and etcd on free loopback ports
-# under a run directory, exports their URLs, and stops exactly what it started.
+# Sourced by test.sh: starts a private Redis, PostgreSQL, etcd and Keystone on free loopback
+# ports under a run directory, exports their URLs, and stops exactly what it started.
+#
+# Keystone (from .venv-keystone, see setup-deps.sh; skipped when that is missing) keeps its
+# sqlite database and keys in RUN/keystone between runs and has, all with the password
+# $ZAQAR_TEST_KEYSTONE_PASSWORD: the service user `zaqar` (role `service` in project
+# `service`), `zaqar-member-a` (member of `zaqar-a`), `zaqar-member-b` (member of
+# `zaqar-b`) and `zaqar-admin` (admin of `zaqar-a`).
+
+ZAQAR_SCRIPTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ZAQAR_TEST_KEYSTONE_PASSWORD=zaqar-test-secret
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -66,6 +75,63 @@ start_test_servers() {
 
   export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
   echo "redis at $ZAQAR_TEST_REDIS_URL, postgres at $ZAQAR_TEST_POSTGRES_URL, etcd at $ZAQAR_TEST_ETCD_URL"
+  start_keystone "$run"
+}
+
+# Keystone 30 under gunicorn (one worker, so its in-memory token cache sees every
+# revocation), sqlite and fernet tokens; the first run also sets up the database.
+start_keystone() {
+  local run=$1 venv=$ZAQAR_SCRIPTS_DIR/../.venv-keystone
+  local d=$run/keystone port url started=$SECONDS
+  if [ ! -x "$venv/bin/gunicorn" ]; then
+    echo "no $venv (scripts/setup-deps.sh installs it): Keystone tests will be skipped"
+    return 0
+  fi
+  local km=(env PYTHONWARNINGS=ignore "$venv/bin/keystone-manage" --config-file "$d/keystone.conf")
+  if [ ! -f "$d/ready" ]; then
+    rm -rf "$d"
+    mkdir -p "$d/fernet-keys" "$d/credential-keys"
+    chmod 700 "$d/fernet-keys" "$d/credential-keys"
+    printf '%s\n' '[DEFAULT]' "log_file = $d/keystone.log" \
+      '[database]' "connection = sqlite:///$d/keystone.db" \
+      '[token]' 'provider = fernet' \
+      '[fernet_tokens]' "key_repository = $d/fernet-keys" \
+      '[credential]' "key_repository = $d/credential-keys" \
+      '[cache]' 'enabled = true' 'backend = dogpile.cache.memory' >"$d/keystone.conf"
+    if ! {
+      "${km[@]}" db_sync &&
+        "${km[@]}" fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)" &&
+        "${km[@]}" credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)" &&
+        "${km[@]}" bootstrap --bootstrap-password "$ZAQAR_TEST_KEYSTONE_PASSWORD" \
+          --bootstrap-public-url http://127.0.0.1:5000/v3/ --bootstrap-region-id RegionOne
+    } >"$d/setup.log" 2>&1; then
+      echo "keystone setup failed, see $d/setup.log" >&2
+      return 1
+    fi
+    touch "$d/ready"
+  fi
+  # oslo.config would parse gunicorn's flags: the shim empties sys.argv first.
+  printf '%s\n' 'import sys' 'sys.argv = sys.argv[:1]' \
+    'from keystone.wsgi.api import application  # noqa' >"$d/ks_wsgi_shim.py"
+  port=$(free_port)
+  url=http://127.0.0.1:$port/v3
+  env OS_KEYSTONE_CONFIG_FILES="$d/keystone.conf" PYTHONWARNINGS=ignore "$venv/bin/gunicorn" \
+    --chdir "$d" --bind "127.0.0.1:$port" --workers 1 --threads 4 --timeout 120 \
+    --no-control-socket ks_wsgi_shim:application >"$d/gunicorn.log" 2>&1 &
+  echo "$! gunicorn" >>"$run/pids"
+  local tries=300
+  until curl -sf --max-time 2 "$url/" >/dev/null 2>&1; do
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || { echo "keystone did not answer, see $d/gunicorn.log" >&2; return 1; }
+    sleep 0.1
+  done
+  if ! python3 "$ZAQAR_SCRIPTS_DIR/keystone-users.py" "$url" "$ZAQAR_TEST_KEYSTONE_PASSWORD"; then
+    echo "keystone users could not be created" >&2
+    return 1
+  fi
+  ZAQAR_TEST_KEYSTONE_URL=$url
+  export ZAQAR_TEST_KEYSTONE_URL ZAQAR_TEST_KEYSTONE_PASSWORD
+  echo "keystone at $ZAQAR_TEST_KEYSTONE_URL (ready in $((SECONDS - started)) s)"
 }
 
 stop_test_servers() {

@@ -14,7 +14,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing test dependencies"
 scripts/setup-deps.sh
 
-step "starting private Redis, PostgreSQL and etcd"
+step "starting private Redis, PostgreSQL, etcd and Keystone"
 # shellcheck source=/dev/null
 source scripts/test-servers.sh
 start_test_servers "$RUN"
@@ -29,6 +29,7 @@ cargo clippy -p zaqar-catalog --all-targets --locked -- -D warnings
 
 step "unit, conformance and cluster tests"
 export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
+export ZAQAR_TEST_KEYSTONE_URL ZAQAR_TEST_KEYSTONE_PASSWORD
 cargo build --locked "${FEATURES[@]}" --bin zaqar
 export ZAQAR_BIN=$ROOT/target/debug/zaqar
 cargo test --locked --workspace "${FEATURES[@]}" -- --test-threads 2

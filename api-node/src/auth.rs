@@ -1,9 +1,11 @@
 //! Who is calling: the identity of a request, taken from its headers in noauth
-//! mode (Keystone token validation plugs in here later as another strategy).
+//! mode, or from its Keystone token (`X-Auth-Token`) in keystone mode.
 
 use serde::Deserialize;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
+use crate::config::ApiConfig;
+use crate::keystone::{self, Keystone};
 use crate::signed_url::{self, SignatureHeaders};
 
 /// How requests are authenticated.
@@ -13,6 +15,9 @@ pub enum AuthStrategy {
     /// Trust `X-Project-ID` and `X-Roles` as sent (Zaqar's empty `auth_strategy`).
     #[default]
     NoAuth,
+    /// Validate `X-Auth-Token` with Keystone (`[keystone]`); project and roles
+    /// come from the token (Zaqar's `auth_strategy = keystone`).
+    Keystone,
 }
 
 /// The identity headers of a request, as the transport received them.
@@ -21,6 +26,8 @@ pub struct Credentials<'a> {
     pub client_id: Option<&'a str>,
     pub project: Option<&'a str>,
     pub roles: Option<&'a str>,
+    /// The `X-Auth-Token` header (keystone mode).
+    pub token: Option<&'a str>,
     /// The pre-signed URL headers, when the request carries a signature.
     pub signature: Option<SignatureHeaders<'a>>,
     /// The method and path the request wants (what a signature must cover).
@@ -46,9 +53,38 @@ impl Identity {
     }
 }
 
-impl AuthStrategy {
-    /// Checks the identity headers in Zaqar's order: a URL signature (with the
-    /// server's `signing_key`) if there is one, then `Client-ID`, then the project.
+/// The authenticator of a running api-node: noauth, or a Keystone validator.
+pub struct Auth {
+    keystone: Option<Keystone>,
+}
+
+impl Auth {
+    /// The authenticator `config.auth` asks for.
+    pub fn new(config: &ApiConfig) -> Result<Auth, ZaqarError> {
+        let keystone = match config.auth {
+            AuthStrategy::NoAuth => None,
+            AuthStrategy::Keystone => Some(Keystone::new(
+                &config.keystone,
+                config.connect_timeout(),
+                config.request_timeout(),
+            )?),
+        };
+        Ok(Auth { keystone })
+    }
+
+    /// Trusts the identity headers as sent.
+    pub fn noauth() -> Auth {
+        Auth { keystone: None }
+    }
+
+    /// The Keystone validator, in keystone mode.
+    pub fn keystone(&self) -> Option<&Keystone> {
+        self.keystone.as_ref()
+    }
+
+    /// Checks a request in Zaqar's order: a URL signature (with the server's
+    /// `signing_key`) if there is one, which stands in for a token; else the
+    /// Keystone token (keystone mode); then `Client-ID`, then the project.
     pub async fn authenticate(
         &self,
         credentials: &Credentials<'_>,
@@ -61,10 +97,26 @@ impl AuthStrategy {
                 // Zaqar hides what a bad signature would have reached.
                 return Err(ZaqarError::titled(ErrorCode::NotFound, "404 Not Found", ""));
             }
+            if self.keystone.is_some() {
+                // The signature covers the project, not roles: a signed request has none.
+                return noauth(&Credentials {
+                    roles: None,
+                    ..*credentials
+                });
+            }
         }
-        match self {
-            AuthStrategy::NoAuth => noauth(credentials),
-        }
+        let Some(keystone) = &self.keystone else {
+            return noauth(credentials);
+        };
+        let token = credentials.token.ok_or_else(keystone::unauthorized)?;
+        let info = keystone.validate(token).await?;
+        let mut identity = noauth(&Credentials {
+            project: info.project.as_deref(),
+            roles: None,
+            ..*credentials
+        })?;
+        identity.roles = info.roles;
+        Ok(identity)
     }
 }
 
@@ -156,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn client_id_is_checked_before_the_project() {
-        let auth = AuthStrategy::NoAuth;
+        let auth = Auth::noauth();
         let err = auth
             .authenticate(&creds(None, None), None)
             .await
@@ -199,7 +251,7 @@ mod tests {
             path: "/v2/queues/q/messages",
             ..creds(Some("3381af92-2b9e-11e3-b191-71861300734c"), Some("p"))
         };
-        let err = AuthStrategy::NoAuth
+        let err = Auth::noauth()
             .authenticate(&credentials, Some("key"))
             .await
             .unwrap_err();

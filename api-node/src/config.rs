@@ -7,6 +7,7 @@ use serde::Deserialize;
 use zaqar_proto::limits::Limits;
 
 use crate::auth::AuthStrategy;
+use crate::keystone::KeystoneConfig;
 
 /// Everything an api-node needs to serve; `ApiConfig::default()` gives Zaqar's defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,10 +31,15 @@ pub struct ApiConfig {
     pub ws_send_queue: usize,
     /// gRPC endpoint of the catalog, e.g. `http://127.0.0.1:7000`.
     pub catalog_endpoint: String,
+    /// The catalog's admin token, sent as `authorization: Bearer TOKEN` on the
+    /// AdminService calls behind `/v2/pools` and `/v2/flavors`.
+    pub catalog_admin_token: Option<String>,
     /// Limits checked on every input (Zaqar's defaults).
     pub limits: Limits,
-    /// How requests are authenticated (only `noauth` for now).
+    /// How requests are authenticated: `noauth` or `keystone`.
     pub auth: AuthStrategy,
+    /// Where Keystone is and how api-node logs in to it (`auth = "keystone"`).
+    pub keystone: KeystoneConfig,
     /// Longest wait for a TCP connection to the catalog or a pool-node, in milliseconds.
     pub connect_timeout_ms: u64,
     /// Longest wait for one gRPC call to the catalog or a pool-node, in milliseconds.
@@ -65,8 +71,10 @@ impl Default for ApiConfig {
             ws_ping_interval_ms: 30_000,
             ws_send_queue: 64,
             catalog_endpoint: "http://127.0.0.1:7000".to_string(),
+            catalog_admin_token: None,
             limits: Limits::default(),
             auth: AuthStrategy::default(),
+            keystone: KeystoneConfig::default(),
             connect_timeout_ms: 2_000,
             request_timeout_ms: 5_000,
             placement_cache_ttl_ms: 5_000,

@@ -3,11 +3,14 @@
 //! `operations` holds every behaviour (validation, routing, Zaqar's answers)
 //! as one async fn per API call; `rest` is the warp transport over them and
 //! `websocket` the tokio-tungstenite one;
-//! `routing` resolves queues to pool-nodes through the catalog; `auth` says
-//! who is calling.
+//! `routing` resolves queues to pool-nodes through the catalog, `admin` calls
+//! its AdminService for `/v2/pools` and `/v2/flavors`; `auth` says
+//! who is calling (`keystone` validates tokens for it).
 
+pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod keystone;
 pub mod operations;
 pub mod rest;
 pub mod routing;

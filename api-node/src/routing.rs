@@ -44,7 +44,7 @@ struct CachedPlacement {
 
 /// Resolves queues to pools and hands out pool clients.
 pub struct Router {
-    catalog: Catalogs,
+    catalog: Catalogs<CatalogServiceClient<Channel>>,
     connect_timeout: Duration,
     request_timeout: Duration,
     cache_ttl: Duration,
@@ -68,6 +68,7 @@ impl Router {
                 &config.catalog_endpoint,
                 config.connect_timeout(),
                 config.request_timeout(),
+                CatalogServiceClient::new,
             )?,
             connect_timeout: config.connect_timeout(),
             request_timeout: config.request_timeout(),
@@ -98,14 +99,20 @@ impl Router {
         self.lookup_fresh(project, queue).await
     }
 
-    /// The pool of a queue, placing the queue on a pool first if it has none.
-    pub async fn place(&self, project: &str, queue: &str) -> Result<Pool, ZaqarError> {
+    /// The pool of a queue, placing the queue on a pool of `flavor` (empty for the
+    /// default group) first if it has none.
+    pub async fn place(
+        &self,
+        project: &str,
+        queue: &str,
+        flavor: &str,
+    ) -> Result<Pool, ZaqarError> {
         if let Some(cached) = self.cached(project, queue) {
             return self.pool(&cached.pool, &cached.endpoint, true);
         }
         let request = pb::PlaceQueueRequest {
             queue: Some(queue_ref(project, queue)),
-            flavor: String::new(),
+            flavor: flavor.to_string(),
         };
         let placement = self
             .catalog
@@ -247,24 +254,26 @@ impl Router {
     }
 }
 
-/// The catalog nodes of a comma-separated `catalog_endpoint`, tried in turn.
-struct Catalogs {
-    nodes: Vec<(String, CatalogServiceClient<Channel>)>,
+/// The catalog nodes of a comma-separated `catalog_endpoint`, tried in turn, each
+/// through a client `C` of one of its gRPC services.
+pub(crate) struct Catalogs<C> {
+    nodes: Vec<(String, C)>,
     /// The node that answered last, tried first.
     preferred: AtomicUsize,
 }
 
-impl Catalogs {
-    fn new(
+impl<C: Clone> Catalogs<C> {
+    pub(crate) fn new(
         endpoints: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
-    ) -> Result<Catalogs, ZaqarError> {
+        client: impl Fn(Channel) -> C,
+    ) -> Result<Catalogs<C>, ZaqarError> {
         let nodes = split_endpoints(endpoints)
             .into_iter()
             .map(|endpoint| {
                 let channel = lazy_channel(&endpoint, connect_timeout, request_timeout)?;
-                Ok((endpoint, CatalogServiceClient::new(channel)))
+                Ok((endpoint, client(channel)))
             })
             .collect::<Result<Vec<_>, ZaqarError>>()?;
         if nodes.is_empty() {
@@ -280,9 +289,9 @@ impl Catalogs {
 
     /// Makes `call` on the preferred node, then on the next ones while a node is
     /// unreachable or unavailable; any other answer is final.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ZaqarError>
+    pub(crate) async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ZaqarError>
     where
-        F: FnMut(CatalogServiceClient<Channel>) -> Fut,
+        F: FnMut(C) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let count = self.nodes.len();

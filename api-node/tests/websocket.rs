@@ -308,7 +308,8 @@ async fn subscription_and_node_actions_match_rest() {
     let auth = ws.ok("authenticate", json!({}), 200).await;
     assert_eq!(auth, json!({"message": "Authentified."}));
     let (status, body) = ws.call("pool_list", json!({"pool_name": "p"})).await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pools"][0]["name"], "pool-1");
     let (status, body) = ws.call("pool_list", json!({})).await;
     assert_eq!(
         (status, body),

@@ -1,4 +1,4 @@
-//! The gRPC `AdminService`: pools, placement lookup and the raft cluster for operators
+//! The gRPC `AdminService`: pools, flavors, placement lookup and the raft cluster for operators
 //! (`zaqar admin`), behind an optional shared bearer token.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use zaqar_proto::admin_pb::admin_service_server::{AdminService, AdminServiceServ
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::backend::CatalogBackend;
+use crate::flavors::{self, FlavorView, PoolUpdate};
 use crate::model::PoolSpec;
 use crate::raft::{RaftCatalog, RaftStatus};
 
@@ -123,16 +124,18 @@ fn pool_to_pb(pool: PoolSpec) -> pb::Pool {
     }
 }
 
-/// Zaqar's rule: the weight is an integer >= 0 (here also at most `u32::MAX`).
-fn pool_from_pb(pool: pb::Pool) -> Result<PoolSpec, ZaqarError> {
-    let weight = u32::try_from(pool.weight).map_err(|_| {
+/// Zaqar's rule: the weight is an integer from 0 to `u32::MAX`.
+fn weight_from_pb(weight: i64, pool: &str) -> Result<u32, ZaqarError> {
+    u32::try_from(weight).map_err(|_| {
         ZaqarError::bad_request(format!(
-            "invalid weight {} of pool {:?}: an integer from 0 to {}",
-            pool.weight,
-            pool.name,
+            "invalid weight {weight} of pool {pool:?}: an integer from 0 to {}",
             u32::MAX
         ))
-    })?;
+    })
+}
+
+fn pool_from_pb(pool: pb::Pool) -> Result<PoolSpec, ZaqarError> {
+    let weight = weight_from_pb(pool.weight, &pool.name)?;
     Ok(PoolSpec {
         name: pool.name,
         weight,
@@ -141,6 +144,14 @@ fn pool_from_pb(pool: pb::Pool) -> Result<PoolSpec, ZaqarError> {
         endpoint: pool.endpoint,
         options_json: pool.options_json,
     })
+}
+
+fn flavor_to_pb(flavor: FlavorView) -> pb::Flavor {
+    pb::Flavor {
+        name: flavor.name,
+        capabilities: flavor.capabilities,
+        pool_list: flavor.pool_list,
+    }
 }
 
 fn raft_status_to_pb(status: RaftStatus) -> pb::RaftStatus {
@@ -196,6 +207,55 @@ impl AdminService for AdminServer {
         reply(self.backend.remove_pool(&name).await.map(|()| pb::Empty {}))
     }
 
+    async fn update_pool(&self, request: Request<pb::PoolUpdate>) -> Reply<pb::Pool> {
+        let update = request.into_inner();
+        let weight = match update.weight {
+            Some(weight) => Some(weight_from_pb(weight, &update.name)?),
+            None => None,
+        };
+        let update = PoolUpdate {
+            name: update.name,
+            weight,
+            uri: update.uri,
+            group: update.group,
+            endpoint: update.endpoint,
+            options_json: update.options_json,
+        };
+        reply(
+            flavors::update_pool(&*self.backend, update)
+                .await
+                .map(pool_to_pb),
+        )
+    }
+
+    async fn list_flavors(&self, _request: Request<pb::Empty>) -> Reply<pb::ListFlavorsReply> {
+        let listed = flavors::list_flavors(&*self.backend).await;
+        reply(listed.map(|flavors| pb::ListFlavorsReply {
+            flavors: flavors.into_iter().map(flavor_to_pb).collect(),
+        }))
+    }
+
+    async fn get_flavor(&self, request: Request<pb::FlavorName>) -> Reply<pb::Flavor> {
+        let name = request.into_inner().name;
+        reply(
+            flavors::get_flavor(&*self.backend, &name)
+                .await
+                .map(flavor_to_pb),
+        )
+    }
+
+    async fn put_flavor(&self, request: Request<pb::PutFlavorRequest>) -> Reply<pb::Flavor> {
+        let req = request.into_inner();
+        let written = flavors::put_flavor(&*self.backend, &req.name, &req.pool_list, req.replace);
+        reply(written.await.map(flavor_to_pb))
+    }
+
+    async fn remove_flavor(&self, request: Request<pb::FlavorName>) -> Reply<pb::Empty> {
+        let name = request.into_inner().name;
+        let removed = flavors::remove_flavor(&*self.backend, &name).await;
+        reply(removed.map(|()| pb::Empty {}))
+    }
+
     async fn lookup_queue(
         &self,
         request: Request<pb::LookupQueueRequest>,
@@ -236,149 +296,5 @@ impl AdminService for AdminServer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::raft::testing::TestCluster;
-    use crate::SqlCatalog;
-    use tokio_stream::wrappers::TcpListenerStream;
-    use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
-
-    type Client = AdminServiceClient<tonic::transport::Channel>;
-
-    /// An admin server on a real socket, and a client of it.
-    async fn serve(server: AdminServer, token: Option<&str>) -> Client {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(server.into_service(token.map(str::to_string)))
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
-        AdminServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap()
-    }
-
-    fn pool(name: &str, weight: i64) -> pb::Pool {
-        pb::Pool {
-            name: name.into(),
-            weight,
-            group: String::new(),
-            uri: "redis://127.0.0.1:6379/0".into(),
-            endpoint: "http://127.0.0.1:7001".into(),
-            options_json: String::new(),
-        }
-    }
-
-    fn code(status: Status) -> ErrorCode {
-        ZaqarError::from(status).code
-    }
-
-    #[tokio::test]
-    async fn bad_admin_input_is_refused_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let uri = format!("sqlite://{}/catalog.db", dir.path().display());
-        let backend = Arc::new(SqlCatalog::open(&uri).await.unwrap());
-        let mut client = serve(AdminServer::new(backend.clone(), "sqlite"), None).await;
-
-        let added = client.add_pool(pool("a", 5)).await.unwrap().into_inner();
-        assert_eq!((added.weight, added.options_json.as_str()), (5, "{}"));
-        for weight in [-1, i64::from(u32::MAX) + 1] {
-            let err = client.add_pool(pool("a", weight)).await.unwrap_err();
-            assert_eq!(code(err), ErrorCode::BadRequest);
-        }
-        let err = client.add_pool(pool("bad name", 1)).await.unwrap_err();
-        assert_eq!(code(err), ErrorCode::BadRequest);
-        // The same name again replaces the pool (Zaqar's PUT).
-        client.add_pool(pool("a", 7)).await.unwrap();
-        let pools = client.list_pools(pb::Empty {}).await.unwrap().into_inner();
-        assert_eq!(pools.pools.len(), 1);
-        assert_eq!(pools.pools[0].weight, 7);
-
-        let unknown = pb::PoolName {
-            name: "nope".into(),
-        };
-        let err = client.get_pool(unknown.clone()).await.unwrap_err();
-        assert_eq!(code(err), ErrorCode::NotFound);
-        let err = client.remove_pool(unknown).await.unwrap_err();
-        assert_eq!(code(err), ErrorCode::NotFound);
-
-        backend.place_queue("p", "q", "").await.unwrap();
-        let lookup = pb::LookupQueueRequest {
-            project: "p".into(),
-            queue: "q".into(),
-        };
-        let found = client.lookup_queue(lookup).await.unwrap().into_inner();
-        assert!(found.found);
-        assert_eq!(found.pool, "a");
-        let a = pb::PoolName { name: "a".into() };
-        let err = ZaqarError::from(client.remove_pool(a.clone()).await.unwrap_err());
-        assert_eq!(err.code, ErrorCode::Conflict);
-        assert!(err.description.contains("1 queue"), "{err}");
-        assert_eq!(client.get_pool(a).await.unwrap().into_inner().weight, 7);
-
-        let status = client.cluster_status(pb::Empty {}).await.unwrap();
-        assert_eq!(status.into_inner().backend, "sqlite");
-        let add = pb::CatalogNode {
-            node_id: 2,
-            addr: "127.0.0.1:7101".into(),
-        };
-        let err = client.add_catalog_node(add).await.unwrap_err();
-        assert_eq!(code(err), ErrorCode::BadRequest);
-    }
-
-    #[tokio::test]
-    async fn a_configured_token_is_required() {
-        let dir = tempfile::tempdir().unwrap();
-        let uri = format!("sqlite://{}/catalog.db", dir.path().display());
-        let backend = Arc::new(SqlCatalog::open(&uri).await.unwrap());
-        let mut client = serve(AdminServer::new(backend, "sqlite"), Some("s3cret")).await;
-        let err = client.list_pools(pb::Empty {}).await.unwrap_err();
-        assert_eq!(code(err), ErrorCode::Unauthorized);
-        let mut request = Request::new(pb::Empty {});
-        let wrong = "Bearer nope".parse().unwrap();
-        request.metadata_mut().insert("authorization", wrong);
-        assert_eq!(
-            code(client.list_pools(request).await.unwrap_err()),
-            ErrorCode::Unauthorized
-        );
-        let mut request = Request::new(pb::Empty {});
-        let right = "Bearer s3cret".parse().unwrap();
-        request.metadata_mut().insert("authorization", right);
-        assert!(client.list_pools(request).await.is_ok());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn raft_status_names_the_leader_and_members() {
-        let cluster = TestCluster::start(1).await;
-        let node = cluster.node(1);
-        let mut client = serve(AdminServer::for_raft(node.clone()), None).await;
-        // A write goes through once the node has elected itself.
-        node.register_pool(PoolSpec {
-            name: "a".into(),
-            weight: 1,
-            group: String::new(),
-            uri: "redis://x:1".into(),
-            endpoint: "http://x:1".into(),
-            options_json: String::new(),
-        })
-        .await
-        .unwrap();
-        let status = client.cluster_status(pb::Empty {}).await.unwrap();
-        let status = status.into_inner();
-        assert_eq!(status.backend, "raft");
-        let raft = status.raft.unwrap();
-        assert_eq!((raft.node_id, raft.leader_id), (1, Some(1)));
-        assert_eq!(raft.members.len(), 1);
-        assert!(raft.members[0].voter);
-        assert_eq!(raft.leader_addr, raft.members[0].addr);
-        assert!(raft.last_applied_index.is_some());
-        let err = client
-            .remove_catalog_node(pb::CatalogNodeId { node_id: 9 })
-            .await
-            .unwrap_err();
-        assert_eq!(code(err), ErrorCode::NotFound);
-        drop(client);
-        cluster.shutdown().await;
-    }
-}
+#[path = "admin_tests.rs"]
+mod tests;

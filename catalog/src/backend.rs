@@ -1,17 +1,19 @@
-//! The `CatalogBackend` seam: pools and queue placement, one implementation per
+//! The `CatalogBackend` seam: pools, flavors and queue placement, one implementation per
 //! backend (raft, SQL, etcd).
 
 use async_trait::async_trait;
 use rand::Rng;
 use zaqar_proto::ZaqarError;
 
-use crate::model::{validate_group, validate_queue, ListQueues, Placement, PoolSpec, QueuePage};
+use crate::model::{
+    validate_group, validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
+};
 use crate::weighted::choose_pool;
 
 /// What every catalog call returns.
 pub type CatalogResult<T> = Result<T, ZaqarError>;
 
-/// Pools and queue placement.
+/// Pools, flavors and queue placement.
 ///
 /// Guarantees every implementation keeps (and the conformance suite checks):
 ///
@@ -24,6 +26,9 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 /// - **Pools are upserted.** Registering a pool again replaces its weight, group, URI,
 ///   endpoint and options; placements refer to the pool by name, so they follow a
 ///   pool-node that re-registers with a new endpoint.
+/// - **Flavors are upserted records** (name, capabilities); a flavor's pools are the
+///   pools whose group is its name, so [`crate::flavors`] writes pool groups to change
+///   them.
 /// - **A pool is removed only when empty.** [`remove_pool`](Self::remove_pool) deletes
 ///   a pool only while no queue is placed on it, atomically with respect to placements:
 ///   a queue is never left placed on a pool that no longer exists.
@@ -49,6 +54,19 @@ pub trait CatalogBackend: Send + Sync + 'static {
     /// The pool named `name`; `not_found` when there is none.
     async fn get_pool(&self, name: &str) -> CatalogResult<PoolSpec>;
 
+    /// Adds the flavor, or replaces the flavor of the same name.
+    async fn put_flavor(&self, flavor: FlavorSpec) -> CatalogResult<()>;
+
+    /// The flavor named `name`; `not_found` when there is none.
+    async fn get_flavor(&self, name: &str) -> CatalogResult<FlavorSpec>;
+
+    /// All flavors, sorted by name.
+    async fn list_flavors(&self) -> CatalogResult<Vec<FlavorSpec>>;
+
+    /// Removes the flavor named `name` (its pools keep their group); `not_found` when
+    /// there is none.
+    async fn remove_flavor(&self, name: &str) -> CatalogResult<()>;
+
     /// Where the queue lives, if it was placed.
     async fn lookup(&self, project: &str, queue: &str) -> CatalogResult<Option<Placement>>;
 
@@ -71,7 +89,7 @@ pub trait CatalogBackend: Send + Sync + 'static {
     ///
     /// `unavailable` when no pool of the default group can take queues (none has
     /// registered yet, or all have weight 0); `bad_request` when a named flavor has no
-    /// such pool.
+    /// pool that can take queues (or neither a pool nor a flavor record).
     async fn place_queue(
         &self,
         project: &str,
@@ -89,6 +107,11 @@ pub trait CatalogBackend: Send + Sync + 'static {
                 ZaqarError::unavailable(
                     "no pool can take new queues: none is registered with a weight above 0",
                 )
+            } else if pools.iter().all(|p| p.group != flavor)
+                && self.get_flavor(flavor).await.is_err()
+            {
+                // Zaqar's answer to `_flavor` naming no flavor.
+                ZaqarError::bad_request(format!("Flavor {flavor} does not exist"))
             } else {
                 ZaqarError::bad_request(format!(
                     "flavor {flavor:?} has no pool that can take new queues"

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rand::Rng;
 use zaqar_proto::ErrorCode;
 
+pub use crate::conformance_flavors::*;
 use crate::raft::testing::TestCluster;
 use crate::{CatalogBackend, ListQueues, PoolSpec, SqlCatalog};
 
@@ -165,6 +166,9 @@ macro_rules! catalog_conformance {
             placements_follow_a_re_registered_endpoint,
             projects_are_isolated,
             a_pool_is_removed_only_when_it_holds_no_queue,
+            flavors_are_upserted_listed_and_removed,
+            a_flavor_pool_list_moves_pools_and_checks_them_first,
+            a_flavored_queue_lands_on_the_flavor_pools_by_weight,
         );
     };
     (@each $open:path; $($case:ident),* $(,)?) => {

@@ -1,4 +1,4 @@
-//! catalog: pools and queue placement behind the `CatalogBackend` seam, served over gRPC.
+//! catalog: pools, flavors and queue placement behind the `CatalogBackend` seam, served over gRPC.
 //!
 //! The backend is chosen from the catalog URI scheme by [`open_backend`]; every backend
 //! implements [`CatalogBackend`] and passes the one conformance suite in
@@ -9,6 +9,7 @@ pub mod admin;
 pub mod backend;
 #[cfg(feature = "etcd")]
 pub mod etcd_backend;
+pub mod flavors;
 pub mod model;
 pub mod raft;
 pub mod server;
@@ -17,6 +18,8 @@ pub mod weighted;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_flavors;
 
 use std::sync::Arc;
 
@@ -24,7 +27,8 @@ pub use admin::AdminServer;
 pub use backend::{CatalogBackend, CatalogResult};
 #[cfg(feature = "etcd")]
 pub use etcd_backend::EtcdCatalog;
-pub use model::{ListQueues, Placement, PoolSpec, QueuePage};
+pub use flavors::{FlavorView, PoolUpdate};
+pub use model::{FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage};
 pub use server::CatalogServer;
 pub use sql_backend::SqlCatalog;
 use zaqar_proto::ZaqarError;

@@ -74,6 +74,66 @@ impl PoolSpec {
     }
 }
 
+/// A flavor: a named pool group with the capabilities its pools offer.
+///
+/// Its pools are the pools whose `group` is the flavor's name (Zaqar 23 keeps the
+/// flavor on the pool the same way and derives a flavor's `pool_list` from it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlavorSpec {
+    /// Unique name, `[a-zA-Z0-9_.-]+`.
+    pub name: String,
+    /// What the flavor's stores offer (`FIFO`, `CLAIMS`, ...), as recorded when the
+    /// flavor was last written.
+    pub capabilities: Vec<String>,
+}
+
+impl FlavorSpec {
+    /// Checks the flavor's name and capabilities.
+    pub fn validated(self) -> Result<Self, ZaqarError> {
+        validate_flavor_name(&self.name)?;
+        if let Some(bad) = self
+            .capabilities
+            .iter()
+            .find(|cap| !is_valid_name(cap, MAX_NAME_LENGTH))
+        {
+            return Err(ZaqarError::bad_request(format!(
+                "invalid capability {bad:?} of flavor {:?}",
+                self.name
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// Zaqar's answer for a flavor that does not exist.
+pub fn flavor_not_found(name: &str) -> ZaqarError {
+    ZaqarError::not_found(format!("Flavor {name} does not exist"))
+}
+
+/// Checks the name of a flavor.
+pub fn validate_flavor_name(name: &str) -> Result<(), ZaqarError> {
+    if !is_valid_name(name, MAX_NAME_LENGTH) {
+        return Err(ZaqarError::bad_request(format!(
+            "invalid flavor name {name:?}: 1 to {MAX_NAME_LENGTH} characters of [a-zA-Z0-9_.-]"
+        )));
+    }
+    Ok(())
+}
+
+/// The capabilities of the store behind `uri`, named as Zaqar 23 names its drivers'
+/// (`redis`: FIFO, CLAIMS, AOD, HIGH_THROUGHPUT; `mongodb`: all five). Our embedded
+/// SQLite store keeps FIFO order and claims; it reports FIFO, CLAIMS and AOD.
+pub fn store_capabilities(uri: &str) -> Vec<String> {
+    let scheme = uri.split("://").next().unwrap_or_default();
+    let caps: &[&str] = match scheme {
+        "redis" | "rediss" | "redis+sentinel" => &["FIFO", "CLAIMS", "AOD", "HIGH_THROUGHPUT"],
+        "mongodb" | "mongodb+srv" => &["FIFO", "CLAIMS", "DURABILITY", "AOD", "HIGH_THROUGHPUT"],
+        "sqlite" => &["FIFO", "CLAIMS", "AOD"],
+        _ => &[],
+    };
+    caps.iter().map(|cap| cap.to_string()).collect()
+}
+
 /// Where a queue lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {

@@ -19,9 +19,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
+use crate::model::flavor_not_found;
 use crate::model::{
-    pool_in_use, validate_listing, validate_pool_name, validate_queue, ListQueues, Placement,
-    PoolSpec, QueuePage,
+    pool_in_use, validate_flavor_name, validate_listing, validate_pool_name, validate_queue,
+    FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
 };
 
 /// How long a call waits for a free connection before the store counts as unavailable.
@@ -49,7 +50,7 @@ macro_rules! on_db {
 }
 
 /// The tables; `{name}` is the type of sorted name columns (byte order on both).
-const SCHEMA: [&str; 2] = [
+const SCHEMA: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS catalog_pools (
         name {name} PRIMARY KEY,
         weight BIGINT NOT NULL,
@@ -64,7 +65,18 @@ const SCHEMA: [&str; 2] = [
         pool TEXT NOT NULL,
         PRIMARY KEY (project, queue)
     )",
+    "CREATE TABLE IF NOT EXISTS catalog_flavors (
+        name {name} PRIMARY KEY,
+        capabilities_json TEXT NOT NULL
+    )",
 ];
+
+const UPSERT_FLAVOR: &str = "INSERT INTO catalog_flavors (name, capabilities_json) VALUES ($1, $2)
+    ON CONFLICT (name) DO UPDATE SET capabilities_json = excluded.capabilities_json";
+
+const FLAVOR_COLUMNS: &str = "SELECT name, capabilities_json FROM catalog_flavors";
+
+const REMOVE_FLAVOR: &str = "DELETE FROM catalog_flavors WHERE name = $1";
 
 const UPSERT_POOL: &str =
     "INSERT INTO catalog_pools (name, weight, pool_group, uri, endpoint, options_json)
@@ -229,8 +241,64 @@ fn pool_from_row((name, weight, group, uri, endpoint, options_json): PoolRow) ->
     }
 }
 
+fn flavor_from_row((name, capabilities_json): (String, String)) -> CatalogResult<FlavorSpec> {
+    let capabilities = serde_json::from_str(&capabilities_json).map_err(|err| {
+        ZaqarError::internal(format!("unexpected capabilities of flavor {name:?}: {err}"))
+    })?;
+    Ok(FlavorSpec { name, capabilities })
+}
+
 #[async_trait]
 impl CatalogBackend for SqlCatalog {
+    async fn put_flavor(&self, flavor: FlavorSpec) -> CatalogResult<()> {
+        let flavor = flavor.validated()?;
+        let capabilities = serde_json::to_string(&flavor.capabilities)
+            .map_err(|err| ZaqarError::internal(format!("capabilities to JSON: {err}")))?;
+        on_db!(&self.db, db => sqlx::query(UPSERT_FLAVOR)
+            .bind(&flavor.name)
+            .bind(&capabilities)
+            .execute(db)
+            .await
+            .map(|_| ()))
+        .map_err(store_error)
+    }
+
+    async fn get_flavor(&self, name: &str) -> CatalogResult<FlavorSpec> {
+        validate_flavor_name(name)?;
+        let sql = format!("{FLAVOR_COLUMNS} WHERE name = $1");
+        let row: Option<(String, String)> = on_db!(&self.db, db => sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(db)
+            .await)
+        .map_err(store_error)?;
+        match row {
+            Some(row) => flavor_from_row(row),
+            None => Err(flavor_not_found(name)),
+        }
+    }
+
+    async fn list_flavors(&self) -> CatalogResult<Vec<FlavorSpec>> {
+        let sql = format!("{FLAVOR_COLUMNS} ORDER BY name");
+        let rows: Vec<(String, String)> =
+            on_db!(&self.db, db => sqlx::query_as(&sql).fetch_all(db).await)
+                .map_err(store_error)?;
+        rows.into_iter().map(flavor_from_row).collect()
+    }
+
+    async fn remove_flavor(&self, name: &str) -> CatalogResult<()> {
+        validate_flavor_name(name)?;
+        let deleted = on_db!(&self.db, db => sqlx::query(REMOVE_FLAVOR)
+            .bind(name)
+            .execute(db)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(store_error)?;
+        if deleted == 0 {
+            return Err(flavor_not_found(name));
+        }
+        Ok(())
+    }
+
     async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         on_db!(&self.db, db => sqlx::query(UPSERT_POOL)

@@ -5,8 +5,8 @@ use crate::model::PoolSpec;
 
 /// The pools a queue of `flavor` may be placed on.
 ///
-/// A non-empty flavor names its pool group (flavors are not stored yet, so the
-/// flavor name is the group name). The empty flavor takes the pools of group `""`,
+/// A non-empty flavor takes the pools of the group of its name (a flavor's pools
+/// are the pools whose group is the flavor, see [`crate::flavors`]). The empty flavor takes the pools of group `""`,
 /// or every pool when no pool is in group `""`.
 pub fn candidates<'a>(pools: &'a [PoolSpec], flavor: &str) -> Vec<&'a PoolSpec> {
     let in_group: Vec<&PoolSpec> = pools.iter().filter(|p| p.group == flavor).collect();

@@ -43,6 +43,9 @@ pub enum AdminCommand {
     /// List, show, add (or replace) and remove pools.
     #[command(subcommand)]
     Pools(PoolsCommand),
+    /// List, show, add (or update) and remove flavors.
+    #[command(subcommand)]
+    Flavors(FlavorsCommand),
     /// Where queues are placed.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -79,6 +82,26 @@ pub enum PoolsCommand {
         options: String,
     },
     /// Remove a pool that holds no queues.
+    Remove { name: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum FlavorsCommand {
+    /// Every flavor, by name, with its pools and capabilities.
+    List,
+    /// One flavor.
+    Get { name: String },
+    /// Create the flavor (or add to it) with these pools, which join its group.
+    Add {
+        name: String,
+        /// Names of the flavor's pools, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        pools: Vec<String>,
+        /// Make these the flavor's only pools: the others return to the default group.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Remove a flavor; its pools return to the default group.
     Remove { name: String },
 }
 
@@ -175,6 +198,32 @@ async fn call(
                 .await?;
             json!({ "removed": name })
         }
+        AdminCommand::Flavors(FlavorsCommand::List) => {
+            let reply = client.list_flavors(request(pb::Empty {}, token)?).await?;
+            let flavors = reply.into_inner().flavors;
+            Value::Array(flavors.iter().map(flavor_json).collect())
+        }
+        AdminCommand::Flavors(FlavorsCommand::Get { name }) => {
+            let name = pb::FlavorName { name };
+            flavor_json(&client.get_flavor(request(name, token)?).await?.into_inner())
+        }
+        AdminCommand::Flavors(FlavorsCommand::Add {
+            name,
+            pools,
+            replace,
+        }) => {
+            let put = pb::PutFlavorRequest {
+                name,
+                pool_list: pools,
+                replace,
+            };
+            flavor_json(&client.put_flavor(request(put, token)?).await?.into_inner())
+        }
+        AdminCommand::Flavors(FlavorsCommand::Remove { name }) => {
+            let flavor = pb::FlavorName { name: name.clone() };
+            client.remove_flavor(request(flavor, token)?).await?;
+            json!({ "removed": name })
+        }
         AdminCommand::Queue(QueueCommand::Lookup { project, queue }) => {
             let lookup = pb::LookupQueueRequest {
                 project: project.clone(),
@@ -221,6 +270,11 @@ fn pool_json(pool: &pb::Pool) -> Value {
             "uri": pool.uri, "endpoint": pool.endpoint, "options": options })
 }
 
+fn flavor_json(flavor: &pb::Flavor) -> Value {
+    json!({ "name": flavor.name, "pool_list": flavor.pool_list,
+            "capabilities": flavor.capabilities })
+}
+
 fn status_json(status: pb::ClusterStatusReply) -> Value {
     let Some(raft) = status.raft else {
         return json!({ "backend": status.backend });
@@ -263,6 +317,17 @@ fn print(command: &AdminCommand, value: &Value, as_json: bool) -> Result<()> {
             let empty = Vec::new();
             let rows = value.as_array().unwrap_or(&empty).iter();
             let rows = rows.map(|pool| columns.iter().map(|c| text(&pool[*c])).collect());
+            print_table(&columns, rows.collect());
+        }
+        AdminCommand::Flavors(FlavorsCommand::List) => {
+            let columns = ["name", "pool_list", "capabilities"];
+            let empty = Vec::new();
+            let rows = value.as_array().unwrap_or(&empty).iter();
+            let cell = |v: &Value| match v.as_array() {
+                Some(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+                None => text(v),
+            };
+            let rows = rows.map(|flavor| columns.iter().map(|c| cell(&flavor[*c])).collect());
             print_table(&columns, rows.collect());
         }
         AdminCommand::Status | AdminCommand::Nodes(_) if value.get("members").is_some() => {

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use zaqar_api_node::ApiConfig;
 use zaqar_catalog::raft::RaftConfig;
+use zaqar_pool_node::NotifierConfig;
 use zaqar_proto::limits::is_valid_name;
 
 /// Reads `path` as TOML into `T`, or gives `T::default()` when there is no file.
@@ -171,6 +172,8 @@ pub struct PoolNodeConfig {
     pub catalog: String,
     /// The endpoint api-nodes use to reach this pool-node; `http://<listen>` when unset.
     pub advertise: Option<String>,
+    /// Webhook and email delivery of posted messages (`[notifier]`).
+    pub notifier: NotifierConfig,
 }
 
 impl Default for PoolNodeConfig {
@@ -183,6 +186,7 @@ impl Default for PoolNodeConfig {
             group: String::new(),
             catalog: "http://127.0.0.1:7000".to_string(),
             advertise: None,
+            notifier: NotifierConfig::default(),
         }
     }
 }
@@ -238,6 +242,8 @@ pub struct StandaloneConfig {
     /// The api-node: REST `listen`, limits and the rest of its settings. Its
     /// `catalog_endpoint` is the in-process catalog and may not be set.
     pub api: ApiConfig,
+    /// Webhook and email delivery of posted messages (`[notifier]`).
+    pub notifier: NotifierConfig,
 }
 
 impl Default for StandaloneConfig {
@@ -246,6 +252,7 @@ impl Default for StandaloneConfig {
             data_dir: PathBuf::from("./zaqar-data"),
             pool_uri: None,
             api: ApiConfig::default(),
+            notifier: NotifierConfig::default(),
         }
     }
 }

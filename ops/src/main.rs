@@ -181,5 +181,17 @@ mod tests {
             args.command,
             admin_cmd::AdminCommand::Pools(admin_cmd::PoolsCommand::Add { weight: -1, .. })
         ));
+        let cli =
+            Cli::try_parse_from(["zaqar", "admin", "flavors", "add", "gold", "--pools", "a,b"])
+                .unwrap();
+        let Command::Admin(args) = cli.command else {
+            panic!("not admin")
+        };
+        let admin_cmd::AdminCommand::Flavors(admin_cmd::FlavorsCommand::Add { pools, .. }) =
+            args.command
+        else {
+            panic!("not flavors add")
+        };
+        assert_eq!(pools, ["a", "b"]);
     }
 }

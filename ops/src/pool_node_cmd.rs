@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use zaqar_pool_node::PoolServer;
+use zaqar_pool_node::{Notifier, PoolServer};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::Pool;
 use zaqar_proto::ZaqarError;
@@ -88,8 +88,11 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     let listener = grpc::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, pool = %config.name, uri = %redact(&config.uri),
         "pool-node serving");
-    let router =
-        tonic::transport::Server::builder().add_service(PoolServer::new(store).into_service());
+    let mut pool_server = PoolServer::new(store.clone());
+    if config.notifier.enabled {
+        pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
+    }
+    let router = tonic::transport::Server::builder().add_service(pool_server.into_service());
     let server = tokio::spawn(grpc::serve(router, listener, shutdown.clone()));
 
     let pool = Pool {

@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio::task::JoinSet;
 use zaqar_catalog::raft::{RaftCatalog, RaftConfig};
-use zaqar_catalog::{CatalogBackend, CatalogServer, PoolSpec};
-use zaqar_pool_node::PoolServer;
+use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, PoolSpec};
+use zaqar_pool_node::{Notifier, PoolServer};
 
 use crate::api_node_cmd::serve_api_node;
 use crate::config::{load, redact, StandaloneConfig};
@@ -90,6 +90,7 @@ async fn serve_roles(
     node: Arc<RaftCatalog>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    let admin = AdminServer::for_raft(node.clone());
     let catalog: Arc<dyn CatalogBackend> = node;
     let catalog_listener = grpc::bind(LOOPBACK).await?;
     let catalog_endpoint = format!("http://{}", catalog_listener.local_addr()?);
@@ -115,14 +116,20 @@ async fn serve_roles(
         catalog = %catalog_endpoint, pool = %pool_endpoint, "standalone roles wired");
 
     let mut roles = JoinSet::new();
-    let catalog_router =
-        tonic::transport::Server::builder().add_service(CatalogServer::new(catalog).into_service());
+    // On loopback only, so the admin API (for api-node's /v2/pools and /v2/flavors)
+    // needs no token.
+    let catalog_router = tonic::transport::Server::builder()
+        .add_service(CatalogServer::new(catalog).into_service())
+        .add_service(admin.into_service(None));
     roles.spawn(role(
         "catalog",
         grpc::serve(catalog_router, catalog_listener, shutdown.clone()),
     ));
-    let pool_router =
-        tonic::transport::Server::builder().add_service(PoolServer::new(store).into_service());
+    let mut pool_server = PoolServer::new(store.clone());
+    if config.notifier.enabled {
+        pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
+    }
+    let pool_router = tonic::transport::Server::builder().add_service(pool_server.into_service());
     roles.spawn(role(
         "pool-node",
         grpc::serve(pool_router, pool_listener, shutdown.clone()),

@@ -5,6 +5,7 @@
 //! conformance suite in `conformance/`.
 
 pub mod dead_letter;
+pub mod notifier;
 pub mod redis_store;
 pub mod server;
 pub mod sqlite_store;
@@ -15,6 +16,7 @@ mod conformance;
 
 use std::sync::Arc;
 
+pub use notifier::{Notifier, NotifierConfig};
 pub use server::PoolServer;
 pub use store::{MessageStore, StoreResult};
 use zaqar_proto::ZaqarError;

@@ -7,17 +7,28 @@ use zaqar_proto::pb::pool_service_server::PoolService;
 use zaqar_proto::pb::*;
 use zaqar_proto::ZaqarError;
 
+use crate::notifier::Notifier;
 use crate::store::{ListParams, MessageStore, SubscriptionUpdate};
 
 /// Serves one store over gRPC.
 #[derive(Clone)]
 pub struct PoolServer {
     store: Arc<dyn MessageStore>,
+    notifier: Option<Notifier>,
 }
 
 impl PoolServer {
     pub fn new(store: Arc<dyn MessageStore>) -> Self {
-        PoolServer { store }
+        PoolServer {
+            store,
+            notifier: None,
+        }
+    }
+
+    /// Hands every successful post to `notifier` (which never makes the post wait).
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// The tonic service to add to a `tonic::transport::Server`.
@@ -107,6 +118,9 @@ impl PoolService for PoolServer {
             .store
             .post_messages(&queue, &req.client_id, &req.messages)
             .await;
+        if let (Ok(_), Some(notifier)) = (&ids, &self.notifier) {
+            notifier.notify(queue, req.messages);
+        }
         reply(ids.map(|ids| PostMessagesReply { ids }))
     }
 

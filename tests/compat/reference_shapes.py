@@ -28,9 +28,6 @@ ALLOWED_DIFFERENCES = {
     "list_include_claimed_no_marker": "reference bug, see reference-zaqar/README.md",
     # The reference answers `"count": true` (a bug of its catalog); the count is a number.
     "queue_list": "count is the number of queues",
-    # Admin mode of the reference lists pools, flavors and health; zaqar-rs serves
-    # pools and flavors over the gRPC AdminService, not yet over REST.
-    "home": "no REST pools/flavors routes yet",
 }
 
 

@@ -160,6 +160,8 @@ pub struct Client {
     pub base: String,
     pub project: String,
     pub client_id: String,
+    /// `X-Roles` sent with every request (noauth), e.g. `admin`.
+    pub roles: Option<String>,
     http: reqwest::Client,
 }
 
@@ -169,6 +171,7 @@ impl Client {
             base: format!("http://127.0.0.1:{port}"),
             project: project.to_string(),
             client_id: uuid::Uuid::new_v4().to_string(),
+            roles: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
                 .build()
@@ -184,6 +187,9 @@ impl Client {
             .request(method, format!("{}{path}", self.base))
             .header("X-Project-ID", &self.project)
             .header("Client-ID", &self.client_id);
+        if let Some(roles) = &self.roles {
+            request = request.header("X-Roles", roles);
+        }
         if let Some(body) = body {
             request = request
                 .header("Content-Type", "application/json")

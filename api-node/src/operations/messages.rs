@@ -109,7 +109,7 @@ pub async fn post(
         Some(pool) => pool,
         None => ctx
             .router()
-            .place(ctx.project(), queue)
+            .place(ctx.project(), queue, "")
             .await
             .map_err(&failed)?,
     };

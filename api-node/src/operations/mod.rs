@@ -4,11 +4,14 @@
 //! pool-node and returns a typed result or a [`ZaqarError`] carrying Zaqar's
 //! status, title and description.
 
+pub mod admin_listing;
 pub mod claims;
+pub mod flavors;
 pub mod health;
 pub mod json;
 pub mod messages;
 pub mod metadata;
+pub mod pools;
 pub mod queues;
 pub mod share;
 pub mod subscriptions;
@@ -22,15 +25,18 @@ use zaqar_proto::limits::{is_valid_name, Limits};
 use zaqar_proto::pb::{self, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
-use crate::auth::{AuthStrategy, Credentials, Identity};
+use crate::admin::AdminCatalog;
+use crate::auth::{Auth, Credentials, Identity};
 use crate::config::ApiConfig;
 use crate::routing::{Pool, PoolClient, Router};
 
 /// What every operation needs besides its input: limits, options and clients.
 pub struct Services {
     pub router: Router,
+    /// The catalog's AdminService, behind `/v2/pools` and `/v2/flavors`.
+    pub admin: AdminCatalog,
     pub limits: Limits,
-    pub auth: AuthStrategy,
+    pub auth: Auth,
     pub require_subscription_confirmation: bool,
     pub message_delete_with_claim_id: bool,
     pub signing_key: Option<String>,
@@ -41,8 +47,9 @@ impl Services {
     pub fn new(config: &ApiConfig) -> Result<Services, ZaqarError> {
         Ok(Services {
             router: Router::new(config)?,
+            admin: AdminCatalog::new(config)?,
             limits: config.limits.clone(),
-            auth: config.auth,
+            auth: Auth::new(config)?,
             require_subscription_confirmation: config.require_subscription_confirmation,
             message_delete_with_claim_id: config.message_delete_with_claim_id,
             signing_key: config.signed_url_secret_key.clone(),

@@ -104,9 +104,15 @@ pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<boo
     };
     check_reserved(&metadata, ctx.limits()).map_err(invalid_api)?;
     let failed = unavailable_as("Queue could not be created.");
+    // Zaqar places a queue with `_flavor` on a pool of that flavor (400 "Flavor X
+    // does not exist" for an unknown one) and keeps `_flavor` in its metadata.
+    let flavor = metadata
+        .get("_flavor")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let pool = ctx
         .router()
-        .place(ctx.project(), queue)
+        .place(ctx.project(), queue, flavor)
         .await
         .map_err(&failed)?;
     let request = pb::CreateQueueRequest {

@@ -40,7 +40,7 @@ pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<Cre
     let failed = unavailable_as("Subscription could not be created.");
     let pool = ctx
         .router()
-        .place(ctx.project(), queue)
+        .place(ctx.project(), queue, "")
         .await
         .map_err(&failed)?;
     let confirmation_required = ctx.services.require_subscription_confirmation;

@@ -11,8 +11,8 @@ use zaqar_proto::ZaqarError;
 use super::{empty, handle, json, request, RestError};
 use crate::operations::{health, Services};
 
-/// The public json-home document of Zaqar's v2 API (without the admin-only
-/// pools and flavors, which zaqar-rs manages over the catalog's gRPC API).
+/// The json-home document of Zaqar's v2 API as the reference shows it in admin
+/// mode (to every caller): with pools, flavors and health.
 const HOME_DOCUMENT: &str = include_str!("home.json");
 
 pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {

@@ -1,6 +1,7 @@
 //! The REST transport: thin warp filters that turn HTTP into operation input
 //! and operation results into Zaqar's JSON answers. One file per resource.
 
+mod admin;
 mod claims;
 pub mod errors;
 mod home;
@@ -35,6 +36,8 @@ pub fn routes(
         .or(claims::routes(services.clone()))
         .unify()
         .or(subscriptions::routes(services.clone()))
+        .unify()
+        .or(admin::routes(services.clone()))
         .unify()
         .or(request(services).then(|mut req: Request| async move {
             match req.read_body().await {

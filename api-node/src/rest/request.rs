@@ -11,7 +11,7 @@ use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
-use zaqar_proto::ZaqarError;
+use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::errors::{render, RestError};
 use super::query::Query;
@@ -89,12 +89,27 @@ where
         }
         return response;
     }
+    let services = request.services.clone();
     let result = match request.context().await {
         Ok(ctx) if allowed.contains(&request.method.as_str()) => handler(ctx, request).await,
         Ok(_) => Err(RestError::MethodNotAllowed(allowed)),
         Err(err) => Err(err),
     };
-    result.unwrap_or_else(render)
+    result.unwrap_or_else(|err| {
+        let unauthorized =
+            matches!(&err, RestError::Zaqar(err) if err.code == ErrorCode::Unauthorized);
+        let mut response = render(err);
+        // As keystonemiddleware: say where to get a token.
+        if let (true, Some(keystone)) = (unauthorized, services.auth.keystone()) {
+            let uri = format!("Keystone uri=\"{}\"", keystone.auth_url());
+            if let Ok(value) = HeaderValue::from_str(&uri) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    })
 }
 
 impl Request {
@@ -134,6 +149,7 @@ impl Request {
             client_id: self.header("client-id"),
             project: self.header("x-project-id"),
             roles: self.header("x-roles"),
+            token: self.header("x-auth-token"),
             signature,
             method: self.method.as_str(),
             path: &self.path,

@@ -7,8 +7,7 @@
 //!   answer the home document, the health report (admin), 204, and 200
 //!   `{"message": "Authentified."}`.
 //! - `pool_*` / `flavor_*` that pass their schema also drop Zaqar's connection
-//!   (pooling off); here 404 `{"error": "... not available ..."}`, as REST has no
-//!   pool routes either (pools are managed with `zaqar admin`).
+//!   (it has no endpoint for them); here they run as `admin_actions` says.
 //! - `Client-ID` must be a UUID and `X-Project-ID` non-empty for every action
 //!   (the REST checks); Zaqar checks the UUID only for message actions.
 //! - `claim_create` that takes nothing answers 204 `{}` (Zaqar names an empty claim).
@@ -22,7 +21,7 @@ use serde_json::{json, Map, Value};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::protocol::{flag, Reply, Request};
-use super::render;
+use super::{admin_actions, render};
 use crate::auth::Credentials;
 use crate::operations::messages::{DeleteMessages, ListMessages};
 use crate::operations::queues::ListQueues;
@@ -33,8 +32,9 @@ use crate::operations::{
 /// The json-home document, the same as REST's `GET /v2/`.
 const HOME_DOCUMENT: &str = include_str!("../rest/home.json");
 
-/// Runs a request that passed its schema and returns its reply.
-pub async fn run(services: &Arc<Services>, request: &Request) -> Reply {
+/// Runs a request that passed its schema and returns its reply; `token` is
+/// the Keystone token bound to the connection (keystone mode).
+pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str>) -> Reply {
     let action = request.action();
     match action {
         "get_home_doc" => {
@@ -42,24 +42,16 @@ pub async fn run(services: &Arc<Services>, request: &Request) -> Reply {
             return Reply::new(200, home);
         }
         // Nothing to authenticate without Keystone: every request carries its
-        // project. (Zaqar 23 in noauth mode drops the connection here.)
+        // project. (Zaqar 23 in noauth mode drops the connection here.) With
+        // Keystone, `session` answers `authenticate` before it gets here.
         "authenticate" => return Reply::new(200, json!({"message": "Authentified."})),
-        _ if action.starts_with("pool_") || action.starts_with("flavor_") => {
-            // As REST: pools and flavors are managed over the catalog's admin
-            // API (`zaqar admin`), not through the api-node.
-            return Reply::error(
-                404,
-                format!(
-                    "{action} is not available: pools and flavors are managed with `zaqar admin`"
-                ),
-            );
-        }
         _ => {}
     }
     let credentials = Credentials {
         client_id: request.header("Client-ID"),
         project: request.header("X-Project-ID"),
         roles: request.header("X-Roles"),
+        token,
         signature: None,
         method: "",
         path: "",
@@ -161,6 +153,9 @@ pub async fn run(services: &Arc<Services>, request: &Request) -> Reply {
             subscriptions::delete(&ctx, &queue, &id)
                 .await
                 .map(|()| Reply::new(204, json!(format!("Subscription {id} removed."))))
+        }
+        _ if action.starts_with("pool_") || action.starts_with("flavor_") => {
+            admin_actions::run(&ctx, request).await
         }
         // The schema table and this one list the same actions.
         _ => Ok(Reply::error(400, format!("{action} is not a valid action"))),

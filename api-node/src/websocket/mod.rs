@@ -4,12 +4,16 @@
 //! bounded queue, so a client that stops reading is disconnected instead of
 //! buffered without limit. The server pings every connection, closes one that
 //! stays silent past the idle timeout, refuses frames over the size cap with
-//! close code 1009, and closes every connection (1001) on shutdown.
+//! close code 1009, and closes every connection (1001) on shutdown. With
+//! Keystone, `session` binds a token to the connection (`authenticate`) and
+//! closes it (4003) when that token expires or is no longer valid.
 
 mod actions;
+mod admin_actions;
 pub mod protocol;
 mod render;
 mod schema;
+mod session;
 
 use std::future::Future;
 use std::io;
@@ -21,7 +25,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::{interval_at, sleep, timeout, Instant};
+use tokio::time::{interval_at, sleep, sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -31,6 +35,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::config::ApiConfig;
 use crate::operations::Services;
 use protocol::Encoding;
+use session::Gate;
 
 /// How long connections get to close once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -88,6 +93,7 @@ async fn accept_loop(
                         services: services.clone(),
                         settings: settings.clone(),
                         stop: stopped.clone(),
+                        session: session::Session::default(),
                     };
                     connections.spawn(connection.run(stream, peer));
                 }
@@ -128,6 +134,8 @@ struct Connection {
     services: Arc<Services>,
     settings: Arc<Settings>,
     stop: watch::Receiver<bool>,
+    /// The Keystone token bound by `authenticate` (keystone mode).
+    session: session::Session,
 }
 
 impl Connection {
@@ -199,6 +207,7 @@ impl Connection {
                 }
                 () = &mut idle => return End::Close(CloseCode::Away, "idle timeout"),
                 _ = self.stop.changed() => return End::Close(CloseCode::Away, "server shutting down"),
+                () = until(self.session.expires_at()) => return AUTH_EXPIRED,
             };
             idle.as_mut().reset(Instant::now() + settings.idle_timeout);
             let (data, encoding) = match frame {
@@ -220,20 +229,33 @@ impl Connection {
                 Some(Ok(Message::Close(_))) => return End::Gone,
                 Some(Ok(_)) => continue,
             };
-            let reply = self.answer(&data, encoding).await;
+            let (reply, expired) = self.answer(&data, encoding).await;
             if replies.try_send(reply).is_err() {
                 return End::Drop;
+            }
+            if expired {
+                return AUTH_EXPIRED;
             }
         }
     }
 
-    /// The reply frame to one request frame.
-    async fn answer(&self, data: &[u8], encoding: Encoding) -> Message {
+    /// The reply frame to one request frame, and whether the connection's
+    /// token has expired (which closes the connection).
+    async fn answer(&mut self, data: &[u8], encoding: Encoding) -> (Message, bool) {
+        let mut expired = false;
         let (request, reply) = match protocol::decode(data, encoding) {
-            Ok(request) => {
-                let reply = actions::run(&self.services, &request).await;
-                (request, reply)
-            }
+            Ok(request) => match self.session.admit(&self.services, &request).await {
+                Gate::Run => {
+                    let token = self.session.token();
+                    let reply = actions::run(&self.services, &request, token).await;
+                    (request, reply)
+                }
+                Gate::Answer(reply) => (request, reply),
+                Gate::Expired(reply) => {
+                    expired = true;
+                    (request, reply)
+                }
+            },
             Err(refused) => refused,
         };
         tracing::debug!(
@@ -241,7 +263,18 @@ impl Connection {
             status = reply.status,
             "websocket request"
         );
-        protocol::encode(&request, &reply, encoding)
+        (protocol::encode(&request, &reply, encoding), expired)
+    }
+}
+
+/// Zaqar's close when the connection's Keystone token expires.
+const AUTH_EXPIRED: End = End::Close(CloseCode::Library(4003), "Authentication expired.");
+
+/// Completes at `at`, or never.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,7 +1,8 @@
 //! A test-only in-memory `CatalogService`: pools registered by the harness and
-//! queue placements on the first pool.
+//! queue placements on the first pool of the queue's flavor (see `admin.rs` for
+//! its `AdminService`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use tonic::{Request, Response, Status};
@@ -15,7 +16,9 @@ type Reply<T> = Result<Response<T>, Status>;
 #[derive(Default)]
 pub struct MemoryCatalog {
     pub pools: Mutex<Vec<Pool>>,
-    placements: Mutex<BTreeMap<(String, String), Placement>>,
+    pub placements: Mutex<BTreeMap<(String, String), Placement>>,
+    /// Names of the flavors (their pools are the pools of their group).
+    pub flavors: Mutex<BTreeSet<String>>,
 }
 
 impl MemoryCatalog {
@@ -53,18 +56,31 @@ impl CatalogService for MemoryCatalog {
     }
 
     async fn place_queue(&self, r: Request<PlaceQueueRequest>) -> Reply<Placement> {
-        let q = r.into_inner().queue.unwrap_or_default();
+        let r = r.into_inner();
+        let q = r.queue.unwrap_or_default();
         let k = (q.project.clone(), q.queue.clone());
         if let Some(existing) = self.placements.lock().unwrap().get(&k) {
             return Ok(Response::new(existing.clone()));
         }
+        // The first pool of the flavor's group that takes queues.
+        let flavor = r.flavor;
         let pool = self
             .pools
             .lock()
             .unwrap()
-            .first()
-            .cloned()
-            .ok_or_else(|| Status::from(ZaqarError::unavailable("No pool is registered.")))?;
+            .iter()
+            .find(|p| p.group == flavor && (flavor.is_empty() || p.weight > 0))
+            .cloned();
+        let pool = match pool {
+            Some(pool) => pool,
+            None if flavor.is_empty() => {
+                return Err(ZaqarError::unavailable("No pool is registered.").into())
+            }
+            None => {
+                let message = format!("Flavor {flavor} does not exist");
+                return Err(ZaqarError::bad_request(message).into());
+            }
+        };
         self.place_on(&q.project, &q.queue, &pool);
         let placement = self
             .placements

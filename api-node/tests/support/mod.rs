@@ -2,6 +2,7 @@
 //! port, an api-node in front of them, and a small HTTP client.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod catalog;
 pub mod pool;
 pub mod subscriptions;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use zaqar_api_node::ApiConfig;
+use zaqar_proto::admin_pb::admin_service_server::AdminServiceServer;
 use zaqar_proto::pb::catalog_service_server::CatalogServiceServer;
 use zaqar_proto::pb::pool_service_server::PoolServiceServer;
 
@@ -71,7 +73,8 @@ async fn serve_backends(
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(PoolServiceServer::from_arc(pool))
-        .add_service(CatalogServiceServer::from_arc(catalog))
+        .add_service(CatalogServiceServer::from_arc(catalog.clone()))
+        .add_service(AdminServiceServer::from_arc(catalog))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stopped.await;
         });

@@ -1,6 +1,6 @@
 //! The etcd catalog's URI (`etcd://host:port[,host:port...]/prefix`) and its key layout.
 //!
-//! Every key lives under the prefix: `<prefix>/pools/<pool>` and
+//! Every key lives under the prefix: `<prefix>/pools/<pool>`, `<prefix>/flavors/<flavor>` and
 //! `<prefix>/placements/<escaped project>/<queue>`. The project id is percent-encoded
 //! so that it holds no `/`: one project's key range is never a prefix of another's,
 //! and a project's placements sort by queue name (byte order).
@@ -82,6 +82,15 @@ impl Keys {
 
     pub fn pool(&self, name: &str) -> String {
         format!("{}{name}", self.pools())
+    }
+
+    /// The prefix of every flavor key.
+    pub fn flavors(&self) -> String {
+        format!("{}/flavors/", self.prefix)
+    }
+
+    pub fn flavor(&self, name: &str) -> String {
+        format!("{}{name}", self.flavors())
     }
 
     /// The prefix of every placement key.

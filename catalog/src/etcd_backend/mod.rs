@@ -25,8 +25,8 @@ use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
 use crate::model::{
-    pool_in_use, validate_listing, validate_pool_name, validate_queue, ListQueues, Placement,
-    PoolSpec, QueuePage,
+    flavor_not_found, pool_in_use, validate_flavor_name, validate_listing, validate_pool_name,
+    validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
 };
 use keys::{key_after, parse_uri, prefix_end, EtcdUri, Keys};
 use kv::Kv;
@@ -173,6 +173,49 @@ fn read_at(responses: &[TxnOpResponse], index: usize) -> &[KeyValue] {
 
 #[async_trait]
 impl CatalogBackend for EtcdCatalog {
+    async fn put_flavor(&self, flavor: FlavorSpec) -> CatalogResult<()> {
+        let flavor = flavor.validated()?;
+        self.kv
+            .put(self.keys.flavor(&flavor.name), encode(&flavor))
+            .await?;
+        tracing::info!(flavor = %flavor.name, "flavor stored");
+        Ok(())
+    }
+
+    async fn get_flavor(&self, name: &str) -> CatalogResult<FlavorSpec> {
+        validate_flavor_name(name)?;
+        let response = self
+            .kv
+            .get(self.keys.flavor(name), GetOptions::new())
+            .await?;
+        match response.kvs().first() {
+            Some(kv) => decode(kv),
+            None => Err(flavor_not_found(name)),
+        }
+    }
+
+    async fn list_flavors(&self) -> CatalogResult<Vec<FlavorSpec>> {
+        let flavors = self.keys.flavors();
+        let kvs = self
+            .kv
+            .scan(flavors.clone().into_bytes(), prefix_end(&flavors));
+        kvs.await?.iter().map(decode).collect()
+    }
+
+    async fn remove_flavor(&self, name: &str) -> CatalogResult<()> {
+        validate_flavor_name(name)?;
+        let key = self.keys.flavor(name);
+        let exists = Compare::create_revision(key.clone(), CompareOp::Greater, 0);
+        let txn = Txn::new()
+            .when([exists])
+            .and_then([TxnOp::delete(key, None)]);
+        if self.kv.txn(txn).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(flavor_not_found(name))
+        }
+    }
+
     async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         self.kv

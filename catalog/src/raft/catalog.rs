@@ -20,8 +20,8 @@ use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
 use crate::model::{
-    pool_in_use, validate_listing, validate_pool_name, validate_queue, ListQueues, Placement,
-    PoolSpec, QueuePage,
+    flavor_not_found, pool_in_use, validate_flavor_name, validate_listing, validate_pool_name,
+    validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
 };
 use crate::raft::node::{stopped, RaftCatalog};
 use crate::raft::types::{
@@ -170,6 +170,40 @@ impl RaftCatalog {
 
 #[async_trait]
 impl CatalogBackend for RaftCatalog {
+    async fn put_flavor(&self, flavor: FlavorSpec) -> CatalogResult<()> {
+        let flavor = flavor.validated()?;
+        let name = flavor.name.clone();
+        self.propose(Command::PutFlavor(flavor)).await?;
+        tracing::info!(flavor = %name, "flavor stored");
+        Ok(())
+    }
+
+    async fn get_flavor(&self, name: &str) -> CatalogResult<FlavorSpec> {
+        validate_flavor_name(name)?;
+        self.read_barrier().await?;
+        self.read_state(|state| state.flavor(name))
+            .ok_or_else(|| flavor_not_found(name))
+    }
+
+    async fn list_flavors(&self) -> CatalogResult<Vec<FlavorSpec>> {
+        self.read_barrier().await?;
+        Ok(self.read_state(|state| state.flavors()))
+    }
+
+    async fn remove_flavor(&self, name: &str) -> CatalogResult<()> {
+        validate_flavor_name(name)?;
+        let command = Command::RemoveFlavor {
+            name: name.to_string(),
+        };
+        match self.propose(command).await? {
+            CommandResult::Done => Ok(()),
+            CommandResult::UnknownFlavor(_) => Err(flavor_not_found(name)),
+            other => Err(ZaqarError::internal(format!(
+                "a flavor removal was answered with {other:?}"
+            ))),
+        }
+    }
+
     async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         let (name, weight, group) = (pool.name.clone(), pool.weight, pool.group.clone());

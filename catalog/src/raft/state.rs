@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ListQueues, Placement, PoolSpec, QueuePage};
+use crate::model::{FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage};
 use crate::raft::types::{Command, CommandResult};
 
 /// The catalog's data, as a snapshot holds it.
@@ -16,6 +16,9 @@ pub struct CatalogState {
     pools: BTreeMap<String, PoolSpec>,
     /// project → queue → pool name.
     placements: BTreeMap<String, BTreeMap<String, String>>,
+    /// Flavors by name (absent from snapshots taken before flavors existed).
+    #[serde(default)]
+    flavors: BTreeMap<String, FlavorSpec>,
 }
 
 impl CatalogState {
@@ -61,6 +64,14 @@ impl CatalogState {
                 self.pools.remove(&name);
                 CommandResult::Done
             }
+            Command::PutFlavor(flavor) => {
+                self.flavors.insert(flavor.name.clone(), flavor);
+                CommandResult::Done
+            }
+            Command::RemoveFlavor { name } => match self.flavors.remove(&name) {
+                Some(_) => CommandResult::Done,
+                None => CommandResult::UnknownFlavor(name),
+            },
             Command::RemoveQueue { project, queue } => {
                 if let Some(queues) = self.placements.get_mut(&project) {
                     queues.remove(&queue);
@@ -80,6 +91,15 @@ impl CatalogState {
 
     pub fn pool(&self, name: &str) -> Option<PoolSpec> {
         self.pools.get(name).cloned()
+    }
+
+    /// All flavors, sorted by name.
+    pub fn flavors(&self) -> Vec<FlavorSpec> {
+        self.flavors.values().cloned().collect()
+    }
+
+    pub fn flavor(&self, name: &str) -> Option<FlavorSpec> {
+        self.flavors.get(name).cloned()
     }
 
     pub fn lookup(&self, project: &str, queue: &str) -> Option<Placement> {
@@ -217,10 +237,32 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_from_before_flavors_still_loads() {
+        let old = r#"{"pools":{},"placements":{}}"#;
+        let state: CatalogState = serde_json::from_str(old).unwrap();
+        assert_eq!(state, CatalogState::default());
+    }
+
+    #[test]
+    fn removing_an_unknown_flavor_changes_nothing() {
+        let mut state = CatalogState::default();
+        let remove = Command::RemoveFlavor { name: "f".into() };
+        assert_eq!(
+            state.apply(remove),
+            CommandResult::UnknownFlavor("f".into())
+        );
+        assert_eq!(state, CatalogState::default());
+    }
+
+    #[test]
     fn a_state_survives_its_json_form() {
         let mut state = CatalogState::default();
         state.apply(Command::RegisterPool(pool("a")));
         state.apply(place("q", "a"));
+        state.apply(Command::PutFlavor(FlavorSpec {
+            name: "f".into(),
+            capabilities: vec!["FIFO".into()],
+        }));
         let json = serde_json::to_vec(&state).unwrap();
         assert_eq!(
             serde_json::from_slice::<CatalogState>(&json).unwrap(),

@@ -4,7 +4,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Placement, PoolSpec};
+use crate::model::{FlavorSpec, Placement, PoolSpec};
 
 /// A catalog node's raft id.
 pub type NodeId = u64;
@@ -31,6 +31,10 @@ pub enum Command {
     RemoveQueue { project: String, queue: String },
     /// Removes the pool unless queues are placed on it.
     RemovePool { name: String },
+    /// Adds the flavor or replaces the flavor of the same name.
+    PutFlavor(FlavorSpec),
+    /// Removes the flavor record (its pools keep their group).
+    RemoveFlavor { name: String },
 }
 
 /// What applying a [`Command`] (or a raft-internal entry) produced.
@@ -44,6 +48,8 @@ pub enum CommandResult {
     UnknownPool(String),
     /// [`Command::RemovePool`] named a pool that holds this many queues; nothing changed.
     PoolInUse(u64),
+    /// [`Command::RemoveFlavor`] named a flavor that does not exist; nothing changed.
+    UnknownFlavor(String),
 }
 
 openraft::declare_raft_types!(

@@ -1,0 +1,403 @@
+//! Keystone v3 token validation (`auth = "keystone"`): a user's `X-Auth-Token`
+//! is checked with `GET /v3/auth/tokens` (`X-Subject-Token`), authorised by a
+//! service token that api-node gets by password and renews before it expires.
+//! Answers, valid or not, are cached for `cache_ttl_ms` (never past the token's
+//! expiry), so a revoked token keeps working until its cache entry ends.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use zaqar_proto::{ErrorCode, ZaqarError};
+
+use crate::timefmt::parse_iso8601;
+
+/// Most validations kept in memory; past it, expired ones are dropped, then all.
+const MAX_CACHED: usize = 100_000;
+/// The service token is renewed this long before it expires (or halfway, if sooner).
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// `[keystone]`: where Keystone is and the service user api-node validates tokens as.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeystoneConfig {
+    /// Keystone's identity endpoint, e.g. `http://keystone:5000/v3` (`/v3` is added if missing).
+    pub auth_url: String,
+    /// The service user (it needs the `service` or `admin` role to validate tokens).
+    pub username: String,
+    pub password: String,
+    /// The project the service token is scoped to.
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// How long a validation (valid or not) is trusted, in milliseconds.
+    pub cache_ttl_ms: u64,
+}
+
+impl Default for KeystoneConfig {
+    fn default() -> Self {
+        KeystoneConfig {
+            auth_url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            project_name: String::new(),
+            user_domain_name: "Default".to_string(),
+            project_domain_name: "Default".to_string(),
+            cache_ttl_ms: 300_000,
+        }
+    }
+}
+
+impl fmt::Debug for KeystoneConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeystoneConfig")
+            .field("auth_url", &self.auth_url)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("project_name", &self.project_name)
+            .field("user_domain_name", &self.user_domain_name)
+            .field("project_domain_name", &self.project_domain_name)
+            .field("cache_ttl_ms", &self.cache_ttl_ms)
+            .finish()
+    }
+}
+
+/// What a valid token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The project the token is scoped to (`None` for an unscoped token).
+    pub project: Option<String>,
+    /// Role names, implied roles included (Keystone expands them).
+    pub roles: Vec<String>,
+    /// When the token expires.
+    pub expires_at: Instant,
+}
+
+/// 401 as keystonemiddleware words it, in Zaqar's `{"title", "description"}` form.
+pub fn unauthorized() -> ZaqarError {
+    ZaqarError::titled(
+        ErrorCode::Unauthorized,
+        "Unauthorized",
+        "The request you have made requires authentication.",
+    )
+}
+
+struct ServiceToken {
+    token: String,
+    renew_at: Instant,
+}
+
+struct Cached {
+    /// `None`: Keystone said the token is not valid.
+    info: Option<TokenInfo>,
+    until: Instant,
+}
+
+/// Validates user tokens against one Keystone, with a cache.
+pub struct Keystone {
+    http: reqwest::Client,
+    auth_url: String,
+    tokens_url: String,
+    credentials: Value,
+    ttl: Duration,
+    service: tokio::sync::Mutex<Option<ServiceToken>>,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+}
+
+impl Keystone {
+    /// A validator for `config`; checks that every needed setting is there.
+    pub fn new(
+        config: &KeystoneConfig,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Keystone, ZaqarError> {
+        for (key, value) in [
+            ("auth_url", &config.auth_url),
+            ("username", &config.username),
+            ("password", &config.password),
+            ("project_name", &config.project_name),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ZaqarError::titled(
+                    ErrorCode::BadRequest,
+                    "Invalid configuration",
+                    format!("auth = \"keystone\" needs keystone.{key}"),
+                ));
+            }
+        }
+        let base = config.auth_url.trim().trim_end_matches('/');
+        let auth_url = if base.ends_with("/v3") {
+            base.to_string()
+        } else {
+            format!("{base}/v3")
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            .build()
+            .map_err(|err| ZaqarError::internal(format!("keystone client: {err}")))?;
+        let credentials = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": config.username,
+                "domain": {"name": config.user_domain_name},
+                "password": config.password,
+            }}},
+            "scope": {"project": {
+                "name": config.project_name,
+                "domain": {"name": config.project_domain_name},
+            }},
+        }});
+        Ok(Keystone {
+            http,
+            tokens_url: format!("{auth_url}/auth/tokens"),
+            auth_url,
+            credentials,
+            ttl: Duration::from_millis(config.cache_ttl_ms),
+            service: tokio::sync::Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Keystone's identity endpoint (what `WWW-Authenticate` points clients to).
+    pub fn auth_url(&self) -> &str {
+        &self.auth_url
+    }
+
+    /// What `token` says about its bearer; 401 when Keystone does not know it
+    /// (bad, revoked or expired), 503 when Keystone cannot be asked.
+    pub async fn validate(&self, token: &str) -> Result<TokenInfo, ZaqarError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(answer) = self.cached(&key) {
+            return answer.ok_or_else(unauthorized);
+        }
+        let info = self.fetch(token).await?;
+        self.remember(key, info.clone());
+        info.ok_or_else(unauthorized)
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Option<TokenInfo>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.get(key) {
+            Some(entry) if entry.until > Instant::now() => Some(entry.info.clone()),
+            Some(_) => {
+                cache.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, key: [u8; 32], info: Option<TokenInfo>) {
+        let now = Instant::now();
+        let mut until = now + self.ttl;
+        if let Some(info) = &info {
+            until = until.min(info.expires_at);
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, entry| entry.until > now);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(key, Cached { info, until });
+    }
+
+    /// Asks Keystone; `Ok(None)` when the token is not valid.
+    async fn fetch(&self, token: &str) -> Result<Option<TokenInfo>, ZaqarError> {
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Ok(None);
+        }
+        for attempt in 0..2 {
+            let service = self.service_token(attempt > 0).await?;
+            let response = self
+                .http
+                .get(&self.tokens_url)
+                .header("X-Auth-Token", service)
+                .header("X-Subject-Token", token)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            match response.status().as_u16() {
+                200 => {
+                    let body: TokenBody = response.json().await.map_err(unreachable)?;
+                    return Ok(body.token.info());
+                }
+                400 | 404 => return Ok(None),
+                // The service token expired or was revoked: renew it once.
+                401 if attempt == 0 => continue,
+                status => {
+                    tracing::error!(status, "keystone refused to validate a token");
+                    break;
+                }
+            }
+        }
+        Err(unavailable())
+    }
+
+    /// The service token, renewed when due (or when `renew` says it was refused).
+    async fn service_token(&self, renew: bool) -> Result<String, ZaqarError> {
+        let mut service = self.service.lock().await;
+        if let Some(current) = service.as_ref() {
+            if !renew && current.renew_at > Instant::now() {
+                return Ok(current.token.clone());
+            }
+        }
+        let response = self
+            .http
+            .post(&self.tokens_url)
+            .json(&self.credentials)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let token = response
+            .headers()
+            .get("X-Subject-Token")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        let (201, Some(token)) = (status, token) else {
+            tracing::error!(status, "keystone refused the service credentials");
+            return Err(unavailable());
+        };
+        let body: TokenBody = response.json().await.map_err(unreachable)?;
+        let lifetime = body.token.lifetime().unwrap_or_default();
+        let renew_at = Instant::now() + lifetime - RENEW_BEFORE.min(lifetime / 2);
+        tracing::debug!(
+            lifetime_s = lifetime.as_secs(),
+            "keystone service token obtained"
+        );
+        *service = Some(ServiceToken {
+            token: token.clone(),
+            renew_at,
+        });
+        Ok(token)
+    }
+}
+
+fn unavailable() -> ZaqarError {
+    ZaqarError::unavailable(
+        "Authentication service unavailable. Please try again in a few seconds.",
+    )
+}
+
+fn unreachable(err: reqwest::Error) -> ZaqarError {
+    tracing::warn!(error = %err, "keystone unreachable");
+    unavailable()
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: TokenData,
+}
+
+#[derive(Deserialize)]
+struct TokenData {
+    expires_at: String,
+    #[serde(default)]
+    project: Option<Named>,
+    #[serde(default)]
+    roles: Vec<Named>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+impl TokenData {
+    /// How long the token has left (`None` when expired or unreadable).
+    fn lifetime(&self) -> Option<Duration> {
+        let expires = parse_iso8601(&self.expires_at)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
+        (expires > now).then(|| Duration::from_secs((expires - now) as u64))
+    }
+
+    fn info(self) -> Option<TokenInfo> {
+        Some(TokenInfo {
+            expires_at: Instant::now() + self.lifetime()?,
+            project: self.project.map(|project| project.id),
+            roles: self.roles.into_iter().map(|role| role.name).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(expires_at: &str) -> TokenData {
+        serde_json::from_value::<TokenBody>(json!({"token": {
+            "expires_at": expires_at,
+            "project": {"id": "p1", "name": "a", "domain": {"id": "default"}},
+            "roles": [{"id": "r1", "name": "member"}, {"id": "r2", "name": "reader"}],
+            "user": {"id": "u1"}
+        }}))
+        .unwrap()
+        .token
+    }
+
+    #[test]
+    fn a_token_gives_its_project_roles_and_expiry() {
+        let info = token("2999-01-01T00:00:00.000000Z").info().unwrap();
+        assert_eq!(info.project.as_deref(), Some("p1"));
+        assert_eq!(info.roles, ["member", "reader"]);
+        assert!(info.expires_at > Instant::now() + Duration::from_secs(86_400));
+        assert_eq!(token("2001-01-01T00:00:00Z").info(), None);
+    }
+
+    #[test]
+    fn config_needs_its_keys_and_hides_the_password() {
+        let timeout = Duration::from_secs(1);
+        assert!(Keystone::new(&KeystoneConfig::default(), timeout, timeout).is_err());
+        let config = KeystoneConfig {
+            auth_url: "http://127.0.0.1:5000/".into(),
+            username: "zaqar".into(),
+            password: "secret".into(),
+            project_name: "service".into(),
+            ..KeystoneConfig::default()
+        };
+        let keystone = Keystone::new(&config, timeout, timeout).unwrap();
+        assert_eq!(keystone.auth_url(), "http://127.0.0.1:5000/v3");
+        assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn the_keystone_section_is_read_with_defaults() {
+        let config: crate::ApiConfig = serde_json::from_str(
+            r#"{"auth": "keystone", "keystone": {"auth_url": "http://k:5000",
+                "username": "zaqar", "password": "p", "project_name": "service"}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.auth, crate::auth::AuthStrategy::Keystone);
+        assert_eq!(config.keystone.user_domain_name, "Default");
+        assert_eq!(config.keystone.cache_ttl_ms, 300_000);
+        let unknown = r#"{"keystone": {"url": "http://k:5000"}}"#;
+        assert!(serde_json::from_str::<crate::ApiConfig>(unknown).is_err());
+    }
+
+    #[tokio::test]
+    async fn malformed_tokens_are_refused_without_asking() {
+        let config = KeystoneConfig {
+            auth_url: "http://127.0.0.1:9/v3".into(),
+            username: "u".into(),
+            password: "p".into(),
+            project_name: "p".into(),
+            ..KeystoneConfig::default()
+        };
+        let timeout = Duration::from_secs(1);
+        let keystone = Keystone::new(&config, timeout, timeout).unwrap();
+        let err = keystone.validate("bad token\n").await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unauthorized);
+        // A well-formed one needs Keystone, which is not there: 503, not cached.
+        let err = keystone.validate("gAAAA").await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unavailable);
+    }
+}

@@ -1,0 +1,50 @@
+//! Settings of the notifier: where email goes and how much delivery work runs at once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The notifier's settings; every key is optional (see docs/configuration.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// Whether posted messages are delivered to subscribers at all.
+    pub enabled: bool,
+    /// SMTP server for `mailto:` subscriptions (plain SMTP, no TLS, no login).
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// The `From` of a notification email when the subscription has no `from` option.
+    pub smtp_from: String,
+    /// Delivery attempts (HTTP requests, SMTP sessions) running at the same time.
+    pub max_in_flight: usize,
+    /// Limit of one delivery attempt, connection included, in milliseconds.
+    pub delivery_timeout_ms: u64,
+    /// Posts waiting to be fanned out to subscriptions; when full, new posts are
+    /// not notified (logged as a warning).
+    pub queue_capacity: usize,
+    /// Posts waiting for one subscription (behind a slow or failing endpoint);
+    /// when full, that subscription misses new posts (logged as a warning).
+    pub subscriber_queue_capacity: usize,
+}
+
+impl Default for NotifierConfig {
+    fn default() -> Self {
+        NotifierConfig {
+            enabled: true,
+            smtp_host: "localhost".to_string(),
+            smtp_port: 25,
+            smtp_from: "Zaqar Notifications <no-reply@openstack.org>".to_string(),
+            // Zaqar's `max_notifier_workers`.
+            max_in_flight: 10,
+            delivery_timeout_ms: 10_000,
+            queue_capacity: 10_000,
+            subscriber_queue_capacity: 1_000,
+        }
+    }
+}
+
+impl NotifierConfig {
+    pub fn delivery_timeout(&self) -> Duration {
+        Duration::from_millis(self.delivery_timeout_ms.max(1))
+    }
+}

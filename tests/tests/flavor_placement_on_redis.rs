@@ -1,0 +1,177 @@
+//! A flavor created over REST on a real cluster (catalog, two pool-nodes on their
+//! own Redis servers and an api-node, as processes): queues created with that
+//! `_flavor` all land on the flavor's pool, others still spread by weight.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
+use zaqar_proto::pb::{Empty, ListQueuesRequest};
+use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
+
+struct Cluster {
+    redis: Vec<Redis>,
+    catalog_port: u16,
+    api_port: u16,
+    _processes: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+fn start_cluster() -> Result<Cluster> {
+    let dir = tempfile::tempdir()?;
+    let bin = zaqar_bin();
+    let redis = vec![Redis::start()?, Redis::start()?];
+    let catalog_port = free_port();
+    let catalog = format!("http://127.0.0.1:{catalog_port}");
+    let catalog_db = format!("sqlite://{}/catalog.db", dir.path().display());
+    let listen = format!("127.0.0.1:{catalog_port}");
+    let args = ["catalog", "--listen", &listen, "--uri", &catalog_db];
+    let mut processes = vec![Process::spawn("catalog", &bin, &args, dir.path())?];
+    wait_for_port(catalog_port, Duration::from_secs(30))?;
+    for (index, redis) in redis.iter().enumerate() {
+        let port = free_port();
+        let name = format!("pool-{index}");
+        let (listen, uri) = (format!("127.0.0.1:{port}"), redis.uri(0));
+        let args = [
+            "pool-node",
+            "--listen",
+            &listen,
+            "--uri",
+            &uri,
+            "--name",
+            &name,
+            "--weight",
+            "100",
+            "--catalog",
+            &catalog,
+        ];
+        processes.push(Process::spawn(&name, &bin, &args, dir.path())?);
+        wait_for_port(port, Duration::from_secs(30))?;
+    }
+    let api_port = free_port();
+    let (listen, ws_listen) = (
+        format!("127.0.0.1:{api_port}"),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let args = [
+        "api-node",
+        "--listen",
+        &listen,
+        "--ws-listen",
+        &ws_listen,
+        "--catalog",
+        &catalog,
+    ];
+    processes.push(Process::spawn("api-node", &bin, &args, dir.path())?);
+    Ok(Cluster {
+        redis,
+        catalog_port,
+        api_port,
+        _processes: processes,
+        _dir: dir,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
+    let cluster = start_cluster()?;
+    let mut admin = Client::new(cluster.api_port, "flavor-project");
+    admin.roles = Some("admin".into());
+    admin.wait_ready(Duration::from_secs(30)).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pools = admin.call("GET", "/v2/pools", None).await?;
+        assert_eq!(pools.status, 200, "{:?}", pools.body);
+        if pools.body["pools"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "pools: {:?}", pools.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let tenant = Client::new(cluster.api_port, "flavor-project");
+    let denied = tenant.call(
+        "PUT",
+        "/v2/flavors/gold",
+        Some(json!({"pool_list": ["pool-1"]})),
+    );
+    assert_eq!(denied.await?.status, 403);
+    let bad = admin.call(
+        "PUT",
+        "/v2/flavors/gold",
+        Some(json!({"pool_list": ["nope"]})),
+    );
+    assert_eq!(bad.await?.status, 400);
+    let created = admin
+        .call(
+            "PUT",
+            "/v2/flavors/gold",
+            Some(json!({"pool_list": ["pool-1"]})),
+        )
+        .await?;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let flavor = admin.call("GET", "/v2/flavors/gold", None).await?;
+    assert_eq!(flavor.body["pool_list"], json!(["pool-1"]));
+    assert_eq!(
+        flavor.body["capabilities"],
+        json!(["FIFO", "CLAIMS", "AOD", "HIGH_THROUGHPUT"])
+    );
+    let pool = admin
+        .call("GET", "/v2/pools/pool-1?detailed=true", None)
+        .await?;
+    assert_eq!(pool.body["flavor"], "gold", "{:?}", pool.body);
+
+    for i in 0..12 {
+        let path = format!("/v2/queues/gold-{i:02}");
+        let made = tenant
+            .call("PUT", &path, Some(json!({"_flavor": "gold"})))
+            .await?;
+        assert_eq!(made.status, 201, "{path}: {:?}", made.body);
+        let posted = tenant
+            .call(
+                "POST",
+                &format!("{path}/messages"),
+                Some(json!({"messages": [{"body": i}]})),
+            )
+            .await?;
+        assert_eq!(posted.status, 201, "{:?}", posted.body);
+    }
+    let unknown = tenant
+        .call("PUT", "/v2/queues/lost", Some(json!({"_flavor": "silver"})))
+        .await?;
+    assert_eq!(unknown.status, 400, "{:?}", unknown.body);
+    assert_eq!(unknown.body["description"], "Flavor silver does not exist");
+
+    let mut catalog =
+        CatalogServiceClient::connect(format!("http://127.0.0.1:{}", cluster.catalog_port)).await?;
+    let request = ListQueuesRequest {
+        project: "flavor-project".into(),
+        marker: String::new(),
+        limit: 100,
+        name_filter: String::new(),
+    };
+    let placed = catalog.list_queues(request).await?.into_inner().queues;
+    assert_eq!(placed.len(), 12, "the unknown flavor placed nothing");
+    assert!(placed.iter().all(|p| p.pool == "pool-1"), "{placed:?}");
+    assert!(cluster.redis[1].key_count(0)? > 0);
+    assert_eq!(cluster.redis[0].key_count(0)?, 0, "pool-0 holds no queue");
+
+    // The flavor's pool holds queues: neither it nor (through it) the flavor's
+    // data can be deleted; removing the flavor returns the pool to the default group.
+    let refused = admin.call("DELETE", "/v2/pools/pool-1", None).await?;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_eq!(
+        admin.call("DELETE", "/v2/flavors/gold", None).await?.status,
+        204
+    );
+    let refused = admin.call("DELETE", "/v2/pools/pool-1", None).await?;
+    assert_eq!(
+        refused.status, 403,
+        "still holds queues: {:?}",
+        refused.body
+    );
+    let pools = catalog.list_pools(Empty {}).await?.into_inner().pools;
+    assert!(pools.iter().all(|p| p.group.is_empty()), "{pools:?}");
+    Ok(())
+}
