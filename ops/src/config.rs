@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use zaqar_api_node::ApiConfig;
 use zaqar_catalog::raft::RaftConfig;
-use zaqar_pool_node::NotifierConfig;
+use zaqar_pool_node::{MessageCipher, NotifierConfig};
 use zaqar_proto::limits::is_valid_name;
 
 /// Reads `path` as TOML into `T`, or gives `T::default()` when there is no file.
@@ -174,6 +174,9 @@ pub struct PoolNodeConfig {
     pub advertise: Option<String>,
     /// Webhook and email delivery of posted messages (`[notifier]`).
     pub notifier: NotifierConfig,
+    /// Key of message bodies encrypted at rest (`_enable_encrypt_messages`): base64 of
+    /// 32 bytes. Without one, posts to encrypting queues are refused.
+    pub encryption_key: Option<String>,
 }
 
 impl Default for PoolNodeConfig {
@@ -187,6 +190,7 @@ impl Default for PoolNodeConfig {
             catalog: "http://127.0.0.1:7000".to_string(),
             advertise: None,
             notifier: NotifierConfig::default(),
+            encryption_key: None,
         }
     }
 }
@@ -213,7 +217,13 @@ impl PoolNodeConfig {
                 self.listen
             ),
         }
+        cipher_of(self.encryption_key.as_deref())?;
         Ok(self)
+    }
+
+    /// The cipher of encrypted message bodies, when a key is set.
+    pub fn cipher(&self) -> Result<Option<MessageCipher>> {
+        cipher_of(self.encryption_key.as_deref())
     }
 
     /// The endpoint registered with the catalog.
@@ -244,6 +254,9 @@ pub struct StandaloneConfig {
     pub api: ApiConfig,
     /// Webhook and email delivery of posted messages (`[notifier]`).
     pub notifier: NotifierConfig,
+    /// Key of message bodies encrypted at rest; generated once into
+    /// `<data_dir>/encryption-key` when unset.
+    pub encryption_key: Option<String>,
 }
 
 impl Default for StandaloneConfig {
@@ -253,6 +266,7 @@ impl Default for StandaloneConfig {
             pool_uri: None,
             api: ApiConfig::default(),
             notifier: NotifierConfig::default(),
+            encryption_key: None,
         }
     }
 }
@@ -270,6 +284,7 @@ impl StandaloneConfig {
             self.api.catalog_endpoint == ApiConfig::default().catalog_endpoint,
             "api.catalog_endpoint may not be set: standalone runs its own catalog"
         );
+        cipher_of(self.encryption_key.as_deref())?;
         Ok(self)
     }
 
@@ -299,6 +314,19 @@ pub fn redact(uri: &str) -> String {
         Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
         None => uri.to_string(),
     }
+}
+
+/// The cipher of an `encryption_key` setting (base64 of 32 bytes), checked.
+pub fn cipher_of(key: Option<&str>) -> Result<Option<MessageCipher>> {
+    key.map(|key| {
+        MessageCipher::from_base64_key(key).map_err(|err| {
+            anyhow::anyhow!(
+                "encryption_key: {} (generate one with `openssl rand -base64 32`)",
+                err.description
+            )
+        })
+    })
+    .transpose()
 }
 
 fn validate_pool_uri(uri: &str) -> Result<()> {
@@ -417,6 +445,14 @@ mod tests {
                 listen: "0.0.0.0:7001".parse().unwrap(),
                 ..Default::default()
             },
+            PoolNodeConfig {
+                encryption_key: Some("c2hvcnQ=".into()),
+                ..Default::default()
+            },
+            PoolNodeConfig {
+                encryption_key: Some("not base64!".into()),
+                ..Default::default()
+            },
         ];
         for config in bad {
             assert!(config.clone().validated().is_err(), "{config:?}");
@@ -430,6 +466,12 @@ mod tests {
             everywhere.validated().unwrap().endpoint(),
             "http://pool-1.internal:7001"
         );
+        let encrypting = PoolNodeConfig {
+            encryption_key: Some(MessageCipher::generate_base64_key()),
+            ..Default::default()
+        };
+        assert!(encrypting.validated().unwrap().cipher().unwrap().is_some());
+        assert!(PoolNodeConfig::default().cipher().unwrap().is_none());
     }
 
     #[test]

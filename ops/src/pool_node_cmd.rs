@@ -52,6 +52,10 @@ pub struct PoolNodeArgs {
     /// Endpoint api-nodes use to reach this pool-node [default: http://LISTEN].
     #[arg(long, env = "ZAQAR_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Key of message bodies encrypted at rest (`_enable_encrypt_messages`), base64 of 32
+    /// bytes [default: none: posts to encrypting queues are refused].
+    #[arg(long, env = "ZAQAR_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
 }
 
 impl PoolNodeArgs {
@@ -67,6 +71,7 @@ impl PoolNodeArgs {
             group,
             catalog,
             advertise,
+            encryption_key,
         } = self;
         config.listen = listen.unwrap_or(config.listen);
         config.uri = uri.unwrap_or(config.uri);
@@ -75,6 +80,7 @@ impl PoolNodeArgs {
         config.group = group.unwrap_or(config.group);
         config.catalog = catalog.unwrap_or(config.catalog);
         config.advertise = advertise.or(config.advertise);
+        config.encryption_key = encryption_key.or(config.encryption_key);
         config.validated()
     }
 }
@@ -89,6 +95,11 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     tracing::info!(listen = %listener.local_addr()?, pool = %config.name, uri = %redact(&config.uri),
         "pool-node serving");
     let mut pool_server = PoolServer::new(store.clone());
+    match config.cipher()? {
+        Some(cipher) => pool_server = pool_server.with_encryption(cipher),
+        None => tracing::info!(pool = %config.name,
+            "no encryption_key: posts to queues with _enable_encrypt_messages are refused"),
+    }
     if config.notifier.enabled {
         pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
     }

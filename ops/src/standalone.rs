@@ -5,7 +5,7 @@
 //! ports, as does the raft node; only the REST port is meant for users.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -13,7 +13,7 @@ use clap::Args;
 use tokio::task::JoinSet;
 use zaqar_catalog::raft::{RaftCatalog, RaftConfig};
 use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, PoolSpec};
-use zaqar_pool_node::{Notifier, PoolServer};
+use zaqar_pool_node::{MessageCipher, Notifier, PoolServer};
 
 use crate::api_node_cmd::serve_api_node;
 use crate::config::{load, redact, StandaloneConfig};
@@ -45,6 +45,10 @@ pub struct StandaloneArgs {
     /// [default: sqlite://DATA_DIR/messages.db].
     #[arg(long, env = "ZAQAR_POOL_URI", hide_env_values = true)]
     pub pool_uri: Option<String>,
+    /// Key of message bodies encrypted at rest, base64 of 32 bytes
+    /// [default: generated once into DATA_DIR/encryption-key].
+    #[arg(long, env = "ZAQAR_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
 }
 
 impl StandaloneArgs {
@@ -62,6 +66,9 @@ impl StandaloneArgs {
         }
         if let Some(pool_uri) = self.pool_uri {
             config.pool_uri = Some(pool_uri);
+        }
+        if let Some(encryption_key) = self.encryption_key {
+            config.encryption_key = Some(encryption_key);
         }
         config.validated()
     }
@@ -95,6 +102,7 @@ async fn serve_roles(
     let catalog_listener = grpc::bind(LOOPBACK).await?;
     let catalog_endpoint = format!("http://{}", catalog_listener.local_addr()?);
 
+    let cipher = encryption_key(&config)?;
     let pool_uri = config.pool_uri();
     let store = zaqar_pool_node::open_store(&pool_uri)
         .await
@@ -125,7 +133,7 @@ async fn serve_roles(
         "catalog",
         grpc::serve(catalog_router, catalog_listener, shutdown.clone()),
     ));
-    let mut pool_server = PoolServer::new(store.clone());
+    let mut pool_server = PoolServer::new(store.clone()).with_encryption(cipher);
     if config.notifier.enabled {
         pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
     }
@@ -173,25 +181,104 @@ fn signed_url_secret(config: &StandaloneConfig) -> Result<String> {
     if let Some(secret) = &config.api.signed_url_secret_key {
         return Ok(secret.clone());
     }
-    let path = config.data_dir.join("signed-url-secret");
-    if let Ok(secret) = std::fs::read_to_string(&path) {
-        if !secret.trim().is_empty() {
-            return Ok(secret.trim().to_string());
-        }
+    data_dir_secret(&config.data_dir.join("signed-url-secret"), || {
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    })
+}
+
+/// The key of message bodies encrypted at rest: the configured one, else one
+/// generated at the first start and kept in `DATA_DIR/encryption-key` (mode 0600).
+/// Encrypted messages are readable only with it: back it up with the data.
+fn encryption_key(config: &StandaloneConfig) -> Result<MessageCipher> {
+    if let Some(cipher) = crate::config::cipher_of(config.encryption_key.as_deref())? {
+        return Ok(cipher);
     }
-    let secret = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let path = config.data_dir.join("encryption-key");
+    let key = data_dir_secret(&path, || {
+        tracing::info!(path = %path.display(), "generating the message encryption key");
+        MessageCipher::generate_base64_key()
+    })?;
+    MessageCipher::from_base64_key(&key)
+        .map_err(|err| anyhow::anyhow!("{} (in {})", err.description, path.display()))
+}
+
+/// The secret kept in the file `path`, or a new one from `generate` written there
+/// (mode 0600) when the file is missing or empty. A file that cannot be read is an
+/// error, never overwritten.
+fn data_dir_secret(path: &Path, generate: impl FnOnce() -> String) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_string()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+    let secret = generate();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
-        .open(&path)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     std::io::Write::write_all(&mut file, secret.as_bytes())
+        .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &tempfile::TempDir) -> StandaloneConfig {
+        StandaloneConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_encryption_key_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir);
+        let first = encryption_key(&config).unwrap();
+        let path = dir.path().join("encryption-key");
+        let stored = std::fs::read_to_string(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let sealed = first.encrypt(r#"{"kept":true}"#).unwrap();
+        let again = encryption_key(&config).unwrap();
+        assert_eq!(again.decrypt(&sealed).unwrap(), r#"{"kept":true}"#);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), stored);
+    }
+
+    #[test]
+    fn a_configured_key_wins_and_a_corrupt_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MessageCipher::generate_base64_key();
+        let configured = StandaloneConfig {
+            encryption_key: Some(key.clone()),
+            ..config(&dir)
+        };
+        let sealed = encryption_key(&configured).unwrap().encrypt("{}").unwrap();
+        assert!(!dir.path().join("encryption-key").exists());
+        let same = MessageCipher::from_base64_key(&key).unwrap();
+        assert_eq!(same.decrypt(&sealed).unwrap(), "{}");
+
+        std::fs::write(dir.path().join("encryption-key"), "not a key").unwrap();
+        let err = encryption_key(&config(&dir)).unwrap_err();
+        assert!(format!("{err:#}").contains("encryption-key"), "{err:#}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("encryption-key")).unwrap(),
+            "not a key"
+        );
+    }
 }

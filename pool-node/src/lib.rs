@@ -5,6 +5,7 @@
 //! conformance suite in `conformance/`.
 
 pub mod dead_letter;
+pub mod encryption;
 pub mod notifier;
 pub mod redis_store;
 pub mod server;
@@ -16,6 +17,7 @@ mod conformance;
 
 use std::sync::Arc;
 
+pub use encryption::MessageCipher;
 pub use notifier::{Notifier, NotifierConfig};
 pub use server::PoolServer;
 pub use store::{MessageStore, StoreResult};

@@ -1,4 +1,6 @@
-//! The gRPC `PoolService`: unpacks requests, calls the [`MessageStore`], packs replies.
+//! The gRPC `PoolService`: unpacks requests, calls the [`MessageStore`], packs replies,
+//! encrypting message bodies on their way in and decrypting them on their way out
+//! (see `encryption.rs`).
 
 use std::sync::Arc;
 
@@ -7,14 +9,23 @@ use zaqar_proto::pb::pool_service_server::PoolService;
 use zaqar_proto::pb::*;
 use zaqar_proto::ZaqarError;
 
+use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
 use crate::store::{ListParams, MessageStore, SubscriptionUpdate};
 
 /// Serves one store over gRPC.
+///
+/// Message bodies posted to a queue whose metadata has `_enable_encrypt_messages:
+/// true` are stored encrypted (AES-256-GCM, see [`MessageCipher`]); every message
+/// body returned (listings, gets, pops, claims, stats) that is encrypted is
+/// decrypted, whatever the queue's current setting, so clients only ever see
+/// plaintext. Without a cipher, posts to an encrypting queue are refused
+/// (`Unavailable`) and an encrypted body cannot be read (`Internal`).
 #[derive(Clone)]
 pub struct PoolServer {
     store: Arc<dyn MessageStore>,
     notifier: Option<Notifier>,
+    cipher: Option<MessageCipher>,
 }
 
 impl PoolServer {
@@ -22,7 +33,14 @@ impl PoolServer {
         PoolServer {
             store,
             notifier: None,
+            cipher: None,
         }
+    }
+
+    /// Encrypts the bodies of encrypting queues with `cipher` (the pool's `encryption_key`).
+    pub fn with_encryption(mut self, cipher: MessageCipher) -> Self {
+        self.cipher = Some(cipher);
+        self
     }
 
     /// Hands every successful post to `notifier` (which never makes the post wait).
@@ -34,6 +52,30 @@ impl PoolServer {
     /// The tonic service to add to a `tonic::transport::Server`.
     pub fn into_service(self) -> pool_service_server::PoolServiceServer<PoolServer> {
         pool_service_server::PoolServiceServer::new(self)
+    }
+
+    /// Decrypts the encrypted bodies among `messages`, logging a failure.
+    fn decrypt<'a>(
+        &self,
+        queue: &QueueRef,
+        messages: impl IntoIterator<Item = &'a mut Message>,
+    ) -> Result<(), ZaqarError> {
+        encryption::decrypt_messages(self.cipher.as_ref(), messages).inspect_err(|err| {
+            tracing::error!(project = %queue.project, queue = %queue.queue, error = %err,
+                "message body not decrypted");
+        })
+    }
+
+    /// `result` with its messages decrypted.
+    fn decrypted<T>(
+        &self,
+        queue: &QueueRef,
+        result: Result<T, ZaqarError>,
+        messages: impl FnOnce(&mut T) -> Vec<&mut Message>,
+    ) -> Reply<T> {
+        let mut value = result?;
+        self.decrypt(queue, messages(&mut value))?;
+        Ok(Response::new(value))
     }
 }
 
@@ -95,7 +137,15 @@ impl PoolService for PoolServer {
     }
 
     async fn queue_stats(&self, request: Request<QueueRef>) -> Reply<QueueStatsReply> {
-        reply(self.store.queue_stats(request.get_ref()).await)
+        let queue = request.get_ref();
+        let stats = self.store.queue_stats(queue).await;
+        self.decrypted(queue, stats, |stats| {
+            stats
+                .oldest
+                .iter_mut()
+                .chain(stats.newest.iter_mut())
+                .collect()
+        })
     }
 
     async fn purge_queue(&self, request: Request<PurgeQueueRequest>) -> Reply<Empty> {
@@ -114,9 +164,17 @@ impl PoolService for PoolServer {
     ) -> Reply<PostMessagesReply> {
         let req = request.into_inner();
         let queue = queue_of(req.queue)?;
+        // The one metadata read of a post: whether the queue encrypts.
+        let metadata = self.store.get_queue(&queue).await?;
+        let encrypts = metadata.as_deref().is_some_and(encryption::queue_encrypts);
+        let stored = encryption::seal_messages(self.cipher.as_ref(), encrypts, &req.messages)
+            .inspect_err(|err| {
+                tracing::warn!(project = %queue.project, queue = %queue.queue, error = %err,
+                    "post refused: its messages cannot be encrypted");
+            })?;
         let ids = self
             .store
-            .post_messages(&queue, &req.client_id, &req.messages)
+            .post_messages(&queue, &req.client_id, &stored)
             .await;
         if let (Ok(_), Some(notifier)) = (&ids, &self.notifier) {
             notifier.notify(queue, req.messages);
@@ -139,17 +197,21 @@ impl PoolService for PoolServer {
             include_delayed: req.include_delayed,
         };
         let listed = self.store.list_messages(&queue, &params).await;
-        reply(listed.map(|(messages, next_marker)| ListMessagesReply {
+        let listed = listed.map(|(messages, next_marker)| ListMessagesReply {
             messages,
             next_marker,
-        }))
+        });
+        self.decrypted(&queue, listed, |reply| reply.messages.iter_mut().collect())
     }
 
     async fn get_messages(&self, request: Request<GetMessagesRequest>) -> Reply<MessagesReply> {
         let req = request.into_inner();
         let queue = queue_of(req.queue)?;
         let messages = self.store.get_messages(&queue, &req.ids).await;
-        reply(messages.map(|messages| MessagesReply { messages }))
+        let messages = messages.map(|messages| MessagesReply { messages });
+        self.decrypted(&queue, messages, |reply| {
+            reply.messages.iter_mut().collect()
+        })
     }
 
     async fn delete_messages(&self, request: Request<DeleteMessagesRequest>) -> Reply<Empty> {
@@ -174,7 +236,10 @@ impl PoolService for PoolServer {
         let req = request.into_inner();
         let queue = queue_of(req.queue)?;
         let messages = self.store.pop_messages(&queue, req.limit).await;
-        reply(messages.map(|messages| MessagesReply { messages }))
+        let messages = messages.map(|messages| MessagesReply { messages });
+        self.decrypted(&queue, messages, |reply| {
+            reply.messages.iter_mut().collect()
+        })
     }
 
     async fn create_claim(&self, request: Request<CreateClaimRequest>) -> Reply<ClaimReply> {
@@ -184,12 +249,14 @@ impl PoolService for PoolServer {
             .store
             .create_claim(&queue, req.ttl, req.grace, req.limit)
             .await;
-        reply(claim.map(Option::unwrap_or_default))
+        let claim = claim.map(Option::unwrap_or_default);
+        self.decrypted(&queue, claim, |claim| claim.messages.iter_mut().collect())
     }
 
     async fn get_claim(&self, request: Request<ClaimRef>) -> Reply<ClaimReply> {
         let (queue, claim_id) = claim_of(Some(request.into_inner()))?;
-        reply(self.store.get_claim(&queue, &claim_id).await)
+        let claim = self.store.get_claim(&queue, &claim_id).await;
+        self.decrypted(&queue, claim, |claim| claim.messages.iter_mut().collect())
     }
 
     async fn update_claim(&self, request: Request<UpdateClaimRequest>) -> Reply<Empty> {
