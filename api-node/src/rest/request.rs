@@ -32,6 +32,28 @@ pub struct Request {
     /// In a mutex only to make the request `Sync`; taken once by [`Request::read_body`].
     body: Mutex<Option<BodyStream>>,
     payload: Payload,
+    /// An oversized body was left partly unread (see [`DRAIN_LIMIT`]).
+    unread: bool,
+}
+
+/// The most of an oversized body that is read and thrown away, so that the
+/// 413 answer reaches the client (a socket closed with unread input is reset)
+/// and the connection stays usable.
+const DRAIN_LIMIT: u64 = 16 << 20;
+
+/// Reads and drops the rest of `body`, of which `read` bytes were already
+/// read; false if it goes past [`DRAIN_LIMIT`] or fails.
+async fn drain(mut body: BodyStream, mut read: u64) -> bool {
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => read += chunk.len() as u64,
+            Err(_) => return false,
+        }
+        if read > DRAIN_LIMIT {
+            return false;
+        }
+    }
+    true
 }
 
 fn boxed<S, B>(body: S) -> BodyStream
@@ -61,6 +83,7 @@ pub fn request(
                 query: Query::parse(&raw_query),
                 body: Mutex::new(Some(boxed(body))),
                 payload: Payload::Absent,
+                unread: false,
             },
         )
 }
@@ -90,12 +113,13 @@ where
         return response;
     }
     let services = request.services.clone();
+    let unread = request.unread;
     let result = match request.context().await {
         Ok(ctx) if allowed.contains(&request.method.as_str()) => handler(ctx, request).await,
         Ok(_) => Err(RestError::MethodNotAllowed(allowed)),
         Err(err) => Err(err),
     };
-    result.unwrap_or_else(|err| {
+    let mut response = result.unwrap_or_else(|err| {
         let unauthorized =
             matches!(&err, RestError::Zaqar(err) if err.code == ErrorCode::Unauthorized);
         let mut response = render(err);
@@ -109,7 +133,15 @@ where
             }
         }
         response
-    })
+    });
+    // Hyper closes a connection whose request body was left unread; say so,
+    // so that clients do not reuse it.
+    if unread {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 impl Request {
@@ -191,6 +223,10 @@ impl Request {
         Ok(())
     }
 
+    fn take_body(&mut self) -> Option<BodyStream> {
+        self.body.get_mut().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     async fn read_payload(&mut self) -> Result<Payload, RestError> {
         let limits = &self.services.limits;
         let cap = limits.max_messages_post_size.max(limits.max_queue_metadata) as u64;
@@ -201,16 +237,18 @@ impl Request {
             .header("transfer-encoding")
             .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
         match declared {
-            Some(len) if len > cap => return Ok(Payload::TooLarge(len)),
+            Some(len) if len > cap => {
+                self.unread = match self.take_body() {
+                    Some(body) if len <= DRAIN_LIMIT => !drain(body, 0).await,
+                    Some(_) => true,
+                    None => false,
+                };
+                return Ok(Payload::TooLarge(len));
+            }
             None if !chunked => return Ok(Payload::Absent),
             _ => {}
         }
-        let body = self
-            .body
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let Some(mut body) = body else {
+        let Some(mut body) = self.take_body() else {
             return Ok(Payload::Absent);
         };
         let mut bytes = BytesMut::new();
@@ -223,6 +261,7 @@ impl Request {
             })?;
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > cap {
+                self.unread = !drain(body, bytes.len() as u64).await;
                 return Ok(Payload::TooLarge(bytes.len() as u64));
             }
         }
