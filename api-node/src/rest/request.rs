@@ -224,7 +224,10 @@ impl Request {
     }
 
     fn take_body(&mut self) -> Option<BodyStream> {
-        self.body.get_mut().unwrap_or_else(|e| e.into_inner()).take()
+        self.body
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     async fn read_payload(&mut self) -> Result<Payload, RestError> {
