@@ -1,6 +1,8 @@
 //! Helpers for cluster tests: free ports, real Redis servers and `zaqar` role
 //! processes that stop when dropped, and a small Zaqar REST client.
 
+pub mod catalog_cluster;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -4,14 +4,13 @@
 //! fourth node joins with `zaqar admin nodes add`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::{PlaceQueueRequest, QueueRef};
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Process};
+use zaqar_tests::catalog_cluster::{admin, eventually, CatalogNode as Node};
 
 /// The whole test finishes in this time or fails.
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
@@ -19,95 +18,6 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(240);
 const SETTLE: Duration = Duration::from_secs(30);
 /// How long writes may fail after the leader was killed.
 const FAILOVER: Duration = Duration::from_secs(15);
-
-/// One catalog node: its ports, its command line and its process while it runs.
-struct Node {
-    id: u64,
-    grpc_port: u16,
-    raft_port: u16,
-    args: Vec<String>,
-    process: Option<Process>,
-}
-
-impl Node {
-    /// A node with its own ports and data directory; the caller adds `--members` or
-    /// `--join` to `args`.
-    fn new(id: u64, dir: &Path) -> Node {
-        let (grpc_port, raft_port) = (free_port(), free_port());
-        let args: Vec<String> = [
-            "catalog",
-            "--listen",
-            &format!("127.0.0.1:{grpc_port}"),
-            "--raft-listen",
-            &format!("127.0.0.1:{raft_port}"),
-            "--node-id",
-            &id.to_string(),
-            "--data-dir",
-            &dir.join(format!("node-{id}")).display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
-        Node {
-            id,
-            grpc_port,
-            raft_port,
-            args,
-            process: None,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc_port)
-    }
-
-    fn raft_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.raft_port)
-    }
-
-    fn start(&mut self, dir: &Path) -> Result<()> {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let name = format!("catalog-{}-{}", self.id, free_port());
-        self.process = Some(Process::spawn(&name, &zaqar_bin(), &args, dir)?);
-        wait_for_port(self.grpc_port, SETTLE)
-    }
-}
-
-/// Runs `zaqar admin --catalog ENDPOINTS --json ARGS` and parses what it prints.
-async fn admin(endpoints: &[String], args: &[&str]) -> Result<Value> {
-    let run = tokio::process::Command::new(zaqar_bin())
-        .args(["admin", "--catalog", &endpoints.join(","), "--json"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .context("zaqar admin did not finish")??;
-    ensure!(
-        out.status.success(),
-        "zaqar admin {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).context("zaqar admin printed no JSON")
-}
-
-/// Polls `check` every 200 ms until it passes or `timeout` passes.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(value) => return Ok(value),
-            Err(err) if Instant::now() >= deadline => {
-                bail!("{what} not reached within {timeout:?}: {err:#}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
 
 /// The status of the node at `endpoint` once it knows a leader and `voters` voters.
 async fn settled_status(endpoint: &str, voters: usize) -> Result<Value> {
