@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
-use support::ws::{Socket, Ws};
+use support::ws::{Socket, Ws, WS_ACTIONS};
 use support::{Harness, CLIENT_ID};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -548,44 +548,6 @@ async fn random_rest_requests_never_fail_the_server_or_change_rejected_state() {
 
 /// One random WebSocket frame; `aimed` as for REST.
 fn ws_frame(rng: &mut Rng, h: &Harness, c: &Control) -> (Message, bool) {
-    const ACTIONS: &[&str] = &[
-        "get_home_doc",
-        "authenticate",
-        "ping_node",
-        "check_node_health",
-        "queue_list",
-        "queue_create",
-        "queue_get",
-        "queue_delete",
-        "queue_get_stats",
-        "queue_purge",
-        "message_list",
-        "message_get",
-        "message_get_many",
-        "message_post",
-        "message_delete",
-        "message_delete_many",
-        "claim_create",
-        "claim_get",
-        "claim_update",
-        "claim_delete",
-        "subscription_list",
-        "subscription_create",
-        "subscription_get",
-        "subscription_delete",
-        "pool_list",
-        "pool_get",
-        "pool_create",
-        "pool_update",
-        "pool_delete",
-        "flavor_list",
-        "flavor_get",
-        "flavor_create",
-        "flavor_update",
-        "flavor_delete",
-        "nope",
-        "",
-    ];
     match rng.below(12) {
         // Over the frame size cap (1 MiB by default): the server closes.
         0 if rng.chance(2) => return (Message::text("x".repeat((1 << 20) + 1)), false),
@@ -599,7 +561,12 @@ fn ws_frame(rng: &mut Rng, h: &Harness, c: &Control) -> (Message, bool) {
     }
     let own = rng.chance(50);
     let aimed = own && rng.chance(60);
-    let action = rng.pick(ACTIONS).to_string();
+    let action = match rng.below(WS_ACTIONS.len() + 2) {
+        i if i < WS_ACTIONS.len() => WS_ACTIONS[i],
+        i if i == WS_ACTIONS.len() => "nope",
+        _ => "",
+    }
+    .to_string();
     let mut headers = serde_json::Map::new();
     let project = if own {
         json!(h.project)

@@ -90,3 +90,41 @@ pub async fn close_code(ws: &mut Socket) -> Option<CloseCode> {
         .await
         .unwrap()
 }
+
+/// Every action of Zaqar's WebSocket API, written out independently of the server's table.
+pub const WS_ACTIONS: &[&str] = &[
+    "get_home_doc",
+    "authenticate",
+    "ping_node",
+    "check_node_health",
+    "queue_list",
+    "queue_create",
+    "queue_get",
+    "queue_delete",
+    "queue_get_stats",
+    "queue_purge",
+    "message_list",
+    "message_get",
+    "message_get_many",
+    "message_post",
+    "message_delete",
+    "message_delete_many",
+    "claim_create",
+    "claim_get",
+    "claim_update",
+    "claim_delete",
+    "subscription_list",
+    "subscription_create",
+    "subscription_get",
+    "subscription_delete",
+    "pool_list",
+    "pool_get",
+    "pool_create",
+    "pool_update",
+    "pool_delete",
+    "flavor_list",
+    "flavor_get",
+    "flavor_create",
+    "flavor_update",
+    "flavor_delete",
+];
