@@ -1,5 +1,6 @@
-//! Where a queue lives: `(project, queue) → pool` through the catalog, with a
-//! small in-memory placement cache, and one lazily connected gRPC channel per
+//! Where a queue lives: `(project, queue) → pool` through the catalog, with an
+//! in-memory placement cache fed by the catalog's watch stream (see
+//! `routing/placement_cache.rs`), and one lazily connected gRPC channel per
 //! pool-node endpoint.
 //!
 //! `catalog_endpoint` may name several catalog nodes, comma-separated. A call goes to
@@ -8,19 +9,22 @@
 //! raft catalog serves every call (a follower forwards writes to its leader), and every
 //! catalog call api-node makes is idempotent, so a retry elsewhere is safe.
 
+mod placement_cache;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::pool_service_client::PoolServiceClient;
 use zaqar_proto::pb::{self, QueueRef};
 use zaqar_proto::ZaqarError;
 
 use crate::config::ApiConfig;
+use placement_cache::{lock, watch_catalog, PlacementCache, SharedCache, WatchTarget};
 
 /// A gRPC client of one pool-node.
 pub type PoolClient = PoolServiceClient<Channel>;
@@ -35,22 +39,23 @@ pub struct Pool {
     pub cached: bool,
 }
 
-#[derive(Clone)]
-struct CachedPlacement {
-    pool: String,
-    endpoint: String,
-    learnt: Instant,
-}
-
 /// Resolves queues to pools and hands out pool clients.
 pub struct Router {
     catalog: Catalogs<CatalogServiceClient<Channel>>,
     connect_timeout: Duration,
     request_timeout: Duration,
-    cache_ttl: Duration,
-    cache_size: usize,
-    placements: Mutex<HashMap<(String, String), CachedPlacement>>,
+    /// TLS of `https://` pool-node endpoints (`grpc_tls`).
+    tls: Option<ClientTlsConfig>,
+    placements: SharedCache,
+    /// Keeps `placements` subscribed to the catalog's watch stream.
+    watcher: tokio::task::JoinHandle<()>,
     pools: Mutex<HashMap<String, PoolClient>>,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
 }
 
 fn queue_ref(project: &str, queue: &str) -> QueueRef {
@@ -63,18 +68,30 @@ fn queue_ref(project: &str, queue: &str) -> QueueRef {
 impl Router {
     /// A router talking to the catalog of `config`; connects lazily (must run inside tokio).
     pub fn new(config: &ApiConfig) -> Result<Router, ZaqarError> {
+        let tls = config.grpc_client_tls()?;
+        let placements: SharedCache = std::sync::Arc::new(Mutex::new(PlacementCache::new(
+            config.placement_cache_ttl(),
+            config.placement_cache_size,
+        )));
+        let target = WatchTarget {
+            endpoints: split_endpoints(&config.catalog_endpoint),
+            connect_timeout: config.connect_timeout(),
+            tls: tls.clone(),
+        };
+        let watcher = tokio::spawn(watch_catalog(target, placements.clone()));
         Ok(Router {
             catalog: Catalogs::new(
                 &config.catalog_endpoint,
                 config.connect_timeout(),
                 config.request_timeout(),
+                tls.as_ref(),
                 CatalogServiceClient::new,
             )?,
             connect_timeout: config.connect_timeout(),
             request_timeout: config.request_timeout(),
-            cache_ttl: config.placement_cache_ttl(),
-            cache_size: config.placement_cache_size.max(1),
-            placements: Mutex::new(HashMap::new()),
+            tls,
+            placements,
+            watcher,
             pools: Mutex::new(HashMap::new()),
         })
     }
@@ -85,7 +102,12 @@ impl Router {
         if let Some(client) = pools.get(endpoint) {
             return Ok(client.clone());
         }
-        let channel = lazy_channel(endpoint, self.connect_timeout, self.request_timeout)?;
+        let channel = lazy_channel(
+            endpoint,
+            self.connect_timeout,
+            self.request_timeout,
+            self.tls.as_ref(),
+        )?;
         let client = PoolServiceClient::new(channel);
         pools.insert(endpoint.to_string(), client.clone());
         Ok(client)
@@ -110,6 +132,7 @@ impl Router {
         if let Some(cached) = self.cached(project, queue) {
             return self.pool(&cached.pool, &cached.endpoint, true);
         }
+        let epoch = lock(&self.placements).epoch();
         let request = pb::PlaceQueueRequest {
             queue: Some(queue_ref(project, queue)),
             flavor: flavor.to_string(),
@@ -122,7 +145,7 @@ impl Router {
             })
             .await?;
         tracing::debug!(project, queue, pool = %placement.pool, "queue placed");
-        self.remember(project, queue, &placement.pool, &placement.endpoint);
+        self.remember(project, queue, &placement.pool, &placement.endpoint, epoch);
         self.pool(&placement.pool, &placement.endpoint, false)
     }
 
@@ -183,19 +206,29 @@ impl Router {
         Ok(reply.pools)
     }
 
+    /// The latest health report of every pool, as the catalog holds them.
+    pub async fn pool_health(&self) -> Result<Vec<pb::PoolHealthStatus>, ZaqarError> {
+        let reply = self
+            .catalog
+            .call(|mut catalog| async move { catalog.pool_health(pb::Empty {}).await })
+            .await?;
+        Ok(reply.pools)
+    }
+
     /// The pool of a placement listed by the catalog.
     pub fn pool_of(&self, placement: &pb::Placement) -> Result<Pool, ZaqarError> {
         self.pool(&placement.pool, &placement.endpoint, false)
     }
 
     async fn lookup_fresh(&self, project: &str, queue: &str) -> Result<Option<Pool>, ZaqarError> {
+        let epoch = lock(&self.placements).epoch();
         let reply = self
             .catalog
             .call(|mut catalog| async move { catalog.lookup(queue_ref(project, queue)).await })
             .await?;
         match reply.placement {
             Some(placement) if reply.found => {
-                self.remember(project, queue, &placement.pool, &placement.endpoint);
+                self.remember(project, queue, &placement.pool, &placement.endpoint, epoch);
                 Ok(Some(self.pool(
                     &placement.pool,
                     &placement.endpoint,
@@ -215,42 +248,17 @@ impl Router {
         })
     }
 
-    fn cached(&self, project: &str, queue: &str) -> Option<CachedPlacement> {
-        let key = (project.to_string(), queue.to_string());
-        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
-        match placements.get(&key) {
-            Some(entry) if entry.learnt.elapsed() < self.cache_ttl => Some(entry.clone()),
-            Some(_) => {
-                placements.remove(&key);
-                None
-            }
-            None => None,
-        }
+    fn cached(&self, project: &str, queue: &str) -> Option<placement_cache::CachedPlacement> {
+        lock(&self.placements).get(project, queue)
     }
 
-    fn remember(&self, project: &str, queue: &str, pool: &str, endpoint: &str) {
-        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
-        if placements.len() >= self.cache_size {
-            let ttl = self.cache_ttl;
-            placements.retain(|_, entry| entry.learnt.elapsed() < ttl);
-            if placements.len() >= self.cache_size {
-                placements.clear();
-            }
-        }
-        placements.insert(
-            (project.to_string(), queue.to_string()),
-            CachedPlacement {
-                pool: pool.to_string(),
-                endpoint: endpoint.to_string(),
-                learnt: Instant::now(),
-            },
-        );
+    /// Caches a placement the catalog gave in answer to a question asked at `epoch`.
+    fn remember(&self, project: &str, queue: &str, pool: &str, endpoint: &str, epoch: u64) {
+        lock(&self.placements).insert(project, queue, pool, endpoint, epoch);
     }
 
     fn forget(&self, project: &str, queue: &str) {
-        let key = (project.to_string(), queue.to_string());
-        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
-        placements.remove(&key);
+        lock(&self.placements).remove(project, queue);
     }
 }
 
@@ -267,12 +275,13 @@ impl<C: Clone> Catalogs<C> {
         endpoints: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
+        tls: Option<&ClientTlsConfig>,
         client: impl Fn(Channel) -> C,
     ) -> Result<Catalogs<C>, ZaqarError> {
         let nodes = split_endpoints(endpoints)
             .into_iter()
             .map(|endpoint| {
-                let channel = lazy_channel(&endpoint, connect_timeout, request_timeout)?;
+                let channel = lazy_channel(&endpoint, connect_timeout, request_timeout, tls)?;
                 Ok((endpoint, client(channel)))
             })
             .collect::<Result<Vec<_>, ZaqarError>>()?;
@@ -331,15 +340,19 @@ fn split_endpoints(endpoints: &str) -> Vec<String> {
         .collect()
 }
 
-/// A channel that connects on first use and fails fast when the peer is down.
+/// A channel that connects on first use and fails fast when the peer is down;
+/// with TLS when `tls` is set and the endpoint is `https://`.
 fn lazy_channel(
     endpoint: &str,
     connect_timeout: Duration,
     request_timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
 ) -> Result<Channel, ZaqarError> {
-    let endpoint = Endpoint::from_shared(endpoint.to_string()).map_err(|err| {
-        ZaqarError::internal(format!("invalid gRPC endpoint {endpoint:?}: {err}"))
-    })?;
+    let invalid = |err| ZaqarError::internal(format!("invalid gRPC endpoint {endpoint:?}: {err}"));
+    let mut endpoint = Endpoint::from_shared(endpoint.to_string()).map_err(invalid)?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(invalid)?;
+    }
     Ok(endpoint
         .connect_timeout(connect_timeout)
         .timeout(request_timeout)

@@ -24,14 +24,25 @@ pub struct AdminServer {
     raft: Option<Arc<RaftCatalog>>,
 }
 
-/// Checks `authorization: Bearer TOKEN` when a token is configured.
+/// Checks the admin credential: a client certificate when one is required
+/// (mTLS; the TLS handshake has verified it against the client CA), and
+/// `authorization: Bearer TOKEN` when a token is configured.
 #[derive(Clone)]
 pub struct TokenCheck {
     token: Option<Arc<str>>,
+    client_cert: bool,
 }
 
 impl Interceptor for TokenCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let certified = request.peer_certs().is_some_and(|certs| !certs.is_empty());
+        if self.client_cert && !certified {
+            return Err(ZaqarError::new(
+                ErrorCode::Unauthorized,
+                "this catalog's admin API requires a client certificate (mTLS)",
+            )
+            .into());
+        }
         let Some(token) = &self.token else {
             return Ok(request);
         };
@@ -80,8 +91,19 @@ impl AdminServer {
         self,
         token: Option<String>,
     ) -> InterceptedService<AdminServiceServer<AdminServer>, TokenCheck> {
+        self.into_service_with(token, false)
+    }
+
+    /// Like [`AdminServer::into_service`]; with `client_cert`, every call must
+    /// also come over a TLS connection with a verified client certificate.
+    pub fn into_service_with(
+        self,
+        token: Option<String>,
+        client_cert: bool,
+    ) -> InterceptedService<AdminServiceServer<AdminServer>, TokenCheck> {
         let check = TokenCheck {
             token: token.map(Arc::from),
+            client_cert,
         };
         AdminServiceServer::with_interceptor(self, check)
     }

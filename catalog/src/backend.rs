@@ -8,6 +8,7 @@ use zaqar_proto::ZaqarError;
 use crate::model::{
     validate_group, validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
 };
+use crate::watch::Watch;
 use crate::weighted::choose_pool;
 
 /// What every catalog call returns.
@@ -23,9 +24,14 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 ///   every caller is told the same pool; a live queue never moves.
 /// - **Placement is idempotent.** [`place_queue`](Self::place_queue) returns an existing
 ///   placement unchanged; only an unplaced queue gets a pool chosen by weight.
-/// - **Pools are upserted.** Registering a pool again replaces its weight, group, URI,
-///   endpoint and options; placements refer to the pool by name, so they follow a
-///   pool-node that re-registers with a new endpoint.
+/// - **Pools are upserted.** Registering a pool again (an admin's write) replaces its
+///   weight, group, URI, endpoint and options; placements refer to the pool by name, so
+///   they follow a pool-node that re-registers with a new endpoint. A pool-node's own
+///   registration ([`register_pool_node`](Self::register_pool_node)) changes only the
+///   URI and endpoint of a pool that exists, so a restart keeps an admin's changes.
+/// - **Changes are watched.** [`watch`](Self::watch) streams placement and pool
+///   changes (see [`crate::watch`]); a backend without a feed says `unavailable`, and
+///   api-nodes then fall back to expiring their cached placements.
 /// - **Flavors are upserted records** (name, capabilities); a flavor's pools are the
 ///   pools whose group is its name, so [`crate::flavors`] writes pool groups to change
 ///   them.
@@ -43,6 +49,36 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 pub trait CatalogBackend: Send + Sync + 'static {
     /// Adds the pool, or replaces the pool of the same name.
     async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()>;
+
+    /// A pool-node's registration: adds the pool whole when it is new; otherwise
+    /// changes only its URI and endpoint (weight, group and options stay as an admin
+    /// set them). Returns the pool as stored.
+    ///
+    /// This default reads then writes, so an admin write landing in between may be
+    /// overwritten; backends override it with one atomic write.
+    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+        let pool = pool.validated()?;
+        let stored = match self.get_pool(&pool.name).await {
+            Ok(existing) => PoolSpec {
+                uri: pool.uri,
+                endpoint: pool.endpoint,
+                ..existing
+            },
+            Err(err) if err.code == zaqar_proto::ErrorCode::NotFound => pool,
+            Err(err) => return Err(err),
+        };
+        self.register_pool(stored.clone()).await?;
+        Ok(stored)
+    }
+
+    /// A feed of the placement and pool changes this backend sees from now on (see
+    /// [`crate::watch`]). The default has none: `unavailable`, which `CatalogService`
+    /// answers as UNIMPLEMENTED, and api-nodes then expire cached placements by age.
+    fn watch(&self) -> CatalogResult<Watch> {
+        Err(ZaqarError::unavailable(
+            "this catalog backend has no change feed",
+        ))
+    }
 
     /// All pools, sorted by name.
     async fn list_pools(&self) -> CatalogResult<Vec<PoolSpec>>;

@@ -1,7 +1,8 @@
 //! The catalog conformance suite: written once, run against every backend by
 //! `catalog_conformance!` (SQLite on a temporary file, PostgreSQL from
 //! `ZAQAR_TEST_POSTGRES_URL` in a private schema per test, etcd from
-//! `ZAQAR_TEST_ETCD_URL` under a private key prefix per test, raft as a single node and
+//! `ZAQAR_TEST_ETCD_URL` under a private key prefix per test, MongoDB from
+//! `ZAQAR_TEST_MONGO_URL` in a private database per test, raft as a single node and
 //! as a three-node cluster on loopback ports).
 
 use std::collections::BTreeSet;
@@ -11,6 +12,7 @@ use rand::Rng;
 use zaqar_proto::ErrorCode;
 
 pub use crate::conformance_flavors::*;
+pub use crate::conformance_watch::*;
 use crate::raft::testing::TestCluster;
 use crate::{CatalogBackend, ListQueues, PoolSpec, SqlCatalog};
 
@@ -29,6 +31,8 @@ enum Cleanup {
     Raft(TestCluster),
     #[cfg(feature = "etcd")]
     EtcdPrefix(Arc<crate::etcd_backend::EtcdCatalog>),
+    #[cfg(feature = "mongodb")]
+    MongoDatabase(Arc<crate::mongo_backend::MongoCatalog>),
 }
 
 impl Fixture {
@@ -46,6 +50,13 @@ impl Fixture {
             #[cfg(feature = "etcd")]
             Cleanup::EtcdPrefix(catalog) => {
                 catalog.purge().await.expect("delete the test prefix");
+            }
+            #[cfg(feature = "mongodb")]
+            Cleanup::MongoDatabase(catalog) => {
+                catalog
+                    .drop_database()
+                    .await
+                    .expect("drop the test database");
             }
         }
     }
@@ -130,6 +141,30 @@ fn the_etcd_suite_is_built_when_ci_provides_an_etcd() {
     );
 }
 
+/// A catalog in a fresh database of the MongoDB at `ZAQAR_TEST_MONGO_URL`; `None`
+/// (skip) when it is unset, unless `CI` is set.
+#[cfg(feature = "mongodb")]
+pub async fn open_mongo() -> Option<Fixture> {
+    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but ZAQAR_TEST_MONGO_URL is not: the MongoDB catalog suite cannot run"
+        );
+        eprintln!("note: ZAQAR_TEST_MONGO_URL is unset, skipping the MongoDB catalog suite");
+        return None;
+    };
+    let database = format!("catalog_test_{:016x}", rand::thread_rng().gen::<u64>());
+    let uri = url.replacen("/?", &format!("/{database}?"), 1);
+    let catalog = crate::mongo_backend::MongoCatalog::open(&uri)
+        .await
+        .expect("connect to ZAQAR_TEST_MONGO_URL");
+    let catalog = Arc::new(catalog);
+    Some(Fixture {
+        catalog: catalog.clone(),
+        cleanup: Cleanup::MongoDatabase(catalog),
+    })
+}
+
 /// A single-node raft catalog in a temporary directory.
 pub async fn open_raft_node() -> Option<Fixture> {
     let cluster = TestCluster::start(1).await;
@@ -169,6 +204,8 @@ macro_rules! catalog_conformance {
             flavors_are_upserted_listed_and_removed,
             a_flavor_pool_list_moves_pools_and_checks_them_first,
             a_flavored_queue_lands_on_the_flavor_pools_by_weight,
+            a_watcher_sees_placements_and_pool_changes,
+            a_pool_node_registration_keeps_an_admins_changes,
         );
     };
     (@each $open:path; $($case:ident),* $(,)?) => {
@@ -202,6 +239,11 @@ mod raft_cluster {
 #[cfg(feature = "etcd")]
 mod etcd {
     catalog_conformance!(super::open_etcd);
+}
+
+#[cfg(feature = "mongodb")]
+mod mongo {
+    catalog_conformance!(super::open_mongo);
 }
 
 // ------------------------------------------------------------------ cases

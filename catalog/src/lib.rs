@@ -10,16 +10,22 @@ pub mod backend;
 #[cfg(feature = "etcd")]
 pub mod etcd_backend;
 pub mod flavors;
+pub mod health;
 pub mod model;
+#[cfg(feature = "mongodb")]
+pub mod mongo_backend;
 pub mod raft;
 pub mod server;
 pub mod sql_backend;
+pub mod watch;
 pub mod weighted;
 
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
 mod conformance_flavors;
+#[cfg(test)]
+mod conformance_watch;
 
 use std::sync::Arc;
 
@@ -28,14 +34,17 @@ pub use backend::{CatalogBackend, CatalogResult};
 #[cfg(feature = "etcd")]
 pub use etcd_backend::EtcdCatalog;
 pub use flavors::{FlavorView, PoolUpdate};
+pub use health::{HealthBoard, HealthReport, PoolHealth};
 pub use model::{FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage};
 pub use server::CatalogServer;
 pub use sql_backend::SqlCatalog;
+pub use watch::{CatalogEvent, EventHub, Watch};
 use zaqar_proto::ZaqarError;
 
 /// Opens the catalog named by `uri`: `sqlite://path/to/catalog.db`,
-/// `postgres://user@host:port/database` or, with the `etcd` feature,
-/// `etcd://host:port[,host:port...]/prefix`.
+/// `postgres://user@host:port/database`, with the `etcd` feature
+/// `etcd://host:port[,host:port...]/prefix`, or with the `mongodb` feature
+/// `mongodb://host[,host...]/database?replicaSet=name`.
 pub async fn open_backend(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
     if uri.starts_with("sqlite:")
         || uri.starts_with("postgres://")
@@ -44,15 +53,17 @@ pub async fn open_backend(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarErr
         Ok(Arc::new(SqlCatalog::open(uri).await?))
     } else if uri.starts_with("etcd://") {
         open_etcd(uri).await
+    } else if uri.starts_with("mongodb://") {
+        open_mongo(uri).await
     } else {
         Err(ZaqarError::bad_request(format!(
-            "unsupported catalog URI {uri:?}: expected sqlite://, postgres:// or etcd://"
+            "unsupported catalog URI {uri:?}: expected sqlite://, postgres://, etcd:// or mongodb://"
         )))
     }
 }
 
-/// The kind of backend `uri` names, as cluster status reports it: `sqlite`, `postgres`
-/// or `etcd` (`unknown` for anything else).
+/// The kind of backend `uri` names, as cluster status reports it: `sqlite`, `postgres`,
+/// `etcd` or `mongodb` (`unknown` for anything else).
 pub fn backend_kind(uri: &str) -> &'static str {
     if uri.starts_with("sqlite:") {
         "sqlite"
@@ -60,6 +71,8 @@ pub fn backend_kind(uri: &str) -> &'static str {
         "postgres"
     } else if uri.starts_with("etcd://") {
         "etcd"
+    } else if uri.starts_with("mongodb://") {
+        "mongodb"
     } else {
         "unknown"
     }
@@ -75,4 +88,16 @@ async fn open_etcd(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
     Err(ZaqarError::bad_request(format!(
         "cannot open {uri:?}: this build of zaqar has no etcd catalog (cargo feature `etcd`)"
     )))
+}
+
+#[cfg(feature = "mongodb")]
+async fn open_mongo(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
+    Ok(Arc::new(mongo_backend::MongoCatalog::open(uri).await?))
+}
+
+#[cfg(not(feature = "mongodb"))]
+async fn open_mongo(_uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
+    Err(ZaqarError::bad_request(
+        "this build of zaqar has no MongoDB catalog (cargo feature `zaqar-catalog/mongodb`)",
+    ))
 }

@@ -1,24 +1,58 @@
-//! The gRPC `CatalogService`: unpacks requests, calls the [`CatalogBackend`], packs replies.
+//! The gRPC `CatalogService`: unpacks requests, calls the [`CatalogBackend`], packs replies;
+//! streams the backend's change feed to watchers and keeps pool-nodes' health reports.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use zaqar_proto::pb;
 use zaqar_proto::pb::catalog_service_server::{CatalogService, CatalogServiceServer};
 use zaqar_proto::ZaqarError;
 
 use crate::backend::CatalogBackend;
+use crate::health::{HealthBoard, HealthReport};
 use crate::model::{ListQueues, Placement, PoolSpec};
+use crate::watch::{CatalogEvent, Watch};
+
+/// Events a watcher's connection may buffer before the feed waits for it (the feed
+/// itself then tells it to reset if it falls further behind).
+const WATCH_BUFFER: usize = 256;
 
 /// Serves one catalog backend over gRPC.
 #[derive(Clone)]
 pub struct CatalogServer {
     backend: Arc<dyn CatalogBackend>,
+    health: Arc<HealthBoard>,
+    /// Becomes true when the server stops: watch streams then end.
+    stopping: watch::Receiver<bool>,
 }
 
 impl CatalogServer {
     pub fn new(backend: Arc<dyn CatalogBackend>) -> Self {
-        CatalogServer { backend }
+        CatalogServer {
+            backend,
+            health: Arc::default(),
+            stopping: watch::channel(false).1,
+        }
+    }
+
+    /// Ends every watch stream once `shutdown` completes. Without it, a graceful stop
+    /// of the gRPC server would wait for watchers (api-nodes) that never hang up.
+    pub fn with_shutdown(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        let (stop, stopping) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+            // Keep the sender so that receivers see `true`, not a closed channel.
+            stop.closed().await;
+        });
+        self.stopping = stopping;
+        self
     }
 
     /// The tonic service to add to a `tonic::transport::Server`.
@@ -41,6 +75,64 @@ fn placement_to_pb(placement: Placement) -> pb::Placement {
         }),
         pool: placement.pool,
         endpoint: placement.endpoint,
+    }
+}
+
+fn event_to_pb(event: CatalogEvent) -> pb::CatalogEvent {
+    use pb::catalog_event::Event;
+    let event = match event {
+        CatalogEvent::Reset => Event::Reset(pb::Empty {}),
+        CatalogEvent::Placed {
+            project,
+            queue,
+            pool,
+        } => Event::Placed(pb::Placement {
+            queue: Some(pb::QueueRef { project, queue }),
+            pool,
+            endpoint: String::new(),
+        }),
+        CatalogEvent::Unplaced { project, queue } => {
+            Event::Unplaced(pb::QueueRef { project, queue })
+        }
+        CatalogEvent::PoolChanged(pool) => Event::PoolChanged(pool_to_pb(pool)),
+        CatalogEvent::PoolRemoved(name) => Event::PoolRemoved(name),
+    };
+    pb::CatalogEvent { event: Some(event) }
+}
+
+/// Forwards `feed` to a watcher's connection until either ends or the server stops.
+async fn forward(
+    mut feed: Watch,
+    sink: mpsc::Sender<Result<pb::CatalogEvent, Status>>,
+    stopping: watch::Receiver<bool>,
+) {
+    let stop = stopped(stopping);
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            () = sink.closed() => return,
+            () = &mut stop => {
+                let _ = sink.send(Err(Status::unavailable("the catalog node is stopping"))).await;
+                return;
+            }
+            event = feed.next() => event,
+        };
+        let Some(event) = event else {
+            let _ = sink
+                .send(Err(Status::unavailable("the catalog's change feed ended")))
+                .await;
+            return;
+        };
+        if sink.send(Ok(event_to_pb(event))).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Completes when the server stops; never for a server without a shutdown signal.
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -111,6 +203,48 @@ impl CatalogService for CatalogServer {
         }))
     }
 
+    type WatchStream = ReceiverStream<Result<pb::CatalogEvent, Status>>;
+
+    async fn watch(&self, _request: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
+        // A backend without a feed: watchers fall back to expiring what they cache.
+        let watch = self
+            .backend
+            .watch()
+            .map_err(|err| Status::unimplemented(err.description))?;
+        let (sink, stream) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(forward(watch, sink, self.stopping.clone()));
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    async fn report_health(&self, request: Request<pb::PoolHealthReport>) -> Reply<pb::Empty> {
+        let report = request.into_inner();
+        let recorded = self.health.record(HealthReport {
+            pool: report.pool,
+            ok: report.ok,
+            detail: report.detail,
+            interval: Duration::from_secs(u64::from(report.interval_seconds)),
+        });
+        reply(recorded.map(|()| pb::Empty {}))
+    }
+
+    async fn pool_health(&self, _request: Request<pb::Empty>) -> Reply<pb::PoolHealthReply> {
+        let pools = self.backend.list_pools().await.map_err(Status::from)?;
+        let pools = self
+            .health
+            .status(&pools)
+            .into_iter()
+            .map(|health| pb::PoolHealthStatus {
+                pool: health.pool,
+                healthy: health.healthy,
+                status: health.status.to_string(),
+                detail: health.detail,
+                seconds_since_report: health.since_report.as_secs_f64(),
+            })
+            .collect();
+        Ok(Response::new(pb::PoolHealthReply { pools }))
+    }
+
+    /// A pool-node's registration (admins write pools through `AdminService`).
     async fn register_pool(&self, request: Request<pb::Pool>) -> Reply<pb::Empty> {
         let pool = request.into_inner();
         let spec = PoolSpec {
@@ -123,9 +257,9 @@ impl CatalogService for CatalogServer {
         };
         reply(
             self.backend
-                .register_pool(spec)
+                .register_pool_node(spec)
                 .await
-                .map(|()| pb::Empty {}),
+                .map(|_| pb::Empty {}),
         )
     }
 }
@@ -261,6 +395,120 @@ mod tests {
         assert_eq!(
             code(client.lookup(queue("", "q")).await.unwrap_err()),
             ErrorCode::BadRequest
+        );
+    }
+
+    async fn next(
+        stream: &mut tonic::Streaming<pb::CatalogEvent>,
+    ) -> Result<Option<pb::CatalogEvent>, Status> {
+        tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an answer in time")
+    }
+
+    #[tokio::test]
+    async fn watchers_hear_changes_and_the_stream_ends_when_the_server_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("sqlite://{}/catalog.db", dir.path().display());
+        let backend = Arc::new(SqlCatalog::open(&uri).await.unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = CatalogServer::new(backend).with_shutdown(async {
+            let _ = stopped.await;
+        });
+        let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(server.into_service())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = server_stopped.await;
+                }),
+        );
+        let mut client = CatalogServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let mut stream = client
+            .watch(pb::WatchRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        use pb::catalog_event::Event;
+        let first = next(&mut stream).await.unwrap().unwrap();
+        assert_eq!(first.event, Some(Event::Reset(pb::Empty {})));
+        client
+            .register_pool(pool("pool-a", "http://127.0.0.1:7001"))
+            .await
+            .unwrap();
+        let changed = next(&mut stream).await.unwrap().unwrap();
+        let Some(Event::PoolChanged(changed)) = changed.event else {
+            panic!("{changed:?}")
+        };
+        assert_eq!(changed.endpoint, "http://127.0.0.1:7001");
+
+        // Stopping: the stream ends, so a graceful stop of the server completes.
+        stop.send(()).unwrap();
+        stop_server.send(()).unwrap();
+        let ended = next(&mut stream).await;
+        assert_eq!(
+            ended.map_err(|status| status.code()),
+            Err(tonic::Code::Unavailable)
+        );
+        tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn health_reports_are_kept_per_pool() {
+        let (mut client, _dir) = serve().await;
+        client
+            .register_pool(pool("pool-a", "http://127.0.0.1:7001"))
+            .await
+            .unwrap();
+        client
+            .register_pool(pool("pool-b", "http://127.0.0.1:7002"))
+            .await
+            .unwrap();
+        let report = pb::PoolHealthReport {
+            pool: "pool-a".into(),
+            ok: false,
+            detail: "redis: connection refused".into(),
+            interval_seconds: 5,
+        };
+        client.report_health(report.clone()).await.unwrap();
+        let bad = pb::PoolHealthReport {
+            interval_seconds: 0,
+            ..report
+        };
+        let err = client.report_health(bad).await.unwrap_err();
+        assert_eq!(ZaqarError::from(err).code, ErrorCode::BadRequest);
+
+        let pools = client
+            .pool_health(pb::Empty {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pools;
+        let summary: Vec<_> = pools
+            .iter()
+            .map(|p| {
+                (
+                    p.pool.as_str(),
+                    p.healthy,
+                    p.status.as_str(),
+                    p.detail.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("pool-a", false, "degraded", "redis: connection refused"),
+                ("pool-b", false, "no report", "")
+            ]
         );
     }
 }

@@ -9,6 +9,13 @@
 //! writes are serialized, so no placement can slip in between; on PostgreSQL (read
 //! committed) a placement racing the removal of its pool in the same instant could
 //! still commit; remove a pool after setting its weight to 0 and checking it is empty.
+//!
+//! The change feed ([`CatalogBackend::watch`]) carries the writes made through this
+//! process only. Several catalog processes sharing one PostgreSQL each feed their own
+//! watchers: an api-node watching one of them does not hear of a write made through
+//! another, and relies on its refresh of a placement a pool-node disowns. Run one SQL
+//! catalog process per database when api-nodes must rely on the feed (or use raft or
+//! etcd, whose feeds carry every write).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +31,7 @@ use crate::model::{
     pool_in_use, validate_flavor_name, validate_listing, validate_pool_name, validate_queue,
     FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
 };
+use crate::watch::{CatalogEvent, EventHub, Watch};
 
 /// How long a call waits for a free connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +39,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The catalog in an SQL database.
 pub struct SqlCatalog {
     db: Db,
+    /// The writes made through this process.
+    events: EventHub,
 }
 
 enum Db {
@@ -84,6 +94,12 @@ const UPSERT_POOL: &str =
     ON CONFLICT (name) DO UPDATE SET weight = excluded.weight, pool_group = excluded.pool_group,
         uri = excluded.uri, endpoint = excluded.endpoint, options_json = excluded.options_json";
 
+/// A pool-node's registration: a new pool whole, an existing one's URI and endpoint.
+const REGISTER_POOL_NODE: &str =
+    "INSERT INTO catalog_pools (name, weight, pool_group, uri, endpoint, options_json)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (name) DO UPDATE SET uri = excluded.uri, endpoint = excluded.endpoint";
+
 const POOL_COLUMNS: &str =
     "SELECT name, weight, pool_group, uri, endpoint, options_json FROM catalog_pools";
 
@@ -136,7 +152,10 @@ impl SqlCatalog {
                 "unsupported catalog URI {uri:?}: expected sqlite:// or postgres://"
             )));
         };
-        let catalog = SqlCatalog { db };
+        let catalog = SqlCatalog {
+            db,
+            events: EventHub::default(),
+        };
         catalog.create_schema().await?;
         Ok(catalog)
     }
@@ -314,7 +333,33 @@ impl CatalogBackend for SqlCatalog {
         .map_err(store_error)?;
         tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
             endpoint = %pool.endpoint, "pool registered");
+        self.events.publish(CatalogEvent::PoolChanged(pool));
         Ok(())
+    }
+
+    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+        let pool = pool.validated()?;
+        on_db!(&self.db, db => sqlx::query(REGISTER_POOL_NODE)
+            .bind(&pool.name)
+            .bind(i64::from(pool.weight))
+            .bind(&pool.group)
+            .bind(&pool.uri)
+            .bind(&pool.endpoint)
+            .bind(&pool.options_json)
+            .execute(db)
+            .await
+            .map(|_| ()))
+        .map_err(store_error)?;
+        let stored = self.get_pool(&pool.name).await?;
+        tracing::info!(pool = %stored.name, weight = stored.weight, group = %stored.group,
+            endpoint = %stored.endpoint, "pool-node registered");
+        self.events
+            .publish(CatalogEvent::PoolChanged(stored.clone()));
+        Ok(stored)
+    }
+
+    fn watch(&self) -> CatalogResult<Watch> {
+        Ok(self.events.subscribe())
     }
 
     async fn remove_pool(&self, name: &str) -> CatalogResult<()> {
@@ -327,6 +372,8 @@ impl CatalogBackend for SqlCatalog {
         .map_err(store_error)?;
         if deleted > 0 {
             tracing::info!(pool = %name, "pool removed");
+            self.events
+                .publish(CatalogEvent::PoolRemoved(name.to_string()));
             return Ok(());
         }
         self.get_pool(name).await?;
@@ -374,16 +421,25 @@ impl CatalogBackend for SqlCatalog {
 
     async fn place_on(&self, project: &str, queue: &str, pool: &str) -> CatalogResult<Placement> {
         validate_queue(project, queue)?;
-        on_db!(&self.db, db => sqlx::query(PLACE_IF_ABSENT)
+        let inserted = on_db!(&self.db, db => sqlx::query(PLACE_IF_ABSENT)
             .bind(project)
             .bind(queue)
             .bind(pool)
             .execute(db)
             .await
-            .map(|_| ()))
+            .map(|done| done.rows_affected()))
         .map_err(store_error)?;
         match self.lookup(project, queue).await? {
-            Some(placement) => Ok(placement),
+            Some(placement) => {
+                if inserted > 0 {
+                    self.events.publish(CatalogEvent::Placed {
+                        project: project.to_string(),
+                        queue: queue.to_string(),
+                        pool: placement.pool.clone(),
+                    });
+                }
+                Ok(placement)
+            }
             // Nothing was inserted and nothing was there: the pool does not exist.
             None => Err(ZaqarError::not_found(format!(
                 "pool {pool:?} does not exist"
@@ -393,13 +449,19 @@ impl CatalogBackend for SqlCatalog {
 
     async fn remove_queue(&self, project: &str, queue: &str) -> CatalogResult<()> {
         validate_queue(project, queue)?;
-        on_db!(&self.db, db => sqlx::query(REMOVE)
+        let removed = on_db!(&self.db, db => sqlx::query(REMOVE)
             .bind(project)
             .bind(queue)
             .execute(db)
             .await
-            .map(|_| ()))
+            .map(|done| done.rows_affected()))
         .map_err(store_error)?;
+        if removed > 0 {
+            self.events.publish(CatalogEvent::Unplaced {
+                project: project.to_string(),
+                queue: queue.to_string(),
+            });
+        }
         tracing::debug!(project, queue, "queue placement removed");
         Ok(())
     }

@@ -1,15 +1,20 @@
 //! `zaqar admin`: the operators' CLI over the catalog's gRPC `AdminService`, printing
 //! tables (or JSON with `--json`).
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use tonic::transport::{Channel, Endpoint};
+use zaqar_api_node::tls::GrpcClientTls;
 use zaqar_proto::admin_pb as pb;
 use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
+use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::{ErrorCode, ZaqarError};
+
+use crate::grpc;
 
 /// How long connecting to one catalog endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,6 +36,18 @@ pub struct AdminArgs {
     /// The catalog's admin token, sent as `authorization: Bearer TOKEN`.
     #[arg(long, env = "ZAQAR_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of the CA of the catalog's certificate; needed for https:// endpoints.
+    #[arg(long, env = "ZAQAR_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate shown to a catalog that requires mTLS.
+    #[arg(long, env = "ZAQAR_CERT_FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, env = "ZAQAR_KEY_FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// Name expected in the catalog's certificate [default: the endpoint's host].
+    #[arg(long, env = "ZAQAR_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -122,20 +139,46 @@ pub enum NodesCommand {
 /// Runs the command against the first catalog endpoint that can answer it and prints
 /// the result.
 pub async fn run(args: AdminArgs) -> Result<()> {
+    let tls = match args.ca_file.clone() {
+        Some(ca_file) => Some(GrpcClientTls {
+            ca_file,
+            cert_file: args.cert_file.clone(),
+            key_file: args.key_file.clone(),
+            domain: args.tls_domain.clone(),
+        }),
+        None if args.cert_file.is_some() => {
+            return Err(anyhow!("--cert-file needs --ca-file (the catalog's CA)"))
+        }
+        None => None,
+    };
     let mut last = None;
     for endpoint in &args.catalog {
-        match call(endpoint, args.token.as_deref(), &args.command).await {
+        match call(endpoint, tls.as_ref(), args.token.as_deref(), &args.command).await {
             Ok(value) => {
                 print(&args.command, &value, args.json)?;
                 return Ok(());
             }
             Err(err) if err.code == ErrorCode::Unavailable => {
-                last = Some(anyhow!("{endpoint}: {err}"));
+                let hint = tls_hint(endpoint, tls.as_ref());
+                last = Some(anyhow!("{endpoint}: {err}{hint}"));
             }
             Err(err) => return Err(anyhow!("{endpoint}: {err}")),
         }
     }
     Err(last.unwrap_or_else(|| anyhow!("no catalog endpoint given")))
+}
+
+/// What may be wrong with the TLS flags when a catalog cannot be reached
+/// (gRPC reports a refused handshake only as a "transport error").
+fn tls_hint(endpoint: &str, tls: Option<&GrpcClientTls>) -> &'static str {
+    match (endpoint.starts_with("https://"), tls) {
+        (true, None) => " (an https:// catalog needs --ca-file)",
+        (true, Some(tls)) if tls.cert_file.is_none() => {
+            " (if the catalog requires mTLS, give --cert-file and --key-file)"
+        }
+        (false, Some(_)) => " (the TLS flags apply to https:// endpoints only)",
+        _ => "",
+    }
 }
 
 fn request<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>, ZaqarError> {
@@ -152,21 +195,23 @@ fn request<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>, Zaqa
 /// One command on one endpoint, as JSON.
 async fn call(
     endpoint: &str,
+    tls: Option<&GrpcClientTls>,
     token: Option<&str>,
     command: &AdminCommand,
 ) -> Result<Value, ZaqarError> {
-    let channel: Channel = Endpoint::from_shared(endpoint.to_string())
-        .map_err(|err| ZaqarError::bad_request(format!("invalid endpoint {endpoint:?}: {err}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|err| ZaqarError::unavailable(format!("cannot connect: {err}")))?;
-    let mut client = AdminServiceClient::new(channel);
+    let channel = grpc::connect(endpoint, tls, CONNECT_TIMEOUT, CALL_TIMEOUT).await?;
+    let mut client = AdminServiceClient::new(channel.clone());
     let value = match command.clone() {
         AdminCommand::Pools(PoolsCommand::List) => {
             let reply = client.list_pools(request(pb::Empty {}, token)?).await?;
-            Value::Array(reply.into_inner().pools.iter().map(pool_json).collect())
+            let health = pool_health(channel).await;
+            let pools = reply.into_inner().pools;
+            let pools = pools.iter().map(|pool| {
+                let mut json = pool_json(pool);
+                json["health"] = json!(health.get(&pool.name));
+                json
+            });
+            Value::Array(pools.collect())
         }
         AdminCommand::Pools(PoolsCommand::Get { name }) => {
             let reply = client
@@ -264,6 +309,32 @@ async fn call(
     Ok(value)
 }
 
+/// What each pool last reported to this catalog node (served by its `CatalogService`
+/// on the same port): `ok`, `degraded: DETAIL`, `stale: no report for N s` or
+/// `no report: ...`; empty when the catalog keeps no reports.
+async fn pool_health(channel: tonic::transport::Channel) -> HashMap<String, String> {
+    let reply = CatalogServiceClient::new(channel)
+        .pool_health(zaqar_proto::pb::Empty {})
+        .await;
+    let Ok(reply) = reply else {
+        return HashMap::new();
+    };
+    let describe = |health: &zaqar_proto::pb::PoolHealthStatus| match health.status.as_str() {
+        "ok" => "ok".to_string(),
+        "degraded" => format!("degraded: {}", health.detail),
+        other => format!(
+            "{other}: no report for {} s",
+            health.seconds_since_report.floor()
+        ),
+    };
+    reply
+        .into_inner()
+        .pools
+        .iter()
+        .map(|health| (health.pool.clone(), describe(health)))
+        .collect()
+}
+
 fn pool_json(pool: &pb::Pool) -> Value {
     let options: Value = serde_json::from_str(&pool.options_json).unwrap_or(json!({}));
     json!({ "name": pool.name, "weight": pool.weight, "group": pool.group,
@@ -313,7 +384,7 @@ fn print(command: &AdminCommand, value: &Value, as_json: bool) -> Result<()> {
     };
     match command {
         AdminCommand::Pools(PoolsCommand::List) => {
-            let columns = ["name", "weight", "group", "uri", "endpoint"];
+            let columns = ["name", "weight", "group", "uri", "endpoint", "health"];
             let empty = Vec::new();
             let rows = value.as_array().unwrap_or(&empty).iter();
             let rows = rows.map(|pool| columns.iter().map(|c| text(&pool[*c])).collect());

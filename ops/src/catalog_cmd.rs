@@ -90,6 +90,8 @@ pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
     let listener = grpc::bind(config.listen).await?;
     let listen = listener.local_addr()?;
     let token = config.admin_token.clone();
+    // With mTLS, the admin API requires the client certificate too.
+    let mutual = config.tls.as_ref().is_some_and(|tls| tls.mutual());
     let Some(uri) = &config.uri else {
         let raft = config.raft_config()?;
         let node = Arc::new(
@@ -98,19 +100,29 @@ pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
                 .context("starting the raft catalog node")?,
         );
         tracing::info!(%listen, node_id = raft.node_id, raft = %raft.advertise_addr,
-            admin_token = token.is_some(), "catalog serving on raft");
-        let router = tonic::transport::Server::builder()
-            .add_service(CatalogServer::new(node.clone()).into_service())
-            .add_service(AdminServer::for_raft(node.clone()).into_service(token));
+            admin_token = token.is_some(), tls = config.tls.is_some(), mtls = mutual,
+            "catalog serving on raft");
+        let router = grpc::server(config.tls.as_ref())?
+            .add_service(
+                CatalogServer::new(node.clone())
+                    .with_shutdown(shutdown.wait())
+                    .into_service(),
+            )
+            .add_service(AdminServer::for_raft(node.clone()).into_service_with(token, mutual));
         let served = grpc::serve(router, listener, shutdown).await;
         node.shutdown().await;
         return served;
     };
     let backend = zaqar_catalog::open_backend(uri).await?;
-    tracing::info!(%listen, uri = %redact(uri), admin_token = token.is_some(), "catalog serving");
+    tracing::info!(%listen, uri = %redact(uri), admin_token = token.is_some(),
+        tls = config.tls.is_some(), mtls = mutual, "catalog serving");
     let kind = zaqar_catalog::backend_kind(uri);
-    let router = tonic::transport::Server::builder()
-        .add_service(CatalogServer::new(backend.clone()).into_service())
-        .add_service(AdminServer::new(backend, kind).into_service(token));
+    let router = grpc::server(config.tls.as_ref())?
+        .add_service(
+            CatalogServer::new(backend.clone())
+                .with_shutdown(shutdown.wait())
+                .into_service(),
+        )
+        .add_service(AdminServer::new(backend, kind).into_service_with(token, mutual));
     grpc::serve(router, listener, shutdown).await
 }

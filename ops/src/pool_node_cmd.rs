@@ -1,15 +1,17 @@
 //! `zaqar pool-node`: the gRPC `PoolService` over one message store, registered with
-//! the catalog as a pool.
+//! the catalog as a pool, reporting the store's health to every catalog node.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use zaqar_pool_node::{Notifier, PoolServer};
+use zaqar_api_node::tls::GrpcClientTls;
+use zaqar_pool_node::{MessageStore, Notifier, PoolServer};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
-use zaqar_proto::pb::Pool;
+use zaqar_proto::pb::{Pool, PoolHealthReport};
 use zaqar_proto::ZaqarError;
 
 use crate::config::{load, redact, PoolNodeConfig};
@@ -56,6 +58,9 @@ pub struct PoolNodeArgs {
     /// bytes [default: none: posts to encrypting queues are refused].
     #[arg(long, env = "ZAQAR_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+    /// Seconds between two health reports to each catalog node [default: 5].
+    #[arg(long, env = "ZAQAR_HEALTH_REPORT_INTERVAL")]
+    pub health_report_interval: Option<u32>,
 }
 
 impl PoolNodeArgs {
@@ -72,6 +77,7 @@ impl PoolNodeArgs {
             catalog,
             advertise,
             encryption_key,
+            health_report_interval,
         } = self;
         config.listen = listen.unwrap_or(config.listen);
         config.uri = uri.unwrap_or(config.uri);
@@ -81,6 +87,8 @@ impl PoolNodeArgs {
         config.catalog = catalog.unwrap_or(config.catalog);
         config.advertise = advertise.or(config.advertise);
         config.encryption_key = encryption_key.or(config.encryption_key);
+        config.health_report_interval_secs =
+            health_report_interval.unwrap_or(config.health_report_interval_secs);
         config.validated()
     }
 }
@@ -94,6 +102,14 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     let listener = grpc::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, pool = %config.name, uri = %redact(&config.uri),
         "pool-node serving");
+    spawn_health_reports(
+        &config.catalog,
+        config.grpc_tls.as_ref(),
+        &config.name,
+        store.clone(),
+        Duration::from_secs(u64::from(config.health_report_interval_secs)),
+        &shutdown,
+    );
     let mut pool_server = PoolServer::new(store.clone());
     match config.cipher()? {
         Some(cipher) => pool_server = pool_server.with_encryption(cipher),
@@ -103,7 +119,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     if config.notifier.enabled {
         pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
     }
-    let router = tonic::transport::Server::builder().add_service(pool_server.into_service());
+    let router = grpc::server(config.tls.as_ref())?.add_service(pool_server.into_service());
     let server = tokio::spawn(grpc::serve(router, listener, shutdown.clone()));
 
     let pool = Pool {
@@ -115,7 +131,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
         options_json: String::new(),
     };
     let registered = tokio::select! {
-        registered = register(&config.catalog, pool) => registered,
+        registered = register(&config.catalog, config.grpc_tls.as_ref(), pool) => registered,
         () = shutdown.wait() => Ok(()),
     };
     if registered.is_err() {
@@ -129,7 +145,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
 /// nodes, comma-separated, tried in turn. While every node is unreachable or
 /// unavailable it retries with a bounded backoff. A catalog that answers with any other
 /// error rejected the pool: that is returned, since retrying cannot help.
-pub async fn register(catalog: &str, pool: Pool) -> Result<()> {
+pub async fn register(catalog: &str, tls: Option<&GrpcClientTls>, pool: Pool) -> Result<()> {
     let endpoints: Vec<&str> = catalog
         .split(',')
         .map(str::trim)
@@ -142,7 +158,7 @@ pub async fn register(catalog: &str, pool: Pool) -> Result<()> {
     let mut attempt = 1u32;
     loop {
         for endpoint in &endpoints {
-            match try_register(endpoint, pool.clone()).await {
+            match try_register(endpoint, tls, pool.clone()).await {
                 Ok(()) => {
                     tracing::info!(pool = %pool.name, catalog = endpoint, endpoint = %pool.endpoint,
                         attempt, "pool registered with the catalog");
@@ -166,17 +182,110 @@ pub async fn register(catalog: &str, pool: Pool) -> Result<()> {
     }
 }
 
-async fn try_register(catalog: &str, pool: Pool) -> Result<(), ZaqarError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(catalog.to_string())
-        .map_err(|err| {
-            ZaqarError::bad_request(format!("invalid catalog endpoint {catalog:?}: {err}"))
-        })?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|err| ZaqarError::unavailable(format!("cannot connect: {err}")))?;
+/// Reports the health of `store` (its own check) as pool `pool` to each catalog node
+/// of `catalog` every `interval`, one task per node, until shutdown. A node that is
+/// down is skipped until it answers again; a catalog that keeps no reports (an older
+/// one) is logged once.
+pub fn spawn_health_reports(
+    catalog: &str,
+    tls: Option<&GrpcClientTls>,
+    pool: &str,
+    store: Arc<dyn MessageStore>,
+    interval: Duration,
+    shutdown: &Shutdown,
+) {
+    for endpoint in catalog.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let reporter = HealthReporter {
+            catalog: endpoint.to_string(),
+            tls: tls.cloned(),
+            pool: pool.to_string(),
+            store: store.clone(),
+            interval,
+        };
+        let stop = shutdown.wait();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = reporter.run() => {}
+                () = stop => {}
+            }
+        });
+    }
+}
+
+/// Sends one pool's health reports to one catalog node.
+struct HealthReporter {
+    catalog: String,
+    tls: Option<GrpcClientTls>,
+    pool: String,
+    store: Arc<dyn MessageStore>,
+    interval: Duration,
+}
+
+impl HealthReporter {
+    async fn run(self) {
+        let mut client = None;
+        let mut refused = false;
+        loop {
+            let (ok, detail) = match tokio::time::timeout(self.interval, self.store.health()).await
+            {
+                Ok(Ok(())) => (true, String::new()),
+                Ok(Err(err)) => (false, err.description),
+                Err(_) => (
+                    false,
+                    format!("the store's health check took over {:?}", self.interval),
+                ),
+            };
+            let report = PoolHealthReport {
+                pool: self.pool.clone(),
+                ok,
+                detail,
+                interval_seconds: u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX),
+            };
+            match self.send(&mut client, report).await {
+                Ok(()) => refused = false,
+                Err(err) if err.code.retryable() => {
+                    client = None;
+                    tracing::debug!(pool = %self.pool, catalog = %self.catalog, error = %err,
+                        "health report not delivered");
+                }
+                Err(err) => {
+                    if !refused {
+                        tracing::warn!(pool = %self.pool, catalog = %self.catalog, error = %err,
+                            "the catalog refused the health report");
+                    }
+                    refused = true;
+                }
+            }
+            tokio::time::sleep(self.interval).await;
+        }
+    }
+
+    async fn send(
+        &self,
+        client: &mut Option<CatalogServiceClient<tonic::transport::Channel>>,
+        report: PoolHealthReport,
+    ) -> Result<(), ZaqarError> {
+        let connected = match client {
+            Some(connected) => connected,
+            None => {
+                let timeout = CALL_TIMEOUT.min(self.interval);
+                let channel =
+                    grpc::connect(&self.catalog, self.tls.as_ref(), CONNECT_TIMEOUT, timeout)
+                        .await?;
+                client.insert(CatalogServiceClient::new(channel))
+            }
+        };
+        connected.report_health(report).await?;
+        Ok(())
+    }
+}
+
+async fn try_register(
+    catalog: &str,
+    tls: Option<&GrpcClientTls>,
+    pool: Pool,
+) -> Result<(), ZaqarError> {
+    let channel = grpc::connect(catalog, tls, CONNECT_TIMEOUT, CALL_TIMEOUT).await?;
     CatalogServiceClient::new(channel)
         .register_pool(pool)
         .await?;
@@ -186,8 +295,8 @@ async fn try_register(catalog: &str, pool: Pool) -> Result<(), ZaqarError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use zaqar_catalog::{CatalogBackend, CatalogServer, SqlCatalog};
+    use zaqar_proto::pb;
 
     fn pool(endpoint: &str) -> Pool {
         Pool {
@@ -223,7 +332,9 @@ mod tests {
             .port();
         let endpoint = format!("http://127.0.0.1:{port}");
         let registering =
-            tokio::spawn(async move { register(&endpoint, pool("http://10.0.0.1:7001")).await });
+            tokio::spawn(
+                async move { register(&endpoint, None, pool("http://10.0.0.1:7001")).await },
+            );
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(
             !registering.is_finished(),
@@ -254,7 +365,7 @@ mod tests {
         catalog(listener, &dir).await;
         let rejected = tokio::time::timeout(
             Duration::from_secs(5),
-            register(&endpoint, pool("not-an-endpoint")),
+            register(&endpoint, None, pool("not-an-endpoint")),
         )
         .await
         .expect("no retry on a rejection");
@@ -276,11 +387,100 @@ mod tests {
         let endpoints = format!("http://{dead}, http://{live}");
         tokio::time::timeout(
             Duration::from_secs(5),
-            register(&endpoints, pool("http://10.0.0.1:7001")),
+            register(&endpoints, None, pool("http://10.0.0.1:7001")),
         )
         .await
         .expect("registered through the live node")
         .unwrap();
         assert_eq!(backend.get_pool("pool-a").await.unwrap().weight, 5);
+    }
+
+    #[tokio::test]
+    async fn a_re_registration_keeps_what_an_admin_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = grpc::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let backend = catalog(listener, &dir).await;
+        register(&endpoint, None, pool("http://10.0.0.1:7001"))
+            .await
+            .unwrap();
+        let mut changed = backend.get_pool("pool-a").await.unwrap();
+        changed.weight = 0;
+        changed.group = "slow".into();
+        backend.register_pool(changed).await.unwrap();
+
+        register(&endpoint, None, pool("http://10.0.0.2:7001"))
+            .await
+            .unwrap();
+        let stored = backend.get_pool("pool-a").await.unwrap();
+        assert_eq!(
+            (
+                stored.weight,
+                stored.group.as_str(),
+                stored.endpoint.as_str()
+            ),
+            (0, "slow", "http://10.0.0.2:7001")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_store_health_reaches_every_catalog_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_uri = format!("sqlite://{}/messages.db", dir.path().display());
+        let store = zaqar_pool_node::open_store(&store_uri).await.unwrap();
+        let mut endpoints = Vec::new();
+        for node in ["a", "b"] {
+            let node_dir = dir.path().join(node);
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let listener = grpc::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .unwrap();
+            endpoints.push(format!("http://{}", listener.local_addr().unwrap()));
+            let uri = format!("sqlite://{}/catalog.db", node_dir.display());
+            let backend = Arc::new(SqlCatalog::open(&uri).await.unwrap());
+            backend
+                .register_pool(zaqar_catalog::PoolSpec {
+                    name: "pool-a".into(),
+                    weight: 1,
+                    group: String::new(),
+                    uri: store_uri.clone(),
+                    endpoint: "http://10.0.0.1:7001".into(),
+                    options_json: String::new(),
+                })
+                .await
+                .unwrap();
+            let router = tonic::transport::Server::builder()
+                .add_service(CatalogServer::new(backend).into_service());
+            tokio::spawn(grpc::serve(router, listener, Shutdown::default()));
+        }
+        let shutdown = Shutdown::default();
+        spawn_health_reports(
+            &endpoints.join(","),
+            None,
+            "pool-a",
+            store,
+            Duration::from_secs(1),
+            &shutdown,
+        );
+        for endpoint in &endpoints {
+            let mut client = CatalogServiceClient::connect(endpoint.clone())
+                .await
+                .unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let reply = client.pool_health(pb::Empty {}).await.unwrap().into_inner();
+                let status = &reply.pools[0];
+                if status.status == "ok" {
+                    assert!(status.healthy);
+                    break;
+                }
+                assert_eq!(status.status, "no report", "{status:?}");
+                assert!(tokio::time::Instant::now() < deadline, "no report arrived");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        shutdown.trigger();
     }
 }

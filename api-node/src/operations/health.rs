@@ -1,5 +1,6 @@
 //! Node health: ping (for load balancers) and the admin health report.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use futures::future::join_all;
@@ -23,7 +24,9 @@ pub async fn ping(ctx: &Context) -> bool {
 }
 
 /// Zaqar's pooled health report (admin only): whether the catalog answers and,
-/// per pool, whether its store answers and how long the check took.
+/// per pool, whether its store answers and how long the check took, and (under
+/// `report`) what the pool-node last reported to the catalog: a pool that has not
+/// reported for three of its intervals is unhealthy ("no report for N s").
 pub async fn health(ctx: &Context) -> Result<Map<String, Value>, ZaqarError> {
     if !ctx.identity.is_admin() {
         return Err(not_authorized());
@@ -38,11 +41,38 @@ pub async fn health(ctx: &Context) -> Result<Map<String, Value>, ZaqarError> {
         }
     };
     report.insert("catalog_reachable".into(), Value::Bool(true));
+    let reported: HashMap<String, pb::PoolHealthStatus> = match ctx.router().pool_health().await {
+        Ok(reported) => reported.into_iter().map(|r| (r.pool.clone(), r)).collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "health: the catalog gave no pool reports");
+            HashMap::new()
+        }
+    };
     let checks = pools.iter().map(|pool| pool_health(ctx, pool));
-    for (pool, status) in pools.iter().zip(join_all(checks).await) {
+    for (pool, mut status) in pools.iter().zip(join_all(checks).await) {
+        status["report"] = reported_health(reported.get(&pool.name));
         report.insert(pool.name.clone(), status);
     }
     Ok(report)
+}
+
+/// What the pool-node last reported, as the catalog judges it.
+fn reported_health(reported: Option<&pb::PoolHealthStatus>) -> Value {
+    let Some(reported) = reported else {
+        return json!({"healthy": false, "status": "unknown",
+            "detail": "the catalog did not say", "seconds_since_report": null});
+    };
+    let seconds = reported.seconds_since_report.floor();
+    let detail = match reported.status.as_str() {
+        "stale" | "no report" => Some(format!("no report for {seconds} s")),
+        _ => (!reported.detail.is_empty()).then(|| reported.detail.clone()),
+    };
+    json!({
+        "healthy": reported.healthy,
+        "status": reported.status,
+        "detail": detail,
+        "seconds_since_report": seconds,
+    })
 }
 
 async fn pool_health(ctx: &Context, pool: &pb::Pool) -> Value {

@@ -19,6 +19,8 @@ pub struct MemoryCatalog {
     pub placements: Mutex<BTreeMap<(String, String), Placement>>,
     /// Names of the flavors (their pools are the pools of their group).
     pub flavors: Mutex<BTreeSet<String>>,
+    /// The latest health report of each pool.
+    pub health: Mutex<BTreeMap<String, PoolHealthReport>>,
 }
 
 impl MemoryCatalog {
@@ -125,6 +127,53 @@ impl CatalogService for MemoryCatalog {
         Ok(Response::new(ListPoolsReply {
             pools: self.pools.lock().unwrap().clone(),
         }))
+    }
+
+    /// No change feed: api-node caches placements by age, as with a catalog whose
+    /// backend has none.
+    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<CatalogEvent, Status>>;
+
+    async fn watch(&self, _: Request<WatchRequest>) -> Reply<Self::WatchStream> {
+        Err(Status::unimplemented(
+            "the test catalog has no watch stream",
+        ))
+    }
+
+    async fn report_health(&self, r: Request<PoolHealthReport>) -> Reply<Empty> {
+        let report = r.into_inner();
+        self.health
+            .lock()
+            .unwrap()
+            .insert(report.pool.clone(), report);
+        Ok(Response::new(Empty {}))
+    }
+
+    /// Reports count as fresh; a pool without one has "no report".
+    async fn pool_health(&self, _: Request<Empty>) -> Reply<PoolHealthReply> {
+        let health = self.health.lock().unwrap();
+        let pools = self
+            .pools
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|pool| match health.get(&pool.name) {
+                Some(report) => PoolHealthStatus {
+                    pool: pool.name.clone(),
+                    healthy: report.ok,
+                    status: if report.ok { "ok" } else { "degraded" }.into(),
+                    detail: report.detail.clone(),
+                    seconds_since_report: 0.0,
+                },
+                None => PoolHealthStatus {
+                    pool: pool.name.clone(),
+                    healthy: false,
+                    status: "no report".into(),
+                    detail: String::new(),
+                    seconds_since_report: 0.0,
+                },
+            })
+            .collect();
+        Ok(Response::new(PoolHealthReply { pools }))
     }
 
     async fn register_pool(&self, r: Request<Pool>) -> Reply<Empty> {

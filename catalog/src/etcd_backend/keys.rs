@@ -122,6 +122,23 @@ pub fn escape_project(project: &str) -> String {
     escaped
 }
 
+/// The project id [`escape_project`] encoded; `None` for text it would not produce.
+pub fn unescape_project(escaped: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut rest = escaped.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// The first key after every key that starts with `prefix` (etcd's range end of a
 /// prefix); `prefix` must end with a byte below 0xff, as every prefix here ends in `/`.
 pub fn prefix_end(prefix: &str) -> Vec<u8> {
@@ -194,6 +211,10 @@ mod tests {
                 }
             }
         }
+        for id in ids {
+            assert_eq!(unescape_project(&escape_project(id)).as_deref(), Some(id));
+        }
+        assert_eq!(unescape_project("%2"), None);
         assert_eq!(keys.placement("p/q", "q1"), "/z/placements/p%2Fq/q1");
         assert_eq!(keys.pool("a"), "/z/pools/a");
     }

@@ -155,6 +155,11 @@ impl Kv {
         }
     }
 
+    /// A client of etcd's watch API, on the same connection.
+    pub fn watch_client(&self) -> etcd_client::WatchClient {
+        self.client.watch_client()
+    }
+
     /// The raw client, for tests that write what the catalog would not.
     #[cfg(test)]
     pub fn kv_client(&self) -> KvClient {

@@ -9,8 +9,10 @@
 //! placements keep changing). A placement stores only the pool name; endpoints are read from the
 //! pool, so placements follow a pool that re-registers. Requests are bounded and
 //! retried as `kv.rs` says: an unreachable etcd is `unavailable` within
-//! [`REQUEST_TIMEOUT`].
+//! [`REQUEST_TIMEOUT`]. The change feed is etcd's own watch on the prefix (`feed.rs`),
+//! so it carries writes made through every catalog process sharing the etcd.
 
+mod feed;
 mod keys;
 mod kv;
 
@@ -28,6 +30,7 @@ use crate::model::{
     flavor_not_found, pool_in_use, validate_flavor_name, validate_listing, validate_pool_name,
     validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
 };
+use crate::watch::{EventHub, Watch};
 use keys::{key_after, parse_uri, prefix_end, EtcdUri, Keys};
 use kv::Kv;
 pub use kv::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
@@ -36,6 +39,15 @@ pub use kv::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 pub struct EtcdCatalog {
     kv: Kv,
     keys: Keys,
+    events: EventHub,
+    /// The task feeding `events` from etcd's watch; aborted on drop.
+    feed: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EtcdCatalog {
+    fn drop(&mut self) {
+        self.feed.abort();
+    }
 }
 
 /// The value of a placement key.
@@ -46,6 +58,8 @@ struct StoredPlacement {
 
 /// Scans of the placements a pool removal makes before it gives up as `unavailable`.
 const REMOVE_POOL_ATTEMPTS: usize = 5;
+/// Read-then-write attempts of a pool-node registration racing other pool writes.
+const REGISTER_ATTEMPTS: usize = 5;
 
 /// A page of `(queue, pool)` and the number of queues matching the filter.
 type RawPage = (Vec<(String, String)>, u64);
@@ -54,12 +68,31 @@ impl EtcdCatalog {
     /// Connects to the etcd members of `uri` and checks that one of them answers.
     pub async fn open(uri: &str) -> Result<EtcdCatalog, ZaqarError> {
         let EtcdUri { endpoints, prefix } = parse_uri(uri)?;
+        let kv = Kv::connect(&endpoints).await?;
+        let keys = Keys::new(&prefix);
+        let events = EventHub::default();
+        let (ready, watching) = tokio::sync::oneshot::channel();
+        let feed = tokio::spawn(feed::run(
+            kv.watch_client(),
+            keys.clone(),
+            events.clone(),
+            Some(ready),
+        ));
         let catalog = EtcdCatalog {
-            kv: Kv::connect(&endpoints).await?,
-            keys: Keys::new(&prefix),
+            kv,
+            keys,
+            events,
+            feed,
         };
         let probe = GetOptions::new().with_prefix().with_count_only();
         catalog.kv.get(catalog.keys.root(), probe).await?;
+        // Writes made right after opening are then in the feed (it keeps trying if not).
+        if tokio::time::timeout(REQUEST_TIMEOUT, watching)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%prefix, "the etcd catalog watch is not established yet");
+        }
         tracing::info!(?endpoints, %prefix, "etcd catalog opened");
         Ok(catalog)
     }
@@ -224,6 +257,47 @@ impl CatalogBackend for EtcdCatalog {
         tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
             endpoint = %pool.endpoint, "pool registered");
         Ok(())
+    }
+
+    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+        let pool = pool.validated()?;
+        let key = self.keys.pool(&pool.name);
+        for _ in 0..REGISTER_ATTEMPTS {
+            let response = self.kv.get(key.clone(), GetOptions::new()).await?;
+            // Written only if the pool is still as read: absent, or at that revision.
+            let (stored, unchanged) = match response.kvs().first() {
+                Some(kv) => (
+                    PoolSpec {
+                        uri: pool.uri.clone(),
+                        endpoint: pool.endpoint.clone(),
+                        ..decode::<PoolSpec>(kv)?
+                    },
+                    Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision()),
+                ),
+                None => (
+                    pool.clone(),
+                    Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                ),
+            };
+            let txn = Txn::new().when([unchanged]).and_then([TxnOp::put(
+                key.clone(),
+                encode(&stored),
+                None,
+            )]);
+            if self.kv.txn(txn).await?.succeeded() {
+                tracing::info!(pool = %stored.name, weight = stored.weight,
+                    group = %stored.group, endpoint = %stored.endpoint, "pool-node registered");
+                return Ok(stored);
+            }
+        }
+        Err(ZaqarError::unavailable(format!(
+            "pool {:?} was not registered: it kept changing; try again",
+            pool.name
+        )))
+    }
+
+    fn watch(&self) -> CatalogResult<Watch> {
+        Ok(self.events.subscribe())
     }
 
     async fn remove_pool(&self, name: &str) -> CatalogResult<()> {

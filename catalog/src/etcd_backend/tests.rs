@@ -228,3 +228,47 @@ async fn a_restarted_etcd_keeps_the_catalog_and_is_unavailable_meanwhile() {
     assert_eq!(found, Some(placed));
     etcd.kill().await;
 }
+
+#[tokio::test]
+async fn a_watcher_hears_of_writes_made_through_another_catalog_process() {
+    let Some(writer) = open_test(None).await else {
+        return;
+    };
+    let url = etcd_url().unwrap();
+    let reader = EtcdCatalog::open(&format!(
+        "{url}{}",
+        writer.keys.root().trim_end_matches('/')
+    ))
+    .await
+    .unwrap();
+    let mut watch = reader.watch().unwrap();
+    writer.register_pool(pool("a")).await.unwrap();
+    writer.place_on("p/x", "q", "a").await.unwrap();
+    writer.remove_queue("p/x", "q").await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("an event in time")
+            .expect("the feed is open");
+        if event != crate::CatalogEvent::Reset {
+            seen.push(event);
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            crate::CatalogEvent::PoolChanged(pool("a")),
+            crate::CatalogEvent::Placed {
+                project: "p/x".into(),
+                queue: "q".into(),
+                pool: "a".into()
+            },
+            crate::CatalogEvent::Unplaced {
+                project: "p/x".into(),
+                queue: "q".into()
+            },
+        ]
+    );
+    writer.purge().await.unwrap();
+}

@@ -27,6 +27,7 @@ use crate::raft::node::{stopped, RaftCatalog};
 use crate::raft::types::{
     CheckIsLeaderError, ClientWriteError, Command, CommandResult, ForwardToLeader, RaftError,
 };
+use crate::watch::Watch;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
 const MAX_PAUSE: Duration = Duration::from_millis(300);
@@ -210,6 +211,20 @@ impl CatalogBackend for RaftCatalog {
         self.propose(Command::RegisterPool(pool)).await?;
         tracing::info!(pool = %name, weight, group = %group, "pool registered");
         Ok(())
+    }
+
+    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+        let pool = pool.validated()?;
+        let name = pool.name.clone();
+        self.propose(Command::RegisterPoolNode(pool)).await?;
+        let stored = self.get_pool(&name).await?;
+        tracing::info!(pool = %name, weight = stored.weight, group = %stored.group,
+            endpoint = %stored.endpoint, "pool-node registered");
+        Ok(stored)
+    }
+
+    fn watch(&self) -> CatalogResult<Watch> {
+        Ok(self.events.subscribe())
     }
 
     async fn remove_pool(&self, name: &str) -> CatalogResult<()> {

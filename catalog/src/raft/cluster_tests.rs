@@ -234,3 +234,44 @@ async fn without_a_quorum_calls_fail_as_unavailable_and_change_nothing() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_node_feeds_its_watchers_the_writes_made_through_any_node() {
+    bounded(async {
+        let cluster = TestCluster::start(3).await;
+        let mut watches: Vec<_> = cluster
+            .running()
+            .into_iter()
+            .map(|id| cluster.node(id).watch().unwrap())
+            .collect();
+        let follower = cluster.node(cluster.follower().await);
+        follower.register_pool(pool("a")).await.unwrap();
+        let leader = cluster.node(cluster.leader().await);
+        leader.place_on("p", "q", "a").await.unwrap();
+        for watch in &mut watches {
+            let mut seen = Vec::new();
+            while seen.len() < 2 {
+                let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                    .await
+                    .expect("an event in time")
+                    .expect("the feed is open");
+                if event != crate::CatalogEvent::Reset {
+                    seen.push(event);
+                }
+            }
+            assert_eq!(
+                seen,
+                [
+                    crate::CatalogEvent::PoolChanged(pool("a")),
+                    crate::CatalogEvent::Placed {
+                        project: "p".into(),
+                        queue: "q".into(),
+                        pool: "a".into()
+                    }
+                ]
+            );
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}

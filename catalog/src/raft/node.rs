@@ -21,6 +21,7 @@ use crate::raft::service::RaftGrpc;
 use crate::raft::state::CatalogState;
 use crate::raft::state_machine::{SharedState, StateMachine};
 use crate::raft::types::{ClientWriteError, Node, NodeId, Raft, RaftError};
+use crate::watch::EventHub;
 
 /// How long a stopping node waits for its open peer connections to finish.
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(2);
@@ -34,6 +35,8 @@ pub struct RaftCatalog {
     pub(crate) state: SharedState,
     pub(crate) forwarder: Forwarder,
     pub(crate) request_timeout: Duration,
+    /// What the state machine applies, for this node's watchers.
+    pub(crate) events: EventHub,
     server: Mutex<Option<RunningServer>>,
 }
 
@@ -81,11 +84,13 @@ impl RaftCatalog {
         config.validate()?;
         let openraft_config = Arc::new(config.openraft_config()?);
         let dir = config.data_dir.clone();
+        let events = EventHub::default();
+        let applied = events.clone();
         let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
             Ok::<_, std::io::Error>((
                 LogStore::open(&dir.join("raft-log"))?,
-                StateMachine::open(&dir.join("raft-snapshot"))?,
+                StateMachine::open(&dir.join("raft-snapshot"), applied)?,
             ))
         })
         .await
@@ -123,6 +128,7 @@ impl RaftCatalog {
             state,
             forwarder: Forwarder::default(),
             request_timeout: config.request_timeout,
+            events,
             server: Mutex::new(Some(RunningServer { stop, task })),
         };
         if let Err(err) = node.initialize_if_new(&config).await {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage};
 use crate::raft::types::{Command, CommandResult};
+use crate::watch::CatalogEvent;
 
 /// The catalog's data, as a snapshot holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,18 @@ impl CatalogState {
         match command {
             Command::RegisterPool(pool) => {
                 self.pools.insert(pool.name.clone(), pool);
+                CommandResult::Done
+            }
+            Command::RegisterPoolNode(pool) => {
+                match self.pools.get_mut(&pool.name) {
+                    Some(existing) => {
+                        existing.uri = pool.uri;
+                        existing.endpoint = pool.endpoint;
+                    }
+                    None => {
+                        self.pools.insert(pool.name.clone(), pool);
+                    }
+                }
                 CommandResult::Done
             }
             Command::PlaceOn {
@@ -81,6 +94,31 @@ impl CatalogState {
                 }
                 CommandResult::Done
             }
+        }
+    }
+
+    /// What watchers hear of `command`, applied with `result` (flavor records are not
+    /// watched: placement caches do not hold them).
+    pub fn event_of(&self, command: &Command, result: &CommandResult) -> Option<CatalogEvent> {
+        match (command, result) {
+            (Command::RegisterPool(pool) | Command::RegisterPoolNode(pool), _) => {
+                self.pool(&pool.name).map(CatalogEvent::PoolChanged)
+            }
+            (Command::PlaceOn { .. }, CommandResult::Placed(placement)) => {
+                Some(CatalogEvent::Placed {
+                    project: placement.project.clone(),
+                    queue: placement.queue.clone(),
+                    pool: placement.pool.clone(),
+                })
+            }
+            (Command::RemoveQueue { project, queue }, _) => Some(CatalogEvent::Unplaced {
+                project: project.clone(),
+                queue: queue.clone(),
+            }),
+            (Command::RemovePool { name }, CommandResult::Done) => {
+                Some(CatalogEvent::PoolRemoved(name.clone()))
+            }
+            _ => None,
         }
     }
 
@@ -234,6 +272,46 @@ mod tests {
         });
         assert_eq!(state.apply(remove("a")), CommandResult::Done);
         assert_eq!(state, CatalogState::default());
+    }
+
+    #[test]
+    fn a_pool_node_registration_keeps_the_admin_fields_of_a_known_pool() {
+        let mut state = CatalogState::default();
+        let new = PoolSpec {
+            weight: 7,
+            ..pool("a")
+        };
+        let command = Command::RegisterPoolNode(new.clone());
+        let result = state.apply(command.clone());
+        assert_eq!(state.pool("a"), Some(new.clone()));
+        assert_eq!(
+            state.event_of(&command, &result),
+            Some(CatalogEvent::PoolChanged(new))
+        );
+        state.apply(Command::RegisterPool(PoolSpec {
+            weight: 0,
+            group: "slow".into(),
+            options_json: r#"{"x":1}"#.into(),
+            ..pool("a")
+        }));
+        state.apply(Command::RegisterPoolNode(PoolSpec {
+            uri: "redis://other:6379".into(),
+            endpoint: "http://other:7001".into(),
+            ..pool("a")
+        }));
+        let stored = state.pool("a").unwrap();
+        assert_eq!(
+            (
+                stored.weight,
+                stored.group.as_str(),
+                stored.options_json.as_str()
+            ),
+            (0, "slow", r#"{"x":1}"#)
+        );
+        assert_eq!(
+            (stored.uri.as_str(), stored.endpoint.as_str()),
+            ("redis://other:6379", "http://other:7001")
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::raft::state::CatalogState;
 use crate::raft::types::{
     CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::watch::{CatalogEvent, EventHub};
 
 /// The catalog state shared between the state machine (the writer) and readers.
 pub type SharedState = Arc<RwLock<CatalogState>>;
@@ -72,12 +73,14 @@ pub struct StateMachine {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     snapshot: Arc<SnapshotFile>,
+    /// Every applied change, for this node's watchers.
+    events: EventHub,
 }
 
 impl StateMachine {
     /// Opens the state machine whose snapshot is kept at `path`: the state of that
     /// snapshot, or an empty catalog.
-    pub fn open(path: &Path) -> io::Result<StateMachine> {
+    pub fn open(path: &Path, events: EventHub) -> io::Result<StateMachine> {
         let snapshot = Arc::new(SnapshotFile {
             path: path.to_path_buf(),
             stored: Mutex::new(None),
@@ -87,6 +90,7 @@ impl StateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
             snapshot,
+            events,
         };
         if let Some((meta, data)) = machine.snapshot.load()? {
             let state = serde_json::from_slice(&data)
@@ -171,7 +175,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.last_applied = Some(entry.log_id);
             results.push(match entry.payload {
                 EntryPayload::Blank => CommandResult::Done,
-                EntryPayload::Normal(command) => state.apply(command),
+                EntryPayload::Normal(command) => {
+                    let result = state.apply(command.clone());
+                    if let Some(event) = state.event_of(&command, &result) {
+                        self.events.publish(event);
+                    }
+                    result
+                }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResult::Done
@@ -212,6 +222,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.restore(meta, state);
+        // The state changed wholesale: watchers start over.
+        self.events.publish(CatalogEvent::Reset);
         tracing::info!(last_log_id = ?meta.last_log_id, "raft snapshot installed");
         Ok(())
     }

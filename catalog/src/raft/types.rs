@@ -21,6 +21,9 @@ pub type Node = openraft::BasicNode;
 pub enum Command {
     /// Adds the pool or replaces the pool of the same name.
     RegisterPool(PoolSpec),
+    /// A pool-node's registration: adds the pool when it is new, else changes only its
+    /// URI and endpoint.
+    RegisterPoolNode(PoolSpec),
     /// Places the queue on `pool` unless it is placed already.
     PlaceOn {
         project: String,

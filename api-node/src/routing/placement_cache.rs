@@ -1,0 +1,370 @@
+//! The api-node's placement cache, `(project, queue) → pool`, kept fresh by the
+//! catalog's watch stream.
+//!
+//! While a watch stream is live, cached placements do not expire: the stream's events
+//! evict an entry whose queue was removed or placed elsewhere, and move the entries of
+//! a pool whose endpoint changed. A `reset` event (sent first on every subscription, and
+//! whenever the catalog says events were missed) clears the whole cache. While no
+//! stream is live (the catalog is unreachable, or its backend has no feed), entries
+//! expire after `placement_cache_ttl` as before.
+//!
+//! A lookup answered by the catalog may race an event about the same queue: the
+//! answer is then kept only if no event arrived between the question and the answer
+//! (see [`PlacementCache::epoch`]), so an entry evicted by an event is never put back
+//! by an older answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use zaqar_proto::pb::catalog_event::Event;
+use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
+use zaqar_proto::pb::{self, WatchRequest};
+
+/// First pause after a watch stream failed on every catalog node; it doubles up to
+/// [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(200);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on the watch connection, so a catalog node that vanished without
+/// closing it is noticed.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// A placement the api-node learnt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedPlacement {
+    pub pool: String,
+    pub endpoint: String,
+    learnt: Instant,
+}
+
+/// The cached placements and whether a watch stream keeps them fresh.
+#[derive(Debug)]
+pub struct PlacementCache {
+    entries: HashMap<(String, String), CachedPlacement>,
+    /// A watch stream is live: entries do not expire.
+    watched: bool,
+    /// Changes with every event that may make an answer in flight stale.
+    epoch: u64,
+    ttl: Duration,
+    capacity: usize,
+}
+
+/// A cache shared between the router and its watch task.
+pub type SharedCache = Arc<Mutex<PlacementCache>>;
+
+impl PlacementCache {
+    pub fn new(ttl: Duration, capacity: usize) -> PlacementCache {
+        PlacementCache {
+            entries: HashMap::new(),
+            watched: false,
+            epoch: 0,
+            ttl,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The placement of a queue, if cached and still trusted.
+    pub fn get(&mut self, project: &str, queue: &str) -> Option<CachedPlacement> {
+        let key = (project.to_string(), queue.to_string());
+        let entry = self.entries.get(&key)?;
+        if self.watched || entry.learnt.elapsed() < self.ttl {
+            return Some(entry.clone());
+        }
+        self.entries.remove(&key);
+        None
+    }
+
+    /// Taken before asking the catalog; hand it to [`insert`](Self::insert).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Caches an answer of the catalog asked at `epoch`, unless an event came since.
+    pub fn insert(&mut self, project: &str, queue: &str, pool: &str, endpoint: &str, epoch: u64) {
+        if epoch != self.epoch {
+            return;
+        }
+        let key = (project.to_string(), queue.to_string());
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            if !self.watched {
+                let ttl = self.ttl;
+                self.entries.retain(|_, entry| entry.learnt.elapsed() < ttl);
+            }
+            if self.entries.len() >= self.capacity {
+                let victim = self.entries.keys().next().cloned();
+                if let Some(victim) = victim {
+                    self.entries.remove(&victim);
+                }
+            }
+        }
+        self.entries.insert(
+            key,
+            CachedPlacement {
+                pool: pool.to_string(),
+                endpoint: endpoint.to_string(),
+                learnt: Instant::now(),
+            },
+        );
+    }
+
+    pub fn remove(&mut self, project: &str, queue: &str) {
+        self.entries
+            .remove(&(project.to_string(), queue.to_string()));
+    }
+
+    /// Whether a watch stream keeps the cache fresh.
+    #[cfg(test)]
+    fn is_watched(&self) -> bool {
+        self.watched
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The watch stream ended: entries expire by age again.
+    fn unwatched(&mut self) {
+        if self.watched {
+            self.watched = false;
+            self.epoch += 1;
+        }
+    }
+
+    /// Applies one event of the watch stream. Every event but `placed` changes the
+    /// epoch: a placement can only replace one whose removal came (and changed the
+    /// epoch) before it, so it cannot make an answer in flight stale by itself.
+    pub fn apply(&mut self, event: Event) {
+        if !matches!(event, Event::Placed(_)) {
+            self.epoch += 1;
+        }
+        match event {
+            Event::Reset(_) => {
+                self.entries.clear();
+                self.watched = true;
+            }
+            Event::Placed(placement) => {
+                let Some(queue) = placement.queue else { return };
+                let key = (queue.project, queue.queue);
+                if self
+                    .entries
+                    .get(&key)
+                    .is_some_and(|entry| entry.pool != placement.pool)
+                {
+                    self.entries.remove(&key);
+                }
+            }
+            Event::Unplaced(queue) => self.remove(&queue.project, &queue.queue),
+            Event::PoolChanged(pool) => {
+                for entry in self.entries.values_mut() {
+                    if entry.pool == pool.name {
+                        entry.endpoint.clone_from(&pool.endpoint);
+                    }
+                }
+            }
+            Event::PoolRemoved(name) => self.entries.retain(|_, entry| entry.pool != name),
+        }
+    }
+}
+
+/// Where the watch task subscribes: the catalog nodes, tried in turn.
+pub struct WatchTarget {
+    pub endpoints: Vec<String>,
+    pub connect_timeout: Duration,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+/// Keeps `cache` subscribed to a catalog node's watch stream, moving to the next node
+/// when one fails, with a growing pause after a round where none answered. Runs until
+/// aborted.
+pub async fn watch_catalog(target: WatchTarget, cache: SharedCache) {
+    let mut pause = FIRST_RETRY_PAUSE;
+    let mut unsupported_logged = false;
+    loop {
+        let mut subscribed = false;
+        for endpoint in &target.endpoints {
+            match watch_node(endpoint, &target, &cache).await {
+                Ok(()) => subscribed = true,
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    if !unsupported_logged {
+                        tracing::info!(catalog = %endpoint,
+                            "the catalog has no watch stream; cached placements expire by age");
+                        unsupported_logged = true;
+                    }
+                }
+                Err(status) => {
+                    tracing::debug!(catalog = %endpoint, error = %status.message(),
+                        "no catalog watch stream from this node");
+                }
+            }
+            lock(&cache).unwatched();
+        }
+        if subscribed {
+            pause = FIRST_RETRY_PAUSE;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_RETRY_PAUSE);
+    }
+}
+
+/// Follows the watch stream of one catalog node until it ends; `Ok` when a stream was
+/// live for a while (it then ended), the refusal otherwise.
+async fn watch_node(
+    endpoint: &str,
+    target: &WatchTarget,
+    cache: &SharedCache,
+) -> Result<(), tonic::Status> {
+    let channel = watch_channel(endpoint, target)?;
+    let mut stream = CatalogServiceClient::new(channel)
+        .watch(WatchRequest {})
+        .await?
+        .into_inner();
+    let mut live = false;
+    loop {
+        match stream.message().await {
+            Ok(Some(pb::CatalogEvent { event: Some(event) })) => {
+                if !live && matches!(event, Event::Reset(_)) {
+                    live = true;
+                    tracing::info!(catalog = %endpoint, "placement cache follows the catalog's watch stream");
+                }
+                if live {
+                    lock(cache).apply(event);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::warn!(catalog = %endpoint, "the catalog's watch stream ended");
+                break;
+            }
+            Err(status) => {
+                tracing::warn!(catalog = %endpoint, error = %status.message(),
+                    "the catalog's watch stream broke");
+                if !live {
+                    return Err(status);
+                }
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A channel for one long-lived stream: no call timeout, keepalive pings instead.
+fn watch_channel(endpoint: &str, target: &WatchTarget) -> Result<Channel, tonic::Status> {
+    let invalid =
+        |err| tonic::Status::invalid_argument(format!("invalid gRPC endpoint {endpoint:?}: {err}"));
+    let mut channel = Endpoint::from_shared(endpoint.to_string()).map_err(invalid)?;
+    if let Some(tls) = &target.tls {
+        channel = channel.tls_config(tls.clone()).map_err(invalid)?;
+    }
+    Ok(channel
+        .connect_timeout(target.connect_timeout)
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// The cache, even if a panicking holder poisoned its lock.
+pub fn lock(cache: &SharedCache) -> std::sync::MutexGuard<'_, PlacementCache> {
+    cache.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(project: &str, queue: &str) -> pb::QueueRef {
+        pb::QueueRef {
+            project: project.into(),
+            queue: queue.into(),
+        }
+    }
+
+    fn reset() -> Event {
+        Event::Reset(pb::Empty {})
+    }
+
+    fn watched_cache() -> PlacementCache {
+        let mut cache = PlacementCache::new(Duration::ZERO, 10);
+        cache.apply(reset());
+        cache
+    }
+
+    #[test]
+    fn without_a_stream_entries_expire_by_age() {
+        let mut cache = PlacementCache::new(Duration::ZERO, 10);
+        cache.insert("p", "q", "a", "http://a", cache.epoch());
+        assert_eq!(cache.get("p", "q"), None);
+        let mut cache = PlacementCache::new(Duration::from_secs(60), 10);
+        cache.insert("p", "q", "a", "http://a", cache.epoch());
+        assert_eq!(cache.get("p", "q").unwrap().pool, "a");
+    }
+
+    #[test]
+    fn while_watched_entries_stay_until_an_event_evicts_them() {
+        let mut cache = watched_cache();
+        for q in ["q1", "q2", "q3"] {
+            cache.insert("p", q, "a", "http://a", cache.epoch());
+        }
+        assert_eq!(cache.get("p", "q1").unwrap().endpoint, "http://a");
+
+        cache.apply(Event::Unplaced(queue("p", "q1")));
+        assert_eq!(cache.get("p", "q1"), None);
+
+        cache.apply(Event::Placed(pb::Placement {
+            queue: Some(queue("p", "q2")),
+            pool: "a".into(),
+            endpoint: String::new(),
+        }));
+        assert!(cache.get("p", "q2").is_some(), "same pool: kept");
+        cache.apply(Event::Placed(pb::Placement {
+            queue: Some(queue("p", "q2")),
+            pool: "b".into(),
+            endpoint: String::new(),
+        }));
+        assert_eq!(cache.get("p", "q2"), None, "another pool: evicted");
+
+        cache.apply(Event::PoolChanged(pb::Pool {
+            name: "a".into(),
+            endpoint: "http://a2".into(),
+            ..Default::default()
+        }));
+        assert_eq!(cache.get("p", "q3").unwrap().endpoint, "http://a2");
+        cache.apply(Event::PoolRemoved("a".into()));
+        assert_eq!(cache.get("p", "q3"), None);
+    }
+
+    #[test]
+    fn a_reset_clears_everything_and_the_end_of_the_stream_restores_expiry() {
+        let mut cache = watched_cache();
+        cache.insert("p", "q", "a", "http://a", cache.epoch());
+        cache.apply(reset());
+        assert_eq!(cache.len(), 0);
+        cache.insert("p", "q", "a", "http://a", cache.epoch());
+        assert!(cache.get("p", "q").is_some());
+        cache.unwatched();
+        assert!(!cache.is_watched());
+        assert_eq!(cache.get("p", "q"), None, "ttl 0 applies again");
+    }
+
+    #[test]
+    fn an_answer_older_than_an_event_is_not_cached() {
+        let mut cache = watched_cache();
+        let asked = cache.epoch();
+        cache.apply(Event::Unplaced(queue("p", "q")));
+        cache.insert("p", "q", "a", "http://a", asked);
+        assert_eq!(cache.get("p", "q"), None);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let mut cache = watched_cache();
+        for i in 0..25 {
+            cache.insert("p", &format!("q{i}"), "a", "http://a", cache.epoch());
+            assert!(cache.len() <= 10);
+        }
+        assert!(cache.get("p", "q24").is_some());
+    }
+}
