@@ -1,11 +1,13 @@
 //! pool-node: serves `PoolService` over gRPC on one message store.
 //!
-//! The store is chosen from the pool URI scheme (`redis://`, `sqlite://`) by
+//! The store is chosen from the pool URI scheme (`redis://`, `sqlite://`, `mongodb://`) by
 //! [`open_store`]; every backend implements [`MessageStore`] and passes the one
 //! conformance suite in `conformance/`.
 
 pub mod dead_letter;
 pub mod encryption;
+#[cfg(feature = "mongodb")]
+pub mod mongo_store;
 pub mod notifier;
 pub mod redis_store;
 pub mod server;
@@ -23,15 +25,30 @@ pub use server::PoolServer;
 pub use store::{MessageStore, StoreResult};
 use zaqar_proto::ZaqarError;
 
-/// Opens the store named by `uri`: `redis://host:port/db` or `sqlite://path/to/file.db`.
+/// Opens the store named by `uri`: `redis://host:port/db`, `sqlite://path/to/file.db`
+/// or, with the `mongodb` feature, `mongodb://host[,host...]/database?replicaSet=name`.
 pub async fn open_store(uri: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> {
     if uri.starts_with("redis://") || uri.starts_with("rediss://") {
         redis_store::open(uri).await
     } else if let Some(path) = uri.strip_prefix("sqlite://") {
         sqlite_store::open(path).await
+    } else if uri.starts_with("mongodb://") {
+        open_mongo(uri).await
     } else {
         Err(ZaqarError::bad_request(format!(
-            "unsupported pool URI {uri:?}: expected redis:// or sqlite://"
+            "unsupported pool URI {uri:?}: expected redis://, sqlite:// or mongodb://"
         )))
     }
+}
+
+#[cfg(feature = "mongodb")]
+async fn open_mongo(uri: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> {
+    mongo_store::open(uri).await
+}
+
+#[cfg(not(feature = "mongodb"))]
+async fn open_mongo(_uri: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> {
+    Err(ZaqarError::bad_request(
+        "this build of zaqar has no MongoDB message store (cargo feature `zaqar-pool-node/mongodb`)",
+    ))
 }

@@ -11,7 +11,7 @@ use zaqar_proto::ZaqarError;
 
 use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
-use crate::store::{ListParams, MessageStore, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, SubscriptionUpdate};
 
 /// Serves one store over gRPC.
 ///
@@ -39,19 +39,77 @@ impl PoolServer {
 
     /// Encrypts the bodies of encrypting queues with `cipher` (the pool's `encryption_key`).
     pub fn with_encryption(mut self, cipher: MessageCipher) -> Self {
+        if let Some(notifier) = &self.notifier {
+            notifier.use_cipher(Some(cipher.clone()));
+        }
         self.cipher = Some(cipher);
         self
     }
 
-    /// Hands every successful post to `notifier` (which never makes the post wait).
+    /// Tells `notifier` of every successful post and subscription change (it never
+    /// makes the call wait).
     pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        notifier.use_cipher(self.cipher.clone());
         self.notifier = Some(notifier);
         self
+    }
+
+    /// Lets the notifier start or stop delivering to the subscriptions of `queue`.
+    fn subscriptions_changed(&self, queue: &QueueRef) {
+        if let Some(notifier) = &self.notifier {
+            notifier.queue_changed(queue.clone());
+        }
+    }
+
+    /// Starts a subscription's delivery at the end of its queue: it is notified of
+    /// the messages posted from now on. A failure is logged; the notifier then
+    /// starts at the messages posted since the subscription's creation.
+    async fn start_delivery_now(&self, queue: &QueueRef, id: &str) {
+        if let Err(err) = self.store.reset_delivery_cursor(queue, id).await {
+            tracing::warn!(project = %queue.project, queue = %queue.queue, subscription = %id,
+                error = %err, "cannot set the new subscription's delivery cursor");
+        }
     }
 
     /// The tonic service to add to a `tonic::transport::Server`.
     pub fn into_service(self) -> pool_service_server::PoolServiceServer<PoolServer> {
         pool_service_server::PoolServiceServer::new(self)
+    }
+
+    /// Stores the messages of a post, sealed as their queue requires; with
+    /// `expected_metadata`, only if the queue's metadata is that. The usual post is
+    /// one store call: bodies posted as they are, unless the store finds that the
+    /// queue encrypts; then they are sealed and posted again.
+    async fn post(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+        expected_metadata: Option<&str>,
+    ) -> Result<CheckedPost, ZaqarError> {
+        if let Ok(plain) = encryption::seal_messages(self.cipher.as_ref(), false, messages) {
+            let posted = self
+                .store
+                .post_checked_messages(queue, client_id, &plain, expected_metadata)
+                .await?;
+            if posted != CheckedPost::Encrypts {
+                return Ok(posted);
+            }
+        }
+        // The queue encrypts, or a body cannot be stored as it is: the metadata
+        // decides which error a refusal is.
+        let metadata = self.store.get_queue(queue).await?;
+        if expected_metadata.is_some_and(|expected| metadata.as_deref().unwrap_or("") != expected) {
+            return Ok(CheckedPost::StaleMetadata);
+        }
+        let encrypts = metadata.as_deref().is_some_and(encryption::queue_encrypts);
+        let stored = encryption::seal_messages(self.cipher.as_ref(), encrypts, messages)
+            .inspect_err(|err| {
+                tracing::warn!(project = %queue.project, queue = %queue.queue, error = %err,
+                    "post refused: its messages cannot be encrypted");
+            })?;
+        let ids = self.store.post_messages(queue, client_id, &stored).await?;
+        Ok(CheckedPost::Posted(ids))
     }
 
     /// Decrypts the encrypted bodies among `messages`, logging a failure.
@@ -155,6 +213,9 @@ impl PoolService for PoolServer {
             .store
             .purge_queue(&queue, req.messages, req.subscriptions)
             .await;
+        if req.subscriptions {
+            self.subscriptions_changed(&queue);
+        }
         reply(purged.map(|_| Empty {}))
     }
 
@@ -164,22 +225,26 @@ impl PoolService for PoolServer {
     ) -> Reply<PostMessagesReply> {
         let req = request.into_inner();
         let queue = queue_of(req.queue)?;
-        // The one metadata read of a post: whether the queue encrypts.
-        let metadata = self.store.get_queue(&queue).await?;
-        let encrypts = metadata.as_deref().is_some_and(encryption::queue_encrypts);
-        let stored = encryption::seal_messages(self.cipher.as_ref(), encrypts, &req.messages)
-            .inspect_err(|err| {
-                tracing::warn!(project = %queue.project, queue = %queue.queue, error = %err,
-                    "post refused: its messages cannot be encrypted");
-            })?;
-        let ids = self
-            .store
-            .post_messages(&queue, &req.client_id, &stored)
-            .await;
-        if let (Ok(_), Some(notifier)) = (&ids, &self.notifier) {
-            notifier.notify(queue, req.messages);
+        let expected = req.expected_metadata_json.as_deref();
+        let ids = match self
+            .post(&queue, &req.client_id, &req.messages, expected)
+            .await?
+        {
+            CheckedPost::Posted(ids) => ids,
+            _ => {
+                return Ok(Response::new(PostMessagesReply {
+                    ids: Vec::new(),
+                    stale_metadata: true,
+                }))
+            }
+        };
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(queue, &ids, req.messages);
         }
-        reply(ids.map(|ids| PostMessagesReply { ids }))
+        Ok(Response::new(PostMessagesReply {
+            ids,
+            stale_metadata: false,
+        }))
     }
 
     async fn list_messages(
@@ -295,6 +360,10 @@ impl PoolService for PoolServer {
                 req.confirmed,
             )
             .await;
+        if let Ok((id, true)) = &created {
+            self.start_delivery_now(&queue, id).await;
+            self.subscriptions_changed(&queue);
+        }
         reply(created.map(|(id, created)| CreateSubscriptionReply { id, created }))
     }
 
@@ -332,22 +401,16 @@ impl PoolService for PoolServer {
             ttl: req.ttl,
             options_json: req.options_json,
         };
-        reply(
-            self.store
-                .update_subscription(&queue, &id, &update)
-                .await
-                .map(|_| Empty {}),
-        )
+        let updated = self.store.update_subscription(&queue, &id, &update).await;
+        self.subscriptions_changed(&queue);
+        reply(updated.map(|_| Empty {}))
     }
 
     async fn delete_subscription(&self, request: Request<SubscriptionRef>) -> Reply<Empty> {
         let (queue, id) = subscription_of(Some(request.into_inner()))?;
-        reply(
-            self.store
-                .delete_subscription(&queue, &id)
-                .await
-                .map(|_| Empty {}),
-        )
+        let deleted = self.store.delete_subscription(&queue, &id).await;
+        self.subscriptions_changed(&queue);
+        reply(deleted.map(|_| Empty {}))
     }
 
     async fn confirm_subscription(
@@ -356,11 +419,20 @@ impl PoolService for PoolServer {
     ) -> Reply<Empty> {
         let req = request.into_inner();
         let (queue, id) = subscription_of(req.subscription)?;
-        let confirmed = self
-            .store
+        let before = self.store.get_subscription(&queue, &id).await?;
+        if req.confirmed && !before.confirmed {
+            // Messages posted while unconfirmed are not notified, as in Zaqar. The
+            // cursor moves first: no lane can start from the old one meanwhile.
+            self.start_delivery_now(&queue, &id).await;
+        }
+        self.store
             .confirm_subscription(&queue, &id, req.confirmed)
-            .await;
-        reply(confirmed.map(|_| Empty {}))
+            .await?;
+        self.subscriptions_changed(&queue);
+        if let (false, Some(notifier)) = (req.notice_json.is_empty(), &self.notifier) {
+            notifier.send_notice(queue, before, req.notice_json);
+        }
+        Ok(Response::new(Empty {}))
     }
 
     async fn health(&self, _request: Request<Empty>) -> Reply<HealthReply> {

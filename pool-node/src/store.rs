@@ -27,6 +27,17 @@ pub struct SubscriptionUpdate {
     pub options_json: Option<String>,
 }
 
+/// What [`MessageStore::post_checked_messages`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckedPost {
+    /// Stored, with these new ids in order.
+    Posted(Vec<String>),
+    /// Nothing stored: the queue encrypts its bodies.
+    Encrypts,
+    /// Nothing stored: the queue's metadata is not the one expected.
+    StaleMetadata,
+}
+
 /// A message store: queues, messages, claims and subscriptions of every project
 /// of one pool. Input is already validated by api-node (names, limits, TTLs);
 /// a store checks only what needs its data (existence, claims).
@@ -93,6 +104,33 @@ pub trait MessageStore: Send + Sync + 'static {
         client_id: &str,
         messages: &[NewMessage],
     ) -> StoreResult<Vec<String>>;
+
+    /// Like [`Self::post_messages`] for bodies that are not to be encrypted, but
+    /// stores nothing when the queue encrypts (its metadata has
+    /// `_enable_encrypt_messages: true`: the caller seals the bodies and posts
+    /// again) or, with `expected_metadata`, when the queue's metadata is not exactly
+    /// that ("" for a queue that does not exist). A store that can check and post
+    /// in one call overrides this.
+    async fn post_checked_messages(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+        expected_metadata: Option<&str>,
+    ) -> StoreResult<CheckedPost> {
+        let metadata = self.get_queue(queue).await?;
+        if expected_metadata.is_some_and(|expected| metadata.as_deref().unwrap_or("") != expected) {
+            return Ok(CheckedPost::StaleMetadata);
+        }
+        if metadata
+            .as_deref()
+            .is_some_and(crate::encryption::queue_encrypts)
+        {
+            return Ok(CheckedPost::Encrypts);
+        }
+        let ids = self.post_messages(queue, client_id, messages).await?;
+        Ok(CheckedPost::Posted(ids))
+    }
 
     /// Up to `limit` live messages after `marker`, oldest first, and the cursor
     /// that continues the listing (the marker itself when nothing followed).
@@ -196,6 +234,32 @@ pub trait MessageStore: Send + Sync + 'static {
         id: &str,
         confirmed: bool,
     ) -> StoreResult<()>;
+
+    /// The delivery cursor of a live subscription: the listing marker (as
+    /// `list_messages` takes it) right after the last message its notifier is done
+    /// with (delivered, refused, or out of retries). `None` when no cursor was
+    /// stored or the subscription does not exist. It goes with the subscription
+    /// (deleted, purged or expired together).
+    async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>>;
+
+    /// Stores the delivery cursor of a live subscription; a missing subscription
+    /// succeeds and stores nothing.
+    async fn set_delivery_cursor(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        marker: &str,
+    ) -> StoreResult<()>;
+
+    /// Sets the delivery cursor of a live subscription to the end of its queue
+    /// (after the newest message ever posted to it, even if deleted since), so it
+    /// is notified of the messages posted from now on; returns that marker. A
+    /// missing subscription succeeds and stores nothing.
+    async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String>;
+
+    /// Every queue (of every project) with at least one live subscription, so the
+    /// notifier can resume them all after a restart.
+    async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>>;
 
     /// Whether the store answers (a cheap round trip).
     async fn health(&self) -> StoreResult<()>;

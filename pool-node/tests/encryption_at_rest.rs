@@ -62,6 +62,7 @@ async fn post_result(
         queue: Some(queue.clone()),
         client_id: CLIENT.to_string(),
         messages,
+        ..Default::default()
     };
     let reply = server.post_messages(Request::new(request)).await?;
     Ok(reply.into_inner().ids)

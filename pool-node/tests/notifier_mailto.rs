@@ -166,6 +166,6 @@ async fn emails_carry_zaqars_subject_sender_and_body_in_posting_order() {
         (last["to"].as_str(), last["subject"].as_str()),
         (Some("team@example.org"), Some("Digest"))
     );
-    assert_eq!(pool.notifier.dropped(), 0);
+    assert_eq!(pool.notifier.missed_wakes(), 0);
     sink.kill().await.unwrap();
 }

@@ -74,6 +74,18 @@ pub fn is_valid_name(name: &str, max_len: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
+/// Marks the project that holds a project's topics (`/v2/topics`): U+FFFF, a
+/// Unicode noncharacter, "permanently reserved for internal use". Client project
+/// ids may not contain it (the api-node refuses them), so no client project can
+/// name a topic namespace. See `zaqar_api_node::operations::topics`.
+pub const TOPIC_NAMESPACE_MARK: char = '\u{FFFF}';
+
+/// The project under which the pool-nodes and the catalog keep the topics of
+/// `project`, stored as queues.
+pub fn topic_namespace(project: &str) -> String {
+    format!("{project}{TOPIC_NAMESPACE_MARK}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +98,14 @@ mod tests {
         assert!(!is_valid_name("ünïcode", 64));
         assert!(!is_valid_name(&"a".repeat(65), 64));
         assert!(is_valid_name(&"a".repeat(64), 64));
+    }
+
+    #[test]
+    fn topic_namespaces_are_not_client_projects() {
+        let namespace = topic_namespace("acme");
+        assert_ne!(namespace, "acme");
+        assert!(namespace.starts_with("acme"));
+        assert!(namespace.contains(TOPIC_NAMESPACE_MARK));
+        assert!(!namespace.chars().any(char::is_control));
     }
 }

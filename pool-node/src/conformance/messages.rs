@@ -10,7 +10,7 @@ use super::{
     code, fresh_queue, ids_of, json, listed_ids, listing, message, post, post_n, random_id, CLIENT,
     OTHER_CLIENT, PAST_ONE_SECOND,
 };
-use crate::store::{ListParams, MessageStore};
+use crate::store::{CheckedPost, ListParams, MessageStore};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -257,4 +257,69 @@ pub(crate) async fn pop_takes_free_messages_in_fifo_order(store: Arc<dyn Message
         ids[..1],
         "the claimed message stays"
     );
+}
+
+/// One message posted with `post_checked_messages`.
+async fn checked_post(
+    store: &Arc<dyn MessageStore>,
+    queue: &zaqar_proto::pb::QueueRef,
+    expected: Option<&str>,
+) -> CheckedPost {
+    store
+        .post_checked_messages(queue, CLIENT, &[message(0)], expected)
+        .await
+        .expect("checked post")
+}
+
+pub(crate) async fn checked_posts_store_only_under_the_expected_metadata(
+    store: Arc<dyn MessageStore>,
+) {
+    let q = fresh_queue("checked");
+    let stored = |store: Arc<dyn MessageStore>, q: zaqar_proto::pb::QueueRef| async move {
+        listed_ids(&store, &q, listing(10)).await.len()
+    };
+    // A queue that does not exist is expected as "".
+    assert_eq!(
+        checked_post(&store, &q, Some("{}")).await,
+        CheckedPost::StaleMetadata
+    );
+    assert!(store.get_queue(&q).await.unwrap().is_none());
+    let first = checked_post(&store, &q, Some("")).await;
+    assert!(matches!(first, CheckedPost::Posted(ids) if ids.len() == 1));
+    let created = store
+        .get_queue(&q)
+        .await
+        .unwrap()
+        .expect("created by the post");
+
+    let metadata = r#"{"_default_message_ttl": 60}"#;
+    store.set_queue_metadata(&q, metadata).await.unwrap();
+    for stale in ["", created.as_str()] {
+        let refused = checked_post(&store, &q, Some(stale)).await;
+        assert_eq!(refused, CheckedPost::StaleMetadata);
+    }
+    assert_eq!(stored(store.clone(), q.clone()).await, 1, "nothing stored");
+    let current = checked_post(&store, &q, Some(metadata)).await;
+    assert!(matches!(current, CheckedPost::Posted(_)));
+    assert!(matches!(
+        checked_post(&store, &q, None).await,
+        CheckedPost::Posted(_)
+    ));
+
+    // A queue that encrypts takes no plain post, whether checked or not.
+    let encrypting = r#"{"_enable_encrypt_messages": true}"#;
+    store.set_queue_metadata(&q, encrypting).await.unwrap();
+    for expected in [Some(encrypting), None] {
+        let refused = checked_post(&store, &q, expected).await;
+        assert_eq!(refused, CheckedPost::Encrypts);
+    }
+    let stale = checked_post(&store, &q, Some(metadata)).await;
+    assert_eq!(stale, CheckedPost::StaleMetadata);
+    let mentioned = r#"{"_enable_encrypt_messages": false}"#;
+    store.set_queue_metadata(&q, mentioned).await.unwrap();
+    assert!(matches!(
+        checked_post(&store, &q, None).await,
+        CheckedPost::Posted(_)
+    ));
+    assert_eq!(stored(store.clone(), q.clone()).await, 4);
 }

@@ -13,6 +13,7 @@
 //! Every test works in a fresh random project, so tests can share one server.
 
 mod claims;
+mod delivery;
 mod messages;
 mod queues;
 mod subscriptions;
@@ -28,6 +29,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 use crate::store::{ListParams, MessageStore};
 
 pub(crate) use claims::*;
+pub(crate) use delivery::*;
 pub(crate) use messages::*;
 pub(crate) use queues::*;
 pub(crate) use subscriptions::*;
@@ -41,6 +43,7 @@ macro_rules! conformance_suite {
                 queue_lifecycle,
                 delete_queue_keeps_subscriptions,
                 post_creates_the_queue,
+                checked_posts_store_only_under_the_expected_metadata,
                 stats_count_claimed_free_and_delayed,
                 purge_removes_messages_or_subscriptions,
                 projects_are_isolated,
@@ -67,6 +70,10 @@ macro_rules! conformance_suite {
                 update_subscription_rejects_a_duplicate_subscriber,
                 confirm_subscription,
                 subscriptions_expire,
+                delivery_cursors_resume_listings,
+                delivery_cursors_go_with_their_subscription,
+                subscribed_queues_lists_every_project,
+                a_recreated_queue_continues_after_old_cursors,
             );
         }
     };
@@ -84,6 +91,8 @@ pub(crate) use conformance_suite;
 
 conformance_suite!(sqlite, crate::conformance::open_sqlite());
 conformance_suite!(redis, crate::conformance::open_redis());
+#[cfg(feature = "mongodb")]
+conformance_suite!(mongo, crate::conformance::open_mongo());
 
 /// A store under test, with what must outlive it (its temporary directory).
 pub(crate) struct TestStore {
@@ -116,6 +125,22 @@ pub(crate) async fn open_redis() -> Option<TestStore> {
     let store = crate::redis_store::open(&url)
         .await
         .expect("the redis store opens");
+    Some(TestStore { store, _dir: None })
+}
+
+/// The MongoDB at `ZAQAR_TEST_MONGO_URL`; skipped when unset, unless `CI` is set.
+#[cfg(feature = "mongodb")]
+pub(crate) async fn open_mongo() -> Option<TestStore> {
+    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("ZAQAR_TEST_MONGO_URL must be set when CI is set");
+        }
+        eprintln!("skipped: ZAQAR_TEST_MONGO_URL not set");
+        return None;
+    };
+    let store = crate::mongo_store::open(&url)
+        .await
+        .expect("the mongodb store opens");
     Some(TestStore { store, _dir: None })
 }
 

@@ -19,12 +19,19 @@ pub struct NotifierConfig {
     pub max_in_flight: usize,
     /// Limit of one delivery attempt, connection included, in milliseconds.
     pub delivery_timeout_ms: u64,
-    /// Posts waiting to be fanned out to subscriptions; when full, new posts are
-    /// not notified (logged as a warning).
+    /// Posts waiting to be fanned out to subscriptions; when full, a new post
+    /// wakes its subscriptions only at the next resume (logged as a warning).
     pub queue_capacity: usize,
-    /// Posts waiting for one subscription (behind a slow or failing endpoint);
-    /// when full, that subscription misses new posts (logged as a warning).
-    pub subscriber_queue_capacity: usize,
+    /// Notification documents of recent posts kept in memory, so that delivery
+    /// sends the message as posted without decrypting it again.
+    pub document_cache_capacity: usize,
+    /// How often every subscribed queue is resumed from its delivery cursors
+    /// (also done once at start-up), in milliseconds.
+    pub resume_interval_ms: u64,
+    /// How often a busy subscription stores its delivery cursor, in milliseconds;
+    /// after a crash at most this much delivery is repeated. An idle subscription
+    /// stores it at once.
+    pub cursor_flush_ms: u64,
 }
 
 impl Default for NotifierConfig {
@@ -38,7 +45,9 @@ impl Default for NotifierConfig {
             max_in_flight: 10,
             delivery_timeout_ms: 10_000,
             queue_capacity: 10_000,
-            subscriber_queue_capacity: 1_000,
+            document_cache_capacity: 10_000,
+            resume_interval_ms: 30_000,
+            cursor_flush_ms: 1_000,
         }
     }
 }
@@ -46,5 +55,13 @@ impl Default for NotifierConfig {
 impl NotifierConfig {
     pub fn delivery_timeout(&self) -> Duration {
         Duration::from_millis(self.delivery_timeout_ms.max(1))
+    }
+
+    pub fn resume_interval(&self) -> Duration {
+        Duration::from_millis(self.resume_interval_ms.max(10))
+    }
+
+    pub fn cursor_flush(&self) -> Duration {
+        Duration::from_millis(self.cursor_flush_ms)
     }
 }

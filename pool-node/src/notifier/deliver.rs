@@ -1,19 +1,16 @@
-//! Delivery for one subscription: its notifications in posting order, each retried
-//! per the retry policy, every attempt holding one of the shared slots and bounded
-//! by the delivery timeout.
+//! Delivery of one notification: its attempts, retried per the retry policy, each
+//! holding one of the shared slots and bounded by the delivery timeout.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
-use serde_json::{Map, Value};
-use tokio::sync::{mpsc, Semaphore};
-use zaqar_proto::pb::{QueueRef, Subscription};
+use tokio::sync::Semaphore;
+use zaqar_proto::pb::QueueRef;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
-use super::retry::RetryPolicy;
-use super::target::{options_of, Target};
+use super::target::Target;
 use super::{mailto, webhook, NotifierConfig};
 use crate::store::MessageStore;
 
@@ -26,25 +23,15 @@ pub enum Failure {
     Permanent(String),
 }
 
-/// The messages of one post for one subscription.
-#[derive(Debug)]
-pub struct Job {
-    pub queue: QueueRef,
-    /// The subscription as listed when the post was fanned out.
-    pub subscription: Subscription,
-    /// The queue's `_retry_policy` (empty when unset).
-    pub queue_policy: Arc<Map<String, Value>>,
-    /// One notification document per message, in posting order.
-    pub documents: Arc<Vec<String>>,
-}
-
 /// What became of one notification.
 #[derive(Debug, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
     Delivered,
+    /// Refused by the endpoint, or out of retries.
     GaveUp,
-    /// Deleted or unconfirmed while its deliveries waited for a retry.
-    Unsubscribed,
+    /// Not finished: the subscription was deleted or unconfirmed, or its lane
+    /// stopped, while the delivery waited for a retry.
+    Abandoned,
 }
 
 /// Shared by every subscription's lane: the clients and the bound on attempts in flight.
@@ -77,79 +64,49 @@ impl Deliverer {
         })
     }
 
-    /// Delivers the jobs of one subscription one after the other until the sender
-    /// closes, counting each finished job off `pending`.
-    pub async fn run_lane(
-        self: Arc<Self>,
-        mut jobs: mpsc::Receiver<Job>,
-        pending: Arc<AtomicUsize>,
-    ) {
-        while let Some(job) = jobs.recv().await {
-            self.deliver(&job).await;
-            pending.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    async fn deliver(&self, job: &Job) {
-        let options = options_of(&job.subscription);
-        let target = match Target::of(&job.subscription.subscriber, &options) {
-            Ok(target) => target,
-            Err(reason) => {
-                tracing::debug!(project = %job.queue.project, queue = %job.queue.queue,
-                    subscription = %job.subscription.id, %reason, "subscription not notified");
-                return;
-            }
-        };
-        let own_policy = options
-            .get("_retry_policy")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let schedule = RetryPolicy::effective(&own_policy, &job.queue_policy).schedule();
-        for document in job.documents.iter() {
-            if self.deliver_one(job, &target, document, &schedule).await == Outcome::Unsubscribed {
-                return;
-            }
-        }
-    }
-
-    async fn deliver_one(
+    /// Delivers one notification to `target`, retrying transient failures after
+    /// the waits of `schedule`.
+    pub async fn deliver(
         &self,
-        job: &Job,
+        queue: &QueueRef,
+        subscription_id: &str,
         target: &Target,
         document: &str,
         schedule: &[Duration],
+        stopped: &AtomicBool,
     ) -> Outcome {
         let mut waits = schedule.iter();
         let mut attempt = 1u32;
         loop {
             let reason = match self.attempt(target, document).await {
                 Ok(()) => {
-                    tracing::debug!(project = %job.queue.project, queue = %job.queue.queue,
-                        subscription = %job.subscription.id, attempt, "notification delivered");
+                    tracing::debug!(project = %queue.project, queue = %queue.queue,
+                        subscription = %subscription_id, attempt, "notification delivered");
                     return Outcome::Delivered;
                 }
                 Err(Failure::Permanent(reason)) => {
-                    tracing::warn!(project = %job.queue.project, queue = %job.queue.queue,
-                        subscription = %job.subscription.id, attempt, %reason,
+                    tracing::warn!(project = %queue.project, queue = %queue.queue,
+                        subscription = %subscription_id, attempt, %reason,
                         "notification refused, not retried");
                     return Outcome::GaveUp;
                 }
                 Err(Failure::Transient(reason)) => reason,
             };
             let Some(wait) = waits.next() else {
-                tracing::warn!(project = %job.queue.project, queue = %job.queue.queue,
-                    subscription = %job.subscription.id, attempt, %reason,
+                tracing::warn!(project = %queue.project, queue = %queue.queue,
+                    subscription = %subscription_id, attempt, %reason,
                     "notification dropped after its last retry");
                 return Outcome::GaveUp;
             };
-            tracing::debug!(project = %job.queue.project, queue = %job.queue.queue,
-                subscription = %job.subscription.id, attempt, %reason,
+            tracing::debug!(project = %queue.project, queue = %queue.queue,
+                subscription = %subscription_id, attempt, %reason,
                 retry_in_s = wait.as_secs(), "notification failed, retrying");
             if !wait.is_zero() {
                 tokio::time::sleep(*wait).await;
-                if !self.still_subscribed(job).await {
-                    return Outcome::Unsubscribed;
+                if stopped.load(Ordering::Acquire)
+                    || !self.still_subscribed(queue, subscription_id).await
+                {
+                    return Outcome::Abandoned;
                 }
             }
             attempt += 1;
@@ -191,12 +148,8 @@ impl Deliverer {
 
     /// Whether the subscription still exists and is confirmed; an unreachable store
     /// counts as yes (the delivery goes on).
-    async fn still_subscribed(&self, job: &Job) -> bool {
-        match self
-            .store
-            .get_subscription(&job.queue, &job.subscription.id)
-            .await
-        {
+    async fn still_subscribed(&self, queue: &QueueRef, subscription_id: &str) -> bool {
+        match self.store.get_subscription(queue, subscription_id).await {
             Ok(subscription) => subscription.confirmed,
             Err(err) => err.code != ErrorCode::NotFound,
         }

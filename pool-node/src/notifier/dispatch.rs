@@ -1,96 +1,215 @@
-//! The fan-out task: takes posts in order, lists the queue's subscriptions and
-//! hands each confirmed one its job on its own lane (one lane per subscription,
-//! so a slow endpoint holds up only itself).
+//! The dispatcher: wakes the lanes of a queue's confirmed subscriptions when the
+//! queue gets messages or its subscriptions change, resumes every subscribed queue
+//! at start-up and periodically, and stops lanes that are no longer wanted.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
-use zaqar_proto::pb::{NewMessage, QueueRef};
+use zaqar_proto::pb::QueueRef;
 
-use super::deliver::{Deliverer, Job};
-use super::target::{documents, Target};
+use super::cache::DocumentCache;
+use super::deliver::Deliverer;
+use super::lane::{CipherSlot, Lane, LaneState, QueueSignal};
+use super::target::Target;
 use crate::store::MessageStore;
 
 /// Subscriptions read per store call.
 const PAGE: u32 = 100;
-/// A lane with nothing new for this long and nothing pending is closed.
+/// A lane caught up and not woken for this long is closed (it reopens on demand).
 const LANE_IDLE: Duration = Duration::from_secs(60);
 
-/// One successful post, as handed over by the post path.
+/// How long a queue's listing of subscriptions is reused for its posts; changes
+/// made through this pool-node are seen at once, others within this time.
+const SUBSCRIPTIONS_FRESH: Duration = Duration::from_secs(1);
+
+/// (project, queue, subscription id)
+type LaneKey = (String, String, String);
+
+/// What happened to a queue.
 #[derive(Debug)]
-pub struct Post {
-    pub queue: QueueRef,
-    pub messages: Vec<NewMessage>,
+pub enum Event {
+    /// Messages were posted to it.
+    Posted(QueueRef),
+    /// Its subscriptions changed (created, confirmed, unconfirmed, updated, deleted).
+    SubscriptionsChanged(QueueRef),
 }
 
-struct Lane {
-    jobs: mpsc::Sender<Job>,
-    /// Jobs handed to the lane and not finished yet; a lane still busy is kept, so
-    /// that one subscription never has two lanes (which could reorder it).
-    pending: Arc<AtomicUsize>,
-    last_used: Instant,
+/// The lanes a queue's last listing of subscriptions woke, and when it was made.
+struct Listing {
+    at: Instant,
+    lanes: Vec<Arc<LaneState>>,
+    signal: Arc<QueueSignal>,
+}
+
+/// The recent listings of every queue (by project, then queue), shared with the
+/// post path: a post to a queue listed within [`SUBSCRIPTIONS_FRESH`] wakes its
+/// lanes directly, without a store read or a dispatcher round.
+#[derive(Default)]
+pub struct Listings {
+    by_project: RwLock<HashMap<String, HashMap<String, Listing>>>,
+}
+
+impl Listings {
+    /// Wakes the lanes of the queue's fresh listing; false (nothing woken) when
+    /// there is none or one of its lanes has ended.
+    pub fn wake(&self, queue: &QueueRef) -> bool {
+        let by_project = self.by_project.read().expect("never poisoned");
+        let Some(listing) = by_project
+            .get(&queue.project)
+            .and_then(|queues| queues.get(&queue.queue))
+        else {
+            return false;
+        };
+        if listing.at.elapsed() >= SUBSCRIPTIONS_FRESH
+            || listing.lanes.iter().any(|lane| lane.has_ended())
+        {
+            return false;
+        }
+        listing.signal.posted();
+        true
+    }
+
+    fn set(&self, queue: &QueueRef, listing: Option<Listing>) {
+        let mut by_project = self.by_project.write().expect("never poisoned");
+        match listing {
+            Some(listing) => {
+                by_project
+                    .entry(queue.project.clone())
+                    .or_default()
+                    .insert(queue.queue.clone(), listing);
+            }
+            None => {
+                if let Some(queues) = by_project.get_mut(&queue.project) {
+                    queues.remove(&queue.queue);
+                }
+            }
+        }
+    }
+
+    fn forget_stale(&self) {
+        let mut by_project = self.by_project.write().expect("never poisoned");
+        by_project.retain(|_, queues| {
+            queues.retain(|_, listing| listing.at.elapsed() < SUBSCRIPTIONS_FRESH);
+            !queues.is_empty()
+        });
+    }
+}
+
+struct LaneEntry {
+    state: Arc<LaneState>,
+    woken: Instant,
 }
 
 /// Owns the lanes; runs until every [`super::Notifier`] handle is dropped.
 pub struct Dispatcher {
-    store: Arc<dyn MessageStore>,
-    deliverer: Arc<Deliverer>,
-    lanes: HashMap<(String, String, String), Lane>,
-    lane_capacity: usize,
-    dropped: Arc<AtomicU64>,
+    pub store: Arc<dyn MessageStore>,
+    pub deliverer: Arc<Deliverer>,
+    pub cache: Arc<DocumentCache>,
+    pub cipher: CipherSlot,
+    pub flush_every: Duration,
+    pub resume_every: Duration,
+    lanes: HashMap<LaneKey, LaneEntry>,
+    listings: Arc<Listings>,
+    /// The post signal of every queue with lanes.
+    signals: HashMap<(String, String), Arc<QueueSignal>>,
 }
 
 impl Dispatcher {
     pub fn new(
         store: Arc<dyn MessageStore>,
-        deliverer: Deliverer,
-        lane_capacity: usize,
-        dropped: Arc<AtomicU64>,
+        deliverer: Arc<Deliverer>,
+        cache: Arc<DocumentCache>,
+        cipher: CipherSlot,
+        flush_every: Duration,
+        resume_every: Duration,
+        listings: Arc<Listings>,
     ) -> Self {
         Dispatcher {
             store,
-            deliverer: Arc::new(deliverer),
+            deliverer,
+            cache,
+            cipher,
+            flush_every,
+            resume_every,
             lanes: HashMap::new(),
-            lane_capacity: lane_capacity.max(1),
-            dropped,
+            listings,
+            signals: HashMap::new(),
         }
     }
 
-    pub async fn run(mut self, mut posts: mpsc::Receiver<Post>) {
+    /// Serves the events of `events` until the channel closes, then stops every lane.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        // The first tick is at once: the start-up resume.
+        let mut resume = tokio::time::interval(self.resume_every);
         let mut sweep = tokio::time::interval(LANE_IDLE);
         loop {
             tokio::select! {
-                post = posts.recv() => match post {
-                    Some(post) => self.fan_out(post).await,
-                    None => break,
-                },
-                _ = sweep.tick() => {
-                    // Dropping the sender of an idle lane ends its task.
-                    self.lanes.retain(|_, lane| {
-                        lane.pending.load(Ordering::Acquire) > 0 || lane.last_used.elapsed() < LANE_IDLE
-                    });
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    // Many events of one queue are served once; a change wins.
+                    let mut queues = HashMap::new();
+                    let mut add = |event| {
+                        let (queue, changed) = match event {
+                            Event::Posted(queue) => (queue, false),
+                            Event::SubscriptionsChanged(queue) => (queue, true),
+                        };
+                        *queues.entry((queue.project, queue.queue)).or_insert(false) |= changed;
+                    };
+                    add(event);
+                    while let Ok(event) = events.try_recv() {
+                        add(event);
+                    }
+                    for ((project, queue), changed) in queues {
+                        let queue = QueueRef { project, queue };
+                        if changed || !self.listings.wake(&queue) {
+                            self.wake_queue(&queue).await;
+                        }
+                    }
                 }
+                _ = resume.tick() => self.resume_all().await,
+                _ = sweep.tick() => self.close_idle_lanes(),
             }
+        }
+        for (_, lane) in self.lanes.drain() {
+            lane.state.stop();
         }
         tracing::debug!("notifier stopped");
     }
 
-    async fn fan_out(&mut self, post: Post) {
-        let Post { queue, messages } = post;
-        let queue_policy = match self.store.get_queue(&queue).await {
+    async fn resume_all(&mut self) {
+        match self.store.subscribed_queues().await {
+            Ok(queues) => {
+                for queue in queues {
+                    self.wake_queue(&queue).await;
+                }
+            }
+            Err(err) => tracing::warn!(error = %err,
+                "cannot list the subscribed queues to resume their delivery"),
+        }
+    }
+
+    /// Wakes (opening if needed) the lane of every confirmed subscription of
+    /// `queue` that this notifier delivers, and stops the others.
+    async fn wake_queue(&mut self, queue: &QueueRef) {
+        self.listings.set(queue, None);
+        let signal = self
+            .signals
+            .entry((queue.project.clone(), queue.queue.clone()))
+            .or_default()
+            .clone();
+        let queue_policy = match self.store.get_queue(queue).await {
             Ok(metadata) => Arc::new(retry_policy_of(metadata.as_deref())),
-            Err(err) => return self.drop_post(&queue, messages.len(), &err.description),
+            Err(err) => return unreadable(queue, &err.description),
         };
-        let documents = Arc::new(documents(&queue.queue, &messages));
+        let mut wanted = BTreeSet::new();
         let mut marker = String::new();
         loop {
-            let (page, next) = match self.store.list_subscriptions(&queue, &marker, PAGE).await {
+            let (page, next) = match self.store.list_subscriptions(queue, &marker, PAGE).await {
                 Ok(listed) => listed,
-                Err(err) => return self.drop_post(&queue, messages.len(), &err.description),
+                Err(err) => return unreadable(queue, &err.description),
             };
             let last_page = page.len() < PAGE as usize || next == marker;
             for subscription in page {
@@ -102,64 +221,100 @@ impl Dispatcher {
                         subscription = %subscription.id, %reason, "subscription not notified");
                     continue;
                 }
-                let job = Job {
-                    queue: queue.clone(),
-                    subscription,
-                    queue_policy: queue_policy.clone(),
-                    documents: documents.clone(),
-                };
-                self.enqueue(job);
+                let key = (
+                    queue.project.clone(),
+                    queue.queue.clone(),
+                    subscription.id.clone(),
+                );
+                wanted.insert(key.clone());
+                match self.lanes.get_mut(&key) {
+                    Some(lane) if !lane.state.has_ended() => {
+                        lane.woken = Instant::now();
+                        lane.state.wake(subscription, queue_policy.clone());
+                    }
+                    _ => {
+                        let policy = queue_policy.clone();
+                        self.open_lane(queue, key, subscription, policy, signal.clone());
+                    }
+                }
             }
             if last_page {
-                return;
+                break;
             }
             marker = next;
         }
-    }
-
-    /// Puts `job` on its subscription's lane, opening the lane if needed.
-    fn enqueue(&mut self, job: Job) {
-        let key = (
-            job.queue.project.clone(),
-            job.queue.queue.clone(),
-            job.subscription.id.clone(),
-        );
-        let lane = self.lanes.entry(key.clone()).or_insert_with(|| {
-            let (jobs, receiver) = mpsc::channel(self.lane_capacity);
-            let pending = Arc::new(AtomicUsize::new(0));
-            tokio::spawn(self.deliverer.clone().run_lane(receiver, pending.clone()));
-            Lane {
-                jobs,
-                pending,
-                last_used: Instant::now(),
-            }
-        });
-        lane.last_used = Instant::now();
-        lane.pending.fetch_add(1, Ordering::AcqRel);
-        let job = match lane.jobs.try_send(job) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(job)) => job,
-            Err(mpsc::error::TrySendError::Closed(job)) => {
-                // Only a panicked lane closes while listed; the next post opens a new one.
-                self.lanes.remove(&key);
-                job
-            }
+        let lanes = wanted
+            .iter()
+            .filter_map(|key| self.lanes.get(key).map(|lane| lane.state.clone()))
+            .collect();
+        // Whatever a woken lane had not read yet, it reads now.
+        signal.posted();
+        let listing = Listing {
+            at: Instant::now(),
+            lanes,
+            signal,
         };
-        if let Some(lane) = self.lanes.get(&key) {
-            lane.pending.fetch_sub(1, Ordering::AcqRel);
-        }
-        self.dropped
-            .fetch_add(job.documents.len() as u64, Ordering::Relaxed);
-        tracing::warn!(project = %job.queue.project, queue = %job.queue.queue,
-            subscription = %job.subscription.id, messages = job.documents.len(),
-            "subscription backlog full, notification dropped");
+        self.listings.set(queue, Some(listing));
+        self.lanes.retain(|key, lane| {
+            let unwanted = key.0 == queue.project && key.1 == queue.queue && !wanted.contains(key);
+            if unwanted {
+                lane.state.stop();
+            }
+            !unwanted
+        });
     }
 
-    fn drop_post(&self, queue: &QueueRef, messages: usize, reason: &str) {
-        self.dropped.fetch_add(messages as u64, Ordering::Relaxed);
-        tracing::warn!(project = %queue.project, queue = %queue.queue, messages, %reason,
-            "cannot read the queue's subscriptions, notification dropped");
+    fn open_lane(
+        &mut self,
+        queue: &QueueRef,
+        key: LaneKey,
+        subscription: zaqar_proto::pb::Subscription,
+        queue_policy: Arc<Map<String, Value>>,
+        signal: Arc<QueueSignal>,
+    ) {
+        let state = Arc::new(LaneState::new(subscription, queue_policy, signal));
+        let lane = Lane {
+            queue: queue.clone(),
+            state: state.clone(),
+            store: self.store.clone(),
+            deliverer: self.deliverer.clone(),
+            cache: self.cache.clone(),
+            cipher: self.cipher.clone(),
+            flush_every: self.flush_every,
+        };
+        tokio::spawn(lane.run());
+        self.lanes.insert(
+            key,
+            LaneEntry {
+                state,
+                woken: Instant::now(),
+            },
+        );
     }
+
+    /// Stops the lanes that are caught up and were not woken for [`LANE_IDLE`].
+    fn close_idle_lanes(&mut self) {
+        self.listings.forget_stale();
+        let queues: BTreeSet<_> = self
+            .lanes
+            .keys()
+            .map(|(project, queue, _)| (project.clone(), queue.clone()))
+            .collect();
+        self.signals.retain(|queue, _| queues.contains(queue));
+        self.lanes.retain(|_, lane| {
+            let idle = lane.state.has_ended()
+                || (!lane.state.is_busy() && lane.woken.elapsed() >= LANE_IDLE);
+            if idle {
+                lane.state.stop();
+            }
+            !idle
+        });
+    }
+}
+
+fn unreadable(queue: &QueueRef, reason: &str) {
+    tracing::warn!(project = %queue.project, queue = %queue.queue, %reason,
+        "cannot read the queue's subscriptions; delivery resumes later");
 }
 
 /// The `_retry_policy` object of a queue's metadata, empty when unset.

@@ -1,104 +1,191 @@
 //! The notifier: delivers posted messages to a queue's subscriptions (webhook and
-//! email), off the post's critical path.
+//! email), off the post's critical path, at least once, across restarts.
 
+mod cache;
 mod config;
 mod deliver;
 mod dispatch;
+mod lane;
 mod mailto;
 pub mod retry;
 pub mod target;
 mod webhook;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
-use zaqar_proto::pb::{NewMessage, QueueRef};
+use zaqar_proto::pb::{NewMessage, QueueRef, Subscription};
 use zaqar_proto::ZaqarError;
 
+use crate::encryption::MessageCipher;
 use crate::store::MessageStore;
 
+use cache::DocumentCache;
 pub use config::NotifierConfig;
 use deliver::Deliverer;
-use dispatch::{Dispatcher, Post};
+use dispatch::{Dispatcher, Event, Listings};
+use lane::CipherSlot;
 
-/// Hands successful posts to a background task that notifies the queue's subscribers.
+/// Delivers the messages posted to a queue to its subscriptions.
 ///
 /// What is delivered, and how:
-/// - For every post acknowledged by the store, each subscription of the queue that
-///   is live (not expired) and confirmed when the post is fanned out gets one
-///   notification per message, in posting order: an HTTP POST for `http://` and
-///   `https://` subscribers, an email for `mailto:` subscribers. Other schemes
-///   (websocket, `trust+http`) are not delivered by this notifier yet.
+/// - Every subscription that is live (not expired) and confirmed gets one
+///   notification per message posted to its queue after it was created (or, for
+///   a subscription confirmed later, after it was confirmed), in posting order: an
+///   HTTP POST for `http://` and `https://` subscribers, an email for `mailto:`
+///   subscribers. Other schemes (`trust+http`) are not delivered by this notifier.
 /// - Payload, headers, email subject and sender follow Zaqar 23 (see `target.rs`).
 /// - A failed attempt (connection error, timeout, HTTP 408/429/5xx, SMTP 4xx) is
 ///   retried following Zaqar's `_retry_policy` of the subscription or queue, with
 ///   Zaqar's defaults (see `retry.rs`); a refusal (other HTTP 4xx, SMTP 5xx, bad
-///   address) is not. After the last retry the notification is dropped and logged.
-///   A subscription deleted or unconfirmed while waiting for a retry gets nothing more.
+///   address) is not. After the last retry the notification is given up (logged).
 /// - Per subscription, notifications are sent one at a time in posting order, so
 ///   one message is retried before the next is sent. Subscriptions do not wait for
 ///   each other: at most `max_in_flight` attempts run at once, each within
-///   `delivery_timeout_ms`, so a dead endpoint holds at most one slot at a time
-///   for at most the timeout.
-/// - [`Notifier::notify`] never waits: when `queue_capacity` posts are already
-///   waiting to be fanned out, the post is not notified; when one subscription
-///   has `subscriber_queue_capacity` posts waiting, that subscription misses the
-///   new one. Both are logged as warnings and counted in [`Notifier::dropped`].
+///   `delivery_timeout_ms`, so a dead endpoint holds at most one slot at a time.
+///   A post never waits for delivery, and a slow subscriber costs posting nothing:
+///   its backlog is the queue itself, read from its cursor.
 ///
-/// The promise is *best effort, in memory*: a notification is attempted until it
-/// is delivered, refused or out of retries, and a retry after a timeout may
-/// deliver it twice. Everything waiting lives in memory only: a crash or restart
-/// of the pool-node loses the notifications not yet delivered, and a post whose
-/// fan-out finds the store unreachable is not notified. Durable at-least-once
-/// delivery is the next step.
+/// The promise is *at least once, in order, for messages still in the queue*:
+/// - Each subscription has a delivery cursor in the message store: the position in
+///   the queue after the last message it is done with (delivered, refused, or out
+///   of retries). Its lane reads the queue from there and moves the cursor on, so
+///   whatever is not done yet is found again after a crash or restart of the
+///   pool-node (resumed at start-up, then every `resume_interval_ms`).
+/// - Duplicates: the cursor is stored every `cursor_flush_ms` while a subscription
+///   is busy (at once when it catches up), so a crash repeats the notifications
+///   sent since its last store; and an attempt that timed out may have arrived.
+///   Receivers that must not act twice should deduplicate on the body.
+/// - A message that expires, or is deleted, popped or moved to a dead letter queue,
+///   before its subscription's lane reads it is not notified: the queue is the
+///   backlog. Claimed and delayed messages are notified like the others.
+/// - A notification is sent as posted while it is in the in-memory document cache
+///   (`document_cache_capacity`); one read back from the store (after a restart, or
+///   for a long backlog) has the message's current `ttl` and no `delay` key.
+/// - A subscription deleted, unconfirmed or expired stops getting notifications
+///   (within its current attempt).
+/// - One notifier per pool: several pool-nodes on one store each deliver every
+///   subscription (still at least once, never lost, but duplicated). Run the
+///   notifier on one of them (`enabled = false` on the others); posts received by
+///   the others are then delivered at its next resume (`resume_interval_ms`).
 #[derive(Clone)]
 pub struct Notifier {
-    posts: mpsc::Sender<Post>,
-    dropped: Arc<AtomicU64>,
+    deliverer: Arc<Deliverer>,
+    events: mpsc::Sender<Event>,
+    listings: Arc<Listings>,
+    cache: Arc<DocumentCache>,
+    cipher: CipherSlot,
+    missed_wakes: Arc<AtomicU64>,
 }
 
 impl Notifier {
-    /// Starts the notifier's task on the current tokio runtime; it stops when every
-    /// handle is dropped, after fanning out what was already handed over.
+    /// Starts the notifier's task on the current tokio runtime (resuming every
+    /// subscribed queue at once); it stops, with its lanes, when every handle is dropped.
     pub fn spawn(
         store: Arc<dyn MessageStore>,
         config: &NotifierConfig,
     ) -> Result<Self, ZaqarError> {
-        let deliverer = Deliverer::new(store.clone(), config)?;
-        let dropped = Arc::new(AtomicU64::new(0));
-        let (posts, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let deliverer = Arc::new(Deliverer::new(store.clone(), config)?);
+        let cache = Arc::new(DocumentCache::new(config.document_cache_capacity));
+        let cipher: CipherSlot = Arc::new(RwLock::new(None));
+        let (events, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let listings = Arc::new(Listings::default());
         let dispatcher = Dispatcher::new(
             store,
-            deliverer,
-            config.subscriber_queue_capacity,
-            dropped.clone(),
+            deliverer.clone(),
+            cache.clone(),
+            cipher.clone(),
+            config.cursor_flush(),
+            config.resume_interval(),
+            listings.clone(),
         );
         tokio::spawn(dispatcher.run(receiver));
-        Ok(Notifier { posts, dropped })
+        Ok(Notifier {
+            deliverer,
+            events,
+            listings,
+            cache,
+            cipher,
+            missed_wakes: Arc::new(AtomicU64::new(0)),
+        })
     }
 
-    /// Hands the messages of one successful post over, without waiting.
-    pub fn notify(&self, queue: QueueRef, messages: Vec<NewMessage>) {
+    /// Decrypts the encrypted bodies read back from the store with `cipher`.
+    pub fn use_cipher(&self, cipher: Option<MessageCipher>) {
+        *self.cipher.write().expect("never poisoned") = cipher;
+    }
+
+    /// Tells the notifier that `messages` (with their new `ids`, in the same order)
+    /// were posted to `queue`; never waits.
+    pub fn notify(&self, queue: QueueRef, ids: &[String], messages: Vec<NewMessage>) {
         if messages.is_empty() {
             return;
         }
-        let count = messages.len();
-        if let Err(err) = self.posts.try_send(Post { queue, messages }) {
-            let post = match err {
-                mpsc::error::TrySendError::Full(post) | mpsc::error::TrySendError::Closed(post) => {
-                    post
-                }
-            };
-            self.dropped.fetch_add(count as u64, Ordering::Relaxed);
-            tracing::warn!(project = %post.queue.project, queue = %post.queue.queue, messages = count,
-                "notifier backlog full, post not notified");
+        self.cache.insert(ids.iter().cloned().zip(messages));
+        if !self.listings.wake(&queue) {
+            self.send(Event::Posted(queue));
         }
     }
 
-    /// Notifications dropped so far (per message and subscription when a lane was
-    /// full, per message when a whole post was).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    /// Tells the notifier that the subscriptions of `queue` changed (created,
+    /// confirmed, unconfirmed, updated, deleted), so their lanes start or stop now.
+    pub fn queue_changed(&self, queue: QueueRef) {
+        self.send(Event::SubscriptionsChanged(queue));
+    }
+
+    fn send(&self, event: Event) {
+        if let Err(err) = self.events.try_send(event) {
+            let event = match err {
+                mpsc::error::TrySendError::Full(event)
+                | mpsc::error::TrySendError::Closed(event) => event,
+            };
+            let (Event::Posted(queue) | Event::SubscriptionsChanged(queue)) = event;
+            self.missed_wakes.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(project = %queue.project, queue = %queue.queue,
+                "notifier backlog full: the queue's subscriptions are served at the next resume");
+        }
+    }
+
+    /// Sends `notice` (a JSON object: a confirmation request) to the subscriber of
+    /// `subscription` if it is a webhook, with its `post_headers` and `post_data`,
+    /// retried per its retry policy, in the background. Best effort: not stored,
+    /// so a restart loses a notice not yet delivered.
+    pub fn send_notice(&self, queue: QueueRef, subscription: Subscription, notice: String) {
+        let options = target::options_of(&subscription);
+        let target = match target::Target::of(&subscription.subscriber, &options) {
+            Ok(target @ target::Target::Webhook { .. }) => target,
+            _ => {
+                tracing::debug!(project = %queue.project, queue = %queue.queue,
+                    subscription = %subscription.id, "no confirmation notice for this subscriber");
+                return;
+            }
+        };
+        let own_policy = options
+            .get("_retry_policy")
+            .and_then(serde_json::Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let schedule = retry::RetryPolicy::effective(&own_policy, &Default::default()).schedule();
+        let deliverer = self.deliverer.clone();
+        tokio::spawn(async move {
+            let never_stopped = AtomicBool::new(false);
+            deliverer
+                .deliver(
+                    &queue,
+                    &subscription.id,
+                    &target,
+                    &notice,
+                    &schedule,
+                    &never_stopped,
+                )
+                .await;
+        });
+    }
+
+    /// Wake-ups not handed over because the backlog was full (their messages are
+    /// delivered at the next resume, not lost).
+    pub fn missed_wakes(&self) -> u64 {
+        self.missed_wakes.load(Ordering::Relaxed)
     }
 }

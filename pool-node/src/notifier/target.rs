@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use zaqar_proto::pb::{NewMessage, Subscription};
+use zaqar_proto::pb::{Message, NewMessage, Subscription};
 
 /// How a subscription is notified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,24 +120,31 @@ struct Document<'a> {
     queue_name: &'a str,
 }
 
-/// One notification document per message, in posting order. A body that is not
-/// JSON (api-node validates it, so only a bug gets here) is sent as `null`.
-pub fn documents(queue_name: &str, messages: &[NewMessage]) -> Vec<String> {
+/// The notification document of a message as posted.
+pub fn document_of(queue_name: &str, message: &NewMessage) -> String {
+    document(queue_name, message.ttl, &message.body_json, message.delay)
+}
+
+/// The document of a message read back from the store (after a restart, or once
+/// the posted one left the cache): its `ttl` is its current lifetime and it has no
+/// `delay` key, as the store keeps neither as posted.
+pub fn stored_document(queue_name: &str, message: &Message) -> String {
+    document(queue_name, message.ttl, &message.body_json, 0)
+}
+
+/// One document; a body that is not JSON (api-node validates it, so only a bug
+/// gets here) is sent as `null`, and `delay` only when positive.
+fn document(queue_name: &str, ttl: u32, body_json: &str, delay: u32) -> String {
     let null = RawValue::from_string("null".to_string()).expect("null is JSON");
-    messages
-        .iter()
-        .map(|message| {
-            let body = serde_json::from_str::<&RawValue>(&message.body_json).unwrap_or(&null);
-            let document = Document {
-                ttl: message.ttl,
-                body,
-                delay: Some(message.delay).filter(|delay| *delay > 0),
-                message_type: "Notification",
-                queue_name,
-            };
-            serde_json::to_string(&document).expect("a document serializes")
-        })
-        .collect()
+    let body = serde_json::from_str::<&RawValue>(body_json).unwrap_or(&null);
+    let document = Document {
+        ttl,
+        body,
+        delay: Some(delay).filter(|delay| *delay > 0),
+        message_type: "Notification",
+        queue_name,
+    };
+    serde_json::to_string(&document).expect("a document serializes")
 }
 
 #[cfg(test)]
@@ -164,7 +171,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            documents("orders", &messages),
+            messages.map(|message| document_of("orders", &message)),
             [
                 r#"{"ttl":60,"body":{"b":1,"a":[true]},"Message_Type":"Notification","queue_name":"orders"}"#,
                 r#"{"ttl":300,"body":"text","delay":5,"Message_Type":"Notification","queue_name":"orders"}"#,

@@ -7,7 +7,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `<p>:q:<queue>` | hash | `meta` (metadata JSON), `seq` (last message sequence number) |
+//! | `<p>:q:<queue>` | hash | `meta` (metadata JSON), `seq` (last message sequence number; kept when the queue is deleted) |
 //! | `<p>:ids:<queue>` | zset | message id → sequence number (FIFO, listing marker) |
 //! | `<p>:exp:<queue>` | zset | message id → expiry ms (`total` = ZCOUNT of the future) |
 //! | `<p>:clm:<queue>` | zset | claimed message id → claim expiry ms (`claimed`) |
@@ -17,7 +17,7 @@
 //! | `<p>:subs:<queue>` | zset | subscription id → creation sequence number |
 //! | `<p>:subr:<queue>` | hash | subscriber → subscription id |
 //! | `<p>:sseq:<queue>` | string | subscription sequence counter |
-//! | `<p>:s:<queue>:<id>` | hash | one subscription; expires with it |
+//! | `<p>:s:<queue>:<id>` | hash | one subscription (with its delivery cursor `x`); expires with it |
 
 use zaqar_proto::pb::QueueRef;
 
@@ -39,6 +39,24 @@ impl QueueKeys {
             base: self.base.clone(),
             queue: queue.to_string(),
         }
+    }
+
+    /// The `SCAN MATCH` pattern of every queue's subscription index.
+    pub(super) fn subscriptions_pattern() -> &'static str {
+        "zq:{*}:subs:*"
+    }
+
+    /// The queue of a subscription index key (see [`Self::subscriptions_pattern`]).
+    pub(super) fn queue_of_subscriptions(key: &str) -> Option<QueueRef> {
+        let rest = key.strip_prefix("zq:{")?;
+        let (length, rest) = rest.split_once(':')?;
+        let length: usize = length.parse().ok()?;
+        let project = rest.get(..length)?;
+        let queue = rest.get(length..)?.strip_prefix("}:subs:")?;
+        Some(QueueRef {
+            project: project.to_string(),
+            queue: queue.to_string(),
+        })
     }
 
     fn of(project: &str, queue: &str) -> Self {
@@ -107,5 +125,18 @@ mod tests {
         assert_eq!(b, "zq:{1:a}:q:c");
         assert_eq!(QueueKeys::of("p", "q1").record(), "zq:{1:p}:q:q1");
         assert_eq!(QueueKeys::of("p", "q1").claim("x"), "zq:{1:p}:c:q1:x");
+    }
+
+    #[test]
+    fn subscription_index_keys_give_back_their_queue() {
+        for (project, queue) in [("p", "q1"), ("a}:subs:b", "c"), ("", "x")] {
+            let key = QueueKeys::of(project, queue).subscriptions();
+            let found = QueueKeys::queue_of_subscriptions(&key).unwrap();
+            assert_eq!(
+                (found.project.as_str(), found.queue.as_str()),
+                (project, queue)
+            );
+        }
+        assert!(QueueKeys::queue_of_subscriptions("zq:{9:p}:subs:q").is_none());
     }
 }

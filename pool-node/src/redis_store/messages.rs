@@ -7,7 +7,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 use super::keys::QueueKeys;
 use super::rows::{checksum, messages, next_marker, parse_marker, MessageRow};
 use super::RedisStore;
-use crate::store::{ListParams, StoreResult};
+use crate::store::{CheckedPost, ListParams, StoreResult};
 
 fn flag(value: bool) -> &'static str {
     if value {
@@ -18,19 +18,27 @@ fn flag(value: bool) -> &'static str {
 }
 
 impl RedisStore {
+    /// Posts `new` in one script call; with `plain`, stores nothing when the queue
+    /// encrypts, and with `expected_metadata`, when the queue's metadata is another
+    /// (see `post.lua`).
     pub(super) async fn post(
         &self,
         queue: &QueueRef,
         client_id: &str,
         new: &[NewMessage],
-    ) -> StoreResult<Vec<String>> {
+        plain: bool,
+        expected_metadata: Option<&str>,
+    ) -> StoreResult<CheckedPost> {
         let keys = QueueKeys::new(queue);
         let ids: Vec<String> = new.iter().map(|_| Uuid::new_v4().to_string()).collect();
         let mut invocation = self.scripts.post.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
             .arg(keys.message_prefix())
-            .arg(client_id);
+            .arg(client_id)
+            .arg(flag(plain))
+            .arg(flag(expected_metadata.is_some()))
+            .arg(expected_metadata.unwrap_or(""));
         for (id, message) in ids.iter().zip(new) {
             invocation
                 .arg(id)
@@ -39,8 +47,11 @@ impl RedisStore {
                 .arg(&message.body_json)
                 .arg(checksum(&message.body_json));
         }
-        self.run::<i64>(&invocation).await?;
-        Ok(ids)
+        Ok(match self.run::<i64>(&invocation).await? {
+            -1 => CheckedPost::Encrypts,
+            -2 => CheckedPost::StaleMetadata,
+            _ => CheckedPost::Posted(ids),
+        })
     }
 
     pub(super) async fn list(

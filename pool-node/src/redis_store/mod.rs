@@ -33,7 +33,7 @@ use redis::{FromRedisValue, RedisError, RedisResult, ScriptInvocation};
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 use zaqar_proto::ZaqarError;
 
-use crate::store::{ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, StoreResult, SubscriptionUpdate};
 use scripts::Scripts;
 
 /// The longest any one store call waits for Redis (connecting included).
@@ -158,7 +158,23 @@ impl MessageStore for RedisStore {
         client_id: &str,
         messages: &[NewMessage],
     ) -> StoreResult<Vec<String>> {
-        self.post(queue, client_id, messages).await
+        match self.post(queue, client_id, messages, false, None).await? {
+            CheckedPost::Posted(ids) => Ok(ids),
+            refused => Err(ZaqarError::internal(format!(
+                "an unchecked post was refused: {refused:?}"
+            ))),
+        }
+    }
+
+    async fn post_checked_messages(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+        expected_metadata: Option<&str>,
+    ) -> StoreResult<CheckedPost> {
+        self.post(queue, client_id, messages, true, expected_metadata)
+            .await
     }
 
     async fn list_messages(
@@ -278,6 +294,28 @@ impl MessageStore for RedisStore {
         self.subscription(queue, id, Some(confirmed))
             .await
             .map(drop)
+    }
+
+    async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
+        self.cursor(queue, id, "get", "").await
+    }
+
+    async fn set_delivery_cursor(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        marker: &str,
+    ) -> StoreResult<()> {
+        self.cursor(queue, id, "set", marker).await.map(drop)
+    }
+
+    async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String> {
+        let marker = self.cursor(queue, id, "reset", "").await?;
+        Ok(marker.unwrap_or_default())
+    }
+
+    async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
+        self.queues_with_subscriptions().await
     }
 
     async fn health(&self) -> StoreResult<()> {

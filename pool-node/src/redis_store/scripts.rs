@@ -24,6 +24,7 @@ pub(super) struct Scripts {
     pub sub_update: Script,
     pub sub_delete: Script,
     pub sub_purge: Script,
+    pub sub_cursor: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -51,6 +52,7 @@ impl Scripts {
             sub_update: script(include_str!("lua/sub_update.lua")),
             sub_delete: script(include_str!("lua/sub_delete.lua")),
             sub_purge: script(include_str!("lua/sub_purge.lua")),
+            sub_cursor: script(include_str!("lua/sub_cursor.lua")),
         }
     }
 }

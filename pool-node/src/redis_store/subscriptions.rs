@@ -126,3 +126,50 @@ impl RedisStore {
         self.run::<u8>(&invocation).await.map(drop)
     }
 }
+
+impl RedisStore {
+    /// Runs `sub_cursor.lua` in `mode` ('get', 'set' or 'reset').
+    pub(super) async fn cursor(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        mode: &str,
+        marker: &str,
+    ) -> StoreResult<Option<String>> {
+        let keys = QueueKeys::new(queue);
+        let mut invocation = self.scripts.sub_cursor.prepare_invoke();
+        invocation
+            .key(keys.subscription(id))
+            .key(keys.record())
+            .arg(id)
+            .arg(mode)
+            .arg(marker);
+        self.run(&invocation).await
+    }
+
+    /// The queues whose subscription index exists (found with `SCAN`).
+    pub(super) async fn queues_with_subscriptions(&self) -> StoreResult<Vec<QueueRef>> {
+        let mut queues = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(QueueKeys::subscriptions_pattern())
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
+            queues.extend(
+                keys.iter()
+                    .filter_map(|key| QueueKeys::queue_of_subscriptions(key)),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        queues.sort_by(|a, b| (&a.project, &a.queue).cmp(&(&b.project, &b.queue)));
+        queues.dedup();
+        Ok(queues)
+    }
+}

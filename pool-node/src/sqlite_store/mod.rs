@@ -3,7 +3,8 @@
 //! Layout: `queues` (metadata JSON text), `messages` (one row per message, its
 //! `seq` INTEGER PRIMARY KEY is the FIFO order and the listing marker; the live
 //! claim of a message is denormalised on its row as `claim_id` +
-//! `claim_expires_ms`), `claims`, and `subscriptions`. Times are wall-clock
+//! `claim_expires_ms`), `claims`, `subscriptions`, and `delivery_cursors` (the notifier's position
+//! per subscription, deleted with it by a trigger). Times are wall-clock
 //! milliseconds; every query compares them with "now", so expired rows are
 //! invisible at once, and a background task deletes them from time to time.
 //!
@@ -91,6 +92,14 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_by_subscriber
     ON subscriptions (project, queue, subscriber);
 CREATE INDEX IF NOT EXISTS subscriptions_by_expiry ON subscriptions (expires_ms);
+
+CREATE TABLE IF NOT EXISTS delivery_cursors (
+    subscription TEXT PRIMARY KEY,
+    marker       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS delivery_cursors_go_with_subscriptions
+    AFTER DELETE ON subscriptions
+    BEGIN DELETE FROM delivery_cursors WHERE subscription = old.id; END;
 "#;
 
 /// The columns `message_from_row` reads, for `SELECT {MESSAGE_COLUMNS} FROM messages`.
@@ -393,6 +402,29 @@ impl MessageStore for SqliteStore {
         confirmed: bool,
     ) -> StoreResult<()> {
         subscriptions::confirm(self, queue, id, confirmed).await
+    }
+
+    async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
+        subscriptions::cursor(self, queue, id).await
+    }
+
+    async fn set_delivery_cursor(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        marker: &str,
+    ) -> StoreResult<()> {
+        subscriptions::set_cursor(self, queue, id, Some(marker))
+            .await
+            .map(drop)
+    }
+
+    async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String> {
+        subscriptions::set_cursor(self, queue, id, None).await
+    }
+
+    async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
+        subscriptions::subscribed_queues(self).await
     }
 
     async fn health(&self) -> StoreResult<()> {

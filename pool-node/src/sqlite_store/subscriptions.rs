@@ -243,3 +243,80 @@ pub(super) async fn confirm(
     }
     Ok(())
 }
+
+/// The delivery cursor of a live subscription.
+pub(super) async fn cursor(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    id: &str,
+) -> StoreResult<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT c.marker FROM delivery_cursors c JOIN subscriptions s ON s.id = c.subscription \
+         WHERE s.id = ? AND s.project = ? AND s.queue = ? AND s.expires_ms > ?",
+    )
+    .bind(id)
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(now_ms())
+    .fetch_optional(&store.reader)
+    .await
+    .map_err(store_error)
+}
+
+/// Stores `marker` as the delivery cursor of a live subscription, or with `None`
+/// the end of the message sequence (shared by every queue, so it is past every
+/// message of this one); returns the marker.
+pub(super) async fn set_cursor(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    id: &str,
+    marker: Option<&str>,
+) -> StoreResult<String> {
+    let mut tx = store.begin().await?;
+    let marker = match marker {
+        Some(marker) => marker.to_string(),
+        None => {
+            let last: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            last.unwrap_or(0).to_string()
+        }
+    };
+    sqlx::query(
+        "INSERT INTO delivery_cursors (subscription, marker) \
+         SELECT id, ? FROM subscriptions \
+         WHERE id = ? AND project = ? AND queue = ? AND expires_ms > ? \
+         ON CONFLICT (subscription) DO UPDATE SET marker = excluded.marker",
+    )
+    .bind(&marker)
+    .bind(id)
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(marker)
+}
+
+/// The queues with at least one live subscription.
+pub(super) async fn subscribed_queues(store: &SqliteStore) -> StoreResult<Vec<QueueRef>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT project, queue FROM subscriptions WHERE expires_ms > ? \
+         ORDER BY project, queue",
+    )
+    .bind(now_ms())
+    .fetch_all(&store.reader)
+    .await
+    .map_err(store_error)?;
+    Ok(rows
+        .iter()
+        .map(|row| QueueRef {
+            project: row.get("project"),
+            queue: row.get("queue"),
+        })
+        .collect())
+}

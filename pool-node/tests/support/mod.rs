@@ -13,20 +13,26 @@ use tokio::sync::mpsc;
 use tonic::Request;
 use zaqar_pool_node::{MessageStore, Notifier, NotifierConfig, PoolServer};
 use zaqar_proto::pb::pool_service_server::PoolService;
-use zaqar_proto::pb::{NewMessage, PostMessagesRequest, QueueRef};
+use zaqar_proto::pb::{CreateSubscriptionRequest, NewMessage, PostMessagesRequest, QueueRef};
 
 /// A pool server with a notifier, on a fresh SQLite store.
 pub struct Pool {
     pub store: Arc<dyn MessageStore>,
     pub server: PoolServer,
     pub notifier: Notifier,
-    _dir: tempfile::TempDir,
+    config: NotifierConfig,
+    uri: String,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 impl Pool {
     pub async fn start(config: NotifierConfig) -> Pool {
         let dir = tempfile::tempdir().unwrap();
         let uri = format!("sqlite://{}/messages.db", dir.path().display());
+        Pool::open(uri, config, Arc::new(dir)).await
+    }
+
+    async fn open(uri: String, config: NotifierConfig, dir: Arc<tempfile::TempDir>) -> Pool {
         let store = zaqar_pool_node::open_store(&uri).await.unwrap();
         let notifier = Notifier::spawn(store.clone(), &config).unwrap();
         let server = PoolServer::new(store.clone()).with_notifier(notifier.clone());
@@ -34,24 +40,55 @@ impl Pool {
             store,
             server,
             notifier,
+            config,
+            uri,
             _dir: dir,
         }
     }
 
-    /// Subscribes `subscriber` (confirmed) to `queue` with `options`; returns its id.
+    /// Stops this pool (server, notifier and store handle) and opens a new one on
+    /// the same file, as a restarted pool-node would.
+    pub async fn restart(self) -> Pool {
+        let Pool {
+            config, uri, _dir, ..
+        } = self;
+        Pool::open(uri, config, _dir).await
+    }
+
+    /// Subscribes `subscriber` (confirmed) to `queue` with `options` through the
+    /// gRPC handler; returns its id.
     pub async fn subscribe(
         &self,
         queue: &QueueRef,
         subscriber: &str,
         options: serde_json::Value,
     ) -> String {
-        let (id, created) = self
-            .store
-            .create_subscription(queue, subscriber, 3600, &options.to_string(), true)
+        self.subscribe_for(queue, subscriber, options, 3600).await
+    }
+
+    /// [`Pool::subscribe`] with a ttl in seconds.
+    pub async fn subscribe_for(
+        &self,
+        queue: &QueueRef,
+        subscriber: &str,
+        options: serde_json::Value,
+        ttl: u32,
+    ) -> String {
+        let request = CreateSubscriptionRequest {
+            queue: Some(queue.clone()),
+            subscriber: subscriber.to_string(),
+            ttl,
+            options_json: options.to_string(),
+            confirmed: true,
+        };
+        let reply = self
+            .server
+            .create_subscription(Request::new(request))
             .await
-            .unwrap();
-        assert!(created);
-        id
+            .unwrap()
+            .into_inner();
+        assert!(reply.created);
+        reply.id
     }
 
     /// Posts messages with these bodies (ttl 300) through the gRPC handler.
@@ -68,6 +105,7 @@ impl Pool {
             queue: Some(queue.clone()),
             client_id: "client-1".into(),
             messages,
+            ..Default::default()
         };
         let reply = self
             .server
@@ -122,7 +160,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(path: &str, statuses: &[u16]) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Receiver::start_on(0, path, statuses).await
+    }
+
+    /// A receiver on `port` (0: any free port).
+    pub async fn start_on(port: u16, path: &str, statuses: &[u16]) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let url = format!("http://{}{path}", listener.local_addr().unwrap());
         let script = Arc::new(Mutex::new(
             statuses.iter().copied().collect::<VecDeque<_>>(),
@@ -204,6 +247,16 @@ async fn serve(
             return;
         }
     }
+}
+
+/// A free loopback port, not listened on (connections to it are refused) until a
+/// [`Receiver::start_on`] takes it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A port that accepts connections and never answers; held open until dropped.

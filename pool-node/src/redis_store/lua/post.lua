@@ -1,11 +1,27 @@
 -- Appends messages to a queue, creating its record if needed.
--- KEYS: queue (1..5). ARGV: message prefix, client id, then per message:
--- id, ttl s, delay s, body, checksum.
+-- KEYS: queue (1..5). ARGV: message prefix, client id, plain, check, expected
+-- metadata, then per message: id, ttl s, delay s, body, checksum.
+-- plain '1': store nothing and return -1 when the queue's metadata has
+-- `_enable_encrypt_messages: true` (its bodies must be encrypted first).
+-- check '1': store nothing and return -2 unless the queue's metadata is exactly the
+-- expected one ('' for a queue that does not exist yet).
+-- Returns the server time (ms) when stored.
 local k = queue_keys(1)
-local prefix, client = ARGV[1], ARGV[2]
+local prefix, client, plain, check, expected = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local meta = redis.call('HGET', k.q, 'meta')
+if check == '1' and (meta or '') ~= expected then
+  return -2
+end
+if not meta then
+  redis.call('HSET', k.q, 'meta', '{}')
+elseif plain == '1' and string.find(meta, '_enable_encrypt_messages', 1, true) then
+  local ok, doc = pcall(cjson.decode, meta)
+  if ok and type(doc) == 'table' and doc['_enable_encrypt_messages'] == true then
+    return -1
+  end
+end
 local now = now_ms()
-redis.call('HSETNX', k.q, 'meta', '{}')
-for i = 3, #ARGV, 5 do
+for i = 6, #ARGV, 5 do
   local id, ttl, delay = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local mkey = prefix .. id
   local e = now + ttl * 1000

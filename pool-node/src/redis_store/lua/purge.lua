@@ -1,5 +1,6 @@
 -- Deletes every message of a queue and the claims holding them; with
--- ARGV[3] == '1' the queue record (metadata, sequence) as well.
+-- ARGV[3] == '1' the queue itself (its metadata). The sequence number stays,
+-- so a re-created queue numbers on and subscriptions' cursors stay valid.
 -- KEYS: queue (1..5). ARGV: message prefix, claim prefix, drop record.
 local k = queue_keys(1)
 local prefix, cprefix = ARGV[1], ARGV[2]
@@ -14,5 +15,5 @@ while true do
   redis.call('ZREM', k.ids, unpack(ids))
 end
 redis.call('DEL', k.exp, k.clm, k.dly)
-if ARGV[3] == '1' then redis.call('DEL', k.q) end
+if ARGV[3] == '1' then redis.call('HDEL', k.q, 'meta') end
 return 1

@@ -1,0 +1,329 @@
+//! Claims of the MongoDB store, with the dead-letter move.
+//!
+//! A claim is a `claims` document plus the claim id and claim expiry on each
+//! message it holds; a message is held while its claim expiry is ahead of now.
+//! Creating, renewing and releasing a claim are transactions, so two claims
+//! never take the same message (the second one conflicts and starts again).
+
+use futures::FutureExt;
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::error::Error as MongoError;
+use mongodb::ClientSession;
+use uuid::Uuid;
+use zaqar_proto::pb::{ClaimReply, QueueRef};
+use zaqar_proto::ZaqarError;
+
+use super::fields::{
+    self, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CREATED, EXPIRES, ID, METADATA, QUEUE, RENEWED,
+    SEQ, TTL, VISIBLE,
+};
+use super::messages::free_after;
+use super::{
+    counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_queue, store_error,
+    whole_seconds, MongoStore,
+};
+use crate::dead_letter::DeadLetterPolicy;
+use crate::store::StoreResult;
+
+/// Claims up to `limit` free messages in one transaction. Messages the queue's
+/// dead-letter policy calls exhausted move to the dead letter queue instead,
+/// and do not count towards `limit`.
+pub(super) async fn create(
+    store: &MongoStore,
+    queue: &QueueRef,
+    ttl: u32,
+    grace: u32,
+    limit: u32,
+) -> StoreResult<Option<ClaimReply>> {
+    let claim_id = Uuid::new_v4().to_string();
+    store
+        .transaction(|session| {
+            let (store, queue, claim_id) = (store.clone(), queue.clone(), claim_id.clone());
+            async move {
+                let claimed =
+                    claim_in(&store, &queue, &claim_id, ttl, grace, limit, session).await?;
+                Ok(Ok(claimed))
+            }
+            .boxed()
+        })
+        .await
+}
+
+async fn claim_in(
+    store: &MongoStore,
+    queue: &QueueRef,
+    claim_id: &str,
+    ttl: u32,
+    grace: u32,
+    limit: u32,
+    session: &mut ClientSession,
+) -> Result<Option<ClaimReply>, MongoError> {
+    let now = now_ms();
+    let claim_expires = now + ms(ttl);
+    let message_expires = now + ms(ttl) + ms(grace);
+    let policy = dead_letter_policy(store, queue, session).await?;
+    let mut claimed = Vec::new();
+    let mut after = 0;
+    while (claimed.len() as u32) < limit {
+        let wanted = limit - claimed.len() as u32;
+        let free = free_after(queue, after, now);
+        let documents = find_in(session, &store.messages, free, doc! { SEQ: 1 }, wanted).await?;
+        if documents.is_empty() {
+            break;
+        }
+        let mut taken = Vec::new();
+        for document in documents {
+            after = fields::int(&document, SEQ);
+            let claim_count = fields::int(&document, CLAIM_COUNT).max(0) as u32;
+            if let Some(policy) = policy.as_ref().filter(|p| p.is_exhausted(claim_count)) {
+                move_to_dead_letter(store, queue, &document, policy, now, session).await?;
+                continue;
+            }
+            taken.push(document);
+        }
+        if taken.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = taken.iter().map(|d| fields::text(d, ID)).collect();
+        store
+            .messages
+            .update_many(
+                doc! { ID: { "$in": ids } },
+                doc! {
+                    "$set": { CLAIM_ID: claim_id, CLAIM_EXPIRES: claim_expires },
+                    "$inc": { CLAIM_COUNT: 1_i64 },
+                    "$max": { EXPIRES: date(message_expires) },
+                },
+            )
+            .session(&mut *session)
+            .await?;
+        for document in taken {
+            let mut message = fields::message(&document, now);
+            message.claim_id = claim_id.to_string();
+            message.claim_count += 1;
+            let expires = message_expires.max(fields::int(&document, EXPIRES));
+            message.ttl = whole_seconds(expires - message.created_ms) as u32;
+            claimed.push(message);
+        }
+    }
+    if claimed.is_empty() {
+        // Dead-letter moves, if any, still happen.
+        return Ok(None);
+    }
+    let mut record = of_queue(queue);
+    record.extend(doc! {
+        ID: claim_id,
+        TTL: i64::from(ttl),
+        RENEWED: now,
+        EXPIRES: date(claim_expires),
+    });
+    store
+        .claims
+        .insert_one(record)
+        .session(&mut *session)
+        .await?;
+    Ok(Some(ClaimReply {
+        id: claim_id.to_string(),
+        ttl,
+        age: 0,
+        messages: claimed,
+    }))
+}
+
+/// The dead-letter policy of the queue, unless it would send messages to itself.
+async fn dead_letter_policy(
+    store: &MongoStore,
+    queue: &QueueRef,
+    session: &mut ClientSession,
+) -> Result<Option<DeadLetterPolicy>, MongoError> {
+    let record = store
+        .queues
+        .find_one(of_queue(queue))
+        .session(session)
+        .await?;
+    Ok(record
+        .map(|record| fields::text(&record, METADATA))
+        .as_deref()
+        .and_then(DeadLetterPolicy::from_metadata)
+        .filter(|policy| policy.queue != queue.queue))
+}
+
+/// Moves a message to the end of the dead letter queue (created if needed),
+/// keeping its id, body and claim count; it lives there `messages_ttl` (or its
+/// own ttl) from now.
+async fn move_to_dead_letter(
+    store: &MongoStore,
+    queue: &QueueRef,
+    document: &Document,
+    policy: &DeadLetterPolicy,
+    now: i64,
+    session: &mut ClientSession,
+) -> Result<(), MongoError> {
+    let own_ttl = fields::int(document, TTL).clamp(0, i64::from(u32::MAX)) as u32;
+    let ttl = policy.messages_ttl.unwrap_or(own_ttl);
+    tracing::info!(
+        project = %queue.project,
+        queue = %queue.queue,
+        dead_letter_queue = %policy.queue,
+        "message moved to its dead letter queue"
+    );
+    let dead_letter = QueueRef {
+        project: queue.project.clone(),
+        queue: policy.queue.clone(),
+    };
+    ensure_queue(store, &dead_letter, session).await?;
+    let seq = next_seq(store, counter_key(&dead_letter), 1, session).await?;
+    store
+        .messages
+        .delete_one(doc! { ID: fields::text(document, ID) })
+        .session(&mut *session)
+        .await?;
+    let mut moved = document.clone();
+    moved.extend(doc! {
+        QUEUE: &dead_letter.queue,
+        SEQ: seq,
+        TTL: i64::from(ttl),
+        CREATED: now,
+        VISIBLE: now,
+        EXPIRES: date(now + ms(ttl)),
+        CLAIM_ID: Bson::Null,
+        CLAIM_EXPIRES: 0_i64,
+    });
+    store
+        .messages
+        .insert_one(moved)
+        .session(&mut *session)
+        .await?;
+    Ok(())
+}
+
+fn no_such_claim(claim_id: &str) -> ZaqarError {
+    ZaqarError::not_found(format!("Claim {claim_id} does not exist"))
+}
+
+/// The filter of the live messages a live claim holds at `now`.
+fn held_by(queue: &QueueRef, claim_id: &str, now: i64) -> Document {
+    let mut filter = of_queue(queue);
+    filter.extend(doc! {
+        CLAIM_ID: claim_id,
+        CLAIM_EXPIRES: { "$gt": now },
+        EXPIRES: { "$gt": date(now) },
+    });
+    filter
+}
+
+/// The filter of a live claim at `now`.
+fn live_claim(queue: &QueueRef, claim_id: &str, now: i64) -> Document {
+    let mut filter = of_queue(queue);
+    filter.extend(doc! { ID: claim_id, EXPIRES: { "$gt": date(now) } });
+    filter
+}
+
+pub(super) async fn get(
+    store: &MongoStore,
+    queue: &QueueRef,
+    claim_id: &str,
+) -> StoreResult<ClaimReply> {
+    let now = now_ms();
+    let claim = store
+        .claims
+        .find_one(live_claim(queue, claim_id, now))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| no_such_claim(claim_id))?;
+    let held = find(
+        &store.messages,
+        held_by(queue, claim_id, now),
+        doc! { SEQ: 1 },
+        u32::MAX,
+    )
+    .await
+    .map_err(store_error)?;
+    Ok(ClaimReply {
+        id: claim_id.to_string(),
+        ttl: fields::int(&claim, TTL).clamp(0, i64::from(u32::MAX)) as u32,
+        age: whole_seconds(now - fields::int(&claim, RENEWED)) as u64,
+        messages: held.iter().map(|d| fields::message(d, now)).collect(),
+    })
+}
+
+/// Renews a live claim from now; its messages live at least `ttl + grace` more.
+pub(super) async fn update(
+    store: &MongoStore,
+    queue: &QueueRef,
+    claim_id: &str,
+    ttl: u32,
+    grace: u32,
+) -> StoreResult<()> {
+    store
+        .transaction(|session| {
+            let (store, queue, claim_id) = (store.clone(), queue.clone(), claim_id.to_string());
+            async move {
+                let now = now_ms();
+                let claim_expires = now + ms(ttl);
+                let renewed = store
+                    .claims
+                    .update_one(
+                        live_claim(&queue, &claim_id, now),
+                        doc! { "$set": {
+                            TTL: i64::from(ttl),
+                            RENEWED: now,
+                            EXPIRES: date(claim_expires),
+                        } },
+                    )
+                    .session(&mut *session)
+                    .await?;
+                if renewed.matched_count == 0 {
+                    return Ok(Err(no_such_claim(&claim_id)));
+                }
+                store
+                    .messages
+                    .update_many(
+                        held_by(&queue, &claim_id, now),
+                        doc! {
+                            "$set": { CLAIM_EXPIRES: claim_expires },
+                            "$max": { EXPIRES: date(claim_expires + ms(grace)) },
+                        },
+                    )
+                    .session(&mut *session)
+                    .await?;
+                Ok(Ok(()))
+            }
+            .boxed()
+        })
+        .await
+}
+
+/// Releases a claim: its messages are free again at once.
+pub(super) async fn delete(
+    store: &MongoStore,
+    queue: &QueueRef,
+    claim_id: &str,
+) -> StoreResult<()> {
+    store
+        .transaction(|session| {
+            let (store, queue, claim_id) = (store.clone(), queue.clone(), claim_id.to_string());
+            async move {
+                let mut held = of_queue(&queue);
+                held.insert(CLAIM_ID, &claim_id);
+                store
+                    .messages
+                    .update_many(
+                        held,
+                        doc! { "$set": { CLAIM_ID: Bson::Null, CLAIM_EXPIRES: 0_i64 } },
+                    )
+                    .session(&mut *session)
+                    .await?;
+                let mut claim = of_queue(&queue);
+                claim.insert(ID, &claim_id);
+                store
+                    .claims
+                    .delete_one(claim)
+                    .session(&mut *session)
+                    .await?;
+                Ok(Ok(()))
+            }
+            .boxed()
+        })
+        .await
+}

@@ -1,0 +1,349 @@
+//! One subscription's lane: reads the queue from the subscription's delivery
+//! cursor, delivers each message in order, and moves the cursor on (in the store,
+//! at most every `cursor_flush_ms` while busy, at once when idle).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+use zaqar_proto::pb::{Message, QueueRef, Subscription};
+
+use super::cache::DocumentCache;
+use super::deliver::{Deliverer, Outcome};
+use super::retry::RetryPolicy;
+use super::target::{options_of, stored_document, Target};
+use crate::encryption::{self, MessageCipher};
+use crate::store::{ListParams, MessageStore};
+
+/// Messages read per listing: from the smallest after a wake (so that many lanes
+/// woken at once read little), doubling while listings come back full.
+const FIRST_BATCH: u32 = 10;
+const LARGEST_BATCH: u32 = 100;
+/// Wait before reading again after the store failed.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// The cipher the pool server uses, set once it is known (see `PoolServer`).
+pub type CipherSlot = Arc<RwLock<Option<MessageCipher>>>;
+
+/// Posts to one queue, shared by the lanes of its subscriptions: a post costs one
+/// counter increment and one wake of the lanes waiting, however many there are.
+#[derive(Default)]
+pub struct QueueSignal {
+    posts: AtomicU64,
+    waiting: Notify,
+}
+
+impl QueueSignal {
+    /// Something was posted to the queue (and is in the store already).
+    pub fn posted(&self) {
+        self.posts.fetch_add(1, Ordering::SeqCst);
+        self.waiting.notify_waiters();
+    }
+
+    fn count(&self) -> u64 {
+        self.posts.load(Ordering::SeqCst)
+    }
+}
+
+/// What the dispatcher and a lane share.
+pub struct LaneState {
+    /// The subscription as last listed, and the queue's `_retry_policy` then.
+    latest: Mutex<Latest>,
+    /// Wakes for this lane only: its subscription changed, or it must stop.
+    wake: Notify,
+    signal: Arc<QueueSignal>,
+    stopped: AtomicBool,
+    /// Whether the lane is between listings (not waiting for a wake).
+    busy: AtomicBool,
+    /// Whether the lane's task has returned (a wake then needs a new lane).
+    ended: AtomicBool,
+}
+
+struct Latest {
+    subscription: Subscription,
+    queue_policy: Arc<Map<String, Value>>,
+    /// When the subscription expires, from its ttl and age when listed.
+    expires: Instant,
+    /// Wall-clock ms of the listing, to tell when the subscription was created.
+    listed_ms: i64,
+}
+
+impl LaneState {
+    pub fn new(
+        subscription: Subscription,
+        queue_policy: Arc<Map<String, Value>>,
+        signal: Arc<QueueSignal>,
+    ) -> Self {
+        LaneState {
+            latest: Mutex::new(Latest::of(subscription, queue_policy)),
+            wake: Notify::new(),
+            signal,
+            stopped: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// Hands the lane the subscription as just listed and wakes it.
+    pub fn wake(&self, subscription: Subscription, queue_policy: Arc<Map<String, Value>>) {
+        *self.latest.lock().expect("never poisoned") = Latest::of(subscription, queue_policy);
+        self.wake.notify_one();
+    }
+
+    /// Makes the lane end (after the attempt in flight, if any).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}
+
+impl Latest {
+    fn of(subscription: Subscription, queue_policy: Arc<Map<String, Value>>) -> Self {
+        let left = u64::from(subscription.ttl).saturating_sub(subscription.age);
+        Latest {
+            subscription,
+            queue_policy,
+            expires: Instant::now() + Duration::from_secs(left),
+            listed_ms: now_ms(),
+        }
+    }
+}
+
+/// What one lane needs from the notifier.
+pub struct Lane {
+    pub queue: QueueRef,
+    pub state: Arc<LaneState>,
+    pub store: Arc<dyn MessageStore>,
+    pub deliverer: Arc<Deliverer>,
+    pub cache: Arc<DocumentCache>,
+    pub cipher: CipherSlot,
+    pub flush_every: Duration,
+}
+
+/// A subscription's position: the cursor delivered up to, and the one stored.
+struct Position {
+    cursor: String,
+    stored: String,
+    flushed_at: Instant,
+    /// Without a stored cursor: messages created before this (ms) are older than
+    /// the subscription and skipped.
+    created_after_ms: Option<i64>,
+}
+
+impl Lane {
+    /// Delivers until stopped, or until the subscription is gone or expired.
+    pub async fn run(self) {
+        self.deliver_until_stopped().await;
+        self.state.busy.store(false, Ordering::Release);
+        self.state.ended.store(true, Ordering::Release);
+    }
+
+    async fn deliver_until_stopped(&self) {
+        let Some(mut position) = self.start().await else {
+            return;
+        };
+        let mut batch = FIRST_BATCH;
+        loop {
+            if self.state.is_stopped() {
+                self.flush(&mut position).await;
+                return;
+            }
+            self.state.busy.store(true, Ordering::Release);
+            // Posts counted from here on may be missing from this listing.
+            let seen = self.state.signal.count();
+            let params = ListParams {
+                marker: position.cursor.clone(),
+                limit: batch,
+                echo: true,
+                include_claimed: true,
+                include_delayed: true,
+                ..ListParams::default()
+            };
+            let (messages, next) = match self.store.list_messages(&self.queue, &params).await {
+                Ok(listed) => listed,
+                Err(err) => {
+                    tracing::warn!(project = %self.queue.project, queue = %self.queue.queue,
+                        error = %err, "cannot read the queue to notify, retrying");
+                    self.state.busy.store(false, Ordering::Release);
+                    let wake = self.state.wake.notified();
+                    let _ = tokio::time::timeout(STORE_RETRY, wake).await;
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                self.flush(&mut position).await;
+                self.idle(seen).await;
+                batch = FIRST_BATCH;
+                continue;
+            }
+            if messages.len() >= batch as usize {
+                batch = (batch * 2).min(LARGEST_BATCH);
+            }
+            if !self.deliver_batch(&messages, &position).await {
+                return;
+            }
+            position.cursor = next;
+            position.created_after_ms = None;
+            if position.flushed_at.elapsed() >= self.flush_every {
+                self.flush(&mut position).await;
+            }
+        }
+    }
+
+    /// The stored cursor; `None` (the lane ends) when the store cannot say.
+    async fn start(&self) -> Option<Position> {
+        let id = self.subscription().id;
+        let stored = match self.store.delivery_cursor(&self.queue, &id).await {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::warn!(project = %self.queue.project, queue = %self.queue.queue,
+                    subscription = %id, error = %err, "cannot read the delivery cursor");
+                return None;
+            }
+        };
+        let created_after_ms = match stored {
+            Some(_) => None,
+            None => {
+                let latest = self.state.latest.lock().expect("never poisoned");
+                // Ages are whole seconds: a second of margin.
+                let age_ms = (latest.subscription.age as i64 + 1) * 1000;
+                Some(latest.listed_ms - age_ms)
+            }
+        };
+        let cursor = stored.unwrap_or_default();
+        Some(Position {
+            stored: cursor.clone(),
+            cursor,
+            flushed_at: Instant::now(),
+            created_after_ms,
+        })
+    }
+
+    /// Delivers `messages` in order; false when the lane must end.
+    async fn deliver_batch(&self, messages: &[Message], position: &Position) -> bool {
+        for message in messages {
+            if position
+                .created_after_ms
+                .is_some_and(|after| message.created_ms < after)
+            {
+                continue;
+            }
+            let (subscription, target, schedule, expires) = {
+                let latest = self.state.latest.lock().expect("never poisoned");
+                let options = options_of(&latest.subscription);
+                let own_policy = options
+                    .get("_retry_policy")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let schedule = RetryPolicy::effective(&own_policy, &latest.queue_policy).schedule();
+                let target = Target::of(&latest.subscription.subscriber, &options);
+                (
+                    latest.subscription.clone(),
+                    target,
+                    schedule,
+                    latest.expires,
+                )
+            };
+            if self.state.is_stopped() || Instant::now() >= expires {
+                return false;
+            }
+            let Ok(target) = target else { return false };
+            let Some(document) = self.document(message) else {
+                continue;
+            };
+            let outcome = self
+                .deliverer
+                .deliver(
+                    &self.queue,
+                    &subscription.id,
+                    &target,
+                    &document,
+                    &schedule,
+                    &self.state.stopped,
+                )
+                .await;
+            if outcome == Outcome::Abandoned {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The document of `message`: as posted when cached, else read back.
+    fn document(&self, message: &Message) -> Option<Arc<str>> {
+        if let Some(document) = self.cache.document(&message.id, &self.queue.queue) {
+            return Some(document);
+        }
+        let mut message = message.clone();
+        let cipher = self.cipher.read().expect("never poisoned").clone();
+        if let Err(err) = encryption::decrypt_messages(cipher.as_ref(), [&mut message]) {
+            tracing::error!(project = %self.queue.project, queue = %self.queue.queue,
+                message = %message.id, error = %err, "message not notified: cannot decrypt it");
+            return None;
+        }
+        Some(stored_document(&self.queue.queue, &message).into())
+    }
+
+    /// Waits, not busy meanwhile, for a post counted after `seen` (at once if one
+    /// already was) or a wake of this lane.
+    async fn idle(&self, seen: u64) {
+        self.state.busy.store(false, Ordering::Release);
+        let signal = &self.state.signal;
+        let posted = signal.waiting.notified();
+        tokio::pin!(posted);
+        posted.as_mut().enable();
+        if signal.count() != seen {
+            return;
+        }
+        tokio::select! {
+            _ = posted => {}
+            _ = self.state.wake.notified() => {}
+        }
+    }
+
+    async fn flush(&self, position: &mut Position) {
+        if position.cursor == position.stored {
+            return;
+        }
+        let id = self.subscription().id;
+        match self
+            .store
+            .set_delivery_cursor(&self.queue, &id, &position.cursor)
+            .await
+        {
+            Ok(()) => {
+                position.stored = position.cursor.clone();
+                position.flushed_at = Instant::now();
+            }
+            Err(err) => tracing::warn!(project = %self.queue.project, queue = %self.queue.queue,
+                subscription = %id, error = %err, "cannot store the delivery cursor"),
+        }
+    }
+
+    fn subscription(&self) -> Subscription {
+        let latest = self.state.latest.lock().expect("never poisoned");
+        latest.subscription.clone()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
