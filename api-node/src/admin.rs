@@ -50,6 +50,7 @@ impl AdminCatalog {
             &config.catalog_endpoint,
             config.connect_timeout(),
             config.request_timeout(),
+            config.grpc_client_tls()?.as_ref(),
             move |channel| AdminServiceClient::with_interceptor(channel, token.clone()),
         )?;
         Ok(AdminCatalog { catalog })

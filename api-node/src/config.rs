@@ -4,10 +4,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tonic::transport::ClientTlsConfig;
 use zaqar_proto::limits::Limits;
+use zaqar_proto::ZaqarError;
 
 use crate::auth::AuthStrategy;
 use crate::keystone::KeystoneConfig;
+use crate::rate_limit::ProjectLimitsConfig;
+use crate::tls::{GrpcClientTls, ListenerTls};
 
 /// Everything an api-node needs to serve; `ApiConfig::default()` gives Zaqar's defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +33,25 @@ pub struct ApiConfig {
     /// Replies queued for one WebSocket connection; a client that does not
     /// read them fast enough is disconnected rather than buffered without bound.
     pub ws_send_queue: usize,
+    /// Where the HTTP listener of websocket push subscriptions listens: a
+    /// `subscription_create` without `subscriber` subscribes an URL on it, the
+    /// pool-node's webhook notifier POSTs there, and the notification is sent
+    /// down the connection. Port 0 picks a free port at start.
+    pub ws_notification_listen: SocketAddr,
+    /// The base URL under which pool-nodes reach that listener, e.g.
+    /// `http://10.0.0.5:9001/`; `http://<ws_notification_listen>/` when unset.
+    pub ws_notification_url: Option<String>,
+    /// Most WebSocket connections holding push subscriptions at once; 0 turns
+    /// push subscriptions (and their listener) off.
+    pub ws_push_max_connections: usize,
+    /// Most push subscriptions one WebSocket connection may hold.
+    pub ws_push_max_subscriptions: usize,
+    /// `[tls]`: certificate and key of the REST and WebSocket listeners, which
+    /// then serve `https://` and `wss://`; `None` serves plain HTTP.
+    pub tls: Option<ListenerTls>,
+    /// `[grpc_tls]`: CA (and client certificate, for mTLS) of the `https://`
+    /// catalog and pool-node endpoints.
+    pub grpc_tls: Option<GrpcClientTls>,
     /// gRPC endpoint of the catalog, e.g. `http://127.0.0.1:7000`.
     pub catalog_endpoint: String,
     /// The catalog's admin token, sent as `authorization: Bearer TOKEN` on the
@@ -36,6 +59,9 @@ pub struct ApiConfig {
     pub catalog_admin_token: Option<String>,
     /// Limits checked on every input (Zaqar's defaults).
     pub limits: Limits,
+    /// `[project_limits]`: request rate per project, and per-project overrides
+    /// of the rate and of the request-size limits.
+    pub project_limits: ProjectLimitsConfig,
     /// How requests are authenticated: `noauth` or `keystone`.
     pub auth: AuthStrategy,
     /// Where Keystone is and how api-node logs in to it (`auth = "keystone"`).
@@ -70,9 +96,16 @@ impl Default for ApiConfig {
             ws_idle_timeout_ms: 90_000,
             ws_ping_interval_ms: 30_000,
             ws_send_queue: 64,
+            ws_notification_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ws_notification_url: None,
+            ws_push_max_connections: 10_000,
+            ws_push_max_subscriptions: 100,
+            tls: None,
+            grpc_tls: None,
             catalog_endpoint: "http://127.0.0.1:7000".to_string(),
             catalog_admin_token: None,
             limits: Limits::default(),
+            project_limits: ProjectLimitsConfig::default(),
             auth: AuthStrategy::default(),
             keystone: KeystoneConfig::default(),
             connect_timeout_ms: 2_000,
@@ -98,6 +131,15 @@ impl ApiConfig {
 
     pub fn placement_cache_ttl(&self) -> Duration {
         Duration::from_millis(self.placement_cache_ttl_ms)
+    }
+
+    /// The TLS of gRPC channels (`grpc_tls`), its files read.
+    pub fn grpc_client_tls(&self) -> Result<Option<ClientTlsConfig>, ZaqarError> {
+        self.grpc_tls
+            .as_ref()
+            .map(|tls| tls.client_config())
+            .transpose()
+            .map_err(|err| ZaqarError::internal(format!("grpc_tls: {err}")))
     }
 }
 

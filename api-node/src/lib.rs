@@ -12,10 +12,12 @@ pub mod auth;
 pub mod config;
 pub mod keystone;
 pub mod operations;
+pub mod rate_limit;
 pub mod rest;
 pub mod routing;
 pub mod signed_url;
 mod timefmt;
+pub mod tls;
 pub mod websocket;
 
 use std::future::Future;
@@ -37,12 +39,36 @@ pub async fn bind(
 ) -> io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let services = Services::new(&config)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
-    let routes = rest::routes(Arc::new(services));
-    let (addr, server) = warp::serve(routes)
-        .try_bind_with_graceful_shutdown(config.listen, shutdown)
-        .map_err(|err| io::Error::new(io::ErrorKind::AddrNotAvailable, err.to_string()))?;
-    tracing::info!(%addr, catalog = %config.catalog_endpoint, "api-node listening");
-    Ok((addr, server))
+    let acceptor = tls::StreamAcceptor::new(config.tls.as_ref())?;
+    bind_rest(&config, Arc::new(services), &acceptor, shutdown).await
+}
+
+/// The REST server on `config.listen`, over TLS when `acceptor` has a certificate.
+async fn bind_rest(
+    config: &ApiConfig,
+    services: Arc<Services>,
+    acceptor: &tls::StreamAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<(SocketAddr, Pin<Box<dyn Future<Output = ()> + Send>>)> {
+    let server = warp::serve(rest::routes(services));
+    let (addr, serving): (_, Pin<Box<dyn Future<Output = ()> + Send>>) = match acceptor.tls() {
+        None => {
+            let (addr, serving) = server
+                .try_bind_with_graceful_shutdown(config.listen, shutdown)
+                .map_err(|err| io::Error::new(io::ErrorKind::AddrNotAvailable, err.to_string()))?;
+            (addr, Box::pin(serving))
+        }
+        Some(acceptor) => {
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let addr = listener.local_addr()?;
+            let incoming = tls::incoming(listener, acceptor.clone());
+            let serving = server.serve_incoming_with_graceful_shutdown(incoming, shutdown);
+            (addr, Box::pin(serving))
+        }
+    };
+    tracing::info!(%addr, tls = acceptor.tls().is_some(), catalog = %config.catalog_endpoint,
+        "api-node listening");
+    Ok((addr, serving))
 }
 
 /// The listeners of an api-node once bound.
@@ -66,18 +92,18 @@ pub async fn bind_all(
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?,
     );
     let shutdown = shutdown.boxed().shared();
-    let (rest, rest_server) = warp::serve(rest::routes(services.clone()))
-        .try_bind_with_graceful_shutdown(config.listen, shutdown.clone())
-        .map_err(|err| io::Error::new(io::ErrorKind::AddrNotAvailable, err.to_string()))?;
-    tracing::info!(addr = %rest, catalog = %config.catalog_endpoint, "api-node listening");
+    let acceptor = tls::StreamAcceptor::new(config.tls.as_ref())?;
+    let (rest, rest_server) =
+        bind_rest(&config, services.clone(), &acceptor, shutdown.clone()).await?;
     let Some(ws_listen) = config.ws_listen else {
         return Ok(Bound {
             rest,
             websocket: None,
-            server: Box::pin(rest_server),
+            server: rest_server,
         });
     };
-    let settings = websocket::Settings::from_config(&config);
+    let mut settings = websocket::Settings::from_config(&config);
+    settings.tls = acceptor;
     let (ws, ws_server) = websocket::bind(ws_listen, services, settings, shutdown).await?;
     Ok(Bound {
         rest,

@@ -21,6 +21,10 @@ pub enum ErrorCode {
     Conflict,
     /// The request body is larger than allowed (413).
     PayloadTooLarge,
+    /// The project is over its request rate (429); the same request may pass
+    /// after `retry_after_secs` (sent as `Retry-After`; between roles, where it
+    /// does not travel, it arrives as 1).
+    TooManyRequests { retry_after_secs: u32 },
     /// A dependency (store, catalog, pool-node) is down; retrying later is safe (503).
     Unavailable,
     /// A bug or an unexpected store answer (500).
@@ -37,6 +41,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::TooManyRequests { .. } => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
@@ -51,6 +56,7 @@ impl ErrorCode {
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Conflict => tonic::Code::AlreadyExists,
             ErrorCode::PayloadTooLarge => tonic::Code::OutOfRange,
+            ErrorCode::TooManyRequests { .. } => tonic::Code::ResourceExhausted,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::Internal => tonic::Code::Internal,
         }
@@ -65,6 +71,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "Not found",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::PayloadTooLarge => "Request entity too large",
+            ErrorCode::TooManyRequests { .. } => "Too Many Requests",
             ErrorCode::Unavailable => "Service temporarily unavailable",
             ErrorCode::Internal => "Internal server error",
         }
@@ -72,7 +79,10 @@ impl ErrorCode {
 
     /// Whether the same request may succeed if retried later.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorCode::Unavailable)
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::TooManyRequests { .. }
+        )
     }
 
     fn name(self) -> &'static str {
@@ -83,6 +93,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::TooManyRequests { .. } => "too_many_requests",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -96,6 +107,9 @@ impl ErrorCode {
             ErrorCode::NotFound,
             ErrorCode::Conflict,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::TooManyRequests {
+                retry_after_secs: 1,
+            },
             ErrorCode::Unavailable,
             ErrorCode::Internal,
         ]
@@ -215,6 +229,9 @@ mod tests {
             ErrorCode::NotFound,
             ErrorCode::Conflict,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::TooManyRequests {
+                retry_after_secs: 1,
+            },
             ErrorCode::Unavailable,
             ErrorCode::Internal,
         ] {

@@ -1,16 +1,29 @@
 //! Message operations: post, list, get one or many, delete one or many, pop.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use zaqar_proto::pb;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::json::{checked_int, invalid_body_type, parse_document, python_list};
 use super::metadata::truthy_int;
+use super::queue_metadata::KnownMetadata;
 use super::types::{Message, MessageList};
 use super::{check_limit, gone_is_done, invalid_api, queues, unavailable_as, Context, Payload};
+use crate::routing::Pool;
+
+/// How many times a post is checked against metadata that turned out stale
+/// before it is posted unchecked (metadata changing that fast).
+const CHECKED_ATTEMPTS: usize = 3;
 
 /// Posts the messages of a `{"messages": [{"body", "ttl", "delay"}]}` document,
 /// creating (and placing) the queue if needed; returns the new ids in order.
+///
+/// The document is checked against the queue's metadata (size limit, default ttl
+/// and delay): the metadata remembered from the queue's last post, else read from
+/// its pool-node. The pool-node stores the messages only if the metadata is still
+/// that one; else they are checked again against fresh metadata.
 pub async fn post(
     ctx: &Context,
     queue: &str,
@@ -18,41 +31,126 @@ pub async fn post(
 ) -> Result<Vec<String>, ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Messages could not be enqueued.");
-    let limits = ctx.limits();
-    let mut placed = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?;
-    let mut metadata = Map::new();
-    if let Some(pool) = &placed {
-        match queues::fetch(ctx, queue, pool).await.map_err(&failed)? {
-            Some(stored) => metadata = stored,
-            // A cached placement of a queue its pool does not have may be stale
-            // (deleted and re-placed through another api-node): `fetch` asked
-            // the catalog again, so resolve the queue anew before posting.
-            None if pool.cached => {
-                placed = ctx
-                    .router()
-                    .lookup(ctx.project(), queue)
-                    .await
-                    .map_err(&failed)?;
-            }
-            None => {}
+    let remembered = &ctx.services.queue_metadata;
+    for attempt in 0..=CHECKED_ATTEMPTS {
+        let mut placed = ctx
+            .router()
+            .lookup(ctx.project(), queue)
+            .await
+            .map_err(&failed)?;
+        let cached = match (&placed, attempt) {
+            (Some(pool), 0) => remembered.get(&pool.endpoint, ctx.project(), queue),
+            _ => None,
+        };
+        let known = match cached {
+            Some(known) => known,
+            None => current_metadata(ctx, queue, &mut placed)
+                .await
+                .map_err(&failed)?,
+        };
+        let messages = checked_messages(ctx, payload, &known.parsed)?;
+        let pool = match placed {
+            Some(pool) => pool,
+            None => ctx
+                .router()
+                .place(ctx.project(), queue, "")
+                .await
+                .map_err(&failed)?,
+        };
+        let request = pb::PostMessagesRequest {
+            queue: Some(ctx.queue_ref(queue)),
+            client_id: ctx.identity.client_id.clone(),
+            messages,
+            expected_metadata_json: (attempt < CHECKED_ATTEMPTS).then(|| known.json.clone()),
+        };
+        let reply = ctx
+            .call_pool(queue, &pool, |mut c| {
+                let request = request.clone();
+                async move { c.post_messages(request).await }
+            })
+            .await
+            .map_err(&failed)?;
+        if reply.stale_metadata {
+            remembered.forget(&pool.endpoint, ctx.project(), queue);
+            continue;
         }
+        // A post creates its queue with empty metadata.
+        let known = if known.json.is_empty() {
+            KnownMetadata {
+                json: "{}".to_string(),
+                parsed: known.parsed,
+            }
+        } else {
+            known
+        };
+        remembered.put(&pool.endpoint, ctx.project(), queue, known);
+        return Ok(reply.ids);
     }
+    Err(failed(ZaqarError::unavailable(
+        "the queue's metadata kept changing during the post",
+    )))
+}
+
+/// The stored metadata of a placed queue, read from its pool (`""` and empty for a
+/// queue not placed or not on its pool). A cached placement of a queue its pool
+/// does not have may be stale (deleted and re-placed through another api-node):
+/// the catalog was asked again, so `placed` is resolved anew.
+async fn current_metadata(
+    ctx: &Context,
+    queue: &str,
+    placed: &mut Option<Pool>,
+) -> Result<KnownMetadata, ZaqarError> {
+    let absent = KnownMetadata {
+        json: String::new(),
+        parsed: Arc::new(Map::new()),
+    };
+    let Some(pool) = placed.as_ref() else {
+        return Ok(absent);
+    };
+    let queue_ref = ctx.queue_ref(queue);
+    let reply: pb::GetQueueReply = ctx
+        .call_pool_checked(
+            queue,
+            pool,
+            |mut c| {
+                let queue_ref = queue_ref.clone();
+                async move { c.get_queue(queue_ref).await }
+            },
+            |reply: &pb::GetQueueReply| !reply.exists,
+        )
+        .await?;
+    if reply.exists {
+        return Ok(KnownMetadata {
+            parsed: Arc::new(queues::stored(&reply.metadata_json)),
+            json: reply.metadata_json,
+        });
+    }
+    if pool.cached {
+        *placed = ctx.router().lookup(ctx.project(), queue).await?;
+    }
+    Ok(absent)
+}
+
+/// The messages of a post document, checked against the limits and the queue's
+/// `metadata`, with its default ttl and delay applied.
+fn checked_messages(
+    ctx: &Context,
+    payload: &Payload,
+    metadata: &Map<String, Value>,
+) -> Result<Vec<pb::NewMessage>, ZaqarError> {
+    let limits = ctx.limits();
     check_post_size(
         payload.size(),
-        truthy_int(&metadata, "_max_messages_post_size"),
+        truthy_int(metadata, "_max_messages_post_size"),
         limits.max_messages_post_size,
     )?;
 
-    let default_ttl = truthy_int(&metadata, "_default_message_ttl")
+    let default_ttl = truthy_int(metadata, "_default_message_ttl")
         .unwrap_or(i64::from(limits.default_message_ttl));
     // Zaqar 23 reads `delay` only on queues with `_default_message_delay` and
     // silently drops it elsewhere; we honour a message's delay on every queue,
     // as the API reference documents it (the queue's delay is the default).
-    let default_delay = truthy_int(&metadata, "_default_message_delay")
+    let default_delay = truthy_int(metadata, "_default_message_delay")
         .unwrap_or(i64::from(limits.default_message_delay));
     let document = parse_document(payload)?;
     let Some(items) = document.get("messages") else {
@@ -93,34 +191,14 @@ pub async fn post(
             )));
         }
     }
-    let request = pb::PostMessagesRequest {
-        queue: Some(ctx.queue_ref(queue)),
-        client_id: ctx.identity.client_id.clone(),
-        messages: new_messages
-            .into_iter()
-            .map(|(ttl, delay, body_json)| pb::NewMessage {
-                ttl: ttl as u32,
-                delay: delay as u32,
-                body_json,
-            })
-            .collect(),
-    };
-    let pool = match placed {
-        Some(pool) => pool,
-        None => ctx
-            .router()
-            .place(ctx.project(), queue, "")
-            .await
-            .map_err(&failed)?,
-    };
-    let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let request = request.clone();
-            async move { c.post_messages(request).await }
+    Ok(new_messages
+        .into_iter()
+        .map(|(ttl, delay, body_json)| pb::NewMessage {
+            ttl: ttl as u32,
+            delay: delay as u32,
+            body_json,
         })
-        .await
-        .map_err(&failed)?;
-    Ok(reply.ids)
+        .collect())
 }
 
 /// Zaqar's `message_length`: the body may not exceed the queue's

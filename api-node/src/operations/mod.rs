@@ -12,22 +12,25 @@ pub mod json;
 pub mod messages;
 pub mod metadata;
 pub mod pools;
+pub mod queue_metadata;
 pub mod queues;
 pub mod share;
 pub mod subscriptions;
+pub mod topics;
 pub mod types;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use zaqar_proto::limits::{is_valid_name, Limits};
+use zaqar_proto::limits::{is_valid_name, Limits, TOPIC_NAMESPACE_MARK};
 use zaqar_proto::pb::{self, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::admin::AdminCatalog;
 use crate::auth::{Auth, Credentials, Identity};
 use crate::config::ApiConfig;
+use crate::rate_limit::ProjectLimits;
 use crate::routing::{Pool, PoolClient, Router};
 
 /// What every operation needs besides its input: limits, options and clients.
@@ -36,11 +39,15 @@ pub struct Services {
     /// The catalog's AdminService, behind `/v2/pools` and `/v2/flavors`.
     pub admin: AdminCatalog,
     pub limits: Limits,
+    /// Per-project request rates and request-size overrides.
+    pub project_limits: ProjectLimits,
     pub auth: Auth,
     pub require_subscription_confirmation: bool,
     pub message_delete_with_claim_id: bool,
     pub signing_key: Option<String>,
     pub enable_checksum: bool,
+    /// The metadata posts are checked against (see `queue_metadata.rs`).
+    pub queue_metadata: queue_metadata::QueueMetadataCache,
 }
 
 impl Services {
@@ -49,11 +56,13 @@ impl Services {
             router: Router::new(config)?,
             admin: AdminCatalog::new(config)?,
             limits: config.limits.clone(),
+            project_limits: ProjectLimits::new(&config.project_limits, &config.limits),
             auth: Auth::new(config)?,
             require_subscription_confirmation: config.require_subscription_confirmation,
             message_delete_with_claim_id: config.message_delete_with_claim_id,
             signing_key: config.signed_url_secret_key.clone(),
             enable_checksum: config.enable_checksum,
+            queue_metadata: Default::default(),
         })
     }
 
@@ -66,6 +75,8 @@ impl Services {
             .auth
             .authenticate(credentials, self.signing_key.as_deref())
             .await?;
+        topics::check_client_project(&identity.project)?;
+        self.project_limits.admit(&identity.project)?;
         Ok(Context {
             services: self.clone(),
             identity,
@@ -108,8 +119,15 @@ impl Payload {
 }
 
 impl Context {
+    /// The project's limits: its overrides in `[project_limits]`, else the defaults.
     pub fn limits(&self) -> &Limits {
-        &self.services.limits
+        let services = &self.services;
+        // A topic namespace has the limits of the project it belongs to.
+        let (project, _) = topics::client_view(&self.identity.project);
+        services
+            .project_limits
+            .limits_of(project)
+            .unwrap_or(&services.limits)
     }
 
     pub fn router(&self) -> &Router {
@@ -151,10 +169,16 @@ impl Context {
         })
     }
 
-    /// Zaqar's queue identification check (name and project id).
+    /// Zaqar's queue identification check (name and project id; the mark of a
+    /// topic namespace does not count, see [`topics`]).
     pub fn check_queue(&self, queue: &str) -> Result<(), ZaqarError> {
         let limits = self.limits();
-        if self.project().chars().count() > limits.max_project_id_length
+        let project_length = self
+            .project()
+            .chars()
+            .filter(|&c| c != TOPIC_NAMESPACE_MARK)
+            .count();
+        if project_length > limits.max_project_id_length
             || !is_valid_name(queue, limits.max_queue_name_length)
         {
             return Err(ZaqarError::titled(

@@ -367,7 +367,7 @@ fn resource_types(document: &Value) -> Result<(bool, bool), ZaqarError> {
 }
 
 /// Stored metadata text as an object (empty when unreadable).
-fn stored(metadata_json: &str) -> Map<String, Value> {
+pub(super) fn stored(metadata_json: &str) -> Map<String, Value> {
     match serde_json::from_str::<Map<String, Value>>(metadata_json) {
         Ok(map) => map,
         Err(err) => {

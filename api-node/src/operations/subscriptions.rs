@@ -1,6 +1,7 @@
 //! Subscription operations: create, list, get, update, delete, confirm.
 
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 use zaqar_proto::pb;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
@@ -8,6 +9,8 @@ use super::json::{as_python_int, is_truthy, parse_optional, too_large};
 use super::metadata::check_retry_policy;
 use super::types::{Subscription, SubscriptionList};
 use super::{check_limit, conflict, gone_is_done, invalid_api, unavailable_as, Context, Payload};
+use crate::signed_url::sign;
+use crate::timefmt::format_utc;
 
 /// The subscriber URI schemes Zaqar notifies.
 const SUBSCRIBER_TYPES: [&str; 5] = ["http", "https", "mailto", "trust+http", "trust+https"];
@@ -24,6 +27,27 @@ pub struct Created {
 /// duplicate subscriber answers its existing subscription, unless that one was
 /// confirmed while confirmation is required (then 409, as in Zaqar).
 pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<Created, ZaqarError> {
+    create_subscription(ctx, queue, payload, false).await
+}
+
+/// [`create`] as Zaqar's REST API does it: with confirmation required, the new (or
+/// still unconfirmed) subscription is also sent a confirmation request carrying
+/// its confirm URL, signed with `signed_url_secret_key` for `PUT` until its ttl
+/// ends (nothing is sent without a key). Zaqar's WebSocket API sends none.
+pub async fn create_requesting_confirmation(
+    ctx: &Context,
+    queue: &str,
+    payload: &Payload,
+) -> Result<Created, ZaqarError> {
+    create_subscription(ctx, queue, payload, true).await
+}
+
+async fn create_subscription(
+    ctx: &Context,
+    queue: &str,
+    payload: &Payload,
+    request_confirmation: bool,
+) -> Result<Created, ZaqarError> {
     ctx.check_queue(queue)?;
     let document = document(payload)?;
     let Some(subscriber) = document.get("subscriber") else {
@@ -60,10 +84,33 @@ pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<Cre
         })
         .await
         .map_err(&failed)?;
-    if !reply.created && confirmation_required && get(ctx, queue, &reply.id).await?.confirmed {
-        return Err(conflict(
-            "Such subscription already exists.Subscriptions are unique by project + queue + subscriber URI.",
-        ));
+    if confirmation_required {
+        if !reply.created && get(ctx, queue, &reply.id).await?.confirmed {
+            return Err(conflict(
+                "Such subscription already exists.Subscriptions are unique by project + queue + subscriber URI.",
+            ));
+        }
+        // New or still unconfirmed: (re)send the confirmation request, as Zaqar does.
+        let notice = request_confirmation
+            .then(|| confirmation_notice(ctx, queue, &reply.id, ttl, false))
+            .flatten();
+        if let Some(notice) = notice {
+            let request = pb::ConfirmSubscriptionRequest {
+                subscription: Some(subscription_ref(ctx, queue, &reply.id)),
+                confirmed: false,
+                notice_json: notice,
+            };
+            let sent = ctx
+                .call_pool(queue, &pool, |mut c| {
+                    let request = request.clone();
+                    async move { c.confirm_subscription(request).await }
+                })
+                .await;
+            if let Err(err) = sent {
+                tracing::warn!(queue, subscription = %reply.id, error = %err,
+                    "the confirmation request was not handed to the pool");
+            }
+        }
     }
     Ok(Created {
         id: reply.id,
@@ -243,6 +290,28 @@ pub async fn confirm(
     id: &str,
     payload: &Payload,
 ) -> Result<(), ZaqarError> {
+    confirm_subscription(ctx, queue, id, payload, false).await
+}
+
+/// [`confirm`] as Zaqar's REST API does it: with confirmation required,
+/// unconfirming sends the subscriber an unsubscribe notice carrying a confirm URL
+/// signed for `PUT` until the default subscription ttl ends, to subscribe again.
+pub async fn confirm_with_notice(
+    ctx: &Context,
+    queue: &str,
+    id: &str,
+    payload: &Payload,
+) -> Result<(), ZaqarError> {
+    confirm_subscription(ctx, queue, id, payload, true).await
+}
+
+async fn confirm_subscription(
+    ctx: &Context,
+    queue: &str,
+    id: &str,
+    payload: &Payload,
+    notify: bool,
+) -> Result<(), ZaqarError> {
     ctx.check_queue(queue)?;
     let document = match parse_optional(payload)? {
         Some(document) => document,
@@ -258,9 +327,19 @@ pub async fn confirm(
         .await
         .map_err(&failed)?
         .ok_or_else(|| missing(id))?;
+    // Unconfirming tells the subscriber how to subscribe again, as Zaqar does.
+    let required = ctx.services.require_subscription_confirmation;
+    let notice = match (confirmed, required && notify) {
+        (false, true) => {
+            let ttl = ctx.limits().default_subscription_ttl;
+            confirmation_notice(ctx, queue, id, ttl, true)
+        }
+        _ => None,
+    };
     let request = pb::ConfirmSubscriptionRequest {
         subscription: Some(subscription_ref(ctx, queue, id)),
         confirmed,
+        notice_json: notice.unwrap_or_default(),
     };
     ctx.call_pool(queue, &pool, |mut c| {
         let request = request.clone();
@@ -275,6 +354,92 @@ pub async fn confirm(
         }
     })?;
     Ok(())
+}
+
+/// Zaqar's confirmation request (`send_confirm_notification`), keys in its order;
+/// the webhook adds `queue_name` last.
+#[derive(Serialize)]
+struct ConfirmationNotice<'a> {
+    #[serde(rename = "Message_Type")]
+    message_type: &'static str,
+    #[serde(rename = "Message")]
+    message: String,
+    #[serde(rename = "URL-Signature")]
+    signature: &'a str,
+    #[serde(rename = "URL-Methods")]
+    methods: &'a str,
+    #[serde(rename = "URL-Paths")]
+    paths: &'a str,
+    #[serde(rename = "X-Project-ID")]
+    project: &'a str,
+    #[serde(rename = "URL-Expires")]
+    expires: &'a str,
+    #[serde(rename = "SubscribeBody")]
+    subscribe_body: Value,
+    #[serde(rename = "UnsubscribeBody")]
+    unsubscribe_body: Value,
+    queue_name: &'a str,
+}
+
+/// The confirmation (or, with `unsubscribed`, unsubscribe) request for subscription
+/// `id`: a URL signed for `PUT .../confirm`, valid `ttl` seconds. `None` (logged)
+/// without a signing key, as Zaqar sends nothing then.
+fn confirmation_notice(
+    ctx: &Context,
+    queue: &str,
+    id: &str,
+    ttl: u32,
+    unsubscribed: bool,
+) -> Option<String> {
+    let Some(key) = ctx.services.signing_key.as_deref() else {
+        tracing::error!(queue, subscription = %id,
+            "no confirmation request sent: signed_url_secret_key is not set");
+        return None;
+    };
+    // A topic's subscription lives in the project's topic namespace; its confirm URL
+    // names the client's own project and the `/v2/topics` path.
+    let (project, collection) = super::topics::client_view(ctx.project());
+    let path = format!("/v2/{collection}/{queue}/subscriptions/{id}/confirm");
+    let expires = format_utc(unix_now() + i64::from(ttl.max(1)));
+    let signed = match sign(key, &[path], &["PUT".to_string()], project, Some(&expires)) {
+        Ok(signed) => signed,
+        Err(reason) => {
+            tracing::error!(queue, subscription = %id, %reason, "confirm URL not signed");
+            return None;
+        }
+    };
+    let (message_type, message) = if unsubscribed {
+        (
+            "UnsubscribeConfirmation",
+            format!(
+                "You have unsubscribed successfully to the queue: {queue}, you can resubscribe it by using confirmed=True."
+            ),
+        )
+    } else {
+        (
+            "SubscriptionConfirmation",
+            format!("You have chosen to subscribe to the queue: {queue}"),
+        )
+    };
+    let notice = ConfirmationNotice {
+        message_type,
+        message,
+        signature: &signed.signature,
+        methods: &signed.methods[0],
+        paths: &signed.paths[0],
+        project: &signed.project,
+        expires: &signed.expires,
+        subscribe_body: json!({"confirmed": true}),
+        unsubscribe_body: json!({"confirmed": false}),
+        queue_name: queue,
+    };
+    serde_json::to_string(&notice).ok()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
 }
 
 /// The body of a create or update: an object, `{}` when empty.

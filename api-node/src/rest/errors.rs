@@ -3,7 +3,7 @@
 
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
-use zaqar_proto::ZaqarError;
+use zaqar_proto::{ErrorCode, ZaqarError};
 
 /// Why a REST request failed: an operation's error, or an HTTP-level refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,13 @@ pub fn render(err: RestError) -> Response {
             } else {
                 err.body()
             };
-            json_error(status, body)
+            let mut response = json_error(status, body);
+            if let ErrorCode::TooManyRequests { retry_after_secs } = err.code {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            response
         }
         // Falcon's own answers carry only a title.
         RestError::NotFound => json_error(
@@ -87,7 +93,6 @@ fn json_error(status: StatusCode, body: serde_json::Value) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zaqar_proto::ErrorCode;
 
     async fn body_of(response: Response) -> serde_json::Value {
         let bytes = warp::hyper::body::to_bytes(response.into_body())

@@ -10,6 +10,7 @@ pub mod query;
 mod queues;
 mod request;
 mod subscriptions;
+mod topics;
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub fn routes(
         .or(claims::routes(services.clone()))
         .unify()
         .or(subscriptions::routes(services.clone()))
+        .unify()
+        .or(topics::routes(services.clone()))
         .unify()
         .or(admin::routes(services.clone()))
         .unify()

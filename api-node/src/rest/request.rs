@@ -105,19 +105,16 @@ where
     if let Err(err) = request.read_body().await {
         return render(err);
     }
-    if request.method == Method::OPTIONS {
-        let mut response = super::empty(StatusCode::OK);
-        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
-            response.headers_mut().insert(header::ALLOW, allow);
-        }
-        return response;
-    }
     let services = request.services.clone();
     let unread = request.unread;
-    let result = match request.context().await {
-        Ok(ctx) if allowed.contains(&request.method.as_str()) => handler(ctx, request).await,
-        Ok(_) => Err(RestError::MethodNotAllowed(allowed)),
-        Err(err) => Err(err),
+    let result = if request.method == Method::OPTIONS {
+        options(&request, allowed).await
+    } else {
+        match request.context().await {
+            Ok(ctx) if allowed.contains(&request.method.as_str()) => handler(ctx, request).await,
+            Ok(_) => Err(RestError::MethodNotAllowed(allowed)),
+            Err(err) => Err(err),
+        }
     };
     let mut response = result.unwrap_or_else(|err| {
         let unauthorized =
@@ -142,6 +139,22 @@ where
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// Answers OPTIONS with the route's methods. In keystone mode only with a
+/// valid token: Zaqar's keystonemiddleware runs before any route, OPTIONS too.
+async fn options(request: &Request, allowed: &[&str]) -> Result<Response, RestError> {
+    if let Some(keystone) = request.services.auth.keystone() {
+        let token = request
+            .header("x-auth-token")
+            .ok_or_else(crate::keystone::unauthorized)?;
+        keystone.validate(token).await?;
+    }
+    let mut response = super::empty(StatusCode::OK);
+    if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    Ok(response)
 }
 
 impl Request {
@@ -231,8 +244,8 @@ impl Request {
     }
 
     async fn read_payload(&mut self) -> Result<Payload, RestError> {
-        let limits = &self.services.limits;
-        let cap = limits.max_messages_post_size.max(limits.max_queue_metadata) as u64;
+        // The project is not known yet: the largest body any project may send.
+        let cap = self.services.project_limits.largest_body() as u64;
         let declared = self
             .header("content-length")
             .and_then(|len| len.trim().parse::<u64>().ok());

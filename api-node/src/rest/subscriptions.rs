@@ -32,7 +32,7 @@ pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
         .and(request(services))
         .then(|queue: String, id: String, req| {
             handle(req, &["PUT"], move |ctx, req: Request| async move {
-                subscriptions::confirm(&ctx, &queue, &id, req.payload()).await?;
+                subscriptions::confirm_with_notice(&ctx, &queue, &id, req.payload()).await?;
                 let location = format!("{}/subscriptions/{id}/confirm", queue_path(&queue));
                 Ok(located(empty(StatusCode::NO_CONTENT), &location))
             })
@@ -44,7 +44,8 @@ async fn collection(ctx: Context, req: Request, queue: String) -> Result<Respons
     let path = format!("{}/subscriptions", queue_path(&queue));
     match req.method.as_str() {
         "POST" => {
-            let created = subscriptions::create(&ctx, &queue, req.payload()).await?;
+            let created =
+                subscriptions::create_requesting_confirmation(&ctx, &queue, req.payload()).await?;
             let response = json(StatusCode::CREATED, &json!({"subscription_id": created.id}));
             Ok(located(response, &path))
         }

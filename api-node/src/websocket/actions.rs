@@ -11,8 +11,8 @@
 //! - `Client-ID` must be a UUID and `X-Project-ID` non-empty for every action
 //!   (the REST checks); Zaqar checks the UUID only for message actions.
 //! - `claim_create` that takes nothing answers 204 `{}` (Zaqar names an empty claim).
-//! - `subscription_create` without `subscriber` (push on this connection) is 400:
-//!   websocket notifications are not served yet.
+//! - `subscription_create` without `subscriber` subscribes this connection
+//!   (`push`); see there for where that differs.
 
 use std::sync::Arc;
 
@@ -20,7 +20,8 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
-use super::protocol::{flag, Reply, Request};
+use super::protocol::{flag, Encoding, Reply, Request};
+use super::push::ConnectionPush;
 use super::{admin_actions, render};
 use crate::auth::Credentials;
 use crate::operations::messages::{DeleteMessages, ListMessages};
@@ -47,18 +48,9 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
         "authenticate" => return Reply::new(200, json!({"message": "Authentified."})),
         _ => {}
     }
-    let credentials = Credentials {
-        client_id: request.header("Client-ID"),
-        project: request.header("X-Project-ID"),
-        roles: request.header("X-Roles"),
-        token,
-        signature: None,
-        method: "",
-        path: "",
-    };
-    let ctx = match services.context(&credentials).await {
+    let ctx = match context(services, request, token).await {
         Ok(ctx) => ctx,
-        Err(err) => return render::failure(&err, None),
+        Err(reply) => return reply,
     };
     let queue = request.text("queue_name");
     let result = match action {
@@ -161,6 +153,47 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
         _ => Ok(Reply::error(400, format!("{action} is not a valid action"))),
     };
     result.unwrap_or_else(|err| failed(&ctx, request, &queue, &err))
+}
+
+/// Runs a `subscription_create` without subscriber: a push subscription of
+/// the connection whose `push` side this is; `replies` is its reply queue.
+pub async fn subscribe_connection(
+    services: &Arc<Services>,
+    request: &Request,
+    token: Option<&str>,
+    push: &mut ConnectionPush,
+    encoding: Encoding,
+    replies: &tokio::sync::mpsc::Sender<tokio_tungstenite::tungstenite::Message>,
+) -> Reply {
+    let ctx = match context(services, request, token).await {
+        Ok(ctx) => ctx,
+        Err(reply) => return reply,
+    };
+    let queue = request.text("queue_name");
+    push.subscribe(&ctx, request, &queue, encoding, replies)
+        .await
+        .unwrap_or_else(|err| failed(&ctx, request, &queue, &err))
+}
+
+/// The context of a request (who asks), or the reply refusing it.
+async fn context(
+    services: &Arc<Services>,
+    request: &Request,
+    token: Option<&str>,
+) -> Result<Context, Reply> {
+    let credentials = Credentials {
+        client_id: request.header("Client-ID"),
+        project: request.header("X-Project-ID"),
+        roles: request.header("X-Roles"),
+        token,
+        signature: None,
+        method: "",
+        path: "",
+    };
+    services
+        .context(&credentials)
+        .await
+        .map_err(|err| render::failure(&err, None))
 }
 
 /// Zaqar's reply to a failure of `request`, with the endpoint's own wording
@@ -368,28 +401,24 @@ async fn subscription_create(
     request: &Request,
     queue: &str,
 ) -> Result<Reply, ZaqarError> {
-    let Some(subscriber) = request.field("subscriber").filter(|s| flag_text(s)) else {
-        // A subscription without subscriber asks for pushes on this connection.
-        return Err(ZaqarError::titled(
-            ErrorCode::BadRequest,
-            "Invalid API request",
-            "WebSocket subscriptions (without a subscriber) are not supported yet.",
-        ));
-    };
-    let mut document = json!({"subscriber": subscriber});
+    // Without a subscriber the connection subscribes itself (`push`).
+    let mut document = json!({"subscriber": request.text("subscriber")});
     for name in ["ttl", "options"] {
         if let Some(value) = request.field(name) {
             document[name] = value.clone();
         }
     }
     let created = subscriptions::create(ctx, queue, &payload(document)).await?;
+    if !created.created {
+        // Zaqar's storage refuses the same subscriber twice on a queue.
+        return Ok(Reply::new(
+            409,
+            json!(format!("Subscription {queue} not created.")),
+        ));
+    }
     let message = format!("Subscription {queue} created.");
     Ok(Reply::new(
         201,
         json!({"subscription_id": created.id, "message": message}),
     ))
-}
-
-fn flag_text(value: &Value) -> bool {
-    value.as_str().is_some_and(|s| !s.is_empty())
 }

@@ -6,11 +6,15 @@
 //! stays silent past the idle timeout, refuses frames over the size cap with
 //! close code 1009, and closes every connection (1001) on shutdown. With
 //! Keystone, `session` binds a token to the connection (`authenticate`) and
-//! closes it (4003) when that token expires or is no longer valid.
+//! closes it (4003) when that token expires or is no longer valid. `push` and
+//! `notification` serve websocket push subscriptions (`subscription_create`
+//! without a subscriber).
 
 mod actions;
 mod admin_actions;
+mod notification;
 pub mod protocol;
+mod push;
 mod render;
 mod schema;
 mod session;
@@ -18,12 +22,13 @@ mod session;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep, sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::error::Error as WsError;
@@ -34,7 +39,10 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::config::ApiConfig;
 use crate::operations::Services;
+use crate::tls::MaybeTls;
+use notification::ListenerSettings;
 use protocol::Encoding;
+use push::{ConnectionPush, Registry};
 use session::Gate;
 
 /// How long connections get to close once shutdown begins.
@@ -47,6 +55,10 @@ pub struct Settings {
     pub idle_timeout: Duration,
     pub ping_interval: Duration,
     pub send_queue: usize,
+    /// The listener of push subscriptions; `None` turns them off.
+    pub push: Option<ListenerSettings>,
+    /// TLS of the listener (`[tls]`); plain by default.
+    pub tls: crate::tls::StreamAcceptor,
 }
 
 impl Settings {
@@ -56,12 +68,21 @@ impl Settings {
             idle_timeout: Duration::from_millis(config.ws_idle_timeout_ms.max(1)),
             ping_interval: Duration::from_millis(config.ws_ping_interval_ms.max(1)),
             send_queue: config.ws_send_queue.max(1),
+            push: (config.ws_push_max_connections > 0).then(|| ListenerSettings {
+                listen: config.ws_notification_listen,
+                url: config.ws_notification_url.clone(),
+                max_connections: config.ws_push_max_connections,
+                max_subscriptions: config.ws_push_max_subscriptions,
+                max_body_bytes: config.ws_max_frame_bytes.max(1) as u64,
+            }),
+            tls: crate::tls::StreamAcceptor::default(),
         }
     }
 }
 
-/// Binds the WebSocket listener on `addr` and returns its address and the
-/// server future, which runs until `shutdown` completes and its connections close.
+/// Binds the WebSocket listener on `addr` (and the notification listener of
+/// push subscriptions) and returns its address and the server future, which
+/// runs until `shutdown` completes and its connections close.
 pub async fn bind(
     addr: SocketAddr,
     services: Arc<Services>,
@@ -70,14 +91,35 @@ pub async fn bind(
 ) -> io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    // The notification listener stops once the connections are closed.
+    let (stop_notifications, notifications_stopped) = oneshot::channel::<()>();
+    let (registry, notifications): (_, Pin<Box<dyn Future<Output = ()> + Send>>) =
+        match &settings.push {
+            Some(push) => {
+                let stopped = async {
+                    let _ = notifications_stopped.await;
+                };
+                let (registry, server) = notification::bind(push, stopped).await?;
+                (Some(registry), Box::pin(server))
+            }
+            None => (None, Box::pin(async {})),
+        };
     tracing::info!(%addr, "websocket api listening");
-    Ok((addr, accept_loop(listener, services, settings, shutdown)))
+    let server = async move {
+        let accept = async move {
+            accept_loop(listener, services, settings, registry, shutdown).await;
+            let _ = stop_notifications.send(());
+        };
+        futures::join!(accept, notifications);
+    };
+    Ok((addr, server))
 }
 
 async fn accept_loop(
     listener: TcpListener,
     services: Arc<Services>,
     settings: Settings,
+    registry: Option<Arc<Registry>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop, stopped) = watch::channel(false);
@@ -94,6 +136,7 @@ async fn accept_loop(
                         settings: settings.clone(),
                         stop: stopped.clone(),
                         session: session::Session::default(),
+                        push: ConnectionPush::new(registry.clone()),
                     };
                     connections.spawn(connection.run(stream, peer));
                 }
@@ -136,11 +179,19 @@ struct Connection {
     stop: watch::Receiver<bool>,
     /// The Keystone token bound by `authenticate` (keystone mode).
     session: session::Session,
+    /// The connection's push subscriptions.
+    push: ConnectionPush,
 }
 
 impl Connection {
     async fn run(mut self, stream: TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
+        let stream = match self.settings.tls.accept(stream).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "websocket tls handshake failed");
+                return;
+            }
+        };
         let max = self.settings.max_frame_bytes;
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -165,6 +216,7 @@ impl Connection {
             End::Drop => {
                 tracing::info!(%peer, "websocket client too slow to read its replies: disconnected");
                 writer.abort();
+                self.close_push().await;
                 return;
             }
             End::Close(code, reason) => {
@@ -178,15 +230,28 @@ impl Connection {
             End::Gone => {}
         }
         drop(replies);
-        if timeout(SHUTDOWN_GRACE, &mut writer).await.is_err() {
-            writer.abort();
-        }
+        let flushed = async {
+            if timeout(SHUTDOWN_GRACE, &mut writer).await.is_err() {
+                writer.abort();
+            }
+        };
+        futures::join!(flushed, self.close_push());
         tracing::debug!(%peer, "websocket connection closed");
+    }
+
+    /// Stops the connection's notifications and deletes its push
+    /// subscriptions, within the shutdown grace.
+    async fn close_push(&mut self) {
+        if timeout(SHUTDOWN_GRACE, self.push.close()).await.is_err() {
+            tracing::warn!(
+                "websocket push subscriptions not all deleted at close: they last until their ttl"
+            );
+        }
     }
 
     async fn read_loop(
         &mut self,
-        mut source: futures::stream::SplitStream<WebSocketStream<TcpStream>>,
+        mut source: futures::stream::SplitStream<WebSocketStream<MaybeTls>>,
         replies: &mpsc::Sender<Message>,
     ) -> End {
         let settings = self.settings.clone();
@@ -208,6 +273,7 @@ impl Connection {
                 () = &mut idle => return End::Close(CloseCode::Away, "idle timeout"),
                 _ = self.stop.changed() => return End::Close(CloseCode::Away, "server shutting down"),
                 () = until(self.session.expires_at()) => return AUTH_EXPIRED,
+                () = self.push.too_slow() => return End::Drop,
             };
             idle.as_mut().reset(Instant::now() + settings.idle_timeout);
             let (data, encoding) = match frame {
@@ -229,7 +295,7 @@ impl Connection {
                 Some(Ok(Message::Close(_))) => return End::Gone,
                 Some(Ok(_)) => continue,
             };
-            let (reply, expired) = self.answer(&data, encoding).await;
+            let (reply, expired) = self.answer(&data, encoding, replies).await;
             if replies.try_send(reply).is_err() {
                 return End::Drop;
             }
@@ -241,13 +307,17 @@ impl Connection {
 
     /// The reply frame to one request frame, and whether the connection's
     /// token has expired (which closes the connection).
-    async fn answer(&mut self, data: &[u8], encoding: Encoding) -> (Message, bool) {
+    async fn answer(
+        &mut self,
+        data: &[u8],
+        encoding: Encoding,
+        replies: &mpsc::Sender<Message>,
+    ) -> (Message, bool) {
         let mut expired = false;
         let (request, reply) = match protocol::decode(data, encoding) {
             Ok(request) => match self.session.admit(&self.services, &request).await {
                 Gate::Run => {
-                    let token = self.session.token();
-                    let reply = actions::run(&self.services, &request, token).await;
+                    let reply = self.run_request(&request, encoding, replies).await;
                     (request, reply)
                 }
                 Gate::Answer(reply) => (request, reply),
@@ -265,6 +335,37 @@ impl Connection {
         );
         (protocol::encode(&request, &reply, encoding), expired)
     }
+
+    /// Runs a request admitted by the session.
+    async fn run_request(
+        &mut self,
+        request: &protocol::Request,
+        encoding: Encoding,
+        replies: &mpsc::Sender<Message>,
+    ) -> protocol::Reply {
+        let token = self.session.token();
+        if push::is_push_create(request) {
+            let push = &mut self.push;
+            return actions::subscribe_connection(
+                &self.services,
+                request,
+                token,
+                push,
+                encoding,
+                replies,
+            )
+            .await;
+        }
+        let reply = actions::run(&self.services, request, token).await;
+        if request.action() == "subscription_delete" && reply.status == 204 {
+            self.push.forget(
+                request.header("X-Project-ID").unwrap_or_default(),
+                &request.text("queue_name"),
+                &request.text("subscription_id"),
+            );
+        }
+        reply
+    }
 }
 
 /// Zaqar's close when the connection's Keystone token expires.
@@ -280,7 +381,7 @@ async fn until(at: Option<Instant>) {
 
 /// Sends queued frames in order; ends after a close frame or when the queue closes.
 async fn write_loop(
-    mut sink: futures::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+    mut sink: futures::stream::SplitSink<WebSocketStream<MaybeTls>, Message>,
     mut queued: mpsc::Receiver<Message>,
 ) {
     while let Some(message) = queued.recv().await {

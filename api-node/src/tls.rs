@@ -1,0 +1,295 @@
+//! TLS with rustls (ring provider): the server side of the REST and WebSocket
+//! listeners (`[tls]`), and the client side of gRPC to the catalog and
+//! pool-nodes (`[grpc_tls]`, which `zaqar` also uses for its own clients).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Longest wait for a client to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes finished but not yet taken by the HTTP server.
+const ACCEPTED_BACKLOG: usize = 64;
+
+/// A TLS setting that cannot be used: which file, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: {reason}")]
+    Pem { path: PathBuf, reason: String },
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] tokio_rustls::rustls::Error),
+    #[error("gRPC TLS setup: {0}")]
+    Tonic(#[from] tonic::transport::Error),
+}
+
+impl From<TlsError> for io::Error {
+    fn from(err: TlsError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, err.to_string())
+    }
+}
+
+/// `[tls]`: the certificate chain and key of the REST and WebSocket listeners,
+/// which then serve `https://` and `wss://` only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// PEM file of the server certificate, followed by its intermediates.
+    pub cert_file: PathBuf,
+    /// PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// `[grpc_tls]`: how a role checks the gRPC servers it calls (catalog,
+/// pool-nodes) and, for mTLS, which certificate it shows them. Used on
+/// `https://` endpoints; `http://` ones stay plain.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcClientTls {
+    /// PEM file of the CA certificates the servers' certificates must chain to.
+    pub ca_file: PathBuf,
+    /// PEM file of this client's certificate (mTLS); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub key_file: Option<PathBuf>,
+    /// The name expected in the servers' certificates, instead of the host of
+    /// each endpoint (when servers are reached by IP, for instance).
+    pub domain: Option<String>,
+}
+
+impl GrpcClientTls {
+    /// The tonic client TLS settings: files read now, so a bad path fails at start-up.
+    pub fn client_config(&self) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+        let ca = read(&self.ca_file)?;
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+                config = config.identity(identity);
+            }
+            (None, None) => {}
+            (Some(path), None) | (None, Some(path)) => {
+                return Err(TlsError::Pem {
+                    path: path.clone(),
+                    reason: "cert_file and key_file go together".to_string(),
+                })
+            }
+        }
+        if let Some(domain) = &self.domain {
+            config = config.domain_name(domain.clone());
+        }
+        Ok(config)
+    }
+
+    /// `endpoint` with these TLS settings (they apply when its scheme is https).
+    pub fn apply(
+        tls: Option<&GrpcClientTls>,
+        endpoint: tonic::transport::Endpoint,
+    ) -> Result<tonic::transport::Endpoint, TlsError> {
+        match tls {
+            Some(tls) => Ok(endpoint.tls_config(tls.client_config()?)?),
+            None => Ok(endpoint),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The certificates of a PEM file, at least one.
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| TlsError::Pem {
+            path: path.to_path_buf(),
+            reason: err.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_path_buf(),
+            reason: "no CERTIFICATE in the file".to_string(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The private key of a PEM file.
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|err| TlsError::Pem {
+        path: path.to_path_buf(),
+        reason: format!("no usable private key: {err}"),
+    })
+}
+
+impl ListenerTls {
+    /// The acceptor of an HTTP/1.1 listener (REST, WebSocket) with this certificate.
+    pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
+        let certs = certificates(&self.cert_file)?;
+        let key = private_key(&self.key_file)?;
+        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// The TLS connections of `listener`, handshakes done concurrently (a slow
+/// client holds up no one) and bounded in time; failed handshakes are logged
+/// and dropped. Accepting stops when the stream is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+    let (sender, receiver) = mpsc::channel(ACCEPTED_BACKLOG);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = sender.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    tracing::warn!(error = %err, "tls accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let (acceptor, sender) = (acceptor.clone(), sender.clone());
+            tokio::spawn(async move {
+                match handshake(&acceptor, stream).await {
+                    Ok(tls) => {
+                        let _ = sender.send(Ok(tls)).await;
+                    }
+                    Err(err) => tracing::debug!(%peer, error = %err, "tls handshake failed"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(receiver)
+}
+
+/// The server side of a TLS handshake on `stream`, bounded in time.
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+) -> io::Result<TlsStream<TcpStream>> {
+    let _ = stream.set_nodelay(true);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "tls handshake timed out",
+        )),
+    }
+}
+
+/// Turns accepted TCP connections into [`MaybeTls`] ones: a TLS handshake
+/// when the listener has a certificate, nothing otherwise.
+#[derive(Clone, Default)]
+pub struct StreamAcceptor {
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for StreamAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.tls.is_some() { "tls" } else { "plain" })
+    }
+}
+
+impl StreamAcceptor {
+    /// The acceptor of a listener with `tls` (plain without).
+    pub fn new(tls: Option<&ListenerTls>) -> Result<StreamAcceptor, TlsError> {
+        Ok(StreamAcceptor {
+            tls: tls.map(ListenerTls::acceptor).transpose()?,
+        })
+    }
+
+    /// The rustls acceptor, when the listener serves TLS.
+    pub fn tls(&self) -> Option<&TlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    /// `stream` (TCP_NODELAY set) after the TLS handshake, if any.
+    pub async fn accept(&self, stream: TcpStream) -> io::Result<MaybeTls> {
+        match &self.tls {
+            None => {
+                let _ = stream.set_nodelay(true);
+                Ok(MaybeTls::Plain(stream))
+            }
+            Some(acceptor) => Ok(MaybeTls::Tls(Box::new(handshake(acceptor, stream).await?))),
+        }
+    }
+}
+
+/// An accepted connection, with TLS or without.
+pub enum MaybeTls {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
