@@ -286,13 +286,11 @@ async fn subscription_and_node_actions_match_rest() {
     .await;
     let rest = h.get("/v2/queues/sq/subscriptions").await.body;
     assert_eq!(rest["subscriptions"], json!([]));
-    let (status, _) = ws
-        .call("subscription_create", json!({"queue_name": "sq"}))
-        .await;
-    assert_eq!(
-        status, 400,
-        "websocket push subscriptions are not served yet"
-    );
+    // The same subscriber twice on a queue: Zaqar's storage refuses it.
+    let again = json!({"queue_name": "sq", "subscriber": "http://example.com/hook"});
+    ws.ok("subscription_create", again.clone(), 201).await;
+    let refused = ws.ok("subscription_create", again, 409).await;
+    assert_eq!(refused, json!("Subscription sq not created."));
 
     let home = ws.ok("get_home_doc", json!({}), 200).await;
     assert_eq!(home, h.get("/v2/").await.body);

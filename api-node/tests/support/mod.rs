@@ -4,7 +4,10 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod isolation;
+pub mod keystone;
 pub mod pool;
+pub mod routes;
 pub mod subscriptions;
 pub mod ws;
 
@@ -35,6 +38,8 @@ pub struct Harness {
     /// Where the WebSocket API listens.
     pub ws: SocketAddr,
     pub project: String,
+    /// A Keystone token sent with every request (`X-Auth-Token`), if any.
+    pub token: Option<String>,
     pub catalog: Arc<MemoryCatalog>,
     /// The first pool (`pool-1`).
     pub pool: Arc<MemoryPool>,
@@ -130,6 +135,7 @@ impl Harness {
             base: format!("http://{}", bound.rest),
             ws: bound.websocket.unwrap(),
             project: format!("project-{}", uuid::Uuid::new_v4().simple()),
+            token: None,
             catalog,
             pool: Arc::new(MemoryPool::default()),
             http: reqwest::Client::new(),
@@ -170,6 +176,9 @@ impl Harness {
         ];
         if body.is_some() {
             defaults.push(("Content-Type", "application/json"));
+        }
+        if let Some(token) = &self.token {
+            defaults.push(("X-Auth-Token", token));
         }
         for (name, value) in defaults {
             if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {

@@ -192,6 +192,16 @@ impl PoolService for MemoryPool {
     async fn post_messages(&self, r: Request<PostMessagesRequest>) -> Reply<PostMessagesReply> {
         let r = r.into_inner();
         let mut queues = self.queues.lock().unwrap();
+        // Like the pool-node: a post checked against other metadata stores nothing.
+        if let Some(expected) = &r.expected_metadata_json {
+            let stored = queues.get(&key(&r.queue)).map(|q| q.metadata.as_str());
+            if stored.unwrap_or("") != expected {
+                return Ok(Response::new(PostMessagesReply {
+                    ids: Vec::new(),
+                    stale_metadata: true,
+                }));
+            }
+        }
         let q = queues.entry(key(&r.queue)).or_insert_with(|| QueueData {
             metadata: "{}".into(),
             ..Default::default()
@@ -212,7 +222,10 @@ impl PoolService for MemoryPool {
                 claim_count: 0,
             });
         }
-        Ok(Response::new(PostMessagesReply { ids }))
+        Ok(Response::new(PostMessagesReply {
+            ids,
+            ..Default::default()
+        }))
     }
 
     async fn list_messages(&self, r: Request<ListMessagesRequest>) -> Reply<ListMessagesReply> {
