@@ -23,6 +23,14 @@ pub struct ApiNodeArgs {
     /// Where the WebSocket API listens [default: 127.0.0.1:9000].
     #[arg(long, env = "ZAQAR_WS_LISTEN")]
     pub ws_listen: Option<SocketAddr>,
+    /// Where the listener of websocket push subscriptions listens: pool-nodes POST
+    /// their notifications there [default: 127.0.0.1:0, a free port].
+    #[arg(long, env = "ZAQAR_WS_NOTIFICATION_LISTEN")]
+    pub ws_notification_listen: Option<SocketAddr>,
+    /// The URL under which pool-nodes reach that listener
+    /// [default: http://WS_NOTIFICATION_LISTEN/].
+    #[arg(long, env = "ZAQAR_WS_NOTIFICATION_URL")]
+    pub ws_notification_url: Option<String>,
     /// gRPC endpoint of the catalog, or of several catalog nodes, comma-separated, tried in
     /// turn while one is unreachable [default: http://127.0.0.1:7000].
     #[arg(long, env = "ZAQAR_CATALOG")]
@@ -38,6 +46,12 @@ impl ApiNodeArgs {
         }
         if let Some(ws_listen) = self.ws_listen {
             config.ws_listen = Some(ws_listen);
+        }
+        if let Some(listen) = self.ws_notification_listen {
+            config.ws_notification_listen = listen;
+        }
+        if let Some(url) = self.ws_notification_url {
+            config.ws_notification_url = Some(url);
         }
         if let Some(catalog) = self.catalog {
             config.catalog_endpoint = catalog;

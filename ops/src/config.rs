@@ -14,6 +14,9 @@ use zaqar_catalog::raft::RaftConfig;
 use zaqar_pool_node::{MessageCipher, NotifierConfig};
 use zaqar_proto::limits::is_valid_name;
 
+use crate::grpc::{ensure_https_with_tls, validate_client_tls, validate_server_tls, GrpcServerTls};
+use zaqar_api_node::tls::GrpcClientTls;
+
 /// Reads `path` as TOML into `T`, or gives `T::default()` when there is no file.
 pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {
     let Some(path) = path else {
@@ -33,8 +36,8 @@ pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {
 pub struct CatalogConfig {
     /// Where the gRPC `CatalogService` and `AdminService` listen.
     pub listen: SocketAddr,
-    /// A database instead of raft: `sqlite://path`, `postgres://user@host:port/db` or
-    /// `etcd://host:port/prefix`.
+    /// A database instead of raft: `sqlite://path`, `postgres://user@host:port/db`,
+    /// `etcd://host:port/prefix` or `mongodb://host[,host...]/database?replicaSet=name`.
     pub uri: Option<String>,
     /// The raft node's log and snapshot [default: ./zaqar-data/catalog-raft].
     pub data_dir: Option<PathBuf>,
@@ -50,6 +53,9 @@ pub struct CatalogConfig {
     pub join: bool,
     /// When set, every `AdminService` call must carry `authorization: Bearer TOKEN`.
     pub admin_token: Option<String>,
+    /// `[tls]`: TLS of the gRPC listener; with `client_ca_file`, mTLS (every
+    /// client, `zaqar admin` included, must show a certificate of that CA).
+    pub tls: Option<GrpcServerTls>,
 }
 
 impl Default for CatalogConfig {
@@ -64,6 +70,7 @@ impl Default for CatalogConfig {
             members: None,
             join: false,
             admin_token: None,
+            tls: None,
         }
     }
 }
@@ -71,10 +78,16 @@ impl Default for CatalogConfig {
 impl CatalogConfig {
     pub fn validated(self) -> Result<Self> {
         if let Some(uri) = &self.uri {
-            let known = ["sqlite:", "postgres://", "postgresql://", "etcd://"];
+            let known = [
+                "sqlite:",
+                "postgres://",
+                "postgresql://",
+                "etcd://",
+                "mongodb://",
+            ];
             ensure!(
                 known.iter().any(|scheme| uri.starts_with(scheme)),
-                "catalog uri {:?} must start with sqlite://, postgres:// or etcd://",
+                "catalog uri {:?} must start with sqlite://, postgres://, etcd:// or mongodb://",
                 redact(uri)
             );
             let raft_settings = [
@@ -93,6 +106,7 @@ impl CatalogConfig {
                 .validate()
                 .context("invalid raft settings")?;
         }
+        validate_server_tls(self.tls.as_ref())?;
         if let Some(token) = &self.admin_token {
             ensure!(
                 !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()),
@@ -159,7 +173,8 @@ fn parse_member(member: &str) -> Result<(u64, String)> {
 pub struct PoolNodeConfig {
     /// Where the gRPC `PoolService` listens.
     pub listen: SocketAddr,
-    /// The message store: `redis://host:port/db` or `sqlite://path/to/messages.db`.
+    /// The message store: `redis://host:port/db`, `sqlite://path/to/messages.db` or
+    /// `mongodb://host[,host...]/database?replicaSet=name`.
     pub uri: String,
     /// The pool's name in the catalog.
     pub name: String,
@@ -177,6 +192,12 @@ pub struct PoolNodeConfig {
     /// Key of message bodies encrypted at rest (`_enable_encrypt_messages`): base64 of
     /// 32 bytes. Without one, posts to encrypting queues are refused.
     pub encryption_key: Option<String>,
+    /// `[tls]`: TLS (or mTLS, with `client_ca_file`) of the gRPC listener.
+    pub tls: Option<GrpcServerTls>,
+    /// `[grpc_tls]`: CA (and client certificate) for the `https://` catalog.
+    pub grpc_tls: Option<GrpcClientTls>,
+    /// Seconds between two health reports to each catalog node (1 to 3600).
+    pub health_report_interval_secs: u32,
 }
 
 impl Default for PoolNodeConfig {
@@ -191,6 +212,9 @@ impl Default for PoolNodeConfig {
             advertise: None,
             notifier: NotifierConfig::default(),
             encryption_key: None,
+            tls: None,
+            grpc_tls: None,
+            health_report_interval_secs: 5,
         }
     }
 }
@@ -218,6 +242,14 @@ impl PoolNodeConfig {
             ),
         }
         cipher_of(self.encryption_key.as_deref())?;
+        validate_server_tls(self.tls.as_ref())?;
+        validate_client_tls(self.grpc_tls.as_ref())?;
+        ensure_https_with_tls("catalog", &self.catalog, self.grpc_tls.is_some())?;
+        ensure!(
+            (1..=3600).contains(&self.health_report_interval_secs),
+            "health_report_interval_secs must be 1 to 3600, not {}",
+            self.health_report_interval_secs
+        );
         Ok(self)
     }
 
@@ -226,11 +258,12 @@ impl PoolNodeConfig {
         cipher_of(self.encryption_key.as_deref())
     }
 
-    /// The endpoint registered with the catalog.
+    /// The endpoint registered with the catalog: `https://<listen>` with TLS.
     pub fn endpoint(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
     }
 }
 
@@ -238,7 +271,30 @@ impl PoolNodeConfig {
 /// documents), checked where ops sets them.
 pub fn validate_api(config: ApiConfig) -> Result<ApiConfig> {
     validate_endpoints("catalog", &config.catalog_endpoint)?;
+    let tls = config.grpc_tls.is_some();
+    ensure_https_with_tls("catalog_endpoint", &config.catalog_endpoint, tls)?;
+    validate_client_tls(config.grpc_tls.as_ref())?;
+    if let Some(listener) = &config.tls {
+        listener.acceptor().context("tls")?;
+    }
+    validate_ws_notification(&config)?;
     Ok(config)
+}
+
+/// The notification listener of websocket push subscriptions must be reachable
+/// under a URL the pool-nodes can use.
+fn validate_ws_notification(config: &ApiConfig) -> Result<()> {
+    match &config.ws_notification_url {
+        Some(url) => validate_endpoint("ws_notification_url", url),
+        None => {
+            ensure!(
+                !config.ws_notification_listen.ip().is_unspecified(),
+                "ws_notification_listen is {} (every interface): set ws_notification_url to the URL pool-nodes should use",
+                config.ws_notification_listen
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `zaqar standalone`: catalog, one pool-node and an api-node in one process.
@@ -285,6 +341,7 @@ impl StandaloneConfig {
             "api.catalog_endpoint may not be set: standalone runs its own catalog"
         );
         cipher_of(self.encryption_key.as_deref())?;
+        validate_ws_notification(&self.api)?;
         Ok(self)
     }
 
@@ -330,10 +387,11 @@ pub fn cipher_of(key: Option<&str>) -> Result<Option<MessageCipher>> {
 }
 
 fn validate_pool_uri(uri: &str) -> Result<()> {
-    let known = ["redis://", "rediss://", "sqlite://"];
+    let known = ["redis://", "rediss://", "sqlite://", "mongodb://"];
     ensure!(
         known.iter().any(|scheme| uri.starts_with(scheme)),
-        "pool uri {uri:?} must start with redis://, rediss:// or sqlite://"
+        "pool uri {:?} must start with redis://, rediss://, sqlite:// or mongodb://",
+        redact(uri)
     );
     Ok(())
 }
@@ -422,7 +480,7 @@ mod tests {
         assert_eq!(ok.endpoint(), "http://127.0.0.1:7001");
         let bad = [
             PoolNodeConfig {
-                uri: "mongodb://x".into(),
+                uri: "memcached://x".into(),
                 ..Default::default()
             },
             PoolNodeConfig {
@@ -566,6 +624,54 @@ mod tests {
             };
             assert_eq!(validate_api(api).is_ok(), valid, "{endpoints}");
         }
+    }
+
+    #[test]
+    fn the_ws_notification_listener_needs_a_reachable_url() {
+        let everywhere: SocketAddr = "0.0.0.0:9001".parse().unwrap();
+        for (listen, url, valid) in [
+            (everywhere, None, false),
+            (everywhere, Some("http://10.0.0.5:9001/"), true),
+            (SocketAddr::from(([127, 0, 0, 1], 0)), None, true),
+            (everywhere, Some("10.0.0.5:9001"), false),
+        ] {
+            let api = ApiConfig {
+                ws_notification_listen: listen,
+                ws_notification_url: url.map(str::to_string),
+                ..Default::default()
+            };
+            assert_eq!(validate_api(api).is_ok(), valid, "{listen} {url:?}");
+        }
+    }
+
+    #[test]
+    fn security_tables_of_the_api_node_parse_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.toml");
+        let text = "catalog_endpoint = \"https://catalog:7000\"\n\
+                    [grpc_tls]\nca_file = \"/nowhere/ca.pem\"\n\
+                    [project_limits]\nrequests_per_second = 5.0\nburst = 10\n\
+                    [project_limits.overrides.\"tenant-a\"]\nrequests_per_second = 50.0\n\
+                    max_messages_post_size = 1048576\n";
+        std::fs::write(&path, text).unwrap();
+        let config: ApiConfig = load(Some(&path)).unwrap();
+        assert_eq!(config.project_limits.burst, 10);
+        let tenant = &config.project_limits.overrides["tenant-a"];
+        assert_eq!(tenant.max_messages_post_size, Some(1 << 20));
+        // The CA file does not exist: refused at start, naming the file.
+        let err = format!("{:#}", validate_api(config.clone()).unwrap_err());
+        assert!(err.contains("/nowhere/ca.pem"), "{err}");
+        let plain = ApiConfig {
+            catalog_endpoint: "http://catalog:7000".into(),
+            ..config
+        };
+        let err = format!("{:#}", validate_api(plain).unwrap_err());
+        assert!(err.contains("must be https://"), "{err}");
+        std::fs::write(&path, "[tls]\ncert_file = \"c.pem\"\n").unwrap();
+        assert!(
+            load::<ApiConfig>(Some(&path)).is_err(),
+            "key_file is required"
+        );
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub struct StandaloneArgs {
     /// Where the WebSocket API listens [default: 127.0.0.1:9000].
     #[arg(long, env = "ZAQAR_WS_LISTEN")]
     pub ws_listen: Option<SocketAddr>,
+    /// Where the listener of websocket push subscriptions listens: pool-nodes POST
+    /// their notifications there [default: 127.0.0.1:0, a free port].
+    #[arg(long, env = "ZAQAR_WS_NOTIFICATION_LISTEN")]
+    pub ws_notification_listen: Option<SocketAddr>,
+    /// The URL under which pool-nodes reach that listener
+    /// [default: http://WS_NOTIFICATION_LISTEN/].
+    #[arg(long, env = "ZAQAR_WS_NOTIFICATION_URL")]
+    pub ws_notification_url: Option<String>,
     /// Directory of the catalog and the embedded message store [default: ./zaqar-data].
     #[arg(long, env = "ZAQAR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -60,6 +68,12 @@ impl StandaloneArgs {
         }
         if let Some(ws_listen) = self.ws_listen {
             config.api.ws_listen = Some(ws_listen);
+        }
+        if let Some(listen) = self.ws_notification_listen {
+            config.api.ws_notification_listen = listen;
+        }
+        if let Some(url) = self.ws_notification_url {
+            config.api.ws_notification_url = Some(url);
         }
         if let Some(data_dir) = self.data_dir {
             config.data_dir = data_dir;
@@ -109,9 +123,10 @@ async fn serve_roles(
         .with_context(|| format!("opening the message store {}", redact(&pool_uri)))?;
     let pool_listener = grpc::bind(LOOPBACK).await?;
     let pool_endpoint = format!("http://{}", pool_listener.local_addr()?);
-    // Each start has new ports; placements follow the pool's re-registered endpoint.
+    // Each start has new ports; placements follow the pool's re-registered endpoint,
+    // and an admin's weight or options stay.
     catalog
-        .register_pool(PoolSpec {
+        .register_pool_node(PoolSpec {
             name: POOL_NAME.to_string(),
             weight: 100,
             group: String::new(),
@@ -127,12 +142,24 @@ async fn serve_roles(
     // On loopback only, so the admin API (for api-node's /v2/pools and /v2/flavors)
     // needs no token.
     let catalog_router = tonic::transport::Server::builder()
-        .add_service(CatalogServer::new(catalog).into_service())
+        .add_service(
+            CatalogServer::new(catalog)
+                .with_shutdown(shutdown.wait())
+                .into_service(),
+        )
         .add_service(admin.into_service(None));
     roles.spawn(role(
         "catalog",
         grpc::serve(catalog_router, catalog_listener, shutdown.clone()),
     ));
+    crate::pool_node_cmd::spawn_health_reports(
+        &catalog_endpoint,
+        None,
+        POOL_NAME,
+        store.clone(),
+        std::time::Duration::from_secs(5),
+        &shutdown,
+    );
     let mut pool_server = PoolServer::new(store.clone()).with_encryption(cipher);
     if config.notifier.enabled {
         pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
