@@ -1,0 +1,94 @@
+//! A webhook receiver for notification tests: an HTTP/1.1 endpoint on a free
+//! loopback port that answers 200 to every POST and hands over its JSON body.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Bound of every wait for a notification.
+pub const DELIVERY_WAIT: Duration = Duration::from_secs(20);
+
+/// A running receiver; stops when dropped.
+pub struct Webhook {
+    pub url: String,
+    bodies: mpsc::UnboundedReceiver<Value>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    /// Starts a receiver at `http://127.0.0.1:PORT/hook`.
+    pub async fn start() -> Result<Webhook> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let (sender, bodies) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, sender.clone()));
+            }
+        });
+        Ok(Webhook { url, bodies, task })
+    }
+
+    /// The next body received (`null` when it was not JSON), within [`DELIVERY_WAIT`].
+    pub async fn next(&mut self) -> Result<Value> {
+        tokio::time::timeout(DELIVERY_WAIT, self.bodies.recv())
+            .await
+            .with_context(|| format!("no notification at {} within {DELIVERY_WAIT:?}", self.url))?
+            .context("webhook stopped")
+    }
+
+    /// Panics if anything arrives within `during`.
+    pub async fn nothing(&mut self, during: Duration) {
+        if let Ok(body) = tokio::time::timeout(during, self.bodies.recv()).await {
+            panic!("unexpected notification {body:?}");
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads requests off one kept-alive connection, answering each with 200.
+async fn serve(mut stream: TcpStream, sender: mpsc::UnboundedSender<Value>) {
+    let mut buffer = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0);
+        while buffer.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body =
+            serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or(Value::Null);
+        buffer.drain(..head_end + length);
+        let _ = sender.send(body);
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        if stream.write_all(ok).await.is_err() {
+            return;
+        }
+    }
+}
