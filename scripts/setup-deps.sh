@@ -22,6 +22,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
+# SecantusDB (a MongoDB wire-protocol server on WiredTiger, from crates.io: no mongod is in the
+# registries this project reaches) for the MongoDB store and catalog tests. Built once, about
+# 5 minutes on 2 cores, into a cache outside the repository with its own target directory.
+SECANTUS_VERSION=0.5.3-beta.196
+SECANTUS_ROOT=${ZAQAR_SECANTUS_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/zaqar-rs/secantus}
+if ! "$SECANTUS_ROOT/bin/secantusd-rs" --version 2>/dev/null | grep -qF "$SECANTUS_VERSION"; then
+  if ! command -v cmake >/dev/null || [ ! -f /usr/include/lz4.h ]; then
+    ls /var/lib/apt/lists/ | grep -q _Packages || $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q cmake liblz4-dev
+  fi
+  secantus_target=$(mktemp -d)
+  CARGO_TARGET_DIR=$secantus_target cargo install secantus-mdb --version "$SECANTUS_VERSION" \
+    --locked --ignore-rust-version --root "$SECANTUS_ROOT"
+  rm -rf "$secantus_target"
+fi
+
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import zaqarclient, pytest, fixtures, testtools, aiosmtpd' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q 'python-zaqarclient==4.7.*' pytest fixtures testtools requests websocket-client aiosmtpd

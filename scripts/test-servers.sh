@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sourced by test.sh: starts a private Redis, PostgreSQL, etcd and Keystone on free loopback
-# ports under a run directory, exports their URLs, and stops exactly what it started.
+# Sourced by test.sh: starts a private Redis, PostgreSQL, etcd, SecantusDB (MongoDB) and
+# Keystone on free loopback ports under a run directory, exports their URLs, and stops exactly
+# what it started.
 #
 # Keystone (from .venv-keystone, see setup-deps.sh; skipped when that is missing) keeps its
 # sqlite database and keys in RUN/keystone between runs and has, all with the password
@@ -75,7 +76,32 @@ start_test_servers() {
 
   export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
   echo "redis at $ZAQAR_TEST_REDIS_URL, postgres at $ZAQAR_TEST_POSTGRES_URL, etcd at $ZAQAR_TEST_ETCD_URL"
+  start_secantus "$run"
   start_keystone "$run"
+}
+
+# SecantusDB (setup-deps.sh builds it), a MongoDB-compatible single-node replica set
+# `secantus`, fresh each run; --sync-on-commit makes j:true writes durable as in mongod.
+# Exports ZAQAR_TEST_MONGO_URL and ZAQAR_TEST_SECANTUSD (the binary, for tests that
+# restart their own server); skipped when the binary is missing.
+start_secantus() {
+  local run=$1 port
+  local bin=${ZAQAR_SECANTUS_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/zaqar-rs/secantus}/bin/secantusd-rs
+  if [ ! -x "$bin" ]; then
+    echo "no $bin (scripts/setup-deps.sh builds it): MongoDB tests will be skipped"
+    return 0
+  fi
+  port=$(free_port)
+  rm -rf "$run/mongo"
+  mkdir -p "$run/mongo"
+  "$bin" --host 127.0.0.1 --port "$port" --storage-path "$run/mongo/data" --cache-size 256M \
+    --log-file-max 16MB --sync-on-commit >"$run/mongo/log" 2>&1 &
+  echo "$! secantusd-rs" >>"$run/pids"
+  wait_until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)"
+  ZAQAR_TEST_MONGO_URL="mongodb://127.0.0.1:$port/?replicaSet=secantus"
+  ZAQAR_TEST_SECANTUSD=$bin
+  export ZAQAR_TEST_MONGO_URL ZAQAR_TEST_SECANTUSD
+  echo "mongodb (secantus) at $ZAQAR_TEST_MONGO_URL"
 }
 
 # Keystone 30 under gunicorn (one worker, so its in-memory token cache sees every

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need
-# (Redis, PostgreSQL, etcd from Debian; a Python virtualenv with python-zaqarclient),
+# (Redis, PostgreSQL, etcd from Debian; SecantusDB, a MongoDB-compatible server, built
+# once with cargo install; Python virtualenvs with python-zaqarclient, Keystone and Helm),
 # starts private servers on free loopback ports, then runs lint, unit,
 # conformance, cluster and client-compatibility tests. Idempotent.
 set -euo pipefail
@@ -22,8 +23,8 @@ trap 'stop_test_servers "$RUN"' EXIT
 
 step "format and lints"
 cargo fmt --all -- --check
-# The etcd catalog is an opt-in cargo feature; lint the catalog without it too.
-FEATURES=(--features zaqar-catalog/etcd)
+# The etcd and MongoDB backends are opt-in cargo features; lint the catalog without them too.
+FEATURES=(--features zaqar-catalog/etcd,zaqar-catalog/mongodb,zaqar-pool-node/mongodb)
 cargo clippy --all-targets --locked "${FEATURES[@]}" -- -D warnings
 cargo clippy -p zaqar-catalog --all-targets --locked -- -D warnings
 
@@ -33,6 +34,9 @@ export ZAQAR_TEST_KEYSTONE_URL ZAQAR_TEST_KEYSTONE_PASSWORD
 cargo build --locked "${FEATURES[@]}" --bin zaqar
 export ZAQAR_BIN=$ROOT/target/debug/zaqar
 cargo test --locked --workspace "${FEATURES[@]}" -- --test-threads 2
+
+step "Helm chart: lint, render, validate, run the rendered pods on loopback"
+scripts/helm-check.sh
 
 if [ -x scripts/compat-test.sh ]; then
   step "python-zaqarclient functional tests"
