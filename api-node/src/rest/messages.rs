@@ -1,5 +1,6 @@
 //! `/v2/queues/{q}/messages` and `/v2/queues/{q}/messages/{id}`, and how
-//! messages are shown (with their hrefs).
+//! messages are shown (with their hrefs). Topics serve their messages through
+//! the same handlers ([`collection_at`], [`item_at`]) under `/v2/topics/{t}`.
 
 use std::sync::Arc;
 
@@ -21,21 +22,29 @@ pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
         .and(request(services.clone()))
         .then(|queue: String, req| {
             handle(req, &["DELETE", "GET", "POST"], move |ctx, req| {
-                collection(ctx, req, queue)
+                let base = queue_path(&queue);
+                collection_at(ctx, req, queue, base)
             })
         });
     let item = warp::path!("v2" / "queues" / String / "messages" / String)
         .and(request(services))
         .then(|queue: String, id: String, req| {
             handle(req, &["DELETE", "GET"], move |ctx, req| {
-                item(ctx, req, queue, id)
+                let base = queue_path(&queue);
+                item_at(ctx, req, queue, id, base)
             })
         });
     collection.or(item).unify().boxed()
 }
 
-async fn collection(ctx: Context, req: Request, queue: String) -> Result<Response, RestError> {
-    let path = format!("{}/messages", queue_path(&queue));
+/// The messages of `queue`, whose own path (queue or topic) is `base`.
+pub(super) async fn collection_at(
+    ctx: Context,
+    req: Request,
+    queue: String,
+    base: String,
+) -> Result<Response, RestError> {
+    let path = format!("{base}/messages");
     match req.method.as_str() {
         "POST" => {
             let ids = messages::post(&ctx, &queue, req.payload()).await?;
@@ -46,10 +55,10 @@ async fn collection(ctx: Context, req: Request, queue: String) -> Result<Respons
         "GET" => match req.query.list("ids") {
             Some(ids) => {
                 let found = messages::get_many(&ctx, &queue, &ids).await?;
-                let shown: Vec<Shown> = found.iter().map(|m| Shown::of(&queue, m)).collect();
+                let shown: Vec<Shown> = found.iter().map(|m| Shown::at(&base, m)).collect();
                 Ok(json(StatusCode::OK, &json!({"messages": shown})))
             }
-            None => list(ctx, req, queue, path).await,
+            None => list(ctx, req, queue, &base, path).await,
         },
         "DELETE" => {
             let input = DeleteMessages {
@@ -73,6 +82,7 @@ async fn list(
     ctx: Context,
     req: Request,
     queue: String,
+    base: &str,
     path: String,
 ) -> Result<Response, RestError> {
     let query = &req.query;
@@ -97,11 +107,7 @@ async fn list(
         }
     }
     let listed = messages::list(&ctx, &queue, input).await?;
-    let shown: Vec<Shown> = listed
-        .messages
-        .iter()
-        .map(|m| Shown::of(&queue, m))
-        .collect();
+    let shown: Vec<Shown> = listed.messages.iter().map(|m| Shown::at(base, m)).collect();
     let links = if shown.is_empty() {
         json!([])
     } else {
@@ -114,16 +120,18 @@ async fn list(
     ))
 }
 
-async fn item(
+/// One message of `queue`, whose own path (queue or topic) is `base`.
+pub(super) async fn item_at(
     ctx: Context,
     req: Request,
     queue: String,
     id: String,
+    base: String,
 ) -> Result<Response, RestError> {
     match req.method.as_str() {
         "GET" => {
             let message = messages::get(&ctx, &queue, &id).await?;
-            Ok(json(StatusCode::OK, &Shown::of(&queue, &message)))
+            Ok(json(StatusCode::OK, &Shown::at(&base, &message)))
         }
         "DELETE" => {
             messages::delete(&ctx, &queue, &id, req.query.string("claim_id")).await?;
@@ -146,11 +154,16 @@ pub struct Shown<'a> {
 }
 
 impl<'a> Shown<'a> {
-    /// The message with its href (`?claim_id=` when claimed).
+    /// The message of a queue with its href (`?claim_id=` when claimed).
     pub fn of(queue: &str, message: &'a Message) -> Shown<'a> {
+        Shown::at(&queue_path(queue), message)
+    }
+
+    /// The message with its href under `base`, the path of its queue or topic.
+    pub fn at(base: &str, message: &'a Message) -> Shown<'a> {
         Shown {
             id: &message.id,
-            href: message_href(queue, message),
+            href: message_href(base, message),
             ttl: message.ttl,
             age: message.age,
             body: &message.body,
@@ -159,8 +172,8 @@ impl<'a> Shown<'a> {
     }
 }
 
-fn message_href(queue: &str, message: &Message) -> String {
-    let href = format!("{}/messages/{}", queue_path(queue), message.id);
+fn message_href(base: &str, message: &Message) -> String {
+    let href = format!("{base}/messages/{}", message.id);
     match &message.claim_id {
         Some(claim_id) => format!("{href}?claim_id={claim_id}"),
         None => href,
@@ -183,8 +196,8 @@ fn popped_message(message: &Message) -> Value {
     })
 }
 
-/// The oldest or newest message of queue stats.
-pub fn stats_message(queue: &str, message: &Message) -> Value {
+/// A message as queue stats show it (oldest, newest), with its href under `base`.
+pub fn stats_message(base: &str, message: &Message) -> Value {
     json!({
         "age": message.age,
         "ttl": message.ttl,
@@ -192,7 +205,7 @@ pub fn stats_message(queue: &str, message: &Message) -> Value {
         "claim_id": message.claim_id,
         "claim_count": message.claim_count,
         "created": iso8601(message.created_ms),
-        "href": format!("{}/messages/{}", queue_path(queue), message.id),
+        "href": format!("{base}/messages/{}", message.id),
     })
 }
 

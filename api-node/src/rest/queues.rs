@@ -152,22 +152,23 @@ async fn stats(ctx: Context, queue: String) -> Result<Response, RestError> {
     let stats = queues::stats(&ctx, &queue).await?;
     Ok(json(
         StatusCode::OK,
-        &json!({"messages": render_stats(&queue, stats)}),
+        &json!({"messages": render_stats(&queue_path(&queue), stats)}),
     ))
 }
 
-/// Zaqar's stats: counts, and the oldest and newest message when there are any.
-fn render_stats(queue: &str, stats: QueueStats) -> Value {
+/// Zaqar's stats: counts, and the oldest and newest message when there are any,
+/// with hrefs under `base`, the path of the queue or topic.
+pub(super) fn render_stats(base: &str, stats: QueueStats) -> Value {
     let mut messages = Map::new();
     messages.insert("claimed".into(), stats.claimed.into());
     messages.insert("free".into(), stats.free.into());
     messages.insert("total".into(), stats.total.into());
     if stats.total != 0 {
         if let Some(oldest) = &stats.oldest {
-            messages.insert("oldest".into(), stats_message(queue, oldest));
+            messages.insert("oldest".into(), stats_message(base, oldest));
         }
         if let Some(newest) = &stats.newest {
-            messages.insert("newest".into(), stats_message(queue, newest));
+            messages.insert("newest".into(), stats_message(base, newest));
         }
     }
     Value::Object(messages)

@@ -1,4 +1,5 @@
-//! `/v2/queues/{q}/subscriptions`, `.../{id}` and `.../{id}/confirm`.
+//! `/v2/queues/{q}/subscriptions`, `.../{id}` and `.../{id}/confirm`. Topics serve
+//! their subscriptions through the same handlers under `/v2/topics/{t}`.
 
 use std::sync::Arc;
 
@@ -18,30 +19,50 @@ pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
         .and(request(services.clone()))
         .then(|queue: String, req| {
             handle(req, &["GET", "POST"], move |ctx, req| {
-                collection(ctx, req, queue)
+                let base = queue_path(&queue);
+                collection_at(ctx, req, queue, base)
             })
         });
     let item = warp::path!("v2" / "queues" / String / "subscriptions" / String)
         .and(request(services.clone()))
         .then(|queue: String, id: String, req| {
             handle(req, &["DELETE", "GET", "PATCH"], move |ctx, req| {
-                item(ctx, req, queue, id)
+                let base = queue_path(&queue);
+                item_at(ctx, req, queue, id, base)
             })
         });
     let confirm = warp::path!("v2" / "queues" / String / "subscriptions" / String / "confirm")
         .and(request(services))
         .then(|queue: String, id: String, req| {
-            handle(req, &["PUT"], move |ctx, req: Request| async move {
-                subscriptions::confirm_with_notice(&ctx, &queue, &id, req.payload()).await?;
-                let location = format!("{}/subscriptions/{id}/confirm", queue_path(&queue));
-                Ok(located(empty(StatusCode::NO_CONTENT), &location))
+            handle(req, &["PUT"], move |ctx, req| {
+                let base = queue_path(&queue);
+                confirm_at(ctx, req, queue, id, base)
             })
         });
     collection.or(item).unify().or(confirm).unify().boxed()
 }
 
-async fn collection(ctx: Context, req: Request, queue: String) -> Result<Response, RestError> {
-    let path = format!("{}/subscriptions", queue_path(&queue));
+/// `PUT .../subscriptions/{id}/confirm` of `queue`, whose own path is `base`.
+pub(super) async fn confirm_at(
+    ctx: Context,
+    req: Request,
+    queue: String,
+    id: String,
+    base: String,
+) -> Result<Response, RestError> {
+    subscriptions::confirm_with_notice(&ctx, &queue, &id, req.payload()).await?;
+    let location = format!("{base}/subscriptions/{id}/confirm");
+    Ok(located(empty(StatusCode::NO_CONTENT), &location))
+}
+
+/// The subscriptions of `queue`, whose own path (queue or topic) is `base`.
+pub(super) async fn collection_at(
+    ctx: Context,
+    req: Request,
+    queue: String,
+    base: String,
+) -> Result<Response, RestError> {
+    let path = format!("{base}/subscriptions");
     match req.method.as_str() {
         "POST" => {
             let created =
@@ -73,11 +94,13 @@ async fn collection(ctx: Context, req: Request, queue: String) -> Result<Respons
     }
 }
 
-async fn item(
+/// One subscription of `queue`, whose own path (queue or topic) is `base`.
+pub(super) async fn item_at(
     ctx: Context,
     req: Request,
     queue: String,
     id: String,
+    base: String,
 ) -> Result<Response, RestError> {
     match req.method.as_str() {
         "GET" => {
@@ -86,7 +109,7 @@ async fn item(
         }
         "PATCH" => {
             subscriptions::update(&ctx, &queue, &id, req.payload()).await?;
-            let location = format!("{}/subscriptions/{id}", queue_path(&queue));
+            let location = format!("{base}/subscriptions/{id}");
             Ok(located(empty(StatusCode::NO_CONTENT), &location))
         }
         "DELETE" => {
@@ -97,6 +120,7 @@ async fn item(
     }
 }
 
+/// A subscription as Zaqar shows it (`source` is its queue's or topic's name).
 fn shown(subscription: &Subscription) -> Value {
     json!({
         "id": subscription.id,

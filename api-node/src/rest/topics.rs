@@ -10,13 +10,14 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::messages::{stats_message, Shown};
+use super::messages::{collection_at, item_at};
+use super::queues::render_stats;
+use super::subscriptions;
 use super::{empty, handle, json, located, next_link, request, Request, RestError};
-use crate::operations::messages::{self, DeleteMessages, ListMessages};
 use crate::operations::queues::ListQueues;
 use crate::operations::topics::{self, public};
-use crate::operations::types::{Message, QueueStats, Subscription};
-use crate::operations::{subscriptions, Context, Services};
+use crate::operations::types::QueueStats;
+use crate::operations::{Context, Services};
 
 const PATCH_MEDIA_TYPE: &str = "application/openstack-messaging-v2.0-json-patch";
 
@@ -139,30 +140,8 @@ async fn item(ctx: Context, req: Request, topic: String) -> Result<Response, Res
 
 async fn stats(ctx: Context, topic: String) -> Result<Response, RestError> {
     let stats: QueueStats = topics::stats(&ctx, &topic).await?;
-    let mut messages = Map::new();
-    messages.insert("claimed".into(), stats.claimed.into());
-    messages.insert("free".into(), stats.free.into());
-    messages.insert("total".into(), stats.total.into());
-    if stats.total != 0 {
-        for (name, message) in [("oldest", &stats.oldest), ("newest", &stats.newest)] {
-            if let Some(message) = message {
-                let shown = retarget(stats_message(&topic, message), &topic, message);
-                messages.insert(name.into(), shown);
-            }
-        }
-    }
+    let messages = render_stats(&topic_path(&topic), stats);
     Ok(json(StatusCode::OK, &json!({"messages": messages})))
-}
-
-/// A message rendered as under a queue, with its href under the topic.
-fn retarget(mut shown: Value, topic: &str, message: &Message) -> Value {
-    shown["href"] = Value::String(format!("{}/messages/{}", topic_path(topic), message.id));
-    shown
-}
-
-fn shown_message(topic: &str, message: &Message) -> Value {
-    let shown = serde_json::to_value(Shown::of(topic, message)).unwrap_or(Value::Null);
-    retarget(shown, topic, message)
 }
 
 fn message_routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
@@ -189,104 +168,10 @@ async fn messages_collection(
     topic: String,
 ) -> Result<Response, RestError> {
     let topics = topics::namespace(&ctx, &topic)?;
-    let path = format!("{}/messages", topic_path(&topic));
-    match req.method.as_str() {
-        "POST" => {
-            let ids = messages::post(&topics, &topic, req.payload())
-                .await
-                .map_err(public)?;
-            let hrefs: Vec<String> = ids.iter().map(|id| format!("{path}/{id}")).collect();
-            let response = json(StatusCode::CREATED, &json!({"resources": hrefs}));
-            Ok(located(response, &format!("{path}?ids={}", ids.join(","))))
-        }
-        "GET" => match req.query.list("ids") {
-            Some(ids) => {
-                let found = messages::get_many(&topics, &topic, &ids)
-                    .await
-                    .map_err(public)?;
-                let shown: Vec<Value> = found.iter().map(|m| shown_message(&topic, m)).collect();
-                Ok(json(StatusCode::OK, &json!({"messages": shown})))
-            }
-            None => list_messages(topics, req, topic, path).await,
-        },
-        "DELETE" => {
-            let input = DeleteMessages {
-                ids: req.query.list("ids"),
-                claim_ids: req.query.list("claim_ids"),
-                pop: req.query.int("pop")?,
-            };
-            match messages::delete_many(&topics, &topic, input)
-                .await
-                .map_err(public)?
-            {
-                None => Ok(empty(StatusCode::NO_CONTENT)),
-                Some(popped) => {
-                    let shown: Vec<Value> = popped.iter().map(popped_message).collect();
-                    Ok(json(StatusCode::OK, &json!({"messages": shown})))
-                }
-            }
-        }
-        _ => Err(RestError::MethodNotAllowed(&["DELETE", "GET", "POST"])),
-    }
-}
-
-/// A popped message, as Zaqar's pop shows it (storage fields, no href).
-fn popped_message(message: &Message) -> Value {
-    json!({
-        "id": message.id,
-        "age": message.age,
-        "ttl": message.ttl,
-        "body": &message.body,
-        "claim_id": message.claim_id,
-        "claim_count": message.claim_count,
-    })
-}
-
-async fn list_messages(
-    topics: Context,
-    req: Request,
-    topic: String,
-    path: String,
-) -> Result<Response, RestError> {
-    let query = &req.query;
-    let input = ListMessages {
-        marker: query.string("marker"),
-        limit: query.int("limit")?,
-        echo: query.flag("echo")?,
-        include_claimed: query.flag("include_claimed")?,
-        include_delayed: query.flag("include_delayed")?,
-    };
-    let mut params: Vec<(&str, String)> = Vec::new();
-    if let Some(limit) = input.limit {
-        params.push(("limit", limit.to_string()));
-    }
-    for (name, value) in [
-        ("echo", input.echo),
-        ("include_claimed", input.include_claimed),
-        ("include_delayed", input.include_delayed),
-    ] {
-        if query.get(name).is_some() {
-            params.push((name, value.to_string()));
-        }
-    }
-    let listed = messages::list(&topics, &topic, input)
+    let base = topic_path(&topic);
+    collection_at(topics, req, topic, base)
         .await
-        .map_err(public)?;
-    let shown: Vec<Value> = listed
-        .messages
-        .iter()
-        .map(|m| shown_message(&topic, m))
-        .collect();
-    let links = if shown.is_empty() {
-        json!([])
-    } else {
-        params.push(("marker", listed.next_marker));
-        next_link(&path, &params)
-    };
-    Ok(json(
-        StatusCode::OK,
-        &json!({"messages": shown, "links": links}),
-    ))
+        .map_err(public_rest)
 }
 
 async fn message_item(
@@ -296,18 +181,17 @@ async fn message_item(
     id: String,
 ) -> Result<Response, RestError> {
     let topics = topics::namespace(&ctx, &topic)?;
-    match req.method.as_str() {
-        "GET" => {
-            let message = messages::get(&topics, &topic, &id).await.map_err(public)?;
-            Ok(json(StatusCode::OK, &shown_message(&topic, &message)))
-        }
-        "DELETE" => {
-            messages::delete(&topics, &topic, &id, req.query.string("claim_id"))
-                .await
-                .map_err(public)?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        _ => Err(RestError::MethodNotAllowed(&["DELETE", "GET"])),
+    let base = topic_path(&topic);
+    item_at(topics, req, topic, id, base)
+        .await
+        .map_err(public_rest)
+}
+
+/// [`public`] for the errors of the shared REST handlers.
+fn public_rest(err: RestError) -> RestError {
+    match err {
+        RestError::Zaqar(err) => RestError::Zaqar(public(err)),
+        other => other,
     }
 }
 
@@ -315,118 +199,36 @@ fn subscription_routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
     let collection = warp::path!("v2" / "topics" / String / "subscriptions")
         .and(request(services.clone()))
         .then(|topic: String, req| {
-            handle(req, &["GET", "POST"], move |ctx, req| {
-                subscriptions_collection(ctx, req, topic)
+            handle(req, &["GET", "POST"], move |ctx, req| async move {
+                let topics = topics::namespace(&ctx, &topic)?;
+                let base = topic_path(&topic);
+                let answer = subscriptions::collection_at(topics, req, topic, base).await;
+                answer.map_err(public_rest)
             })
         });
     let item = warp::path!("v2" / "topics" / String / "subscriptions" / String)
         .and(request(services.clone()))
         .then(|topic: String, id: String, req| {
-            handle(req, &["DELETE", "GET", "PATCH"], move |ctx, req| {
-                subscription_item(ctx, req, topic, id)
-            })
+            handle(
+                req,
+                &["DELETE", "GET", "PATCH"],
+                move |ctx, req| async move {
+                    let topics = topics::namespace(&ctx, &topic)?;
+                    let base = topic_path(&topic);
+                    let answer = subscriptions::item_at(topics, req, topic, id, base).await;
+                    answer.map_err(public_rest)
+                },
+            )
         });
     let confirm = warp::path!("v2" / "topics" / String / "subscriptions" / String / "confirm")
         .and(request(services))
         .then(|topic: String, id: String, req| {
-            handle(req, &["PUT"], move |ctx, req: Request| async move {
+            handle(req, &["PUT"], move |ctx, req| async move {
                 let topics = topics::namespace(&ctx, &topic)?;
-                subscriptions::confirm_with_notice(&topics, &topic, &id, req.payload())
-                    .await
-                    .map_err(public)?;
-                let location = format!("{}/subscriptions/{id}/confirm", topic_path(&topic));
-                Ok(located(empty(StatusCode::NO_CONTENT), &location))
+                let base = topic_path(&topic);
+                let answer = subscriptions::confirm_at(topics, req, topic, id, base).await;
+                answer.map_err(public_rest)
             })
         });
     collection.or(item).unify().or(confirm).unify().boxed()
-}
-
-async fn subscriptions_collection(
-    ctx: Context,
-    req: Request,
-    topic: String,
-) -> Result<Response, RestError> {
-    let topics = topics::namespace(&ctx, &topic)?;
-    let path = format!("{}/subscriptions", topic_path(&topic));
-    match req.method.as_str() {
-        "POST" => {
-            let created =
-                subscriptions::create_requesting_confirmation(&topics, &topic, req.payload())
-                    .await
-                    .map_err(public)?;
-            let response = json(StatusCode::CREATED, &json!({"subscription_id": created.id}));
-            Ok(located(response, &path))
-        }
-        "GET" => {
-            let marker = req.query.string("marker");
-            let limit = req.query.int("limit")?;
-            let listed = subscriptions::list(&topics, &topic, marker, limit)
-                .await
-                .map_err(public)?;
-            let links = if listed.subscriptions.is_empty() {
-                json!([])
-            } else {
-                let mut params = Vec::new();
-                if let Some(limit) = limit {
-                    params.push(("limit", limit.to_string()));
-                }
-                params.push(("marker", listed.next_marker));
-                next_link(&path, &params)
-            };
-            let shown: Vec<Value> = listed
-                .subscriptions
-                .iter()
-                .map(shown_subscription)
-                .collect();
-            Ok(json(
-                StatusCode::OK,
-                &json!({"subscriptions": shown, "links": links}),
-            ))
-        }
-        _ => Err(RestError::MethodNotAllowed(&["GET", "POST"])),
-    }
-}
-
-async fn subscription_item(
-    ctx: Context,
-    req: Request,
-    topic: String,
-    id: String,
-) -> Result<Response, RestError> {
-    let topics = topics::namespace(&ctx, &topic)?;
-    match req.method.as_str() {
-        "GET" => {
-            let subscription = subscriptions::get(&topics, &topic, &id)
-                .await
-                .map_err(public)?;
-            Ok(json(StatusCode::OK, &shown_subscription(&subscription)))
-        }
-        "PATCH" => {
-            subscriptions::update(&topics, &topic, &id, req.payload())
-                .await
-                .map_err(public)?;
-            let location = format!("{}/subscriptions/{id}", topic_path(&topic));
-            Ok(located(empty(StatusCode::NO_CONTENT), &location))
-        }
-        "DELETE" => {
-            subscriptions::delete(&topics, &topic, &id)
-                .await
-                .map_err(public)?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        _ => Err(RestError::MethodNotAllowed(&["DELETE", "GET", "PATCH"])),
-    }
-}
-
-/// A subscription as Zaqar shows it; its `source` is the topic's name.
-fn shown_subscription(subscription: &Subscription) -> Value {
-    json!({
-        "id": subscription.id,
-        "source": subscription.source,
-        "subscriber": subscription.subscriber,
-        "ttl": subscription.ttl,
-        "age": subscription.age,
-        "options": subscription.options,
-        "confirmed": subscription.confirmed,
-    })
 }
