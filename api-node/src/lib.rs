@@ -30,6 +30,7 @@ pub use config::ApiConfig;
 
 use futures::FutureExt;
 use operations::Services;
+use routing::InProcessPools;
 
 /// Binds the REST listener and returns its address and the server future,
 /// which runs until `shutdown` completes. Port 0 picks a free port.
@@ -87,8 +88,18 @@ pub async fn bind_all(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<Bound> {
+    bind_all_with(config, InProcessPools::new(), shutdown).await
+}
+
+/// [`bind_all`], calling the pool-nodes of `in_process` (by registered endpoint)
+/// directly instead of over gRPC.
+pub async fn bind_all_with(
+    config: ApiConfig,
+    in_process: InProcessPools,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<Bound> {
     let services = Arc::new(
-        Services::new(&config)
+        Services::with_in_process_pools(&config, in_process)
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?,
     );
     let shutdown = shutdown.boxed().shared();
@@ -120,6 +131,18 @@ pub async fn serve(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    bind_all(config, shutdown).await?.server.await;
+    serve_with(config, InProcessPools::new(), shutdown).await
+}
+
+/// [`serve`], calling the pool-nodes of `in_process` directly (see [`bind_all_with`]).
+pub async fn serve_with(
+    config: ApiConfig,
+    in_process: InProcessPools,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    bind_all_with(config, in_process, shutdown)
+        .await?
+        .server
+        .await;
     Ok(())
 }

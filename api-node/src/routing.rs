@@ -1,7 +1,8 @@
 //! Where a queue lives: `(project, queue) → pool` through the catalog, with an
 //! in-memory placement cache fed by the catalog's watch stream (see
 //! `routing/placement_cache.rs`), and one lazily connected gRPC channel per
-//! pool-node endpoint.
+//! pool-node endpoint — or a direct call for a pool-node of this process
+//! (`routing/pool_client.rs`).
 //!
 //! `catalog_endpoint` may name several catalog nodes, comma-separated. A call goes to
 //! the node that answered last; when it is unreachable (connection refused, connect or
@@ -10,6 +11,7 @@
 //! catalog call api-node makes is idempotent, so a retry elsewhere is safe.
 
 mod placement_cache;
+mod pool_client;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,9 +27,7 @@ use zaqar_proto::ZaqarError;
 
 use crate::config::ApiConfig;
 use placement_cache::{lock, watch_catalog, PlacementCache, SharedCache, WatchTarget};
-
-/// A gRPC client of one pool-node.
-pub type PoolClient = PoolServiceClient<Channel>;
+pub use pool_client::{InProcessPools, PoolClient};
 
 /// A queue's pool, as the router resolved it.
 #[derive(Clone)]
@@ -50,6 +50,8 @@ pub struct Router {
     /// Keeps `placements` subscribed to the catalog's watch stream.
     watcher: tokio::task::JoinHandle<()>,
     pools: Mutex<HashMap<String, PoolClient>>,
+    /// Pool-nodes of this process, called without gRPC.
+    in_process: InProcessPools,
 }
 
 impl Drop for Router {
@@ -66,8 +68,9 @@ fn queue_ref(project: &str, queue: &str) -> QueueRef {
 }
 
 impl Router {
-    /// A router talking to the catalog of `config`; connects lazily (must run inside tokio).
-    pub fn new(config: &ApiConfig) -> Result<Router, ZaqarError> {
+    /// A router talking to the catalog of `config`, calling the pool-nodes of
+    /// `in_process` directly; connects lazily (must run inside tokio).
+    pub fn new(config: &ApiConfig, in_process: InProcessPools) -> Result<Router, ZaqarError> {
         let tls = config.grpc_client_tls()?;
         let placements: SharedCache = std::sync::Arc::new(Mutex::new(PlacementCache::new(
             config.placement_cache_ttl(),
@@ -93,11 +96,18 @@ impl Router {
             placements,
             watcher,
             pools: Mutex::new(HashMap::new()),
+            in_process,
         })
     }
 
     /// The client of a pool-node endpoint (one channel per endpoint, reused).
     pub fn pool_client(&self, endpoint: &str) -> Result<PoolClient, ZaqarError> {
+        if let Some(service) = self.in_process.get(endpoint) {
+            return Ok(PoolClient::InProcess {
+                service: service.clone(),
+                timeout: self.request_timeout,
+            });
+        }
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(client) = pools.get(endpoint) {
             return Ok(client.clone());
@@ -108,7 +118,7 @@ impl Router {
             self.request_timeout,
             self.tls.as_ref(),
         )?;
-        let client = PoolServiceClient::new(channel);
+        let client = PoolClient::Grpc(PoolServiceClient::new(channel));
         pools.insert(endpoint.to_string(), client.clone());
         Ok(client)
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use zaqar_api_node::routing::InProcessPools;
 use zaqar_api_node::ApiConfig;
 
 use crate::config::{load, validate_api};
@@ -63,14 +64,18 @@ impl ApiNodeArgs {
 /// Serves the REST API until shutdown.
 pub async fn run(config: ApiConfig, shutdown: Shutdown) -> Result<()> {
     tracing::info!(listen = %config.listen, catalog = %config.catalog_endpoint, "api-node serving");
-    serve_api_node(config, shutdown).await
+    serve_api_node(config, InProcessPools::new(), shutdown).await
 }
 
-/// The one call into the api-node crate (`zaqar_api_node::serve`), shared by
-/// `zaqar api-node` and `zaqar standalone`.
-pub async fn serve_api_node(config: ApiConfig, shutdown: Shutdown) -> Result<()> {
+/// The one call into the api-node crate (`zaqar_api_node::serve_with`), shared by
+/// `zaqar api-node` and `zaqar standalone` (which calls its own pool-node directly).
+pub async fn serve_api_node(
+    config: ApiConfig,
+    in_process: InProcessPools,
+    shutdown: Shutdown,
+) -> Result<()> {
     let listen = config.listen;
-    zaqar_api_node::serve(config, shutdown.wait())
+    zaqar_api_node::serve_with(config, in_process, shutdown.wait())
         .await
         .with_context(|| format!("serving the REST API on {listen}"))
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use tokio::task::JoinSet;
+use zaqar_api_node::routing::InProcessPools;
 use zaqar_catalog::raft::{RaftCatalog, RaftConfig};
 use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, PoolSpec};
 use zaqar_pool_node::{MessageCipher, Notifier, PoolServer};
@@ -164,6 +165,12 @@ async fn serve_roles(
     if config.notifier.enabled {
         pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
     }
+    // The api-node calls the pool-node directly; its gRPC server stays for anything
+    // else that reaches the registered endpoint (`zaqar admin`, health checks).
+    let in_process = InProcessPools::from([(
+        pool_endpoint.clone(),
+        Arc::new(pool_server.clone()) as Arc<dyn zaqar_proto::pb::pool_service_server::PoolService>,
+    )]);
     let pool_router = tonic::transport::Server::builder().add_service(pool_server.into_service());
     roles.spawn(role(
         "pool-node",
@@ -174,7 +181,10 @@ async fn serve_roles(
     api.catalog_endpoint = catalog_endpoint;
     api.signed_url_secret_key = Some(signed_url_secret);
     tracing::info!(listen = %api.listen, "zaqar standalone serving REST");
-    roles.spawn(role("api-node", serve_api_node(api, shutdown.clone())));
+    roles.spawn(role(
+        "api-node",
+        serve_api_node(api, in_process, shutdown.clone()),
+    ));
 
     // The first role to stop, for whatever reason, stops the others.
     let mut outcome = Ok(());

@@ -68,6 +68,15 @@ impl Process {
         })
     }
 
+    /// Sends `signal` (a `kill -s` name: `STOP`, `CONT`, `TERM`, ...) to the process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -s {signal} {} failed", self.name);
+        Ok(())
+    }
+
     /// Kills the process at once (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -107,6 +116,22 @@ impl Redis {
     /// Kills the server (as a crash would).
     pub fn kill(&mut self) {
         self.process = None;
+    }
+
+    /// Freezes the server (SIGSTOP): it keeps its connections and answers nothing.
+    pub fn pause(&self) -> Result<()> {
+        self.process
+            .as_ref()
+            .context("redis is not running")?
+            .signal("STOP")
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.process
+            .as_ref()
+            .context("redis is not running")?
+            .signal("CONT")
     }
 
     /// Starts the server again on the same port.

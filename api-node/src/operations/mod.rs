@@ -31,7 +31,7 @@ use crate::admin::AdminCatalog;
 use crate::auth::{Auth, Credentials, Identity};
 use crate::config::ApiConfig;
 use crate::rate_limit::ProjectLimits;
-use crate::routing::{Pool, PoolClient, Router};
+use crate::routing::{InProcessPools, Pool, PoolClient, Router};
 
 /// What every operation needs besides its input: limits, options and clients.
 pub struct Services {
@@ -52,8 +52,16 @@ pub struct Services {
 
 impl Services {
     pub fn new(config: &ApiConfig) -> Result<Services, ZaqarError> {
+        Services::with_in_process_pools(config, InProcessPools::new())
+    }
+
+    /// Services calling the pool-nodes of `in_process` directly instead of over gRPC.
+    pub fn with_in_process_pools(
+        config: &ApiConfig,
+        in_process: InProcessPools,
+    ) -> Result<Services, ZaqarError> {
         Ok(Services {
-            router: Router::new(config)?,
+            router: Router::new(config, in_process)?,
             admin: AdminCatalog::new(config)?,
             limits: config.limits.clone(),
             project_limits: ProjectLimits::new(&config.project_limits, &config.limits),
