@@ -17,6 +17,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::shutdown::Shutdown;
 
+/// mimalloc instead of glibc's malloc: a request allocates and frees many small
+/// buffers, and glibc's malloc/free (with its fastbin consolidation) was about a
+/// sixth of the CPU of a post (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// zaqar-rs: a multi-tenant message queue service speaking the OpenStack Zaqar v2 API.
 ///
 /// Settings come from the defaults, then an optional --config TOML file, then
