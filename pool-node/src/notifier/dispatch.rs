@@ -53,6 +53,18 @@ pub struct Listings {
 }
 
 impl Listings {
+    /// Whether the queue's fresh listing has no subscription at all (its posts
+    /// then have nobody to notify and nothing to cache).
+    pub fn has_no_subscriptions(&self, queue: &QueueRef) -> bool {
+        let by_project = self.by_project.read().expect("never poisoned");
+        by_project
+            .get(&queue.project)
+            .and_then(|queues| queues.get(&queue.queue))
+            .is_some_and(|listing| {
+                listing.lanes.is_empty() && listing.at.elapsed() < SUBSCRIPTIONS_FRESH
+            })
+    }
+
     /// Wakes the lanes of the queue's fresh listing; false (nothing woken) when
     /// there is none or one of its lanes has ended.
     pub fn wake(&self, queue: &QueueRef) -> bool {

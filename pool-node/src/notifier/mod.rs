@@ -119,7 +119,7 @@ impl Notifier {
     /// Tells the notifier that `messages` (with their new `ids`, in the same order)
     /// were posted to `queue`; never waits.
     pub fn notify(&self, queue: QueueRef, ids: &[String], messages: Vec<NewMessage>) {
-        if messages.is_empty() {
+        if messages.is_empty() || self.listings.has_no_subscriptions(&queue) {
             return;
         }
         self.cache.insert(ids.iter().cloned().zip(messages));

@@ -17,6 +17,8 @@ local mexp = cexp + grace * 1000
 -- queue (a queue that is its own dead letter queue) is not seen twice.
 local top = tonumber(redis.call('HGET', k.q, 'seq') or 0)
 local ids, rows = {}, {}
+-- (score, id) pairs of the claimed messages for the exp and clm indexes.
+local by_expiry, by_claim = {}, {}
 
 local function dead_letter(mkey, id, m)
   local dkey = dprefix .. id
@@ -43,14 +45,16 @@ if limit > 0 then
       local e = math.max(m.e, mexp)
       redis.call('HSET', mkey, 'ci', cid, 'ce', cexp, 'n', m.n + 1, 'e', e)
       redis.call('PEXPIREAT', mkey, e)
-      redis.call('ZADD', k.exp, e, id)
-      redis.call('ZADD', k.clm, cexp, id)
+      by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = e, id
+      by_claim[#by_claim + 1], by_claim[#by_claim + 2] = cexp, id
       ids[#ids + 1] = id
       rows[#rows + 1] = row(mkey, id, now)
     end
     return #ids >= limit
-  end)
+  end, limit)
 end
+zadd_all(k.exp, by_expiry)
+zadd_all(k.clm, by_claim)
 if #ids > 0 then
   redis.call('HSET', ckey, 't', ttl, 'e', cexp, 'ids', table.concat(ids, ','))
   redis.call('PEXPIREAT', ckey, cexp)

@@ -19,6 +19,6 @@ if limit > 0 then
       last = seq
     end
     return #rows >= limit
-  end)
+  end, limit)
 end
 return {now, rows, last}

@@ -16,6 +16,6 @@ if limit > 0 then
       unindex(k, id)
     end
     return #rows >= limit
-  end)
+  end, limit)
 end
 return {now, rows}

@@ -21,6 +21,11 @@ elseif plain == '1' and string.find(meta, '_enable_encrypt_messages', 1, true) t
   end
 end
 local now = now_ms()
+local count = (#ARGV - 5) / 5
+if count < 1 then return now end
+-- As index() would for each message, with one call per index for the whole post.
+local seq = redis.call('HINCRBY', k.q, 'seq', count) - count
+local by_seq, by_expiry, by_delay = {}, {}, {}
 for i = 6, #ARGV, 5 do
   local id, ttl, delay = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local mkey = prefix .. id
@@ -30,6 +35,14 @@ for i = 6, #ARGV, 5 do
   redis.call('HSET', mkey, 'b', ARGV[i + 3], 'h', ARGV[i + 4], 'c', now, 'e', e, 'd', d, 'k', client,
              't', ttl, 'ci', '', 'ce', 0, 'n', 0)
   redis.call('PEXPIREAT', mkey, e)
-  index(k, id, e, d, now)
+  seq = seq + 1
+  by_seq[#by_seq + 1], by_seq[#by_seq + 2] = seq, id
+  by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = e, id
+  if d > now then
+    by_delay[#by_delay + 1], by_delay[#by_delay + 2] = math.min(d, e), id
+  end
 end
+zadd_all(k.ids, by_seq)
+zadd_all(k.exp, by_expiry)
+zadd_all(k.dly, by_delay)
 return now

@@ -40,6 +40,14 @@ local function index(k, id, e, d, now)
   return seq
 end
 
+-- ZADD of many (score, member) pairs, flat in pairs, in calls of at most 200 pairs
+-- (one call instead of one per member; bounded to stay within Lua's stack).
+local function zadd_all(key, flat)
+  for i = 1, #flat, 400 do
+    redis.call('ZADD', key, unpack(flat, i, math.min(i + 399, #flat)))
+  end
+end
+
 -- The state of the live message at mkey, or nil when it is gone or expired.
 local function load(mkey, now)
   local f = redis.call('HMGET', mkey, 'e', 'd', 'ci', 'ce', 'n', 'k', 't')
@@ -62,16 +70,18 @@ end
 
 -- Calls visit(id, seq) on the ids of queue k with after < seq <= upto,
 -- oldest first, until visit returns true. Ranges by score, so visit may
--- remove ids as it goes.
-local function scan(k, after, upto, visit)
-  local lo = '(' .. after
+-- remove ids as it goes. Reads `want` ids first (what the caller expects to
+-- need), then twice as many each time, up to 100: turning a reply into Lua
+-- values costs more than the range itself, so a short scan reads little.
+local function scan(k, after, upto, visit, want)
+  local lo, size = '(' .. after, math.max(want, 1)
   while true do
-    local batch = redis.call('ZRANGEBYSCORE', k.ids, lo, upto, 'WITHSCORES', 'LIMIT', 0, 100)
+    local batch = redis.call('ZRANGEBYSCORE', k.ids, lo, upto, 'WITHSCORES', 'LIMIT', 0, size)
     if #batch == 0 then return end
     for i = 1, #batch, 2 do
       if visit(batch[i], tonumber(batch[i + 1])) then return end
     end
-    lo = '(' .. batch[#batch]
+    lo, size = '(' .. batch[#batch], math.min(size * 2, 100)
   end
 end
 

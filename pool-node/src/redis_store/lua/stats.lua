@@ -27,7 +27,7 @@ if total > 0 then
   scan(k, 0, '+inf', function(id)
     oldest = summary(id) or false
     return oldest
-  end)
+  end, 1)
   while not newest do
     local last = redis.call('ZRANGE', k.ids, -1, -1)
     if #last == 0 then break end
