@@ -1,14 +1,25 @@
 //! A minimal Zaqar v2 REST client for the benchmark: the four calls of the workload
 //! plus queue setup, each answering `Ok` only for a 2xx status.
+//!
+//! It speaks HTTP/1.1 over one kept-alive connection with hyper's connection API
+//! (no pool, no redirects, no middleware): the load generator shares the machine
+//! with the server it measures, so every microsecond it spends is taken from that
+//! server.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
-use reqwest::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
 
 /// Why a request did not succeed.
 #[derive(Debug)]
@@ -28,25 +39,41 @@ impl fmt::Display for CallError {
     }
 }
 
-impl From<reqwest::Error> for CallError {
-    fn from(error: reqwest::Error) -> Self {
-        // The source chain says *why* (e.g. "connection refused"), the top level only where.
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        CallError::Transport(text)
+/// A transport error with its source chain (which says *why*, e.g. "connection refused").
+fn transport(context: &str, error: &dyn std::error::Error) -> CallError {
+    let mut text = format!("{context}: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    CallError::Transport(text)
 }
 
-/// One client identity (its own Client-ID and connection) talking to one server.
-#[derive(Debug, Clone)]
+/// One client identity (its Client-ID) talking to one server over its own
+/// connection; a clone keeps the identity and opens a connection of its own.
+#[derive(Debug)]
 pub struct ZaqarClient {
-    http: reqwest::Client,
-    base: String,
+    /// `host:port` of the server.
+    address: String,
+    project: HeaderValue,
+    client_id: HeaderValue,
+    timeout: Duration,
+    /// The kept-alive connection, opened on first use and after a failure.
+    connection: Arc<Mutex<Option<SendRequest<Full<Bytes>>>>>,
+}
+
+impl Clone for ZaqarClient {
+    fn clone(&self) -> Self {
+        ZaqarClient {
+            address: self.address.clone(),
+            project: self.project.clone(),
+            client_id: self.client_id.clone(),
+            timeout: self.timeout,
+            connection: Arc::default(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -81,24 +108,87 @@ pub struct Page {
 }
 
 impl ZaqarClient {
-    /// A client for `base` (no trailing slash) sending `project` and a fresh Client-ID.
+    /// A client for `base` (`http://host:port`, no trailing slash) sending `project`
+    /// and a fresh Client-ID; every request is bounded by `timeout`.
     pub fn new(base: &str, project: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let mut headers = HeaderMap::new();
-        headers.insert("X-Project-ID", HeaderValue::from_str(project)?);
+        let Some(address) = base.strip_prefix("http://") else {
+            anyhow::bail!("zaqar-bench speaks plain http only, not {base:?}");
+        };
+        anyhow::ensure!(
+            !address.is_empty() && !address.contains('/'),
+            "the server URL must be http://host:port, not {base:?}"
+        );
         let client_id = uuid::Uuid::new_v4().to_string();
-        headers.insert("Client-ID", HeaderValue::from_str(&client_id)?);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1)
-            .build()?;
         Ok(Self {
-            http,
-            base: base.to_owned(),
+            address: address.to_owned(),
+            project: HeaderValue::from_str(project)?,
+            client_id: HeaderValue::from_str(&client_id)?,
+            timeout,
+            connection: Arc::default(),
         })
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        let stream = TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| transport(&format!("connecting to {}", self.address), &e))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| transport("TCP_NODELAY", &e))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| transport("HTTP handshake", &e))?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// Sends one request on the kept-alive connection (opening one if needed) and
+    /// reads the whole answer.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        let mut connection = self.connection.lock().await;
+        let mut sender = match connection.take() {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => self.connect().await?,
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| transport("connection", &e))?;
+        let has_body = body.is_some();
+        let mut request = Request::new(Full::new(body.unwrap_or_default()));
+        *request.method_mut() = method;
+        *request.uri_mut() = path
+            .parse()
+            .map_err(|e| transport(&format!("path {path:?}"), &e))?;
+        let headers = request.headers_mut();
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(&self.address).map_err(|e| transport("host", &e))?,
+        );
+        headers.insert("X-Project-ID", self.project.clone());
+        headers.insert("Client-ID", self.client_id.clone());
+        if has_body {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| transport("request", &e))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| transport("answer body", &e))?
+            .to_bytes();
+        // Only a connection that delivered a whole answer is used again.
+        *connection = Some(sender);
+        Ok((status, bytes))
     }
 
     /// Sends one request; the body of a 2xx answer, or why not.
@@ -108,13 +198,9 @@ impl ZaqarClient {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), CallError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
+        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(method, path, body))
+            .await
+            .map_err(|_| CallError::Transport(format!("no answer within {:?}", self.timeout)))??;
         if status.is_success() {
             Ok((status, bytes))
         } else {
