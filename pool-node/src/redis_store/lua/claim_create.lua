@@ -34,7 +34,7 @@ end
 if limit > 0 then
   scan(k, 0, top, function(id)
     local mkey = prefix .. id
-    local m = load(mkey, now)
+    local m, shown = load_with_row(mkey, id, now)
     if not m then
       unindex(k, id)
     elseif is_claimed(m, now) or is_delayed(m, now) then
@@ -48,7 +48,9 @@ if limit > 0 then
       by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = e, id
       by_claim[#by_claim + 1], by_claim[#by_claim + 2] = cexp, id
       ids[#ids + 1] = id
-      rows[#rows + 1] = row(mkey, id, now)
+      -- The row as row() would read it back after the HSET above.
+      shown[5], shown[6], shown[7] = e, cexp > now and cid or '', m.n + 1
+      rows[#rows + 1] = shown
     end
     return #ids >= limit
   end, limit)

@@ -9,13 +9,12 @@ local now = now_ms()
 local rows = {}
 if limit > 0 then
   scan(k, last, '+inf', function(id, seq)
-    local mkey = prefix .. id
-    local m = load(mkey, now)
+    local m, shown = load_with_row(prefix .. id, id, now)
     if not m then
       unindex(k, id)
     elseif (echo or m.k ~= client) and (with_claimed or not is_claimed(m, now))
         and (with_delayed or not is_delayed(m, now)) then
-      rows[#rows + 1] = row(mkey, id, now)
+      rows[#rows + 1] = shown
       last = seq
     end
     return #rows >= limit

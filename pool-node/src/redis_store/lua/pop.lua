@@ -7,11 +7,11 @@ local rows = {}
 if limit > 0 then
   scan(k, 0, '+inf', function(id)
     local mkey = prefix .. id
-    local m = load(mkey, now)
+    local m, shown = load_with_row(mkey, id, now)
     if not m then
       unindex(k, id)
     elseif not is_claimed(m, now) and not is_delayed(m, now) then
-      rows[#rows + 1] = row(mkey, id, now)
+      rows[#rows + 1] = shown
       redis.call('DEL', mkey)
       unindex(k, id)
     end

@@ -57,6 +57,19 @@ local function load(mkey, now)
           n = tonumber(f[5]), k = f[6], t = tonumber(f[7])}
 end
 
+-- load() and row() of the message at mkey in one read: its state and reply
+-- row, or nil when it is gone or expired.
+local function load_with_row(mkey, id, now)
+  local f = redis.call('HMGET', mkey, 'e', 'd', 'ci', 'ce', 'n', 'k', 't', 'b', 'h', 'c')
+  local e = tonumber(f[1])
+  if not e or e <= now then return nil end
+  local m = {e = e, d = tonumber(f[2]), ci = f[3], ce = tonumber(f[4]),
+             n = tonumber(f[5]), k = f[6], t = tonumber(f[7])}
+  local ci = m.ci
+  if m.ce <= now then ci = '' end
+  return m, {id, f[8], f[9], tonumber(f[10]), e, ci, m.n}
+end
+
 local function is_claimed(m, now) return m.ci ~= '' and m.ce > now end
 local function is_delayed(m, now) return m.d > now end
 
