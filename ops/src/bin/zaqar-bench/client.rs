@@ -57,6 +57,8 @@ fn transport(context: &str, error: &dyn std::error::Error) -> CallError {
 pub struct ZaqarClient {
     /// `host:port` of the server.
     address: String,
+    /// The same, as the `Host` header of every request.
+    host: HeaderValue,
     project: HeaderValue,
     client_id: HeaderValue,
     timeout: Duration,
@@ -68,6 +70,7 @@ impl Clone for ZaqarClient {
     fn clone(&self) -> Self {
         ZaqarClient {
             address: self.address.clone(),
+            host: self.host.clone(),
             project: self.project.clone(),
             client_id: self.client_id.clone(),
             timeout: self.timeout,
@@ -121,6 +124,7 @@ impl ZaqarClient {
         let client_id = uuid::Uuid::new_v4().to_string();
         Ok(Self {
             address: address.to_owned(),
+            host: HeaderValue::from_str(address)?,
             project: HeaderValue::from_str(project)?,
             client_id: HeaderValue::from_str(&client_id)?,
             timeout,
@@ -166,10 +170,7 @@ impl ZaqarClient {
             .parse()
             .map_err(|e| transport(&format!("path {path:?}"), &e))?;
         let headers = request.headers_mut();
-        headers.insert(
-            HOST,
-            HeaderValue::from_str(&self.address).map_err(|e| transport("host", &e))?,
-        );
+        headers.insert(HOST, self.host.clone());
         headers.insert("X-Project-ID", self.project.clone());
         headers.insert("Client-ID", self.client_id.clone());
         if has_body {
