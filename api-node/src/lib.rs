@@ -126,16 +126,9 @@ pub async fn bind_all_with(
 }
 
 /// Serves the REST API on `config.listen` and the WebSocket API on
-/// `config.ws_listen` until `shutdown` completes.
+/// `config.ws_listen` until `shutdown` completes, calling the pool-nodes of
+/// `in_process` directly (see [`bind_all_with`]; empty for a separate api-node).
 pub async fn serve(
-    config: ApiConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    serve_with(config, InProcessPools::new(), shutdown).await
-}
-
-/// [`serve`], calling the pool-nodes of `in_process` directly (see [`bind_all_with`]).
-pub async fn serve_with(
     config: ApiConfig,
     in_process: InProcessPools,
     shutdown: impl Future<Output = ()> + Send + 'static,

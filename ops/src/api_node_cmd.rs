@@ -67,7 +67,7 @@ pub async fn run(config: ApiConfig, shutdown: Shutdown) -> Result<()> {
     serve_api_node(config, InProcessPools::new(), shutdown).await
 }
 
-/// The one call into the api-node crate (`zaqar_api_node::serve_with`), shared by
+/// The one call into the api-node crate (`zaqar_api_node::serve`), shared by
 /// `zaqar api-node` and `zaqar standalone` (which calls its own pool-node directly).
 pub async fn serve_api_node(
     config: ApiConfig,
@@ -75,7 +75,7 @@ pub async fn serve_api_node(
     shutdown: Shutdown,
 ) -> Result<()> {
     let listen = config.listen;
-    zaqar_api_node::serve_with(config, in_process, shutdown.wait())
+    zaqar_api_node::serve(config, in_process, shutdown.wait())
         .await
         .with_context(|| format!("serving the REST API on {listen}"))
 }
