@@ -275,7 +275,8 @@ async fn redis_store_keeps_encrypted_queues_encrypted_at_rest() {
     check_encryption_at_rest(store, dump).await;
 }
 
-/// Every value of every key of the Redis database, read by type.
+/// Every value of every key of the Redis database, read by type (values as
+/// lossy UTF-8: a message is stored packed, in binary).
 async fn redis_dump(url: &str) -> String {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -291,11 +292,11 @@ async fn redis_dump(url: &str) -> String {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let values: Vec<String> = match kind.as_str() {
+        let values: Vec<Vec<u8>> = match kind.as_str() {
             "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await,
             "string" => redis::cmd("GET")
                 .arg(&key)
-                .query_async::<Option<String>>(&mut conn)
+                .query_async::<Option<Vec<u8>>>(&mut conn)
                 .await
                 .map(|value| value.into_iter().collect()),
             "zset" => {
@@ -326,7 +327,7 @@ async fn redis_dump(url: &str) -> String {
         dump.push_str(&key);
         for value in values {
             dump.push('\n');
-            dump.push_str(&value);
+            dump.push_str(&String::from_utf8_lossy(&value));
         }
         dump.push('\n');
     }

@@ -35,8 +35,6 @@ impl RedisStore {
             .key(keys.queue().to_vec())
             .key(dead.queue().to_vec())
             .key(keys.claim(&claim_id))
-            .arg(keys.message_prefix())
-            .arg(dead.message_prefix())
             .arg(&claim_id)
             .arg(ttl)
             .arg(grace)
@@ -64,7 +62,7 @@ impl RedisStore {
         let mut invocation = self.scripts.claim_get.prepare_invoke();
         invocation
             .key(keys.claim(claim_id))
-            .arg(keys.message_prefix())
+            .key(keys.queue().to_vec())
             .arg(claim_id);
         let reply: Option<(i64, u32, i64, Vec<MessageRow>)> = self.run(&invocation).await?;
         let (now, ttl, expires_ms, rows) = reply.ok_or_else(|| no_claim(claim_id))?;
@@ -90,7 +88,6 @@ impl RedisStore {
         invocation
             .key(keys.claim(claim_id))
             .key(keys.queue().to_vec())
-            .arg(keys.message_prefix())
             .arg(claim_id)
             .arg(ttl)
             .arg(grace);
@@ -106,7 +103,6 @@ impl RedisStore {
         invocation
             .key(keys.claim(claim_id))
             .key(keys.queue().to_vec())
-            .arg(keys.message_prefix())
             .arg(claim_id);
         self.run::<u8>(&invocation).await.map(drop)
     }

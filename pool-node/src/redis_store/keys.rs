@@ -7,12 +7,12 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `<p>:q:<queue>` | hash | `meta` (metadata JSON), `seq` (last message sequence number; kept when the queue is deleted) |
+//! | `<p>:q:<queue>` | hash | `meta` (metadata JSON), `seq` (last message sequence number; kept when the queue is deleted), `x` (ms until which the message keys below live) |
 //! | `<p>:ids:<queue>` | zset | message id → sequence number (FIFO, listing marker) |
 //! | `<p>:exp:<queue>` | zset | message id → expiry ms (`total` = ZCOUNT of the future) |
 //! | `<p>:clm:<queue>` | zset | claimed message id → claim expiry ms (`claimed`) |
 //! | `<p>:dly:<queue>` | zset | delayed message id → min(delay end, expiry) ms (`delayed`) |
-//! | `<p>:m:<queue>:<id>` | hash | one message (fields in `lua/prelude.lua`), expires with it |
+//! | `<p>:m:<queue>` | hash | message id → the message, packed (fields in `lua/prelude.lua`) |
 //! | `<p>:c:<queue>:<id>` | hash | one claim: `t` ttl, `e` expiry ms, `ids`; expires with it |
 //! | `<p>:subs:<queue>` | zset | subscription id → creation sequence number |
 //! | `<p>:subr:<queue>` | hash | subscriber → subscription id |
@@ -74,13 +74,9 @@ impl QueueKeys {
         self.key("q")
     }
 
-    /// The five keys of the queue, in the order the scripts' `queue_keys` reads them.
-    pub(super) fn queue(&self) -> [String; 5] {
-        ["q", "ids", "exp", "clm", "dly"].map(|kind| self.key(kind))
-    }
-
-    pub(super) fn message_prefix(&self) -> String {
-        self.key("m") + ":"
+    /// The six keys of the queue, in the order the scripts' `queue_keys` reads them.
+    pub(super) fn queue(&self) -> [String; 6] {
+        ["q", "ids", "exp", "clm", "dly", "m"].map(|kind| self.key(kind))
     }
 
     pub(super) fn claim_prefix(&self) -> String {

@@ -34,7 +34,6 @@ impl RedisStore {
         let mut invocation = self.scripts.post.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
-            .arg(keys.message_prefix())
             .arg(client_id)
             .arg(flag(plain))
             .arg(flag(expected_metadata.is_some()))
@@ -64,7 +63,6 @@ impl RedisStore {
         let mut invocation = self.scripts.list.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
-            .arg(keys.message_prefix())
             .arg(after)
             .arg(params.limit)
             .arg(&params.client_id)
@@ -81,7 +79,7 @@ impl RedisStore {
         }
         let keys = QueueKeys::new(queue);
         let mut invocation = self.scripts.get.prepare_invoke();
-        invocation.arg(keys.message_prefix()).arg(ids);
+        invocation.key(keys.queue().to_vec()).arg(ids);
         let (now, rows): (i64, Vec<MessageRow>) = self.run(&invocation).await?;
         Ok(messages(rows, now))
     }
@@ -101,7 +99,6 @@ impl RedisStore {
         let mut invocation = self.scripts.delete.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
-            .arg(keys.message_prefix())
             .arg(mode)
             .arg(ids.len())
             .arg(ids)
@@ -126,10 +123,7 @@ impl RedisStore {
     pub(super) async fn pop(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
         let keys = QueueKeys::new(queue);
         let mut invocation = self.scripts.pop.prepare_invoke();
-        invocation
-            .key(keys.queue().to_vec())
-            .arg(keys.message_prefix())
-            .arg(limit);
+        invocation.key(keys.queue().to_vec()).arg(limit);
         let (now, rows): (i64, Vec<MessageRow>) = self.run(&invocation).await?;
         Ok(messages(rows, now))
     }

@@ -1,12 +1,16 @@
-//! The Redis backend of `MessageStore`: small Lua scripts over per-message hashes and per-queue sorted sets.
+//! The Redis backend of `MessageStore`: small Lua scripts over per-queue hashes and sorted sets.
 //!
 //! Every operation that reads or writes messages, claims or subscriptions is
 //! one Lua script (see `lua/`), so it is atomic and compares expiries with one
-//! clock: the Redis server's (`TIME`). Messages, claims and subscriptions are
-//! hashes that Redis expires by itself (`PEXPIREAT`), so they disappear
-//! without any call; the sorted-set index entries they leave are ignored by
-//! every read (their expiry is in the past) and removed lazily. Counts come
-//! from `ZCOUNT` over sorted sets scored by expiry, without scanning.
+//! clock: the Redis server's (`TIME`). A queue's messages are packed
+//! (`cmsgpack`) in one hash, indexed by sorted sets; a message past its expiry
+//! is ignored by every read and removed lazily (by the scans that meet it, a
+//! few with every post, and by stats), and the queue's message keys expire by
+//! themselves a minute after its last message, so a queue nobody touches any
+//! more leaves only its record. One hash per queue instead of one key per
+//! message halves Redis's memory per message. Claims and subscriptions are
+//! hashes that Redis expires by itself (`PEXPIREAT`). Counts come from
+//! `ZCOUNT` over sorted sets scored by expiry, without scanning.
 //! The key layout is in `keys.rs`.
 //!
 //! Every call is bounded by [`CALL_TIMEOUT`]: a Redis that is down or hung

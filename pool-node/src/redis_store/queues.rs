@@ -51,9 +51,7 @@ impl RedisStore {
     pub(super) async fn stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
         let keys = QueueKeys::new(queue);
         let mut invocation = self.scripts.stats.prepare_invoke();
-        invocation
-            .key(keys.queue().to_vec())
-            .arg(keys.message_prefix());
+        invocation.key(keys.queue().to_vec());
         let (now, total, claimed, delayed, oldest, newest): StatsReply =
             self.run(&invocation).await?;
         Ok(QueueStatsReply {
@@ -77,7 +75,6 @@ impl RedisStore {
         let mut invocation = self.scripts.purge.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
-            .arg(keys.message_prefix())
             .arg(keys.claim_prefix())
             .arg(if drop_record { "1" } else { "0" });
         self.run::<u8>(&invocation).await.map(drop)

@@ -230,3 +230,101 @@ async fn a_queue_can_be_its_own_dead_letter_queue() {
     let order: Vec<_> = listed.iter().map(|m| m.id.clone()).collect();
     assert_eq!(order, vec![second[0].clone(), first[0].clone()]);
 }
+
+/// The number of entries of each message key of `q`: ids, exp, clm, dly, m.
+async fn entries(store: &RedisStore, q: &QueueRef) -> Vec<u64> {
+    let keys = QueueKeys::new(q).queue();
+    let mut counts = Vec::new();
+    for (key, command) in keys[1..]
+        .iter()
+        .zip(["ZCARD", "ZCARD", "ZCARD", "ZCARD", "HLEN"])
+    {
+        let mut cmd = redis::cmd(command);
+        cmd.arg(key);
+        counts.push(store.query::<u64>(&cmd).await.unwrap());
+    }
+    counts
+}
+
+#[tokio::test]
+async fn posting_sweeps_expired_messages() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let q = queue("sweep");
+    let short = [message(1), message(1), message(1)];
+    store.post_messages(&q, "c", &short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    // Posts sweep when the sequence number passes a multiple of 16.
+    let twelve: Vec<_> = (0..12).map(|_| message(60)).collect();
+    store.post_messages(&q, "c", &twelve).await.unwrap();
+    assert_eq!(entries(&store, &q).await, vec![15, 15, 0, 0, 15]);
+    store.post_messages(&q, "c", &[message(60)]).await.unwrap();
+    assert_eq!(entries(&store, &q).await, vec![13, 13, 0, 0, 13]);
+}
+
+#[tokio::test]
+async fn message_keys_live_a_minute_past_the_last_message() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let q = queue("lifetime");
+    let [_, ids, exp, clm, dly, msg] = QueueKeys::new(&q).queue();
+    let ttl_ms = |key: String| {
+        let store = &store;
+        async move {
+            let mut cmd = redis::cmd("PTTL");
+            cmd.arg(key);
+            store.query::<i64>(&cmd).await.unwrap()
+        }
+    };
+    // Whether `ms` is past `seconds` and at most a minute past the next second.
+    let within = |ms: i64, seconds: i64| (seconds * 1000 < ms) && ms <= (seconds + 61) * 1000;
+
+    let posted = store.post_messages(&q, "c", &[message(100)]).await.unwrap();
+    for key in [&ids, &exp, &msg] {
+        assert!(within(ttl_ms(key.clone()).await, 99), "{key}");
+    }
+    // A later message and a claim extending another move the lifetime on.
+    store.post_messages(&q, "c", &[message(300)]).await.unwrap();
+    assert!(within(ttl_ms(msg.clone()).await, 299));
+    store.create_claim(&q, 60, 600, 1).await.unwrap().unwrap();
+    for key in [&ids, &exp, &clm, &msg] {
+        assert!(within(ttl_ms(key.clone()).await, 659), "{key}");
+    }
+
+    // Keys emptied and written anew expire again.
+    store.purge_queue(&q, true, false).await.unwrap();
+    assert_eq!(entries(&store, &q).await, vec![0, 0, 0, 0, 0]);
+    let delayed = NewMessage {
+        delay: 30,
+        ..message(100)
+    };
+    store.post_messages(&q, "c", &[delayed]).await.unwrap();
+    for key in [&ids, &exp, &dly, &msg] {
+        assert!(within(ttl_ms(key.clone()).await, 659), "{key}");
+    }
+    assert!(store.get_messages(&q, &posted).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn purging_drops_the_claims_on_its_messages() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let q = queue("purge");
+    store
+        .post_messages(&q, "c", &[message(60), message(60)])
+        .await
+        .unwrap();
+    let claim = store.create_claim(&q, 60, 60, 2).await.unwrap().unwrap();
+    store.purge_queue(&q, true, false).await.unwrap();
+
+    let err = store.get_claim(&q, &claim.id).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(entries(&store, &q).await, vec![0, 0, 0, 0, 0]);
+}

@@ -1,22 +1,29 @@
 -- Renews a live claim: it expires ttl from now, its messages live at least ttl + grace.
--- KEYS: claim hash, queue (2..6). ARGV: message prefix, claim id, ttl s, grace s.
+-- KEYS: claim hash, queue (2..7). ARGV: claim id, ttl s, grace s.
 -- Returns 1, or 0 when there is no live claim.
 local ckey, k = KEYS[1], queue_keys(2)
-local prefix, cid, ttl, grace = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local cid, ttl, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local f = redis.call('HMGET', ckey, 'e', 'ids')
 local now = now_ms()
 if not f[1] or tonumber(f[1]) <= now then return 0 end
 local cexp = now + ttl * 1000
 local mexp = cexp + grace * 1000
-redis.call('HSET', ckey, 't', ttl, 'e', cexp)
-redis.call('PEXPIREAT', ckey, cexp)
-for _, h in ipairs(held(prefix, f[2], cid, now)) do
+redis.call('HSET', ckey, 't', ttl, 'e', int(cexp))
+redis.call('PEXPIREAT', ckey, int(cexp))
+local by_id, by_expiry, by_claim = {}, {}, {}
+local latest = 0
+for _, h in ipairs(held(k, f[2], cid, now)) do
   local id, m = h[1], h[2]
-  local mkey = prefix .. id
-  local e = math.max(m.e, mexp)
-  redis.call('HSET', mkey, 'ce', cexp, 'e', e)
-  redis.call('PEXPIREAT', mkey, e)
-  redis.call('ZADD', k.exp, e, id)
-  redis.call('ZADD', k.clm, cexp, id)
+  m.e, m.ce = math.max(m.e, mexp), cexp
+  latest = math.max(latest, m.e)
+  by_id[#by_id + 1], by_id[#by_id + 2] = id, encode(m)
+  by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = int(m.e), id
+  by_claim[#by_claim + 1], by_claim[#by_claim + 2] = int(cexp), id
+end
+if #by_id > 0 then
+  call_all('HSET', k.msg, by_id)
+  call_all('ZADD', k.exp, by_expiry)
+  call_all('ZADD', k.clm, by_claim)
+  keep(k, latest, {k.clm})
 end
 return 1

@@ -1,9 +1,10 @@
 -- The live messages among some ids, in their order.
--- ARGV: message prefix, ids... Returns {now, rows}.
+-- KEYS: queue (1..6). ARGV: ids... Returns {now, rows}.
+local k = queue_keys(1)
 local now = now_ms()
+local found = load_all(k, ARGV, now)
 local rows = {}
-for i = 2, #ARGV do
-  local mkey = ARGV[1] .. ARGV[i]
-  if load(mkey, now) then rows[#rows + 1] = row(mkey, ARGV[i], now) end
+for i = 1, #ARGV do
+  if found[i] then rows[#rows + 1] = row(ARGV[i], found[i], now) end
 end
 return {now, rows}

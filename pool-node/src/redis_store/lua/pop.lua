@@ -1,21 +1,19 @@
 -- Removes and returns up to limit free messages (not claimed, not delayed), oldest first.
--- KEYS: queue (1..5). ARGV: message prefix, limit. Returns {now, rows}.
+-- KEYS: queue (1..6). ARGV: limit. Returns {now, rows}.
 local k = queue_keys(1)
-local prefix, limit = ARGV[1], tonumber(ARGV[2])
+local limit = tonumber(ARGV[1])
 local now = now_ms()
-local rows = {}
+local rows, gone = {}, {}
 if limit > 0 then
-  scan(k, 0, '+inf', function(id)
-    local mkey = prefix .. id
-    local m, shown = load_with_row(mkey, id, now)
+  scan(k, 0, '+inf', function(id, _, m)
     if not m then
-      unindex(k, id)
+      gone[#gone + 1] = id
     elseif not is_claimed(m, now) and not is_delayed(m, now) then
-      rows[#rows + 1] = shown
-      redis.call('DEL', mkey)
-      unindex(k, id)
+      rows[#rows + 1] = row(id, m, now)
+      gone[#gone + 1] = id
     end
     return #rows >= limit
-  end, limit)
+  end, limit, now)
 end
+forget(k, gone)
 return {now, rows}
