@@ -142,6 +142,14 @@ memory_pids() {
     esac
 }
 
+redis_used_memory() {  # bytes Redis uses now
+    redis-cli -p "$REDIS_PORT" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'
+}
+
+redis_db() {  # target: the Redis database it stores in
+    case "$1" in reference) echo 0 ;; standalone) echo 1 ;; cluster) echo 2 ;; esac
+}
+
 run_bench() {  # target kind url: runs one workload, writes $OUT/target-kind.json
     local target="$1" kind="$2" url="$3"
     local flags=(--url "$url" --duration "$DURATION" --queues "$QUEUES"
@@ -150,7 +158,7 @@ run_bench() {  # target kind url: runs one workload, writes $OUT/target-kind.jso
         --label "$target $kind" --json "$OUT/$target-$kind.json")
     case "$kind" in
     mixed) flags+=(--producers "$PRODUCERS" --consumers "$CONSUMERS"
-        --observers "$OBSERVERS" --batch "$BATCH") ;;
+        --observers "$OBSERVERS" --batch "$BATCH" --keep-queues) ;;
     single) flags+=(--producers "$SINGLE_PRODUCERS" --consumers 0 --observers 0 --batch 1) ;;
     esac
     log "$target: $kind workload for $DURATION"
@@ -235,10 +243,14 @@ for target in $TARGETS; do
     fi
     sleep 2  # let it settle before reading its idle memory
     rss_kib $(memory_pids "$target") > "$OUT/$target-rss-idle.kib"
+    before="$(redis_used_memory)"
     run_bench "$target" mixed "$TARGET_URL" || log "WARNING: $target mixed run failed"
+    # The mixed run keeps its queues: what they hold now is what the target stored.
+    echo "$(($(redis_used_memory) - before))" > "$OUT/$target-redis-bytes.txt"
     run_bench "$target" single "$TARGET_URL" || log "WARNING: $target single run failed"
     rss_kib $(memory_pids "$target") > "$OUT/$target-rss-loaded.kib"
     stop_target "$target"
+    redis-cli -p "$REDIS_PORT" -n "$(redis_db "$target")" flushdb > /dev/null
 done
 
 # ---------------------------------------------------------------------------- table ---
@@ -278,6 +290,15 @@ if os.path.exists(os.path.join(out, "redis-lua.csv")):
         rows = list(csv.DictReader(f))
 redis_rps = float(rows[0]["rps"]) if rows else None
 
+def redis_bytes_per_message(target):
+    used = load(f"{target}-redis-bytes.txt")
+    report = load(f"{target}-mixed.json")
+    if not used or not report:
+        return None
+    kept = role(report, "producer").get("messages", 0) - role(report, "consumer").get("messages", 0)
+    return int(used) / kept if kept > 0 else None
+
+
 MIXED_RPS = "mixed: total ok req/s"
 MIXED_P99 = "mixed: p99 ms (all requests)"
 SINGLE_PCT = "single post: % of raw Redis Lua rate"
@@ -296,6 +317,7 @@ lines = [
     (SINGLE_PCT, lambda t: metric(t, "single", lambda r: 100 * r["total"]["requests_per_s"] / redis_rps if redis_rps else None)),
     (RSS_IDLE, lambda t: mib(t, "idle")),
     ("RSS after load MiB (1)", lambda t: mib(t, "loaded")),
+    ("mixed: Redis bytes per message kept (2)", redis_bytes_per_message),
 ]
 
 
@@ -337,6 +359,7 @@ for name, get in lines:
     print(f"{name:<40}{fmt(v['reference']):>12}{fmt(v['standalone']):>12}{fmt(v['cluster']):>12}"
           f"{ratio(v['standalone'], ref):>16}{ratio(v['cluster'], ref):>13}")
 print("(1) reference: gunicorn master + workers; standalone: its one process; cluster: the api-node")
+print("(2) growth of Redis's used_memory over the mixed run / (messages posted - messages deleted)")
 if rows:
     r = rows[0]
     print(f"raw Redis, redis-benchmark -c 50, 2-command Lua script: {float(r['rps']):.0f} req/s, "
