@@ -1,5 +1,7 @@
 //! The `MessageStore` seam: what every message store backend provides.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 use zaqar_proto::ZaqarError;
@@ -256,6 +258,27 @@ pub trait MessageStore: Send + Sync + 'static {
     /// is notified of the messages posted from now on; returns that marker. A
     /// missing subscription succeeds and stores nothing.
     async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String>;
+
+    /// Takes or renews the delivery lease of a live subscription for `holder` (one
+    /// notifier) for `ttl`: true when `holder` holds it now; false when another
+    /// holder's lease has not run out, or the subscription is gone. Pool-nodes that
+    /// share a store thus deliver each subscription from one notifier at a time.
+    /// The lease goes with the subscription.
+    async fn take_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
+
+    /// Gives up the delivery lease of a subscription if `holder` holds it.
+    async fn release_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+    ) -> StoreResult<()>;
 
     /// Every queue (of every project) with at least one live subscription, so the
     /// notifier can resume them all after a restart.

@@ -1,6 +1,7 @@
 //! Conformance: the notifier's delivery cursors and the list of subscribed queues.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{fresh_queue, listed_ids, listing, post_n, random_id, sibling};
 use crate::store::{ListParams, MessageStore};
@@ -91,6 +92,49 @@ pub(crate) async fn delivery_cursors_go_with_their_subscription(store: Arc<dyn M
     store.set_delivery_cursor(&q, &again, "3").await.unwrap();
     store.purge_queue(&q, false, true).await.unwrap();
     assert_eq!(store.delivery_cursor(&q, &again).await.unwrap(), None);
+}
+
+pub(crate) async fn delivery_leases_have_one_holder_at_a_time(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("leases");
+    let (id, _) = store
+        .create_subscription(&q, HOOK, 3600, "{}", true)
+        .await
+        .unwrap();
+    let long = Duration::from_secs(60);
+    let take = |holder: &'static str, ttl: Duration| {
+        let (store, q, id) = (store.clone(), q.clone(), id.clone());
+        async move {
+            store
+                .take_delivery_lease(&q, &id, holder, ttl)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(take("a", long).await);
+    assert!(!take("b", long).await, "a holds it");
+    assert!(take("a", long).await, "a renews it");
+    // Only the holder gives it up.
+    store.release_delivery_lease(&q, &id, "b").await.unwrap();
+    assert!(!take("b", long).await);
+    store.release_delivery_lease(&q, &id, "a").await.unwrap();
+    assert!(take("b", Duration::from_millis(300)).await);
+    assert!(!take("a", long).await);
+    // A lease that ran out is anyone's.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(take("a", long).await);
+
+    // No lease on a subscription that is not there, and none left by a deleted one.
+    assert!(!store
+        .take_delivery_lease(&q, &random_id(), "a", long)
+        .await
+        .unwrap());
+    let elsewhere = sibling(&q, "elsewhere");
+    assert!(!store
+        .take_delivery_lease(&elsewhere, &id, "a", long)
+        .await
+        .unwrap());
+    store.delete_subscription(&q, &id).await.unwrap();
+    assert!(!take("b", long).await);
 }
 
 pub(crate) async fn subscribed_queues_lists_every_project(store: Arc<dyn MessageStore>) {

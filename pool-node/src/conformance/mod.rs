@@ -72,6 +72,7 @@ macro_rules! conformance_suite {
                 subscriptions_expire,
                 delivery_cursors_resume_listings,
                 delivery_cursors_go_with_their_subscription,
+                delivery_leases_have_one_holder_at_a_time,
                 subscribed_queues_lists_every_project,
                 a_recreated_queue_continues_after_old_cursors,
             );

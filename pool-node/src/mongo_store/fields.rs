@@ -16,6 +16,7 @@
 //! | `ci`, `ce`, `cc` | messages | live claim id (null when free), claim expiry ms, claim count |
 //! | `r` | claims | last renewal (creation or update), ms |
 //! | `s`, `o`, `cf`, `dc` | subscriptions | subscriber, options JSON text, confirmed, delivery cursor |
+//! | `lh`, `le` | subscriptions | delivery lease: holder (a notifier), expiry ms |
 
 use mongodb::bson::{Bson, Document};
 use zaqar_proto::pb::{Message, Subscription};
@@ -43,6 +44,8 @@ pub(super) const SUBSCRIBER: &str = "s";
 pub(super) const OPTIONS: &str = "o";
 pub(super) const CONFIRMED: &str = "cf";
 pub(super) const CURSOR: &str = "dc";
+pub(super) const LEASE_HOLDER: &str = "lh";
+pub(super) const LEASE_EXPIRES: &str = "le";
 
 /// A text field, empty when missing or not text.
 pub(super) fn text(doc: &Document, field: &str) -> String {

@@ -490,6 +490,25 @@ impl MessageStore for MongoStore {
         bounded(subscriptions::reset_cursor(self, queue, id)).await
     }
 
+    async fn take_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        bounded(subscriptions::take_lease(self, queue, id, holder, ttl)).await
+    }
+
+    async fn release_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+    ) -> StoreResult<()> {
+        bounded(subscriptions::release_lease(self, queue, id, holder)).await
+    }
+
     async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
         bounded(subscriptions::subscribed_queues(self)).await
     }

@@ -5,6 +5,7 @@
 //! the same subscriber is deleted before a new one takes its place.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{doc, Bson, Document};
@@ -15,8 +16,8 @@ use zaqar_proto::pb::{QueueRef, Subscription};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::fields::{
-    self, CONFIRMED, CREATED, CURSOR, EXPIRES, ID, LAST, OPTIONS, PROJECT, QUEUE, SEQ, SUBSCRIBER,
-    TTL,
+    self, CONFIRMED, CREATED, CURSOR, EXPIRES, ID, LAST, LEASE_EXPIRES, LEASE_HOLDER, OPTIONS,
+    PROJECT, QUEUE, SEQ, SUBSCRIBER, TTL,
 };
 use super::{
     counter_key, date, find, ms, next_seq, now_ms, of_queue, parse_marker, store_error, MongoStore,
@@ -295,6 +296,58 @@ pub(super) async fn reset_cursor(
         .to_string();
     set_cursor(store, queue, id, &marker).await?;
     Ok(marker)
+}
+
+/// Takes or renews the delivery lease of a live subscription for `holder`;
+/// whether `holder` holds it now. The lease expiry is this pool-node's clock
+/// (ms): pool-nodes sharing a store are expected to keep their clocks close.
+pub(super) async fn take_lease(
+    store: &MongoStore,
+    queue: &QueueRef,
+    id: &str,
+    holder: &str,
+    ttl: Duration,
+) -> StoreResult<bool> {
+    let now = now_ms();
+    let mut filter = live(queue, id, now);
+    filter.insert(
+        "$or",
+        vec![
+            doc! { LEASE_HOLDER: holder },
+            doc! { LEASE_EXPIRES: { "$lte": now } },
+            doc! { LEASE_EXPIRES: { "$exists": false } },
+        ],
+    );
+    let expires = now.saturating_add(ttl.as_millis() as i64);
+    let done = store
+        .subscriptions
+        .update_one(
+            filter,
+            doc! { "$set": { LEASE_HOLDER: holder, LEASE_EXPIRES: expires } },
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(done.matched_count == 1)
+}
+
+/// Gives up the delivery lease of a subscription if `holder` holds it.
+pub(super) async fn release_lease(
+    store: &MongoStore,
+    queue: &QueueRef,
+    id: &str,
+    holder: &str,
+) -> StoreResult<()> {
+    let mut filter = of_queue(queue);
+    filter.extend(doc! { ID: id, LEASE_HOLDER: holder });
+    store
+        .subscriptions
+        .update_one(
+            filter,
+            doc! { "$unset": { LEASE_HOLDER: "", LEASE_EXPIRES: "" } },
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// The queues with at least one live subscription, sorted.

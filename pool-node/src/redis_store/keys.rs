@@ -17,7 +17,7 @@
 //! | `<p>:subs:<queue>` | zset | subscription id → creation sequence number |
 //! | `<p>:subr:<queue>` | hash | subscriber → subscription id |
 //! | `<p>:sseq:<queue>` | string | subscription sequence counter |
-//! | `<p>:s:<queue>:<id>` | hash | one subscription (with its delivery cursor `x`); expires with it |
+//! | `<p>:s:<queue>:<id>` | hash | one subscription (with its delivery cursor `x` and delivery lease `lh`, `le`); expires with it |
 
 use zaqar_proto::pb::QueueRef;
 

@@ -318,6 +318,27 @@ impl MessageStore for RedisStore {
         Ok(marker.unwrap_or_default())
     }
 
+    async fn take_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        self.lease(queue, id, holder, "take", ttl).await
+    }
+
+    async fn release_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+    ) -> StoreResult<()> {
+        self.lease(queue, id, holder, "release", Duration::ZERO)
+            .await
+            .map(drop)
+    }
+
     async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
         self.queues_with_subscriptions().await
     }

@@ -25,6 +25,7 @@ pub(super) struct Scripts {
     pub sub_delete: Script,
     pub sub_purge: Script,
     pub sub_cursor: Script,
+    pub sub_lease: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -53,6 +54,7 @@ impl Scripts {
             sub_delete: script(include_str!("lua/sub_delete.lua")),
             sub_purge: script(include_str!("lua/sub_purge.lua")),
             sub_cursor: script(include_str!("lua/sub_cursor.lua")),
+            sub_lease: script(include_str!("lua/sub_lease.lua")),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Subscriptions in the redis store.
 
+use std::time::Duration;
+
 use uuid::Uuid;
 use zaqar_proto::pb::{QueueRef, Subscription};
 use zaqar_proto::ZaqarError;
@@ -145,6 +147,25 @@ impl RedisStore {
             .arg(mode)
             .arg(marker);
         self.run(&invocation).await
+    }
+
+    /// Runs `sub_lease.lua` in `mode` ('take' or 'release'); whether `holder` holds the lease.
+    pub(super) async fn lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+        mode: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let mut invocation = self.scripts.sub_lease.prepare_invoke();
+        invocation
+            .key(QueueKeys::new(queue).subscription(id))
+            .arg(id)
+            .arg(holder)
+            .arg(mode)
+            .arg(ttl.as_millis().max(1) as u64);
+        Ok(self.run::<u8>(&invocation).await? == 1)
     }
 
     /// The queues whose subscription index exists (found with `SCAN`).

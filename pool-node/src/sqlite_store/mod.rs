@@ -3,8 +3,9 @@
 //! Layout: `queues` (metadata JSON text), `messages` (one row per message, its
 //! `seq` INTEGER PRIMARY KEY is the FIFO order and the listing marker; the live
 //! claim of a message is denormalised on its row as `claim_id` +
-//! `claim_expires_ms`), `claims`, `subscriptions`, and `delivery_cursors` (the notifier's position
-//! per subscription, deleted with it by a trigger). Times are wall-clock
+//! `claim_expires_ms`), `claims`, `subscriptions`, `delivery_cursors` (the notifier's position
+//! per subscription) and `delivery_leases` (which notifier delivers it), both deleted with
+//! the subscription by a trigger). Times are wall-clock
 //! milliseconds; every query compares them with "now", so expired rows are
 //! invisible at once, and a background task deletes them from time to time.
 //!
@@ -100,6 +101,15 @@ CREATE TABLE IF NOT EXISTS delivery_cursors (
 CREATE TRIGGER IF NOT EXISTS delivery_cursors_go_with_subscriptions
     AFTER DELETE ON subscriptions
     BEGIN DELETE FROM delivery_cursors WHERE subscription = old.id; END;
+
+CREATE TABLE IF NOT EXISTS delivery_leases (
+    subscription TEXT PRIMARY KEY,
+    holder       TEXT NOT NULL,
+    expires_ms   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS delivery_leases_go_with_subscriptions
+    AFTER DELETE ON subscriptions
+    BEGIN DELETE FROM delivery_leases WHERE subscription = old.id; END;
 "#;
 
 /// The columns `message_from_row` reads, for `SELECT {MESSAGE_COLUMNS} FROM messages`.
@@ -421,6 +431,25 @@ impl MessageStore for SqliteStore {
 
     async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String> {
         subscriptions::set_cursor(self, queue, id, None).await
+    }
+
+    async fn take_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        subscriptions::take_lease(self, queue, id, holder, ttl).await
+    }
+
+    async fn release_delivery_lease(
+        &self,
+        _queue: &QueueRef,
+        id: &str,
+        holder: &str,
+    ) -> StoreResult<()> {
+        subscriptions::release_lease(self, id, holder).await
     }
 
     async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {

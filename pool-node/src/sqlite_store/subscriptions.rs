@@ -3,6 +3,8 @@
 //! `(project, queue, subscriber)` is unique in the table; an expired row with
 //! the same subscriber is deleted before a new one takes its place.
 
+use std::time::Duration;
+
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
@@ -300,6 +302,48 @@ pub(super) async fn set_cursor(
     .map_err(store_error)?;
     tx.commit().await.map_err(store_error)?;
     Ok(marker)
+}
+
+/// Takes or renews the delivery lease of a live subscription for `holder`;
+/// whether `holder` holds it now.
+pub(super) async fn take_lease(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    id: &str,
+    holder: &str,
+    ttl: Duration,
+) -> StoreResult<bool> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "INSERT INTO delivery_leases (subscription, holder, expires_ms) \
+         SELECT id, ?, ? FROM subscriptions \
+         WHERE id = ? AND project = ? AND queue = ? AND expires_ms > ? \
+         ON CONFLICT (subscription) DO UPDATE \
+         SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+         WHERE delivery_leases.holder = excluded.holder OR delivery_leases.expires_ms <= ?",
+    )
+    .bind(holder)
+    .bind(now.saturating_add(ttl.as_millis() as i64))
+    .bind(id)
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(now)
+    .bind(now)
+    .execute(&store.writer)
+    .await
+    .map_err(store_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives up the delivery lease of a subscription if `holder` holds it.
+pub(super) async fn release_lease(store: &SqliteStore, id: &str, holder: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM delivery_leases WHERE subscription = ? AND holder = ?")
+        .bind(id)
+        .bind(holder)
+        .execute(&store.writer)
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// The queues with at least one live subscription.
