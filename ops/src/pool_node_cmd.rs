@@ -117,7 +117,8 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
             "no encryption_key: posts to queues with _enable_encrypt_messages are refused"),
     }
     if config.notifier.enabled {
-        pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
+        let holder = notifier_holder(&config.listen.to_string());
+        pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier, &holder)?);
     }
     let router = grpc::server(config.tls.as_ref())?.add_service(pool_server.into_service());
     let server = tokio::spawn(grpc::serve(router, listener, shutdown.clone()));
@@ -180,6 +181,18 @@ pub async fn register(catalog: &str, tls: Option<&GrpcClientTls>, pool: Pool) ->
         delay = (delay * 2).min(MAX_RETRY_DELAY);
         attempt += 1;
     }
+}
+
+/// The name of this process's notifier in the store's delivery leases: the host
+/// name and `place` (what sets it apart on the host: its listen address or data
+/// directory), so that pool-nodes sharing a store differ and a restarted one
+/// takes its leases back.
+pub fn notifier_holder(place: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    format!("{}/{place}", host.trim())
 }
 
 /// Reports the health of `store` (its own check) as pool `pool` to each catalog node

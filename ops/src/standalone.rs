@@ -163,7 +163,9 @@ async fn serve_roles(
     );
     let mut pool_server = PoolServer::new(store.clone()).with_encryption(cipher);
     if config.notifier.enabled {
-        pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier)?);
+        let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+        let holder = crate::pool_node_cmd::notifier_holder(&data_dir.display().to_string());
+        pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier, &holder)?);
     }
     // The api-node calls the pool-node directly; its gRPC server stays for anything
     // else that reaches the registered endpoint (`zaqar admin`, health checks).

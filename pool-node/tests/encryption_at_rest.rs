@@ -377,7 +377,8 @@ async fn subscribers_are_notified_with_the_plaintext_body() {
     let dir = tempfile::tempdir().unwrap();
     let uri = format!("sqlite://{}", dir.path().join("messages.db").display());
     let store = zaqar_pool_node::open_store(&uri).await.unwrap();
-    let notifier = Notifier::spawn(store.clone(), &NotifierConfig::default()).unwrap();
+    let notifier =
+        Notifier::spawn(store.clone(), &NotifierConfig::default(), "encryption").unwrap();
     let server = PoolServer::new(store)
         .with_encryption(cipher())
         .with_notifier(notifier);

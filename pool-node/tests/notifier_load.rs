@@ -122,7 +122,7 @@ async fn setup() -> Setup {
         max_in_flight: 50,
         ..NotifierConfig::default()
     };
-    let notifier = Notifier::spawn(store.clone(), &config).unwrap();
+    let notifier = Notifier::spawn(store.clone(), &config, "load").unwrap();
     let server = PoolServer::new(store).with_notifier(notifier.clone());
     Setup {
         server,

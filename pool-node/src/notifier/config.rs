@@ -32,6 +32,10 @@ pub struct NotifierConfig {
     /// after a crash at most this much delivery is repeated. An idle subscription
     /// stores it at once.
     pub cursor_flush_ms: u64,
+    /// How long a subscription's delivery lease lasts without renewal, in
+    /// milliseconds: the time after which another pool-node on the same store
+    /// takes over the subscriptions of one that died.
+    pub lease_ttl_ms: u64,
 }
 
 impl Default for NotifierConfig {
@@ -48,6 +52,7 @@ impl Default for NotifierConfig {
             document_cache_capacity: 10_000,
             resume_interval_ms: 30_000,
             cursor_flush_ms: 1_000,
+            lease_ttl_ms: 10_000,
         }
     }
 }
@@ -59,6 +64,10 @@ impl NotifierConfig {
 
     pub fn resume_interval(&self) -> Duration {
         Duration::from_millis(self.resume_interval_ms.max(10))
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms.max(30))
     }
 
     pub fn cursor_flush(&self) -> Duration {

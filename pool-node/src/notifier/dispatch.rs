@@ -14,6 +14,7 @@ use super::cache::DocumentCache;
 use super::deliver::Deliverer;
 use super::lane::{CipherSlot, Lane, LaneState, QueueSignal};
 use super::target::Target;
+use super::NotifierConfig;
 use crate::store::MessageStore;
 
 /// Subscriptions read per store call.
@@ -123,6 +124,9 @@ pub struct Dispatcher {
     pub cipher: CipherSlot,
     pub flush_every: Duration,
     pub resume_every: Duration,
+    /// This notifier's name as the holder of delivery leases.
+    pub holder: Arc<str>,
+    pub lease_ttl: Duration,
     lanes: HashMap<LaneKey, LaneEntry>,
     listings: Arc<Listings>,
     /// The post signal of every queue with lanes.
@@ -135,8 +139,8 @@ impl Dispatcher {
         deliverer: Arc<Deliverer>,
         cache: Arc<DocumentCache>,
         cipher: CipherSlot,
-        flush_every: Duration,
-        resume_every: Duration,
+        config: &NotifierConfig,
+        holder: Arc<str>,
         listings: Arc<Listings>,
     ) -> Self {
         Dispatcher {
@@ -144,8 +148,10 @@ impl Dispatcher {
             deliverer,
             cache,
             cipher,
-            flush_every,
-            resume_every,
+            flush_every: config.cursor_flush(),
+            resume_every: config.resume_interval(),
+            holder,
+            lease_ttl: config.lease_ttl(),
             lanes: HashMap::new(),
             listings,
             signals: HashMap::new(),
@@ -293,6 +299,8 @@ impl Dispatcher {
             cache: self.cache.clone(),
             cipher: self.cipher.clone(),
             flush_every: self.flush_every,
+            holder: self.holder.clone(),
+            lease_ttl: self.lease_ttl,
         };
         tokio::spawn(lane.run());
         self.lanes.insert(

@@ -1,6 +1,8 @@
 //! One subscription's lane: reads the queue from the subscription's delivery
 //! cursor, delivers each message in order, and moves the cursor on (in the store,
-//! at most every `cursor_flush_ms` while busy, at once when idle).
+//! at most every `cursor_flush_ms` while busy, at once when idle). It delivers
+//! only while it holds the subscription's delivery lease, so that pool-nodes
+//! sharing a store deliver each subscription from one of them at a time.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -132,6 +134,21 @@ pub struct Lane {
     pub cache: Arc<DocumentCache>,
     pub cipher: CipherSlot,
     pub flush_every: Duration,
+    /// This notifier's name as the holder of delivery leases.
+    pub holder: Arc<str>,
+    pub lease_ttl: Duration,
+}
+
+/// The lane's hold on the subscription's delivery lease.
+struct Lease {
+    renewed: Instant,
+    next_renewal: Instant,
+}
+
+/// While the lane holds the lease: where it is in the queue.
+struct Held {
+    position: Position,
+    lease: Lease,
 }
 
 /// A subscription's position: the cursor delivered up to, and the one stored.
@@ -148,44 +165,74 @@ impl Lane {
     /// Delivers until stopped, or until the subscription is gone or expired.
     pub async fn run(self) {
         self.deliver_until_stopped().await;
+        // A no-op unless the lane ended holding the lease.
+        self.release().await;
         self.state.busy.store(false, Ordering::Release);
         self.state.ended.store(true, Ordering::Release);
     }
 
     async fn deliver_until_stopped(&self) {
-        let Some(mut position) = self.start().await else {
-            return;
-        };
+        let mut held: Option<Held> = None;
         let mut batch = FIRST_BATCH;
         loop {
             if self.state.is_stopped() {
-                self.flush(&mut position).await;
+                if let Some(held) = held.as_mut() {
+                    self.flush(&mut held.position).await;
+                }
                 return;
             }
             self.state.busy.store(true, Ordering::Release);
             // Posts counted from here on may be missing from this listing.
             let seen = self.state.signal.count();
-            let params = ListParams {
-                marker: position.cursor.clone(),
-                limit: batch,
-                echo: true,
-                include_claimed: true,
-                include_delayed: true,
-                ..ListParams::default()
+            let held_now = match held.as_mut() {
+                Some(held_now) => held_now,
+                None => match self.take().await {
+                    Ok(true) => {
+                        // Another notifier may have moved the cursor on meanwhile.
+                        let Some(position) = self.start().await else {
+                            return;
+                        };
+                        held.insert(Held {
+                            position,
+                            lease: self.lease_taken(),
+                        })
+                    }
+                    Ok(false) => {
+                        // Another notifier delivers it. A post wakes this lane
+                        // again, and so does the lease's ttl, in case its holder died.
+                        let _ = tokio::time::timeout(self.lease_ttl, self.idle(seen)).await;
+                        continue;
+                    }
+                    Err(()) => {
+                        self.wait_for_store().await;
+                        continue;
+                    }
+                },
             };
-            let (messages, next) = match self.store.list_messages(&self.queue, &params).await {
+            let position = &mut held_now.position;
+            let (messages, next) = match self
+                .store
+                .list_messages(&self.queue, &self.after(&position.cursor, batch))
+                .await
+            {
                 Ok(listed) => listed,
                 Err(err) => {
                     tracing::warn!(project = %self.queue.project, queue = %self.queue.queue,
                         error = %err, "cannot read the queue to notify, retrying");
-                    self.state.busy.store(false, Ordering::Release);
-                    let wake = self.state.wake.notified();
-                    let _ = tokio::time::timeout(STORE_RETRY, wake).await;
+                    self.wait_for_store().await;
                     continue;
                 }
             };
             if messages.is_empty() {
-                self.flush(&mut position).await;
+                self.flush(position).await;
+                let cursor = position.cursor.clone();
+                held = None;
+                self.release().await;
+                // A lane elsewhere that found the lease held relies on this look:
+                // what was posted before the release is seen here.
+                if self.has_more(&cursor).await {
+                    continue;
+                }
                 self.idle(seen).await;
                 batch = FIRST_BATCH;
                 continue;
@@ -193,14 +240,100 @@ impl Lane {
             if messages.len() >= batch as usize {
                 batch = (batch * 2).min(LARGEST_BATCH);
             }
-            if !self.deliver_batch(&messages, &position).await {
+            if !self.deliver_batch(&messages, held_now).await {
                 return;
             }
+            let position = &mut held_now.position;
             position.cursor = next;
             position.created_after_ms = None;
             if position.flushed_at.elapsed() >= self.flush_every {
-                self.flush(&mut position).await;
+                self.flush(position).await;
             }
+        }
+    }
+
+    /// A listing for delivery: up to `limit` messages after `cursor`, whatever their state.
+    fn after(&self, cursor: &str, limit: u32) -> ListParams {
+        ListParams {
+            marker: cursor.to_string(),
+            limit,
+            echo: true,
+            include_claimed: true,
+            include_delayed: true,
+            ..ListParams::default()
+        }
+    }
+
+    /// Whether the queue has a message after `cursor` (true when the store cannot say).
+    async fn has_more(&self, cursor: &str) -> bool {
+        match self
+            .store
+            .list_messages(&self.queue, &self.after(cursor, 1))
+            .await
+        {
+            Ok((messages, _)) => !messages.is_empty(),
+            Err(_) => true,
+        }
+    }
+
+    /// Not busy for a while after the store failed (or until woken).
+    async fn wait_for_store(&self) {
+        self.state.busy.store(false, Ordering::Release);
+        let wake = self.state.wake.notified();
+        let _ = tokio::time::timeout(STORE_RETRY, wake).await;
+    }
+
+    /// Takes the subscription's delivery lease; `Err` when the store cannot say.
+    async fn take(&self) -> Result<bool, ()> {
+        let id = self.subscription().id;
+        self.store
+            .take_delivery_lease(&self.queue, &id, &self.holder, self.lease_ttl)
+            .await
+            .map_err(|err| {
+                tracing::warn!(project = %self.queue.project, queue = %self.queue.queue,
+                    subscription = %id, error = %err, "cannot take the delivery lease");
+            })
+    }
+
+    fn lease_taken(&self) -> Lease {
+        let now = Instant::now();
+        Lease {
+            renewed: now,
+            next_renewal: now + self.lease_ttl / 3,
+        }
+    }
+
+    /// Renews the lease; false when it is lost (another notifier took it, or it
+    /// may have run out while the store did not answer).
+    async fn renew(&self, lease: &mut Lease) -> bool {
+        match self.take().await {
+            Ok(true) => {
+                *lease = self.lease_taken();
+                true
+            }
+            Ok(false) => {
+                tracing::info!(project = %self.queue.project, queue = %self.queue.queue,
+                    subscription = %self.subscription().id,
+                    "delivery lease taken over by another notifier; this one stops");
+                false
+            }
+            Err(()) => {
+                lease.next_renewal = Instant::now() + STORE_RETRY.min(self.lease_ttl / 3);
+                lease.renewed.elapsed() < self.lease_ttl
+            }
+        }
+    }
+
+    async fn release(&self) {
+        let id = self.subscription().id;
+        if let Err(err) = self
+            .store
+            .release_delivery_lease(&self.queue, &id, &self.holder)
+            .await
+        {
+            tracing::warn!(project = %self.queue.project, queue = %self.queue.queue,
+                subscription = %id, error = %err,
+                "cannot give up the delivery lease (it runs out by itself)");
         }
     }
 
@@ -233,8 +366,10 @@ impl Lane {
         })
     }
 
-    /// Delivers `messages` in order; false when the lane must end.
-    async fn deliver_batch(&self, messages: &[Message], position: &Position) -> bool {
+    /// Delivers `messages` in order, renewing the lease as it goes; false when
+    /// the lane must end.
+    async fn deliver_batch(&self, messages: &[Message], held: &mut Held) -> bool {
+        let position = &held.position;
         for message in messages {
             if position
                 .created_after_ms
@@ -266,17 +401,27 @@ impl Lane {
             let Some(document) = self.document(message) else {
                 continue;
             };
-            let outcome = self
-                .deliverer
-                .deliver(
-                    &self.queue,
-                    &subscription.id,
-                    &target,
-                    &document,
-                    &schedule,
-                    &self.state.stopped,
-                )
-                .await;
+            let delivery = self.deliverer.deliver(
+                &self.queue,
+                &subscription.id,
+                &target,
+                &document,
+                &schedule,
+                &self.state.stopped,
+            );
+            tokio::pin!(delivery);
+            // Retries may take longer than the lease: it is renewed meanwhile.
+            let outcome = loop {
+                let renewal = tokio::time::sleep_until(held.lease.next_renewal.into());
+                tokio::select! {
+                    outcome = &mut delivery => break outcome,
+                    _ = renewal => {
+                        if !self.renew(&mut held.lease).await {
+                            return false;
+                        }
+                    }
+                }
+            };
             if outcome == Outcome::Abandoned {
                 return false;
             }

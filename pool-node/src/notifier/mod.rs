@@ -65,10 +65,16 @@ use lane::CipherSlot;
 ///   for a long backlog) has the message's current `ttl` and no `delay` key.
 /// - A subscription deleted, unconfirmed or expired stops getting notifications
 ///   (within its current attempt).
-/// - One notifier per pool: several pool-nodes on one store each deliver every
-///   subscription (still at least once, never lost, but duplicated). Run the
-///   notifier on one of them (`enabled = false` on the others); posts received by
-///   the others are then delivered at its next resume (`resume_interval_ms`).
+/// - Several pool-nodes on one store: a lane delivers only while it holds its
+///   subscription's delivery lease in the store (taken when it has something to
+///   read, renewed every third of `lease_ttl_ms`, given up when caught up), so one
+///   notifier at a time delivers a subscription, whichever pool-node a post went
+///   to. A lane that gives the lease up looks at the queue once more, so a post
+///   whose own pool-node found the lease held is not left behind. When a
+///   pool-node dies holding leases, the others take them over once they run out
+///   (within `lease_ttl_ms`, at the next post or resume); one that stalls longer
+///   than that loses them (it stops at its next renewal), and what it was sending
+///   may then be sent twice.
 #[derive(Clone)]
 pub struct Notifier {
     deliverer: Arc<Deliverer>,
@@ -82,9 +88,14 @@ pub struct Notifier {
 impl Notifier {
     /// Starts the notifier's task on the current tokio runtime (resuming every
     /// subscribed queue at once); it stops, with its lanes, when every handle is dropped.
+    /// `holder` names this notifier in the store's delivery leases: it must differ
+    /// between the pool-nodes sharing the store, and should stay the same when one
+    /// restarts (which then takes its leases back at once instead of waiting for
+    /// them to run out).
     pub fn spawn(
         store: Arc<dyn MessageStore>,
         config: &NotifierConfig,
+        holder: &str,
     ) -> Result<Self, ZaqarError> {
         let deliverer = Arc::new(Deliverer::new(store.clone(), config)?);
         let cache = Arc::new(DocumentCache::new(config.document_cache_capacity));
@@ -96,8 +107,8 @@ impl Notifier {
             deliverer.clone(),
             cache.clone(),
             cipher.clone(),
-            config.cursor_flush(),
-            config.resume_interval(),
+            config,
+            holder.into(),
             listings.clone(),
         );
         tokio::spawn(dispatcher.run(receiver));

@@ -22,6 +22,8 @@ pub struct Pool {
     pub notifier: Notifier,
     config: NotifierConfig,
     uri: String,
+    /// The notifier's lease holder name, kept by a restart.
+    holder: String,
     _dir: Arc<tempfile::TempDir>,
 }
 
@@ -29,12 +31,18 @@ impl Pool {
     pub async fn start(config: NotifierConfig) -> Pool {
         let dir = tempfile::tempdir().unwrap();
         let uri = format!("sqlite://{}/messages.db", dir.path().display());
-        Pool::open(uri, config, Arc::new(dir)).await
+        let holder = uuid::Uuid::new_v4().to_string();
+        Pool::open(uri, config, holder, Arc::new(dir)).await
     }
 
-    async fn open(uri: String, config: NotifierConfig, dir: Arc<tempfile::TempDir>) -> Pool {
+    async fn open(
+        uri: String,
+        config: NotifierConfig,
+        holder: String,
+        dir: Arc<tempfile::TempDir>,
+    ) -> Pool {
         let store = zaqar_pool_node::open_store(&uri).await.unwrap();
-        let notifier = Notifier::spawn(store.clone(), &config).unwrap();
+        let notifier = Notifier::spawn(store.clone(), &config, &holder).unwrap();
         let server = PoolServer::new(store.clone()).with_notifier(notifier.clone());
         Pool {
             store,
@@ -42,6 +50,7 @@ impl Pool {
             notifier,
             config,
             uri,
+            holder,
             _dir: dir,
         }
     }
@@ -50,9 +59,25 @@ impl Pool {
     /// the same file, as a restarted pool-node would.
     pub async fn restart(self) -> Pool {
         let Pool {
-            config, uri, _dir, ..
+            config,
+            uri,
+            holder,
+            _dir,
+            ..
         } = self;
-        Pool::open(uri, config, _dir).await
+        Pool::open(uri, config, holder, _dir).await
+    }
+
+    /// Another pool-node on this pool's store (its own server and notifier).
+    pub async fn beside(&self) -> Pool {
+        let holder = uuid::Uuid::new_v4().to_string();
+        Pool::open(
+            self.uri.clone(),
+            self.config.clone(),
+            holder,
+            self._dir.clone(),
+        )
+        .await
     }
 
     /// Subscribes `subscriber` (confirmed) to `queue` with `options` through the
