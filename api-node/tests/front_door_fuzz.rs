@@ -443,7 +443,42 @@ fn rest_case(rng: &mut Rng, h: &Harness, c: &Control) -> RestCase {
 }
 
 /// Sends a case; `None` when the client itself refuses it (an invalid URL).
+///
+/// A case that gets no answer on a pooled connection is sent once more on a new
+/// one: a kept-alive connection can be closed by the server just as the client
+/// reuses it (the client sees that as a failed send); a server that does not
+/// answer a case fails it twice.
 async fn send(http: &reqwest::Client, h: &Harness, case: &RestCase) -> Option<(u16, String)> {
+    let first = match request(http, h, case)?.send().await {
+        Ok(response) => return Some(answer(response).await),
+        Err(err) => err,
+    };
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let response = request(&fresh, h, case)?.send().await.unwrap_or_else(|err| {
+        panic!(
+            "no answer to {} {} headers {:?} body of {:?} bytes: {first:?}, then on a new connection: {err:?}",
+            case.method,
+            case.path,
+            case.headers,
+            case.body.as_ref().map(Vec::len)
+        )
+    });
+    eprintln!(
+        "{} {}: answered on a new connection after {first:?}",
+        case.method, case.path
+    );
+    Some(answer(response).await)
+}
+
+/// The request of a case; `None` when the client refuses it (an invalid URL).
+fn request(
+    http: &reqwest::Client,
+    h: &Harness,
+    case: &RestCase,
+) -> Option<reqwest::RequestBuilder> {
     let method = reqwest::Method::from_bytes(case.method.as_bytes()).ok()?;
     let url = reqwest::Url::parse(&format!("{}{}", h.base, case.path)).ok()?;
     let mut request = http.request(method, url);
@@ -458,18 +493,13 @@ async fn send(http: &reqwest::Client, h: &Harness, case: &RestCase) -> Option<(u
     if let Some(body) = &case.body {
         request = request.body(body.clone());
     }
-    let response = request.send().await.unwrap_or_else(|err| {
-        panic!(
-            "no answer to {} {} headers {:?} body of {:?} bytes: {err}",
-            case.method,
-            case.path,
-            case.headers,
-            case.body.as_ref().map(Vec::len)
-        )
-    });
+    Some(request)
+}
+
+async fn answer(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
-    Some((status, body))
+    (status, body)
 }
 
 /// Checks the control queue after a case aimed at it; a rejected case must
