@@ -17,6 +17,7 @@ pub mod mongo_backend;
 pub mod raft;
 pub mod server;
 pub mod sql_backend;
+mod sql_feed;
 pub mod watch;
 pub mod weighted;
 

@@ -11,11 +11,9 @@
 //! still commit; remove a pool after setting its weight to 0 and checking it is empty.
 //!
 //! The change feed ([`CatalogBackend::watch`]) carries the writes made through this
-//! process only. Several catalog processes sharing one PostgreSQL each feed their own
-//! watchers: an api-node watching one of them does not hear of a write made through
-//! another, and relies on its refresh of a placement a pool-node disowns. Run one SQL
-//! catalog process per database when api-nodes must rely on the feed (or use raft or
-//! etcd, whose feeds carry every write).
+//! process and, on PostgreSQL, those made through the other catalog processes sharing
+//! the database (`LISTEN`/`NOTIFY`, see `sql_feed.rs`). A SQLite catalog is one
+//! process's file.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,6 +29,7 @@ use crate::model::{
     pool_in_use, validate_flavor_name, validate_listing, validate_pool_name, validate_queue,
     FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
 };
+use crate::sql_feed::{PgFeed, PoolRead};
 use crate::watch::{CatalogEvent, EventHub, Watch};
 
 /// How long a call waits for a free connection before the store counts as unavailable.
@@ -39,8 +38,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The catalog in an SQL database.
 pub struct SqlCatalog {
     db: Db,
-    /// The writes made through this process.
+    /// The writes made through this process, and on PostgreSQL through the others.
     events: EventHub,
+    /// PostgreSQL: the feed shared with the other catalog processes.
+    feed: Option<PgFeed>,
 }
 
 enum Db {
@@ -152,12 +153,28 @@ impl SqlCatalog {
                 "unsupported catalog URI {uri:?}: expected sqlite:// or postgres://"
             )));
         };
-        let catalog = SqlCatalog {
+        let mut catalog = SqlCatalog {
             db,
             events: EventHub::default(),
+            feed: None,
         };
         catalog.create_schema().await?;
+        if let Db::Postgres(db) = &catalog.db {
+            let feed = PgFeed::start(db, catalog.events.clone(), read_pool)
+                .await
+                .map_err(open_error)?;
+            catalog.feed = Some(feed);
+        }
         Ok(catalog)
+    }
+
+    /// Publishes `event` to this process's watchers and announces it to the other
+    /// catalog processes of the database.
+    async fn announce(&self, event: CatalogEvent) {
+        if let (Db::Postgres(db), Some(feed)) = (&self.db, &self.feed) {
+            feed.announce(db, &event).await;
+        }
+        self.events.publish(event);
     }
 
     async fn create_schema(&self) -> CatalogResult<()> {
@@ -248,6 +265,15 @@ fn store_error(err: sqlx::Error) -> ZaqarError {
     }
 }
 
+/// A pool read back for the feed (`sql_feed.rs`).
+fn read_pool(db: PgPool, name: String) -> PoolRead {
+    Box::pin(async move {
+        let sql = format!("{POOL_COLUMNS} WHERE name = $1");
+        let row: Option<PoolRow> = sqlx::query_as(&sql).bind(name).fetch_optional(&db).await?;
+        Ok(row.map(pool_from_row))
+    })
+}
+
 fn pool_from_row((name, weight, group, uri, endpoint, options_json): PoolRow) -> PoolSpec {
     PoolSpec {
         name,
@@ -333,7 +359,7 @@ impl CatalogBackend for SqlCatalog {
         .map_err(store_error)?;
         tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
             endpoint = %pool.endpoint, "pool registered");
-        self.events.publish(CatalogEvent::PoolChanged(pool));
+        self.announce(CatalogEvent::PoolChanged(pool)).await;
         Ok(())
     }
 
@@ -353,8 +379,8 @@ impl CatalogBackend for SqlCatalog {
         let stored = self.get_pool(&pool.name).await?;
         tracing::info!(pool = %stored.name, weight = stored.weight, group = %stored.group,
             endpoint = %stored.endpoint, "pool-node registered");
-        self.events
-            .publish(CatalogEvent::PoolChanged(stored.clone()));
+        self.announce(CatalogEvent::PoolChanged(stored.clone()))
+            .await;
         Ok(stored)
     }
 
@@ -372,8 +398,8 @@ impl CatalogBackend for SqlCatalog {
         .map_err(store_error)?;
         if deleted > 0 {
             tracing::info!(pool = %name, "pool removed");
-            self.events
-                .publish(CatalogEvent::PoolRemoved(name.to_string()));
+            self.announce(CatalogEvent::PoolRemoved(name.to_string()))
+                .await;
             return Ok(());
         }
         self.get_pool(name).await?;
@@ -432,11 +458,12 @@ impl CatalogBackend for SqlCatalog {
         match self.lookup(project, queue).await? {
             Some(placement) => {
                 if inserted > 0 {
-                    self.events.publish(CatalogEvent::Placed {
+                    self.announce(CatalogEvent::Placed {
                         project: project.to_string(),
                         queue: queue.to_string(),
                         pool: placement.pool.clone(),
-                    });
+                    })
+                    .await;
                 }
                 Ok(placement)
             }
@@ -457,10 +484,11 @@ impl CatalogBackend for SqlCatalog {
             .map(|done| done.rows_affected()))
         .map_err(store_error)?;
         if removed > 0 {
-            self.events.publish(CatalogEvent::Unplaced {
+            self.announce(CatalogEvent::Unplaced {
                 project: project.to_string(),
                 queue: queue.to_string(),
-            });
+            })
+            .await;
         }
         tracing::debug!(project, queue, "queue placement removed");
         Ok(())
@@ -540,6 +568,86 @@ mod tests {
             let err = SqlCatalog::open(uri).await.err().expect(uri);
             assert_eq!(err.code, ErrorCode::BadRequest, "{uri}: {err}");
         }
+    }
+
+    /// Two catalog processes on one PostgreSQL schema hear each other's writes,
+    /// once each; a catalog in another schema hears none of them.
+    #[tokio::test]
+    async fn postgres_catalog_processes_hear_each_others_writes() {
+        let Ok(url) = std::env::var("ZAQAR_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs ZAQAR_TEST_POSTGRES_URL"
+            );
+            return;
+        };
+        let admin = PgPool::connect(&url).await.unwrap();
+        let uri_of = |schema: &str| {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}options=-c%20search_path%3D{schema}")
+        };
+        let schemas = [0, 1].map(|_| format!("catalog_feed_{:016x}", rand::random::<u64>()));
+        for schema in &schemas {
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        let first = SqlCatalog::open(&uri_of(&schemas[0])).await.unwrap();
+        let second = SqlCatalog::open(&uri_of(&schemas[0])).await.unwrap();
+        let elsewhere = SqlCatalog::open(&uri_of(&schemas[1])).await.unwrap();
+        let mut own = first.watch().unwrap();
+        let mut heard = second.watch().unwrap();
+        let mut unrelated = elsewhere.watch().unwrap();
+        for watch in [&mut own, &mut heard, &mut unrelated] {
+            assert_eq!(watch.next().await, Some(CatalogEvent::Reset));
+        }
+
+        let placed = CatalogEvent::Placed {
+            project: "p".into(),
+            queue: "q".into(),
+            pool: "a".into(),
+        };
+        let unplaced = CatalogEvent::Unplaced {
+            project: "p".into(),
+            queue: "q".into(),
+        };
+        first.register_pool(pool()).await.unwrap();
+        expect_next(&mut heard, CatalogEvent::PoolChanged(pool())).await;
+        first.place_queue("p", "q", "").await.unwrap();
+        expect_next(&mut heard, placed.clone()).await;
+        second.remove_queue("p", "q").await.unwrap();
+        expect_next(&mut heard, unplaced.clone()).await;
+        first.remove_pool("a").await.unwrap();
+        expect_next(&mut heard, CatalogEvent::PoolRemoved("a".into())).await;
+
+        // The writer's own watcher sees each of its writes once, and the other's.
+        for event in [
+            CatalogEvent::PoolChanged(pool()),
+            placed,
+            unplaced,
+            CatalogEvent::PoolRemoved("a".into()),
+        ] {
+            expect_next(&mut own, event).await;
+        }
+        for watch in [&mut own, &mut heard, &mut unrelated] {
+            let more = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
+            assert!(more.is_err(), "unexpected {more:?}");
+        }
+        drop((first, second, elsewhere));
+        for schema in &schemas {
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn expect_next(watch: &mut Watch, expected: CatalogEvent) {
+        let event = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event within 5 s; expected {expected:?}"));
+        assert_eq!(event, Some(expected));
     }
 
     #[tokio::test]
