@@ -146,7 +146,8 @@ def check_catalog(docs, values):
     expect(storage == values["catalog"]["persistence"]["size"], "PVC size")
     storage_class = values["catalog"]["persistence"]["storageClass"]
     expect(claims["data"]["spec"].get("storageClassName", "") == storage_class, "storageClass")
-    endpoints = [f"http://{host}:{grpc_port}" for host in hosts]
+    scheme = "https" if values["internalTls"]["enabled"] else "http"
+    endpoints = [f"{scheme}://{host}:{grpc_port}" for host in hosts]
     for kind, workload, template in pod_templates(docs):
         if kind == "Deployment":
             main = template["spec"]["containers"][0]
@@ -281,7 +282,8 @@ def check_pools(docs, values):
                   and selects(service["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])]
         expect(not others, f"pool {pool['name']}'s Service also selects {others}")
         port = {p["name"]: p["containerPort"] for p in container["ports"]}["grpc"]
-        advertise = f"http://{service['metadata']['name']}.{NAMESPACE}.svc.{DOMAIN}:{service['spec']['ports'][0]['port']}"
+        scheme = "https" if values["internalTls"]["enabled"] else "http"
+        advertise = f"{scheme}://{service['metadata']['name']}.{NAMESPACE}.svc.{DOMAIN}:{service['spec']['ports'][0]['port']}"
         expect(env_value(container, "ZAQAR_ADVERTISE") == advertise, f"pool {pool['name']} advertise")
         expect(service["spec"]["ports"][0]["port"] == port, f"pool {pool['name']} port")
         expect(env_value(container, "ZAQAR_WEIGHT") == str(pool.get("weight", 100)), "weight")
@@ -294,6 +296,43 @@ def check_pools(docs, values):
             expect(uri["value"] == pool["uri"], f"pool {pool['name']} uri")
         has_key = "ZAQAR_ENCRYPTION_KEY" in env_of(container)
         expect(has_key == values["encryption"]["enabled"], "pool-node encryption key")
+
+
+def check_internal_tls(docs, values):
+    """With internalTls: every role's pod mounts the Secret, and its TOML has the tables
+    that make it serve and check TLS (mutual: show and require certificates)."""
+    tls = values["internalTls"]
+    if not tls["enabled"]:
+        return
+    config_maps = by_kind(docs, "ConfigMap")
+    directory = tls["mountPath"].rstrip("/")
+    files = {name: f"{directory}/{name}" for name in ("tls.crt", "tls.key", "ca.crt")}
+    for kind, workload, template in pod_templates(docs):
+        spec = template["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        expect(volumes.get("internal-tls", {}).get("secret", {}).get("secretName") == tls["secretName"],
+               f"{workload} does not mount the internal TLS Secret")
+        main = spec["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in main.get("volumeMounts", [])}
+        expect(mounts.get("internal-tls") == tls["mountPath"], f"{workload} mounts it at {mounts}")
+        role = template["metadata"]["labels"]["app.kubernetes.io/component"]
+        if role == "api-node":
+            config_map = config_maps[volumes["config"]["configMap"]["name"]]
+            config = tomllib.loads(config_map["data"]["api.toml"])
+        else:
+            config_map = config_maps[volumes["config"]["configMap"]["name"]]
+            config = tomllib.loads(next(iter(config_map["data"].values())))
+        if role != "api-node":
+            served = {"cert_file": files["tls.crt"], "key_file": files["tls.key"]}
+            if tls["mutual"]:
+                served["client_ca_file"] = files["ca.crt"]
+            expect(config.get("tls") == served, f"{workload} [tls] {config.get('tls')} != {served}")
+        if role != "catalog":
+            checked = {"ca_file": files["ca.crt"]}
+            if tls["mutual"]:
+                checked.update(cert_file=files["tls.crt"], key_file=files["tls.key"])
+            expect(config.get("grpc_tls") == checked,
+                   f"{workload} [grpc_tls] {config.get('grpc_tls')} != {checked}")
 
 
 def check_secrets_and_security(docs, values):
@@ -399,6 +438,9 @@ REFUSED = [
     ({"pools": []}, "at least one pool"),
     ({"apiNode": {"config": {"listen": "0.0.0.0:1"}}}, "apiNode.config.listen is set by the chart"),
     ({"catalog": {"podDisruptionBudget": {"minAvailable": "most"}}}, "minAvailable must be"),
+    ({"internalTls": {"enabled": True}}, "internalTls.secretName is required"),
+    ({"internalTls": {"enabled": True, "secretName": "t"}, "catalog": {"config": {"tls": {"cert_file": "c"}}}},
+     "catalog.config.tls is set by the chart"),
 ]
 
 
@@ -429,6 +471,7 @@ def main():
         check_catalog(docs, values)
         check_api_node(docs, values)
         check_pools(docs, values)
+        check_internal_tls(docs, values)
         check_secrets_and_security(docs, values)
         check_network_policies(docs, values)
         kinds = sorted({doc["kind"] for _, doc in docs})

@@ -13,7 +13,9 @@ and the pool stores SQLite files. Then it checks: the three raft nodes form one 
 ZAQAR_MEMBERS, both pools register through the catalog endpoints and report health, the
 api-node's readiness probe passes, a queue works end to end, websocket push reaches the
 subscriber through the pod-IP notification URL (tests/compat/ws_push.py), and with one catalog node killed
-new queues are still placed. Everything stops with the PID namespace.
+new queues are still placed. It does so twice: with plain gRPC between the roles, and with
+internalTls (mTLS, certificates made here with openssl for the chart's DNS names).
+Everything stops with the PID namespace.
 """
 
 import base64
@@ -100,6 +102,26 @@ class Cluster:
                 fail(f"{name} exited with {process.returncode}:\n{self.log(name)}")
 
 
+def make_certificates(directory, names):
+    """A CA (ca.crt) and one certificate for every role (tls.crt, tls.key: server and
+    client), valid for the DNS `names`, as the chart's internalTls Secret holds them."""
+    directory.mkdir()
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=30)
+
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=e2e-ca",
+            "-days", "2")
+    openssl("req", *curve, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=zaqar-e2e")
+    (directory / "ext.cnf").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+        f"subjectAltName={','.join('DNS:' + name for name in names)}\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "tls.crt", "-days", "2", "-extfile", "ext.cnf")
+
+
 def http(method, url, body=None, headers=None):
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
@@ -129,8 +151,8 @@ class LoopbackDeployment:
 
     API_IP = "127.0.3.1"
 
-    def __init__(self, docs, cluster, tmp):
-        self.cluster, self.tmp = cluster, Path(tmp)
+    def __init__(self, docs, cluster, tmp, tls):
+        self.cluster, self.tmp, self.tls = cluster, Path(tmp), tls
         self.secrets = chart.by_kind(docs, "Secret")
         self.sts = next(iter(chart.by_kind(docs, "StatefulSet").values()))
         deployments = chart.by_kind(docs, "Deployment").values()
@@ -152,18 +174,41 @@ class LoopbackDeployment:
         hosts.write_text("\n".join(lines) + "\n")
         subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
 
+    def certificate_names(self):
+        """The DNS names the roles reach each other by: pool-node Services, catalog pods."""
+        domain = f"{chart.NAMESPACE}.svc.{chart.DOMAIN}"
+        return [f"*.{domain}", f"*.{self.sts['spec']['serviceName']}.{domain}"]
+
+    def configured(self, template, container, etc):
+        """The container with its config ConfigMap (if any) written to `etc` instead of
+        /etc/zaqar."""
+        volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+        if "config" not in volumes:
+            return container
+        etc.mkdir(parents=True, exist_ok=True)
+        for key, text in self.config_maps[volumes["config"]["configMap"]["name"]]["data"].items():
+            (etc / key).write_text(text)
+        container = dict(container)
+        for field in ("command", "args"):
+            if field in container:
+                container[field] = [part.replace("/etc/zaqar/", f"{etc}/") for part in container[field]]
+        return container
+
     def start_catalog(self):
-        container = self.sts["spec"]["template"]["spec"]["containers"][0]
+        template = self.sts["spec"]["template"]
         for pod, ip in self.catalog_pods:
-            env = container_env(container, self.secrets, pod, ip)
             workdir = self.tmp / pod
             workdir.mkdir()
+            container = self.configured(template, template["spec"]["containers"][0], workdir / "etc")
+            env = container_env(container, self.secrets, pod, ip)
             env["ZAQAR_DATA_DIR"] = str(workdir / "catalog")
             self.cluster.start(pod, container, env, workdir)
 
     def start_pools(self):
         for name, deployment, ip in self.pool_pods:
-            container = deployment["spec"]["template"]["spec"]["containers"][0]
+            template = deployment["spec"]["template"]
+            container = self.configured(template, template["spec"]["containers"][0],
+                                        self.tmp / f"pool-{name}-etc")
             env = container_env(container, self.secrets, f"pool-{name}", ip)
             env["ZAQAR_URI"] = f"sqlite://{self.tmp}/{name}.db"
             self.cluster.start(f"pool-{name}", container, env, self.tmp)
@@ -203,9 +248,13 @@ class LoopbackDeployment:
             return ok
 
         wait_for("every pool registered and reporting health", healthy_pools, cluster, deadline)
+        admin_env = {"PATH": cluster.path, "ZAQAR_CATALOG": self.api_env["ZAQAR_CATALOG"],
+                     "ZAQAR_ADMIN_TOKEN": self.init_env["CATALOG_ADMIN_TOKEN"]}
+        if self.tls:
+            admin_env.update(ZAQAR_CA_FILE=str(self.tls / "ca.crt"), ZAQAR_CERT_FILE=str(self.tls / "tls.crt"),
+                             ZAQAR_KEY_FILE=str(self.tls / "tls.key"))
         raft = subprocess.run(["zaqar", "admin", "--json", "status"], capture_output=True, text=True, timeout=15,
-                              env={"PATH": cluster.path, "ZAQAR_CATALOG": self.api_env["ZAQAR_CATALOG"],
-                                   "ZAQAR_ADMIN_TOKEN": self.init_env["CATALOG_ADMIN_TOKEN"]})
+                              env=admin_env)
         chart.expect(raft.returncode == 0, f"zaqar admin status: {raft.stderr}")
         members = sorted(set(re.findall(r"catalog-\d\.", raft.stdout)))
         chart.expect(len(members) == len(self.catalog_pods), f"raft members {members}: {raft.stdout[:500]}")
@@ -229,11 +278,19 @@ class LoopbackDeployment:
         chart.expect(names == ["e2e-a", "e2e-b", "e2e-c"], f"queues {names}")
 
 
-def run(chart_dir, binary):
-    docs = chart.render(chart_dir, VALUES)
+def run(chart_dir, binary, tls):
+    """One loopback run of the chart; with `tls`, internalTls on (mTLS between the roles)."""
     with tempfile.TemporaryDirectory() as tmp:
+        values = VALUES
+        tls_dir = Path(tmp) / "tls" if tls else None
+        if tls:
+            values = {**VALUES, "internalTls": {"enabled": True, "secretName": "e2e-internal-tls",
+                                                "mountPath": str(tls_dir)}}
+        docs = chart.render(chart_dir, values)
         cluster = Cluster(tmp, binary)
-        deployment = LoopbackDeployment(docs, cluster, tmp)
+        deployment = LoopbackDeployment(docs, cluster, tmp, tls_dir)
+        if tls:
+            make_certificates(tls_dir, deployment.certificate_names())
         try:
             deployment.bind_hosts()
             deployment.start_catalog()
@@ -246,7 +303,9 @@ def run(chart_dir, binary):
         finally:
             for name in list(cluster.processes):
                 cluster.stop(name)
-    print("ok  loopback cluster from the rendered chart: 3 raft catalog nodes, 2 pools, api-node; "
+            subprocess.run(["umount", "/etc/hosts"], check=False)
+    print(f"ok  loopback cluster from the rendered chart{' with internal mTLS' if tls else ''}: "
+          "3 raft catalog nodes, 2 pools, api-node; "
           "queue, post, claim, websocket push, and placement with a catalog node down")
 
 
@@ -257,10 +316,11 @@ def main():
                    "--kill-child", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
                    sys.executable, __file__, chart_dir, binary]
         result = subprocess.run(command, env={**os.environ, "ZAQAR_HELM_E2E_INSIDE": "1"},
-                                timeout=DEADLINE_SECONDS + 90)
+                                timeout=2 * DEADLINE_SECONDS + 120)
         sys.exit(result.returncode)
     try:
-        run(chart_dir, binary)
+        run(chart_dir, binary, tls=False)
+        run(chart_dir, binary, tls=True)
     except chart.CheckFailed as err:
         print(f"FAIL {err}", file=sys.stderr)
         sys.exit(1)

@@ -60,9 +60,73 @@ app.kubernetes.io/component: {{ .component }}
 {{- $ctx := . -}}
 {{- $endpoints := list -}}
 {{- range $i := until (int .Values.catalog.replicas) -}}
-{{- $endpoints = append $endpoints (printf "http://%s:%d" (include "zaqar.catalog.podHost" (dict "ctx" $ctx "ordinal" $i)) (int $ctx.Values.catalog.grpcPort)) -}}
+{{- $endpoints = append $endpoints (printf "%s://%s:%d" (include "zaqar.grpcScheme" $ctx) (include "zaqar.catalog.podHost" (dict "ctx" $ctx "ordinal" $i)) (int $ctx.Values.catalog.grpcPort)) -}}
 {{- end -}}
 {{- join "," $endpoints -}}
+{{- end -}}
+
+{{/* The scheme of the roles' gRPC endpoints: https with internalTls. */}}
+{{- define "zaqar.grpcScheme" -}}
+{{- if .Values.internalTls.enabled -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{/*
+The config tables of internal TLS for one role, as YAML to merge into its config map:
+(dict "ctx" $ "role" "catalog"|"pool-node"|"api-node"). The catalog and pool-nodes serve
+TLS ([tls]); pool-nodes and api-nodes check the servers they call ([grpc_tls]); with
+mutual, every role shows the certificate and servers require one.
+*/}}
+{{- define "zaqar.internalTls" -}}
+{{- $tls := .ctx.Values.internalTls -}}
+{{- if $tls.enabled -}}
+{{- $dir := trimSuffix "/" $tls.mountPath -}}
+{{- if ne .role "api-node" }}
+tls:
+  cert_file: {{ printf "%s/tls.crt" $dir | quote }}
+  key_file: {{ printf "%s/tls.key" $dir | quote }}
+  {{- if $tls.mutual }}
+  client_ca_file: {{ printf "%s/ca.crt" $dir | quote }}
+  {{- end }}
+{{- end }}
+{{- if ne .role "catalog" }}
+grpc_tls:
+  ca_file: {{ printf "%s/ca.crt" $dir | quote }}
+  {{- if $tls.mutual }}
+  cert_file: {{ printf "%s/tls.crt" $dir | quote }}
+  key_file: {{ printf "%s/tls.key" $dir | quote }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A role's config: its `config` values with the chart's internal TLS tables merged in
+(dict "ctx" $ "role" ROLE "config" MAP "where" "catalog.config"), as YAML (fromYaml it).
+*/}}
+{{- define "zaqar.roleConfig" -}}
+{{- $config := deepCopy (.config | default dict) -}}
+{{- $tables := fromYaml (include "zaqar.internalTls" (dict "ctx" .ctx "role" .role)) | default dict -}}
+{{- range $key, $_ := $tables -}}
+{{- if hasKey $config $key -}}
+{{- fail (printf "%s.%s is set by the chart when internalTls.enabled is true" $.where $key) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (merge $config $tables) -}}
+{{- end -}}
+
+{{/* The volume and the mount of the internal TLS Secret, when enabled. */}}
+{{- define "zaqar.tlsVolume" -}}
+{{- if .Values.internalTls.enabled }}
+- name: internal-tls
+  secret:
+    secretName: {{ .Values.internalTls.secretName }}
+{{- end }}
+{{- end -}}
+
+{{- define "zaqar.tlsMount" -}}
+{{- if .Values.internalTls.enabled }}
+- {name: internal-tls, mountPath: {{ .Values.internalTls.mountPath }}, readOnly: true}
+{{- end }}
 {{- end -}}
 
 {{/* The raft voters of a new cluster: node id = pod ordinal + 1. */}}
@@ -173,6 +237,9 @@ A map as TOML: (dict "path" "" "table" MAP). Plain keys first, then each sub-map
 {{- $mode := toString $v.catalog.podDisruptionBudget.minAvailable -}}
 {{- if and $v.catalog.podDisruptionBudget.minAvailable (ne $mode "majority") (not (regexMatch "^[0-9]+%?$" $mode)) -}}
 {{- fail (printf "catalog.podDisruptionBudget.minAvailable must be a number, a percentage or \"majority\", not %q" $mode) -}}
+{{- end -}}
+{{- if and $v.internalTls.enabled (not $v.internalTls.secretName) -}}
+{{- fail "internalTls.secretName is required with internalTls.enabled (a kubernetes.io/tls Secret with ca.crt)" -}}
 {{- end -}}
 {{- if not $v.pools -}}
 {{- fail "pools must name at least one pool" -}}
