@@ -5,7 +5,8 @@
 # (gunicorn, ../shared/reference-zaqar/start-zaqar.sh), zaqar-rs standalone and the
 # zaqar-rs cluster (catalog + pool-node + api-node), all on that Redis (databases 0, 1
 # and 2). Against each it runs the same mixed workload (producers, consumers,
-# observers) and a single-message-post workload with target/release/zaqar-bench,
+# observers), the same mixed workload over the WebSocket API, and a single-message-post
+# workload with target/release/zaqar-bench,
 # records resident memory, measures the raw Redis rate of a 2-command Lua script with
 # redis-benchmark (50 clients), and prints one table with ratios (zaqar-rs/reference).
 # Everything it started is stopped on exit; the JSON reports stay in $BENCH_OUT.
@@ -159,17 +160,20 @@ run_bench() {  # target kind url: runs one workload, writes $OUT/target-kind.jso
     case "$kind" in
     mixed) flags+=(--producers "$PRODUCERS" --consumers "$CONSUMERS"
         --observers "$OBSERVERS" --batch "$BATCH" --keep-queues) ;;
+    ws) flags+=(--ws-url "$TARGET_WS" --producers "$PRODUCERS" --consumers "$CONSUMERS"
+        --observers "$OBSERVERS" --batch "$BATCH") ;;
     single) flags+=(--producers "$SINGLE_PRODUCERS" --consumers 0 --observers 0 --batch 1) ;;
     esac
     log "$target: $kind workload for $DURATION"
     "$BENCH" "${flags[@]}" | tee "$OUT/$target-$kind.txt"
 }
 
-start_target() {  # target: starts it, sets TARGET_URL and TARGET_PID; non-zero if it failed
+start_target() {  # target: starts it, sets TARGET_URL, TARGET_WS and TARGET_PID; non-zero if it failed
     local target="$1" port ws
     free_port port
     free_port ws
     TARGET_URL="http://127.0.0.1:$port"
+    TARGET_WS="ws://127.0.0.1:$ws"
     case "$target" in
     reference)
         mkdir -p "$WORK/reference"
@@ -247,6 +251,7 @@ for target in $TARGETS; do
     run_bench "$target" mixed "$TARGET_URL" || log "WARNING: $target mixed run failed"
     # The mixed run keeps its queues: what they hold now is what the target stored.
     echo "$(($(redis_used_memory) - before))" > "$OUT/$target-redis-bytes.txt"
+    run_bench "$target" ws "$TARGET_URL" || log "WARNING: $target WebSocket run failed"
     run_bench "$target" single "$TARGET_URL" || log "WARNING: $target single run failed"
     rss_kib $(memory_pids "$target") > "$OUT/$target-rss-loaded.kib"
     stop_target "$target"
@@ -311,6 +316,9 @@ lines = [
     ("mixed: messages deleted/s", lambda t: metric(t, "mixed", lambda r: role(r, "consumer").get("messages_per_s"))),
     ("mixed: observer list req/s", lambda t: metric(t, "mixed", lambda r: role(r, "observer").get("requests_per_s"))),
     ("mixed: errors", lambda t: metric(t, "mixed", lambda r: r["total"]["errors"])),
+    ("mixed over WebSocket: ok req/s", lambda t: metric(t, "ws", lambda r: r["total"]["requests_per_s"])),
+    ("mixed over WebSocket: p99 ms", lambda t: metric(t, "ws", lambda r: r["total"]["latency_ms"]["p99"])),
+    ("mixed over WebSocket: errors", lambda t: metric(t, "ws", lambda r: r["total"]["errors"])),
     ("single post: ok req/s", lambda t: metric(t, "single", lambda r: r["total"]["requests_per_s"])),
     ("single post: p99 ms", lambda t: metric(t, "single", lambda r: r["total"]["latency_ms"]["p99"])),
     ("single post: errors", lambda t: metric(t, "single", lambda r: r["total"]["errors"])),

@@ -31,7 +31,7 @@ cargo clippy -p zaqar-catalog --all-targets --locked -- -D warnings
 step "unit, conformance and cluster tests"
 export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
 export ZAQAR_TEST_KEYSTONE_URL ZAQAR_TEST_KEYSTONE_PASSWORD
-cargo build --locked "${FEATURES[@]}" --bin zaqar
+cargo build --locked "${FEATURES[@]}" --bin zaqar --bin zaqar-bench
 export ZAQAR_BIN=$ROOT/target/debug/zaqar
 cargo test --locked --workspace "${FEATURES[@]}" -- --test-threads 2
 

@@ -28,6 +28,11 @@ pub fn zaqar_bin() -> PathBuf {
     }
 }
 
+/// The `zaqar-bench` load generator: beside the `zaqar` of [`zaqar_bin`].
+pub fn zaqar_bench_bin() -> PathBuf {
+    zaqar_bin().with_file_name("zaqar-bench")
+}
+
 /// Waits until something accepts TCP connections on `port`.
 pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;

@@ -23,6 +23,11 @@ pub struct Args {
     /// Base URL of the Zaqar REST API (plain http://host:port).
     #[arg(long, default_value = "http://127.0.0.1:8888")]
     pub url: String,
+    /// The Zaqar WebSocket API (ws://host:port): the workers speak it instead of REST
+    /// (queues are still prepared and deleted over REST at --url). Observers then
+    /// list from each queue's head: WebSocket listings carry no next marker.
+    #[arg(long)]
+    pub ws_url: Option<String>,
     /// Producer workers (each posts --batch messages per request).
     #[arg(long, default_value_t = 4)]
     pub producers: usize,
@@ -82,6 +87,12 @@ impl Args {
                 "--url must start with http:// (plain HTTP), got {:?}",
                 self.url
             );
+        }
+        if let Some(url) = &mut self.ws_url {
+            *url = url.trim_end_matches('/').to_owned();
+            if !url.starts_with("ws://") {
+                bail!("--ws-url must start with ws://, got {url:?}");
+            }
         }
         if self.producers + self.consumers + self.observers == 0 {
             bail!("nothing to do: --producers, --consumers and --observers are all 0");

@@ -1,6 +1,6 @@
-//! `zaqar-bench`: a load generator for Zaqar v2 REST servers (zaqar-rs or OpenStack
-//! Zaqar) with the workload mix of Zaqar's own zaqar-bench; prints a live progress
-//! line, then a table per role, and optionally writes a JSON report.
+//! `zaqar-bench`: a load generator for Zaqar v2 servers (zaqar-rs or OpenStack Zaqar),
+//! over REST or WebSocket, with the workload mix of Zaqar's own zaqar-bench; prints a
+//! live progress line, then a table per role, and optionally writes a JSON report.
 
 mod args;
 mod client;
@@ -8,6 +8,7 @@ mod histogram;
 mod report;
 mod stats;
 mod workload;
+mod ws_client;
 
 use std::future::Future;
 use std::io::{IsTerminal, Write};
@@ -24,7 +25,8 @@ use crate::args::Args;
 use crate::client::{CallError, ZaqarClient};
 use crate::report::{progress_line, Report};
 use crate::stats::{Role, Tally};
-use crate::workload::{Plan, Worker};
+use crate::workload::{Client, Plan, Worker};
+use crate::ws_client::WsClient;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -53,9 +55,15 @@ async fn run(args: Args) -> Result<()> {
     let mut workers = JoinSet::new();
     for role in Role::ALL {
         for i in 0..args.workers(role) {
+            let client = match &args.ws_url {
+                Some(url) => {
+                    Client::WebSocket(Box::new(WsClient::new(url, &args.project, args.timeout)))
+                }
+                None => Client::Rest(ZaqarClient::new(&args.url, &args.project, args.timeout)?),
+            };
             let worker = Worker {
                 role,
-                client: ZaqarClient::new(&args.url, &args.project, args.timeout)?,
+                client,
                 first_queue: i,
             };
             workers.spawn(worker.run(Arc::clone(&plan)));

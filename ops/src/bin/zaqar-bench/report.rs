@@ -135,7 +135,7 @@ impl Report {
         }
         Self {
             label: args.label.clone(),
-            url: args.url.clone(),
+            url: args.ws_url.clone().unwrap_or_else(|| args.url.clone()),
             settings: Settings {
                 producers: args.producers,
                 consumers: args.consumers,

@@ -1,5 +1,6 @@
 //! The worker loops of the three roles, as in Zaqar's own zaqar-bench: producers post,
-//! consumers claim then delete what they claimed, observers page through messages.
+//! consumers claim then delete what they claimed, observers page through messages;
+//! over REST or over the WebSocket API.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::client::{post_body, CallError, ZaqarClient};
+use crate::client::{post_body, CallError, Page, ZaqarClient};
 use crate::stats::{Live, Op, Role, Tally};
+use crate::ws_client::{Claimed, WsClient};
 
 /// Claim TTL and grace (seconds) used by consumers, the values of Zaqar's zaqar-bench.
 const CLAIM_BODY: &[u8] = br#"{"ttl":300,"grace":200}"#;
@@ -21,6 +23,8 @@ const TRANSPORT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 pub struct Plan {
     pub queues: Vec<String>,
     pub post_body: Bytes,
+    /// The messages of a post, as the WebSocket API takes them.
+    pub post_messages: serde_json::Value,
     /// Messages in each post.
     pub batch: u64,
     pub claim_limit: usize,
@@ -31,9 +35,14 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(args: &crate::args::Args, deadline: Instant) -> Self {
+        let post_body = post_body(args.batch, args.message_size, args.message_ttl);
+        let post_messages = serde_json::from_slice::<serde_json::Value>(&post_body)
+            .map(|mut document| document["messages"].take())
+            .unwrap_or_default();
         Self {
             queues: args.queue_names(),
-            post_body: post_body(args.batch, args.message_size, args.message_ttl),
+            post_body,
+            post_messages,
             batch: args.batch as u64,
             claim_limit: args.claim_limit,
             list_limit: args.list_limit,
@@ -43,11 +52,69 @@ impl Plan {
     }
 }
 
+/// How a worker talks to the server.
+pub enum Client {
+    Rest(ZaqarClient),
+    WebSocket(Box<WsClient>),
+}
+
+/// A message a claim took, as each API names it for its deletion.
+enum Taken {
+    /// REST: the message's href, with its claim id.
+    Href(String),
+    WebSocket(Claimed),
+}
+
+impl Client {
+    async fn post(&self, plan: &Plan, queue: &str) -> Result<(), CallError> {
+        match self {
+            Client::Rest(rest) => rest.post(queue, plan.post_body.clone()).await,
+            Client::WebSocket(ws) => ws.post(queue, &plan.post_messages).await,
+        }
+    }
+
+    async fn claim(&self, queue: &str, limit: usize) -> Result<Vec<Taken>, CallError> {
+        match self {
+            Client::Rest(rest) => {
+                let body = Bytes::from_static(CLAIM_BODY);
+                let hrefs = rest.claim(queue, limit, body).await?;
+                Ok(hrefs.into_iter().map(Taken::Href).collect())
+            }
+            Client::WebSocket(ws) => {
+                let claimed = ws.claim(queue, limit).await?;
+                Ok(claimed.into_iter().map(Taken::WebSocket).collect())
+            }
+        }
+    }
+
+    async fn delete(&self, queue: &str, taken: &Taken) -> Result<(), CallError> {
+        match (self, taken) {
+            (Client::Rest(rest), Taken::Href(href)) => rest.delete(href).await,
+            (Client::WebSocket(ws), Taken::WebSocket(message)) => ws.delete(queue, message).await,
+            _ => Err(CallError::Transport(
+                "a message claimed over the other API".into(),
+            )),
+        }
+    }
+
+    async fn list(
+        &self,
+        queue: &str,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<Page, CallError> {
+        match self {
+            Client::Rest(rest) => rest.list(queue, limit, marker).await,
+            Client::WebSocket(ws) => ws.list(queue, limit).await,
+        }
+    }
+}
+
 /// One worker: a role, a client identity, and the queue it starts at (workers of a role
 /// start at different queues, then each takes the queues in turn).
 pub struct Worker {
     pub role: Role,
-    pub client: ZaqarClient,
+    pub client: Client,
     pub first_queue: usize,
 }
 
@@ -104,7 +171,7 @@ impl Worker {
 
     /// Posts one batch; false once the deadline cut the request.
     async fn produce(&self, plan: &Plan, tally: &mut Tally, queue: &str) -> bool {
-        let post = self.client.post(queue, plan.post_body.clone());
+        let post = self.client.post(plan, queue);
         match timed(plan.deadline, post).await {
             Timed::Cut => false,
             Timed::Done(latency, Ok(())) => {
@@ -120,21 +187,20 @@ impl Worker {
 
     /// Claims, then deletes each claimed message; false once the deadline cut a request.
     async fn consume(&self, plan: &Plan, tally: &mut Tally, queue: &str) -> bool {
-        let body = Bytes::from_static(CLAIM_BODY);
-        let claim = self.client.claim(queue, plan.claim_limit, body);
-        let hrefs = match timed(plan.deadline, claim).await {
+        let claim = self.client.claim(queue, plan.claim_limit);
+        let taken = match timed(plan.deadline, claim).await {
             Timed::Cut => return false,
-            Timed::Done(latency, Ok(hrefs)) => {
-                tally.ok(&plan.live, Op::Claim, latency, hrefs.len() as u64);
-                hrefs
+            Timed::Done(latency, Ok(taken)) => {
+                tally.ok(&plan.live, Op::Claim, latency, taken.len() as u64);
+                taken
             }
             Timed::Done(_, Err(e)) => {
                 failed(plan, tally, Op::Claim, e).await;
                 return true;
             }
         };
-        for href in &hrefs {
-            match timed(plan.deadline, self.client.delete(href)).await {
+        for message in &taken {
+            match timed(plan.deadline, self.client.delete(queue, message)).await {
                 Timed::Cut => return false,
                 Timed::Done(latency, Ok(())) => tally.ok(&plan.live, Op::Delete, latency, 1),
                 Timed::Done(_, Err(e)) => failed(plan, tally, Op::Delete, e).await,

@@ -1,0 +1,106 @@
+//! `zaqar-bench` drives `zaqar standalone` (embedded store) over REST and over the
+//! WebSocket API: every role gets its work done, nothing fails, and the JSON report
+//! says so. (The rates are not looked at: they belong to benchmarks.)
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+use zaqar_tests::{free_port, wait_for_port, zaqar_bench_bin, zaqar_bin, Process};
+
+/// Runs a 2-second mixed workload with `transport` flags; its JSON report.
+fn bench(dir: &Path, name: &str, transport: &[&str]) -> Result<Value> {
+    let report = dir.join(format!("{name}.json"));
+    let mut args = vec![
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--observers",
+        "1",
+        "--duration",
+        "2s",
+        "--queues",
+        "2",
+        "--batch",
+        "3",
+        "--timeout",
+        "10s",
+        "--project",
+        "bench-test",
+    ];
+    args.extend_from_slice(transport);
+    let output = Command::new(zaqar_bench_bin())
+        .args(&args)
+        .arg("--json")
+        .arg(&report)
+        .output()
+        .context("running zaqar-bench (cargo build --bin zaqar-bench)")?;
+    ensure!(
+        output.status.success(),
+        "zaqar-bench {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&std::fs::read(&report)?)?)
+}
+
+/// The report of `role`.
+fn role<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["roles"]
+        .as_array()
+        .and_then(|roles| roles.iter().find(|role| role["role"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+#[test]
+fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (rest, ws) = (free_port(), free_port());
+    let (listen, ws_listen) = (format!("127.0.0.1:{rest}"), format!("127.0.0.1:{ws}"));
+    let data_dir = dir.path().join("data");
+    let args = [
+        "standalone",
+        "--listen",
+        &listen,
+        "--ws-listen",
+        &ws_listen,
+        "--data-dir",
+        &data_dir.to_string_lossy(),
+    ];
+    let _standalone = Process::spawn("standalone", &zaqar_bin(), &args, dir.path())?;
+    wait_for_port(rest, Duration::from_secs(60))?;
+    wait_for_port(ws, Duration::from_secs(60))?;
+
+    let url = format!("http://{listen}");
+    let ws_url = format!("ws://{ws_listen}");
+    for (name, transport) in [
+        ("rest", vec!["--url", url.as_str()]),
+        (
+            "websocket",
+            vec!["--url", url.as_str(), "--ws-url", ws_url.as_str()],
+        ),
+    ] {
+        let report = bench(dir.path(), name, &transport)?;
+        ensure!(
+            report["total"]["errors"] == 0,
+            "{name}: errors in {report:#}"
+        );
+        let named = if name == "rest" { &url } else { &ws_url };
+        ensure!(
+            report["url"].as_str() == Some(named.as_str()),
+            "{name}: the report names {}",
+            report["url"]
+        );
+        for (who, what) in [
+            ("producer", "posted"),
+            ("consumer", "deleted"),
+            ("observer", "listed"),
+        ] {
+            let messages = role(&report, who)["messages"].as_u64().unwrap_or(0);
+            ensure!(messages > 0, "{name}: no message {what}: {report:#}");
+        }
+    }
+    Ok(())
+}
