@@ -37,6 +37,11 @@ pub struct Args {
     /// Observer workers (each lists up to --list-limit messages per request).
     #[arg(long, default_value_t = 2)]
     pub observers: usize,
+    /// OS threads running the workers (default: one per CPU). Zaqar's zaqar-bench runs
+    /// processes of workers to use several cores; here every worker is a task, and the
+    /// threads carry the tasks of all roles.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// How long the load runs, e.g. 10s, 500ms, 2m.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
