@@ -95,6 +95,41 @@ impl Drop for Process {
     }
 }
 
+/// `zaqar standalone` on its embedded store in `dir`, REST and WebSocket on free
+/// ports; stopped when dropped.
+pub struct Standalone {
+    pub port: u16,
+    pub ws_port: u16,
+    _process: Process,
+}
+
+impl Standalone {
+    /// Starts it and waits until both listeners accept connections.
+    pub fn start(dir: &std::path::Path) -> Result<Standalone> {
+        let (port, ws_port) = (free_port(), free_port());
+        let (listen, ws_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{ws_port}"));
+        let data_dir = dir.join("data");
+        let data_dir = data_dir.to_string_lossy();
+        let args = [
+            "standalone",
+            "--listen",
+            &listen,
+            "--ws-listen",
+            &ws_listen,
+            "--data-dir",
+            &data_dir,
+        ];
+        let process = Process::spawn("standalone", &zaqar_bin(), &args, dir)?;
+        wait_for_port(port, Duration::from_secs(60))?;
+        wait_for_port(ws_port, Duration::from_secs(60))?;
+        Ok(Standalone {
+            port,
+            ws_port,
+            _process: process,
+        })
+    }
+}
+
 /// A private Redis server on a free port, stopped when dropped.
 pub struct Redis {
     pub port: u16,

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process};
+use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Standalone};
 
 /// Bound of every wait for a frame.
 const FRAME_WAIT: Duration = Duration::from_secs(20);
@@ -101,21 +101,8 @@ async fn subscribers(client: &Client, queue: &str) -> Result<Vec<Value>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_subscription_pushes_posted_messages_until_it_closes() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (port, ws_port) = (free_port(), free_port());
-    let (listen, ws_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{ws_port}"));
-    let data_dir = dir.path().join("data");
-    let data_dir = data_dir.to_string_lossy();
-    let args = [
-        "standalone",
-        "--listen",
-        &listen,
-        "--ws-listen",
-        &ws_listen,
-        "--data-dir",
-        &data_dir,
-    ];
-    let _standalone = Process::spawn("standalone", &zaqar_bin(), &args, dir.path())?;
-    wait_for_port(port, Duration::from_secs(60))?;
+    let standalone = Standalone::start(dir.path())?;
+    let (port, ws_port) = (standalone.port, standalone.ws_port);
     let rest = Client::new(port, "push-a");
     rest.wait_ready(Duration::from_secs(30)).await?;
     let other_rest = Client::new(port, "push-b");

@@ -5,11 +5,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
-use zaqar_tests::{free_port, wait_for_port, zaqar_bench_bin, zaqar_bin, Process};
+use zaqar_tests::{zaqar_bench_bin, Standalone};
 
 /// Runs a 2-second mixed workload with `transport` flags; its JSON report.
 fn bench(dir: &Path, name: &str, transport: &[&str]) -> Result<Value> {
@@ -58,24 +57,9 @@ fn role<'a>(report: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (rest, ws) = (free_port(), free_port());
-    let (listen, ws_listen) = (format!("127.0.0.1:{rest}"), format!("127.0.0.1:{ws}"));
-    let data_dir = dir.path().join("data");
-    let args = [
-        "standalone",
-        "--listen",
-        &listen,
-        "--ws-listen",
-        &ws_listen,
-        "--data-dir",
-        &data_dir.to_string_lossy(),
-    ];
-    let _standalone = Process::spawn("standalone", &zaqar_bin(), &args, dir.path())?;
-    wait_for_port(rest, Duration::from_secs(60))?;
-    wait_for_port(ws, Duration::from_secs(60))?;
-
-    let url = format!("http://{listen}");
-    let ws_url = format!("ws://{ws_listen}");
+    let standalone = Standalone::start(dir.path())?;
+    let url = format!("http://127.0.0.1:{}", standalone.port);
+    let ws_url = format!("ws://127.0.0.1:{}", standalone.ws_port);
     for (name, transport) in [
         ("rest", vec!["--url", url.as_str()]),
         (
