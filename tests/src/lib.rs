@@ -106,11 +106,16 @@ pub struct Standalone {
 impl Standalone {
     /// Starts it and waits until both listeners accept connections.
     pub fn start(dir: &std::path::Path) -> Result<Standalone> {
+        Standalone::start_with(dir, &[])
+    }
+
+    /// [`Standalone::start`] with more arguments (`--config FILE`, `--pool-uri URI`, ...).
+    pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> Result<Standalone> {
         let (port, ws_port) = (free_port(), free_port());
         let (listen, ws_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{ws_port}"));
         let data_dir = dir.join("data");
         let data_dir = data_dir.to_string_lossy();
-        let args = [
+        let mut args = vec![
             "standalone",
             "--listen",
             &listen,
@@ -119,6 +124,7 @@ impl Standalone {
             "--data-dir",
             &data_dir,
         ];
+        args.extend_from_slice(extra);
         let process = Process::spawn("standalone", &zaqar_bin(), &args, dir)?;
         wait_for_port(port, Duration::from_secs(60))?;
         wait_for_port(ws_port, Duration::from_secs(60))?;

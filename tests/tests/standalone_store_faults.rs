@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use serde_json::json;
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
+use zaqar_tests::{Client, Redis, Standalone};
 
 /// The api-node's bound on one pool call in this test.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -50,21 +50,9 @@ async fn a_frozen_or_dead_redis_gives_503_in_time_and_loses_nothing() -> Result<
             REQUEST_TIMEOUT.as_millis()
         ),
     )?;
-    let port = free_port();
-    let (config, listen) = (config.to_string_lossy(), format!("127.0.0.1:{port}"));
-    let data_dir = dir.path().join("data");
-    let data_dir = data_dir.to_string_lossy();
-    let args = [
-        "standalone",
-        "--config",
-        &config,
-        "--listen",
-        &listen,
-        "--data-dir",
-        &data_dir,
-    ];
-    let _standalone = Process::spawn("standalone", &zaqar_bin(), &args, dir.path())?;
-    wait_for_port(port, Duration::from_secs(60))?;
+    let config = config.to_string_lossy();
+    let standalone = Standalone::start_with(dir.path(), &["--config", &config])?;
+    let port = standalone.port;
     let client = Client::new(port, "faults-project");
     client.wait_ready(Duration::from_secs(30)).await?;
 

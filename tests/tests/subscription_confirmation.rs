@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{json, Value};
 use zaqar_tests::webhook::Webhook;
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process};
+use zaqar_tests::{Client, Standalone};
 
 const SECRET: &str = "confirmation-test-secret";
 
@@ -45,7 +45,6 @@ async fn a_topic_webhook_is_confirmed_through_a_topic_url() -> Result<()> {
 /// confirming and unconfirming with the signed URL it receives.
 async fn confirmation_flow(collection: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (port, ws_port) = (free_port(), free_port());
     let config = dir.path().join("zaqar.toml");
     std::fs::write(
         &config,
@@ -53,22 +52,9 @@ async fn confirmation_flow(collection: &str) -> Result<()> {
             "[api]\nrequire_subscription_confirmation = true\nsigned_url_secret_key = \"{SECRET}\"\n"
         ),
     )?;
-    let (listen, ws_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{ws_port}"));
-    let data_dir = dir.path().join("data");
-    let (config, data_dir) = (config.to_string_lossy(), data_dir.to_string_lossy());
-    let args = [
-        "standalone",
-        "--config",
-        &config,
-        "--listen",
-        &listen,
-        "--ws-listen",
-        &ws_listen,
-        "--data-dir",
-        &data_dir,
-    ];
-    let _standalone = Process::spawn("standalone", &zaqar_bin(), &args, dir.path())?;
-    wait_for_port(port, Duration::from_secs(60))?;
+    let config = config.to_string_lossy();
+    let standalone = Standalone::start_with(dir.path(), &["--config", &config])?;
+    let port = standalone.port;
     let client = Client::new(port, "confirm-project");
     client.wait_ready(Duration::from_secs(30)).await?;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 use zaqar_tests::webhook::Webhook;
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
+use zaqar_tests::{Client, Redis, Standalone};
 
 async fn subscribe(client: &Client, path: &str, hook: &Webhook) -> Result<()> {
     let body = json!({"subscriber": hook.url, "ttl": 3600});
@@ -30,22 +30,8 @@ async fn topics_fan_out_on_a_redis_pool() -> Result<()> {
 /// The scenario on `zaqar standalone` started with `pool_args`.
 async fn fan_out(pool_args: &[&str]) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (port, ws_port) = (free_port(), free_port());
-    let (listen, ws_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{ws_port}"));
-    let data_dir = dir.path().join("data");
-    let data_dir = data_dir.to_string_lossy();
-    let mut args = vec![
-        "standalone",
-        "--listen",
-        &listen,
-        "--ws-listen",
-        &ws_listen,
-        "--data-dir",
-        &data_dir,
-    ];
-    args.extend_from_slice(pool_args);
-    let _standalone = Process::spawn("standalone", &zaqar_bin(), &args, dir.path())?;
-    wait_for_port(port, Duration::from_secs(60))?;
+    let standalone = Standalone::start_with(dir.path(), pool_args)?;
+    let port = standalone.port;
     let client = Client::new(port, "topic-project");
     client.wait_ready(Duration::from_secs(30)).await?;
 
