@@ -14,6 +14,7 @@
 
 mod claims;
 mod delivery;
+mod depth;
 mod messages;
 mod queues;
 mod subscriptions;
@@ -30,6 +31,7 @@ use crate::store::{ListParams, MessageStore};
 
 pub(crate) use claims::*;
 pub(crate) use delivery::*;
+pub(crate) use depth::*;
 pub(crate) use messages::*;
 pub(crate) use queues::*;
 pub(crate) use subscriptions::*;
@@ -65,6 +67,9 @@ macro_rules! conformance_suite {
                 claim_extends_the_message_ttl,
                 claim_count_grows_with_each_claim,
                 exhausted_messages_move_to_the_dead_letter_queue,
+                claims_interleave_with_expiring_claims,
+                delayed_messages_become_free_in_order,
+                dead_lettering_at_depth_keeps_fifo,
                 duplicate_subscriber_returns_the_existing_subscription,
                 subscriptions_page_with_the_marker,
                 update_subscription_rejects_a_duplicate_subscriber,

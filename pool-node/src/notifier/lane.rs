@@ -223,6 +223,12 @@ impl Lane {
                     continue;
                 }
             };
+            if messages.is_empty() && next != position.cursor {
+                // The store looked at a bounded number of expired messages
+                // and found none to deliver: go on after them.
+                position.cursor = next;
+                continue;
+            }
             if messages.is_empty() {
                 self.flush(position).await;
                 let cursor = position.cursor.clone();

@@ -7,19 +7,31 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `<p>:q:<queue>` | hash | `meta` (metadata JSON), `seq` (last message sequence number; kept when the queue is deleted), `x` (ms until which the message keys below live) |
-//! | `<p>:ids:<queue>` | zset | message id → sequence number (FIFO, listing marker) |
+//! | `<p>:q:<queue>` | hash | `meta` (metadata JSON), `seq` (last message sequence number; kept when the queue is deleted), `x` (ms until which the message keys below live), `g` (claim generation, moved on by purges) |
+//! | `<p>:fre:<queue>` | zset | free message id → sequence number (FIFO, listing marker) |
+//! | `<p>:hld:<queue>` | zset | claimed message id → sequence number |
+//! | `<p>:lat:<queue>` | zset | delayed message id → sequence number |
 //! | `<p>:exp:<queue>` | zset | message id → expiry ms (`total` = ZCOUNT of the future) |
 //! | `<p>:clm:<queue>` | zset | claimed message id → claim expiry ms (`claimed`) |
 //! | `<p>:dly:<queue>` | zset | delayed message id → min(delay end, expiry) ms (`delayed`) |
 //! | `<p>:m:<queue>` | hash | message id → the message, packed (fields in `lua/prelude.lua`) |
-//! | `<p>:c:<queue>:<id>` | hash | one claim: `t` ttl, `e` expiry ms, `ids`; expires with it |
+//! | `<p>:c:<queue>:<id>` | hash | one claim: `t` ttl, `e` expiry ms, `g` generation, `ids`; expires with it |
 //! | `<p>:subs:<queue>` | zset | subscription id → creation sequence number |
 //! | `<p>:subr:<queue>` | hash | subscriber → subscription id |
 //! | `<p>:sseq:<queue>` | string | subscription sequence counter |
 //! | `<p>:s:<queue>:<id>` | hash | one subscription (with its delivery cursor `x` and delivery lease `lh`, `le`); expires with it |
+//! | `zq:layout` | string | the layout version of the whole store ([`LAYOUT`]) |
+//!
+//! Layout 1 (2026-11-26 to 2026-12-04) kept every message in one `ids` zset by
+//! sequence number instead of `fre`, `hld` and `lat`; `migration.rs` moves a
+//! store written in it to layout 2.
 
 use zaqar_proto::pb::QueueRef;
+
+/// The layout version this build reads and writes.
+pub(super) const LAYOUT: u32 = 2;
+/// The key holding the layout version of the store.
+pub(super) const LAYOUT_KEY: &str = "zq:layout";
 
 /// The keys of one queue of one project.
 #[derive(Debug, Clone)]
@@ -41,18 +53,22 @@ impl QueueKeys {
         }
     }
 
-    /// The `SCAN MATCH` pattern of every queue's subscription index.
-    pub(super) fn subscriptions_pattern() -> &'static str {
-        "zq:{*}:subs:*"
+    /// The `SCAN MATCH` pattern of every queue's key of one kind (`subs`, ...).
+    pub(super) fn pattern(kind: &str) -> String {
+        format!("zq:{{*}}:{kind}:*")
     }
 
-    /// The queue of a subscription index key (see [`Self::subscriptions_pattern`]).
-    pub(super) fn queue_of_subscriptions(key: &str) -> Option<QueueRef> {
+    /// The queue of a key of one kind (see [`Self::pattern`]).
+    pub(super) fn queue_of(key: &str, kind: &str) -> Option<QueueRef> {
         let rest = key.strip_prefix("zq:{")?;
         let (length, rest) = rest.split_once(':')?;
         let length: usize = length.parse().ok()?;
         let project = rest.get(..length)?;
-        let queue = rest.get(length..)?.strip_prefix("}:subs:")?;
+        let queue = rest
+            .get(length..)?
+            .strip_prefix("}:")?
+            .strip_prefix(kind)?
+            .strip_prefix(':')?;
         Some(QueueRef {
             project: project.to_string(),
             queue: queue.to_string(),
@@ -74,17 +90,18 @@ impl QueueKeys {
         self.key("q")
     }
 
-    /// The six keys of the queue, in the order the scripts' `queue_keys` reads them.
-    pub(super) fn queue(&self) -> [String; 6] {
-        ["q", "ids", "exp", "clm", "dly", "m"].map(|kind| self.key(kind))
+    /// The eight keys of the queue, in the order the scripts' `queue_keys` reads them.
+    pub(super) fn queue(&self) -> [String; 8] {
+        ["q", "fre", "hld", "lat", "exp", "clm", "dly", "m"].map(|kind| self.key(kind))
     }
 
-    pub(super) fn claim_prefix(&self) -> String {
-        self.key("c") + ":"
+    /// The index of every message by sequence number of layout 1.
+    pub(super) fn layout_1_ids(&self) -> String {
+        self.key("ids")
     }
 
     pub(super) fn claim(&self, claim_id: &str) -> String {
-        self.claim_prefix() + claim_id
+        format!("{}:{claim_id}", self.key("c"))
     }
 
     pub(super) fn subscriptions(&self) -> String {
@@ -124,15 +141,18 @@ mod tests {
     }
 
     #[test]
-    fn subscription_index_keys_give_back_their_queue() {
+    fn keys_give_back_their_queue() {
         for (project, queue) in [("p", "q1"), ("a}:subs:b", "c"), ("", "x")] {
-            let key = QueueKeys::of(project, queue).subscriptions();
-            let found = QueueKeys::queue_of_subscriptions(&key).unwrap();
-            assert_eq!(
-                (found.project.as_str(), found.queue.as_str()),
-                (project, queue)
-            );
+            let keys = QueueKeys::of(project, queue);
+            for (key, kind) in [(keys.subscriptions(), "subs"), (keys.layout_1_ids(), "ids")] {
+                let found = QueueKeys::queue_of(&key, kind).unwrap();
+                assert_eq!(
+                    (found.project.as_str(), found.queue.as_str()),
+                    (project, queue)
+                );
+            }
+            assert!(QueueKeys::queue_of(&keys.subscriptions(), "ids").is_none());
         }
-        assert!(QueueKeys::queue_of_subscriptions("zq:{9:p}:subs:q").is_none());
+        assert!(QueueKeys::queue_of("zq:{9:p}:subs:q", "subs").is_none());
     }
 }

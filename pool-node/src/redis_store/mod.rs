@@ -10,8 +10,11 @@
 //! more leaves only its record. One hash per queue instead of one key per
 //! message halves Redis's memory per message. Claims and subscriptions are
 //! hashes that Redis expires by itself (`PEXPIREAT`). Counts come from
-//! `ZCOUNT` over sorted sets scored by expiry, without scanning.
-//! The key layout is in `keys.rs`.
+//! `ZCOUNT` over sorted sets scored by expiry, without scanning. Free, claimed
+//! and delayed messages are indexed apart, so a claim, a pop or a default
+//! listing reads only what it returns: no script's work grows with the depth
+//! of a queue (see `lua/prelude.lua`). The key layout is in `keys.rs`, its
+//! version and migrations in `migration.rs`.
 //!
 //! Every call is bounded by [`CALL_TIMEOUT`]: a Redis that is down or hung
 //! gives `Unavailable` quickly, and `ConnectionManager` reconnects by itself
@@ -20,6 +23,7 @@
 mod claims;
 mod keys;
 mod messages;
+mod migration;
 mod queues;
 mod rows;
 mod scripts;
@@ -87,10 +91,12 @@ impl RedisStore {
             .set_response_timeout(CALL_TIMEOUT);
         let conn = bounded(ConnectionManager::new_with_config(client, config)).await?;
         tracing::debug!(%addr, "connected to the redis store");
-        Ok(RedisStore {
+        let store = RedisStore {
             conn,
             scripts: Scripts::new(),
-        })
+        };
+        store.ensure_layout().await?;
+        Ok(store)
     }
 
     /// Runs a script. A refused connection means the call never reached

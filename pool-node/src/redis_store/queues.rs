@@ -75,8 +75,30 @@ impl RedisStore {
         let mut invocation = self.scripts.purge.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
-            .arg(keys.claim_prefix())
             .arg(if drop_record { "1" } else { "0" });
         self.run::<u8>(&invocation).await.map(drop)
+    }
+
+    /// The queues that have a key of `kind` (found with `SCAN`), sorted.
+    pub(super) async fn queues_with_key(&self, kind: &str) -> StoreResult<Vec<QueueRef>> {
+        let mut queues = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(QueueKeys::pattern(kind))
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
+            queues.extend(keys.iter().filter_map(|key| QueueKeys::queue_of(key, kind)));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        queues.sort_by(|a, b| (&a.project, &a.queue).cmp(&(&b.project, &b.queue)));
+        queues.dedup();
+        Ok(queues)
     }
 }

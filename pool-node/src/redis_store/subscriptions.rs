@@ -168,29 +168,8 @@ impl RedisStore {
         Ok(self.run::<u8>(&invocation).await? == 1)
     }
 
-    /// The queues whose subscription index exists (found with `SCAN`).
+    /// The queues whose subscription index exists.
     pub(super) async fn queues_with_subscriptions(&self) -> StoreResult<Vec<QueueRef>> {
-        let mut queues = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(QueueKeys::subscriptions_pattern())
-                .arg("COUNT")
-                .arg(1000);
-            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
-            queues.extend(
-                keys.iter()
-                    .filter_map(|key| QueueKeys::queue_of_subscriptions(key)),
-            );
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        queues.sort_by(|a, b| (&a.project, &a.queue).cmp(&(&b.project, &b.queue)));
-        queues.dedup();
-        Ok(queues)
+        self.queues_with_key("subs").await
     }
 }

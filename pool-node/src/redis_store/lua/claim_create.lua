@@ -1,12 +1,12 @@
 -- Claims up to limit free messages, oldest first. A message already claimed
 -- max times moves to the dead letter queue instead (same id, claim count kept,
 -- created now, living the dead letter ttl or its own posted ttl).
--- KEYS: queue (1..6), dead letter queue (7..12), claim hash (13).
+-- KEYS: queue (1..8), dead letter queue (9..16), claim hash (17).
 -- ARGV: claim id, ttl s, grace s, limit, max claim count (0: no dead lettering),
 -- dead letter ttl s (0: own).
--- Returns {now, rows}; the claim hash ('t' ttl s, 'e' expires ms, 'ids') is
--- written only when something was claimed.
-local k, dk, ckey = queue_keys(1), queue_keys(7), KEYS[13]
+-- Returns {now, rows}; the claim hash ('t' ttl s, 'e' expires ms, 'g' the
+-- queue's claim generation, 'ids') is written only when something was claimed.
+local k, dk, ckey = queue_keys(1), queue_keys(9), KEYS[17]
 local cid = ARGV[1]
 local ttl, grace, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local max, dttl = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -17,8 +17,8 @@ local mexp = cexp + grace * 1000
 -- queue (a queue that is its own dead letter queue) is not seen twice.
 local top = tonumber(redis.call('HGET', k.q, 'seq') or 0)
 local ids, rows, gone = {}, {}, {}
--- The claimed messages, and (score, id) pairs for the exp and clm indexes.
-local by_id, by_expiry, by_claim = {}, {}, {}
+-- The claimed messages, and (score, id) pairs for the hld, exp and clm indexes.
+local by_id, by_seq, by_expiry, by_claim = {}, {}, {}, {}
 local latest = 0
 
 local function dead_letter(id, m)
@@ -30,11 +30,12 @@ local function dead_letter(id, m)
 end
 
 if limit > 0 then
-  scan(k, 0, top, function(id, _, m)
+  promote(k, now)
+  scan(k, {k.fre}, 0, top, function(id, seq, m)
     if not m then
       gone[#gone + 1] = id
     elseif is_claimed(m, now) or is_delayed(m, now) then
-      -- not free
+      -- not free (cannot be in fre; skipped all the same)
     elseif max > 0 and m.n >= max then
       dead_letter(id, m)
     else
@@ -42,6 +43,7 @@ if limit > 0 then
       m.ci, m.ce, m.n = cid, cexp, m.n + 1
       latest = math.max(latest, m.e)
       by_id[#by_id + 1], by_id[#by_id + 2] = id, encode(m)
+      by_seq[#by_seq + 1], by_seq[#by_seq + 2] = int(seq), id
       by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = int(m.e), id
       by_claim[#by_claim + 1], by_claim[#by_claim + 2] = int(cexp), id
       ids[#ids + 1] = id
@@ -53,10 +55,13 @@ end
 forget(k, gone)
 if #ids > 0 then
   call_all('HSET', k.msg, by_id)
+  call_all('ZREM', k.fre, ids)
+  call_all('ZADD', k.hld, by_seq)
   call_all('ZADD', k.exp, by_expiry)
   call_all('ZADD', k.clm, by_claim)
-  keep(k, latest, {k.clm})
-  redis.call('HSET', ckey, 't', ttl, 'e', int(cexp), 'ids', table.concat(ids, ','))
+  keep(k, latest, {k.hld, k.clm})
+  redis.call('HSET', ckey, 't', ttl, 'e', int(cexp), 'g', redis.call('HGET', k.q, 'g') or '0',
+             'ids', table.concat(ids, ','))
   redis.call('PEXPIREAT', ckey, int(cexp))
 end
 return {now, rows}

@@ -1,18 +1,18 @@
 -- Renews a live claim: it expires ttl from now, its messages live at least ttl + grace.
--- KEYS: claim hash, queue (2..7). ARGV: claim id, ttl s, grace s.
+-- KEYS: claim hash, queue (2..9). ARGV: claim id, ttl s, grace s.
 -- Returns 1, or 0 when there is no live claim.
 local ckey, k = KEYS[1], queue_keys(2)
 local cid, ttl, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local f = redis.call('HMGET', ckey, 'e', 'ids')
 local now = now_ms()
-if not f[1] or tonumber(f[1]) <= now then return 0 end
+local f = live_claim(ckey, k, now, 'ids')
+if not f then return 0 end
 local cexp = now + ttl * 1000
 local mexp = cexp + grace * 1000
 redis.call('HSET', ckey, 't', ttl, 'e', int(cexp))
 redis.call('PEXPIREAT', ckey, int(cexp))
 local by_id, by_expiry, by_claim = {}, {}, {}
 local latest = 0
-for _, h in ipairs(held(k, f[2], cid, now)) do
+for _, h in ipairs(held(k, f[3], cid, now)) do
   local id, m = h[1], h[2]
   m.e, m.ce = math.max(m.e, mexp), cexp
   latest = math.max(latest, m.e)

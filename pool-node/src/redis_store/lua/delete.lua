@@ -1,5 +1,5 @@
 -- Deletes messages, all or none, following the claim rules.
--- KEYS: queue (1..6). ARGV: mode, number of ids n, n ids, claim ids...
+-- KEYS: queue (1..8). ARGV: mode, number of ids n, n ids, claim ids...
 -- mode 'any': claims do not matter; 'held': a claimed message must be held
 -- by one of the claim ids; 'own': every message must be held by one of them.
 -- Returns '' when done, else the id of a message the rule refuses (nothing is deleted then).

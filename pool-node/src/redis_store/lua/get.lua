@@ -1,5 +1,5 @@
 -- The live messages among some ids, in their order.
--- KEYS: queue (1..6). ARGV: ids... Returns {now, rows}.
+-- KEYS: queue (1..8). ARGV: ids... Returns {now, rows}.
 local k = queue_keys(1)
 local now = now_ms()
 local found = load_all(k, ARGV, now)

@@ -1,11 +1,12 @@
 -- Removes and returns up to limit free messages (not claimed, not delayed), oldest first.
--- KEYS: queue (1..6). ARGV: limit. Returns {now, rows}.
+-- KEYS: queue (1..8). ARGV: limit. Returns {now, rows}.
 local k = queue_keys(1)
 local limit = tonumber(ARGV[1])
 local now = now_ms()
 local rows, gone = {}, {}
 if limit > 0 then
-  scan(k, 0, '+inf', function(id, _, m)
+  promote(k, now)
+  scan(k, {k.fre}, 0, '+inf', function(id, _, m)
     if not m then
       gone[#gone + 1] = id
     elseif not is_claimed(m, now) and not is_delayed(m, now) then

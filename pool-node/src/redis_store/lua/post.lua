@@ -1,5 +1,5 @@
 -- Appends messages to a queue, creating its record if needed.
--- KEYS: queue (1..6). ARGV: client id, plain, check, expected metadata, then per
+-- KEYS: queue (1..8). ARGV: client id, plain, check, expected metadata, then per
 -- message: id, ttl s, delay s, body, checksum.
 -- plain '1': store nothing and return -1 when the queue's metadata has
 -- `_enable_encrypt_messages: true` (its bodies must be encrypted first).
@@ -29,10 +29,11 @@ local seq = redis.call('HINCRBY', k.q, 'seq', count) - count
 -- Every 16th message, 32 expired ones go (besides those of this post's size):
 -- more go than come, with a range call on one post in 16.
 if math.floor((seq + count) / 16) > math.floor(seq / 16) then sweep(k, now, 32 + count) end
--- ids, exp and msg hold the same messages, so they are created together.
-local written = {}
-if redis.call('PTTL', k.msg) < 0 then written = {k.ids, k.exp, k.msg} end
-local by_id, by_seq, by_expiry, by_delay = {}, {}, {}, {}
+-- exp and msg hold the same messages, so they are created together; fre
+-- empties whenever everything is claimed, so it may be new at any post.
+local written = {k.fre}
+if redis.call('PTTL', k.msg) < 0 then written = {k.fre, k.exp, k.msg} end
+local by_id, by_free, by_later, by_expiry, by_delay = {}, {}, {}, {}, {}
 local latest = 0
 for i = 5, #ARGV, 5 do
   local id, ttl, delay = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -44,18 +45,21 @@ for i = 5, #ARGV, 5 do
   by_id[#by_id + 1] = encode({e = e, d = d, ci = '', ce = 0, n = 0, k = client, t = ttl,
                               c = now, h = ARGV[i + 4], b = ARGV[i + 3]})
   seq = seq + 1
-  local e_text = int(e)
-  by_seq[#by_seq + 1], by_seq[#by_seq + 2] = int(seq), id
-  by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = e_text, id
+  by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = int(e), id
   if d > now then
+    by_later[#by_later + 1], by_later[#by_later + 2] = int(seq), id
     by_delay[#by_delay + 1], by_delay[#by_delay + 2] = int(math.min(d, e)), id
+  else
+    by_free[#by_free + 1], by_free[#by_free + 2] = int(seq), id
   end
 end
 call_all('HSET', k.msg, by_id)
-call_all('ZADD', k.ids, by_seq)
+call_all('ZADD', k.fre, by_free)
 call_all('ZADD', k.exp, by_expiry)
 if #by_delay > 0 then
+  call_all('ZADD', k.lat, by_later)
   call_all('ZADD', k.dly, by_delay)
+  written[#written + 1] = k.lat
   written[#written + 1] = k.dly
 end
 keep(k, latest, written, tonumber(record[2] or 0))

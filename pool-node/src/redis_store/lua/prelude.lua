@@ -1,13 +1,20 @@
 -- Helpers prepended to every script of the redis store.
 --
--- A queue is six keys, passed as KEYS[i .. i+5] and read with queue_keys(i):
+-- A queue is eight keys, passed as KEYS[i .. i+7] and read with queue_keys(i):
 --   q   hash: 'meta' (metadata JSON), 'seq' (last message sequence number),
---       'x' (ms until which the five message keys below live)
---   ids zset: message id -> seq (posting order, the listing marker)
---   exp zset: message id -> expiry (ms)
---   clm zset: message id -> claim expiry (ms), for claimed messages
---   dly zset: message id -> min(delay end, expiry) (ms), for delayed messages
+--       'x' (ms until which the message keys below live), 'g' (claim generation:
+--       a purge moves it on, which ends every claim made before)
+--   fre zset: message id -> seq, for the messages free to claim
+--   hld zset: message id -> seq, for claimed messages
+--   lat zset: message id -> seq, for delayed messages
+--   exp zset: message id -> expiry (ms), for every message
+--   clm zset: message id -> claim expiry (ms), for the messages of hld
+--   dly zset: message id -> min(delay end, expiry) (ms), for the messages of lat
 --   msg hash: message id -> the message, packed by encode()
+-- Every message is in exactly one of fre, hld and lat, so a claim, a pop or a
+-- default listing reads fre from its head and meets only messages it returns.
+-- A claim that ends or a delay that passes leaves its message in hld or lat
+-- until promote() (run first by every script that reads fre) moves it to fre.
 -- A message has: e expires ms, d delay end ms (0: none), ci claim id ('' none),
 -- ce claim expires ms, n claim count, k client id, t ttl s as posted, c created ms,
 -- h checksum, b body.
@@ -16,8 +23,17 @@
 -- them, by every post (a few of the oldest expired) and by stats; the message
 -- keys themselves expire a minute after the last message in them (see keep()),
 -- so a queue nobody touches any more leaves nothing behind but its record.
+-- No script's work grows with the size of a queue: scans visit at most BUDGET
+-- entries and promote() moves at most PROMOTE messages per index.
 
 if redis.replicate_commands then redis.replicate_commands() end
+
+-- The most index entries one scan visits (expired messages, messages a listing
+-- filters out); what is left waits for the next call.
+local BUDGET = 1000
+-- The most messages whose claim ended, and whose delay passed, that one script
+-- returns to fre; each message moves once, the rest wait for the next script.
+local PROMOTE = 100
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -29,8 +45,8 @@ end
 local function int(n) return string.format('%d', n) end
 
 local function queue_keys(i)
-  return {q = KEYS[i], ids = KEYS[i + 1], exp = KEYS[i + 2], clm = KEYS[i + 3],
-          dly = KEYS[i + 4], msg = KEYS[i + 5]}
+  return {q = KEYS[i], fre = KEYS[i + 1], hld = KEYS[i + 2], lat = KEYS[i + 3],
+          exp = KEYS[i + 4], clm = KEYS[i + 5], dly = KEYS[i + 6], msg = KEYS[i + 7]}
 end
 
 local function encode(m)
@@ -75,10 +91,9 @@ end
 -- Removes messages (a list of ids) from queue k: their data and every index entry.
 local function forget(k, ids)
   call_all('HDEL', k.msg, ids)
-  call_all('ZREM', k.ids, ids)
-  call_all('ZREM', k.exp, ids)
-  call_all('ZREM', k.clm, ids)
-  call_all('ZREM', k.dly, ids)
+  for _, key in ipairs({k.fre, k.hld, k.lat, k.exp, k.clm, k.dly}) do
+    call_all('ZREM', key, ids)
+  end
 end
 
 -- Removes up to n expired messages of queue k, the oldest expiry first.
@@ -93,42 +108,87 @@ end
 -- may have created.
 local function keep(k, e, written, x)
   x = x or tonumber(redis.call('HGET', k.q, 'x') or 0)
+  if e <= 0 and x <= 0 then return end -- no lifetime known: never expire a key at once
   if e > x then
     x = e + 60000
     redis.call('HSET', k.q, 'x', int(x))
-    written = {k.ids, k.exp, k.clm, k.dly, k.msg}
+    written = {k.fre, k.hld, k.lat, k.exp, k.clm, k.dly, k.msg}
   end
   for _, key in ipairs(written) do redis.call('PEXPIREAT', key, int(x)) end
 end
 
--- Appends message id (m, already expiring at m.e) to queue k; returns its seq.
+-- Appends message id (m, already expiring at m.e, neither claimed nor delayed)
+-- to queue k; returns its seq.
 local function add(k, id, m)
   local seq = redis.call('HINCRBY', k.q, 'seq', 1)
   redis.call('HSET', k.msg, id, encode(m))
-  redis.call('ZADD', k.ids, seq, id)
+  redis.call('ZADD', k.fre, seq, id)
   redis.call('ZADD', k.exp, int(m.e), id)
-  keep(k, m.e, {k.ids, k.exp, k.msg})
+  keep(k, m.e, {k.fre, k.exp, k.msg})
   return seq
 end
 
--- Calls visit(id, seq, m) on the ids of queue k with after < seq <= upto,
--- oldest first, until visit returns true; m is the live message, or nil when
--- it is gone or expired. Ranges by score, so visit may remove ids as it goes.
--- Reads `want` ids first (what the caller expects to need), then twice as many
--- each time, up to 100: turning a reply into Lua values costs more than the
--- range itself, so a short scan reads little.
-local function scan(k, after, upto, visit, want, now)
-  local lo, size = '(' .. after, math.max(want, 1)
+-- Returns to fre up to PROMOTE messages of queue k whose claim has ended, and
+-- up to PROMOTE whose delay has passed (or who expired: scans drop those).
+local function promote(k, now)
+  local moved = false
+  for _, index in ipairs({{k.clm, k.hld}, {k.dly, k.lat}}) do
+    local due = redis.call('ZRANGEBYSCORE', index[1], '-inf', now, 'LIMIT', 0, PROMOTE)
+    if #due > 0 then
+      local seqs = redis.call('ZMSCORE', index[2], unpack(due))
+      local by_seq = {}
+      for i = 1, #due do
+        if seqs[i] then by_seq[#by_seq + 1], by_seq[#by_seq + 2] = seqs[i], due[i] end
+      end
+      redis.call('ZREM', index[1], unpack(due))
+      redis.call('ZREM', index[2], unpack(due))
+      if #by_seq > 0 then
+        redis.call('ZADD', k.fre, unpack(by_seq))
+        moved = true
+      end
+    end
+  end
+  if moved then keep(k, 0, {k.fre}) end
+end
+
+-- Calls visit(id, seq, m) on the messages of queue k in the given indexes
+-- (fre, hld, lat) with after < seq <= upto, oldest first, until visit returns
+-- true or BUDGET entries were visited; m is the live message, or nil when it is
+-- gone or expired. Ranges by score, so visit may remove ids as it goes.
+-- Reads `want` ids per index first (what the caller expects to need), then
+-- twice as many each time, up to 100: turning a reply into Lua values costs
+-- more than the range itself, so a short scan reads little. Several indexes
+-- are merged by seq up to the lowest last seq of an index that had more.
+-- Returns the seq of the last entry visited (after when none) and whether the
+-- budget ran out before the end.
+local function scan(k, indexes, after, upto, visit, want, now)
+  local last, size, budget = after, math.max(want, 1), BUDGET
   while true do
-    local batch = redis.call('ZRANGEBYSCORE', k.ids, lo, upto, 'WITHSCORES', 'LIMIT', 0, size)
-    if #batch == 0 then return end
+    local entries, horizon = {}, nil
+    for _, key in ipairs(indexes) do
+      local batch = redis.call('ZRANGEBYSCORE', key, '(' .. int(last), upto,
+                               'WITHSCORES', 'LIMIT', 0, size)
+      for i = 1, #batch, 2 do entries[#entries + 1] = {batch[i], tonumber(batch[i + 1])} end
+      if #batch == 2 * size then
+        local top = tonumber(batch[#batch])
+        if not horizon or top < horizon then horizon = top end
+      end
+    end
+    if #indexes > 1 then table.sort(entries, function(a, b) return a[2] < b[2] end) end
     local ids = {}
-    for i = 1, #batch, 2 do ids[#ids + 1] = batch[i] end
+    for i = 1, math.min(#entries, budget) do
+      if horizon and entries[i][2] > horizon then break end
+      ids[i] = entries[i][1]
+    end
     local found = load_all(k, ids, now)
     for i = 1, #ids do
-      if visit(ids[i], tonumber(batch[2 * i]), found[i]) then return end
+      last = entries[i][2]
+      if visit(ids[i], last, found[i]) then return last, false end
     end
-    lo, size = '(' .. batch[#batch], math.min(size * 2, 100)
+    budget = budget - #ids
+    if not horizon and #ids == #entries then return last, false end
+    if budget <= 0 then return last, true end
+    size = math.min(size * 2, 100)
   end
 end
 
@@ -146,6 +206,15 @@ local function held(k, ids, cid, now)
   return out
 end
 
+-- The fields of the live claim at ckey of queue k (nil when it expired, was
+-- released, or its queue was purged since).
+local function live_claim(ckey, k, now, ...)
+  local f = redis.call('HMGET', ckey, 'e', 'g', ...)
+  if not f[1] or tonumber(f[1]) <= now then return nil end
+  if (f[2] or '0') ~= (redis.call('HGET', k.q, 'g') or '0') then return nil end
+  return f
+end
+
 -- A subscription is a hash at <subscription prefix><id> that Redis expires at 'e':
 --   u subscriber, t ttl s, c created ms, e expires ms, o options JSON, f confirmed (1/0).
 -- Its reply row (id, subscriber, ttl, created, options, confirmed), or nil when gone.
@@ -155,5 +224,3 @@ local function sub_row(skey, id, now)
   if not e or e <= now then return nil end
   return {id, f[1], tonumber(f[2]), tonumber(f[3]), f[5], tonumber(f[6])}
 end
-
--- ---------------------------------------------------------------- script

@@ -1,5 +1,5 @@
 -- Counts of a queue from its sorted sets, and its oldest and newest live message.
--- KEYS: queue (1..6).
+-- KEYS: queue (1..8).
 -- Returns {now, total, claimed, delayed, oldest row or nil, newest row or nil}.
 local k = queue_keys(1)
 local now = now_ms()
@@ -13,7 +13,7 @@ local delayed = redis.call('ZCOUNT', k.dly, live, '+inf')
 local oldest, newest = false, false
 if total > 0 then
   local gone = {}
-  scan(k, 0, '+inf', function(id, _, m)
+  scan(k, {k.fre, k.hld, k.lat}, 0, '+inf', function(id, _, m)
     if not m then
       gone[#gone + 1] = id
       return false
@@ -22,11 +22,21 @@ if total > 0 then
     return true
   end, 1, now)
   forget(k, gone)
-  while not newest do
-    local last = redis.call('ZRANGE', k.ids, -1, -1)
-    if #last == 0 then break end
-    local m = load_all(k, last, now)[1]
-    if m then newest = row(last[1], m, now) else forget(k, last) end
+  -- The newest: the last entry of the three indexes with the highest seq
+  -- (looking at most at 100 expired ones).
+  for _ = 1, 100 do
+    local id, seq = nil, -1
+    for _, key in ipairs({k.fre, k.hld, k.lat}) do
+      local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+      if #last > 0 and tonumber(last[2]) > seq then id, seq = last[1], tonumber(last[2]) end
+    end
+    if not id then break end
+    local m = load_all(k, {id}, now)[1]
+    if m then
+      newest = row(id, m, now)
+      break
+    end
+    forget(k, {id})
   end
 end
 return {now, total, claimed, delayed, oldest, newest}

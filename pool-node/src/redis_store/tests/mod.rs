@@ -2,6 +2,11 @@
 //! index clean-up, a queue that is its own dead letter queue. Each test runs
 //! its own `redis-server` on a free port (skipped when it is not installed,
 //! unless `CI` is set); the delivery semantics are in the conformance suite.
+//! `depth.rs` checks that an operation's work does not grow with the queue,
+//! `migration.rs` the move of a layout 1 store.
+
+mod depth;
+mod migration;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -189,10 +194,10 @@ async fn expired_messages_leave_the_indexes_lazily() {
     let kept = store.post_messages(&q, "c", &[message(60)]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
 
-    let ids_key = QueueKeys::new(&q).queue()[1].clone();
+    let free_key = QueueKeys::new(&q).queue()[1].clone();
     let indexed = || async {
         let mut cmd = redis::cmd("ZCARD");
-        cmd.arg(&ids_key);
+        cmd.arg(&free_key);
         store.query::<u64>(&cmd).await.unwrap()
     };
     assert_eq!(indexed().await, 3, "nothing has touched the queue yet");
@@ -231,13 +236,13 @@ async fn a_queue_can_be_its_own_dead_letter_queue() {
     assert_eq!(order, vec![second[0].clone(), first[0].clone()]);
 }
 
-/// The number of entries of each message key of `q`: ids, exp, clm, dly, m.
+/// The number of entries of each message key of `q`: fre, hld, lat, exp, clm, dly, m.
 async fn entries(store: &RedisStore, q: &QueueRef) -> Vec<u64> {
     let keys = QueueKeys::new(q).queue();
     let mut counts = Vec::new();
     for (key, command) in keys[1..]
         .iter()
-        .zip(["ZCARD", "ZCARD", "ZCARD", "ZCARD", "HLEN"])
+        .zip(["ZCARD"; 6].into_iter().chain(["HLEN"]))
     {
         let mut cmd = redis::cmd(command);
         cmd.arg(key);
@@ -260,9 +265,9 @@ async fn posting_sweeps_expired_messages() {
     // Posts sweep when the sequence number passes a multiple of 16.
     let twelve: Vec<_> = (0..12).map(|_| message(60)).collect();
     store.post_messages(&q, "c", &twelve).await.unwrap();
-    assert_eq!(entries(&store, &q).await, vec![15, 15, 0, 0, 15]);
+    assert_eq!(entries(&store, &q).await, vec![15, 0, 0, 15, 0, 0, 15]);
     store.post_messages(&q, "c", &[message(60)]).await.unwrap();
-    assert_eq!(entries(&store, &q).await, vec![13, 13, 0, 0, 13]);
+    assert_eq!(entries(&store, &q).await, vec![13, 0, 0, 13, 0, 0, 13]);
 }
 
 #[tokio::test]
@@ -272,7 +277,7 @@ async fn message_keys_live_a_minute_past_the_last_message() {
     };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let q = queue("lifetime");
-    let [_, ids, exp, clm, dly, msg] = QueueKeys::new(&q).queue();
+    let [_, fre, hld, lat, exp, clm, dly, msg] = QueueKeys::new(&q).queue();
     let ttl_ms = |key: String| {
         let store = &store;
         async move {
@@ -285,26 +290,26 @@ async fn message_keys_live_a_minute_past_the_last_message() {
     let within = |ms: i64, seconds: i64| (seconds * 1000 < ms) && ms <= (seconds + 61) * 1000;
 
     let posted = store.post_messages(&q, "c", &[message(100)]).await.unwrap();
-    for key in [&ids, &exp, &msg] {
+    for key in [&fre, &exp, &msg] {
         assert!(within(ttl_ms(key.clone()).await, 99), "{key}");
     }
     // A later message and a claim extending another move the lifetime on.
     store.post_messages(&q, "c", &[message(300)]).await.unwrap();
     assert!(within(ttl_ms(msg.clone()).await, 299));
     store.create_claim(&q, 60, 600, 1).await.unwrap().unwrap();
-    for key in [&ids, &exp, &clm, &msg] {
+    for key in [&fre, &hld, &exp, &clm, &msg] {
         assert!(within(ttl_ms(key.clone()).await, 659), "{key}");
     }
 
     // Keys emptied and written anew expire again.
     store.purge_queue(&q, true, false).await.unwrap();
-    assert_eq!(entries(&store, &q).await, vec![0, 0, 0, 0, 0]);
+    assert_eq!(entries(&store, &q).await, vec![0; 7]);
     let delayed = NewMessage {
         delay: 30,
         ..message(100)
     };
     store.post_messages(&q, "c", &[delayed]).await.unwrap();
-    for key in [&ids, &exp, &dly, &msg] {
+    for key in [&lat, &exp, &dly, &msg] {
         assert!(within(ttl_ms(key.clone()).await, 659), "{key}");
     }
     assert!(store.get_messages(&q, &posted).await.unwrap().is_empty());
@@ -326,5 +331,5 @@ async fn purging_drops_the_claims_on_its_messages() {
 
     let err = store.get_claim(&q, &claim.id).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
-    assert_eq!(entries(&store, &q).await, vec![0, 0, 0, 0, 0]);
+    assert_eq!(entries(&store, &q).await, vec![0; 7]);
 }
