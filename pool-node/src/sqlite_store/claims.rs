@@ -9,9 +9,9 @@ use uuid::Uuid;
 use zaqar_proto::pb::{ClaimReply, QueueRef};
 use zaqar_proto::ZaqarError;
 
-use super::messages::free_messages;
-use super::MESSAGE_COLUMNS;
+use super::messages::{free_ended, free_messages};
 use super::{message_from_row, ms, now_ms, store_error, whole_seconds, SqliteStore};
+use super::{CLAIMED, FREE, MESSAGE_COLUMNS};
 use crate::dead_letter::DeadLetterPolicy;
 use crate::store::StoreResult;
 
@@ -31,6 +31,7 @@ pub(super) async fn create(
     let message_expires = now + ms(ttl) + ms(grace);
     let mut tx = store.begin().await?;
     let policy = dead_letter_policy(&mut tx, queue).await?;
+    free_ended(&mut tx, queue, now).await?;
     let mut claimed = Vec::new();
     let mut after = 0;
     while (claimed.len() as u32) < limit {
@@ -45,11 +46,11 @@ pub(super) async fn create(
                 move_to_dead_letter(&mut tx, queue, &row, policy, now).await?;
                 continue;
             }
-            sqlx::query(
-                "UPDATE messages SET claim_id = ?, claim_expires_ms = ?, \
+            sqlx::query(&format!(
+                "UPDATE messages SET claim_id = ?, claim_expires_ms = ?, state = {CLAIMED}, \
                     claim_count = claim_count + 1, expires_ms = MAX(expires_ms, ?) \
-                 WHERE seq = ?",
-            )
+                 WHERE seq = ?"
+            ))
             .bind(&claim_id)
             .bind(claim_expires)
             .bind(message_expires)
@@ -260,10 +261,10 @@ pub(super) async fn delete(
     claim_id: &str,
 ) -> StoreResult<()> {
     let mut tx = store.begin().await?;
-    sqlx::query(
-        "UPDATE messages SET claim_id = NULL, claim_expires_ms = 0 \
-         WHERE claim_id = ? AND project = ? AND queue = ?",
-    )
+    sqlx::query(&format!(
+        "UPDATE messages SET claim_id = NULL, claim_expires_ms = 0, state = {FREE} \
+         WHERE claim_id = ? AND project = ? AND queue = ?"
+    ))
     .bind(claim_id)
     .bind(&queue.project)
     .bind(&queue.queue)

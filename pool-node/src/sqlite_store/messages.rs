@@ -8,8 +8,13 @@ use zaqar_proto::pb::{Message, NewMessage, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::{
-    checksum, message_from_row, ms, now_ms, parse_marker, store_error, SqliteStore, MESSAGE_COLUMNS,
+    checksum, message_from_row, ms, now_ms, parse_marker, store_error, SqliteStore, CLAIMED,
+    DELAYED, FREE, MESSAGE_COLUMNS,
 };
+
+/// The most rows one call moves from claimed or from delayed back to free; each
+/// row moves once, the rest wait for the next call.
+const FREED_PER_CALL: i64 = 500;
 use crate::store::{ListParams, StoreResult};
 
 /// Appends `messages` in one transaction, creating the queue if needed.
@@ -32,8 +37,8 @@ pub(super) async fn post(
         let id = Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO messages (id, project, queue, client_id, body, checksum, ttl, \
-                                   created_ms, visible_ms, expires_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   created_ms, visible_ms, expires_ms, state) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&queue.project)
@@ -45,6 +50,7 @@ pub(super) async fn post(
         .bind(now)
         .bind(now + ms(message.delay))
         .bind(now + ms(message.ttl))
+        .bind(if message.delay > 0 { DELAYED } else { FREE })
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
@@ -61,14 +67,20 @@ pub(super) async fn list(
 ) -> StoreResult<(Vec<Message>, String)> {
     let after = parse_marker(&params.marker)?;
     let now = now_ms();
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages \
-         WHERE project = ?1 AND queue = ?2 AND seq > ?3 AND expires_ms > ?4 \
-           AND (?5 OR client_id <> ?6) \
-           AND (?7 OR claim_expires_ms <= ?4) \
-           AND (?8 OR visible_ms <= ?4) \
-         ORDER BY seq LIMIT ?9"
-    );
+    // Ended claims and passed delays are not where a listing without them looks.
+    if !(params.include_claimed && params.include_delayed) && has_ended(store, queue, now).await? {
+        let mut tx = store.begin().await?;
+        free_ended(&mut tx, queue, now).await?;
+        tx.commit().await.map_err(store_error)?;
+    }
+    let mut states = vec![FREE];
+    if params.include_claimed {
+        states.push(CLAIMED);
+    }
+    if params.include_delayed {
+        states.push(DELAYED);
+    }
+    let sql = listing_sql(&states);
     let rows = sqlx::query(&sql)
         .bind(&queue.project)
         .bind(&queue.queue)
@@ -76,8 +88,6 @@ pub(super) async fn list(
         .bind(now)
         .bind(params.echo)
         .bind(&params.client_id)
-        .bind(params.include_claimed)
-        .bind(params.include_delayed)
         .bind(i64::from(params.limit))
         .fetch_all(&store.reader)
         .await
@@ -88,6 +98,24 @@ pub(super) async fn list(
     };
     let messages = rows.iter().map(|row| message_from_row(row, now)).collect();
     Ok((messages, next_marker))
+}
+
+/// A listing of the rows in `states`: one range scan of `messages_by_state` per
+/// state, each stopping after ?7 rows, merged by seq. Binds: project, queue,
+/// after seq, now, echo, client id, limit.
+pub(super) fn listing_sql(states: &[i64]) -> String {
+    let ranges: Vec<String> = states
+        .iter()
+        .map(|state| {
+            format!(
+                "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE project = ?1 AND queue = ?2 AND state = {state} AND seq > ?3 \
+                   AND expires_ms > ?4 AND (?5 OR client_id <> ?6) \
+                 ORDER BY seq LIMIT ?7)"
+            )
+        })
+        .collect();
+    format!("{} ORDER BY seq LIMIT ?7", ranges.join(" UNION ALL "))
 }
 
 pub(super) async fn get_many(
@@ -223,6 +251,7 @@ pub(super) async fn pop(
 ) -> StoreResult<Vec<Message>> {
     let now = now_ms();
     let mut tx = store.begin().await?;
+    free_ended(&mut tx, queue, now).await?;
     let rows = free_messages(&mut tx, queue, 0, limit, now).await?;
     for row in &rows {
         sqlx::query("DELETE FROM messages WHERE seq = ?")
@@ -235,7 +264,8 @@ pub(super) async fn pop(
     Ok(rows.iter().map(|row| message_from_row(row, now)).collect())
 }
 
-/// Up to `limit` free messages (live, not delayed, not claimed) after `after`, oldest first.
+/// Up to `limit` free messages (live, not delayed, not claimed) after `after`,
+/// oldest first: a range of `messages_by_state` (see `FREE_SQL`).
 pub(super) async fn free_messages(
     conn: &mut sqlx::SqliteConnection,
     queue: &QueueRef,
@@ -243,13 +273,7 @@ pub(super) async fn free_messages(
     limit: u32,
     now: i64,
 ) -> StoreResult<Vec<sqlx::sqlite::SqliteRow>> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages \
-         WHERE project = ?1 AND queue = ?2 AND seq > ?3 AND expires_ms > ?4 \
-           AND visible_ms <= ?4 AND claim_expires_ms <= ?4 \
-         ORDER BY seq LIMIT ?5"
-    );
-    sqlx::query(&sql)
+    sqlx::query(&free_sql())
         .bind(&queue.project)
         .bind(&queue.queue)
         .bind(after)
@@ -258,4 +282,60 @@ pub(super) async fn free_messages(
         .fetch_all(conn)
         .await
         .map_err(store_error)
+}
+
+/// Binds: project, queue, after seq, now, limit.
+pub(super) fn free_sql() -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages \
+         WHERE project = ?1 AND queue = ?2 AND state = {FREE} AND seq > ?3 AND expires_ms > ?4 \
+         ORDER BY seq LIMIT ?5"
+    )
+}
+
+/// Binds: project, queue, now, rows per state.
+pub(super) fn free_ended_sql() -> String {
+    format!(
+        "UPDATE messages SET state = {FREE} WHERE seq IN ( \
+           SELECT seq FROM (SELECT seq FROM messages WHERE project = ?1 AND queue = ?2 \
+             AND state = {CLAIMED} AND claim_expires_ms <= ?3 ORDER BY claim_expires_ms LIMIT ?4) \
+           UNION ALL \
+           SELECT seq FROM (SELECT seq FROM messages WHERE project = ?1 AND queue = ?2 \
+             AND state = {DELAYED} AND visible_ms <= ?3 ORDER BY visible_ms LIMIT ?4))"
+    )
+}
+
+/// Whether a claimed row's claim has ended or a delayed row's delay has passed.
+async fn has_ended(store: &SqliteStore, queue: &QueueRef, now: i64) -> StoreResult<bool> {
+    let row = sqlx::query(&format!(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE project = ?1 AND queue = ?2 \
+                          AND state = {CLAIMED} AND claim_expires_ms <= ?3) \
+             OR EXISTS (SELECT 1 FROM messages WHERE project = ?1 AND queue = ?2 \
+                          AND state = {DELAYED} AND visible_ms <= ?3)"
+    ))
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(now)
+    .fetch_one(&store.reader)
+    .await
+    .map_err(store_error)?;
+    Ok(row.get::<bool, _>(0))
+}
+
+/// Moves up to [`FREED_PER_CALL`] rows whose claim has ended, and as many whose
+/// delay has passed, back to the free state (the oldest ending first).
+pub(super) async fn free_ended(
+    conn: &mut sqlx::SqliteConnection,
+    queue: &QueueRef,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(&free_ended_sql())
+        .bind(&queue.project)
+        .bind(&queue.queue)
+        .bind(now)
+        .bind(FREED_PER_CALL)
+        .execute(conn)
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }

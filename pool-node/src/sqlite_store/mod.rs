@@ -1,11 +1,13 @@
 //! The embedded backend of `MessageStore`: one SQLite file through sqlx, in WAL mode.
 //!
-//! Layout: `queues` (metadata JSON text), `messages` (one row per message, its
-//! `seq` INTEGER PRIMARY KEY is the FIFO order and the listing marker; the live
-//! claim of a message is denormalised on its row as `claim_id` +
-//! `claim_expires_ms`), `claims`, `subscriptions`, `delivery_cursors` (the notifier's position
-//! per subscription) and `delivery_leases` (which notifier delivers it), both deleted with
-//! the subscription by a trigger). Times are wall-clock
+//! Layout (`schema.rs`): `queues` (metadata JSON text), `messages` (one row per
+//! message, its `seq` INTEGER PRIMARY KEY is the FIFO order and the listing
+//! marker; the live claim of a message is denormalised on its row as `claim_id` +
+//! `claim_expires_ms`, and its `state` (free, claimed, delayed) keeps free rows
+//! in an index range of their own, so a claim reads only the rows it takes),
+//! `claims`, `subscriptions`, `delivery_cursors` (the notifier's position per
+//! subscription) and `delivery_leases` (which notifier delivers it), both deleted
+//! with the subscription by a trigger). Times are wall-clock
 //! milliseconds; every query compares them with "now", so expired rows are
 //! invisible at once, and a background task deletes them from time to time.
 //!
@@ -15,6 +17,7 @@
 mod claims;
 mod messages;
 mod queues;
+mod schema;
 mod subscriptions;
 
 use std::path::Path;
@@ -37,80 +40,16 @@ use crate::store::{ListParams, MessageStore, StoreResult, SubscriptionUpdate};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often expired messages, claims and subscriptions are deleted.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+/// Rows deleted per transaction by clean-ups and purges (a few milliseconds each).
+const DELETE_BATCH: i64 = 1000;
 /// Connections for reads; WAL lets them run beside the one writer.
 const READERS: u32 = 4;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS queues (
-    project  TEXT NOT NULL,
-    name     TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    PRIMARY KEY (project, name)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS messages (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
-    id               TEXT NOT NULL UNIQUE,
-    project          TEXT NOT NULL,
-    queue            TEXT NOT NULL,
-    client_id        TEXT NOT NULL,
-    body             TEXT NOT NULL,
-    checksum         TEXT NOT NULL,
-    ttl              INTEGER NOT NULL,
-    created_ms       INTEGER NOT NULL,
-    visible_ms       INTEGER NOT NULL,
-    expires_ms       INTEGER NOT NULL,
-    claim_id         TEXT,
-    claim_expires_ms INTEGER NOT NULL DEFAULT 0,
-    claim_count      INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (project, queue, seq);
-CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_ms);
-CREATE INDEX IF NOT EXISTS messages_by_claim ON messages (claim_id) WHERE claim_id IS NOT NULL;
-
-CREATE TABLE IF NOT EXISTS claims (
-    id         TEXT PRIMARY KEY,
-    project    TEXT NOT NULL,
-    queue      TEXT NOT NULL,
-    ttl        INTEGER NOT NULL,
-    renewed_ms INTEGER NOT NULL,
-    expires_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires_ms);
-
-CREATE TABLE IF NOT EXISTS subscriptions (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT NOT NULL UNIQUE,
-    project    TEXT NOT NULL,
-    queue      TEXT NOT NULL,
-    subscriber TEXT NOT NULL,
-    ttl        INTEGER NOT NULL,
-    options    TEXT NOT NULL,
-    confirmed  INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    expires_ms INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_by_subscriber
-    ON subscriptions (project, queue, subscriber);
-CREATE INDEX IF NOT EXISTS subscriptions_by_expiry ON subscriptions (expires_ms);
-
-CREATE TABLE IF NOT EXISTS delivery_cursors (
-    subscription TEXT PRIMARY KEY,
-    marker       TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS delivery_cursors_go_with_subscriptions
-    AFTER DELETE ON subscriptions
-    BEGIN DELETE FROM delivery_cursors WHERE subscription = old.id; END;
-
-CREATE TABLE IF NOT EXISTS delivery_leases (
-    subscription TEXT PRIMARY KEY,
-    holder       TEXT NOT NULL,
-    expires_ms   INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS delivery_leases_go_with_subscriptions
-    AFTER DELETE ON subscriptions
-    BEGIN DELETE FROM delivery_leases WHERE subscription = old.id; END;
-"#;
+/// The `state` of a message row: free, claimed or delayed, as last written (a
+/// claim that ended or a delay that passed is moved back to free lazily).
+const FREE: i64 = 0;
+const CLAIMED: i64 = 1;
+const DELAYED: i64 = 2;
 
 /// The columns `message_from_row` reads, for `SELECT {MESSAGE_COLUMNS} FROM messages`.
 const MESSAGE_COLUMNS: &str = "seq, id, client_id, body, checksum, ttl, created_ms, expires_ms, \
@@ -167,10 +106,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(store_error)?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&writer)
-            .await
-            .map_err(store_error)?;
+        schema::create_or_upgrade(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(BUSY_TIMEOUT)
@@ -189,23 +125,61 @@ impl SqliteStore {
             .map_err(store_error)
     }
 
-    /// Deletes the messages, claims and subscriptions that expired at `now`;
-    /// returns how many rows went.
+    /// Deletes the messages, claims and subscriptions that expired at `now`, in
+    /// batches; returns how many rows went.
     pub async fn remove_expired(&self, now: i64) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
         let mut removed = 0;
-        for table in ["messages", "claims", "subscriptions"] {
-            let sql = format!("DELETE FROM {table} WHERE expires_ms <= ?");
-            let done = sqlx::query(&sql)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            removed += done.rows_affected();
+        for (table, key) in [
+            ("messages", "seq"),
+            ("claims", "id"),
+            ("subscriptions", "seq"),
+        ] {
+            removed += self
+                .delete_in_batches(table, key, "expires_ms <= ?1", &[Bind::Int(now)])
+                .await?;
         }
-        tx.commit().await.map_err(store_error)?;
         Ok(removed)
     }
+
+    /// Deletes the rows of `table` (primary key `key`) that match `filter`, in
+    /// transactions of [`DELETE_BATCH`] rows each, so that the write lock is
+    /// never held for long and other writes go on between batches. Returns how
+    /// many rows went.
+    async fn delete_in_batches(
+        &self,
+        table: &str,
+        key: &str,
+        filter: &str,
+        binds: &[Bind<'_>],
+    ) -> StoreResult<u64> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN \
+             (SELECT {key} FROM {table} WHERE {filter} LIMIT {DELETE_BATCH})"
+        );
+        let mut removed = 0;
+        loop {
+            let mut query = sqlx::query(&sql);
+            for bind in binds {
+                query = match bind {
+                    Bind::Int(n) => query.bind(*n),
+                    Bind::Text(text) => query.bind(*text),
+                };
+            }
+            let mut tx = self.begin().await?;
+            let done = query.execute(&mut *tx).await.map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            removed += done.rows_affected();
+            if done.rows_affected() < DELETE_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+/// A value bound to a query of [`SqliteStore::delete_in_batches`].
+enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
 }
 
 /// Every sqlx failure is the store failing: retrying later is safe.

@@ -4,7 +4,10 @@ use sqlx::Row;
 use zaqar_proto::pb::{QueueRef, QueueStatsReply};
 use zaqar_proto::ZaqarError;
 
-use super::{message_from_row, now_ms, store_error, SqliteStore, MESSAGE_COLUMNS};
+use super::{
+    message_from_row, now_ms, store_error, Bind, SqliteStore, CLAIMED, DELAYED, FREE,
+    MESSAGE_COLUMNS,
+};
 use crate::store::StoreResult;
 
 pub(super) async fn create(
@@ -56,22 +59,18 @@ pub(super) async fn set_metadata(
 
 /// Deletes the queue row, its messages and claims; subscriptions stay.
 pub(super) async fn delete(store: &SqliteStore, queue: &QueueRef) -> StoreResult<()> {
-    let mut tx = store.begin().await?;
-    for sql in [
-        "DELETE FROM queues WHERE project = ? AND name = ?",
-        "DELETE FROM messages WHERE project = ? AND queue = ?",
-        "DELETE FROM claims WHERE project = ? AND queue = ?",
-    ] {
-        sqlx::query(sql)
-            .bind(&queue.project)
-            .bind(&queue.queue)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-    }
-    tx.commit().await.map_err(store_error)
+    sqlx::query("DELETE FROM queues WHERE project = ? AND name = ?")
+        .bind(&queue.project)
+        .bind(&queue.queue)
+        .execute(&store.writer)
+        .await
+        .map_err(store_error)?;
+    purge(store, queue, true, false).await
 }
 
+/// Deletes a queue's messages and claims and/or its subscriptions, in batches
+/// (see `delete_in_batches`): a large queue does not hold the write lock for
+/// long. Messages posted while a purge runs are kept.
 pub(super) async fn purge(
     store: &SqliteStore,
     queue: &QueueRef,
@@ -80,22 +79,35 @@ pub(super) async fn purge(
 ) -> StoreResult<()> {
     let mut tables = Vec::new();
     if messages {
-        tables.extend(["messages", "claims"]);
+        tables.extend([("messages", "seq"), ("claims", "id")]);
     }
     if subscriptions {
-        tables.push("subscriptions");
+        tables.push(("subscriptions", "seq"));
     }
-    let mut tx = store.begin().await?;
-    for table in tables {
-        let sql = format!("DELETE FROM {table} WHERE project = ? AND queue = ?");
-        sqlx::query(&sql)
-            .bind(&queue.project)
-            .bind(&queue.queue)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+    let last: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM messages")
+        .fetch_one(&store.writer)
+        .await
+        .map_err(store_error)?
+        .get(0);
+    for (table, key) in tables {
+        let filter = if table == "messages" {
+            "project = ?1 AND queue = ?2 AND seq <= ?3"
+        } else {
+            "project = ?1 AND queue = ?2"
+        };
+        let binds = [
+            Bind::Text(&queue.project),
+            Bind::Text(&queue.queue),
+            Bind::Int(last),
+        ];
+        let binds = if table == "messages" {
+            &binds[..]
+        } else {
+            &binds[..2]
+        };
+        store.delete_in_batches(table, key, filter, binds).await?;
     }
-    tx.commit().await.map_err(store_error)
+    Ok(())
 }
 
 /// Counts of the live messages; free = total - claimed (delayed included).
@@ -118,9 +130,20 @@ pub(super) async fn stats(store: &SqliteStore, queue: &QueueRef) -> StoreResult<
     let claimed = counts.get::<i64, _>("claimed") as u64;
     let mut ends = Vec::new();
     for order in ["ASC", "DESC"] {
+        // The first (or last) row of each state's range of `messages_by_state`.
+        let ranges: Vec<String> = [FREE, CLAIMED, DELAYED]
+            .iter()
+            .map(|state| {
+                format!(
+                    "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE project = ?1 AND queue = ?2 AND state = {state} AND expires_ms > ?3 \
+                     ORDER BY seq {order} LIMIT 1)"
+                )
+            })
+            .collect();
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages \
-             WHERE project = ? AND queue = ? AND expires_ms > ? ORDER BY seq {order} LIMIT 1"
+            "{} ORDER BY seq {order} LIMIT 1",
+            ranges.join(" UNION ALL ")
         );
         let row = sqlx::query(&sql)
             .bind(&queue.project)

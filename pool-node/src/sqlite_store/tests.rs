@@ -118,3 +118,201 @@ fn checksum_is_zaqars_md5() {
     // md5("{}") = 99914b932bd37a50b983c5e7c90ae93b
     assert_eq!(checksum("{}"), "MD5:99914b932bd37a50b983c5e7c90ae93b");
 }
+
+/// The detail lines of the plan SQLite makes for `sql` with these binds.
+async fn plan(store: &SqliteStore, sql: &str, texts: &[&str], ints: &[i64]) -> Vec<String> {
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut query = sqlx::query(&explain);
+    for text in texts {
+        query = query.bind(*text);
+    }
+    for int in ints {
+        query = query.bind(*int);
+    }
+    query
+        .fetch_all(&store.reader)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect()
+}
+
+/// Every access to `messages` in `lines` is a search of `index` with `range`.
+fn searches_only(lines: &[String], index_and_range: &[&str]) {
+    let accesses: Vec<_> = lines
+        .iter()
+        .filter(|line| line.contains(" messages"))
+        .collect();
+    assert!(!accesses.is_empty(), "{lines:?}");
+    for line in accesses {
+        assert!(
+            index_and_range
+                .iter()
+                .any(|expected| line.ends_with(expected)),
+            "{line} in {lines:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn claims_pops_and_listings_read_only_the_rows_they_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let free_range = "INDEX messages_by_state (project=? AND queue=? AND state=? AND seq>?)";
+    let free = plan(&store, &messages::free_sql(), &["p", "q"], &[0, 0, 10]).await;
+    searches_only(&free, &[free_range]);
+    for states in [
+        vec![FREE],
+        vec![FREE, CLAIMED],
+        vec![FREE, CLAIMED, DELAYED],
+    ] {
+        let sql = messages::listing_sql(&states);
+        let lines = plan(&store, &sql, &["p", "q"], &[0, 0, 1]).await;
+        searches_only(&lines, &[free_range]);
+    }
+    let ended = plan(&store, &messages::free_ended_sql(), &["p", "q"], &[0, 10]).await;
+    searches_only(
+        &ended,
+        &[
+            "INDEX messages_claims_ending (project=? AND queue=? AND claim_expires_ms<?)",
+            "INDEX messages_delays_ending (project=? AND queue=? AND visible_ms<?)",
+            "USING INTEGER PRIMARY KEY (rowid=?)",
+        ],
+    );
+}
+
+/// The schema of the builds before 2026-12-04 (version 0), for the upgrade test.
+const VERSION_0_MESSAGES: &str = r#"
+CREATE TABLE messages (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    project          TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    client_id        TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    checksum         TEXT NOT NULL,
+    ttl              INTEGER NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    visible_ms       INTEGER NOT NULL,
+    expires_ms       INTEGER NOT NULL,
+    claim_id         TEXT,
+    claim_expires_ms INTEGER NOT NULL DEFAULT 0,
+    claim_count      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_by_queue ON messages (project, queue, seq);
+"#;
+
+#[tokio::test]
+async fn a_file_of_an_older_build_is_upgraded_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.db");
+    let path = path.to_str().unwrap();
+    let now = now_ms();
+    {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::raw_sql(VERSION_0_MESSAGES)
+            .execute(&pool)
+            .await
+            .unwrap();
+        // m0 claimed by c1, m1 free, m2 whose claim ended, m3 delayed.
+        for (id, visible, claim, claim_expires) in [
+            ("m0", now, Some("c1"), now + 60_000),
+            ("m1", now, None, 0),
+            ("m2", now, Some("c0"), now - 1000),
+            ("m3", now + 60_000, None, 0),
+        ] {
+            sqlx::query(
+                "INSERT INTO messages (id, project, queue, client_id, body, checksum, ttl, \
+                 created_ms, visible_ms, expires_ms, claim_id, claim_expires_ms) \
+                 VALUES (?, 'project-a', 'orders', 'c', '{}', 'MD5:x', 300, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(visible)
+            .bind(now + 300_000)
+            .bind(claim)
+            .bind(claim_expires)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqliteStore::open(path).await.unwrap();
+    let version: i64 = sqlx::query("PRAGMA user_version")
+        .fetch_one(&store.reader)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
+    let q = queue();
+    let params = ListParams {
+        limit: 10,
+        echo: true,
+        ..ListParams::default()
+    };
+    let (listed, _) = store.list_messages(&q, &params).await.unwrap();
+    assert_eq!(ids(&listed), ["m1", "m2"]);
+    let claim = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&claim.messages), ["m1", "m2"]);
+    let stats = store.queue_stats(&q).await.unwrap();
+    assert_eq!((stats.total, stats.claimed, stats.delayed), (4, 3, 1));
+    drop(store);
+
+    let options = SqliteConnectOptions::new().filename(path);
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::raw_sql("PRAGMA user_version = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let err = SqliteStore::open(path).await.err().unwrap();
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    assert!(
+        err.description.contains("schema version 2"),
+        "{}",
+        err.description
+    );
+}
+
+fn ids(messages: &[Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn purges_and_clean_ups_delete_in_batches_and_keep_later_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let q = queue();
+    let batch: Vec<_> = (0..500).map(|_| message(1)).collect();
+    for _ in 0..5 {
+        store.post_messages(&q, "client", &batch).await.unwrap();
+    }
+    assert_eq!(store.remove_expired(now_ms() + 2000).await.unwrap(), 2500);
+    for _ in 0..5 {
+        store.post_messages(&q, "client", &batch).await.unwrap();
+    }
+    store.purge_queue(&q, true, false).await.unwrap();
+    assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
+    let kept = store
+        .post_messages(&q, "client", &[message(300)])
+        .await
+        .unwrap();
+    store.delete_queue(&q).await.unwrap();
+    assert!(store.get_messages(&q, &kept).await.unwrap().is_empty());
+    assert_eq!(store.get_queue(&q).await.unwrap(), None);
+}

@@ -1,0 +1,154 @@
+//! The tables and indexes of the SQLite store, and the upgrade of files written by older builds.
+//!
+//! A message's `state` says which index range it is in: 0 free, 1 claimed, 2
+//! delayed, as last written. `messages_by_state (project, queue, state, seq)`
+//! makes a claim, a pop or a default listing a range scan over free rows only;
+//! a claim that ends or a delay that passes is moved back to state 0 lazily
+//! (`messages::free_ended`, through the two partial indexes on the times at
+//! which claimed and delayed rows end). `PRAGMA user_version` is the schema
+//! version: files of version 0 (before 2026-12-04) get the `state` column at start.
+
+use sqlx::{Row, SqlitePool};
+use zaqar_proto::ZaqarError;
+
+use super::{now_ms, store_error};
+use crate::store::StoreResult;
+
+/// The schema version this build writes.
+const VERSION: i64 = 1;
+
+const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS queues (
+    project  TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (project, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS messages (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    project          TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    client_id        TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    checksum         TEXT NOT NULL,
+    ttl              INTEGER NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    visible_ms       INTEGER NOT NULL,
+    expires_ms       INTEGER NOT NULL,
+    claim_id         TEXT,
+    claim_expires_ms INTEGER NOT NULL DEFAULT 0,
+    claim_count      INTEGER NOT NULL DEFAULT 0,
+    state            INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS claims (
+    id         TEXT PRIMARY KEY,
+    project    TEXT NOT NULL,
+    queue      TEXT NOT NULL,
+    ttl        INTEGER NOT NULL,
+    renewed_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires_ms);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    project    TEXT NOT NULL,
+    queue      TEXT NOT NULL,
+    subscriber TEXT NOT NULL,
+    ttl        INTEGER NOT NULL,
+    options    TEXT NOT NULL,
+    confirmed  INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_by_subscriber
+    ON subscriptions (project, queue, subscriber);
+CREATE INDEX IF NOT EXISTS subscriptions_by_expiry ON subscriptions (expires_ms);
+
+CREATE TABLE IF NOT EXISTS delivery_cursors (
+    subscription TEXT PRIMARY KEY,
+    marker       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS delivery_cursors_go_with_subscriptions
+    AFTER DELETE ON subscriptions
+    BEGIN DELETE FROM delivery_cursors WHERE subscription = old.id; END;
+
+CREATE TABLE IF NOT EXISTS delivery_leases (
+    subscription TEXT PRIMARY KEY,
+    holder       TEXT NOT NULL,
+    expires_ms   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS delivery_leases_go_with_subscriptions
+    AFTER DELETE ON subscriptions
+    BEGIN DELETE FROM delivery_leases WHERE subscription = old.id; END;
+"#;
+
+const MESSAGE_INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS messages_by_state ON messages (project, queue, state, seq);
+CREATE INDEX IF NOT EXISTS messages_claims_ending
+    ON messages (project, queue, claim_expires_ms) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS messages_delays_ending
+    ON messages (project, queue, visible_ms) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_ms);
+CREATE INDEX IF NOT EXISTS messages_by_claim ON messages (claim_id) WHERE claim_id IS NOT NULL;
+DROP INDEX IF EXISTS messages_by_queue;
+"#;
+
+/// Creates what is missing and upgrades a file of an older version, in one transaction.
+pub(super) async fn create_or_upgrade(writer: &SqlitePool) -> StoreResult<()> {
+    let mut tx = writer
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(store_error)?;
+    let version: i64 = sqlx::query("PRAGMA user_version")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .get(0);
+    if version > VERSION {
+        return Err(ZaqarError::unavailable(format!(
+            "the sqlite message store has schema version {version}, this build knows {VERSION}"
+        )));
+    }
+    sqlx::raw_sql(TABLES)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    let has_state =
+        sqlx::query("SELECT COUNT(*) AS n FROM pragma_table_info('messages') WHERE name = 'state'")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .get::<i64, _>("n")
+            == 1;
+    if !has_state {
+        tracing::warn!("upgrading the sqlite message store: indexing free messages apart");
+        let now = now_ms();
+        sqlx::raw_sql("ALTER TABLE messages ADD COLUMN state INTEGER NOT NULL DEFAULT 0")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "UPDATE messages SET state = CASE \
+               WHEN claim_id IS NOT NULL AND claim_expires_ms > ?1 THEN 1 \
+               WHEN visible_ms > ?1 THEN 2 ELSE 0 END",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    }
+    sqlx::raw_sql(MESSAGE_INDEXES)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    sqlx::raw_sql(&format!("PRAGMA user_version = {VERSION}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)
+}
