@@ -14,10 +14,10 @@ use zaqar_proto::pb::{ClaimReply, QueueRef};
 use zaqar_proto::ZaqarError;
 
 use super::fields::{
-    self, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CREATED, EXPIRES, ID, METADATA, QUEUE, RENEWED,
-    SEQ, TTL, VISIBLE,
+    self, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CREATED, EXPIRES, FREE, ID, METADATA,
+    QUEUE, RENEWED, SEQ, STATE, TTL, VISIBLE,
 };
-use super::messages::free_after;
+use super::messages::{free_after, free_ended};
 use super::{
     counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_queue, store_error,
     whole_seconds, MongoStore,
@@ -62,6 +62,7 @@ async fn claim_in(
     let claim_expires = now + ms(ttl);
     let message_expires = now + ms(ttl) + ms(grace);
     let policy = dead_letter_policy(store, queue, session).await?;
+    free_ended(store, queue, now, Some(&mut *session)).await?;
     let mut claimed = Vec::new();
     let mut after = 0;
     while (claimed.len() as u32) < limit {
@@ -90,7 +91,7 @@ async fn claim_in(
             .update_many(
                 doc! { ID: { "$in": ids } },
                 doc! {
-                    "$set": { CLAIM_ID: claim_id, CLAIM_EXPIRES: claim_expires },
+                    "$set": { CLAIM_ID: claim_id, CLAIM_EXPIRES: claim_expires, STATE: CLAIMED },
                     "$inc": { CLAIM_COUNT: 1_i64 },
                     "$max": { EXPIRES: date(message_expires) },
                 },
@@ -188,6 +189,7 @@ async fn move_to_dead_letter(
         EXPIRES: date(now + ms(ttl)),
         CLAIM_ID: Bson::Null,
         CLAIM_EXPIRES: 0_i64,
+        STATE: FREE,
     });
     store
         .messages
@@ -310,7 +312,7 @@ pub(super) async fn delete(
                     .messages
                     .update_many(
                         held,
-                        doc! { "$set": { CLAIM_ID: Bson::Null, CLAIM_EXPIRES: 0_i64 } },
+                        doc! { "$set": { CLAIM_ID: Bson::Null, CLAIM_EXPIRES: 0_i64, STATE: FREE } },
                     )
                     .session(&mut *session)
                     .await?;

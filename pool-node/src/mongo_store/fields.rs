@@ -14,6 +14,7 @@
 //! | `vi` | messages | visible from (end of the delay), ms |
 //! | `e` | messages, claims, subscriptions | expiry as a BSON date (the TTL index) |
 //! | `ci`, `ce`, `cc` | messages | live claim id (null when free), claim expiry ms, claim count |
+//! | `st` | messages | [`FREE`], [`CLAIMED`] or [`DELAYED`] as last written (see `messages.rs`) |
 //! | `r` | claims | last renewal (creation or update), ms |
 //! | `s`, `o`, `cf`, `dc` | subscriptions | subscriber, options JSON text, confirmed, delivery cursor |
 //! | `lh`, `le` | subscriptions | delivery lease: holder (a notifier), expiry ms |
@@ -39,6 +40,7 @@ pub(super) const EXPIRES: &str = "e";
 pub(super) const CLAIM_ID: &str = "ci";
 pub(super) const CLAIM_EXPIRES: &str = "ce";
 pub(super) const CLAIM_COUNT: &str = "cc";
+pub(super) const STATE: &str = "st";
 pub(super) const RENEWED: &str = "r";
 pub(super) const SUBSCRIBER: &str = "s";
 pub(super) const OPTIONS: &str = "o";
@@ -46,6 +48,12 @@ pub(super) const CONFIRMED: &str = "cf";
 pub(super) const CURSOR: &str = "dc";
 pub(super) const LEASE_HOLDER: &str = "lh";
 pub(super) const LEASE_EXPIRES: &str = "le";
+
+/// The values of [`STATE`]. A claim that ended or a delay that passed is
+/// moved back to `FREE` lazily, so `FREE` messages have an index range of their own.
+pub(super) const FREE: i32 = 0;
+pub(super) const CLAIMED: i32 = 1;
+pub(super) const DELAYED: i32 = 2;
 
 /// A text field, empty when missing or not text.
 pub(super) fn text(doc: &Document, field: &str) -> String {

@@ -2,20 +2,23 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::FutureExt;
+use futures::{FutureExt, TryStreamExt};
 use md5::{Digest, Md5};
 use mongodb::bson::{doc, Bson, Document};
+use mongodb::error::Error as MongoError;
+use mongodb::options::Hint;
+use mongodb::ClientSession;
 use uuid::Uuid;
 use zaqar_proto::pb::{Message, NewMessage, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::fields::{
-    self, BODY, CHECKSUM, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CLIENT, CREATED, EXPIRES, ID, SEQ,
-    TTL, VISIBLE,
+    self, BODY, CHECKSUM, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CLIENT, CREATED, DELAYED,
+    EXPIRES, FREE, ID, SEQ, STATE, TTL, VISIBLE,
 };
 use super::{
     counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_queue, parse_marker,
-    store_error, MongoStore,
+    store_error, MongoStore, CLAIMS_ENDING, DELAYS_ENDING,
 };
 use crate::store::{ListParams, StoreResult};
 
@@ -54,6 +57,7 @@ pub(super) async fn post(
                 CLAIM_ID: Bson::Null,
                 CLAIM_EXPIRES: 0_i64,
                 CLAIM_COUNT: 0_i64,
+                STATE: if message.delay > 0 { DELAYED } else { FREE },
             });
             document
         })
@@ -84,10 +88,12 @@ pub(super) async fn post(
         .await
 }
 
-/// The filter of the queue's free messages (live, not delayed, not claimed) after `after`.
+/// The filter of the queue's free messages (live, not delayed, not claimed)
+/// after `after`: a range of the index `BY_STATE`, sorted by seq.
 pub(super) fn free_after(queue: &QueueRef, after: i64, now: i64) -> Document {
     let mut filter = of_queue(queue);
     filter.extend(doc! {
+        STATE: FREE,
         SEQ: { "$gt": after },
         EXPIRES: { "$gt": date(now) },
         VISIBLE: { "$lte": now },
@@ -103,17 +109,13 @@ pub(super) async fn list(
 ) -> StoreResult<(Vec<Message>, String)> {
     let after = parse_marker(&params.marker)?;
     let now = now_ms();
-    let mut filter = of_queue(queue);
-    filter.extend(doc! { SEQ: { "$gt": after }, EXPIRES: { "$gt": date(now) } });
-    if !params.echo {
-        filter.insert(CLIENT, doc! { "$ne": &params.client_id });
+    // Ended claims and passed delays are not where a listing without them looks.
+    if !(params.include_claimed && params.include_delayed) {
+        free_ended(store, queue, now, None)
+            .await
+            .map_err(store_error)?;
     }
-    if !params.include_claimed {
-        filter.insert(CLAIM_EXPIRES, doc! { "$lte": now });
-    }
-    if !params.include_delayed {
-        filter.insert(VISIBLE, doc! { "$lte": now });
-    }
+    let filter = listing(queue, after, now, params);
     let documents = find(&store.messages, filter, doc! { SEQ: 1 }, params.limit)
         .await
         .map_err(store_error)?;
@@ -126,6 +128,78 @@ pub(super) async fn list(
         .map(|document| fields::message(document, now))
         .collect();
     Ok((messages, next_marker))
+}
+
+/// The filter of a listing: the states it includes, each a range of `BY_STATE`
+/// that the server merges by seq (a `SORT_MERGE` plan).
+pub(super) fn listing(queue: &QueueRef, after: i64, now: i64, params: &ListParams) -> Document {
+    let mut states = vec![FREE];
+    if params.include_claimed {
+        states.push(CLAIMED);
+    }
+    if params.include_delayed {
+        states.push(DELAYED);
+    }
+    let mut filter = of_queue(queue);
+    filter.extend(doc! {
+        STATE: { "$in": states },
+        SEQ: { "$gt": after },
+        EXPIRES: { "$gt": date(now) },
+    });
+    if !params.echo {
+        filter.insert(CLIENT, doc! { "$ne": &params.client_id });
+    }
+    filter
+}
+
+/// The most messages one call moves from claimed or from delayed back to free;
+/// each message moves once, the rest wait for the next call.
+const FREED_PER_CALL: i64 = 500;
+
+/// Moves up to [`FREED_PER_CALL`] messages whose claim has ended, and as many
+/// whose delay has passed, back to [`FREE`] (inside `session`'s transaction when given).
+pub(super) async fn free_ended(
+    store: &MongoStore,
+    queue: &QueueRef,
+    now: i64,
+    mut session: Option<&mut ClientSession>,
+) -> Result<(), MongoError> {
+    for (state, ends, index) in [
+        (CLAIMED, CLAIM_EXPIRES, CLAIMS_ENDING),
+        (DELAYED, VISIBLE, DELAYS_ENDING),
+    ] {
+        let mut ended = of_queue(queue);
+        ended.extend(doc! { STATE: state, ends: { "$lte": now } });
+        let find = store
+            .messages
+            .find(ended.clone())
+            .hint(Hint::Name(index.to_string()))
+            .limit(FREED_PER_CALL)
+            .projection(doc! { ID: 1 });
+        let documents: Vec<Document> = match session.as_deref_mut() {
+            Some(session) => {
+                find.session(&mut *session)
+                    .await?
+                    .stream(session)
+                    .try_collect()
+                    .await?
+            }
+            None => find.await?.try_collect().await?,
+        };
+        if documents.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
+        ended.insert(ID, doc! { "$in": ids });
+        let update = store
+            .messages
+            .update_many(ended, doc! { "$set": { STATE: FREE } });
+        match session.as_deref_mut() {
+            Some(session) => update.session(session).await?,
+            None => update.await?,
+        };
+    }
+    Ok(())
 }
 
 pub(super) async fn get_many(
@@ -256,6 +330,7 @@ pub(super) async fn pop(
             let (store, queue) = (store.clone(), queue.clone());
             async move {
                 let now = now_ms();
+                free_ended(&store, &queue, now, Some(&mut *session)).await?;
                 let free = free_after(&queue, 0, now);
                 let documents =
                     find_in(session, &store.messages, free, doc! { SEQ: 1 }, limit).await?;

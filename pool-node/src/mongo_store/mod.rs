@@ -23,6 +23,7 @@ mod claims;
 mod fields;
 mod messages;
 mod queues;
+mod schema;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
@@ -36,12 +37,13 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
-use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReturnDocument, WriteConcern};
-use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+use mongodb::options::{Acknowledgment, ClientOptions, ReturnDocument, WriteConcern};
+use mongodb::{Client, ClientSession, Collection, Database};
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 use zaqar_proto::ZaqarError;
 
 use crate::store::{ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+use schema::{CLAIMS_ENDING, DELAYS_ENDING};
 
 /// The longest any one store call takes (transaction retries included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,6 +103,7 @@ impl MongoStore {
         let client = Client::with_options(options).map_err(store_error)?;
         let store = MongoStore::on(client, &database);
         bounded(store.create_indexes()).await?;
+        bounded(store.upgrade()).await?;
         tracing::info!(database, hosts, "mongodb message store opened");
         Ok(store)
     }
@@ -115,46 +118,6 @@ impl MongoStore {
             subscriptions: db.collection("subscriptions"),
             client,
         }
-    }
-
-    /// The indexes every query relies on, and the TTL indexes that remove expired
-    /// documents (correctness never waits for them). Creating an existing index is a no-op.
-    async fn create_indexes(&self) -> StoreResult<()> {
-        let unique = || IndexOptions::builder().unique(true).build();
-        let ttl = || {
-            IndexOptions::builder()
-                .expire_after(Duration::from_secs(0))
-                .build()
-        };
-        let index = |keys: Document, options: Option<IndexOptions>| {
-            IndexModel::builder().keys(keys).options(options).build()
-        };
-        use fields::*;
-        self.queues
-            .create_index(index(doc! { PROJECT: 1, QUEUE: 1 }, Some(unique())))
-            .await
-            .map_err(store_error)?;
-        self.messages
-            .create_indexes([
-                index(doc! { PROJECT: 1, QUEUE: 1, SEQ: 1 }, Some(unique())),
-                index(doc! { PROJECT: 1, QUEUE: 1, CLAIM_ID: 1 }, None),
-                index(doc! { EXPIRES: 1 }, Some(ttl())),
-            ])
-            .await
-            .map_err(store_error)?;
-        self.claims
-            .create_index(index(doc! { EXPIRES: 1 }, Some(ttl())))
-            .await
-            .map_err(store_error)?;
-        self.subscriptions
-            .create_indexes([
-                index(doc! { PROJECT: 1, QUEUE: 1, SUBSCRIBER: 1 }, Some(unique())),
-                index(doc! { PROJECT: 1, QUEUE: 1, SEQ: 1 }, None),
-                index(doc! { EXPIRES: 1 }, Some(ttl())),
-            ])
-            .await
-            .map_err(store_error)?;
-        Ok(())
     }
 }
 

@@ -235,3 +235,151 @@ async fn a_malformed_uri_is_bad_request() {
     let err = super::open("mongodb://host:notaport/").await.err().unwrap();
     assert_eq!(err.code, ErrorCode::BadRequest);
 }
+
+/// The execution statistics of a `find` of messages, as the server explains it.
+async fn explained(
+    store: &super::MongoStore,
+    filter: mongodb::bson::Document,
+    hint: Option<&str>,
+    limit: i64,
+) -> (i64, i64, i64) {
+    use mongodb::bson::doc;
+    let mut find =
+        doc! { "find": "messages", "filter": filter, "sort": { "k": 1 }, "limit": limit };
+    if let Some(hint) = hint {
+        find.insert("hint", hint);
+        find.remove("sort");
+    }
+    let explain = doc! { "explain": find, "verbosity": "executionStats" };
+    let reply = store.messages.namespace().db;
+    let reply = store
+        .client
+        .database(&reply)
+        .run_command(explain)
+        .await
+        .unwrap();
+    let stats = reply.get_document("executionStats").unwrap();
+    let number = |field: &str| super::fields::int(stats, field);
+    (
+        number("nReturned"),
+        number("totalKeysExamined"),
+        number("totalDocsExamined"),
+    )
+}
+
+#[tokio::test]
+async fn claims_and_listings_examine_only_what_they_return() {
+    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("ZAQAR_TEST_MONGO_URL must be set when CI is set");
+        }
+        eprintln!("skipped: ZAQAR_TEST_MONGO_URL not set");
+        return;
+    };
+    let store = super::MongoStore::connect(&url).await.unwrap();
+    let q = queue("deep");
+    let batch: Vec<_> = (0..500).map(message).collect();
+    for _ in 0..6 {
+        store.post_messages(&q, "producer", &batch).await.unwrap();
+    }
+    // 2,000 in flight ahead of the first free message.
+    for _ in 0..4 {
+        let claim = store.create_claim(&q, 600, 60, 500).await.unwrap().unwrap();
+        assert_eq!(claim.messages.len(), 500);
+    }
+    let now = super::now_ms();
+
+    let free = super::messages::free_after(&q, 0, now);
+    assert_eq!(explained(&store, free, None, 1).await, (1, 1, 1));
+    let params = ListParams {
+        limit: 10,
+        ..everything()
+    };
+    let all = super::messages::listing(&q, 0, now, &params);
+    let (returned, keys, docs) = explained(&store, all, None, 10).await;
+    assert_eq!(returned, 10);
+    assert!(
+        keys <= 13 && docs <= 10,
+        "examined {keys} keys, {docs} documents"
+    );
+    let default = ListParams {
+        include_claimed: false,
+        include_delayed: false,
+        ..params
+    };
+    let unclaimed = super::messages::listing(&q, 0, now, &default);
+    assert_eq!(explained(&store, unclaimed, None, 10).await, (10, 10, 10));
+    for (state, end, index) in [
+        (
+            super::fields::CLAIMED,
+            super::fields::CLAIM_EXPIRES,
+            super::CLAIMS_ENDING,
+        ),
+        (
+            super::fields::DELAYED,
+            super::fields::VISIBLE,
+            super::DELAYS_ENDING,
+        ),
+    ] {
+        let mut ended = super::of_queue(&q);
+        ended.extend(mongodb::bson::doc! { super::fields::STATE: state, end: { "$lte": now } });
+        let (returned, keys, _) = explained(&store, ended, Some(index), 500).await;
+        assert_eq!((returned, keys), (0, 0), "{index}");
+    }
+    store.purge_queue(&q, true, false).await.unwrap();
+}
+
+#[tokio::test]
+async fn messages_of_an_older_build_get_their_state_when_opened() {
+    use mongodb::bson::doc;
+    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("ZAQAR_TEST_MONGO_URL must be set when CI is set");
+        }
+        eprintln!("skipped: ZAQAR_TEST_MONGO_URL not set");
+        return;
+    };
+    // A database of its own: the upgrade runs over every message of one.
+    let database = format!("upgrade_{}", uuid::Uuid::new_v4().simple());
+    let url = url.replacen("/?", &format!("/{database}?"), 1);
+    let store = super::MongoStore::connect(&url).await.unwrap();
+    let q = queue("old");
+    let ids = store
+        .post_messages(&q, "producer", &[message(0), message(1), message(2)])
+        .await
+        .unwrap();
+    let claim = store.create_claim(&q, 600, 60, 1).await.unwrap().unwrap();
+    // As an older build left them: no state, no schema version.
+    store
+        .messages
+        .update_many(doc! {}, doc! { "$unset": { super::fields::STATE: "" } })
+        .await
+        .unwrap();
+    store
+        .messages
+        .update_one(
+            doc! { super::fields::ID: &ids[2] },
+            doc! { "$set": { super::fields::VISIBLE: super::now_ms() + 600_000 } },
+        )
+        .await
+        .unwrap();
+    store.counters.delete_many(doc! {}).await.unwrap();
+
+    let store = super::MongoStore::connect(&url).await.unwrap();
+    let (listed, _) = store.list_messages(&q, &everything()).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    let free = ListParams {
+        include_claimed: false,
+        include_delayed: false,
+        ..everything()
+    };
+    let (listed, _) = store.list_messages(&q, &free).await.unwrap();
+    assert_eq!(listed.iter().map(|m| &m.id).collect::<Vec<_>>(), [&ids[1]]);
+    let again = store.create_claim(&q, 600, 60, 10).await.unwrap().unwrap();
+    assert_eq!(again.messages.len(), 1);
+    assert_eq!(again.messages[0].id, ids[1]);
+    store.delete_claim(&q, &claim.id).await.unwrap();
+    let released = store.create_claim(&q, 600, 60, 10).await.unwrap().unwrap();
+    assert_eq!(released.messages[0].id, ids[0]);
+    store.client.database(&database).drop().await.unwrap();
+}
