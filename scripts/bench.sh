@@ -11,6 +11,11 @@
 # redis-benchmark (50 clients), and prints one table with ratios (zaqar-rs/reference).
 # Everything it started is stopped on exit; the JSON reports stay in $BENCH_OUT.
 #
+# BENCH_SUITE=depth runs the deep-queue benchmark instead (scripts/bench-depth.sh): the
+# cost of a claim, a pop, a default listing and a post in one queue of increasing depth
+# with half of it in flight, on every store, and another project's posts while four
+# consumers drain that queue.
+#
 # Knobs (environment):
 #   BENCH_TARGETS="reference standalone cluster"   which servers to measure
 #   BENCH_DURATION=10s         length of each workload run
@@ -28,7 +33,11 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-REF_DIR="${ZAQAR_REFERENCE_DIR:-$ROOT/../shared/reference-zaqar}"
+if [[ "${BENCH_SUITE:-mixed}" == depth ]]; then
+    exec "$ROOT/scripts/bench-depth.sh"
+fi
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 TARGETS="${BENCH_TARGETS:-reference standalone cluster}"
 DURATION="${BENCH_DURATION:-10s}"
 PRODUCERS="${BENCH_PRODUCERS:-8}"
@@ -45,89 +54,6 @@ OUT="${BENCH_OUT:-$ROOT/target/bench}"
 ZAQAR="$ROOT/target/release/zaqar"
 BENCH="$ROOT/target/release/zaqar-bench"
 LUA="redis.call('INCR',KEYS[1]); return redis.call('RPUSH',KEYS[2],ARGV[1])"
-
-WORK="$(mktemp -d /tmp/zaqar-bench.XXXXXX)"
-REDIS_PID=""
-PIDS=()          # the zaqar-rs processes of the current target
-REF_STARTED=0
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-
-USED_PORTS=" "
-free_port() {  # VAR: sets VAR to a free port, different from those handed out before
-    local candidate
-    while :; do
-        candidate="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-        [[ "$USED_PORTS" == *" $candidate "* ]] || break
-    done
-    USED_PORTS+="$candidate "
-    printf -v "$1" '%s' "$candidate"
-}
-
-stop_pid() {  # pid: TERM, then KILL after 10 s
-    local pid="$1" i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.25; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
-# start-zaqar.sh patches the shared virtualenv for the reference's list bug; put it
-# back as it was for the other users of that virtualenv.
-VENV="${ZAQAR_VENV:-/tmp/zaqar-venv}"
-list_bug_patched() {
-    grep -qs "PATCHED by start-zaqar.sh" "$VENV"/lib/python3*/site-packages/zaqar/storage/redis/messages.py
-}
-PATCHED_BEFORE=0
-list_bug_patched && PATCHED_BEFORE=1
-
-stop_reference() {
-    if ((REF_STARTED)); then
-        ZAQAR_RUN="$WORK/reference" "$REF_DIR/stop-zaqar.sh" >&2 || true
-        REF_STARTED=0
-        if ((!PATCHED_BEFORE)) && list_bug_patched; then
-            ZAQAR_PATCH_REDIS_LIST_BUG=0 "$REF_DIR/start-zaqar.sh" --install-only >&2 || true
-        fi
-    fi
-}
-
-cleanup() {
-    local i
-    stop_reference
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    PIDS=()
-    [[ -n "$REDIS_PID" ]] && stop_pid "$REDIS_PID"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-spawn() {  # name command...: starts it in the background, logs in $WORK/name.log
-    local name="$1"; shift
-    "$@" > "$WORK/$name.log" 2>&1 < /dev/null &
-    PIDS+=("$!")
-    LAST_PID="$!"
-}
-
-wait_ready() {  # url seconds: until GET /v2/ping answers 204
-    local i code
-    for ((i = 0; i < $2 * 4; i++)); do
-        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
-            -H 'Client-ID: 3381af92-2b9e-11e3-b191-71861300734c' \
-            -H 'X-Project-ID: bench' "$1/v2/ping" || true)"
-        [[ "$code" == 204 ]] && return 0
-        sleep 0.25
-    done
-    return 1
-}
-
-rss_kib() {  # pid...: summed VmRSS in KiB
-    local total=0 pid kib
-    for pid in "$@"; do
-        kib="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)"
-        total=$((total + ${kib:-0}))
-    done
-    echo "$total"
-}
 
 # The PIDs whose memory counts for a target: the api-node alone for the cluster (the
 # figure the issue's target is about), the whole process for standalone, gunicorn's
@@ -175,14 +101,7 @@ start_target() {  # target: starts it, sets TARGET_URL, TARGET_WS and TARGET_PID
     TARGET_URL="http://127.0.0.1:$port"
     TARGET_WS="ws://127.0.0.1:$ws"
     case "$target" in
-    reference)
-        mkdir -p "$WORK/reference"
-        REF_STARTED=1
-        ZAQAR_RUN="$WORK/reference" ZAQAR_HTTP_SERVER=gunicorn ZAQAR_PATCH_REDIS_LIST_BUG=1 \
-            REDIS_PORT="$REDIS_PORT" ZAQAR_HTTP_PORT="$port" ZAQAR_WS_PORT="$ws" \
-            "$REF_DIR/start-zaqar.sh" >&2 || return 1
-        TARGET_PID="$(cat "$WORK/reference/zaqar-http.pid")"
-        ;;
+    reference) start_reference "$port" "$ws" || return 1 ;;
     standalone)
         spawn standalone env RUST_LOG=warn "$ZAQAR" standalone --listen "127.0.0.1:$port" \
             --ws-listen "127.0.0.1:$ws" --data-dir "$WORK/standalone" --pool-uri "redis://127.0.0.1:$REDIS_PORT/1"
@@ -224,12 +143,7 @@ if [[ "$BUILD" == 1 ]]; then
     (cd "$ROOT" && cargo build --release -q -p zaqar-ops --bins)
 fi
 
-free_port REDIS_PORT
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
-    --dir "$WORK" > "$WORK/redis.log" 2>&1 < /dev/null &
-REDIS_PID="$!"
-for _ in $(seq 40); do redis-cli -p "$REDIS_PORT" ping > /dev/null 2>&1 && break; sleep 0.25; done
-log "redis on 127.0.0.1:$REDIS_PORT (pid $REDIS_PID)"
+start_redis
 
 log "redis-benchmark: 2-command Lua script, 50 clients, $REDIS_REQUESTS requests"
 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" --dbnum 3 -c 50 -n "$REDIS_REQUESTS" --csv \

@@ -1,12 +1,19 @@
 //! Queues of the MongoDB store: metadata, deletion, purge and stats.
 
-use futures::FutureExt;
+use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
+use mongodb::options::Hint;
+use mongodb::Collection;
 use zaqar_proto::pb::{QueueRef, QueueStatsReply};
 use zaqar_proto::ZaqarError;
 
-use super::fields::{self, CLAIM_EXPIRES, EXPIRES, METADATA, SEQ, VISIBLE};
-use super::{date, is_duplicate_key, now_ms, of_queue, store_error, MongoStore};
+use super::fields::{
+    self, CLAIMED, CLAIM_EXPIRES, DELAYED, EXPIRES, METADATA, SEQ, STATE, VISIBLE,
+};
+use super::{
+    counter_key, date, is_duplicate_key, now_ms, of_queue, store_error, MongoStore, CLAIMS_ENDING,
+    DELAYS_ENDING,
+};
 use crate::store::StoreResult;
 
 pub(super) async fn create(
@@ -54,63 +61,74 @@ pub(super) async fn set_metadata(
     Ok(())
 }
 
-/// Deletes the queue document, its messages and claims in one transaction;
+/// Deletes the queue document, then its messages and claims (see [`purge`]);
 /// subscriptions stay, and so does the message counter.
 pub(super) async fn delete(store: &MongoStore, queue: &QueueRef) -> StoreResult<()> {
     store
-        .transaction(|session| {
-            let (store, filter) = (store.clone(), of_queue(queue));
-            async move {
-                store
-                    .queues
-                    .delete_one(filter.clone())
-                    .session(&mut *session)
-                    .await?;
-                store
-                    .messages
-                    .delete_many(filter.clone())
-                    .session(&mut *session)
-                    .await?;
-                store
-                    .claims
-                    .delete_many(filter)
-                    .session(&mut *session)
-                    .await?;
-                Ok(Ok(()))
-            }
-            .boxed()
-        })
+        .queues
+        .delete_one(of_queue(queue))
         .await
+        .map_err(store_error)?;
+    purge(store, queue, true, false).await
 }
 
+/// Documents deleted per call by purges: a large queue is deleted in many short
+/// calls, never in one transaction that grows with it.
+const DELETE_BATCH: i64 = 1000;
+
+/// Deletes a queue's messages and claims and/or its subscriptions, in batches.
+/// Messages posted while a purge runs (numbered after its start) are kept.
 pub(super) async fn purge(
     store: &MongoStore,
     queue: &QueueRef,
     messages: bool,
     subscriptions: bool,
 ) -> StoreResult<()> {
-    let mut collections = Vec::new();
     if messages {
-        collections.extend([store.messages.clone(), store.claims.clone()]);
+        let last = store
+            .counters
+            .find_one(doc! { fields::ID: counter_key(queue) })
+            .await
+            .map_err(store_error)?
+            .map_or(0, |counter| fields::int(&counter, fields::LAST));
+        let mut posted_before = of_queue(queue);
+        posted_before.insert(SEQ, doc! { "$lte": last });
+        delete_in_batches(&store.messages, posted_before).await?;
+        delete_in_batches(&store.claims, of_queue(queue)).await?;
     }
     if subscriptions {
-        collections.push(store.subscriptions.clone());
+        delete_in_batches(&store.subscriptions, of_queue(queue)).await?;
     }
-    store
-        .transaction(|session| {
-            let (collections, filter) = (collections.clone(), of_queue(queue));
-            async move {
-                for collection in collections {
-                    collection
-                        .delete_many(filter.clone())
-                        .session(&mut *session)
-                        .await?;
-                }
-                Ok(Ok(()))
-            }
-            .boxed()
-        })
-        .await
+    Ok(())
+}
+
+/// Deletes what `filter` selects, [`DELETE_BATCH`] documents per call.
+async fn delete_in_batches(collection: &Collection<Document>, filter: Document) -> StoreResult<()> {
+    loop {
+        let batch: Vec<Document> = collection
+            .find(filter.clone())
+            .projection(doc! { fields::ID: 1 })
+            .limit(DELETE_BATCH)
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        let ids: Vec<_> = batch
+            .iter()
+            .filter_map(|d| d.get(fields::ID).cloned())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        collection
+            .delete_many(doc! { fields::ID: { "$in": ids } })
+            .await
+            .map_err(store_error)?;
+        if (batch.len() as i64) < DELETE_BATCH {
+            return Ok(());
+        }
+    }
 }
 
 /// A filter of the queue's live messages at `now`, with `extra` conditions.
@@ -126,10 +144,14 @@ pub(super) async fn stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<Q
     let now = now_ms();
     let count = |extra: Document| store.messages.count_documents(live(queue, now, extra));
     let total = count(doc! {}).await.map_err(store_error)?;
-    let claimed = count(doc! { CLAIM_EXPIRES: { "$gt": now } })
+    // A claimed message is in the claimed state, a delayed one in the delayed
+    // state: their partial indexes hold just them.
+    let claimed = count(doc! { STATE: CLAIMED, CLAIM_EXPIRES: { "$gt": now } })
+        .hint(Hint::Name(CLAIMS_ENDING.to_string()))
         .await
         .map_err(store_error)?;
-    let delayed = count(doc! { CLAIM_EXPIRES: { "$lte": now }, VISIBLE: { "$gt": now } })
+    let delayed = count(doc! { STATE: DELAYED, VISIBLE: { "$gt": now } })
+        .hint(Hint::Name(DELAYS_ENDING.to_string()))
         .await
         .map_err(store_error)?;
     let mut ends = Vec::new();

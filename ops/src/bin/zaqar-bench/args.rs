@@ -14,9 +14,11 @@ const MAX_QUEUE_NAME: usize = 64;
 /// Load generator for a Zaqar v2 REST endpoint (zaqar-rs or OpenStack Zaqar).
 ///
 /// Producers post batches of messages, consumers claim messages then delete each one,
-/// observers list messages page by page (following the `next` marker). Every worker is a
-/// task with its own Client-ID; each picks the queues in turn. The run stops by itself
-/// after --duration; a request still in flight then is not counted.
+/// observers list messages page by page (following the `next` marker), poppers pop
+/// messages. Every worker is a task with its own Client-ID; each picks the queues in
+/// turn. The run stops by itself after --duration; a request still in flight then is
+/// not counted. With --prefill, each queue is filled first (and with --prefill-claimed
+/// its oldest messages claimed for the whole run), to measure the cost of a deep queue.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "zaqar-bench", version)]
 pub struct Args {
@@ -37,6 +39,20 @@ pub struct Args {
     /// Observer workers (each lists up to --list-limit messages per request).
     #[arg(long, default_value_t = 2)]
     pub observers: usize,
+    /// Popper workers (each pops up to --claim-limit messages per request, REST only).
+    #[arg(long, default_value_t = 0)]
+    pub poppers: usize,
+    /// Messages posted to each queue before the run (not measured).
+    #[arg(long, default_value_t = 0)]
+    pub prefill: usize,
+    /// Of the prefilled messages of each queue, the oldest this many are claimed before
+    /// the run, for 12 hours: they stay in flight at the head of the queue.
+    #[arg(long, default_value_t = 0)]
+    pub prefill_claimed: usize,
+    /// Observers list the default way (without claimed messages) and always from the
+    /// head of the queue: the listing whose cost a deep queue of claimed messages shows.
+    #[arg(long)]
+    pub list_from_head: bool,
     /// OS threads running the workers (default: one per CPU). Zaqar's zaqar-bench runs
     /// processes of workers to use several cores; here every worker is a task, and the
     /// threads carry the tasks of all roles.
@@ -81,6 +97,10 @@ pub struct Args {
     /// Leave the queues (and their messages) in place after the run.
     #[arg(long)]
     pub keep_queues: bool,
+    /// Use the queues as an earlier run with --keep-queues left them, instead of
+    /// deleting and creating them first.
+    #[arg(long)]
+    pub reuse_queues: bool,
 }
 
 impl Args {
@@ -99,8 +119,17 @@ impl Args {
                 bail!("--ws-url must start with ws://, got {url:?}");
             }
         }
-        if self.producers + self.consumers + self.observers == 0 {
-            bail!("nothing to do: --producers, --consumers and --observers are all 0");
+        if self.producers + self.consumers + self.observers + self.poppers == 0 {
+            bail!("nothing to do: --producers, --consumers, --observers and --poppers are all 0");
+        }
+        if self.poppers > 0 && self.ws_url.is_some() {
+            bail!("--poppers speak REST only, not with --ws-url");
+        }
+        if self.reuse_queues && self.prefill > 0 {
+            bail!("--reuse-queues keeps the queues as they are: no --prefill with it");
+        }
+        if self.prefill_claimed > self.prefill {
+            bail!("--prefill-claimed must not be more than --prefill");
         }
         for (flag, value) in [
             ("--queues", self.queues),
@@ -139,6 +168,7 @@ impl Args {
             Role::Producer => self.producers,
             Role::Consumer => self.consumers,
             Role::Observer => self.observers,
+            Role::Popper => self.poppers,
         }
     }
 
@@ -261,6 +291,9 @@ mod tests {
             &["--queue-prefix", &"x".repeat(63)],
             &["--project", ""],
             &["--producers", "-1"],
+            &["--prefill", "10", "--prefill-claimed", "11"],
+            &["--prefill", "10", "--reuse-queues"],
+            &["--poppers", "1", "--ws-url", "ws://127.0.0.1:9000"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }

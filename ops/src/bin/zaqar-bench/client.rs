@@ -240,14 +240,19 @@ impl ZaqarClient {
         self.call(Method::DELETE, href, None).await.map(drop)
     }
 
-    /// Lists up to `limit` messages of `queue` (claimed ones too) after `marker`.
+    /// Lists up to `limit` messages of `queue` after `marker` (claimed ones too with
+    /// `include_claimed`).
     pub async fn list(
         &self,
         queue: &str,
         limit: usize,
         marker: Option<&str>,
+        include_claimed: bool,
     ) -> Result<Page, CallError> {
-        let mut path = format!("/v2/queues/{queue}/messages?limit={limit}&include_claimed=true");
+        let mut path = format!("/v2/queues/{queue}/messages?limit={limit}");
+        if include_claimed {
+            path.push_str("&include_claimed=true");
+        }
         if let Some(marker) = marker {
             path.push_str("&marker=");
             path.push_str(marker);
@@ -270,6 +275,18 @@ impl ZaqarClient {
             count: listing.messages.len(),
             next_marker,
         })
+    }
+
+    /// Pops up to `limit` messages of `queue`; how many it got.
+    pub async fn pop(&self, queue: &str, limit: usize) -> Result<usize, CallError> {
+        let path = format!("/v2/queues/{queue}/messages?pop={limit}");
+        let (_, bytes) = self.call(Method::DELETE, &path, None).await?;
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        let popped: Listing = serde_json::from_slice(&bytes)
+            .map_err(|e| CallError::Transport(format!("pop body: {e}")))?;
+        Ok(popped.messages.len())
     }
 
     /// Deletes `queue` (and its messages, left from an earlier run), then creates it.

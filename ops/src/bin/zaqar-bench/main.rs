@@ -5,6 +5,7 @@
 mod args;
 mod client;
 mod histogram;
+mod prefill;
 mod report;
 mod stats;
 mod workload;
@@ -54,10 +55,28 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<()> {
     let args = args.validated()?;
     let admin = ZaqarClient::new(&args.url, &args.project, args.timeout)?;
-    on_each_queue(&admin, &args, "prepare", |admin, queue| async move {
-        admin.recreate_queue(&queue).await
-    })
-    .await;
+    if !args.reuse_queues {
+        on_each_queue(&admin, &args, "prepare", |admin, queue| async move {
+            admin.recreate_queue(&queue).await
+        })
+        .await;
+    }
+    if args.prefill > 0 {
+        let fill = prefill::Fill {
+            messages: args.prefill,
+            claimed: args.prefill_claimed,
+            message_size: args.message_size,
+        };
+        // A queue that could not be filled would make the figures lie: that ends the run.
+        let mut fills = JoinSet::new();
+        for queue in args.queue_names() {
+            fills.spawn(prefill::fill(admin.clone(), queue, fill));
+        }
+        while let Some(done) = fills.join_next().await {
+            done.context("a prefill task panicked")?
+                .map_err(|e| anyhow::anyhow!("prefilling the queues: {e}"))?;
+        }
+    }
 
     let start = Instant::now();
     let plan = Arc::new(Plan::new(&args, start + args.duration));

@@ -28,6 +28,11 @@ pub struct Settings {
     pub producers: usize,
     pub consumers: usize,
     pub observers: usize,
+    pub poppers: usize,
+    /// Messages in each queue before the run, and how many of them were claimed.
+    pub prefill: usize,
+    pub prefill_claimed: usize,
+    pub list_from_head: bool,
     pub duration_s: f64,
     pub queues: usize,
     pub message_size: usize,
@@ -140,6 +145,10 @@ impl Report {
                 producers: args.producers,
                 consumers: args.consumers,
                 observers: args.observers,
+                poppers: args.poppers,
+                prefill: args.prefill,
+                prefill_claimed: args.prefill_claimed,
+                list_from_head: args.list_from_head,
                 duration_s: args.duration.as_secs_f64(),
                 queues: args.queues,
                 message_size: args.message_size,
@@ -167,7 +176,7 @@ impl Report {
         let _ = writeln!(
             out,
             "zaqar-bench{label} {} for {:.1}s: {} producers (batch {}), {} consumers \
-             (claim {}), {} observers (list {}), {} queues, {} B messages",
+             (claim {}), {} observers (list {}{}), {} poppers, {} queues, {} B messages",
             self.url,
             self.elapsed_s,
             s.producers,
@@ -176,9 +185,22 @@ impl Report {
             s.claim_limit,
             s.observers,
             s.list_limit,
+            if s.list_from_head {
+                ", from the head"
+            } else {
+                ""
+            },
+            s.poppers,
             s.queues,
             s.message_size
         );
+        if s.prefill > 0 {
+            let _ = writeln!(
+                out,
+                "each queue held {} messages before the run, the oldest {} of them claimed",
+                s.prefill, s.prefill_claimed
+            );
+        }
         let _ = writeln!(
             out,
             "{:<12} {:>7} {:>10} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}",

@@ -6,22 +6,24 @@ use std::time::Duration;
 
 use crate::histogram::Histogram;
 
-/// The three kinds of workers.
+/// The four kinds of workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Producer,
     Consumer,
     Observer,
+    Popper,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Producer, Role::Consumer, Role::Observer];
+    pub const ALL: [Role; 4] = [Role::Producer, Role::Consumer, Role::Observer, Role::Popper];
 
     pub fn name(self) -> &'static str {
         match self {
             Role::Producer => "producer",
             Role::Consumer => "consumer",
             Role::Observer => "observer",
+            Role::Popper => "popper",
         }
     }
 
@@ -31,16 +33,18 @@ impl Role {
             Role::Producer => &[Op::Post],
             Role::Consumer => &[Op::Claim, Op::Delete],
             Role::Observer => &[Op::List],
+            Role::Popper => &[Op::Pop],
         }
     }
 
     /// The operation whose messages are this role's messages: posted, deleted (not
-    /// merely claimed), listed.
+    /// merely claimed), listed, popped.
     pub fn message_op(self) -> Op {
         match self {
             Role::Producer => Op::Post,
             Role::Consumer => Op::Delete,
             Role::Observer => Op::List,
+            Role::Popper => Op::Pop,
         }
     }
 
@@ -60,10 +64,12 @@ pub enum Op {
     Delete,
     /// GET /v2/queues/{q}/messages?limit=N&marker=M&include_claimed=true.
     List,
+    /// DELETE /v2/queues/{q}/messages?pop=N.
+    Pop,
 }
 
 impl Op {
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -71,6 +77,7 @@ impl Op {
             Op::Claim => "claim",
             Op::Delete => "delete",
             Op::List => "list",
+            Op::Pop => "pop",
         }
     }
 
@@ -79,6 +86,7 @@ impl Op {
             Op::Post => Role::Producer,
             Op::Claim | Op::Delete => Role::Consumer,
             Op::List => Role::Observer,
+            Op::Pop => Role::Popper,
         }
     }
 
@@ -155,8 +163,8 @@ impl Tally {
 /// Requests and errors so far per role, shared by all workers, for the progress line.
 #[derive(Debug, Default)]
 pub struct Live {
-    requests: [AtomicU64; 3],
-    errors: [AtomicU64; 3],
+    requests: [AtomicU64; 4],
+    errors: [AtomicU64; 4],
 }
 
 impl Live {

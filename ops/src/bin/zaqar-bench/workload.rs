@@ -1,6 +1,7 @@
-//! The worker loops of the three roles, as in Zaqar's own zaqar-bench: producers post,
-//! consumers claim then delete what they claimed, observers page through messages;
-//! over REST or over the WebSocket API.
+//! The worker loops of the roles, as in Zaqar's own zaqar-bench: producers post,
+//! consumers claim then delete what they claimed, observers page through messages
+//! (or list the head of the queue again and again), poppers pop; over REST or over
+//! the WebSocket API.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct Plan {
     pub batch: u64,
     pub claim_limit: usize,
     pub list_limit: usize,
+    /// Observers list without claimed messages, always from the head of the queue.
+    pub list_from_head: bool,
     pub deadline: Instant,
     pub live: Live,
 }
@@ -46,6 +49,7 @@ impl Plan {
             batch: args.batch as u64,
             claim_limit: args.claim_limit,
             list_limit: args.list_limit,
+            list_from_head: args.list_from_head,
             deadline,
             live: Live::default(),
         }
@@ -102,10 +106,18 @@ impl Client {
         queue: &str,
         limit: usize,
         marker: Option<&str>,
+        include_claimed: bool,
     ) -> Result<Page, CallError> {
         match self {
-            Client::Rest(rest) => rest.list(queue, limit, marker).await,
-            Client::WebSocket(ws) => ws.list(queue, limit).await,
+            Client::Rest(rest) => rest.list(queue, limit, marker, include_claimed).await,
+            Client::WebSocket(ws) => ws.list(queue, limit, include_claimed).await,
+        }
+    }
+
+    async fn pop(&self, queue: &str, limit: usize) -> Result<usize, CallError> {
+        match self {
+            Client::Rest(rest) => rest.pop(queue, limit).await,
+            Client::WebSocket(_) => Err(CallError::Transport("poppers speak REST only".into())),
         }
     }
 }
@@ -161,6 +173,7 @@ impl Worker {
                     self.observe(&plan, &mut tally, queue, &mut markers[index])
                         .await
                 }
+                Role::Popper => self.pop(&plan, &mut tally, queue).await,
             };
             if !going {
                 break;
@@ -218,18 +231,38 @@ impl Worker {
         queue: &str,
         marker: &mut Option<String>,
     ) -> bool {
-        let list = self.client.list(queue, plan.list_limit, marker.as_deref());
+        let list = self.client.list(
+            queue,
+            plan.list_limit,
+            marker.as_deref(),
+            !plan.list_from_head,
+        );
         match timed(plan.deadline, list).await {
             Timed::Cut => false,
             Timed::Done(latency, Ok(page)) => {
                 tally.ok(&plan.live, Op::List, latency, page.count as u64);
-                if page.count > 0 && page.next_marker.is_some() {
+                if page.count > 0 && page.next_marker.is_some() && !plan.list_from_head {
                     *marker = page.next_marker;
                 }
                 true
             }
             Timed::Done(_, Err(e)) => {
                 failed(plan, tally, Op::List, e).await;
+                true
+            }
+        }
+    }
+
+    /// Pops up to --claim-limit messages; false once the deadline cut the request.
+    async fn pop(&self, plan: &Plan, tally: &mut Tally, queue: &str) -> bool {
+        match timed(plan.deadline, self.client.pop(queue, plan.claim_limit)).await {
+            Timed::Cut => false,
+            Timed::Done(latency, Ok(popped)) => {
+                tally.ok(&plan.live, Op::Pop, latency, popped as u64);
+                true
+            }
+            Timed::Done(_, Err(e)) => {
+                failed(plan, tally, Op::Pop, e).await;
                 true
             }
         }

@@ -151,10 +151,15 @@ impl WsClient {
             .map(drop)
     }
 
-    /// Lists up to `limit` messages of `queue`, claimed ones too, from its head (the
-    /// WebSocket listing has no next marker).
-    pub async fn list(&self, queue: &str, limit: usize) -> Result<Page, CallError> {
-        let body = json!({"queue_name": queue, "limit": limit, "include_claimed": true});
+    /// Lists up to `limit` messages of `queue` from its head (the WebSocket listing has
+    /// no next marker), claimed ones too with `include_claimed`.
+    pub async fn list(
+        &self,
+        queue: &str,
+        limit: usize,
+        include_claimed: bool,
+    ) -> Result<Page, CallError> {
+        let body = json!({"queue_name": queue, "limit": limit, "include_claimed": include_claimed});
         let listed: Option<Messages<IgnoredAny>> = self.call("message_list", body).await?;
         Ok(Page {
             count: listed.map_or(0, |listed| listed.messages.len()),
