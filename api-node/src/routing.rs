@@ -183,19 +183,22 @@ impl Router {
         Ok(())
     }
 
-    /// The placed queues of a project, sorted by name, and how many match `name_filter`.
+    /// The placed queues of a project, sorted by name, and (with `with_count`) how
+    /// many match `name_filter`.
     pub async fn list_queues(
         &self,
         project: &str,
         marker: &str,
         limit: u32,
         name_filter: &str,
+        with_count: bool,
     ) -> Result<(Vec<pb::Placement>, u64), ZaqarError> {
         let request = pb::ListQueuesRequest {
             project: project.to_string(),
             marker: marker.to_string(),
             limit,
             name_filter: name_filter.to_string(),
+            with_count,
         };
         let reply = self
             .catalog

@@ -155,6 +155,9 @@ pub struct ListQueues {
     pub limit: u32,
     /// Only names that contain this text (case-sensitive); empty for all.
     pub name_filter: String,
+    /// Whether to count the matching queues (with a name filter every queue of the
+    /// project is looked at); without it `count` is 0.
+    pub with_count: bool,
 }
 
 /// A page of placed queues.
@@ -162,7 +165,8 @@ pub struct ListQueues {
 pub struct QueuePage {
     /// Sorted by queue name (byte order).
     pub queues: Vec<Placement>,
-    /// Queues of the project matching the filter, regardless of marker and limit.
+    /// Queues of the project matching the filter, regardless of marker and limit
+    /// (0 unless asked for with `with_count`).
     pub count: u64,
 }
 

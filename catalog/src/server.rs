@@ -188,6 +188,7 @@ impl CatalogService for CatalogServer {
             marker: req.marker,
             limit: req.limit,
             name_filter: req.name_filter,
+            with_count: req.with_count,
         };
         let page = self.backend.list_queues(&req.project, &params).await;
         reply(page.map(|page| pb::ListQueuesReply {
@@ -350,6 +351,7 @@ mod tests {
             marker: String::new(),
             limit: 10,
             name_filter: String::new(),
+            with_count: true,
         };
         let listed = client
             .list_queues(listing.clone())

@@ -505,13 +505,16 @@ impl CatalogBackend for SqlCatalog {
             .fetch_all(db)
             .await)
         .map_err(store_error)?;
-        let count = self.with_contains(COUNT_QUEUES, 2);
-        let (count,): (i64,) = on_db!(&self.db, db => sqlx::query_as(&count)
-            .bind(project)
-            .bind(&params.name_filter)
-            .fetch_one(db)
-            .await)
-        .map_err(store_error)?;
+        let mut count = 0;
+        if params.with_count {
+            let sql = self.with_contains(COUNT_QUEUES, 2);
+            (count,) = on_db!(&self.db, db => sqlx::query_as(&sql)
+                .bind(project)
+                .bind(&params.name_filter)
+                .fetch_one(db)
+                .await)
+            .map_err(store_error)?;
+        }
         let queues = rows
             .into_iter()
             .map(|(queue, pool, endpoint)| Placement {

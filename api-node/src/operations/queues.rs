@@ -43,6 +43,7 @@ pub async fn list(ctx: &Context, input: ListQueues) -> Result<QueueList, ZaqarEr
             &marker,
             limit,
             input.name.as_deref().unwrap_or(""),
+            input.with_count,
         )
         .await
         .map_err(&failed)?;

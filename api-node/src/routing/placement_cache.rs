@@ -13,7 +13,7 @@
 //! (see [`PlacementCache::epoch`]), so an entry evicted by an event is never put back
 //! by an older answer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,12 +36,23 @@ pub struct CachedPlacement {
     pub pool: String,
     pub endpoint: String,
     learnt: Instant,
+    /// Which insertion put it here (its place in the cache's `order`).
+    stamp: u64,
 }
 
 /// The cached placements and whether a watch stream keeps them fresh.
+///
+/// At most `capacity` entries; a new one beyond that pushes out the oldest, found
+/// in `order` (insertion order, so also the order of age) in constant time per insert.
 #[derive(Debug)]
 pub struct PlacementCache {
     entries: HashMap<(String, String), CachedPlacement>,
+    /// The keys in the order they were inserted, with the stamp of that insertion; a
+    /// key removed or inserted again since (another stamp) is skipped when it comes
+    /// up. Compacted when it grows past twice the capacity.
+    order: VecDeque<((String, String), u64)>,
+    /// The stamp of the next insertion.
+    next_stamp: u64,
     /// A watch stream is live: entries do not expire.
     watched: bool,
     /// Changes with every event that may make an answer in flight stale.
@@ -57,6 +68,8 @@ impl PlacementCache {
     pub fn new(ttl: Duration, capacity: usize) -> PlacementCache {
         PlacementCache {
             entries: HashMap::new(),
+            order: VecDeque::new(),
+            next_stamp: 0,
             watched: false,
             epoch: 0,
             ttl,
@@ -86,26 +99,47 @@ impl PlacementCache {
             return;
         }
         let key = (project.to_string(), queue.to_string());
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            if !self.watched {
-                let ttl = self.ttl;
-                self.entries.retain(|_, entry| entry.learnt.elapsed() < ttl);
-            }
-            if self.entries.len() >= self.capacity {
-                let victim = self.entries.keys().next().cloned();
-                if let Some(victim) = victim {
-                    self.entries.remove(&victim);
-                }
+        if !self.entries.contains_key(&key) {
+            while self.entries.len() >= self.capacity {
+                self.evict_oldest();
             }
         }
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
         self.entries.insert(
-            key,
+            key.clone(),
             CachedPlacement {
                 pool: pool.to_string(),
                 endpoint: endpoint.to_string(),
                 learnt: Instant::now(),
+                stamp,
             },
         );
+        self.order.push_back((key, stamp));
+        if self.order.len() > 2 * self.capacity {
+            let entries = &self.entries;
+            self.order.retain(|(key, stamp)| Self::is_current(entries, key, *stamp));
+        }
+    }
+
+    fn is_current(
+        entries: &HashMap<(String, String), CachedPlacement>,
+        key: &(String, String),
+        stamp: u64,
+    ) -> bool {
+        entries.get(key).is_some_and(|entry| entry.stamp == stamp)
+    }
+
+    /// Drops the entry inserted first that is still cached.
+    fn evict_oldest(&mut self) {
+        while let Some((key, stamp)) = self.order.pop_front() {
+            if Self::is_current(&self.entries, &key, stamp) {
+                self.entries.remove(&key);
+                return;
+            }
+        }
+        // Every entry's key and stamp are in `order`: not reached with entries left.
+        self.entries.clear();
     }
 
     pub fn remove(&mut self, project: &str, queue: &str) {
@@ -366,5 +400,26 @@ mod tests {
             assert!(cache.len() <= 10);
         }
         assert!(cache.get("p", "q24").is_some());
+    }
+
+    #[test]
+    fn the_oldest_placement_goes_first_and_the_order_stays_bounded() {
+        let mut cache = watched_cache();
+        for i in 0..10 {
+            cache.insert("p", &format!("q{i}"), "a", "http://a", cache.epoch());
+        }
+        // q0 leaves by an event and comes back: it is now the newest.
+        cache.apply(Event::Unplaced(queue("p", "q0")));
+        cache.insert("p", "q0", "a", "http://a", cache.epoch());
+        cache.insert("p", "q10", "a", "http://a", cache.epoch());
+        assert!(cache.get("p", "q1").is_none(), "the oldest went");
+        assert!(cache.get("p", "q0").is_some() && cache.get("p", "q2").is_some());
+        for round in 0..1000 {
+            let name = format!("r{}", round % 3);
+            cache.apply(Event::Unplaced(queue("p", &name)));
+            cache.insert("p", &name, "a", "http://a", cache.epoch());
+            assert!(cache.order.len() <= 2 * cache.capacity + 1);
+        }
+        assert_eq!(cache.len(), 10);
     }
 }

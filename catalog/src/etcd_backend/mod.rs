@@ -109,10 +109,14 @@ impl EtcdCatalog {
     /// An unfiltered page: the count and the page in one transaction, at one revision.
     async fn page(&self, project: &str, params: &ListQueues) -> CatalogResult<RawPage> {
         let prefix = self.keys.project(project);
-        let mut reads = vec![TxnOp::get(
+        let counted = TxnOp::get(
             prefix.clone(),
             Some(GetOptions::new().with_prefix().with_count_only()),
-        )];
+        );
+        let mut reads = Vec::new();
+        if params.with_count {
+            reads.push(counted);
+        }
         if params.limit > 0 {
             let start = if params.marker.is_empty() {
                 prefix.clone().into_bytes()
@@ -129,11 +133,11 @@ impl EtcdCatalog {
             .txn(Txn::new().and_then(reads))
             .await?
             .op_responses();
-        let count = match responses.first() {
-            Some(TxnOpResponse::Get(counted)) => u64::try_from(counted.count()).unwrap_or(0),
+        let count = match (params.with_count, responses.first()) {
+            (true, Some(TxnOpResponse::Get(counted))) => u64::try_from(counted.count()).unwrap_or(0),
             _ => 0,
         };
-        let page = read_at(&responses, 1)
+        let page = read_at(&responses, usize::from(params.with_count))
             .iter()
             .map(|kv| {
                 Ok((
@@ -145,8 +149,8 @@ impl EtcdCatalog {
         Ok((page, count))
     }
 
-    /// A filtered page: the count covers every matching name, so the whole project
-    /// is scanned.
+    /// A filtered page: with `with_count` the count covers every matching name, so
+    /// the whole project is scanned; without, the scan stops when the page is full.
     async fn filtered_page(&self, project: &str, params: &ListQueues) -> CatalogResult<RawPage> {
         let prefix = self.keys.project(project);
         let (mut page, mut count) = (Vec::new(), 0u64);
@@ -160,6 +164,9 @@ impl EtcdCatalog {
             }
             count += 1;
             let wanted = page.len() < params.limit as usize;
+            if !wanted && !params.with_count {
+                break;
+            }
             if wanted && name.as_bytes() > params.marker.as_bytes() {
                 page.push((name, decode::<StoredPlacement>(&kv)?.pool));
             }

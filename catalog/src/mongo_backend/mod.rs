@@ -504,14 +504,18 @@ impl CatalogBackend for MongoCatalog {
         if !params.name_filter.is_empty() {
             filter.insert("q", doc! { "$regex": contains(&params.name_filter) });
         }
-        let count = bounded(async {
-            self.collections
-                .placements
-                .count_documents(filter.clone())
-                .await
-                .map_err(store_error)
-        })
-        .await?;
+        let count = if params.with_count {
+            bounded(async {
+                self.collections
+                    .placements
+                    .count_documents(filter.clone())
+                    .await
+                    .map_err(store_error)
+            })
+            .await?
+        } else {
+            0
+        };
         if params.limit == 0 {
             return Ok(QueuePage {
                 queues: Vec::new(),

@@ -156,6 +156,7 @@ async fn a_single_node_recovers_from_its_snapshot_and_compacted_log() {
         }
         let all = crate::ListQueues {
             limit: 100,
+            with_count: true,
             ..Default::default()
         };
         assert_eq!(node.list_queues("p", &all).await.unwrap().count, 44);

@@ -151,7 +151,11 @@ impl CatalogState {
             return QueuePage::default();
         };
         let matches = |queue: &&String| queue.contains(params.name_filter.as_str());
-        let count = queues.keys().filter(matches).count() as u64;
+        let count = match (params.with_count, params.name_filter.is_empty()) {
+            (false, _) => 0,
+            (true, true) => queues.len() as u64,
+            (true, false) => queues.keys().filter(matches).count() as u64,
+        };
         let start = if params.marker.is_empty() {
             Bound::Unbounded
         } else {
