@@ -65,6 +65,7 @@ async fn placements(endpoint: &str) -> Result<BTreeMap<String, String>> {
             marker: marker.clone(),
             limit: 1000,
             name_filter: String::new(),
+            with_count: false,
         };
         let page = catalog.list_queues(request).await?.into_inner().queues;
         let Some(last) = page.last() else {

@@ -150,6 +150,7 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
         marker: String::new(),
         limit: 100,
         name_filter: String::new(),
+        with_count: false,
     };
     let placed = catalog.list_queues(request).await?.into_inner().queues;
     assert_eq!(placed.len(), 12, "the unknown flavor placed nothing");

@@ -155,6 +155,7 @@ async fn queues_are_placed_on_a_redis_pool_and_a_mongo_pool_at_once() -> Result<
             marker: String::new(),
             limit: 100,
             name_filter: String::new(),
+            with_count: false,
         })
         .await?
         .into_inner()

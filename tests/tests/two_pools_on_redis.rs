@@ -136,6 +136,7 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
             marker: String::new(),
             limit: 100,
             name_filter: String::new(),
+            with_count: false,
         })
         .await?
         .into_inner()

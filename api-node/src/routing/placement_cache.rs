@@ -118,7 +118,8 @@ impl PlacementCache {
         self.order.push_back((key, stamp));
         if self.order.len() > 2 * self.capacity {
             let entries = &self.entries;
-            self.order.retain(|(key, stamp)| Self::is_current(entries, key, *stamp));
+            self.order
+                .retain(|(key, stamp)| Self::is_current(entries, key, *stamp));
         }
     }
 

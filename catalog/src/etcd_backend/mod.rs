@@ -134,7 +134,9 @@ impl EtcdCatalog {
             .await?
             .op_responses();
         let count = match (params.with_count, responses.first()) {
-            (true, Some(TxnOpResponse::Get(counted))) => u64::try_from(counted.count()).unwrap_or(0),
+            (true, Some(TxnOpResponse::Get(counted))) => {
+                u64::try_from(counted.count()).unwrap_or(0)
+            }
             _ => 0,
         };
         let page = read_at(&responses, usize::from(params.with_count))
