@@ -505,7 +505,7 @@ impl CatalogBackend for SqlCatalog {
             .fetch_all(db)
             .await)
         .map_err(store_error)?;
-        let mut count = 0;
+        let mut count: i64 = 0;
         if params.with_count {
             let sql = self.with_contains(COUNT_QUEUES, 2);
             (count,) = on_db!(&self.db, db => sqlx::query_as(&sql)

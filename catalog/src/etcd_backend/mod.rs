@@ -164,10 +164,12 @@ impl EtcdCatalog {
             if !name.contains(&params.name_filter) {
                 continue;
             }
-            count += 1;
             let wanted = page.len() < params.limit as usize;
             if !wanted && !params.with_count {
                 break;
+            }
+            if params.with_count {
+                count += 1;
             }
             if wanted && name.as_bytes() > params.marker.as_bytes() {
                 page.push((name, decode::<StoredPlacement>(&kv)?.pool));

@@ -42,6 +42,13 @@ pub struct Args {
     /// Popper workers (each pops up to --claim-limit messages per request, REST only).
     #[arg(long, default_value_t = 0)]
     pub poppers: usize,
+    /// Lister workers (each lists the first --list-limit queues of the project, REST only).
+    #[arg(long, default_value_t = 0)]
+    pub queue_listers: usize,
+    /// Queues created beside the run's before it (PREFIX-extra-0, -1, ...; not used by
+    /// the workers), to measure what the number of queues costs.
+    #[arg(long, default_value_t = 0)]
+    pub extra_queues: usize,
     /// Messages posted to each queue before the run (not measured).
     #[arg(long, default_value_t = 0)]
     pub prefill: usize,
@@ -119,11 +126,11 @@ impl Args {
                 bail!("--ws-url must start with ws://, got {url:?}");
             }
         }
-        if self.producers + self.consumers + self.observers + self.poppers == 0 {
-            bail!("nothing to do: --producers, --consumers, --observers and --poppers are all 0");
+        if Role::ALL.iter().all(|&role| self.workers(role) == 0) {
+            bail!("nothing to do: every role has 0 workers");
         }
-        if self.poppers > 0 && self.ws_url.is_some() {
-            bail!("--poppers speak REST only, not with --ws-url");
+        if (self.poppers > 0 || self.queue_listers > 0) && self.ws_url.is_some() {
+            bail!("--poppers and --queue-listers speak REST only, not with --ws-url");
         }
         if self.reuse_queues && self.prefill > 0 {
             bail!("--reuse-queues keeps the queues as they are: no --prefill with it");
@@ -147,7 +154,10 @@ impl Args {
         if self.project.is_empty() {
             bail!("--project must not be empty");
         }
-        let longest = format!("{}-{}", self.queue_prefix, self.queues - 1);
+        let longest = match self.extra_queues {
+            0 => format!("{}-{}", self.queue_prefix, self.queues - 1),
+            extra => format!("{}-extra-{}", self.queue_prefix, extra - 1),
+        };
         let valid_chars = self
             .queue_prefix
             .chars()
@@ -169,6 +179,7 @@ impl Args {
             Role::Consumer => self.consumers,
             Role::Observer => self.observers,
             Role::Popper => self.poppers,
+            Role::Lister => self.queue_listers,
         }
     }
 
@@ -294,6 +305,8 @@ mod tests {
             &["--prefill", "10", "--prefill-claimed", "11"],
             &["--prefill", "10", "--reuse-queues"],
             &["--poppers", "1", "--ws-url", "ws://127.0.0.1:9000"],
+            &["--queue-listers", "1", "--ws-url", "ws://127.0.0.1:9000"],
+            &["--queue-prefix", &"x".repeat(50), "--extra-queues", "10"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }

@@ -132,6 +132,14 @@ impl ZaqarClient {
         })
     }
 
+    /// The same identity on the same connection (a clone opens one of its own).
+    pub fn sharing_connection(&self) -> Self {
+        ZaqarClient {
+            connection: Arc::clone(&self.connection),
+            ..self.clone()
+        }
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
         let stream = TcpStream::connect(&self.address)
             .await
@@ -287,6 +295,31 @@ impl ZaqarClient {
         let popped: Listing = serde_json::from_slice(&bytes)
             .map_err(|e| CallError::Transport(format!("pop body: {e}")))?;
         Ok(popped.messages.len())
+    }
+
+    /// Creates `queue` (no error if it exists).
+    pub async fn create_queue(&self, queue: &str) -> Result<(), CallError> {
+        let path = format!("/v2/queues/{queue}");
+        self.call(Method::PUT, &path, Some(Bytes::from_static(b"{}")))
+            .await
+            .map(drop)
+    }
+
+    /// Lists the first `limit` queues of the project; how many came.
+    pub async fn list_queues(&self, limit: usize) -> Result<usize, CallError> {
+        #[derive(Deserialize)]
+        struct Queues {
+            #[serde(default)]
+            queues: Vec<IgnoredAny>,
+        }
+        let path = format!("/v2/queues?limit={limit}");
+        let (_, bytes) = self.call(Method::GET, &path, None).await?;
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        let listed: Queues = serde_json::from_slice(&bytes)
+            .map_err(|e| CallError::Transport(format!("queue list body: {e}")))?;
+        Ok(listed.queues.len())
     }
 
     /// Deletes `queue` (and its messages, left from an earlier run), then creates it.

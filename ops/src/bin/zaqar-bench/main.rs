@@ -6,12 +6,12 @@ mod args;
 mod client;
 mod histogram;
 mod prefill;
+mod queue_setup;
 mod report;
 mod stats;
 mod workload;
 mod ws_client;
 
-use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::args::Args;
-use crate::client::{CallError, ZaqarClient};
+use crate::client::ZaqarClient;
 use crate::report::{progress_line, Report};
 use crate::stats::{Role, Tally};
 use crate::workload::{Client, Plan, Worker};
@@ -56,9 +56,21 @@ async fn run(args: Args) -> Result<()> {
     let args = args.validated()?;
     let admin = ZaqarClient::new(&args.url, &args.project, args.timeout)?;
     if !args.reuse_queues {
-        on_each_queue(&admin, &args, "prepare", |admin, queue| async move {
+        let names = args.queue_names();
+        queue_setup::on_each(&admin, names, "prepare", false, |admin, queue| async move {
             admin.recreate_queue(&queue).await
         })
+        .await;
+    }
+    let extra = queue_setup::extra_names(&args.queue_prefix, args.extra_queues);
+    if !extra.is_empty() {
+        queue_setup::on_each(
+            &admin,
+            extra.clone(),
+            "create",
+            true,
+            |admin, queue| async move { admin.create_queue(&queue).await },
+        )
         .await;
     }
     if args.prefill > 0 {
@@ -115,31 +127,14 @@ async fn run(args: Args) -> Result<()> {
             .with_context(|| format!("writing the report to {}", path.display()))?;
     }
     if !args.keep_queues {
-        on_each_queue(&admin, &args, "delete", |admin, queue| async move {
+        let mut all = args.queue_names();
+        all.extend(extra);
+        queue_setup::on_each(&admin, all, "delete", false, |admin, queue| async move {
             admin.delete_queue(&queue).await
         })
         .await;
     }
     Ok(())
-}
-
-/// Runs `call` on every queue of the run at once; failures are reported, not fatal
-/// (during the run they show up as errors).
-async fn on_each_queue<F, Fut>(admin: &ZaqarClient, args: &Args, what: &str, call: F)
-where
-    F: Fn(ZaqarClient, String) -> Fut,
-    Fut: Future<Output = Result<(), CallError>> + Send + 'static,
-{
-    let mut calls = JoinSet::new();
-    for queue in args.queue_names() {
-        let done = call(admin.clone(), queue.clone());
-        calls.spawn(async move { (done.await, queue) });
-    }
-    while let Some(Ok((result, queue))) = calls.join_next().await {
-        if let Err(e) = result {
-            eprintln!("warning: could not {what} queue {queue}: {e}");
-        }
-    }
 }
 
 /// Every second until aborted: requests/s of each role over the last second, and the

@@ -29,6 +29,8 @@ pub struct Settings {
     pub consumers: usize,
     pub observers: usize,
     pub poppers: usize,
+    pub queue_listers: usize,
+    pub extra_queues: usize,
     /// Messages in each queue before the run, and how many of them were claimed.
     pub prefill: usize,
     pub prefill_claimed: usize,
@@ -146,6 +148,8 @@ impl Report {
                 consumers: args.consumers,
                 observers: args.observers,
                 poppers: args.poppers,
+                queue_listers: args.queue_listers,
+                extra_queues: args.extra_queues,
                 prefill: args.prefill,
                 prefill_claimed: args.prefill_claimed,
                 list_from_head: args.list_from_head,
@@ -194,6 +198,13 @@ impl Report {
             s.queues,
             s.message_size
         );
+        if s.queue_listers > 0 || s.extra_queues > 0 {
+            let _ = writeln!(
+                out,
+                "{} queue listers (first {} queues); {} more queues of the project besides",
+                s.queue_listers, s.list_limit, s.extra_queues
+            );
+        }
         if s.prefill > 0 {
             let _ = writeln!(
                 out,

@@ -6,17 +6,25 @@ use std::time::Duration;
 
 use crate::histogram::Histogram;
 
-/// The four kinds of workers.
+/// The kinds of workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Producer,
     Consumer,
     Observer,
     Popper,
+    /// Lists the project's queues (the first page).
+    Lister,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Producer, Role::Consumer, Role::Observer, Role::Popper];
+    pub const ALL: [Role; 5] = [
+        Role::Producer,
+        Role::Consumer,
+        Role::Observer,
+        Role::Popper,
+        Role::Lister,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -24,6 +32,7 @@ impl Role {
             Role::Consumer => "consumer",
             Role::Observer => "observer",
             Role::Popper => "popper",
+            Role::Lister => "lister",
         }
     }
 
@@ -34,17 +43,19 @@ impl Role {
             Role::Consumer => &[Op::Claim, Op::Delete],
             Role::Observer => &[Op::List],
             Role::Popper => &[Op::Pop],
+            Role::Lister => &[Op::ListQueues],
         }
     }
 
     /// The operation whose messages are this role's messages: posted, deleted (not
-    /// merely claimed), listed, popped.
+    /// merely claimed), listed, popped (for listers: queues listed).
     pub fn message_op(self) -> Op {
         match self {
             Role::Producer => Op::Post,
             Role::Consumer => Op::Delete,
             Role::Observer => Op::List,
             Role::Popper => Op::Pop,
+            Role::Lister => Op::ListQueues,
         }
     }
 
@@ -66,10 +77,12 @@ pub enum Op {
     List,
     /// DELETE /v2/queues/{q}/messages?pop=N.
     Pop,
+    /// GET /v2/queues?limit=N.
+    ListQueues,
 }
 
 impl Op {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -78,6 +91,7 @@ impl Op {
             Op::Delete => "delete",
             Op::List => "list",
             Op::Pop => "pop",
+            Op::ListQueues => "list_queues",
         }
     }
 
@@ -87,6 +101,7 @@ impl Op {
             Op::Claim | Op::Delete => Role::Consumer,
             Op::List => Role::Observer,
             Op::Pop => Role::Popper,
+            Op::ListQueues => Role::Lister,
         }
     }
 
@@ -163,8 +178,8 @@ impl Tally {
 /// Requests and errors so far per role, shared by all workers, for the progress line.
 #[derive(Debug, Default)]
 pub struct Live {
-    requests: [AtomicU64; 4],
-    errors: [AtomicU64; 4],
+    requests: [AtomicU64; 5],
+    errors: [AtomicU64; 5],
 }
 
 impl Live {

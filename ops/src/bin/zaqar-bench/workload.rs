@@ -120,6 +120,15 @@ impl Client {
             Client::WebSocket(_) => Err(CallError::Transport("poppers speak REST only".into())),
         }
     }
+
+    async fn list_queues(&self, limit: usize) -> Result<usize, CallError> {
+        match self {
+            Client::Rest(rest) => rest.list_queues(limit).await,
+            Client::WebSocket(_) => {
+                Err(CallError::Transport("queue listers speak REST only".into()))
+            }
+        }
+    }
 }
 
 /// One worker: a role, a client identity, and the queue it starts at (workers of a role
@@ -174,6 +183,7 @@ impl Worker {
                         .await
                 }
                 Role::Popper => self.pop(&plan, &mut tally, queue).await,
+                Role::Lister => self.list_queues(&plan, &mut tally).await,
             };
             if !going {
                 break;
@@ -248,6 +258,21 @@ impl Worker {
             }
             Timed::Done(_, Err(e)) => {
                 failed(plan, tally, Op::List, e).await;
+                true
+            }
+        }
+    }
+
+    /// Lists the first --list-limit queues; false once the deadline cut the request.
+    async fn list_queues(&self, plan: &Plan, tally: &mut Tally) -> bool {
+        match timed(plan.deadline, self.client.list_queues(plan.list_limit)).await {
+            Timed::Cut => false,
+            Timed::Done(latency, Ok(listed)) => {
+                tally.ok(&plan.live, Op::ListQueues, latency, listed as u64);
+                true
+            }
+            Timed::Done(_, Err(e)) => {
+                failed(plan, tally, Op::ListQueues, e).await;
                 true
             }
         }
