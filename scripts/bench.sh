@@ -14,7 +14,8 @@
 # BENCH_SUITE=depth runs the deep-queue benchmark instead (scripts/bench-depth.sh): the
 # cost of a claim, a pop, a default listing and a post in one queue of increasing depth
 # with half of it in flight, on every store, and another project's posts while four
-# consumers drain that queue.
+# consumers drain that queue. BENCH_SUITE=queues runs the many-queues benchmark
+# (scripts/bench-queues.sh): what a project's number of queues costs.
 #
 # Knobs (environment):
 #   BENCH_TARGETS="reference standalone cluster"   which servers to measure
@@ -33,9 +34,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ "${BENCH_SUITE:-mixed}" == depth ]]; then
-    exec "$ROOT/scripts/bench-depth.sh"
-fi
+case "${BENCH_SUITE:-mixed}" in
+depth) exec "$ROOT/scripts/bench-depth.sh" ;;
+queues) exec "$ROOT/scripts/bench-queues.sh" ;;
+esac
 # shellcheck source=scripts/bench-lib.sh
 source "$ROOT/scripts/bench-lib.sh"
 TARGETS="${BENCH_TARGETS:-reference standalone cluster}"

@@ -306,7 +306,7 @@ mod tests {
             &["--prefill", "10", "--reuse-queues"],
             &["--poppers", "1", "--ws-url", "ws://127.0.0.1:9000"],
             &["--queue-listers", "1", "--ws-url", "ws://127.0.0.1:9000"],
-            &["--queue-prefix", &"x".repeat(50), "--extra-queues", "10"],
+            &["--queue-prefix", &"x".repeat(58), "--extra-queues", "10"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
