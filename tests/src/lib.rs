@@ -207,18 +207,14 @@ impl Redis {
         wait_for_port(self.port, Duration::from_secs(10))
     }
 
-    /// The number of keys in database `db`, through redis-cli.
-    pub fn key_count(&self, db: u8) -> Result<u64> {
+    /// The number of keys of queues (`zq:{...}`, not the store's own `zq:layout`) in
+    /// database `db`, through redis-cli.
+    pub fn queue_key_count(&self, db: u8) -> Result<u64> {
         let out = Command::new("redis-cli")
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-n",
-                &db.to_string(),
-                "dbsize",
-            ])
+            .args(["-p", &self.port.to_string(), "-n", &db.to_string()])
+            .args(["--scan", "--pattern", "zq:{*"])
             .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+        Ok(String::from_utf8_lossy(&out.stdout).lines().count() as u64)
     }
 }
 

@@ -362,7 +362,7 @@ async fn scenario() -> Result<()> {
         light * 20 >= placed.len() && heavy > light,
         "not spread by weight: {heavy} on pool-0, {light} on pool-1"
     );
-    ensure!(redis[0].key_count(0)? > 0 && redis[1].key_count(0)? > 0);
+    ensure!(redis[0].queue_key_count(0)? > 0 && redis[1].queue_key_count(0)? > 0);
 
     // The killed node restarts and catches up.
     let status = settled_status(&survivors[0]).await?;

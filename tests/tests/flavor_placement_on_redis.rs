@@ -155,8 +155,12 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
     let placed = catalog.list_queues(request).await?.into_inner().queues;
     assert_eq!(placed.len(), 12, "the unknown flavor placed nothing");
     assert!(placed.iter().all(|p| p.pool == "pool-1"), "{placed:?}");
-    assert!(cluster.redis[1].key_count(0)? > 0);
-    assert_eq!(cluster.redis[0].key_count(0)?, 0, "pool-0 holds no queue");
+    assert!(cluster.redis[1].queue_key_count(0)? > 0);
+    assert_eq!(
+        cluster.redis[0].queue_key_count(0)?,
+        0,
+        "pool-0 holds no queue"
+    );
 
     // The flavor's pool holds queues: neither it nor (through it) the flavor's
     // data can be deleted; removing the flavor returns the pool to the default group.

@@ -147,8 +147,8 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
         on_first > 0 && on_first < queues.len(),
         "all queues on one pool: {on_first}"
     );
-    assert!(cluster.redis[0].key_count(0)? > 0);
-    assert!(cluster.redis[1].key_count(0)? > 0);
+    assert!(cluster.redis[0].queue_key_count(0)? > 0);
+    assert!(cluster.redis[1].queue_key_count(0)? > 0);
 
     // Messages and claims work on every queue, wherever it lives.
     for queue in &queues {
