@@ -14,6 +14,7 @@
 //! Writes go through a pool of one connection and `BEGIN IMMEDIATE`
 //! transactions, so a claim is atomic even against another process on the file.
 
+mod calls;
 mod claims;
 mod messages;
 mod queues;
@@ -24,17 +25,16 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use md5::{Digest, Md5};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
-use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
+use zaqar_proto::pb::Message;
 use zaqar_proto::ZaqarError;
 
-use crate::store::{ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+use crate::store::{MessageStore, StoreResult};
 
 /// How long a call waits for a connection or a lock before answering `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,7 +55,8 @@ const DELAYED: i64 = 2;
 const MESSAGE_COLUMNS: &str = "seq, id, client_id, body, checksum, ttl, created_ms, expires_ms, \
                                claim_id, claim_expires_ms, claim_count";
 
-/// The SQLite message store.
+/// The SQLite message store (cheap to clone: its pools are shared).
+#[derive(Clone)]
 pub struct SqliteStore {
     /// One connection: every write is serialised here, in `BEGIN IMMEDIATE`.
     writer: SqlitePool,
@@ -237,205 +238,6 @@ fn message_from_row(row: &SqliteRow, now: i64) -> Message {
         claim_count: row.get::<i64, _>("claim_count") as u32,
         created_ms,
         checksum: row.get("checksum"),
-    }
-}
-
-#[async_trait]
-impl MessageStore for SqliteStore {
-    async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
-        queues::create(self, queue, metadata_json).await
-    }
-
-    async fn get_queue(&self, queue: &QueueRef) -> StoreResult<Option<String>> {
-        queues::get(self, queue).await
-    }
-
-    async fn set_queue_metadata(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<()> {
-        queues::set_metadata(self, queue, metadata_json).await
-    }
-
-    async fn delete_queue(&self, queue: &QueueRef) -> StoreResult<()> {
-        queues::delete(self, queue).await
-    }
-
-    async fn queue_stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
-        queues::stats(self, queue).await
-    }
-
-    async fn purge_queue(
-        &self,
-        queue: &QueueRef,
-        messages: bool,
-        subscriptions: bool,
-    ) -> StoreResult<()> {
-        queues::purge(self, queue, messages, subscriptions).await
-    }
-
-    async fn post_messages(
-        &self,
-        queue: &QueueRef,
-        client_id: &str,
-        messages: &[NewMessage],
-    ) -> StoreResult<Vec<String>> {
-        messages::post(self, queue, client_id, messages).await
-    }
-
-    async fn list_messages(
-        &self,
-        queue: &QueueRef,
-        params: &ListParams,
-    ) -> StoreResult<(Vec<Message>, String)> {
-        messages::list(self, queue, params).await
-    }
-
-    async fn get_messages(&self, queue: &QueueRef, ids: &[String]) -> StoreResult<Vec<Message>> {
-        messages::get_many(self, queue, ids).await
-    }
-
-    async fn delete_messages(
-        &self,
-        queue: &QueueRef,
-        ids: &[String],
-        claim_ids: &[String],
-    ) -> StoreResult<()> {
-        messages::delete_many(self, queue, ids, claim_ids).await
-    }
-
-    async fn delete_message(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        claim_id: Option<&str>,
-    ) -> StoreResult<()> {
-        messages::delete_one(self, queue, id, claim_id).await
-    }
-
-    async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
-        messages::pop(self, queue, limit).await
-    }
-
-    async fn create_claim(
-        &self,
-        queue: &QueueRef,
-        ttl: u32,
-        grace: u32,
-        limit: u32,
-    ) -> StoreResult<Option<ClaimReply>> {
-        claims::create(self, queue, ttl, grace, limit).await
-    }
-
-    async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
-        claims::get(self, queue, claim_id).await
-    }
-
-    async fn update_claim(
-        &self,
-        queue: &QueueRef,
-        claim_id: &str,
-        ttl: u32,
-        grace: u32,
-    ) -> StoreResult<()> {
-        claims::update(self, queue, claim_id, ttl, grace).await
-    }
-
-    async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
-        claims::delete(self, queue, claim_id).await
-    }
-
-    async fn create_subscription(
-        &self,
-        queue: &QueueRef,
-        subscriber: &str,
-        ttl: u32,
-        options_json: &str,
-        confirmed: bool,
-    ) -> StoreResult<(String, bool)> {
-        subscriptions::create(self, queue, subscriber, ttl, options_json, confirmed).await
-    }
-
-    async fn list_subscriptions(
-        &self,
-        queue: &QueueRef,
-        marker: &str,
-        limit: u32,
-    ) -> StoreResult<(Vec<Subscription>, String)> {
-        subscriptions::list(self, queue, marker, limit).await
-    }
-
-    async fn get_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<Subscription> {
-        subscriptions::get(self, queue, id).await
-    }
-
-    async fn update_subscription(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        update: &SubscriptionUpdate,
-    ) -> StoreResult<()> {
-        subscriptions::update(self, queue, id, update).await
-    }
-
-    async fn delete_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<()> {
-        subscriptions::delete(self, queue, id).await
-    }
-
-    async fn confirm_subscription(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        confirmed: bool,
-    ) -> StoreResult<()> {
-        subscriptions::confirm(self, queue, id, confirmed).await
-    }
-
-    async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
-        subscriptions::cursor(self, queue, id).await
-    }
-
-    async fn set_delivery_cursor(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        marker: &str,
-    ) -> StoreResult<()> {
-        subscriptions::set_cursor(self, queue, id, Some(marker))
-            .await
-            .map(drop)
-    }
-
-    async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String> {
-        subscriptions::set_cursor(self, queue, id, None).await
-    }
-
-    async fn take_delivery_lease(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> StoreResult<bool> {
-        subscriptions::take_lease(self, queue, id, holder, ttl).await
-    }
-
-    async fn release_delivery_lease(
-        &self,
-        _queue: &QueueRef,
-        id: &str,
-        holder: &str,
-    ) -> StoreResult<()> {
-        subscriptions::release_lease(self, id, holder).await
-    }
-
-    async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
-        subscriptions::subscribed_queues(self).await
-    }
-
-    async fn health(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(store_error)?;
-        Ok(())
     }
 }
 

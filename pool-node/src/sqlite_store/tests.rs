@@ -6,6 +6,7 @@ use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
 use super::*;
+use crate::store::ListParams;
 
 fn queue() -> QueueRef {
     QueueRef {
@@ -315,4 +316,47 @@ async fn purges_and_clean_ups_delete_in_batches_and_keep_later_posts() {
     store.delete_queue(&q).await.unwrap();
     assert!(store.get_messages(&q, &kept).await.unwrap().is_empty());
     assert_eq!(store.get_queue(&q).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_given_up_half_way_leave_the_store_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path().join("z.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let q = queue();
+    store
+        .post_messages(&q, "client", &[message(300)])
+        .await
+        .unwrap();
+    // Callers that give up after a few microseconds, at every point of a
+    // transaction, several at once.
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..8u64 {
+        let (store, q) = (Arc::clone(&store), q.clone());
+        callers.spawn(async move {
+            let params = ListParams {
+                limit: 5,
+                ..ListParams::default()
+            };
+            let one = [message(300)];
+            for round in 0..150u64 {
+                let wait = Duration::from_micros((round * 37 + caller * 101) % 1500);
+                let post = store.post_messages(&q, "client", &one);
+                let _ = tokio::time::timeout(wait, post).await;
+                let claim = store.create_claim(&q, 60, 60, 1);
+                let _ = tokio::time::timeout(wait, claim).await;
+                let listing = store.list_messages(&q, &params);
+                let _ = tokio::time::timeout(wait, listing).await;
+            }
+        });
+    }
+    while callers.join_next().await.is_some() {}
+    store
+        .post_messages(&q, "client", &[message(300)])
+        .await
+        .unwrap();
+    store.create_claim(&q, 60, 60, 1).await.unwrap();
+    store.purge_queue(&q, true, false).await.unwrap();
+    assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
 }
