@@ -24,7 +24,7 @@ local latest = 0
 local function dead_letter(id, m)
   m.e = now + (dttl > 0 and dttl or m.t) * 1000
   m.c, m.d, m.ci, m.ce = now, 0, '', 0
-  forget(k, {id})
+  forget_free(k, {id})
   redis.call('HSETNX', dk.q, 'meta', '{}')
   add(dk, id, m)
 end
@@ -52,7 +52,7 @@ if limit > 0 then
     return #ids >= limit
   end, limit, now)
 end
-forget(k, gone)
+forget_free(k, gone)
 if #ids > 0 then
   call_all('HSET', k.msg, by_id)
   call_all('ZREM', k.fre, ids)

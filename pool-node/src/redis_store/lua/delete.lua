@@ -9,17 +9,20 @@ local ids, claims = {}, {}
 for i = 3, 2 + n do ids[#ids + 1] = ARGV[i] end
 for i = 3 + n, #ARGV do claims[ARGV[i]] = true end
 local now = now_ms()
-if mode ~= 'any' then
-  local found = load_all(k, ids, now)
-  for i = 1, n do
-    local m = found[i]
-    if m then
-      local claimed = is_claimed(m, now)
-      if (claimed and not claims[m.ci]) or (mode == 'own' and not claimed) then
-        return ids[i]
-      end
-    end
-  end
+if mode == 'any' then
+  forget(k, ids)
+  return ''
 end
-forget(k, ids)
+local found = load_all(k, ids, now)
+local held, others = {}, {}
+for i = 1, n do
+  local m = found[i]
+  local claimed = m and is_claimed(m, now)
+  if m and ((claimed and not claims[m.ci]) or (mode == 'own' and not claimed)) then
+    return ids[i]
+  end
+  if claimed then held[#held + 1] = ids[i] else others[#others + 1] = ids[i] end
+end
+forget_held(k, held)
+forget(k, others)
 return ''

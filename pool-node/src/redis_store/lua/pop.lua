@@ -16,5 +16,5 @@ if limit > 0 then
     return #rows >= limit
   end, limit, now)
 end
-forget(k, gone)
+forget_free(k, gone)
 return {now, rows}

@@ -96,6 +96,21 @@ local function forget(k, ids)
   end
 end
 
+-- Removes messages met in fre (which are in no other index than exp).
+local function forget_free(k, ids)
+  call_all('HDEL', k.msg, ids)
+  call_all('ZREM', k.fre, ids)
+  call_all('ZREM', k.exp, ids)
+end
+
+-- Removes messages held by a live claim (in hld, clm and exp).
+local function forget_held(k, ids)
+  call_all('HDEL', k.msg, ids)
+  call_all('ZREM', k.hld, ids)
+  call_all('ZREM', k.clm, ids)
+  call_all('ZREM', k.exp, ids)
+end
+
 -- Removes up to n expired messages of queue k, the oldest expiry first.
 local function sweep(k, now, n)
   forget(k, redis.call('ZRANGEBYSCORE', k.exp, '-inf', now, 'LIMIT', 0, n))
