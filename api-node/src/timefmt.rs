@@ -58,6 +58,9 @@ fn zone_offset(zone: &str) -> Option<i64> {
     }
     let sign = if zone.starts_with('-') { -1 } else { 1 };
     let digits: String = zone[1..].chars().filter(|&c| c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let (hours, minutes) = match digits.len() {
         2 => (number(&digits, 2)?, 0),
         4 => (number(&digits[..2], 2)?, number(&digits[2..], 2)?),
@@ -130,5 +133,27 @@ mod tests {
         assert_eq!(parse_iso8601("garbage"), None);
         assert_eq!(parse_iso8601("2030-02-30"), None);
         assert_eq!(parse_iso8601("123"), None);
+        // A multi-byte character where the zone's digits are: refused, no panic.
+        assert_eq!(parse_iso8601("2030-01-01T00:00:00+1\u{e9}1"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_a_panic(text in "\\PC{0,40}") {
+            let _ = parse_iso8601(&text);
+        }
+
+        #[test]
+        fn text_shaped_like_a_date_parses_or_is_refused_without_a_panic(
+            text in "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[T ]([01][0-9]|2[0-3]):[0-5][0-9]\
+                     (:[0-5][0-9](\\.[0-9]{1,3})?)?([Zz]|[+-][0-9:é€😀]{1,5})?"
+        ) {
+            let _ = parse_iso8601(&text);
+        }
+
+        #[test]
+        fn every_second_round_trips(secs in -62_135_596_800i64..253_402_300_799) {
+            proptest::prop_assert_eq!(parse_iso8601(&format_utc(secs)), Some(secs));
+        }
     }
 }

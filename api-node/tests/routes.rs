@@ -182,6 +182,31 @@ impl Failing for Harness {
 }
 
 #[tokio::test]
+async fn a_share_with_an_unreadable_expiry_is_a_bad_request() {
+    let h =
+        Harness::start_with(|config| config.signed_url_secret_key = Some("secret".into())).await;
+    h.send("PUT", "/v2/queues/sq", "{}").await;
+    let garbage = h
+        .send("POST", "/v2/queues/sq/share", r#"{"expires": "garbage"}"#)
+        .await;
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
+    // A multi-byte character where the zone's digits are once panicked the worker.
+    let multibyte = h
+        .send(
+            "POST",
+            "/v2/queues/sq/share",
+            r#"{"expires": "2030-01-01T00:00:00+1\u00e91"}"#,
+        )
+        .await;
+    assert_eq!(multibyte.status, 400, "{}", multibyte.body);
+    assert_eq!(multibyte.body["title"], garbage.body["title"]);
+    assert_eq!(
+        multibyte.body["description"],
+        "Unable to parse date string '2030-01-01T00:00:00+1\u{e9}1'"
+    );
+}
+
+#[tokio::test]
 async fn shared_urls_grant_what_they_sign() {
     let h =
         Harness::start_with(|config| config.signed_url_secret_key = Some("secret".into())).await;
