@@ -2,11 +2,12 @@
 //! it: OPTIONS, media-type checks, identity, method dispatch, error rendering.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::path::FullPath;
 use warp::reply::Response;
@@ -111,7 +112,19 @@ where
         options(&request, allowed).await
     } else {
         match request.context().await {
-            Ok(ctx) if allowed.contains(&request.method.as_str()) => handler(ctx, request).await,
+            Ok(ctx) if allowed.contains(&request.method.as_str()) => {
+                let (method, path) = (request.method.clone(), request.path.clone());
+                // A bug that panics answers this request 500, not the whole connection.
+                match AssertUnwindSafe(handler(ctx, request)).catch_unwind().await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::error!(%method, %path, "the handler of a request panicked");
+                        Err(RestError::Zaqar(ZaqarError::internal(
+                            "the request could not be handled",
+                        )))
+                    }
+                }
+            }
             Ok(_) => Err(RestError::MethodNotAllowed(allowed)),
             Err(err) => Err(err),
         }
@@ -282,5 +295,40 @@ impl Request {
             }
         }
         Ok(Payload::Read(bytes.freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ApiConfig;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_and_the_server_goes_on() {
+        let services = Arc::new(Services::new(&ApiConfig::default()).unwrap());
+        let routes = request(services).then(|req: Request| async move {
+            handle(req, &["GET"], |_, req: Request| async move {
+                if req.path == "/panic" {
+                    panic!("a bug in a handler");
+                }
+                Ok(super::super::empty(StatusCode::NO_CONTENT))
+            })
+            .await
+        });
+        let call = |path: &'static str| {
+            warp::test::request()
+                .path(path)
+                .header("X-Project-ID", "p")
+                .header("Client-ID", "3381af92-2b9e-11e3-b191-71861300734c")
+                .reply(&routes)
+        };
+        let answer = call("/panic").await;
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+        assert!(
+            body["title"].is_string() && body["description"].is_string(),
+            "{body}"
+        );
+        assert_eq!(call("/fine").await.status(), StatusCode::NO_CONTENT);
     }
 }

@@ -22,11 +22,12 @@ mod session;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -356,7 +357,15 @@ impl Connection {
             )
             .await;
         }
-        let reply = actions::run(&self.services, request, token).await;
+        // A bug that panics answers this request 500, not the whole connection.
+        let run = AssertUnwindSafe(actions::run(&self.services, request, token));
+        let reply = match run.catch_unwind().await {
+            Ok(reply) => reply,
+            Err(_) => {
+                tracing::error!(action = request.action(), "a websocket action panicked");
+                protocol::Reply::error(500, "the request could not be handled")
+            }
+        };
         if request.action() == "subscription_delete" && reply.status == 204 {
             self.push.forget(
                 request.header("X-Project-ID").unwrap_or_default(),
