@@ -105,3 +105,41 @@ async fn request_sizes_follow_the_project_overrides() {
     post("small").await.assert_error(400, "Invalid API request");
     assert_eq!(post("roomy").await.status, 201);
 }
+
+#[tokio::test]
+async fn messages_per_post_follow_the_limit_and_the_project_overrides() {
+    let h = Harness::start_with(|config| {
+        config.limits.max_messages_per_post = 3;
+        config.project_limits.overrides.insert(
+            "many".into(),
+            ProjectOverride {
+                max_messages_per_post: Some(0),
+                ..ProjectOverride::default()
+            },
+        );
+    })
+    .await;
+    let post = |project: &'static str, count: usize| {
+        let h = &h;
+        let messages: Vec<_> = (0..count).map(|n| json!({"body": n, "ttl": 300})).collect();
+        let body = json!({ "messages": messages }).to_string();
+        async move {
+            h.call(
+                "POST",
+                "/v2/queues/counted/messages",
+                Some(&body),
+                &[("X-Project-ID", project)],
+            )
+            .await
+        }
+    };
+    assert_eq!(post("few", 3).await.status, 201);
+    let refused = post("few", 4).await;
+    refused.assert_error(400, "Invalid API request");
+    assert_eq!(
+        refused.body["description"],
+        "No more than 3 messages can be posted at once."
+    );
+    // 0: no limit but the size of the post, as Zaqar.
+    assert_eq!(post("many", 50).await.status, 201);
+}

@@ -16,7 +16,7 @@ pub struct Limits {
     pub default_page_size: u32,
     /// Most messages taken by one claim or pop.
     pub max_messages_per_claim_or_pop: u32,
-    /// Most messages in one post.
+    /// Most messages in one post; 0 for no limit but the size of the post (as Zaqar).
     pub max_messages_per_post: u32,
     /// Largest queue metadata document, in bytes.
     pub max_queue_metadata: usize,
@@ -45,7 +45,7 @@ impl Default for Limits {
             max_page_size: 20,
             default_page_size: 10,
             max_messages_per_claim_or_pop: 20,
-            max_messages_per_post: 20,
+            max_messages_per_post: 0,
             max_queue_metadata: 64 * 1024,
             max_messages_post_size: 256 * 1024,
             max_message_ttl: 1_209_600,

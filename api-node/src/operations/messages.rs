@@ -174,6 +174,12 @@ fn checked_messages(
     if new_messages.is_empty() {
         return Err(invalid_api("No messages to enqueu."));
     }
+    let most = limits.max_messages_per_post as usize;
+    if most > 0 && new_messages.len() > most {
+        return Err(invalid_api(format!(
+            "No more than {most} messages can be posted at once."
+        )));
+    }
     let (min_ttl, max_ttl) = (
         i64::from(limits.min_message_ttl),
         i64::from(limits.max_message_ttl),
