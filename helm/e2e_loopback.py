@@ -35,6 +35,8 @@ import check_chart as chart  # noqa: E402
 
 VALUES = {
     "catalog": {"replicas": 3},
+    # /v2/health (the readiness check below) and /v2/pools exist in admin mode only.
+    "apiNode": {"config": {"admin_mode": True}},
     "pools": [{"name": "p1", "uri": "redis://unused:6379/0"},
               {"name": "p2", "uri": "redis://unused:6379/0", "weight": 50}],
 }

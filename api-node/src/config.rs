@@ -85,6 +85,10 @@ pub struct ApiConfig {
     /// Zaqar's `message_delete_with_claim_id`: a bulk delete must name the claims
     /// (`claim_ids`) of the messages it deletes.
     pub message_delete_with_claim_id: bool,
+    /// Zaqar's `admin_mode`: serve the privileged routes and actions (`/v2/health`,
+    /// `/v2/pools`, `/v2/flavors`, and their WebSocket actions) to callers with the
+    /// admin role. Off, they do not exist, whatever roles a caller shows.
+    pub admin_mode: bool,
 }
 
 impl Default for ApiConfig {
@@ -116,6 +120,7 @@ impl Default for ApiConfig {
             message_delete_with_claim_id: false,
             signed_url_secret_key: None,
             enable_checksum: false,
+            admin_mode: false,
         }
     }
 }

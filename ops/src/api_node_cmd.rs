@@ -36,6 +36,10 @@ pub struct ApiNodeArgs {
     /// turn while one is unreachable [default: http://127.0.0.1:7000].
     #[arg(long, env = "ZAQAR_CATALOG")]
     pub catalog: Option<String>,
+    /// Serve the privileged routes and actions (/v2/health, /v2/pools, /v2/flavors) to
+    /// callers with the admin role (Zaqar's admin_mode; off by default).
+    #[arg(long, env = "ZAQAR_ADMIN_MODE")]
+    pub admin_mode: bool,
 }
 
 impl ApiNodeArgs {
@@ -57,6 +61,7 @@ impl ApiNodeArgs {
         if let Some(catalog) = self.catalog {
             config.catalog_endpoint = catalog;
         }
+        config.admin_mode |= self.admin_mode;
         validate_api(config)
     }
 }

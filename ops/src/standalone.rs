@@ -58,6 +58,10 @@ pub struct StandaloneArgs {
     /// [default: generated once into DATA_DIR/encryption-key].
     #[arg(long, env = "ZAQAR_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+    /// Serve the privileged routes and actions (/v2/health, /v2/pools, /v2/flavors) to
+    /// callers with the admin role (Zaqar's admin_mode; off by default).
+    #[arg(long, env = "ZAQAR_ADMIN_MODE")]
+    pub admin_mode: bool,
 }
 
 impl StandaloneArgs {
@@ -85,6 +89,7 @@ impl StandaloneArgs {
         if let Some(encryption_key) = self.encryption_key {
             config.encryption_key = Some(encryption_key);
         }
+        config.api.admin_mode |= self.admin_mode;
         config.validated()
     }
 }

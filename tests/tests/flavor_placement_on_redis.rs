@@ -56,6 +56,7 @@ fn start_cluster() -> Result<Cluster> {
     );
     let args = [
         "api-node",
+        "--admin-mode",
         "--listen",
         &listen,
         "--ws-listen",

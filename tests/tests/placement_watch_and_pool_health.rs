@@ -56,6 +56,7 @@ fn spawn_api_node(name: &str, catalog: &str, dir: &Path) -> Result<(Process, u16
     let port = free_port();
     let args = [
         "api-node".to_string(),
+        "--admin-mode".into(),
         "--config".into(),
         config.display().to_string(),
         "--listen".into(),

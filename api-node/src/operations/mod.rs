@@ -8,6 +8,7 @@ pub mod admin_listing;
 pub mod claims;
 pub mod flavors;
 pub mod health;
+pub mod home;
 pub mod json;
 pub mod messages;
 pub mod metadata;
@@ -44,6 +45,8 @@ pub struct Services {
     pub auth: Auth,
     pub require_subscription_confirmation: bool,
     pub message_delete_with_claim_id: bool,
+    /// Whether the privileged routes and actions exist (Zaqar's `admin_mode`).
+    pub admin_mode: bool,
     pub signing_key: Option<String>,
     pub enable_checksum: bool,
     /// The metadata posts are checked against (see `queue_metadata.rs`).
@@ -68,6 +71,7 @@ impl Services {
             auth: Auth::new(config)?,
             require_subscription_confirmation: config.require_subscription_confirmation,
             message_delete_with_claim_id: config.message_delete_with_claim_id,
+            admin_mode: config.admin_mode,
             signing_key: config.signed_url_secret_key.clone(),
             enable_checksum: config.enable_checksum,
             queue_metadata: Default::default(),

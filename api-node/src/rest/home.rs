@@ -1,4 +1,4 @@
-//! `/` (versions), `/v2/` (home document), `/v2/ping` and `/v2/health`.
+//! `/` (versions), `/v2/` (home document), `/v2/ping` and, in admin mode, `/v2/health`.
 
 use std::sync::Arc;
 
@@ -9,17 +9,18 @@ use warp::Filter;
 use zaqar_proto::ZaqarError;
 
 use super::{empty, handle, json, request, RestError};
-use crate::operations::{health, Services};
-
-/// The json-home document of Zaqar's v2 API as the reference shows it in admin
-/// mode (to every caller): with pools, flavors and health.
-const HOME_DOCUMENT: &str = include_str!("home.json");
+use crate::operations::{health, home, Services};
 
 pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
     let versions = warp::path::end().and(warp::get()).map(versions);
+    let admin_mode = services.admin_mode;
     let home = warp::path!("v2")
         .and(request(services.clone()))
-        .then(|req| handle(req, &["GET"], |_, _| async { Ok(home_document()) }));
+        .then(move |req| {
+            handle(req, &["GET"], move |_, _| async move {
+                Ok(home_document(admin_mode))
+            })
+        });
     let ping = warp::path!("v2" / "ping")
         .and(request(services.clone()))
         .then(|req| {
@@ -34,21 +35,19 @@ pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
                 }
             })
         });
-    let health = warp::path!("v2" / "health")
+    versions.or(home).unify().or(ping).unify().boxed()
+}
+
+/// `/v2/health` (admin mode only).
+pub fn health_route(services: Arc<Services>) -> BoxedFilter<(Response,)> {
+    warp::path!("v2" / "health")
         .and(request(services))
         .then(|req| {
             handle(req, &["GET"], |ctx, _| async move {
                 let report = health::health(&ctx).await.map_err(RestError::from)?;
                 Ok(json(StatusCode::OK, &report))
             })
-        });
-    versions
-        .or(home)
-        .unify()
-        .or(ping)
-        .unify()
-        .or(health)
-        .unify()
+        })
         .boxed()
 }
 
@@ -66,8 +65,10 @@ fn versions() -> Response {
     )
 }
 
-fn home_document() -> Response {
-    let mut response = Response::new(HOME_DOCUMENT.into());
+/// The home document of the mode the api-node runs in.
+fn home_document(admin_mode: bool) -> Response {
+    let body = serde_json::to_string_pretty(&home::document(admin_mode)).unwrap_or_default();
+    let mut response = Response::new(body.into());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

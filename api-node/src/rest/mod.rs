@@ -29,7 +29,21 @@ use crate::operations::Services;
 pub fn routes(
     services: Arc<Services>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Rejection> + Clone + Send + Sync + 'static {
+    // Without admin mode the privileged routes do not exist (as in Zaqar): they
+    // answer the JSON 404 of any unknown path.
+    let privileged = if services.admin_mode {
+        home::health_route(services.clone())
+            .or(admin::routes(services.clone()))
+            .unify()
+            .boxed()
+    } else {
+        warp::any()
+            .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
+            .boxed()
+    };
     home::routes(services.clone())
+        .or(privileged)
+        .unify()
         .or(queues::routes(services.clone()))
         .unify()
         .or(messages::routes(services.clone()))
@@ -39,8 +53,6 @@ pub fn routes(
         .or(subscriptions::routes(services.clone()))
         .unify()
         .or(topics::routes(services.clone()))
-        .unify()
-        .or(admin::routes(services.clone()))
         .unify()
         .or(request(services).then(|mut req: Request| async move {
             match req.read_body().await {

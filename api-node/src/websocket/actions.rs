@@ -27,11 +27,8 @@ use crate::auth::Credentials;
 use crate::operations::messages::{DeleteMessages, ListMessages};
 use crate::operations::queues::ListQueues;
 use crate::operations::{
-    claims, health, messages, queues, subscriptions, Context, Payload, Services,
+    claims, health, home, messages, queues, subscriptions, Context, Payload, Services,
 };
-
-/// The json-home document, the same as REST's `GET /v2/`.
-const HOME_DOCUMENT: &str = include_str!("../rest/home.json");
 
 /// Runs a request that passed its schema and returns its reply; `token` is
 /// the Keystone token bound to the connection (keystone mode).
@@ -39,8 +36,7 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
     let action = request.action();
     match action {
         "get_home_doc" => {
-            let home: Value = serde_json::from_str(HOME_DOCUMENT).unwrap_or(Value::Null);
-            return Reply::new(200, home);
+            return Reply::new(200, home::document(services.admin_mode));
         }
         // Nothing to authenticate without Keystone: every request carries its
         // project. (Zaqar 23 in noauth mode drops the connection here.) With

@@ -315,7 +315,7 @@ impl Connection {
         replies: &mpsc::Sender<Message>,
     ) -> (Message, bool) {
         let mut expired = false;
-        let (request, reply) = match protocol::decode(data, encoding) {
+        let (request, reply) = match protocol::decode(data, encoding, self.services.admin_mode) {
             Ok(request) => match self.session.admit(&self.services, &request).await {
                 Gate::Run => {
                     let reply = self.run_request(&request, encoding, replies).await;

@@ -109,8 +109,13 @@ impl Reply {
     }
 }
 
-/// Reads a data frame into a request, or the reply refusing it.
-pub fn decode(data: &[u8], encoding: Encoding) -> Result<Request, (Request, Reply)> {
+/// Reads a data frame into a request, or the reply refusing it (see
+/// [`schema::check`] for `admin_mode`).
+pub fn decode(
+    data: &[u8],
+    encoding: Encoding,
+    admin_mode: bool,
+) -> Result<Request, (Request, Reply)> {
     let decoded: Result<Value, String> = match encoding {
         Encoding::Json => serde_json::from_slice(data)
             .map_err(|err| format!("Can't decode text (JSON) request. JSONDecodeError: {err}")),
@@ -127,7 +132,7 @@ pub fn decode(data: &[u8], encoding: Encoding) -> Result<Request, (Request, Repl
         Err(message) => return Err((Request::none(), Reply::error(400, message))),
     };
     let request = Request::from_payload(&payload);
-    match schema::check(&payload) {
+    match schema::check(&payload, admin_mode) {
         Ok(()) => Ok(request),
         Err(message) => Err((request, Reply::error(400, message))),
     }
@@ -182,6 +187,7 @@ mod tests {
         let request = decode(
             br#"{"action": "queue_list", "headers": {"Client-ID": "c", "X-Project-ID": "p"}}"#,
             Encoding::Json,
+            true,
         )
         .unwrap();
         let document = Reply::new(200, json!({})).document(&request);
@@ -192,26 +198,26 @@ mod tests {
 
     #[test]
     fn unreadable_frames_are_refused() {
-        let (request, reply) = decode(b"nope", Encoding::Json).unwrap_err();
+        let (request, reply) = decode(b"nope", Encoding::Json, true).unwrap_err();
         assert_eq!(reply.status, 400);
         assert!(request.action.is_null());
         assert!(reply.body["error"]
             .as_str()
             .unwrap()
             .starts_with("Can't decode text (JSON) request."));
-        let (_, reply) = decode(b"[1]", Encoding::Json).unwrap_err();
+        let (_, reply) = decode(b"[1]", Encoding::Json, true).unwrap_err();
         assert_eq!(
             reply.body["error"],
             "Unexpected body type. Expected dict or dict like."
         );
-        let (_, reply) = decode(b"{}", Encoding::Json).unwrap_err();
+        let (_, reply) = decode(b"{}", Encoding::Json, true).unwrap_err();
         assert_eq!(reply.body["error"], "None is not a valid action");
     }
 
     #[test]
     fn message_pack_round_trips() {
         let packed = rmp_serde::to_vec_named(&json!({"action": "bogus"})).unwrap();
-        let (request, reply) = decode(&packed, Encoding::MessagePack).unwrap_err();
+        let (request, reply) = decode(&packed, Encoding::MessagePack, true).unwrap_err();
         assert_eq!(reply.body["error"], "bogus is not a valid action");
         let Message::Binary(bytes) = encode(&request, &reply, Encoding::MessagePack) else {
             panic!("binary expected");

@@ -88,7 +88,7 @@ async fn serve_backends(
 }
 
 impl Harness {
-    /// An api-node with default settings over a fresh pool and catalog.
+    /// An api-node with default settings (but admin mode) over a fresh pool and catalog.
     pub async fn start() -> Harness {
         Harness::start_with(|_| {}).await
     }
@@ -107,6 +107,8 @@ impl Harness {
         let mut config = ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             catalog_endpoint: format!("http://{backend}"),
+            // Most tests drive the privileged routes; admin_mode.rs checks them off.
+            admin_mode: true,
             ..ApiConfig::default()
         };
         adjust(&mut config);
