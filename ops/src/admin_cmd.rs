@@ -12,6 +12,7 @@ use zaqar_api_node::tls::GrpcClientTls;
 use zaqar_proto::admin_pb as pb;
 use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
+use zaqar_proto::uri::redact;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::grpc;
@@ -338,7 +339,7 @@ async fn pool_health(channel: tonic::transport::Channel) -> HashMap<String, Stri
 fn pool_json(pool: &pb::Pool) -> Value {
     let options: Value = serde_json::from_str(&pool.options_json).unwrap_or(json!({}));
     json!({ "name": pool.name, "weight": pool.weight, "group": pool.group,
-            "uri": pool.uri, "endpoint": pool.endpoint, "options": options })
+            "uri": redact(&pool.uri), "endpoint": pool.endpoint, "options": options })
 }
 
 fn flavor_json(flavor: &pb::Flavor) -> Value {
@@ -452,5 +453,23 @@ fn print_table(columns: &[&str], rows: Vec<Vec<String>>) {
     line(columns.iter().map(|c| c.to_uppercase()).collect());
     for row in rows {
         line(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_are_shown_without_their_store_password() {
+        let pool = pb::Pool {
+            name: "p".into(),
+            uri: "redis://:s3cret@10.0.0.1:6379/0".into(),
+            options_json: "{}".into(),
+            ..Default::default()
+        };
+        let shown = pool_json(&pool).to_string();
+        assert!(shown.contains("redis://:***@10.0.0.1:6379/0"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

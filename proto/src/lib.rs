@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod limits;
+pub mod uri;
 
 /// Generated prost messages and tonic clients/servers of `zaqar.v1`.
 pub mod pb {

@@ -9,6 +9,7 @@
 
 use serde_json::{json, Map, Value};
 use zaqar_proto::admin_pb as pb;
+use zaqar_proto::uri::redact;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::admin_listing::{
@@ -33,11 +34,11 @@ pub fn path(pool: &str) -> String {
     format!("/v2/pools/{pool}")
 }
 
-/// A pool as Zaqar renders it; `options` only when `detailed`.
+/// A pool as Zaqar renders it, its URI without password; `options` only when `detailed`.
 pub fn render(pool: &pb::Pool, detailed: bool) -> Value {
     let mut body = Map::new();
     body.insert("name".into(), json!(pool.name));
-    body.insert("uri".into(), json!(pool.uri));
+    body.insert("uri".into(), json!(redact(&pool.uri)));
     body.insert("weight".into(), json!(pool.weight));
     let flavor = (!pool.group.is_empty()).then_some(pool.group.as_str());
     body.insert("flavor".into(), json!(flavor));
@@ -125,7 +126,7 @@ fn fields(body: &Map<String, Value>) -> Result<PoolFields, ZaqarError> {
                 .is_some_and(|rest| !rest.is_empty())
         });
         if !served || uri.contains(char::is_whitespace) {
-            return Err(invalid_body(format!("cannot connect to {uri}")));
+            return Err(invalid_body(format!("cannot connect to {}", redact(uri))));
         }
     }
     Ok(fields)
@@ -161,8 +162,9 @@ pub async fn put(ctx: &Context, name: &str, payload: &Payload) -> Result<(), Zaq
             Some(endpoint) => endpoint.to_string(),
             None => {
                 return Err(invalid_body(format!(
-                    "cannot connect to {uri}: no pool-node serves pool {name}; start one \
-                     with `zaqar pool-node --name {name}` or give options.endpoint"
+                    "cannot connect to {}: no pool-node serves pool {name}; start one \
+                     with `zaqar pool-node --name {name}` or give options.endpoint",
+                    redact(&uri)
                 )))
             }
         },
