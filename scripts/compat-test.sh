@@ -30,8 +30,9 @@ run_against() {
   port=$(free_port)
   ws_port=$(free_port)
   data=$(mktemp -d)
+  # In admin mode, as the reference whose answers were recorded (start-zaqar.sh's default).
   "$BIN" standalone --listen "127.0.0.1:$port" --ws-listen "127.0.0.1:$ws_port" \
-    --data-dir "$data" "$@" >"$data/zaqar.log" 2>&1 &
+    --data-dir "$data" --admin-mode "$@" >"$data/zaqar.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$port/v2/ping" && break
