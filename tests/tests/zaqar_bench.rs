@@ -103,32 +103,20 @@ fn stats(port: u16, project: &str, queue: &str) -> Result<Value> {
     Ok(serde_json::from_slice::<Value>(&output.stdout)?["messages"].clone())
 }
 
-#[test]
-fn zaqar_bench_fills_a_deep_queue_then_pops_and_lists_its_head() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let standalone = Standalone::start(dir.path())?;
-    let url = format!("http://127.0.0.1:{}", standalone.port);
-    let report = dir.path().join("deep.json");
+/// Runs zaqar-bench on the one queue `deep-0` of project `deep-test`, which it
+/// keeps, without producers; `extra` says which other workers.
+fn deep_bench(url: &str, extra: &[&str]) -> Result<()> {
     let output = Command::new(zaqar_bench_bin())
         .args([
             "--url",
-            &url,
+            url,
             "--project",
             "deep-test",
             "--queue-prefix",
             "deep",
         ])
-        .args(["--queues", "1", "--duration", "2s", "--prefill", "2000"])
-        .args([
-            "--prefill-claimed",
-            "120",
-            "--keep-queues",
-            "--producers",
-            "0",
-        ])
-        .args(["--consumers", "0", "--observers", "1", "--list-from-head"])
-        .args(["--poppers", "1", "--claim-limit", "1", "--json"])
-        .arg(&report)
+        .args(["--queues", "1", "--keep-queues", "--producers", "0"])
+        .args(extra)
         .output()
         .context("running zaqar-bench")?;
     ensure!(
@@ -136,6 +124,38 @@ fn zaqar_bench_fills_a_deep_queue_then_pops_and_lists_its_head() -> Result<()> {
         "zaqar-bench: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(())
+}
+
+#[test]
+fn zaqar_bench_fills_a_deep_queue_then_pops_and_lists_its_head() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let standalone = Standalone::start(dir.path())?;
+    let url = format!("http://127.0.0.1:{}", standalone.port);
+    let report = dir.path().join("deep.json");
+    let report_path = report.to_string_lossy();
+    deep_bench(
+        &url,
+        &[
+            "--duration",
+            "2s",
+            "--prefill",
+            "2000",
+            "--prefill-claimed",
+            "120",
+            "--consumers",
+            "0",
+            "--observers",
+            "1",
+            "--list-from-head",
+            "--poppers",
+            "1",
+            "--claim-limit",
+            "1",
+            "--json",
+            &report_path,
+        ],
+    )?;
     let report: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
     ensure!(report["total"]["errors"] == 0, "errors in {report:#}");
     ensure!(report["settings"]["prefill"] == 2000, "{report:#}");
@@ -157,27 +177,20 @@ fn zaqar_bench_fills_a_deep_queue_then_pops_and_lists_its_head() -> Result<()> {
     );
 
     // A second run on the queue as it was left.
-    let output = Command::new(zaqar_bench_bin())
-        .args([
-            "--url",
-            &url,
-            "--project",
-            "deep-test",
-            "--queue-prefix",
-            "deep",
-        ])
-        .args([
-            "--queues",
-            "1",
+    deep_bench(
+        &url,
+        &[
             "--duration",
             "1s",
             "--reuse-queues",
-            "--keep-queues",
-        ])
-        .args(["--producers", "0"])
-        .args(["--consumers", "1", "--observers", "0", "--claim-limit", "5"])
-        .output()?;
-    ensure!(output.status.success(), "{output:?}");
+            "--observers",
+            "0",
+            "--consumers",
+            "1",
+            "--claim-limit",
+            "5",
+        ],
+    )?;
     let left = stats(standalone.port, "deep-test", "deep-0")?;
     ensure!(
         left["total"].as_u64() < messages["total"].as_u64(),

@@ -134,9 +134,9 @@ pub(crate) async fn open_redis() -> Option<TestStore> {
     Some(TestStore { store, _dir: None })
 }
 
-/// The MongoDB at `ZAQAR_TEST_MONGO_URL`; skipped when unset, unless `CI` is set.
+/// `ZAQAR_TEST_MONGO_URL`; `None` (the test is skipped) when unset, unless `CI` is set.
 #[cfg(feature = "mongodb")]
-pub(crate) async fn open_mongo() -> Option<TestStore> {
+pub(crate) fn test_mongo_url() -> Option<String> {
     let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
         if std::env::var_os("CI").is_some() {
             panic!("ZAQAR_TEST_MONGO_URL must be set when CI is set");
@@ -144,6 +144,13 @@ pub(crate) async fn open_mongo() -> Option<TestStore> {
         eprintln!("skipped: ZAQAR_TEST_MONGO_URL not set");
         return None;
     };
+    Some(url)
+}
+
+/// The MongoDB at `ZAQAR_TEST_MONGO_URL` (see [`test_mongo_url`]).
+#[cfg(feature = "mongodb")]
+pub(crate) async fn open_mongo() -> Option<TestStore> {
+    let url = test_mongo_url()?;
     let store = crate::mongo_store::open(&url)
         .await
         .expect("the mongodb store opens");
