@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 /// A port on 127.0.0.1 that was free a moment ago.
@@ -82,6 +82,11 @@ impl Process {
         Ok(())
     }
 
+    /// The exit status, once the process has ended.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
     /// Kills the process at once (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -95,8 +100,8 @@ impl Drop for Process {
     }
 }
 
-/// `zaqar standalone` on its embedded store in `dir`, REST and WebSocket on free
-/// ports; stopped when dropped.
+/// `zaqar standalone` on its embedded store in `dir`, REST and WebSocket on ports
+/// it picks; stopped when dropped.
 pub struct Standalone {
     pub port: u16,
     pub ws_port: u16,
@@ -110,30 +115,74 @@ impl Standalone {
     }
 
     /// [`Standalone::start`] with more arguments (`--config FILE`, `--pool-uri URI`, ...).
+    ///
+    /// The server binds port 0 and the ports it got are read from its log: a port
+    /// picked here and bound later could be taken in between by another test's
+    /// process (the ephemeral ports of a standalone's internal listeners included).
     pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> Result<Standalone> {
-        let (port, ws_port) = (free_port(), free_port());
-        let (listen, ws_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{ws_port}"));
         let data_dir = dir.join("data");
         let data_dir = data_dir.to_string_lossy();
         let mut args = vec![
             "standalone",
             "--listen",
-            &listen,
+            "127.0.0.1:0",
             "--ws-listen",
-            &ws_listen,
+            "127.0.0.1:0",
             "--data-dir",
             &data_dir,
         ];
         args.extend_from_slice(extra);
-        let process = Process::spawn("standalone", &zaqar_bin(), &args, dir)?;
-        wait_for_port(port, Duration::from_secs(60))?;
-        wait_for_port(ws_port, Duration::from_secs(60))?;
-        Ok(Standalone {
-            port,
-            ws_port,
-            _process: process,
-        })
+        let mut process = Process::spawn("standalone", &zaqar_bin(), &args, dir)?;
+        let log = dir.join("standalone.log");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let port = listening_port(&text, "api-node listening");
+            let ws_port = listening_port(&text, "websocket api listening");
+            if let (Some(port), Some(ws_port)) = (port, ws_port) {
+                wait_for_port(port, Duration::from_secs(10))?;
+                return Ok(Standalone {
+                    port,
+                    ws_port,
+                    _process: process,
+                });
+            }
+            if let Some(status) = process.exited()? {
+                bail!("zaqar standalone exited ({status}):\n{text}");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "zaqar standalone did not listen in 60 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+/// The port of the `addr=` field of the first log line that says `what`.
+fn listening_port(log: &str, what: &str) -> Option<u16> {
+    let line = without_colours(log.lines().find(|line| line.contains(what))?);
+    let addr = line.split("addr=").nth(1)?;
+    let addr: String = addr
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// `line` without its ANSI colour sequences (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 /// A private Redis server on a free port, stopped when dropped.
@@ -288,5 +337,24 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("{} not ready after {timeout:?}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_read_from_plain_and_coloured_log_lines() {
+        let coloured =
+            "\u{1b}[2mzaqar_api_node\u{1b}[0m: api-node listening \u{1b}[3maddr\u{1b}[0m\
+                        \u{1b}[2m=\u{1b}[0m127.0.0.1:36773 \u{1b}[3mtls\u{1b}[0m=false";
+        assert_eq!(listening_port(coloured, "api-node listening"), Some(36773));
+        let plain = "INFO websocket api listening addr=127.0.0.1:45789";
+        assert_eq!(
+            listening_port(plain, "websocket api listening"),
+            Some(45789)
+        );
+        assert_eq!(listening_port(plain, "api-node listening"), None);
     }
 }
