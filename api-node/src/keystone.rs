@@ -1,10 +1,12 @@
 //! Keystone v3 token validation (`auth = "keystone"`): a user's `X-Auth-Token`
 //! is checked with `GET /v3/auth/tokens` (`X-Subject-Token`), authorised by a
 //! service token that api-node gets by password and renews before it expires.
-//! Answers, valid or not, are cached for `cache_ttl_ms` (never past the token's
-//! expiry), so a revoked token keeps working until its cache entry ends.
+//! Valid answers are cached for `cache_ttl_ms` (never past the token's expiry),
+//! so a revoked token keeps working until its cache entry ends; invalid answers
+//! for `invalid_cache_ttl_ms`, in a cache of their own: a flood of bogus tokens
+//! only churns that one and never pushes a valid token out. Both are bounded
+//! and drop their least recently used entry when full.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,10 +16,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
+use crate::lru::Lru;
 use crate::timefmt::parse_iso8601;
 
-/// Most validations kept in memory; past it, expired ones are dropped, then all.
-const MAX_CACHED: usize = 100_000;
 /// The service token is renewed this long before it expires (or halfway, if sooner).
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
 
@@ -34,8 +35,15 @@ pub struct KeystoneConfig {
     pub project_name: String,
     pub user_domain_name: String,
     pub project_domain_name: String,
-    /// How long a validation (valid or not) is trusted, in milliseconds.
+    /// How long a valid token's validation is trusted, in milliseconds.
     pub cache_ttl_ms: u64,
+    /// Most valid tokens remembered.
+    pub cache_size: usize,
+    /// How long a token Keystone refused stays refused without asking again, in
+    /// milliseconds (at most `cache_ttl_ms`).
+    pub invalid_cache_ttl_ms: u64,
+    /// Most refused tokens remembered.
+    pub invalid_cache_size: usize,
 }
 
 impl Default for KeystoneConfig {
@@ -48,6 +56,9 @@ impl Default for KeystoneConfig {
             user_domain_name: "Default".to_string(),
             project_domain_name: "Default".to_string(),
             cache_ttl_ms: 300_000,
+            cache_size: 100_000,
+            invalid_cache_ttl_ms: 10_000,
+            invalid_cache_size: 10_000,
         }
     }
 }
@@ -62,6 +73,9 @@ impl fmt::Debug for KeystoneConfig {
             .field("user_domain_name", &self.user_domain_name)
             .field("project_domain_name", &self.project_domain_name)
             .field("cache_ttl_ms", &self.cache_ttl_ms)
+            .field("cache_size", &self.cache_size)
+            .field("invalid_cache_ttl_ms", &self.invalid_cache_ttl_ms)
+            .field("invalid_cache_size", &self.invalid_cache_size)
             .finish()
     }
 }
@@ -92,8 +106,7 @@ struct ServiceToken {
 }
 
 struct Cached {
-    /// `None`: Keystone said the token is not valid.
-    info: Option<TokenInfo>,
+    info: TokenInfo,
     until: Instant,
 }
 
@@ -104,8 +117,12 @@ pub struct Keystone {
     tokens_url: String,
     credentials: Value,
     ttl: Duration,
+    invalid_ttl: Duration,
     service: tokio::sync::Mutex<Option<ServiceToken>>,
-    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    /// Valid tokens (by SHA-256 of the token).
+    valid: Mutex<Lru<[u8; 32], Cached>>,
+    /// Refused tokens, until when.
+    invalid: Mutex<Lru<[u8; 32], Instant>>,
 }
 
 impl Keystone {
@@ -157,8 +174,12 @@ impl Keystone {
             auth_url,
             credentials,
             ttl: Duration::from_millis(config.cache_ttl_ms),
+            invalid_ttl: Duration::from_millis(
+                config.invalid_cache_ttl_ms.min(config.cache_ttl_ms),
+            ),
             service: tokio::sync::Mutex::new(None),
-            cache: Mutex::new(HashMap::new()),
+            valid: Mutex::new(Lru::new(config.cache_size)),
+            invalid: Mutex::new(Lru::new(config.invalid_cache_size)),
         })
     }
 
@@ -179,12 +200,21 @@ impl Keystone {
         info.ok_or_else(unauthorized)
     }
 
+    /// The remembered answer for the token of `key`: `Some(None)` when refused.
     fn cached(&self, key: &[u8; 32]) -> Option<Option<TokenInfo>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        match cache.get(key) {
-            Some(entry) if entry.until > Instant::now() => Some(entry.info.clone()),
+        let now = Instant::now();
+        let mut valid = self.valid.lock().unwrap_or_else(|e| e.into_inner());
+        match valid.get(key) {
+            Some(entry) if entry.until > now => return Some(Some(entry.info.clone())),
+            Some(_) => valid.remove(key),
+            None => {}
+        }
+        drop(valid);
+        let mut invalid = self.invalid.lock().unwrap_or_else(|e| e.into_inner());
+        match invalid.get(key) {
+            Some(until) if *until > now => Some(None),
             Some(_) => {
-                cache.remove(key);
+                invalid.remove(key);
                 None
             }
             None => None,
@@ -193,18 +223,17 @@ impl Keystone {
 
     fn remember(&self, key: [u8; 32], info: Option<TokenInfo>) {
         let now = Instant::now();
-        let mut until = now + self.ttl;
-        if let Some(info) = &info {
-            until = until.min(info.expires_at);
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED {
-            cache.retain(|_, entry| entry.until > now);
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
+        match info {
+            Some(info) => {
+                let until = (now + self.ttl).min(info.expires_at);
+                let mut valid = self.valid.lock().unwrap_or_else(|e| e.into_inner());
+                valid.insert(key, Cached { info, until });
+            }
+            None => {
+                let mut invalid = self.invalid.lock().unwrap_or_else(|e| e.into_inner());
+                invalid.insert(key, now + self.invalid_ttl);
             }
         }
-        cache.insert(key, Cached { info, until });
     }
 
     /// Asks Keystone; `Ok(None)` when the token is not valid.

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod keystone;
+mod lru;
 pub mod operations;
 pub mod rate_limit;
 pub mod rest;

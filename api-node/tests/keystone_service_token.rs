@@ -1,6 +1,7 @@
 //! The Keystone validator against a fake Keystone (warp) that counts calls: the
 //! service token is obtained once and reused, renewed when Keystone refuses it,
-//! and answers (valid or not) are cached until `cache_ttl_ms` ends.
+//! answers (valid or not) are cached until their ttl ends, and bogus tokens never
+//! push a valid one out of its cache.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -113,4 +114,33 @@ async fn answers_are_cached_until_the_ttl_ends() {
     keystone.validate("user-good").await.unwrap();
     keystone.validate("user-bad").await.unwrap_err();
     assert_eq!(fake.validations.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_flood_of_bogus_tokens_never_pushes_out_a_valid_one() {
+    let fake = Arc::new(FakeKeystone::default());
+    let url = serve(fake.clone()).await;
+    let config = KeystoneConfig {
+        auth_url: url,
+        username: "zaqar".into(),
+        password: "p".into(),
+        project_name: "service".into(),
+        cache_size: 10,
+        invalid_cache_size: 10,
+        ..KeystoneConfig::default()
+    };
+    let timeout = Duration::from_secs(2);
+    let keystone = Keystone::new(&config, timeout, timeout).unwrap();
+    keystone.validate("user-good").await.unwrap();
+    // 100 times more bogus tokens than either cache holds, the valid one not used meanwhile.
+    for n in 0..1_000 {
+        let err = keystone.validate(&format!("bogus-{n}")).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unauthorized);
+    }
+    keystone.validate("user-good").await.unwrap();
+    // One validation of the valid token (still cached), one per bogus token.
+    assert_eq!(fake.validations.load(Ordering::SeqCst), 1 + 1_000);
+    // A refused token is refused again from the cache while it is in it.
+    keystone.validate("bogus-999").await.unwrap_err();
+    assert_eq!(fake.validations.load(Ordering::SeqCst), 1 + 1_000);
 }
