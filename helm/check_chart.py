@@ -337,7 +337,8 @@ def check_internal_tls(docs, values):
 
 def check_secrets_and_security(docs, values):
     secrets = by_kind(docs, "Secret")
-    existing = {values[s]["existingSecret"] for s in ("signedUrl", "encryption", "adminToken")}
+    existing = {values[s]["existingSecret"]
+                for s in ("signedUrl", "encryption", "adminToken", "clusterToken")}
     existing |= {values["auth"]["keystone"]["existingSecret"]}
     existing |= {p.get("uriSecret", {}).get("name") for p in values["pools"]}
     existing.discard("")
@@ -345,6 +346,10 @@ def check_secrets_and_security(docs, values):
     for kind, workload, template in pod_templates(docs):
         spec = template["spec"]
         expect(spec["securityContext"].get("runAsNonRoot") is True, f"{workload} may run as root")
+        token = [item for item in spec["containers"][0].get("env", [])
+                 if item["name"] == "ZAQAR_CLUSTER_TOKEN"]
+        expect(token and "secretKeyRef" in token[0].get("valueFrom", {}),
+               f"{workload} gets no cluster token from a Secret")
         for container in spec.get("initContainers", []) + spec["containers"]:
             context = container.get("securityContext", {})
             expect(context.get("readOnlyRootFilesystem") is True, f"{workload}: writable root fs")
@@ -370,6 +375,9 @@ def check_secrets_and_security(docs, values):
             expect(len(key) == 32, f"the encryption key is base64 of {len(key)} bytes, not 32")
         if "admin-token" in data:
             expect(re.fullmatch(rb"[!-~]+", data["admin-token"]), "admin token: printable, no spaces")
+        if "cluster-token" in data:
+            expect(re.fullmatch(rb"[!-~]{16,}", data["cluster-token"]),
+                   "cluster token: 16 printable characters or more, no spaces")
     for name, service in by_kind(docs, "Service").items():
         matched = [t for _, _, t in pod_templates(docs) if selects(service["spec"]["selector"], t["metadata"]["labels"])]
         expect(matched, f"Service {name} selects no pods")
@@ -427,6 +435,7 @@ def check_network_policies(docs, values):
 
 REFUSED = [
     ({"catalog": {"replicas": 2}}, "catalog.replicas must be odd"),
+    ({"clusterToken": {"token": "short"}}, "at '/clusterToken/token'"),
     ({"auth": {"strategy": "keystone"}}, "authUrl is required"),
     ({"auth": {"strategy": "ldap"}}, "at '/auth/strategy': value must be one of"),
     ({"pools": [{"name": "p", "uri": "memcached://m"}]}, "at '/pools/0/uri'"),

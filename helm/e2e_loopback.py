@@ -251,7 +251,8 @@ class LoopbackDeployment:
 
         wait_for("every pool registered and reporting health", healthy_pools, cluster, deadline)
         admin_env = {"PATH": cluster.path, "ZAQAR_CATALOG": self.api_env["ZAQAR_CATALOG"],
-                     "ZAQAR_ADMIN_TOKEN": self.init_env["CATALOG_ADMIN_TOKEN"]}
+                     "ZAQAR_ADMIN_TOKEN": self.init_env["CATALOG_ADMIN_TOKEN"],
+                     "ZAQAR_CLUSTER_TOKEN": self.api_env["ZAQAR_CLUSTER_TOKEN"]}
         if self.tls:
             admin_env.update(ZAQAR_CA_FILE=str(self.tls / "ca.crt"), ZAQAR_CERT_FILE=str(self.tls / "tls.crt"),
                              ZAQAR_KEY_FILE=str(self.tls / "tls.key"))

@@ -5,10 +5,10 @@
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::Channel;
 use tonic::{Request, Status};
 use zaqar_proto::admin_pb as pb;
 use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
+use zaqar_proto::cluster_auth::AuthChannel;
 use zaqar_proto::ZaqarError;
 
 use crate::config::ApiConfig;
@@ -29,7 +29,7 @@ impl Interceptor for BearerToken {
     }
 }
 
-type Client = AdminServiceClient<InterceptedService<Channel, BearerToken>>;
+type Client = AdminServiceClient<InterceptedService<AuthChannel, BearerToken>>;
 
 /// A client of the catalog's AdminService.
 pub struct AdminCatalog {
@@ -51,6 +51,7 @@ impl AdminCatalog {
             config.connect_timeout(),
             config.request_timeout(),
             config.grpc_client_tls()?.as_ref(),
+            &config.cluster_token()?,
             move |channel| AdminServiceClient::with_interceptor(channel, token.clone()),
         )?;
         Ok(AdminCatalog { catalog })

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tonic::transport::ClientTlsConfig;
+use zaqar_proto::cluster_auth::ClusterToken;
 use zaqar_proto::limits::Limits;
 use zaqar_proto::ZaqarError;
 
@@ -57,6 +58,9 @@ pub struct ApiConfig {
     /// The catalog's admin token, sent as `authorization: Bearer TOKEN` on the
     /// AdminService calls behind `/v2/pools` and `/v2/flavors`.
     pub catalog_admin_token: Option<String>,
+    /// The cluster token carried by every gRPC call to the catalog and pool-nodes
+    /// (`x-zaqar-cluster-token`), when they require one.
+    pub cluster_token: Option<String>,
     /// Limits checked on every input (Zaqar's defaults).
     pub limits: Limits,
     /// `[project_limits]`: request rate per project, and per-project overrides
@@ -108,6 +112,7 @@ impl Default for ApiConfig {
             grpc_tls: None,
             catalog_endpoint: "http://127.0.0.1:7000".to_string(),
             catalog_admin_token: None,
+            cluster_token: None,
             limits: Limits::default(),
             project_limits: ProjectLimitsConfig::default(),
             auth: AuthStrategy::default(),
@@ -139,6 +144,11 @@ impl ApiConfig {
     }
 
     /// The TLS of gRPC channels (`grpc_tls`), its files read.
+    /// The cluster token of `cluster_token`, checked.
+    pub fn cluster_token(&self) -> Result<ClusterToken, ZaqarError> {
+        ClusterToken::new(self.cluster_token.as_deref()).map_err(ZaqarError::internal)
+    }
+
     pub fn grpc_client_tls(&self) -> Result<Option<ClientTlsConfig>, ZaqarError> {
         self.grpc_tls
             .as_ref()

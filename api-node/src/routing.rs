@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{ClientTlsConfig, Endpoint};
+use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::pool_service_client::PoolServiceClient;
 use zaqar_proto::pb::{self, QueueRef};
@@ -41,8 +42,10 @@ pub struct Pool {
 
 /// Resolves queues to pools and hands out pool clients.
 pub struct Router {
-    catalog: Catalogs<CatalogServiceClient<Channel>>,
+    catalog: Catalogs<CatalogServiceClient<AuthChannel>>,
     connect_timeout: Duration,
+    /// Carried by every call to the catalog and the pool-nodes.
+    token: ClusterToken,
     request_timeout: Duration,
     /// TLS of `https://` pool-node endpoints (`grpc_tls`).
     tls: Option<ClientTlsConfig>,
@@ -72,6 +75,7 @@ impl Router {
     /// `in_process` directly; connects lazily (must run inside tokio).
     pub fn new(config: &ApiConfig, in_process: InProcessPools) -> Result<Router, ZaqarError> {
         let tls = config.grpc_client_tls()?;
+        let token = config.cluster_token()?;
         let placements: SharedCache = std::sync::Arc::new(Mutex::new(PlacementCache::new(
             config.placement_cache_ttl(),
             config.placement_cache_size,
@@ -80,6 +84,7 @@ impl Router {
             endpoints: split_endpoints(&config.catalog_endpoint),
             connect_timeout: config.connect_timeout(),
             tls: tls.clone(),
+            token: token.clone(),
         };
         let watcher = tokio::spawn(watch_catalog(target, placements.clone()));
         Ok(Router {
@@ -88,9 +93,11 @@ impl Router {
                 config.connect_timeout(),
                 config.request_timeout(),
                 tls.as_ref(),
+                &token,
                 CatalogServiceClient::new,
             )?,
             connect_timeout: config.connect_timeout(),
+            token,
             request_timeout: config.request_timeout(),
             tls,
             placements,
@@ -117,6 +124,7 @@ impl Router {
             self.connect_timeout,
             self.request_timeout,
             self.tls.as_ref(),
+            &self.token,
         )?;
         let client = PoolClient::Grpc(PoolServiceClient::new(channel));
         pools.insert(endpoint.to_string(), client.clone());
@@ -289,12 +297,14 @@ impl<C: Clone> Catalogs<C> {
         connect_timeout: Duration,
         request_timeout: Duration,
         tls: Option<&ClientTlsConfig>,
-        client: impl Fn(Channel) -> C,
+        token: &ClusterToken,
+        client: impl Fn(AuthChannel) -> C,
     ) -> Result<Catalogs<C>, ZaqarError> {
         let nodes = split_endpoints(endpoints)
             .into_iter()
             .map(|endpoint| {
-                let channel = lazy_channel(&endpoint, connect_timeout, request_timeout, tls)?;
+                let channel =
+                    lazy_channel(&endpoint, connect_timeout, request_timeout, tls, token)?;
                 Ok((endpoint, client(channel)))
             })
             .collect::<Result<Vec<_>, ZaqarError>>()?;
@@ -354,20 +364,23 @@ fn split_endpoints(endpoints: &str) -> Vec<String> {
 }
 
 /// A channel that connects on first use and fails fast when the peer is down;
-/// with TLS when `tls` is set and the endpoint is `https://`.
+/// with TLS when `tls` is set and the endpoint is `https://`; each call carries `token`.
 fn lazy_channel(
     endpoint: &str,
     connect_timeout: Duration,
     request_timeout: Duration,
     tls: Option<&ClientTlsConfig>,
-) -> Result<Channel, ZaqarError> {
+    token: &ClusterToken,
+) -> Result<AuthChannel, ZaqarError> {
     let invalid = |err| ZaqarError::internal(format!("invalid gRPC endpoint {endpoint:?}: {err}"));
     let mut endpoint = Endpoint::from_shared(endpoint.to_string()).map_err(invalid)?;
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls.clone()).map_err(invalid)?;
     }
-    Ok(endpoint
-        .connect_timeout(connect_timeout)
-        .timeout(request_timeout)
-        .connect_lazy())
+    Ok(token.attach(
+        endpoint
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            .connect_lazy(),
+    ))
 }

@@ -11,10 +11,12 @@ use serde_json::{json, Value};
 use zaqar_api_node::tls::GrpcClientTls;
 use zaqar_proto::admin_pb as pb;
 use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
+use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::uri::redact;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
+use crate::cluster_auth::{self, ClusterAuthArgs};
 use crate::grpc;
 
 /// How long connecting to one catalog endpoint may take.
@@ -49,6 +51,8 @@ pub struct AdminArgs {
     /// Name expected in the catalog's certificate [default: the endpoint's host].
     #[arg(long, env = "ZAQAR_TLS_DOMAIN")]
     pub tls_domain: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterAuthArgs,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -152,9 +156,15 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         }
         None => None,
     };
+    let cluster = cluster_auth::token(args.cluster.cluster_token.as_deref())?;
     let mut last = None;
     for endpoint in &args.catalog {
-        match call(endpoint, tls.as_ref(), args.token.as_deref(), &args.command).await {
+        let credentials = Credentials {
+            tls: tls.as_ref(),
+            cluster: &cluster,
+            admin_token: args.token.as_deref(),
+        };
+        match call(endpoint, &credentials, &args.command).await {
             Ok(value) => {
                 print(&args.command, &value, args.json)?;
                 return Ok(());
@@ -193,14 +203,28 @@ fn request<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>, Zaqa
     Ok(request)
 }
 
+/// What `zaqar admin` shows a catalog.
+struct Credentials<'a> {
+    tls: Option<&'a GrpcClientTls>,
+    cluster: &'a ClusterToken,
+    admin_token: Option<&'a str>,
+}
+
 /// One command on one endpoint, as JSON.
 async fn call(
     endpoint: &str,
-    tls: Option<&GrpcClientTls>,
-    token: Option<&str>,
+    credentials: &Credentials<'_>,
     command: &AdminCommand,
 ) -> Result<Value, ZaqarError> {
-    let channel = grpc::connect(endpoint, tls, CONNECT_TIMEOUT, CALL_TIMEOUT).await?;
+    let token = credentials.admin_token;
+    let channel = grpc::connect(
+        endpoint,
+        credentials.tls,
+        credentials.cluster,
+        CONNECT_TIMEOUT,
+        CALL_TIMEOUT,
+    )
+    .await?;
     let mut client = AdminServiceClient::new(channel.clone());
     let value = match command.clone() {
         AdminCommand::Pools(PoolsCommand::List) => {
@@ -313,7 +337,7 @@ async fn call(
 /// What each pool last reported to this catalog node (served by its `CatalogService`
 /// on the same port): `ok`, `degraded: DETAIL`, `stale: no report for N s` or
 /// `no report: ...`; empty when the catalog keeps no reports.
-async fn pool_health(channel: tonic::transport::Channel) -> HashMap<String, String> {
+async fn pool_health(channel: AuthChannel) -> HashMap<String, String> {
     let reply = CatalogServiceClient::new(channel)
         .pool_health(zaqar_proto::pb::Empty {})
         .await;

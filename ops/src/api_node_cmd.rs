@@ -8,6 +8,7 @@ use clap::Args;
 use zaqar_api_node::routing::InProcessPools;
 use zaqar_api_node::ApiConfig;
 
+use crate::cluster_auth::ClusterAuthArgs;
 use crate::config::{load, validate_api};
 use crate::shutdown::Shutdown;
 
@@ -40,6 +41,8 @@ pub struct ApiNodeArgs {
     /// callers with the admin role (Zaqar's admin_mode; off by default).
     #[arg(long, env = "ZAQAR_ADMIN_MODE")]
     pub admin_mode: bool,
+    #[command(flatten)]
+    pub cluster: ClusterAuthArgs,
 }
 
 impl ApiNodeArgs {
@@ -57,6 +60,9 @@ impl ApiNodeArgs {
         }
         if let Some(url) = self.ws_notification_url {
             config.ws_notification_url = Some(url);
+        }
+        if let Some(token) = self.cluster.cluster_token {
+            config.cluster_token = Some(token);
         }
         if let Some(catalog) = self.catalog {
             config.catalog_endpoint = catalog;

@@ -10,6 +10,7 @@ use clap::Args;
 use zaqar_catalog::raft::RaftCatalog;
 use zaqar_catalog::{AdminServer, CatalogServer};
 
+use crate::cluster_auth::{self, ClusterAuthArgs, InsecureClusterArgs};
 use crate::config::{load, redact, CatalogConfig};
 use crate::grpc;
 use crate::shutdown::Shutdown;
@@ -49,6 +50,10 @@ pub struct CatalogArgs {
     /// Require `authorization: Bearer TOKEN` on every AdminService call.
     #[arg(long, env = "ZAQAR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterAuthArgs,
+    #[command(flatten)]
+    pub insecure: InsecureClusterArgs,
 }
 
 impl CatalogArgs {
@@ -81,6 +86,10 @@ impl CatalogArgs {
             config.members = self.members;
         }
         config.join |= self.join;
+        if self.cluster.cluster_token.is_some() {
+            config.cluster_token = self.cluster.cluster_token;
+        }
+        config.insecure_cluster |= self.insecure.insecure_cluster;
         config.validated()
     }
 }
@@ -90,6 +99,7 @@ pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
     let listener = grpc::bind(config.listen).await?;
     let listen = listener.local_addr()?;
     let token = config.admin_token.clone();
+    let cluster = cluster_auth::token(config.cluster_token.as_deref())?;
     // With mTLS, the admin API requires the client certificate too.
     let mutual = config.tls.as_ref().is_some_and(|tls| tls.mutual());
     let Some(uri) = &config.uri else {
@@ -100,29 +110,39 @@ pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
                 .context("starting the raft catalog node")?,
         );
         tracing::info!(%listen, node_id = raft.node_id, raft = %raft.advertise_addr,
-            admin_token = token.is_some(), tls = config.tls.is_some(), mtls = mutual,
-            "catalog serving on raft");
+            admin_token = token.is_some(), cluster_token = cluster.is_set(), tls = config.tls.is_some(),
+            mtls = mutual, "catalog serving on raft");
         let router = grpc::server(config.tls.as_ref())?
             .add_service(
-                CatalogServer::new(node.clone())
-                    .with_shutdown(shutdown.wait())
-                    .into_service(),
+                cluster.require(
+                    CatalogServer::new(node.clone())
+                        .with_shutdown(shutdown.wait())
+                        .into_service(),
+                ),
             )
-            .add_service(AdminServer::for_raft(node.clone()).into_service_with(token, mutual));
+            .add_service(
+                cluster
+                    .require(AdminServer::for_raft(node.clone()).into_service_with(token, mutual)),
+            );
         let served = grpc::serve(router, listener, shutdown).await;
         node.shutdown().await;
         return served;
     };
     let backend = zaqar_catalog::open_backend(uri).await?;
     tracing::info!(%listen, uri = %redact(uri), admin_token = token.is_some(),
-        tls = config.tls.is_some(), mtls = mutual, "catalog serving");
+        cluster_token = cluster.is_set(), tls = config.tls.is_some(), mtls = mutual,
+        "catalog serving");
     let kind = zaqar_catalog::backend_kind(uri);
     let router = grpc::server(config.tls.as_ref())?
         .add_service(
-            CatalogServer::new(backend.clone())
-                .with_shutdown(shutdown.wait())
-                .into_service(),
+            cluster.require(
+                CatalogServer::new(backend.clone())
+                    .with_shutdown(shutdown.wait())
+                    .into_service(),
+            ),
         )
-        .add_service(AdminServer::new(backend, kind).into_service_with(token, mutual));
+        .add_service(
+            cluster.require(AdminServer::new(backend, kind).into_service_with(token, mutual)),
+        );
     grpc::serve(router, listener, shutdown).await
 }

@@ -12,8 +12,10 @@ use serde::Deserialize;
 use zaqar_api_node::ApiConfig;
 use zaqar_catalog::raft::RaftConfig;
 use zaqar_pool_node::{MessageCipher, NotifierConfig};
+use zaqar_proto::cluster_auth::ClusterToken;
 use zaqar_proto::limits::is_valid_name;
 
+use crate::cluster_auth::{self, check_exposure, Listener};
 use crate::grpc::{ensure_https_with_tls, validate_client_tls, validate_server_tls, GrpcServerTls};
 use zaqar_api_node::tls::GrpcClientTls;
 
@@ -56,6 +58,11 @@ pub struct CatalogConfig {
     /// `[tls]`: TLS of the gRPC listener; with `client_ca_file`, mTLS (every
     /// client, `zaqar admin` included, must show a certificate of that CA).
     pub tls: Option<GrpcServerTls>,
+    /// The token every gRPC call (raft peers included) must carry; required
+    /// beyond loopback unless `insecure_cluster`.
+    pub cluster_token: Option<String>,
+    /// Serve beyond loopback without the cluster token or mTLS.
+    pub insecure_cluster: bool,
 }
 
 impl Default for CatalogConfig {
@@ -71,6 +78,8 @@ impl Default for CatalogConfig {
             join: false,
             admin_token: None,
             tls: None,
+            cluster_token: None,
+            insecure_cluster: false,
         }
     }
 }
@@ -107,6 +116,20 @@ impl CatalogConfig {
                 .context("invalid raft settings")?;
         }
         validate_server_tls(self.tls.as_ref())?;
+        let token = cluster_auth::token(self.cluster_token.as_deref())?;
+        let mut listeners = vec![Listener {
+            setting: "listen",
+            addr: self.listen,
+            mutual_tls: self.tls.as_ref().is_some_and(GrpcServerTls::mutual),
+        }];
+        if self.uri.is_none() {
+            listeners.push(Listener {
+                setting: "raft_listen",
+                addr: self.raft_config()?.listen_addr,
+                mutual_tls: false,
+            });
+        }
+        check_exposure("catalog", &listeners, &token, self.insecure_cluster)?;
         if let Some(token) = &self.admin_token {
             ensure!(
                 !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()),
@@ -127,6 +150,7 @@ impl CatalogConfig {
             .clone()
             .unwrap_or_else(|| PathBuf::from("./zaqar-data/catalog-raft"));
         let mut config = RaftConfig::new(node_id, listen, data_dir);
+        config.cluster_token = cluster_auth::token(self.cluster_token.as_deref())?;
         match &self.raft_advertise {
             Some(advertise) => config.advertise_addr = advertise.clone(),
             None => ensure!(
@@ -198,6 +222,11 @@ pub struct PoolNodeConfig {
     pub grpc_tls: Option<GrpcClientTls>,
     /// Seconds between two health reports to each catalog node (1 to 3600).
     pub health_report_interval_secs: u32,
+    /// The token every gRPC call to and from this pool-node carries; required
+    /// beyond loopback unless `insecure_cluster`.
+    pub cluster_token: Option<String>,
+    /// Serve beyond loopback without the cluster token or mTLS.
+    pub insecure_cluster: bool,
 }
 
 impl Default for PoolNodeConfig {
@@ -215,6 +244,8 @@ impl Default for PoolNodeConfig {
             tls: None,
             grpc_tls: None,
             health_report_interval_secs: 5,
+            cluster_token: None,
+            insecure_cluster: false,
         }
     }
 }
@@ -250,7 +281,23 @@ impl PoolNodeConfig {
             "health_report_interval_secs must be 1 to 3600, not {}",
             self.health_report_interval_secs
         );
+        let listener = Listener {
+            setting: "listen",
+            addr: self.listen,
+            mutual_tls: self.tls.as_ref().is_some_and(GrpcServerTls::mutual),
+        };
+        check_exposure(
+            "pool-node",
+            &[listener],
+            &self.cluster_token()?,
+            self.insecure_cluster,
+        )?;
         Ok(self)
+    }
+
+    /// The cluster token of `cluster_token`, checked.
+    pub fn cluster_token(&self) -> Result<ClusterToken> {
+        cluster_auth::token(self.cluster_token.as_deref())
     }
 
     /// The cipher of encrypted message bodies, when a key is set.
@@ -274,6 +321,7 @@ pub fn validate_api(config: ApiConfig) -> Result<ApiConfig> {
     let tls = config.grpc_tls.is_some();
     ensure_https_with_tls("catalog_endpoint", &config.catalog_endpoint, tls)?;
     validate_client_tls(config.grpc_tls.as_ref())?;
+    config.cluster_token().context("cluster_token")?;
     if let Some(listener) = &config.tls {
         listener.acceptor().context("tls")?;
     }
@@ -508,6 +556,12 @@ mod tests {
             advertise: Some("http://pool-1.internal:7001".into()),
             ..Default::default()
         };
+        let unauthenticated = everywhere.clone().validated().unwrap_err();
+        assert!(unauthenticated.to_string().contains("cluster_token"));
+        let everywhere = PoolNodeConfig {
+            cluster_token: Some("0123456789abcdef".into()),
+            ..everywhere
+        };
         assert_eq!(
             everywhere.validated().unwrap().endpoint(),
             "http://pool-1.internal:7001"
@@ -577,8 +631,20 @@ mod tests {
             members: Some(vec!["1=catalog-1:7100".into(), "2=catalog-2:7101".into()]),
             ..Default::default()
         };
+        let unauthenticated = cluster.clone().validated().unwrap_err();
+        assert!(unauthenticated.to_string().contains("raft_listen"));
+        let insecure = CatalogConfig {
+            insecure_cluster: true,
+            ..cluster.clone()
+        };
+        assert!(insecure.validated().is_ok());
+        let cluster = CatalogConfig {
+            cluster_token: Some("0123456789abcdef".into()),
+            ..cluster
+        };
         let raft = cluster.validated().unwrap().raft_config().unwrap();
         assert_eq!(raft.initial_members.len(), 2);
+        assert!(raft.cluster_token.is_set());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.toml");
         let text = "node_id = 2\nraft_listen = \"127.0.0.1:7101\"\n\

@@ -10,8 +10,9 @@ use anyhow::{ensure, Context, Result};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::{Certificate, Channel, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Endpoint, Identity, Server, ServerTlsConfig};
 use zaqar_api_node::tls::GrpcClientTls;
+use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
 use zaqar_proto::ZaqarError;
 
 use crate::shutdown::Shutdown;
@@ -81,23 +82,26 @@ pub fn validate_server_tls(tls: Option<&GrpcServerTls>) -> Result<()> {
     Ok(())
 }
 
-/// A connected channel to `endpoint` (TLS with `tls` when it is `https://`).
+/// A connected channel to `endpoint` (TLS with `tls` when it is `https://`)
+/// whose calls carry `token`.
 pub async fn connect(
     endpoint: &str,
     tls: Option<&GrpcClientTls>,
+    token: &ClusterToken,
     connect_timeout: Duration,
     call_timeout: Duration,
-) -> Result<Channel, ZaqarError> {
+) -> Result<AuthChannel, ZaqarError> {
     let parsed = Endpoint::from_shared(endpoint.to_string())
         .map_err(|err| ZaqarError::bad_request(format!("invalid endpoint {endpoint:?}: {err}")))?;
     let parsed = GrpcClientTls::apply(tls, parsed)
         .map_err(|err| ZaqarError::bad_request(format!("grpc_tls: {err}")))?;
-    parsed
+    let channel = parsed
         .connect_timeout(connect_timeout)
         .timeout(call_timeout)
         .connect()
         .await
-        .map_err(|err| ZaqarError::unavailable(format!("cannot connect: {}", error_chain(&err))))
+        .map_err(|err| ZaqarError::unavailable(format!("cannot connect: {}", error_chain(&err))))?;
+    Ok(token.attach(channel))
 }
 
 /// An error with its sources (tonic's own message says only "transport error").
@@ -218,7 +222,7 @@ mod tests {
     }
 
     async fn list_pools(endpoint: &str, tls: Option<&GrpcClientTls>) -> Result<(), ZaqarError> {
-        let channel = connect(endpoint, tls, TIMEOUT, TIMEOUT).await?;
+        let channel = connect(endpoint, tls, &ClusterToken::none(), TIMEOUT, TIMEOUT).await?;
         AdminServiceClient::new(channel)
             .list_pools(Empty {})
             .await
@@ -259,9 +263,15 @@ mod tests {
         let err = list_pools(&endpoint, Some(&certless)).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::Unauthorized, "{err}");
         assert!(err.description.contains("client certificate"), "{err}");
-        let channel = connect(&endpoint, Some(&certless), TIMEOUT, TIMEOUT)
-            .await
-            .unwrap();
+        let channel = connect(
+            &endpoint,
+            Some(&certless),
+            &ClusterToken::none(),
+            TIMEOUT,
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
         let lookup = QueueRef {
             project: "p".into(),
             queue: "q".into(),

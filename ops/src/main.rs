@@ -4,6 +4,7 @@
 mod admin_cmd;
 mod api_node_cmd;
 mod catalog_cmd;
+mod cluster_auth;
 mod config;
 mod grpc;
 mod pool_node_cmd;

@@ -10,10 +10,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use zaqar_api_node::tls::GrpcClientTls;
 use zaqar_pool_node::{MessageStore, Notifier, PoolServer};
+use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::{Pool, PoolHealthReport};
 use zaqar_proto::ZaqarError;
 
+use crate::cluster_auth::{ClusterAuthArgs, InsecureClusterArgs};
 use crate::config::{load, redact, PoolNodeConfig};
 use crate::grpc;
 use crate::shutdown::Shutdown;
@@ -61,6 +63,10 @@ pub struct PoolNodeArgs {
     /// Seconds between two health reports to each catalog node [default: 5].
     #[arg(long, env = "ZAQAR_HEALTH_REPORT_INTERVAL")]
     pub health_report_interval: Option<u32>,
+    #[command(flatten)]
+    pub cluster: ClusterAuthArgs,
+    #[command(flatten)]
+    pub insecure: InsecureClusterArgs,
 }
 
 impl PoolNodeArgs {
@@ -78,6 +84,8 @@ impl PoolNodeArgs {
             advertise,
             encryption_key,
             health_report_interval,
+            cluster,
+            insecure,
         } = self;
         config.listen = listen.unwrap_or(config.listen);
         config.uri = uri.unwrap_or(config.uri);
@@ -89,6 +97,8 @@ impl PoolNodeArgs {
         config.encryption_key = encryption_key.or(config.encryption_key);
         config.health_report_interval_secs =
             health_report_interval.unwrap_or(config.health_report_interval_secs);
+        config.cluster_token = cluster.cluster_token.or(config.cluster_token);
+        config.insecure_cluster |= insecure.insecure_cluster;
         config.validated()
     }
 }
@@ -102,9 +112,11 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     let listener = grpc::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, pool = %config.name, uri = %redact(&config.uri),
         "pool-node serving");
+    let token = config.cluster_token()?;
     spawn_health_reports(
         &config.catalog,
         config.grpc_tls.as_ref(),
+        &token,
         &config.name,
         store.clone(),
         Duration::from_secs(u64::from(config.health_report_interval_secs)),
@@ -120,7 +132,8 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
         let holder = notifier_holder(&config.listen.to_string());
         pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier, &holder)?);
     }
-    let router = grpc::server(config.tls.as_ref())?.add_service(pool_server.into_service());
+    let router =
+        grpc::server(config.tls.as_ref())?.add_service(token.require(pool_server.into_service()));
     let server = tokio::spawn(grpc::serve(router, listener, shutdown.clone()));
 
     let pool = Pool {
@@ -132,7 +145,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
         options_json: String::new(),
     };
     let registered = tokio::select! {
-        registered = register(&config.catalog, config.grpc_tls.as_ref(), pool) => registered,
+        registered = register(&config.catalog, config.grpc_tls.as_ref(), &token, pool) => registered,
         () = shutdown.wait() => Ok(()),
     };
     if registered.is_err() {
@@ -146,7 +159,12 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
 /// nodes, comma-separated, tried in turn. While every node is unreachable or
 /// unavailable it retries with a bounded backoff. A catalog that answers with any other
 /// error rejected the pool: that is returned, since retrying cannot help.
-pub async fn register(catalog: &str, tls: Option<&GrpcClientTls>, pool: Pool) -> Result<()> {
+pub async fn register(
+    catalog: &str,
+    tls: Option<&GrpcClientTls>,
+    token: &ClusterToken,
+    pool: Pool,
+) -> Result<()> {
     let endpoints: Vec<&str> = catalog
         .split(',')
         .map(str::trim)
@@ -159,7 +177,7 @@ pub async fn register(catalog: &str, tls: Option<&GrpcClientTls>, pool: Pool) ->
     let mut attempt = 1u32;
     loop {
         for endpoint in &endpoints {
-            match try_register(endpoint, tls, pool.clone()).await {
+            match try_register(endpoint, tls, token, pool.clone()).await {
                 Ok(()) => {
                     tracing::info!(pool = %pool.name, catalog = endpoint, endpoint = %pool.endpoint,
                         attempt, "pool registered with the catalog");
@@ -202,6 +220,7 @@ pub fn notifier_holder(place: &str) -> String {
 pub fn spawn_health_reports(
     catalog: &str,
     tls: Option<&GrpcClientTls>,
+    token: &ClusterToken,
     pool: &str,
     store: Arc<dyn MessageStore>,
     interval: Duration,
@@ -211,6 +230,7 @@ pub fn spawn_health_reports(
         let reporter = HealthReporter {
             catalog: endpoint.to_string(),
             tls: tls.cloned(),
+            token: token.clone(),
             pool: pool.to_string(),
             store: store.clone(),
             interval,
@@ -229,6 +249,7 @@ pub fn spawn_health_reports(
 struct HealthReporter {
     catalog: String,
     tls: Option<GrpcClientTls>,
+    token: ClusterToken,
     pool: String,
     store: Arc<dyn MessageStore>,
     interval: Duration,
@@ -275,16 +296,21 @@ impl HealthReporter {
 
     async fn send(
         &self,
-        client: &mut Option<CatalogServiceClient<tonic::transport::Channel>>,
+        client: &mut Option<CatalogServiceClient<AuthChannel>>,
         report: PoolHealthReport,
     ) -> Result<(), ZaqarError> {
         let connected = match client {
             Some(connected) => connected,
             None => {
                 let timeout = CALL_TIMEOUT.min(self.interval);
-                let channel =
-                    grpc::connect(&self.catalog, self.tls.as_ref(), CONNECT_TIMEOUT, timeout)
-                        .await?;
+                let channel = grpc::connect(
+                    &self.catalog,
+                    self.tls.as_ref(),
+                    &self.token,
+                    CONNECT_TIMEOUT,
+                    timeout,
+                )
+                .await?;
                 client.insert(CatalogServiceClient::new(channel))
             }
         };
@@ -296,9 +322,10 @@ impl HealthReporter {
 async fn try_register(
     catalog: &str,
     tls: Option<&GrpcClientTls>,
+    token: &ClusterToken,
     pool: Pool,
 ) -> Result<(), ZaqarError> {
-    let channel = grpc::connect(catalog, tls, CONNECT_TIMEOUT, CALL_TIMEOUT).await?;
+    let channel = grpc::connect(catalog, tls, token, CONNECT_TIMEOUT, CALL_TIMEOUT).await?;
     CatalogServiceClient::new(channel)
         .register_pool(pool)
         .await?;
@@ -344,10 +371,15 @@ mod tests {
             .unwrap()
             .port();
         let endpoint = format!("http://127.0.0.1:{port}");
-        let registering =
-            tokio::spawn(
-                async move { register(&endpoint, None, pool("http://10.0.0.1:7001")).await },
-            );
+        let registering = tokio::spawn(async move {
+            register(
+                &endpoint,
+                None,
+                &ClusterToken::none(),
+                pool("http://10.0.0.1:7001"),
+            )
+            .await
+        });
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(
             !registering.is_finished(),
@@ -378,7 +410,12 @@ mod tests {
         catalog(listener, &dir).await;
         let rejected = tokio::time::timeout(
             Duration::from_secs(5),
-            register(&endpoint, None, pool("not-an-endpoint")),
+            register(
+                &endpoint,
+                None,
+                &ClusterToken::none(),
+                pool("not-an-endpoint"),
+            ),
         )
         .await
         .expect("no retry on a rejection");
@@ -400,7 +437,12 @@ mod tests {
         let endpoints = format!("http://{dead}, http://{live}");
         tokio::time::timeout(
             Duration::from_secs(5),
-            register(&endpoints, None, pool("http://10.0.0.1:7001")),
+            register(
+                &endpoints,
+                None,
+                &ClusterToken::none(),
+                pool("http://10.0.0.1:7001"),
+            ),
         )
         .await
         .expect("registered through the live node")
@@ -416,17 +458,27 @@ mod tests {
             .unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let backend = catalog(listener, &dir).await;
-        register(&endpoint, None, pool("http://10.0.0.1:7001"))
-            .await
-            .unwrap();
+        register(
+            &endpoint,
+            None,
+            &ClusterToken::none(),
+            pool("http://10.0.0.1:7001"),
+        )
+        .await
+        .unwrap();
         let mut changed = backend.get_pool("pool-a").await.unwrap();
         changed.weight = 0;
         changed.group = "slow".into();
         backend.register_pool(changed).await.unwrap();
 
-        register(&endpoint, None, pool("http://10.0.0.2:7001"))
-            .await
-            .unwrap();
+        register(
+            &endpoint,
+            None,
+            &ClusterToken::none(),
+            pool("http://10.0.0.2:7001"),
+        )
+        .await
+        .unwrap();
         let stored = backend.get_pool("pool-a").await.unwrap();
         assert_eq!(
             (
@@ -472,6 +524,7 @@ mod tests {
         spawn_health_reports(
             &endpoints.join(","),
             None,
+            &ClusterToken::none(),
             "pool-a",
             store,
             Duration::from_secs(1),

@@ -2,7 +2,9 @@
 //!
 //! The catalog (a single-node raft catalog in `DATA_DIR/catalog-raft`) and the
 //! pool-node (the embedded store, or `--pool-uri`) serve gRPC on ephemeral loopback
-//! ports, as does the raft node; only the REST port is meant for users.
+//! ports, as does the raft node; only the REST port is meant for users. Those
+//! gRPC ports require a cluster token made at each start and known only to this
+//! process, so that other local users cannot call them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use zaqar_api_node::routing::InProcessPools;
 use zaqar_catalog::raft::{RaftCatalog, RaftConfig};
 use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, PoolSpec};
 use zaqar_pool_node::{MessageCipher, Notifier, PoolServer};
+use zaqar_proto::cluster_auth::ClusterToken;
 
 use crate::api_node_cmd::serve_api_node;
 use crate::config::{load, redact, StandaloneConfig};
@@ -100,13 +103,16 @@ pub async fn run(config: StandaloneConfig, shutdown: Shutdown) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
 
+    let token = process_token();
     let raft_listener = grpc::bind(LOOPBACK).await?;
-    let raft = RaftConfig::new(1, raft_listener.local_addr()?, config.catalog_dir()).single_node();
+    let mut raft = RaftConfig::new(1, raft_listener.local_addr()?, config.catalog_dir());
+    raft.cluster_token = token.clone();
+    let raft = raft.single_node();
     let node = RaftCatalog::start_on(raft, raft_listener)
         .await
         .with_context(|| format!("opening the catalog in {}", config.catalog_dir().display()))?;
     let node = Arc::new(node);
-    let outcome = serve_roles(config, node.clone(), shutdown).await;
+    let outcome = serve_roles(config, node.clone(), &token, shutdown).await;
     node.shutdown().await;
     outcome
 }
@@ -115,6 +121,7 @@ pub async fn run(config: StandaloneConfig, shutdown: Shutdown) -> Result<()> {
 async fn serve_roles(
     config: StandaloneConfig,
     node: Arc<RaftCatalog>,
+    token: &ClusterToken,
     shutdown: Shutdown,
 ) -> Result<()> {
     let admin = AdminServer::for_raft(node.clone());
@@ -145,15 +152,17 @@ async fn serve_roles(
         catalog = %catalog_endpoint, pool = %pool_endpoint, "standalone roles wired");
 
     let mut roles = JoinSet::new();
-    // On loopback only, so the admin API (for api-node's /v2/pools and /v2/flavors)
-    // needs no token.
+    // The admin API (for api-node's /v2/pools and /v2/flavors) needs no admin
+    // token: only this process knows the cluster token.
     let catalog_router = tonic::transport::Server::builder()
         .add_service(
-            CatalogServer::new(catalog)
-                .with_shutdown(shutdown.wait())
-                .into_service(),
+            token.require(
+                CatalogServer::new(catalog)
+                    .with_shutdown(shutdown.wait())
+                    .into_service(),
+            ),
         )
-        .add_service(admin.into_service(None));
+        .add_service(token.require(admin.into_service(None)));
     roles.spawn(role(
         "catalog",
         grpc::serve(catalog_router, catalog_listener, shutdown.clone()),
@@ -161,6 +170,7 @@ async fn serve_roles(
     crate::pool_node_cmd::spawn_health_reports(
         &catalog_endpoint,
         None,
+        token,
         POOL_NAME,
         store.clone(),
         std::time::Duration::from_secs(5),
@@ -178,7 +188,8 @@ async fn serve_roles(
         pool_endpoint.clone(),
         Arc::new(pool_server.clone()) as Arc<dyn zaqar_proto::pb::pool_service_server::PoolService>,
     )]);
-    let pool_router = tonic::transport::Server::builder().add_service(pool_server.into_service());
+    let pool_router =
+        tonic::transport::Server::builder().add_service(token.require(pool_server.into_service()));
     roles.spawn(role(
         "pool-node",
         grpc::serve(pool_router, pool_listener, shutdown.clone()),
@@ -187,6 +198,7 @@ async fn serve_roles(
     let mut api = config.api;
     api.catalog_endpoint = catalog_endpoint;
     api.signed_url_secret_key = Some(signed_url_secret);
+    api.cluster_token = Some(token.secret().to_string());
     tracing::info!(listen = %api.listen, "zaqar standalone serving REST");
     roles.spawn(role(
         "api-node",
@@ -208,6 +220,16 @@ async fn serve_roles(
         }
     }
     outcome
+}
+
+/// A cluster token for this process alone: 256 random bits.
+fn process_token() -> ClusterToken {
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    ClusterToken::new(Some(&token)).expect("64 hex digits make a valid token")
 }
 
 /// `serving`, with the role named in its error.

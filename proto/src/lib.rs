@@ -1,5 +1,6 @@
 //! The contract between zaqar-rs roles: generated gRPC code, shared limits and errors.
 
+pub mod cluster_auth;
 pub mod error;
 pub mod limits;
 pub mod uri;

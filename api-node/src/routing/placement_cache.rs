@@ -17,7 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{ClientTlsConfig, Endpoint};
+use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
 use zaqar_proto::pb::catalog_event::Event;
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::{self, WatchRequest};
@@ -208,6 +209,7 @@ pub struct WatchTarget {
     pub endpoints: Vec<String>,
     pub connect_timeout: Duration,
     pub tls: Option<ClientTlsConfig>,
+    pub token: ClusterToken,
 }
 
 /// Keeps `cache` subscribed to a catalog node's watch stream, moving to the next node
@@ -286,19 +288,21 @@ async fn watch_node(
 }
 
 /// A channel for one long-lived stream: no call timeout, keepalive pings instead.
-fn watch_channel(endpoint: &str, target: &WatchTarget) -> Result<Channel, tonic::Status> {
+fn watch_channel(endpoint: &str, target: &WatchTarget) -> Result<AuthChannel, tonic::Status> {
     let invalid =
         |err| tonic::Status::invalid_argument(format!("invalid gRPC endpoint {endpoint:?}: {err}"));
     let mut channel = Endpoint::from_shared(endpoint.to_string()).map_err(invalid)?;
     if let Some(tls) = &target.tls {
         channel = channel.tls_config(tls.clone()).map_err(invalid)?;
     }
-    Ok(channel
-        .connect_timeout(target.connect_timeout)
-        .http2_keep_alive_interval(KEEPALIVE)
-        .keep_alive_timeout(KEEPALIVE)
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+    Ok(target.token.attach(
+        channel
+            .connect_timeout(target.connect_timeout)
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .keep_alive_while_idle(true)
+            .connect_lazy(),
+    ))
 }
 
 /// The cache, even if a panicking holder poisoned its lock.

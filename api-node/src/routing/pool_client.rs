@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::Channel;
 use tonic::{Response, Status};
+use zaqar_proto::cluster_auth::AuthChannel;
 use zaqar_proto::pb::pool_service_client::PoolServiceClient;
 use zaqar_proto::pb::pool_service_server::PoolService;
 use zaqar_proto::pb::*;
@@ -24,7 +24,7 @@ pub type InProcessPools = HashMap<String, Arc<dyn PoolService>>;
 #[derive(Clone)]
 pub enum PoolClient {
     /// A pool-node reached over gRPC.
-    Grpc(PoolServiceClient<Channel>),
+    Grpc(PoolServiceClient<AuthChannel>),
     /// A pool-node of this process, called directly.
     InProcess {
         service: Arc<dyn PoolService>,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use openraft::SnapshotPolicy;
+use zaqar_proto::cluster_auth::ClusterToken;
 use zaqar_proto::ZaqarError;
 
 use crate::raft::types::NodeId;
@@ -37,6 +38,8 @@ pub struct RaftConfig {
     pub election_timeout: Duration,
     /// How long a catalog call waits for a leader before it fails as `unavailable`.
     pub request_timeout: Duration,
+    /// The token every raft call between the nodes carries and requires (none: unchecked).
+    pub cluster_token: ClusterToken,
 }
 
 impl RaftConfig {
@@ -53,6 +56,7 @@ impl RaftConfig {
             heartbeat: Duration::from_millis(150),
             election_timeout: Duration::from_millis(750),
             request_timeout: Duration::from_secs(10),
+            cluster_token: ClusterToken::none(),
         }
     }
 

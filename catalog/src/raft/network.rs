@@ -15,8 +15,9 @@ use openraft::raft::{
 use openraft::AnyError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
+use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
 use zaqar_proto::raft_pb::raft_service_client::RaftServiceClient;
 use zaqar_proto::raft_pb::{RaftJson, SnapshotChunk};
 
@@ -37,20 +38,23 @@ pub fn from_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Erro
     serde_json::from_slice(json)
 }
 
-/// A client of the raft service at `addr` (`host:port`). Connects on first use and
-/// reconnects after failures.
-pub fn connect(addr: &str) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
+/// A client of the raft service at `addr` (`host:port`), carrying `token`. Connects
+/// on first use and reconnects after failures.
+pub fn connect(
+    addr: &str,
+    token: &ClusterToken,
+) -> Result<RaftServiceClient<AuthChannel>, tonic::transport::Error> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(RaftServiceClient::new(channel)
+    Ok(RaftServiceClient::new(token.attach(channel))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE))
 }
 
-/// openraft's factory of connections to peers.
-pub struct NetworkFactory;
+/// openraft's factory of connections to peers, which carry the cluster token.
+pub struct NetworkFactory(pub ClusterToken);
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
@@ -59,7 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerConnection {
             target,
             node: node.clone(),
-            client: connect(&node.addr).map_err(|err| err.to_string()),
+            client: connect(&node.addr, &self.0).map_err(|err| err.to_string()),
         }
     }
 }
@@ -68,7 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerConnection {
     target: NodeId,
     node: Node,
-    client: Result<RaftServiceClient<Channel>, String>,
+    client: Result<RaftServiceClient<AuthChannel>, String>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -81,7 +85,7 @@ impl PeerConnection {
     where
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
-        F: FnOnce(RaftServiceClient<Channel>) -> Fut,
+        F: FnOnce(RaftServiceClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftJson>, Status>>,
     {
         let client = self.client.clone().map_err(|err| {
@@ -170,18 +174,26 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 }
 
 /// Clients of the peers this node forwards to, by address.
-#[derive(Default)]
 pub struct Forwarder {
-    clients: Mutex<HashMap<String, RaftServiceClient<Channel>>>,
+    token: ClusterToken,
+    clients: Mutex<HashMap<String, RaftServiceClient<AuthChannel>>>,
 }
 
 impl Forwarder {
-    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
+    pub fn new(token: ClusterToken) -> Self {
+        Forwarder {
+            token,
+            clients: Mutex::default(),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<RaftServiceClient<AuthChannel>, String> {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());
         }
-        let client = connect(addr).map_err(|err| format!("bad address {addr:?}: {err}"))?;
+        let client =
+            connect(addr, &self.token).map_err(|err| format!("bad address {addr:?}: {err}"))?;
         clients.insert(addr.to_string(), client.clone());
         Ok(client)
     }

@@ -105,7 +105,7 @@ impl RaftCatalog {
         let raft = Raft::new(
             config.node_id,
             openraft_config,
-            NetworkFactory,
+            NetworkFactory(config.cluster_token.clone()),
             log_store,
             state_machine,
         )
@@ -117,7 +117,11 @@ impl RaftCatalog {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(RaftGrpc::new(raft.clone()).into_service())
+                .add_service(
+                    config
+                        .cluster_token
+                        .require(RaftGrpc::new(raft.clone()).into_service()),
+                )
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 }),
@@ -126,7 +130,7 @@ impl RaftCatalog {
             node_id: config.node_id,
             raft,
             state,
-            forwarder: Forwarder::default(),
+            forwarder: Forwarder::new(config.cluster_token.clone()),
             request_timeout: config.request_timeout,
             events,
             server: Mutex::new(Some(RunningServer { stop, task })),

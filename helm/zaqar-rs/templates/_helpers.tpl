@@ -241,6 +241,9 @@ A map as TOML: (dict "path" "" "table" MAP). Plain keys first, then each sub-map
 {{- if and $v.internalTls.enabled (not $v.internalTls.secretName) -}}
 {{- fail "internalTls.secretName is required with internalTls.enabled (a kubernetes.io/tls Secret with ca.crt)" -}}
 {{- end -}}
+{{- if and $v.clusterToken.token (not (regexMatch "^[!-~]{16,}$" $v.clusterToken.token)) -}}
+{{- fail "clusterToken.token must be at least 16 printable characters without spaces" -}}
+{{- end -}}
 {{- if not $v.pools -}}
 {{- fail "pools must name at least one pool" -}}
 {{- end -}}
