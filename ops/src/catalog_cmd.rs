@@ -47,6 +47,10 @@ pub struct CatalogArgs {
     /// Start without a cluster and wait to be added with `zaqar admin nodes add`.
     #[arg(long, env = "ZAQAR_JOIN")]
     pub join: bool,
+    /// Cut a raft log damaged before its end at the damage (a copy is kept beside it) and
+    /// start; the leader sends what was cut. Only while the other nodes are up.
+    #[arg(long, env = "ZAQAR_REPAIR_LOG")]
+    pub repair_log: bool,
     /// Require `authorization: Bearer TOKEN` on every AdminService call.
     #[arg(long, env = "ZAQAR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -86,6 +90,7 @@ impl CatalogArgs {
             config.members = self.members;
         }
         config.join |= self.join;
+        config.repair_log |= self.repair_log;
         if self.cluster.cluster_token.is_some() {
             config.cluster_token = self.cluster.cluster_token;
         }

@@ -53,6 +53,9 @@ pub struct CatalogConfig {
     pub members: Option<Vec<String>>,
     /// Start empty and wait to be added with `zaqar admin nodes add`.
     pub join: bool,
+    /// Cut a raft log damaged before its end at the damage (a copy is kept) instead
+    /// of refusing to start.
+    pub repair_log: bool,
     /// When set, every `AdminService` call must carry `authorization: Bearer TOKEN`.
     pub admin_token: Option<String>,
     /// `[tls]`: TLS of the gRPC listener; with `client_ca_file`, mTLS (every
@@ -76,6 +79,7 @@ impl Default for CatalogConfig {
             raft_advertise: None,
             members: None,
             join: false,
+            repair_log: false,
             admin_token: None,
             tls: None,
             cluster_token: None,
@@ -106,6 +110,7 @@ impl CatalogConfig {
                 ("raft_advertise", self.raft_advertise.is_some()),
                 ("members", self.members.is_some()),
                 ("join", self.join),
+                ("repair_log", self.repair_log),
             ];
             for (name, set) in raft_settings {
                 ensure!(!set, "{name} is a raft setting: it cannot be used with uri");
@@ -151,6 +156,7 @@ impl CatalogConfig {
             .unwrap_or_else(|| PathBuf::from("./zaqar-data/catalog-raft"));
         let mut config = RaftConfig::new(node_id, listen, data_dir);
         config.cluster_token = cluster_auth::token(self.cluster_token.as_deref())?;
+        config.repair_log = self.repair_log;
         match &self.raft_advertise {
             Some(advertise) => config.advertise_addr = advertise.clone(),
             None => ensure!(

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio::task::JoinSet;
 use zaqar_api_node::routing::InProcessPools;
-use zaqar_catalog::raft::{RaftCatalog, RaftConfig};
+use zaqar_catalog::raft::{DirLock, RaftCatalog, RaftConfig};
 use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, PoolSpec};
 use zaqar_pool_node::{MessageCipher, Notifier, PoolServer};
 use zaqar_proto::cluster_auth::ClusterToken;
@@ -102,6 +102,7 @@ impl StandaloneArgs {
 pub async fn run(config: StandaloneConfig, shutdown: Shutdown) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let _lock = DirLock::acquire(&config.data_dir)?;
 
     let token = process_token();
     let raft_listener = grpc::bind(LOOPBACK).await?;

@@ -40,6 +40,8 @@ pub struct RaftConfig {
     pub request_timeout: Duration,
     /// The token every raft call between the nodes carries and requires (none: unchecked).
     pub cluster_token: ClusterToken,
+    /// Cut a log damaged before its end at the damage instead of refusing to start.
+    pub repair_log: bool,
 }
 
 impl RaftConfig {
@@ -57,6 +59,7 @@ impl RaftConfig {
             election_timeout: Duration::from_millis(750),
             request_timeout: Duration::from_secs(10),
             cluster_token: ClusterToken::none(),
+            repair_log: false,
         }
     }
 

@@ -87,9 +87,15 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the log in `path`, creating an empty one if there is none.
-    pub fn open(path: &Path) -> io::Result<LogStore> {
-        let (file, records) = RecordFile::open(path)?;
+    /// Opens the log in `path`, creating an empty one if there is none. A log
+    /// damaged before its end is refused, or with `repair` cut at the damage
+    /// ([`RecordFile::open_repairing`]).
+    pub fn open(path: &Path, repair: bool) -> io::Result<LogStore> {
+        let (file, records) = if repair {
+            RecordFile::open_repairing(path)?
+        } else {
+            RecordFile::open(path)?
+        };
         let mut log = Log::default();
         for bytes in records {
             let record: Record = serde_json::from_slice(&bytes)
@@ -267,7 +273,7 @@ mod tests {
     async fn a_reopened_log_has_the_same_vote_entries_and_pointers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft-log");
-        let mut store = LogStore::open(&path).unwrap();
+        let mut store = LogStore::open(&path, false).unwrap();
         store.save_vote(&Vote::new(3, 1)).await.unwrap();
         let entries = (1..=10).map(|i| blank_ent::<TypeConfig>(3, 1, i)).collect();
         append(&mut store, entries).await;
@@ -276,7 +282,7 @@ mod tests {
         store.save_committed(Some(log_id(3, 1, 6))).await.unwrap();
         drop(store);
 
-        let mut store = LogStore::open(&path).unwrap();
+        let mut store = LogStore::open(&path, false).unwrap();
         assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
         assert_eq!(store.read_committed().await.unwrap(), Some(log_id(3, 1, 6)));
         let state = store.get_log_state().await.unwrap();
@@ -296,7 +302,7 @@ mod tests {
     async fn the_file_is_rewritten_when_dead_records_pile_up() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft-log");
-        let mut store = LogStore::open(&path).unwrap();
+        let mut store = LogStore::open(&path, false).unwrap();
         for i in 1..=(2 * REWRITE_SLACK as u64) {
             append(&mut store, vec![blank_ent::<TypeConfig>(1, 1, i)]).await;
             store.save_committed(Some(log_id(1, 1, i))).await.unwrap();
@@ -311,7 +317,7 @@ mod tests {
             "{records} records after compaction"
         );
         drop(store);
-        let mut store = LogStore::open(&path).unwrap();
+        let mut store = LogStore::open(&path, false).unwrap();
         assert_eq!(store.try_get_log_entries(..).await.unwrap().len(), 5);
     }
 }

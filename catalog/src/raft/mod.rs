@@ -8,12 +8,13 @@
 //!
 //! Layout: `types` (openraft type config and the log's commands), `state` (the catalog
 //! data and how commands change it), `record_file` + `log_store` (the log on disk),
-//! `state_machine` (applying entries, snapshots on disk), `network` + `service` (the
+//! `state_machine` (applying entries, snapshots on disk), `dir_lock` (one process per data directory), `network` + `service` (the
 //! RaftService client and server), `config` + `node` (startup, bootstrap, membership),
 //! `catalog` (the `CatalogBackend`).
 
 mod catalog;
 mod config;
+mod dir_lock;
 mod log_store;
 mod network;
 mod node;
@@ -31,5 +32,6 @@ mod storage_suite;
 pub(crate) mod testing;
 
 pub use config::RaftConfig;
+pub use dir_lock::DirLock;
 pub use node::{RaftCatalog, RaftStatus};
 pub use types::NodeId;

@@ -15,6 +15,7 @@ use zaqar_proto::ZaqarError;
 
 use crate::backend::CatalogResult;
 use crate::raft::config::{validate_addr, RaftConfig};
+use crate::raft::dir_lock::DirLock;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Forwarder, NetworkFactory};
 use crate::raft::service::RaftGrpc;
@@ -38,6 +39,8 @@ pub struct RaftCatalog {
     /// What the state machine applies, for this node's watchers.
     pub(crate) events: EventHub,
     server: Mutex<Option<RunningServer>>,
+    /// The lock of the data directory, released by [`shutdown`](Self::shutdown).
+    dir_lock: std::sync::Mutex<Option<DirLock>>,
 }
 
 struct RunningServer {
@@ -86,18 +89,28 @@ impl RaftCatalog {
         let dir = config.data_dir.clone();
         let events = EventHub::default();
         let applied = events.clone();
-        let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
+        let repair_log = config.repair_log;
+        let (dir_lock, log_store, state_machine) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
+            let lock = DirLock::acquire(&dir)?;
             Ok::<_, std::io::Error>((
-                LogStore::open(&dir.join("raft-log"))?,
+                lock,
+                LogStore::open(&dir.join("raft-log"), repair_log)?,
                 StateMachine::open(&dir.join("raft-snapshot"), applied)?,
             ))
         })
         .await
         .map_err(|err| ZaqarError::internal(format!("raft storage task failed: {err}")))?
         .map_err(|err| {
+            let hint = if err.kind() == std::io::ErrorKind::InvalidData {
+                " (if the other catalog nodes of the cluster are up, start this node once with \
+                 --repair-log: its log is cut at the damage, a copy kept beside it, and the \
+                 leader sends it what it lost)"
+            } else {
+                ""
+            };
             ZaqarError::unavailable(format!(
-                "cannot open the raft data in {}: {err}",
+                "cannot open the raft data in {}: {err}{hint}",
                 config.data_dir.display()
             ))
         })?;
@@ -134,6 +147,7 @@ impl RaftCatalog {
             request_timeout: config.request_timeout,
             events,
             server: Mutex::new(Some(RunningServer { stop, task })),
+            dir_lock: std::sync::Mutex::new(Some(dir_lock)),
         };
         if let Err(err) = node.initialize_if_new(&config).await {
             node.shutdown().await;
@@ -273,6 +287,10 @@ impl RaftCatalog {
         if let Err(err) = self.raft.shutdown().await {
             tracing::warn!(node_id = self.node_id, error = %err, "raft node stopped uncleanly");
         }
+        self.dir_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         tracing::info!(node_id = self.node_id, "raft catalog node stopped");
     }
 

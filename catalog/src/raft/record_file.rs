@@ -61,6 +61,32 @@ impl RecordFile {
         Ok((record_file, records))
     }
 
+    /// Like [`RecordFile::open`], but a file damaged before its end is repaired
+    /// instead of refused: it is copied to `PATH.damaged-UNIXTIME` for inspection,
+    /// then cut at the first damaged record (what followed it is lost here; a raft
+    /// node gets it back from the leader).
+    pub fn open_repairing(path: &Path) -> io::Result<(RecordFile, Vec<Vec<u8>>)> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Self::open(path),
+            Err(err) => return Err(err),
+        };
+        if let Err(offset) = decode(&bytes) {
+            let seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            let mut kept = path.as_os_str().to_owned();
+            kept.push(format!(".damaged-{seconds}"));
+            std::fs::copy(path, &kept)?;
+            tracing::warn!(path = %path.display(), offset, lost_bytes = bytes.len() - offset,
+                copy = %Path::new(&kept).display(), "cutting a damaged file at its first damaged record");
+            let file = OpenOptions::new().write(true).open(path)?;
+            file.set_len(offset as u64)?;
+            file.sync_all()?;
+        }
+        Self::open(path)
+    }
+
     /// Appends the records in one write; with `sync`, returns once they are on disk.
     pub fn append(&mut self, records: &[Vec<u8>], sync: bool) -> io::Result<()> {
         self.file.write_all(&encode(records)?)?;
@@ -156,10 +182,12 @@ fn decode(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, usize), usize> {
                 let len = rest
                     .get(0..4)
                     .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
-                // A torn append: the record runs past the end, or only zeros follow.
+                // A torn append: the record runs past the end (and no whole record
+                // follows it: a damaged length field can look the same), or only
+                // zeros follow.
                 let runs_past_the_end = match len {
                     None => true,
-                    Some(len) => HEADER + len >= rest.len(),
+                    Some(len) => HEADER + len >= rest.len() && !holds_a_record(&rest[1..]),
                 };
                 let torn = runs_past_the_end || rest.iter().all(|&b| b == 0);
                 return if torn {
@@ -171,6 +199,17 @@ fn decode(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, usize), usize> {
         }
     }
     Ok((records, offset))
+}
+
+/// Whether a whole record (its checksum right) starts anywhere in `bytes`: after a
+/// damaged record, that means data followed the damage, which a torn append never leaves.
+fn holds_a_record(bytes: &[u8]) -> bool {
+    (0..bytes.len().saturating_sub(HEADER)).any(|start| {
+        let rest = &bytes[start..];
+        let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+        len > 0 && len <= rest.len() - HEADER && crc32(&rest[HEADER..HEADER + len]) == crc
+    })
 }
 
 /// fsync of the directory holding `path`, so that a created or renamed file survives.
@@ -272,6 +311,37 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let err = RecordFile::open(&path).err().unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_damaged_length_before_the_end_is_an_error_and_repair_cuts_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (mut file, _) = RecordFile::open(&path).unwrap();
+        file.append(&records(&["first", "second", "third"]), true)
+            .unwrap();
+        drop(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The second record's length now runs past the end of the file.
+        let second = HEADER + 5;
+        bytes[second + 3] = 0x7f;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = RecordFile::open(&path).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains(&format!("byte {second}")), "{err}");
+
+        let (_, found) = RecordFile::open_repairing(&path).unwrap();
+        assert_eq!(found, records(&["first"]));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), second as u64);
+        let copies: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with("log.damaged-"))
+            .collect();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        let copy = std::fs::read(dir.path().join(&copies[0])).unwrap();
+        assert_eq!(copy, bytes);
+        assert_eq!(RecordFile::open(&path).unwrap().1, records(&["first"]));
     }
 
     #[test]

@@ -13,7 +13,7 @@ struct OnDisk;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for OnDisk {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("create a temporary directory");
-        let log = LogStore::open(&dir.path().join("raft-log")).expect("open the log");
+        let log = LogStore::open(&dir.path().join("raft-log"), false).expect("open the log");
         let machine = StateMachine::open(
             &dir.path().join("raft-snapshot"),
             crate::watch::EventHub::default(),
