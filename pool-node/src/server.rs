@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use zaqar_proto::pb::pool_service_server::PoolService;
 use zaqar_proto::pb::*;
-use zaqar_proto::ZaqarError;
+use zaqar_proto::uri::push_url;
+use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
@@ -52,6 +53,31 @@ impl PoolServer {
         notifier.use_cipher(self.cipher.clone());
         self.notifier = Some(notifier);
         self
+    }
+
+    /// Refuses a tenant's webhook to an address the notifier's network policy does
+    /// not permit (400); push subscriptions, other schemes and a pool-node that
+    /// delivers nothing are not checked here (delivery checks again).
+    async fn check_subscriber(&self, subscriber: &str) -> Result<(), Status> {
+        let Some(notifier) = &self.notifier else {
+            return Ok(());
+        };
+        if push_url(subscriber).is_some() {
+            return Ok(());
+        }
+        let Ok(url) = reqwest::Url::parse(subscriber) else {
+            return Ok(());
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return Ok(());
+        }
+        notifier
+            .network_policy()
+            .check_url(&url)
+            .await
+            .map_err(|reason| {
+                ZaqarError::titled(ErrorCode::BadRequest, "Invalid API request", reason).into()
+            })
     }
 
     /// Lets the notifier start or stop delivering to the subscriptions of `queue`.
@@ -350,6 +376,7 @@ impl PoolService for PoolServer {
     ) -> Reply<CreateSubscriptionReply> {
         let req = request.into_inner();
         let queue = queue_of(req.queue)?;
+        self.check_subscriber(&req.subscriber).await?;
         let created = self
             .store
             .create_subscription(
@@ -396,6 +423,9 @@ impl PoolService for PoolServer {
     ) -> Reply<Empty> {
         let req = request.into_inner();
         let (queue, id) = subscription_of(req.subscription)?;
+        if let Some(subscriber) = &req.subscriber {
+            self.check_subscriber(subscriber).await?;
+        }
         let update = SubscriptionUpdate {
             subscriber: req.subscriber,
             ttl: req.ttl,

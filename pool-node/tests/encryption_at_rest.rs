@@ -377,8 +377,7 @@ async fn subscribers_are_notified_with_the_plaintext_body() {
     let dir = tempfile::tempdir().unwrap();
     let uri = format!("sqlite://{}", dir.path().join("messages.db").display());
     let store = zaqar_pool_node::open_store(&uri).await.unwrap();
-    let notifier =
-        Notifier::spawn(store.clone(), &NotifierConfig::default(), "encryption").unwrap();
+    let notifier = Notifier::spawn(store.clone(), &loopback_allowed(), "encryption").unwrap();
     let server = PoolServer::new(store)
         .with_encryption(cipher())
         .with_notifier(notifier);
@@ -404,4 +403,12 @@ async fn subscribers_are_notified_with_the_plaintext_body() {
         .unwrap();
     assert!(delivered.contains(&marker), "{delivered}");
     assert!(!delivered.contains("zaqar-enc:"), "{delivered}");
+}
+
+/// The notifier's defaults, with the loopback test webhook allowed.
+fn loopback_allowed() -> NotifierConfig {
+    NotifierConfig {
+        allowed_networks: vec!["127.0.0.0/8".to_string()],
+        ..NotifierConfig::default()
+    }
 }

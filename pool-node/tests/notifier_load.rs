@@ -120,6 +120,7 @@ async fn setup() -> Setup {
     let store: Arc<dyn MessageStore> = zaqar_pool_node::open_store(&uri).await.unwrap();
     let config = NotifierConfig {
         max_in_flight: 50,
+        allowed_networks: vec!["127.0.0.0/8".to_string()],
         ..NotifierConfig::default()
     };
     let notifier = Notifier::spawn(store.clone(), &config, "load").unwrap();

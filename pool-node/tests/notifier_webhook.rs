@@ -181,6 +181,7 @@ async fn a_dead_endpoint_delays_neither_other_subscribers_nor_posting() {
     let config = NotifierConfig {
         delivery_timeout_ms: 30_000,
         max_in_flight: 4,
+        allowed_networks: vec!["127.0.0.0/8".to_string()],
         ..NotifierConfig::default()
     };
     let pool = Pool::start(config).await;

@@ -1,4 +1,5 @@
-//! Store and catalog URIs as they may be shown: without their password.
+//! Store and catalog URIs as they may be shown: without their password; and the
+//! subscriber URI of WebSocket push subscriptions.
 
 /// `uri` with the password of its user info (`scheme://user:PASSWORD@host...`)
 /// replaced by `***`, for answers, listings and logs; other URIs as they are.
@@ -18,9 +19,40 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
+/// The scheme prefix of a WebSocket push subscription's subscriber as stored
+/// (`zaqar-push+http://HOST:PORT/CONNECTION`): the api-node's own notification
+/// listener. Tenants cannot give it (the api-node takes only Zaqar's subscriber
+/// schemes from them), so the notifier delivers to it whatever its address.
+pub const PUSH_SCHEME_PREFIX: &str = "zaqar-push+";
+
+/// The stored subscriber of a push subscription to `url`.
+pub fn push_subscriber(url: &str) -> String {
+    format!("{PUSH_SCHEME_PREFIX}{url}")
+}
+
+/// The URL of a push subscription's `subscriber`; `None` for any other subscriber.
+pub fn push_url(subscriber: &str) -> Option<&str> {
+    subscriber.strip_prefix(PUSH_SCHEME_PREFIX)
+}
+
+/// A subscriber as clients see it: a push subscription's URL without the prefix.
+pub fn shown_subscriber(subscriber: &str) -> &str {
+    push_url(subscriber).unwrap_or(subscriber)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_subscribers_carry_a_prefix_that_clients_do_not_see() {
+        let stored = push_subscriber("http://10.0.0.5:9001/abc");
+        assert_eq!(stored, "zaqar-push+http://10.0.0.5:9001/abc");
+        assert_eq!(push_url(&stored), Some("http://10.0.0.5:9001/abc"));
+        assert_eq!(shown_subscriber(&stored), "http://10.0.0.5:9001/abc");
+        assert_eq!(push_url("http://hook/"), None);
+        assert_eq!(shown_subscriber("http://hook/"), "http://hook/");
+    }
 
     #[test]
     fn passwords_are_hidden_and_the_rest_is_kept() {

@@ -49,7 +49,8 @@ async fn confirmation_flow(collection: &str) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[api]\nrequire_subscription_confirmation = true\nsigned_url_secret_key = \"{SECRET}\"\n"
+            "[api]\nrequire_subscription_confirmation = true\nsigned_url_secret_key = \"{SECRET}\"\n\
+             [notifier]\nallowed_networks = [\"127.0.0.0/8\"]\n"
         ),
     )?;
     let config = config.to_string_lossy();

@@ -30,7 +30,15 @@ async fn topics_fan_out_on_a_redis_pool() -> Result<()> {
 /// The scenario on `zaqar standalone` started with `pool_args`.
 async fn fan_out(pool_args: &[&str]) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let standalone = Standalone::start_with(dir.path(), pool_args)?;
+    // The webhooks listen on loopback, an internal address refused by default.
+    let config = dir.path().join("zaqar.toml");
+    std::fs::write(
+        &config,
+        "[notifier]\nallowed_networks = [\"127.0.0.0/8\"]\n",
+    )?;
+    let config = config.to_string_lossy();
+    let args = [&["--config", config.as_ref()][..], pool_args].concat();
+    let standalone = Standalone::start_with(dir.path(), &args)?;
     let port = standalone.port;
     let client = Client::new(port, "topic-project");
     client.wait_ready(Duration::from_secs(30)).await?;

@@ -11,6 +11,7 @@ use super::types::{Subscription, SubscriptionList};
 use super::{check_limit, conflict, gone_is_done, invalid_api, unavailable_as, Context, Payload};
 use crate::signed_url::sign;
 use crate::timefmt::format_utc;
+use zaqar_proto::uri::push_url;
 
 /// The subscriber URI schemes Zaqar notifies.
 const SUBSCRIBER_TYPES: [&str; 5] = ["http", "https", "mailto", "trust+http", "trust+https"];
@@ -27,7 +28,18 @@ pub struct Created {
 /// duplicate subscriber answers its existing subscription, unless that one was
 /// confirmed while confirmation is required (then 409, as in Zaqar).
 pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<Created, ZaqarError> {
-    create_subscription(ctx, queue, payload, false).await
+    create_subscription(ctx, queue, payload, false, false).await
+}
+
+/// [`create`] for a WebSocket push subscription, whose subscriber is the
+/// api-node's own listener (`zaqar_proto::uri::push_subscriber`), a scheme no
+/// client may give.
+pub async fn create_push(
+    ctx: &Context,
+    queue: &str,
+    payload: &Payload,
+) -> Result<Created, ZaqarError> {
+    create_subscription(ctx, queue, payload, false, true).await
 }
 
 /// [`create`] as Zaqar's REST API does it: with confirmation required, the new (or
@@ -39,7 +51,7 @@ pub async fn create_requesting_confirmation(
     queue: &str,
     payload: &Payload,
 ) -> Result<Created, ZaqarError> {
-    create_subscription(ctx, queue, payload, true).await
+    create_subscription(ctx, queue, payload, true, false).await
 }
 
 async fn create_subscription(
@@ -47,13 +59,14 @@ async fn create_subscription(
     queue: &str,
     payload: &Payload,
     request_confirmation: bool,
+    push: bool,
 ) -> Result<Created, ZaqarError> {
     ctx.check_queue(queue)?;
     let document = document(payload)?;
     let Some(subscriber) = document.get("subscriber") else {
         return Err(invalid_api("Missing parameter subscriber in body."));
     };
-    check_fields(ctx, &document)?;
+    check_fields(ctx, &document, push)?;
     let subscriber = subscriber.as_str().unwrap_or_default().to_string();
     let ttl = ttl(&document)?.unwrap_or(ctx.limits().default_subscription_ttl);
     let options = document
@@ -214,7 +227,7 @@ pub async fn update(
 ) -> Result<(), ZaqarError> {
     ctx.check_queue(queue)?;
     let document = document(payload)?;
-    check_fields(ctx, &document)?;
+    check_fields(ctx, &document, false)?;
     if document
         .keys()
         .any(|key| !["subscriber", "ttl", "options"].contains(&key.as_str()))
@@ -454,14 +467,21 @@ fn document(payload: &Payload) -> Result<Map<String, Value>, ZaqarError> {
     }
 }
 
-/// Zaqar's `subscription_patching` checks.
-fn check_fields(ctx: &Context, document: &Map<String, Value>) -> Result<(), ZaqarError> {
+/// Zaqar's `subscription_patching` checks; with `push`, the subscriber is the
+/// api-node's own push URL instead of one of Zaqar's schemes.
+fn check_fields(
+    ctx: &Context,
+    document: &Map<String, Value>,
+    push: bool,
+) -> Result<(), ZaqarError> {
     if document.is_empty() {
         return Err(invalid_api("No subscription to create."));
     }
     if let Some(subscriber) = document.get("subscriber") {
-        let scheme = subscriber.as_str().map(scheme_of).unwrap_or_default();
-        if !SUBSCRIBER_TYPES.contains(&scheme.as_str()) {
+        let subscriber = subscriber.as_str();
+        let scheme = subscriber.map(scheme_of).unwrap_or_default();
+        let pushed = push && subscriber.and_then(push_url).is_some();
+        if !pushed && !SUBSCRIBER_TYPES.contains(&scheme.as_str()) {
             return Err(invalid_api(
                 "The subscriber type of subscription must be supported in the list \
                  ['http', 'https', 'mailto', 'trust+http', 'trust+https'].",

@@ -103,7 +103,7 @@ impl TryFrom<pb::Subscription> for Subscription {
             options: raw_json(sub.options_json, "subscription options", "{}")?,
             id: sub.id,
             source: sub.source,
-            subscriber: sub.subscriber,
+            subscriber: zaqar_proto::uri::shown_subscriber(&sub.subscriber).to_string(),
             ttl: sub.ttl,
             age: sub.age,
             confirmed: sub.confirmed,

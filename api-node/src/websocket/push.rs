@@ -203,13 +203,14 @@ impl ConnectionPush {
             )));
         }
         let id = self.endpoint_id(&registry, replies)?;
-        let mut document = json!({"subscriber": format!("{}{id}", registry.base_url)});
+        let url = format!("{}{id}", registry.base_url);
+        let mut document = json!({"subscriber": zaqar_proto::uri::push_subscriber(&url)});
         for name in ["ttl", "options"] {
             if let Some(value) = request.field(name) {
                 document[name] = value.clone();
             }
         }
-        let created = subscriptions::create(ctx, queue, &payload(&document)).await?;
+        let created = subscriptions::create_push(ctx, queue, &payload(&document)).await?;
         if !created.created {
             // Zaqar's storage refuses the same subscriber twice on a queue.
             return Ok(Reply::new(

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use zaqar_proto::ZaqarError;
+
+use super::network::NetworkPolicy;
 
 /// The notifier's settings; every key is optional (see docs/configuration.md).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -36,6 +39,9 @@ pub struct NotifierConfig {
     /// milliseconds: the time after which another pool-node on the same store
     /// takes over the subscriptions of one that died.
     pub lease_ttl_ms: u64,
+    /// Networks (CIDR blocks or addresses) webhooks may reach although they are
+    /// internal (loopback, private, link-local, ...), which are refused otherwise.
+    pub allowed_networks: Vec<String>,
 }
 
 impl Default for NotifierConfig {
@@ -53,6 +59,7 @@ impl Default for NotifierConfig {
             resume_interval_ms: 30_000,
             cursor_flush_ms: 1_000,
             lease_ttl_ms: 10_000,
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -68,6 +75,11 @@ impl NotifierConfig {
 
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_millis(self.lease_ttl_ms.max(30))
+    }
+
+    /// Where webhooks may go; an entry of `allowed_networks` that is not a network is an error.
+    pub fn network_policy(&self) -> Result<NetworkPolicy, ZaqarError> {
+        NetworkPolicy::new(&self.allowed_networks).map_err(ZaqarError::bad_request)
     }
 
     pub fn cursor_flush(&self) -> Duration {

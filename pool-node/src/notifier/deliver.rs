@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use zaqar_proto::pb::QueueRef;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
+use super::network::{address_of, NetworkPolicy};
 use super::target::Target;
 use super::{mailto, webhook, NotifierConfig};
 use crate::store::MessageStore;
@@ -37,7 +38,11 @@ pub enum Outcome {
 /// Shared by every subscription's lane: the clients and the bound on attempts in flight.
 pub struct Deliverer {
     store: Arc<dyn MessageStore>,
+    /// Tenants' webhooks: only to addresses `policy` permits, no redirects.
     http: reqwest::Client,
+    /// WebSocket push subscriptions (the api-nodes' own listeners): no redirects.
+    push_http: reqwest::Client,
+    policy: NetworkPolicy,
     smtp: AsyncSmtpTransport<Tokio1Executor>,
     smtp_from: String,
     slots: Semaphore,
@@ -47,16 +52,23 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(store: Arc<dyn MessageStore>, config: &NotifierConfig) -> Result<Self, ZaqarError> {
         let timeout = config.delivery_timeout();
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .map_err(|err| {
+        let policy = config.network_policy()?;
+        let client = || {
+            reqwest::Client::builder()
+                .connect_timeout(timeout)
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let built = |client: reqwest::ClientBuilder| {
+            client.build().map_err(|err| {
                 ZaqarError::internal(format!("cannot build the webhook client: {err}"))
-            })?;
+            })
+        };
         Ok(Deliverer {
             store,
-            http,
+            http: built(client().dns_resolver(policy.resolver()))?,
+            push_http: built(client())?,
+            policy,
             smtp: mailto::transport(&config.smtp_host, config.smtp_port, timeout),
             smtp_from: config.smtp_from.clone(),
             slots: Semaphore::new(config.max_in_flight.max(1)),
@@ -113,6 +125,25 @@ impl Deliverer {
         }
     }
 
+    /// Where webhooks may go.
+    pub fn policy(&self) -> &NetworkPolicy {
+        &self.policy
+    }
+
+    /// A webhook whose host is an address the policy does not permit is refused
+    /// (names are checked as they resolve, by the client's resolver).
+    fn refuse_internal_address(&self, url: &str) -> Result<(), Failure> {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|url| url.host_str().and_then(address_of));
+        match host {
+            Some(ip) if !self.policy.permits(ip) => Err(Failure::Permanent(format!(
+                "{ip} is an internal address, which this service does not notify"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// One attempt, holding a slot, within the delivery timeout.
     async fn attempt(&self, target: &Target, document: &str) -> Result<(), Failure> {
         let _slot = self
@@ -126,9 +157,16 @@ impl Deliverer {
                     url,
                     headers,
                     post_data,
+                    trusted,
                 } => {
                     let body = Target::webhook_body(post_data.as_deref(), document);
-                    webhook::post(&self.http, url, headers, body).await
+                    let client = if *trusted {
+                        &self.push_http
+                    } else {
+                        self.refuse_internal_address(url)?;
+                        &self.http
+                    };
+                    webhook::post(client, url, headers, body).await
                 }
                 Target::Mailto { to, from, subject } => {
                     let from = from.as_deref().unwrap_or(&self.smtp_from);

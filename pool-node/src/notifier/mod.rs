@@ -7,6 +7,7 @@ mod deliver;
 mod dispatch;
 mod lane;
 mod mailto;
+pub mod network;
 pub mod retry;
 pub mod target;
 mod webhook;
@@ -120,6 +121,11 @@ impl Notifier {
             cipher,
             missed_wakes: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Where webhooks may go (`allowed_networks`).
+    pub fn network_policy(&self) -> &network::NetworkPolicy {
+        self.deliverer.policy()
     }
 
     /// Decrypts the encrypted bodies read back from the store with `cipher`.

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use zaqar_proto::pb::{Message, NewMessage, Subscription};
+use zaqar_proto::uri::push_url;
 
 /// How a subscription is notified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,10 @@ pub enum Target {
         /// The `post_data` option: a template whose `"$zaqar_message$"` is
         /// replaced by the notification document.
         post_data: Option<String>,
+        /// A WebSocket push subscription (the api-node's own listener): delivered
+        /// whatever its address; tenants' webhooks are checked against the
+        /// network policy.
+        trusted: bool,
     },
     /// `mailto:address?subject=...`: one email per message.
     Mailto {
@@ -40,6 +45,10 @@ pub enum Unsupported {
 impl Target {
     /// The target of `subscriber` with the subscription's parsed `options`.
     pub fn of(subscriber: &str, options: &Map<String, Value>) -> Result<Self, Unsupported> {
+        let (subscriber, trusted) = match push_url(subscriber) {
+            Some(url) => (url, true),
+            None => (subscriber, false),
+        };
         let url =
             reqwest::Url::parse(subscriber).map_err(|err| Unsupported::Uri(err.to_string()))?;
         match url.scheme() {
@@ -63,9 +72,10 @@ impl Target {
                     url: subscriber.to_string(),
                     headers,
                     post_data,
+                    trusted,
                 })
             }
-            "mailto" => {
+            "mailto" if !trusted => {
                 let query_subject = url
                     .query_pairs()
                     .find(|(key, _)| key.eq_ignore_ascii_case("subject"))

@@ -1,6 +1,7 @@
 //! One webhook attempt: an HTTP POST of one notification, as Zaqar's webhook task sends it.
 
 use super::deliver::Failure;
+use super::network;
 
 /// POSTs `body` to `url` with `headers`. 2xx and 3xx are delivered; 408, 429 and
 /// 5xx, connection errors and timeouts are worth a retry; other 4xx are final
@@ -18,6 +19,8 @@ pub async fn post(
     let response = request.send().await.map_err(|err| {
         if err.is_builder() {
             Failure::Permanent(format!("invalid request: {err}"))
+        } else if network::is_refused(&err) {
+            Failure::Permanent(format!("refused: {err}: {}", error_chain(&err)))
         } else {
             Failure::Transient(format!("request failed: {err}"))
         }
@@ -30,4 +33,15 @@ pub async fn post(
     } else {
         Err(Failure::Permanent(format!("endpoint answered {status}")))
     }
+}
+
+/// The causes of `err`, which reqwest's own message leaves out.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut causes = Vec::new();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        causes.push(err.to_string());
+        cause = err.source();
+    }
+    causes.join(": ")
 }

@@ -190,7 +190,12 @@ impl Receiver {
 
     /// A receiver on `port` (0: any free port).
     pub async fn start_on(port: u16, path: &str, statuses: &[u16]) -> Receiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        Receiver::start_at("127.0.0.1", port, path, statuses).await
+    }
+
+    /// A receiver on `host` (a loopback address) and `port` (0: any free port).
+    pub async fn start_at(host: &str, port: u16, path: &str, statuses: &[u16]) -> Receiver {
+        let listener = TcpListener::bind((host, port)).await.unwrap();
         let url = format!("http://{}{path}", listener.local_addr().unwrap());
         let script = Arc::new(Mutex::new(
             statuses.iter().copied().collect::<VecDeque<_>>(),
@@ -310,10 +315,17 @@ impl Drop for BlackHole {
     }
 }
 
-/// Notifier settings for tests: short timeouts.
+/// Notifier settings for tests: short timeouts, and the receivers' loopback
+/// addresses allowed (internal addresses are refused by default).
 pub fn config() -> NotifierConfig {
     NotifierConfig {
         delivery_timeout_ms: 2_000,
+        allowed_networks: loopback(),
         ..NotifierConfig::default()
     }
+}
+
+/// `allowed_networks` of the loopback receivers.
+pub fn loopback() -> Vec<String> {
+    vec!["127.0.0.0/8".to_string()]
 }
