@@ -5,7 +5,7 @@
 //! Creating, renewing and releasing a claim are transactions, so two claims
 //! never take the same message (the second one conflicts and starts again).
 
-use futures::FutureExt;
+use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::Error as MongoError;
 use mongodb::ClientSession;
@@ -17,9 +17,10 @@ use super::fields::{
     self, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CREATED, EXPIRES, FREE, ID, METADATA,
     QUEUE, RENEWED, SEQ, STATE, TTL, VISIBLE,
 };
-use super::messages::{free_after, free_ended};
+use super::messages::free_ended;
+use super::scan::{lower_head, FreeScan};
 use super::{
-    counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_queue, store_error,
+    counter_key, date, ensure_queue, find, ms, next_seq, now_ms, of_ids, of_queue, store_error,
     whole_seconds, MongoStore,
 };
 use crate::dead_letter::DeadLetterPolicy;
@@ -62,19 +63,17 @@ async fn claim_in(
     let claim_expires = now + ms(ttl);
     let message_expires = now + ms(ttl) + ms(grace);
     let policy = dead_letter_policy(store, queue, session).await?;
-    free_ended(store, queue, now, Some(&mut *session)).await?;
+    free_ended(store, queue, now, session).await?;
+    let mut scan = FreeScan::start(store, queue, now, limit, session).await?;
     let mut claimed = Vec::new();
-    let mut after = 0;
     while (claimed.len() as u32) < limit {
         let wanted = limit - claimed.len() as u32;
-        let free = free_after(queue, after, now);
-        let documents = find_in(session, &store.messages, free, doc! { SEQ: 1 }, wanted).await?;
+        let documents = scan.next(store, wanted, session).await?;
         if documents.is_empty() {
             break;
         }
         let mut taken = Vec::new();
         for document in documents {
-            after = fields::int(&document, SEQ);
             let claim_count = fields::int(&document, CLAIM_COUNT).max(0) as u32;
             if let Some(policy) = policy.as_ref().filter(|p| p.is_exhausted(claim_count)) {
                 move_to_dead_letter(store, queue, &document, policy, now, session).await?;
@@ -107,6 +106,7 @@ async fn claim_in(
             claimed.push(message);
         }
     }
+    scan.finish(store, queue, session).await?;
     if claimed.is_empty() {
         // Dead-letter moves, if any, still happen.
         return Ok(None);
@@ -203,21 +203,33 @@ fn no_such_claim(claim_id: &str) -> ZaqarError {
     ZaqarError::not_found(format!("Claim {claim_id} does not exist"))
 }
 
-/// The filter of the live messages a live claim holds at `now`.
-fn held_by(queue: &QueueRef, claim_id: &str, now: i64) -> Document {
+/// The filter of the messages that name a claim (its index: project, queue, claim id).
+fn naming(queue: &QueueRef, claim_id: &str) -> Document {
     let mut filter = of_queue(queue);
-    filter.extend(doc! {
-        CLAIM_ID: claim_id,
-        CLAIM_EXPIRES: { "$gt": now },
-        EXPIRES: { "$gt": date(now) },
-    });
+    filter.insert(CLAIM_ID, claim_id);
+    filter
+}
+
+/// The filter of the live messages a live claim holds at `now`: the times are an
+/// `$expr`, so a server that routes by one range (SecantusDB) reads the claim's
+/// messages through the claim id index, not the whole queue (both fields are
+/// always set, so `$expr`'s ordering of missing values does not matter).
+fn held_by(queue: &QueueRef, claim_id: &str, now: i64) -> Document {
+    let mut filter = naming(queue, claim_id);
+    filter.insert(
+        "$and",
+        vec![doc! { "$expr": { "$and": [
+            { "$gt": [format!("${CLAIM_EXPIRES}"), now] },
+            { "$gt": [format!("${EXPIRES}"), date(now)] },
+        ] } }],
+    );
     filter
 }
 
 /// The filter of a live claim at `now`.
 fn live_claim(queue: &QueueRef, claim_id: &str, now: i64) -> Document {
-    let mut filter = of_queue(queue);
-    filter.extend(doc! { ID: claim_id, EXPIRES: { "$gt": date(now) } });
+    let mut filter = of_ids(queue, claim_id);
+    filter.insert(EXPIRES, doc! { "$gt": date(now) });
     filter
 }
 
@@ -296,7 +308,8 @@ pub(super) async fn update(
         .await
 }
 
-/// Releases a claim: its messages are free again at once.
+/// Releases a claim: its messages are free again at once, and the queue's free
+/// head goes below them.
 pub(super) async fn delete(
     store: &MongoStore,
     queue: &QueueRef,
@@ -306,21 +319,10 @@ pub(super) async fn delete(
         .transaction(|session| {
             let (store, queue, claim_id) = (store.clone(), queue.clone(), claim_id.to_string());
             async move {
-                let mut held = of_queue(&queue);
-                held.insert(CLAIM_ID, &claim_id);
-                store
-                    .messages
-                    .update_many(
-                        held,
-                        doc! { "$set": { CLAIM_ID: Bson::Null, CLAIM_EXPIRES: 0_i64, STATE: FREE } },
-                    )
-                    .session(&mut *session)
-                    .await?;
-                let mut claim = of_queue(&queue);
-                claim.insert(ID, &claim_id);
+                release_in(&store, &queue, &claim_id, session).await?;
                 store
                     .claims
-                    .delete_one(claim)
+                    .delete_one(of_ids(&queue, &claim_id))
                     .session(&mut *session)
                     .await?;
                 Ok(Ok(()))
@@ -328,4 +330,37 @@ pub(super) async fn delete(
             .boxed()
         })
         .await
+}
+
+/// Frees the messages that name `claim_id`, in `session`'s transaction.
+async fn release_in(
+    store: &MongoStore,
+    queue: &QueueRef,
+    claim_id: &str,
+    session: &mut ClientSession,
+) -> Result<(), MongoError> {
+    let held: Vec<Document> = store
+        .messages
+        .find(naming(queue, claim_id))
+        .projection(doc! { ID: 1, SEQ: 1 })
+        .session(&mut *session)
+        .await?
+        .stream(&mut *session)
+        .try_collect()
+        .await?;
+    let Some(first) = held.iter().map(|d| fields::int(d, SEQ)).min() else {
+        return Ok(());
+    };
+    let ids: Vec<String> = held.iter().map(|d| fields::text(d, ID)).collect();
+    let mut selected = of_ids(queue, doc! { "$in": ids });
+    selected.insert(CLAIM_ID, claim_id);
+    store
+        .messages
+        .update_many(
+            selected,
+            doc! { "$set": { CLAIM_ID: Bson::Null, CLAIM_EXPIRES: 0_i64, STATE: FREE } },
+        )
+        .session(&mut *session)
+        .await?;
+    lower_head(store, queue, first, session).await
 }

@@ -6,6 +6,7 @@
 //! | `p`, `q` | queues, messages, claims, subscriptions | project and queue name |
 //! | `m` | queues | metadata JSON text |
 //! | `v` | counters | last sequence number handed out |
+//! | `fh`, `n` | counters (free heads) | free head of a queue (see `scan.rs`), changes made to it |
 //! | `k` | messages, subscriptions | sequence number: FIFO order and listing marker |
 //! | `c` | messages | client id of the poster |
 //! | `b`, `h` | messages | body JSON text, its checksum |
@@ -29,6 +30,8 @@ pub(super) const PROJECT: &str = "p";
 pub(super) const QUEUE: &str = "q";
 pub(super) const METADATA: &str = "m";
 pub(super) const LAST: &str = "v";
+pub(super) const FREE_HEAD: &str = "fh";
+pub(super) const CHANGES: &str = "n";
 pub(super) const SEQ: &str = "k";
 pub(super) const CLIENT: &str = "c";
 pub(super) const BODY: &str = "b";

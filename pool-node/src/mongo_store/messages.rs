@@ -6,7 +6,6 @@ use futures::{FutureExt, TryStreamExt};
 use md5::{Digest, Md5};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::Error as MongoError;
-use mongodb::options::Hint;
 use mongodb::ClientSession;
 use uuid::Uuid;
 use zaqar_proto::pb::{Message, NewMessage, QueueRef};
@@ -16,9 +15,10 @@ use super::fields::{
     self, BODY, CHECKSUM, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CLIENT, CREATED, DELAYED,
     EXPIRES, FREE, ID, SEQ, STATE, TTL, VISIBLE,
 };
+use super::scan::{free_state, head_and_last, is_live, lower_head, read_window, FreeScan, Windows};
 use super::{
-    counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_queue, parse_marker,
-    store_error, MongoStore, CLAIMS_ENDING, DELAYS_ENDING,
+    counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_ids, of_queue,
+    parse_marker, store_error, MongoStore,
 };
 use crate::store::{ListParams, StoreResult};
 
@@ -88,20 +88,6 @@ pub(super) async fn post(
         .await
 }
 
-/// The filter of the queue's free messages (live, not delayed, not claimed)
-/// after `after`: a range of the index `BY_STATE`, sorted by seq.
-pub(super) fn free_after(queue: &QueueRef, after: i64, now: i64) -> Document {
-    let mut filter = of_queue(queue);
-    filter.extend(doc! {
-        STATE: FREE,
-        SEQ: { "$gt": after },
-        EXPIRES: { "$gt": date(now) },
-        VISIBLE: { "$lte": now },
-        CLAIM_EXPIRES: { "$lte": now },
-    });
-    filter
-}
-
 pub(super) async fn list(
     store: &MongoStore,
     queue: &QueueRef,
@@ -109,16 +95,32 @@ pub(super) async fn list(
 ) -> StoreResult<(Vec<Message>, String)> {
     let after = parse_marker(&params.marker)?;
     let now = now_ms();
+    let only_free = !params.include_claimed && !params.include_delayed;
     // Ended claims and passed delays are not where a listing without them looks.
     if !(params.include_claimed && params.include_delayed) {
-        free_ended(store, queue, now, None)
-            .await
-            .map_err(store_error)?;
+        free_ended_now(store, queue, now).await?;
     }
-    let filter = listing(queue, after, now, params);
-    let documents = find(&store.messages, filter, doc! { SEQ: 1 }, params.limit)
+    let (head, last) = head_and_last(store, queue, None)
         .await
         .map_err(store_error)?;
+    // No free message is at or before the free head.
+    let (base, start) = if only_free {
+        (free_state(queue), after.max(head))
+    } else {
+        (of_queue(queue), after)
+    };
+    let mut windows = Windows::new(start, last, params.limit);
+    let mut documents = Vec::new();
+    while (documents.len() as u32) < params.limit {
+        let Some((filter, _)) = windows.next(&base) else {
+            break;
+        };
+        let window = read_window(store, filter, None)
+            .await
+            .map_err(store_error)?;
+        documents.extend(window.into_iter().filter(|d| listed(d, now, params)));
+    }
+    documents.truncate(params.limit as usize);
     let next_marker = match documents.last() {
         Some(last) => fields::int(last, SEQ).to_string(),
         None => params.marker.clone(),
@@ -130,74 +132,94 @@ pub(super) async fn list(
     Ok((messages, next_marker))
 }
 
-/// The filter of a listing: the states it includes, each a range of `BY_STATE`
-/// that the server merges by seq (a `SORT_MERGE` plan).
-pub(super) fn listing(queue: &QueueRef, after: i64, now: i64, params: &ListParams) -> Document {
-    let mut states = vec![FREE];
-    if params.include_claimed {
-        states.push(CLAIMED);
-    }
-    if params.include_delayed {
-        states.push(DELAYED);
-    }
-    let mut filter = of_queue(queue);
-    filter.extend(doc! {
-        STATE: { "$in": states },
-        SEQ: { "$gt": after },
-        EXPIRES: { "$gt": date(now) },
-    });
-    if !params.echo {
-        filter.insert(CLIENT, doc! { "$ne": &params.client_id });
-    }
-    filter
+/// Whether a listing with `params` shows the message `document` at `now`.
+pub(super) fn listed(document: &Document, now: i64, params: &ListParams) -> bool {
+    let state = match document.get(STATE) {
+        Some(Bson::Int32(state)) => *state,
+        Some(Bson::Int64(state)) => *state as i32,
+        _ => FREE,
+    };
+    let claimed = state == CLAIMED || fields::int(document, CLAIM_EXPIRES) > now;
+    let delayed = state == DELAYED || fields::int(document, VISIBLE) > now;
+    is_live(document, now)
+        && (params.include_claimed || !claimed)
+        && (params.include_delayed || !delayed)
+        && (params.echo || fields::text(document, CLIENT) != params.client_id)
 }
 
 /// The most messages one call moves from claimed or from delayed back to free;
 /// each message moves once, the rest wait for the next call.
 const FREED_PER_CALL: i64 = 500;
 
+/// The filter of the queue's messages in `state` whose claim or delay (`ends`)
+/// has ended at `now`: a range of `claim_ends` or `delay_ends`.
+fn ended(queue: &QueueRef, state: i32, ends: &str, now: i64) -> Document {
+    let mut filter = of_queue(queue);
+    filter.extend(doc! { STATE: state, ends: { "$lte": now } });
+    filter
+}
+
+/// The ends [`free_ended`] looks for: a state and the field holding its end.
+const ENDINGS: [(i32, &str); 2] = [(CLAIMED, CLAIM_EXPIRES), (DELAYED, VISIBLE)];
+
+/// [`free_ended`] outside a transaction: one read when nothing ended, a
+/// transaction when something did.
+async fn free_ended_now(store: &MongoStore, queue: &QueueRef, now: i64) -> StoreResult<()> {
+    for (state, ends) in ENDINGS {
+        let any = store
+            .messages
+            .find_one(ended(queue, state, ends, now))
+            .projection(doc! { ID: 1 })
+            .await
+            .map_err(store_error)?;
+        if any.is_some() {
+            return store
+                .transaction(|session| {
+                    let (store, queue) = (store.clone(), queue.clone());
+                    async move {
+                        free_ended(&store, &queue, now, session).await?;
+                        Ok(Ok(()))
+                    }
+                    .boxed()
+                })
+                .await;
+        }
+    }
+    Ok(())
+}
+
 /// Moves up to [`FREED_PER_CALL`] messages whose claim has ended, and as many
-/// whose delay has passed, back to [`FREE`] (inside `session`'s transaction when given).
+/// whose delay has passed, back to [`FREE`], and lowers the queue's free head
+/// below them, in `session`'s transaction.
 pub(super) async fn free_ended(
     store: &MongoStore,
     queue: &QueueRef,
     now: i64,
-    mut session: Option<&mut ClientSession>,
+    session: &mut ClientSession,
 ) -> Result<(), MongoError> {
-    for (state, ends, index) in [
-        (CLAIMED, CLAIM_EXPIRES, CLAIMS_ENDING),
-        (DELAYED, VISIBLE, DELAYS_ENDING),
-    ] {
-        let mut ended = of_queue(queue);
-        ended.extend(doc! { STATE: state, ends: { "$lte": now } });
-        let find = store
+    for (state, ends) in ENDINGS {
+        let documents: Vec<Document> = store
             .messages
-            .find(ended.clone())
-            .hint(Hint::Name(index.to_string()))
+            .find(ended(queue, state, ends, now))
             .limit(FREED_PER_CALL)
-            .projection(doc! { ID: 1 });
-        let documents: Vec<Document> = match session.as_deref_mut() {
-            Some(session) => {
-                find.session(&mut *session)
-                    .await?
-                    .stream(session)
-                    .try_collect()
-                    .await?
-            }
-            None => find.await?.try_collect().await?,
-        };
-        if documents.is_empty() {
+            .projection(doc! { ID: 1, SEQ: 1 })
+            .session(&mut *session)
+            .await?
+            .stream(&mut *session)
+            .try_collect()
+            .await?;
+        let Some(first) = documents.iter().map(|d| fields::int(d, SEQ)).min() else {
             continue;
-        }
-        let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
-        ended.insert(ID, doc! { "$in": ids });
-        let update = store
-            .messages
-            .update_many(ended, doc! { "$set": { STATE: FREE } });
-        match session.as_deref_mut() {
-            Some(session) => update.session(session).await?,
-            None => update.await?,
         };
+        let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
+        let mut selected = of_ids(queue, doc! { "$in": ids });
+        selected.insert(STATE, state);
+        store
+            .messages
+            .update_many(selected, doc! { "$set": { STATE: FREE } })
+            .session(&mut *session)
+            .await?;
+        lower_head(store, queue, first, session).await?;
     }
     Ok(())
 }
@@ -210,8 +232,8 @@ pub(super) async fn get_many(
     let now = now_ms();
     let mut seen = HashSet::new();
     let ids: Vec<&String> = ids.iter().filter(|id| seen.insert(id.as_str())).collect();
-    let mut filter = of_queue(queue);
-    filter.extend(doc! { ID: { "$in": &ids }, EXPIRES: { "$gt": date(now) } });
+    let mut filter = of_ids(queue, doc! { "$in": &ids });
+    filter.insert(EXPIRES, doc! { "$gt": date(now) });
     let documents = find(&store.messages, filter, doc! { SEQ: 1 }, ids.len() as u32)
         .await
         .map_err(store_error)?;
@@ -239,8 +261,7 @@ pub(super) async fn delete_one(
     claim_id: Option<&str>,
 ) -> StoreResult<()> {
     let now = now_ms();
-    let mut filter = of_queue(queue);
-    filter.insert(ID, id);
+    let mut filter = of_ids(queue, id);
     let mut deletable = filter.clone();
     match claim_id {
         None => deletable.insert(CLAIM_EXPIRES, doc! { "$lte": now }),
@@ -281,8 +302,7 @@ pub(super) async fn delete_many(
     ids: &[String],
     claim_ids: &[String],
 ) -> StoreResult<()> {
-    let mut selected = of_queue(queue);
-    selected.insert(ID, doc! { "$in": ids });
+    let selected = of_ids(queue, doc! { "$in": ids });
     if claim_ids.is_empty() {
         store
             .messages
@@ -330,16 +350,18 @@ pub(super) async fn pop(
             let (store, queue) = (store.clone(), queue.clone());
             async move {
                 let now = now_ms();
-                free_ended(&store, &queue, now, Some(&mut *session)).await?;
-                let free = free_after(&queue, 0, now);
-                let documents =
-                    find_in(session, &store.messages, free, doc! { SEQ: 1 }, limit).await?;
-                let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
-                store
-                    .messages
-                    .delete_many(doc! { ID: { "$in": ids } })
-                    .session(&mut *session)
-                    .await?;
+                free_ended(&store, &queue, now, &mut *session).await?;
+                let mut scan = FreeScan::start(&store, &queue, now, limit, session).await?;
+                let documents = scan.next(&store, limit, session).await?;
+                if !documents.is_empty() {
+                    let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
+                    store
+                        .messages
+                        .delete_many(doc! { ID: { "$in": ids } })
+                        .session(&mut *session)
+                        .await?;
+                }
+                scan.finish(&store, &queue, session).await?;
                 Ok(Ok(documents
                     .iter()
                     .map(|document| fields::message(document, now))

@@ -23,6 +23,7 @@ mod claims;
 mod fields;
 mod messages;
 mod queues;
+mod scan;
 mod schema;
 mod subscriptions;
 #[cfg(test)]
@@ -43,7 +44,6 @@ use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply
 use zaqar_proto::ZaqarError;
 
 use crate::store::{ListParams, MessageStore, StoreResult, SubscriptionUpdate};
-use schema::{CLAIMS_ENDING, DELAYS_ENDING};
 
 /// The longest any one store call takes (transaction retries included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -278,6 +278,15 @@ async fn next_seq(
 /// The filter of one queue's documents.
 fn of_queue(queue: &QueueRef) -> Document {
     doc! { fields::PROJECT: &queue.project, fields::QUEUE: &queue.queue }
+}
+
+/// The filter of one queue's documents whose `_id` is `id` (a value or an
+/// operator such as `$in`). `_id` comes first: a server that routes a filter
+/// by its first indexed field (SecantusDB) then looks the ids up.
+fn of_ids(queue: &QueueRef, id: impl Into<mongodb::bson::Bson>) -> Document {
+    let mut filter = doc! { fields::ID: id.into() };
+    filter.extend(of_queue(queue));
+    filter
 }
 
 #[async_trait]

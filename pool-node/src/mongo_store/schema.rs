@@ -1,12 +1,16 @@
 //! The indexes of the MongoDB store, and the upgrade of documents written by older builds.
 //!
 //! A message's `st` says which range of the index `by_state` (project, queue,
-//! state, seq) it is in: a claim, a pop or a default listing reads the free
-//! range only, and a listing with claimed or delayed messages merges the
-//! ranges (`SORT_MERGE`). Claims that end and delays that pass are found through
-//! two partial indexes on their end times (`messages::free_ended`). Messages
-//! written before 2026-12-04 have no `st`: `upgrade` sets it once, and records
-//! that it did in the `counters` document [`SCHEMA_KEY`].
+//! state, seq) it is in: a claim, a pop or a default listing reads windows of the
+//! free range only (`scan.rs`), and a listing with claimed or delayed messages
+//! reads windows of the unique index on project, queue and seq. Claims that end
+//! and delays that pass are found through two partial indexes with the state as
+//! a key before their end times (`messages::free_ended`), so that each is one
+//! range of an index for a server that routes a query by one range (SecantusDB).
+//!
+//! Versions, kept in the `counters` document [`SCHEMA_KEY`]: messages written
+//! before 2026-12-04 have no `st` (version 1 sets it once); version 2 replaced the
+//! end-time indexes without `st` (`claims_ending`, `delays_ending`), which `upgrade` drops.
 
 use std::time::Duration;
 
@@ -21,13 +25,15 @@ use crate::store::StoreResult;
 /// The index of messages by state and seq: free messages are one range of it.
 pub(super) const BY_STATE: &str = "by_state";
 /// The partial indexes of claimed messages by claim expiry, and delayed ones by delay end.
-pub(super) const CLAIMS_ENDING: &str = "claims_ending";
-pub(super) const DELAYS_ENDING: &str = "delays_ending";
+pub(super) const CLAIM_ENDS: &str = "claim_ends";
+pub(super) const DELAY_ENDS: &str = "delay_ends";
+/// The indexes version 1 had in their place.
+const VERSION_1_INDEXES: [&str; 2] = ["claims_ending", "delays_ending"];
 /// The `counters` document holding the schema version (never a counter's key,
 /// which always has two `:`).
 const SCHEMA_KEY: &str = "schema";
 /// The schema version this build writes.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 impl MongoStore {
     /// The indexes every query relies on, and the TTL indexes that remove expired
@@ -66,14 +72,14 @@ impl MongoStore {
                     BY_STATE,
                 ),
                 named(
-                    doc! { PROJECT: 1, QUEUE: 1, CLAIM_EXPIRES: 1 },
+                    doc! { PROJECT: 1, QUEUE: 1, STATE: 1, CLAIM_EXPIRES: 1 },
                     Some(partial(CLAIMED)),
-                    CLAIMS_ENDING,
+                    CLAIM_ENDS,
                 ),
                 named(
-                    doc! { PROJECT: 1, QUEUE: 1, VISIBLE: 1 },
+                    doc! { PROJECT: 1, QUEUE: 1, STATE: 1, VISIBLE: 1 },
                     Some(partial(DELAYED)),
-                    DELAYS_ENDING,
+                    DELAY_ENDS,
                 ),
                 index(doc! { PROJECT: 1, QUEUE: 1, CLAIM_ID: 1 }, None),
                 index(doc! { EXPIRES: 1 }, Some(ttl())),
@@ -95,7 +101,7 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Gives every message written by an older build its state, once.
+    /// Brings a database written by an older build to [`VERSION`], once.
     pub(super) async fn upgrade(&self) -> StoreResult<()> {
         let version = self
             .counters
@@ -106,6 +112,23 @@ impl MongoStore {
         if version >= VERSION {
             return Ok(());
         }
+        if version < 1 {
+            self.give_states().await?;
+        }
+        self.drop_version_1_indexes().await?;
+        self.counters
+            .update_one(
+                doc! { fields::ID: SCHEMA_KEY },
+                doc! { "$set": { fields::LAST: VERSION } },
+            )
+            .upsert(true)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Gives every message written before states existed its state.
+    async fn give_states(&self) -> StoreResult<()> {
         let now = now_ms();
         let stateless = |condition: Document| {
             let mut filter = doc! { STATE: { "$exists": false } };
@@ -130,14 +153,22 @@ impl MongoStore {
                 );
             }
         }
-        self.counters
-            .update_one(
-                doc! { fields::ID: SCHEMA_KEY },
-                doc! { "$set": { fields::LAST: VERSION } },
-            )
-            .upsert(true)
+        Ok(())
+    }
+
+    /// Drops the end-time indexes of version 1, where they exist.
+    async fn drop_version_1_indexes(&self) -> StoreResult<()> {
+        let existing: Vec<String> = self
+            .messages
+            .list_index_names()
             .await
             .map_err(store_error)?;
+        for name in VERSION_1_INDEXES {
+            if existing.iter().any(|have| have == name) {
+                self.messages.drop_index(name).await.map_err(store_error)?;
+                tracing::warn!(index = name, "mongodb index of an older build dropped");
+            }
+        }
         Ok(())
     }
 }
