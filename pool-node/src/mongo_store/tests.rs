@@ -370,3 +370,156 @@ async fn messages_of_an_older_build_get_their_state_when_opened() {
     assert_eq!(released.messages[0].id, ids[0]);
     store.client.database(&database).drop().await.unwrap();
 }
+
+/// Checks that no message in the free state is at or before the queue's free head.
+async fn assert_head_below_free(store: &super::MongoStore, q: &QueueRef) -> i64 {
+    use futures::TryStreamExt;
+    let (head, _) = super::scan::head_and_last(store, q, None).await.unwrap();
+    let free: Vec<mongodb::bson::Document> = store
+        .messages
+        .find(super::scan::free_state(q))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let first = free
+        .iter()
+        .map(|d| super::fields::int(d, super::fields::SEQ));
+    assert!(first.min().is_none_or(|seq| seq > head), "head {head}");
+    head
+}
+
+/// The ids of `messages`.
+fn ids(messages: &[zaqar_proto::pb::Message]) -> Vec<String> {
+    messages.iter().map(|m| m.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn the_free_head_follows_claims_pops_releases_and_ends() {
+    let Some(url) = crate::conformance::test_mongo_url() else {
+        return;
+    };
+    let store = super::MongoStore::connect(&url).await.unwrap();
+    let q = queue("head");
+    let batch: Vec<_> = (0..20).map(message).collect();
+    let mut posted = store.post_messages(&q, "producer", &batch).await.unwrap();
+    let delayed = NewMessage {
+        delay: 1,
+        ..message(20)
+    };
+    posted.extend(
+        store
+            .post_messages(&q, "producer", &[delayed])
+            .await
+            .unwrap(),
+    );
+    let claim = |ttl, limit| store.create_claim(&q, ttl, 0, limit);
+
+    let long = claim(600, 6).await.unwrap().unwrap();
+    assert_eq!(ids(&long.messages), posted[0..6]);
+    let short = claim(1, 4).await.unwrap().unwrap();
+    assert_eq!(ids(&short.messages), posted[6..10]);
+    assert_eq!(assert_head_below_free(&store, &q).await, 10);
+    let popped = store.pop_messages(&q, 2).await.unwrap();
+    assert_eq!(ids(&popped), posted[10..12]);
+    assert_eq!(assert_head_below_free(&store, &q).await, 12);
+
+    // A released claim below the head: its messages come first again.
+    store.delete_claim(&q, &long.id).await.unwrap();
+    assert!(assert_head_below_free(&store, &q).await < 1);
+    let again = claim(600, 3).await.unwrap().unwrap();
+    assert_eq!(ids(&again.messages), posted[0..3]);
+    let marker = ListParams {
+        limit: 4,
+        marker: "1".to_string(),
+        echo: true,
+        ..ListParams::default()
+    };
+    let (page, next) = store.list_messages(&q, &marker).await.unwrap();
+    assert_eq!(
+        ids(&page),
+        posted[3..6]
+            .iter()
+            .chain(&posted[12..13])
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(next, "13");
+
+    // The short claim ends and the delay passes: both are free again, in order.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let listed = ListParams {
+        limit: 20,
+        echo: true,
+        ..ListParams::default()
+    };
+    let (page, _) = store.list_messages(&q, &listed).await.unwrap();
+    let free: Vec<String> = [&posted[3..10], &posted[12..21]].concat();
+    assert_eq!(ids(&page), free);
+    assert!(assert_head_below_free(&store, &q).await < 7);
+    let popped = store.pop_messages(&q, 5).await.unwrap();
+    assert_eq!(ids(&popped), free[0..5]);
+    let rest = claim(600, 20).await.unwrap().unwrap();
+    assert_eq!(ids(&rest.messages), free[5..]);
+    assert_eq!(assert_head_below_free(&store, &q).await, 21);
+    assert!(claim(600, 1).await.unwrap().is_none());
+    assert!(store.pop_messages(&q, 1).await.unwrap().is_empty());
+    store.purge_queue(&q, true, false).await.unwrap();
+    let (page, _) = store.list_messages(&q, &everything()).await.unwrap();
+    assert!(page.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_and_releases_keep_the_free_head_below_every_free_message() {
+    let Some(url) = crate::conformance::test_mongo_url() else {
+        return;
+    };
+    let store = Arc::new(super::MongoStore::connect(&url).await.unwrap());
+    let q = queue("racing");
+    let batch: Vec<_> = (0..40).map(message).collect();
+    store.post_messages(&q, "producer", &batch).await.unwrap();
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let (store, q) = (Arc::clone(&store), q.clone());
+        workers.push(tokio::spawn(async move {
+            for round in 0..6 {
+                let Some(claim) = store.create_claim(&q, 600, 0, 3).await.unwrap() else {
+                    continue;
+                };
+                // Half the claims are released again, below the head others raise.
+                if (worker + round) % 2 == 0 {
+                    store.delete_claim(&q, &claim.id).await.unwrap();
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_head_below_free(&store, &q).await;
+    let (free, _) = store
+        .list_messages(
+            &q,
+            &ListParams {
+                limit: 100,
+                echo: true,
+                ..ListParams::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (all, _) = store.list_messages(&q, &everything()).await.unwrap();
+    let unclaimed: Vec<String> = all
+        .iter()
+        .filter(|m| m.claim_id.is_empty())
+        .map(|m| m.id.clone())
+        .collect();
+    assert_eq!(ids(&free), unclaimed);
+    let rest = store.create_claim(&q, 600, 0, 100).await.unwrap();
+    assert_eq!(
+        rest.map(|c| ids(&c.messages)).unwrap_or_default(),
+        unclaimed
+    );
+    store.purge_queue(&q, true, false).await.unwrap();
+}
