@@ -22,8 +22,8 @@
 #   BENCH_REFERENCE_DEPTHS="1000 10000 100000"     for the reference, whose claims cost
 #       in proportion to the messages in flight: filling a queue of 1,000,000 with
 #       500,000 claimed takes it hours
-#   BENCH_MONGODB_DEPTHS="1000 10000"   for SecantusDB, which reads every document a
-#       query matches before it applies the limit (docs/benchmarks.md)
+#   BENCH_MONGODB_DEPTHS="1000 10000 100000"   for SecantusDB, on which filling a queue
+#       is slow (about a minute for 100,000; docs/benchmarks.md)
 #   BENCH_DURATION=10s   BENCH_BUILD=1   BENCH_OUT=target/bench-depth
 set -euo pipefail
 
@@ -33,7 +33,7 @@ source "$ROOT/scripts/bench-lib.sh"
 TARGETS="${BENCH_DEPTH_TARGETS:-reference redis sqlite mongodb}"
 DEPTHS="${BENCH_DEPTHS:-1000 100000 1000000}"
 REFERENCE_DEPTHS="${BENCH_REFERENCE_DEPTHS:-1000 10000 100000}"
-MONGODB_DEPTHS="${BENCH_MONGODB_DEPTHS:-1000 10000}"
+MONGODB_DEPTHS="${BENCH_MONGODB_DEPTHS:-1000 10000 100000}"
 DURATION="${BENCH_DURATION:-10s}"
 BUILD="${BENCH_BUILD:-1}"
 OUT="${BENCH_OUT:-$ROOT/target/bench-depth}"
