@@ -24,8 +24,9 @@ use mongodb::error::Error as MongoError;
 use mongodb::ClientSession;
 use zaqar_proto::pb::QueueRef;
 
-use super::fields::{self, CHANGES, CLAIM_EXPIRES, EXPIRES, FREE, FREE_HEAD, ID, SEQ, STATE};
-use super::fields::{LAST, VISIBLE};
+use super::fields::{
+    self, CHANGES, CLAIM_EXPIRES, EXPIRES, FREE, FREE_HEAD, ID, LAST, SEQ, STATE, VISIBLE,
+};
 use super::{counter_key, of_queue, MongoStore};
 
 /// The widest window a scan reads in one query.
