@@ -12,12 +12,28 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// The ports [`free_port`] picks from: below Linux's ephemeral range (32768 and
+/// up), which the kernel hands out to `bind(0)` and outgoing connections. A port
+/// picked from that range and bound later by a role process could meanwhile be
+/// taken by any process's connection or listener; one below it cannot.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port on 127.0.0.1 that was free a moment ago, outside the ephemeral range
+/// (see [`PICKED_PORTS`]); ports already picked by this process are skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PICKED_PORTS.end - PICKED_PORTS.start);
+    // Test processes start at different places, so that two of them rarely meet.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = PICKED_PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PICKED_PORTS:?}")
 }
 
 /// The `zaqar` binary: `ZAQAR_BIN`, or the workspace's debug build.
