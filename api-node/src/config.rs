@@ -58,6 +58,15 @@ pub struct ApiConfig {
     /// The catalog's admin token, sent as `authorization: Bearer TOKEN` on the
     /// AdminService calls behind `/v2/pools` and `/v2/flavors`.
     pub catalog_admin_token: Option<String>,
+    /// Client connections (REST and WebSocket together) open at once; one more is
+    /// answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, counted from the
+    /// end of the previous response on a kept-alive connection (so also how long
+    /// an idle connection stays open); then the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's body; then 408.
+    pub body_read_timeout_ms: u64,
     /// The cluster token carried by every gRPC call to the catalog and pool-nodes
     /// (`x-zaqar-cluster-token`), when they require one.
     pub cluster_token: Option<String>,
@@ -113,6 +122,9 @@ impl Default for ApiConfig {
             catalog_endpoint: "http://127.0.0.1:7000".to_string(),
             catalog_admin_token: None,
             cluster_token: None,
+            max_connections: 10_000,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
             limits: Limits::default(),
             project_limits: ProjectLimitsConfig::default(),
             auth: AuthStrategy::default(),
@@ -144,6 +156,14 @@ impl ApiConfig {
     }
 
     /// The TLS of gRPC channels (`grpc_tls`), its files read.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.max(1))
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms.max(1))
+    }
+
     /// The cluster token of `cluster_token`, checked.
     pub fn cluster_token(&self) -> Result<ClusterToken, ZaqarError> {
         ClusterToken::new(self.cluster_token.as_deref()).map_err(ZaqarError::internal)

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod front_door;
 pub mod keystone;
 mod lru;
 pub mod operations;
@@ -52,25 +53,58 @@ async fn bind_rest(
     acceptor: &tls::StreamAcceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<(SocketAddr, Pin<Box<dyn Future<Output = ()> + Send>>)> {
-    let server = warp::serve(rest::routes(services));
-    let (addr, serving): (_, Pin<Box<dyn Future<Output = ()> + Send>>) = match acceptor.tls() {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let slots = services.connections.clone();
+    let service = warp::service(rest::routes(services));
+    let header_timeout = config.header_read_timeout();
+    let serving: Pin<Box<dyn Future<Output = ()> + Send>> = match acceptor.tls() {
         None => {
-            let (addr, serving) = server
-                .try_bind_with_graceful_shutdown(config.listen, shutdown)
-                .map_err(|err| io::Error::new(io::ErrorKind::AddrNotAvailable, err.to_string()))?;
-            (addr, Box::pin(serving))
+            let incoming = front_door::plain(listener, slots);
+            Box::pin(serve_rest(incoming, service, header_timeout, shutdown))
         }
         Some(acceptor) => {
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            let addr = listener.local_addr()?;
-            let incoming = tls::incoming(listener, acceptor.clone());
-            let serving = server.serve_incoming_with_graceful_shutdown(incoming, shutdown);
-            (addr, Box::pin(serving))
+            let incoming = front_door::tls(listener, acceptor.clone(), slots);
+            Box::pin(serve_rest(incoming, service, header_timeout, shutdown))
         }
     };
     tracing::info!(%addr, tls = acceptor.tls().is_some(), catalog = %config.catalog_endpoint,
         "api-node listening");
     Ok((addr, serving))
+}
+
+/// Serves the REST `service` on the connections of `incoming` until `shutdown`,
+/// closing a connection whose client takes over `header_timeout` to send a
+/// request's headers (or stays idle that long between requests).
+async fn serve_rest<S, Io, Svc>(
+    incoming: S,
+    service: Svc,
+    header_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    S: futures::Stream<Item = io::Result<Io>> + Send + 'static,
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper014::service::Service<
+            hyper014::Request<hyper014::Body>,
+            Response = hyper014::Response<hyper014::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    Svc::Future: Send + 'static,
+{
+    let make_service = hyper014::service::make_service_fn(move |_| {
+        let service = service.clone();
+        async move { Ok::<_, std::convert::Infallible>(service) }
+    });
+    let served = hyper014::Server::builder(hyper014::server::accept::from_stream(incoming))
+        .http1_header_read_timeout(header_timeout)
+        .serve(make_service)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Err(err) = served {
+        tracing::error!(error = %err, "the REST server stopped");
+    }
 }
 
 /// The listeners of an api-node once bound.

@@ -11,21 +11,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::ReceiverStream;
 
 /// Longest wait for a client to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Handshakes finished but not yet taken by the HTTP server.
-const ACCEPTED_BACKLOG: usize = 64;
 
 /// A TLS setting that cannot be used: which file, and why.
 #[derive(Debug, thiserror::Error)]
@@ -156,43 +151,6 @@ impl ListenerTls {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
-}
-
-/// The TLS connections of `listener`, handshakes done concurrently (a slow
-/// client holds up no one) and bounded in time; failed handshakes are logged
-/// and dropped. Accepting stops when the stream is dropped.
-pub fn incoming(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
-    let (sender, receiver) = mpsc::channel(ACCEPTED_BACKLOG);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = sender.closed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors, most likely: wait instead of spinning.
-                    tracing::warn!(error = %err, "tls accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let (acceptor, sender) = (acceptor.clone(), sender.clone());
-            tokio::spawn(async move {
-                match handshake(&acceptor, stream).await {
-                    Ok(tls) => {
-                        let _ = sender.send(Ok(tls)).await;
-                    }
-                    Err(err) => tracing::debug!(%peer, error = %err, "tls handshake failed"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(receiver)
 }
 
 /// The server side of a TLS handshake on `stream`, bounded in time.

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     Conflict,
     /// The request body is larger than allowed (413).
     PayloadTooLarge,
+    /// The client took too long to send its request (408).
+    RequestTimeout,
     /// The project is over its request rate (429); the same request may pass
     /// after `retry_after_secs` (sent as `Retry-After`; between roles, where it
     /// does not travel, it arrives as 1).
@@ -41,6 +43,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::TooManyRequests { .. } => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -56,6 +59,7 @@ impl ErrorCode {
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Conflict => tonic::Code::AlreadyExists,
             ErrorCode::PayloadTooLarge => tonic::Code::OutOfRange,
+            ErrorCode::RequestTimeout => tonic::Code::DeadlineExceeded,
             ErrorCode::TooManyRequests { .. } => tonic::Code::ResourceExhausted,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::Internal => tonic::Code::Internal,
@@ -71,6 +75,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "Not found",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::PayloadTooLarge => "Request entity too large",
+            ErrorCode::RequestTimeout => "Request timeout",
             ErrorCode::TooManyRequests { .. } => "Too Many Requests",
             ErrorCode::Unavailable => "Service temporarily unavailable",
             ErrorCode::Internal => "Internal server error",
@@ -93,6 +98,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::TooManyRequests { .. } => "too_many_requests",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
@@ -107,6 +113,7 @@ impl ErrorCode {
             ErrorCode::NotFound,
             ErrorCode::Conflict,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::RequestTimeout,
             ErrorCode::TooManyRequests {
                 retry_after_secs: 1,
             },

@@ -22,6 +22,7 @@ pub mod types;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use zaqar_proto::limits::{is_valid_name, Limits, TOPIC_NAMESPACE_MARK};
@@ -31,6 +32,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 use crate::admin::AdminCatalog;
 use crate::auth::{Auth, Credentials, Identity};
 use crate::config::ApiConfig;
+use crate::front_door::ConnectionSlots;
 use crate::rate_limit::ProjectLimits;
 use crate::routing::{InProcessPools, Pool, PoolClient, Router};
 
@@ -51,6 +53,10 @@ pub struct Services {
     pub enable_checksum: bool,
     /// The metadata posts are checked against (see `queue_metadata.rs`).
     pub queue_metadata: queue_metadata::QueueMetadataCache,
+    /// Open client connections, REST and WebSocket (`max_connections`).
+    pub connections: ConnectionSlots,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: Duration,
 }
 
 impl Services {
@@ -75,6 +81,8 @@ impl Services {
             signing_key: config.signed_url_secret_key.clone(),
             enable_checksum: config.enable_checksum,
             queue_metadata: Default::default(),
+            connections: ConnectionSlots::new(config.max_connections),
+            body_read_timeout: config.body_read_timeout(),
         })
     }
 

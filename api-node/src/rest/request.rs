@@ -42,15 +42,19 @@ pub struct Request {
 /// and the connection stays usable.
 const DRAIN_LIMIT: u64 = 16 << 20;
 
+/// The most of a refused request's body (authentication failed) that is read
+/// and thrown away.
+const DISCARD_LIMIT: u64 = 64 << 10;
+
 /// Reads and drops the rest of `body`, of which `read` bytes were already
-/// read; false if it goes past [`DRAIN_LIMIT`] or fails.
-async fn drain(mut body: BodyStream, mut read: u64) -> bool {
+/// read; false if it goes past `limit` or fails.
+async fn drain(mut body: BodyStream, mut read: u64, limit: u64) -> bool {
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) => read += chunk.len() as u64,
             Err(_) => return false,
         }
-        if read > DRAIN_LIMIT {
+        if read > limit {
             return false;
         }
     }
@@ -101,17 +105,33 @@ where
     F: FnOnce(Context, Request) -> Fut,
     Fut: Future<Output = Result<Response, RestError>>,
 {
-    // The body is read first, whatever the answer: a body left unread makes
-    // hyper close the connection, which clients reusing it see as a reset.
-    if let Err(err) = request.read_body().await {
-        return render(err);
+    // Who is calling is settled from the headers before the body is read: the
+    // body of a refused request is never buffered, only a small one drained
+    // (a connection closed with unread input is reset, and the answer lost).
+    let context = if request.method == Method::OPTIONS {
+        None
+    } else {
+        Some(request.context().await)
+    };
+    let read = match &context {
+        Some(Err(_)) => {
+            request.discard_body().await;
+            Ok(())
+        }
+        _ => request.read_body().await,
+    };
+    if let Err(err) = read {
+        let mut response = render(err);
+        if request.unread {
+            close_after(&mut response);
+        }
+        return response;
     }
     let services = request.services.clone();
     let unread = request.unread;
-    let result = if request.method == Method::OPTIONS {
-        options(&request, allowed).await
-    } else {
-        match request.context().await {
+    let result = match context {
+        None => options(&request, allowed).await,
+        Some(context) => match context {
             Ok(ctx) if allowed.contains(&request.method.as_str()) => {
                 let (method, path) = (request.method.clone(), request.path.clone());
                 // A bug that panics answers this request 500, not the whole connection.
@@ -127,7 +147,7 @@ where
             }
             Ok(_) => Err(RestError::MethodNotAllowed(allowed)),
             Err(err) => Err(err),
-        }
+        },
     };
     let mut response = result.unwrap_or_else(|err| {
         let unauthorized =
@@ -144,14 +164,18 @@ where
         }
         response
     });
-    // Hyper closes a connection whose request body was left unread; say so,
-    // so that clients do not reuse it.
     if unread {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        close_after(&mut response);
     }
     response
+}
+
+/// Hyper closes a connection whose request body was left unread; says so, so
+/// that clients do not reuse it.
+fn close_after(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// Answers OPTIONS with the route's methods. In keystone mode only with a
@@ -249,6 +273,25 @@ impl Request {
         Ok(())
     }
 
+    /// Throws the body of a refused request away: a small one is drained within
+    /// the body read timeout, a larger one is left unread.
+    async fn discard_body(&mut self) {
+        let Some(body) = self.take_body() else {
+            return;
+        };
+        let small = self
+            .header("content-length")
+            .and_then(|len| len.trim().parse::<u64>().ok())
+            .is_some_and(|len| len <= DISCARD_LIMIT);
+        self.unread = !small
+            || !tokio::time::timeout(
+                self.services.body_read_timeout,
+                drain(body, 0, DISCARD_LIMIT),
+            )
+            .await
+            .unwrap_or(false);
+    }
+
     fn take_body(&mut self) -> Option<BodyStream> {
         self.body
             .get_mut()
@@ -256,7 +299,28 @@ impl Request {
             .take()
     }
 
+    /// The body, read within the body read timeout (else 408, and the
+    /// connection is closed).
     async fn read_payload(&mut self) -> Result<Payload, RestError> {
+        let within = self.services.body_read_timeout;
+        match tokio::time::timeout(within, self.read_payload_untimed()).await {
+            Ok(read) => read,
+            Err(_) => {
+                self.unread = true;
+                Err(ZaqarError::titled(
+                    ErrorCode::RequestTimeout,
+                    "Request timeout",
+                    format!(
+                        "The request body did not arrive within {} ms.",
+                        within.as_millis()
+                    ),
+                )
+                .into())
+            }
+        }
+    }
+
+    async fn read_payload_untimed(&mut self) -> Result<Payload, RestError> {
         // The project is not known yet: the largest body any project may send.
         let cap = self.services.project_limits.largest_body() as u64;
         let declared = self
@@ -268,7 +332,7 @@ impl Request {
         match declared {
             Some(len) if len > cap => {
                 self.unread = match self.take_body() {
-                    Some(body) if len <= DRAIN_LIMIT => !drain(body, 0).await,
+                    Some(body) if len <= DRAIN_LIMIT => !drain(body, 0, DRAIN_LIMIT).await,
                     Some(_) => true,
                     None => false,
                 };
@@ -290,7 +354,7 @@ impl Request {
             })?;
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > cap {
-                self.unread = !drain(body, bytes.len() as u64).await;
+                self.unread = !drain(body, bytes.len() as u64, DRAIN_LIMIT).await;
                 return Ok(Payload::TooLarge(bytes.len() as u64));
             }
         }

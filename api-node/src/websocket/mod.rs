@@ -132,6 +132,11 @@ async fn accept_loop(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // One of the api-node's connection slots, held while the connection lives.
+                    let Some(slot) = services.connections.try_slot() else {
+                        refuse(&services, &settings, stream);
+                        continue;
+                    };
                     let connection = Connection {
                         services: services.clone(),
                         settings: settings.clone(),
@@ -139,7 +144,10 @@ async fn accept_loop(
                         session: session::Session::default(),
                         push: ConnectionPush::new(registry.clone()),
                     };
-                    connections.spawn(connection.run(stream, peer));
+                    connections.spawn(async move {
+                        connection.run(stream, peer).await;
+                        drop(slot);
+                    });
                 }
                 Err(err) => {
                     // Out of file descriptors, most likely: wait instead of spinning.
@@ -162,6 +170,16 @@ async fn accept_loop(
     if drained.await.is_err() {
         connections.abort_all();
     }
+}
+
+/// Answers a connection over the api-node's limit 503 (over plain HTTP; a TLS
+/// one is closed) without holding up the accept loop.
+fn refuse(services: &Arc<Services>, settings: &Settings, stream: TcpStream) {
+    if settings.tls.tls().is_some() {
+        return;
+    }
+    let slots = services.connections.clone();
+    tokio::spawn(async move { slots.refuse(stream).await });
 }
 
 /// Why a connection's read loop ended.
