@@ -32,6 +32,20 @@ fn make_pki(dir: &Path) -> Result<()> {
         std::fs::write(dir.join(format!("{name}.pem")), cert.pem())?;
         std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem())?;
     }
+    // A client certificate from another CA, which the roles must not accept.
+    let rogue_key = KeyPair::generate()?;
+    let mut rogue = CertificateParams::new(Vec::<String>::new())?;
+    rogue.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    rogue
+        .distinguished_name
+        .push(DnType::CommonName, "zaqar CA");
+    let rogue_cert = rogue.self_signed(&rogue_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, "client");
+    let cert = params.signed_by(&key, &rogue_cert, &rogue_key)?;
+    std::fs::write(dir.join("rogue.pem"), cert.pem())?;
+    std::fs::write(dir.join("rogue.key"), key.serialize_pem())?;
     Ok(())
 }
 
@@ -62,15 +76,20 @@ fn start(name: &str, role: &str, config: String, dir: &Path) -> Result<Process> 
     )
 }
 
-/// `zaqar admin --json pools list` against the catalog; its exit status and output.
-fn admin_pools(catalog: &str, dir: &Path, with_cert: bool) -> Result<(bool, String)> {
+/// `zaqar admin --json pools list` against the catalog, showing the client
+/// certificate `cert` (`client`, `rogue`) if any; its exit status and output.
+fn admin_pools(catalog: &str, dir: &Path, cert: Option<&str>) -> Result<(bool, String)> {
     let ca = dir.join("ca.pem");
     let mut command = Command::new(zaqar_bin());
     command.args(["admin", "--json", "--catalog", catalog, "--ca-file"]);
     command.arg(&ca);
-    if with_cert {
-        command.arg("--cert-file").arg(dir.join("client.pem"));
-        command.arg("--key-file").arg(dir.join("client.key"));
+    if let Some(cert) = cert {
+        command
+            .arg("--cert-file")
+            .arg(dir.join(format!("{cert}.pem")));
+        command
+            .arg("--key-file")
+            .arg(dir.join(format!("{cert}.key")));
     }
     command.args(["pools", "list"]);
     let output = command.output()?;
@@ -131,7 +150,7 @@ async fn roles_talk_over_mtls_and_clients_over_https() -> Result<()> {
     // The admin CLI with its certificate sees the pool registered over mTLS.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (ok, output) = admin_pools(&catalog, d, true)?;
+        let (ok, output) = admin_pools(&catalog, d, Some("client"))?;
         if ok && output.contains("secure-pool") {
             let pools: Value = serde_json::from_str(output.trim())?;
             assert_eq!(
@@ -145,11 +164,17 @@ async fn roles_talk_over_mtls_and_clients_over_https() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Without a client certificate the catalog refuses the operator.
-    let (ok, output) = admin_pools(&catalog, d, false)?;
+    // Without a client certificate, or with one of another CA, the catalog
+    // refuses the operator.
+    let (ok, output) = admin_pools(&catalog, d, None)?;
     assert!(
         !ok,
         "admin call without a client certificate succeeded: {output}"
+    );
+    let (ok, output) = admin_pools(&catalog, d, Some("rogue"))?;
+    assert!(
+        !ok,
+        "admin call with a certificate of another CA succeeded: {output}"
     );
 
     // A tenant over https: api-node -> catalog and pool-node over mTLS.
