@@ -33,8 +33,10 @@ start_test_servers() {
   local redis_port
   redis_port=$(free_port)
   mkdir -p "$run/redis"
+  # With an append-only file, as a pool that keeps what it acknowledges is set up.
+  rm -rf "$run/redis/appendonlydir"
   redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$run/redis" --save '' \
-    --appendonly no --daemonize no >"$run/redis/log" 2>&1 &
+    --appendonly yes --daemonize no >"$run/redis/log" 2>&1 &
   echo "$! redis-server" >>"$run/pids"
   wait_until redis-cli -p "$redis_port" ping
   ZAQAR_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"

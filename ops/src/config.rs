@@ -233,6 +233,8 @@ pub struct PoolNodeConfig {
     pub cluster_token: Option<String>,
     /// Serve beyond loopback without the cluster token or mTLS.
     pub insecure_cluster: bool,
+    /// Refuse to start on a store that can lose acknowledged messages.
+    pub require_durable_store: bool,
 }
 
 impl Default for PoolNodeConfig {
@@ -252,6 +254,7 @@ impl Default for PoolNodeConfig {
             health_report_interval_secs: 5,
             cluster_token: None,
             insecure_cluster: false,
+            require_durable_store: false,
         }
     }
 }
@@ -367,6 +370,8 @@ pub struct StandaloneConfig {
     /// Key of message bodies encrypted at rest; generated once into
     /// `<data_dir>/encryption-key` when unset.
     pub encryption_key: Option<String>,
+    /// Refuse to start on a store that can lose acknowledged messages.
+    pub require_durable_store: bool,
 }
 
 impl Default for StandaloneConfig {
@@ -377,6 +382,7 @@ impl Default for StandaloneConfig {
             api: ApiConfig::default(),
             notifier: NotifierConfig::default(),
             encryption_key: None,
+            require_durable_store: false,
         }
     }
 }

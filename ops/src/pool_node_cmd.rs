@@ -63,6 +63,10 @@ pub struct PoolNodeArgs {
     /// Seconds between two health reports to each catalog node [default: 5].
     #[arg(long, env = "ZAQAR_HEALTH_REPORT_INTERVAL")]
     pub health_report_interval: Option<u32>,
+    /// Refuse to start on a store that can lose acknowledged messages (e.g. Redis
+    /// without appendonly).
+    #[arg(long, env = "ZAQAR_REQUIRE_DURABLE_STORE")]
+    pub require_durable_store: bool,
     #[command(flatten)]
     pub cluster: ClusterAuthArgs,
     #[command(flatten)]
@@ -84,6 +88,7 @@ impl PoolNodeArgs {
             advertise,
             encryption_key,
             health_report_interval,
+            require_durable_store,
             cluster,
             insecure,
         } = self;
@@ -99,6 +104,7 @@ impl PoolNodeArgs {
             health_report_interval.unwrap_or(config.health_report_interval_secs);
         config.cluster_token = cluster.cluster_token.or(config.cluster_token);
         config.insecure_cluster |= insecure.insecure_cluster;
+        config.require_durable_store |= require_durable_store;
         config.validated()
     }
 }
@@ -109,6 +115,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     let store = zaqar_pool_node::open_store(&config.uri)
         .await
         .with_context(|| format!("opening the message store {}", redact(&config.uri)))?;
+    check_durability(&*store, &redact(&config.uri), config.require_durable_store).await?;
     let listener = grpc::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, pool = %config.name, uri = %redact(&config.uri),
         "pool-node serving");
@@ -245,6 +252,32 @@ pub fn spawn_health_reports(
     }
 }
 
+/// The store's health check, then what in its setup can lose acknowledged
+/// messages (`MessageStore::volatility`).
+async fn check_store(store: &dyn MessageStore) -> Result<Option<String>, ZaqarError> {
+    store.health().await?;
+    store.volatility().await
+}
+
+/// Refuses (with `require_durable`) or warns loudly about a store whose setup
+/// can lose acknowledged messages; `what` names it in the message.
+pub async fn check_durability(
+    store: &dyn MessageStore,
+    what: &str,
+    require_durable: bool,
+) -> Result<()> {
+    let Some(gaps) = store.volatility().await? else {
+        return Ok(());
+    };
+    if require_durable {
+        bail!("require_durable_store: the message store {what} can lose acknowledged messages: {gaps}");
+    }
+    tracing::warn!(store = %what, %gaps,
+        "VOLATILE STORE: this pool can lose messages it acknowledged (see docs/configuration.md, durable stores); \
+         pools report it as degraded, and --require-durable-store refuses to start on it");
+    Ok(())
+}
+
 /// Sends one pool's health reports to one catalog node.
 struct HealthReporter {
     catalog: String,
@@ -260,9 +293,10 @@ impl HealthReporter {
         let mut client = None;
         let mut refused = false;
         loop {
-            let (ok, detail) = match tokio::time::timeout(self.interval, self.store.health()).await
-            {
-                Ok(Ok(())) => (true, String::new()),
+            let checked = tokio::time::timeout(self.interval, check_store(&*self.store)).await;
+            let (ok, detail) = match checked {
+                Ok(Ok(None)) => (true, String::new()),
+                Ok(Ok(Some(gaps))) => (false, format!("volatile store: {gaps}")),
                 Ok(Err(err)) => (false, err.description),
                 Err(_) => (
                     false,

@@ -65,6 +65,10 @@ pub struct StandaloneArgs {
     /// callers with the admin role (Zaqar's admin_mode; off by default).
     #[arg(long, env = "ZAQAR_ADMIN_MODE")]
     pub admin_mode: bool,
+    /// Refuse to start on a store that can lose acknowledged messages (e.g. a --pool-uri
+    /// Redis without appendonly).
+    #[arg(long, env = "ZAQAR_REQUIRE_DURABLE_STORE")]
+    pub require_durable_store: bool,
 }
 
 impl StandaloneArgs {
@@ -93,6 +97,7 @@ impl StandaloneArgs {
             config.encryption_key = Some(encryption_key);
         }
         config.api.admin_mode |= self.admin_mode;
+        config.require_durable_store |= self.require_durable_store;
         config.validated()
     }
 }
@@ -135,6 +140,12 @@ async fn serve_roles(
     let store = zaqar_pool_node::open_store(&pool_uri)
         .await
         .with_context(|| format!("opening the message store {}", redact(&pool_uri)))?;
+    crate::pool_node_cmd::check_durability(
+        &*store,
+        &redact(&pool_uri),
+        config.require_durable_store,
+    )
+    .await?;
     let pool_listener = grpc::bind(LOOPBACK).await?;
     let pool_endpoint = format!("http://{}", pool_listener.local_addr()?);
     // Each start has new ports; placements follow the pool's re-registered endpoint,

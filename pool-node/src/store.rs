@@ -286,4 +286,11 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Whether the store answers (a cheap round trip).
     async fn health(&self) -> StoreResult<()>;
+
+    /// Why the store, as its server is set up, can lose messages it has
+    /// acknowledged (no append-only file, an evicting memory policy, ...);
+    /// `None` when it is set up not to, or cannot tell.
+    async fn volatility(&self) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
 }

@@ -201,19 +201,33 @@ fn without_colours(line: &str) -> String {
     plain
 }
 
-/// A private Redis server on a free port, stopped when dropped.
+/// A private Redis server on a free port, stopped when dropped; with an
+/// append-only file (`appendfsync everysec`), so what it acknowledged survives
+/// a restart, as on a durable pool.
 pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     process: Option<Process>,
+    /// `yes`, or `no` for a server that loses what it acknowledged when it restarts.
+    appendonly: &'static str,
 }
 
 impl Redis {
     pub fn start() -> Result<Self> {
+        Redis::start_with_appendonly("yes")
+    }
+
+    /// A server without an append-only file: a volatile store.
+    pub fn start_without_aof() -> Result<Self> {
+        Redis::start_with_appendonly("no")
+    }
+
+    fn start_with_appendonly(appendonly: &'static str) -> Result<Self> {
         let mut redis = Redis {
             port: free_port(),
             dir: tempfile::tempdir()?,
             process: None,
+            appendonly,
         };
         redis.restart()?;
         Ok(redis)
@@ -260,7 +274,7 @@ impl Redis {
             "--save",
             "",
             "--appendonly",
-            "no",
+            self.appendonly,
         ];
         let program = PathBuf::from("redis-server");
         self.process = Some(Process::spawn(

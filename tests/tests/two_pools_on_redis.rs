@@ -210,7 +210,7 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
         .await?;
     assert_eq!(up.status, 200);
 
-    // It recovers when Redis returns (an empty Redis: this one kept no data on disk).
+    // It recovers when Redis returns (from its append-only file).
     cluster.redis[0].restart()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

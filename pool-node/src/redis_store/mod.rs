@@ -21,6 +21,7 @@
 //! once Redis is back.
 
 mod claims;
+mod durability;
 mod keys;
 mod messages;
 mod migration;
@@ -351,5 +352,9 @@ impl MessageStore for RedisStore {
 
     async fn health(&self) -> StoreResult<()> {
         self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+
+    async fn volatility(&self) -> StoreResult<Option<String>> {
+        self.persistence_gaps().await
     }
 }

@@ -19,10 +19,12 @@ use super::keys::QueueKeys;
 use super::{RedisStore, CALL_TIMEOUT};
 use crate::store::{ListParams, MessageStore};
 
-/// A redis-server child process, killed when dropped.
+/// A redis-server child process, killed when dropped, with its files (if a
+/// test turns persistence on) in a directory of its own.
 struct TestRedis {
     child: Child,
     port: u16,
+    _dir: tempfile::TempDir,
 }
 
 impl TestRedis {
@@ -32,8 +34,11 @@ impl TestRedis {
     }
 
     fn start_on(port: u16) -> Option<TestRedis> {
+        let dir = tempfile::tempdir().expect("a directory for redis");
         let spawned = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn();
@@ -50,7 +55,11 @@ impl TestRedis {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(TestRedis { child, port })
+        Some(TestRedis {
+            child,
+            port,
+            _dir: dir,
+        })
     }
 
     fn url(&self) -> String {
@@ -332,4 +341,43 @@ async fn purging_drops_the_claims_on_its_messages() {
     let err = store.get_claim(&q, &claim.id).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
     assert_eq!(entries(&store, &q).await, vec![0; 7]);
+}
+
+#[tokio::test]
+async fn a_server_without_aof_or_with_an_evicting_limit_is_volatile() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = super::open(&redis.url()).await.unwrap();
+    let gaps = store
+        .volatility()
+        .await
+        .unwrap()
+        .expect("no AOF is volatile");
+    assert!(gaps.contains("appendonly"), "{gaps}");
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let set = |name: &'static str, value: &'static str| {
+        redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone()
+    };
+    let _: () = set("appendonly", "yes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.volatility().await.unwrap(), None);
+    let _: () = set("maxmemory", "100mb")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = set("maxmemory-policy", "allkeys-lru")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let gaps = store
+        .volatility()
+        .await
+        .unwrap()
+        .expect("evicting is volatile");
+    assert!(gaps.contains("allkeys-lru"), "{gaps}");
 }
