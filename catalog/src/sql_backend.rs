@@ -168,11 +168,15 @@ impl SqlCatalog {
         Ok(catalog)
     }
 
-    /// Publishes `event` to this process's watchers and announces it to the other
-    /// catalog processes of the database.
+    /// Announces `event` to every catalog process of the database, this one
+    /// included: all their watchers then hear the writes of all processes in one
+    /// order, the order of the announcements. Without a feed (SQLite), or when the
+    /// announcement fails, this process's watchers hear it at once.
     async fn announce(&self, event: CatalogEvent) {
         if let (Db::Postgres(db), Some(feed)) = (&self.db, &self.feed) {
-            feed.announce(db, &event).await;
+            if feed.announce(db, &event).await {
+                return;
+            }
         }
         self.events.publish(event);
     }

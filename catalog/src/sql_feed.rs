@@ -2,8 +2,12 @@
 //!
 //! Every write made through one process is announced with `pg_notify` on a channel
 //! named after the catalog's schema, and every process LISTENs on that channel and
-//! publishes what the others announce into its own [`EventHub`]; so an api-node
-//! watching any of the processes hears of every write. A pool is announced by name
+//! publishes what is announced, its own writes included, into its own
+//! [`EventHub`]; so an api-node watching any of the processes hears of every
+//! write, and every watcher hears them in the same order (PostgreSQL delivers
+//! notifications in the order their transactions commit). Publishing a process's
+//! own writes at once instead would let its watchers hear them before an earlier
+//! write of another process. A pool is announced by name
 //! and read back from the database, so that a notification stays small whatever the
 //! pool's options. When the listening connection is lost, the notifications sent
 //! meanwhile are lost with it: the feed publishes `Reset` (watchers forget what
@@ -24,8 +28,6 @@ const RETRY: Duration = Duration::from_secs(1);
 /// This process's side of the shared feed; stops listening when dropped.
 pub struct PgFeed {
     channel: String,
-    /// Tells this process's own announcements apart (it published them already).
-    origin: String,
     listener: JoinHandle<()>,
 }
 
@@ -49,25 +51,23 @@ impl PgFeed {
         let channel = channel_of(&schema);
         let mut listener = PgListener::connect_with(db).await?;
         listener.listen(&channel).await?;
-        let origin = format!("{:016x}", rand::random::<u64>());
         let task = Listening {
             db: db.clone(),
             hub,
-            origin: origin.clone(),
             read_pool,
         };
         Ok(PgFeed {
             channel,
-            origin,
             listener: tokio::spawn(task.run(listener)),
         })
     }
 
-    /// Tells the other processes of `event` (best effort: a watcher of theirs that
-    /// misses it still refreshes a placement a pool-node disowns).
-    pub async fn announce(&self, db: &PgPool, event: &CatalogEvent) {
-        let mut payload = match event {
-            CatalogEvent::Reset => return,
+    /// Tells every process of `event`, this one included; false when it could
+    /// not (best effort: a watcher that misses it still refreshes a placement a
+    /// pool-node disowns).
+    pub async fn announce(&self, db: &PgPool, event: &CatalogEvent) -> bool {
+        let payload = match event {
+            CatalogEvent::Reset => return false,
             CatalogEvent::Placed {
                 project,
                 queue,
@@ -79,15 +79,15 @@ impl PgFeed {
             CatalogEvent::PoolChanged(pool) => json!({"e": "pool", "n": pool.name}),
             CatalogEvent::PoolRemoved(name) => json!({"e": "pool_removed", "n": name}),
         };
-        payload["o"] = Value::String(self.origin.clone());
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(&self.channel)
             .bind(payload.to_string())
             .execute(db)
             .await;
-        if let Err(err) = sent {
+        if let Err(err) = &sent {
             tracing::warn!(error = %err, "cannot announce a catalog change to the other catalog processes");
         }
+        sent.is_ok()
     }
 }
 
@@ -110,7 +110,6 @@ fn channel_of(schema: &str) -> String {
 struct Listening {
     db: PgPool,
     hub: EventHub,
-    origin: String,
     read_pool: fn(PgPool, String) -> PoolRead,
 }
 
@@ -135,14 +134,10 @@ impl Listening {
         }
     }
 
-    /// The event another process announced (`None` for this process's own, or a
-    /// payload that is not one).
+    /// The event a process announced (`None` for a payload that is not one).
     async fn event_of(&self, payload: &str) -> Option<CatalogEvent> {
         let payload: Value = serde_json::from_str(payload).ok()?;
         let field = |name: &str| payload[name].as_str().map(str::to_string);
-        if field("o")? == self.origin {
-            return None;
-        }
         match payload["e"].as_str()? {
             "placed" => Some(CatalogEvent::Placed {
                 project: field("p")?,
