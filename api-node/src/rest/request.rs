@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
+use tracing::Instrument;
 use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::path::FullPath;
 use warp::reply::Response;
@@ -97,6 +98,26 @@ pub fn request(
 /// checks media types and identity, answers 405 for other methods, then runs
 /// `handler` and renders its error, if any.
 pub async fn handle<F, Fut>(
+    request: Request,
+    allowed: &'static [&'static str],
+    handler: F,
+) -> Response
+where
+    F: FnOnce(Context, Request) -> Fut,
+    Fut: Future<Output = Result<Response, RestError>>,
+{
+    // Every log line of the request carries its id, and so does the answer.
+    let id = super::request_id::new();
+    let span =
+        tracing::info_span!("request", id = %id, method = %request.method, path = %request.path);
+    let mut response = handle_identified(request, allowed, handler)
+        .instrument(span)
+        .await;
+    super::request_id::set(&mut response, &id);
+    response
+}
+
+async fn handle_identified<F, Fut>(
     mut request: Request,
     allowed: &'static [&'static str],
     handler: F,
