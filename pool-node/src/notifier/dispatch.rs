@@ -85,6 +85,12 @@ impl Listings {
         true
     }
 
+    /// Forgets the listing of `queue`: until the dispatcher lists its
+    /// subscriptions again, posts wake no lane directly.
+    pub fn forget(&self, queue: &QueueRef) {
+        self.set(queue, None);
+    }
+
     fn set(&self, queue: &QueueRef, listing: Option<Listing>) {
         let mut by_project = self.by_project.write().expect("never poisoned");
         match listing {
@@ -261,6 +267,15 @@ impl Dispatcher {
             }
             marker = next;
         }
+        // The lanes of subscriptions no longer notified stop before the others
+        // are signalled: they must not read what was posted since.
+        self.lanes.retain(|key, lane| {
+            let unwanted = key.0 == queue.project && key.1 == queue.queue && !wanted.contains(key);
+            if unwanted {
+                lane.state.stop();
+            }
+            !unwanted
+        });
         let lanes = wanted
             .iter()
             .filter_map(|key| self.lanes.get(key).map(|lane| lane.state.clone()))
@@ -273,13 +288,6 @@ impl Dispatcher {
             signal,
         };
         self.listings.set(queue, Some(listing));
-        self.lanes.retain(|key, lane| {
-            let unwanted = key.0 == queue.project && key.1 == queue.queue && !wanted.contains(key);
-            if unwanted {
-                lane.state.stop();
-            }
-            !unwanted
-        });
     }
 
     fn open_lane(

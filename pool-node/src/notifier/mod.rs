@@ -148,6 +148,9 @@ impl Notifier {
     /// Tells the notifier that the subscriptions of `queue` changed (created,
     /// confirmed, unconfirmed, updated, deleted), so their lanes start or stop now.
     pub fn queue_changed(&self, queue: QueueRef) {
+        // Posts from now on must not wake the lanes listed before the change (an
+        // unconfirmed subscription's among them): they wait for the new listing.
+        self.listings.forget(&queue);
         self.send(Event::SubscriptionsChanged(queue));
     }
 
