@@ -14,6 +14,7 @@ use zaqar_catalog::raft::RaftConfig;
 use zaqar_pool_node::{MessageCipher, NotifierConfig};
 use zaqar_proto::cluster_auth::ClusterToken;
 use zaqar_proto::limits::is_valid_name;
+use zaqar_proto::redis_uri::{is_redis, RedisUri};
 
 use crate::cluster_auth::{self, check_exposure, Listener};
 use crate::grpc::{ensure_https_with_tls, validate_client_tls, validate_server_tls, GrpcServerTls};
@@ -435,10 +436,15 @@ pub fn cipher_of(key: Option<&str>) -> Result<Option<MessageCipher>> {
 }
 
 fn validate_pool_uri(uri: &str) -> Result<()> {
-    let known = ["redis://", "rediss://", "sqlite://", "mongodb://"];
+    if is_redis(uri) {
+        return RedisUri::parse(uri)
+            .map(drop)
+            .map_err(|err| anyhow::anyhow!("pool uri {:?}: {err}", redact(uri)));
+    }
+    let known = ["sqlite://", "mongodb://"];
     ensure!(
         known.iter().any(|scheme| uri.starts_with(scheme)),
-        "pool uri {:?} must start with redis://, rediss://, sqlite:// or mongodb://",
+        "pool uri {:?} must start with redis:, rediss://, redis+sentinel://, sqlite:// or mongodb://",
         redact(uri)
     );
     Ok(())

@@ -28,7 +28,7 @@ use zaqar_proto::ZaqarError;
 /// Opens the store named by `uri`: `redis://host:port/db`, `sqlite://path/to/file.db`
 /// or, with the `mongodb` feature, `mongodb://host[,host...]/database?replicaSet=name`.
 pub async fn open_store(uri: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> {
-    if uri.starts_with("redis://") || uri.starts_with("rediss://") {
+    if zaqar_proto::redis_uri::is_redis(uri) {
         redis_store::open(uri).await
     } else if let Some(path) = uri.strip_prefix("sqlite://") {
         sqlite_store::open(path).await
@@ -36,7 +36,8 @@ pub async fn open_store(uri: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> 
         open_mongo(uri).await
     } else {
         Err(ZaqarError::bad_request(format!(
-            "unsupported pool URI {uri:?}: expected redis://, sqlite:// or mongodb://"
+            "unsupported pool URI {:?}: expected redis://, sqlite:// or mongodb://",
+            zaqar_proto::uri::redact(uri)
         )))
     }
 }

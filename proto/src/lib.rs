@@ -3,6 +3,7 @@
 pub mod cluster_auth;
 pub mod error;
 pub mod limits;
+pub mod redis_uri;
 pub mod uri;
 
 /// Generated prost messages and tonic clients/servers of `zaqar.v1`.

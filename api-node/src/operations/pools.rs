@@ -9,6 +9,7 @@
 
 use serde_json::{json, Map, Value};
 use zaqar_proto::admin_pb as pb;
+use zaqar_proto::redis_uri::{is_redis, RedisUri};
 use zaqar_proto::uri::redact;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
@@ -19,15 +20,8 @@ use super::{invalid_body, Context, Payload};
 
 /// Zaqar's limit on `uri` and `flavor` lengths.
 const MAX_FIELD_LENGTH: usize = 255;
-/// Store schemes a pool-node serves.
-const STORE_SCHEMES: [&str; 6] = [
-    "redis://",
-    "rediss://",
-    "redis+sentinel://",
-    "mongodb://",
-    "mongodb+srv://",
-    "sqlite://",
-];
+/// Store schemes a pool-node serves besides Redis (whose URIs `RedisUri` checks).
+const STORE_SCHEMES: [&str; 3] = ["mongodb://", "mongodb+srv://", "sqlite://"];
 
 /// The path of a pool.
 pub fn path(pool: &str) -> String {
@@ -121,10 +115,14 @@ fn fields(body: &Map<String, Value>) -> Result<PoolFields, ZaqarError> {
         fields.options = Some(options.clone());
     }
     if let Some(uri) = &fields.uri {
-        let served = STORE_SCHEMES.iter().any(|scheme| {
-            uri.strip_prefix(scheme)
-                .is_some_and(|rest| !rest.is_empty())
-        });
+        let served = if is_redis(uri) {
+            RedisUri::parse(uri).is_ok()
+        } else {
+            STORE_SCHEMES.iter().any(|scheme| {
+                uri.strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty())
+            })
+        };
         if !served || uri.contains(char::is_whitespace) {
             return Err(invalid_body(format!("cannot connect to {}", redact(uri))));
         }

@@ -16,9 +16,11 @@
 //! of a queue (see `lua/prelude.lua`). The key layout is in `keys.rs`, its
 //! version and migrations in `migration.rs`.
 //!
-//! Every call is bounded by [`CALL_TIMEOUT`]: a Redis that is down or hung
-//! gives `Unavailable` quickly, and `ConnectionManager` reconnects by itself
-//! once Redis is back.
+//! Every call is bounded by [`CALL_TIMEOUT`] (or the URI's `socket_timeout`):
+//! a Redis that is down or hung gives `Unavailable` quickly, and
+//! `ConnectionManager` reconnects by itself once Redis is back. The URI is read
+//! as Zaqar reads it (`zaqar_proto::redis_uri`): one server over TCP or a Unix
+//! socket; a Sentinel group is refused for now (issue 16).
 
 mod claims;
 mod durability;
@@ -38,8 +40,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, RedisError, RedisResult, ScriptInvocation};
+use redis::{
+    ConnectionAddr, ConnectionInfo, FromRedisValue, RedisConnectionInfo, RedisError, RedisResult,
+    ScriptInvocation,
+};
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
+use zaqar_proto::redis_uri::{RedisTarget, RedisUri};
 use zaqar_proto::ZaqarError;
 
 use crate::store::{CheckedPost, ListParams, MessageStore, StoreResult, SubscriptionUpdate};
@@ -54,6 +60,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct RedisStore {
     conn: ConnectionManager,
     scripts: Scripts,
+    /// The longest wait for one call.
+    call_timeout: Duration,
 }
 
 /// Opens the redis store at `uri` (`redis://host:port/db`); `Unavailable`
@@ -67,34 +75,76 @@ fn unavailable(err: RedisError) -> ZaqarError {
     ZaqarError::unavailable(format!("the redis store failed: {err}"))
 }
 
-/// Runs a Redis call within [`CALL_TIMEOUT`].
-async fn bounded<T>(call: impl Future<Output = RedisResult<T>>) -> StoreResult<T> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+/// Runs a Redis call within `limit`.
+async fn bounded<T>(limit: Duration, call: impl Future<Output = RedisResult<T>>) -> StoreResult<T> {
+    match tokio::time::timeout(limit, call).await {
         Ok(result) => result.map_err(unavailable),
         Err(_) => Err(ZaqarError::unavailable(format!(
-            "the redis store did not answer within {CALL_TIMEOUT:?}"
+            "the redis store did not answer within {limit:?}"
         ))),
     }
+}
+
+/// The redis crate's connection settings of `uri`.
+fn connection_info(uri: &RedisUri) -> Result<ConnectionInfo, ZaqarError> {
+    let addr = match &uri.target {
+        RedisTarget::Tcp {
+            host,
+            port,
+            tls: false,
+        } => ConnectionAddr::Tcp(host.clone(), *port),
+        RedisTarget::Tcp {
+            host,
+            port,
+            tls: true,
+        } => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: false,
+            tls_params: None,
+        },
+        RedisTarget::Unix { path } => ConnectionAddr::Unix(path.into()),
+        RedisTarget::Sentinel { .. } => {
+            return Err(ZaqarError::bad_request(
+                "Redis Sentinel pools are not supported by this build yet: \
+                 give the master's address (redis://HOST:PORT?dbid=N)",
+            ))
+        }
+    };
+    Ok(ConnectionInfo {
+        addr,
+        redis: RedisConnectionInfo {
+            db: uri.db,
+            username: uri.username.clone(),
+            password: uri.password.clone(),
+            ..Default::default()
+        },
+    })
 }
 
 impl RedisStore {
     /// Connects to `uri`; a malformed URI is `BadRequest`, an unreachable server `Unavailable`.
     pub async fn connect(uri: &str) -> StoreResult<Self> {
         // The URI may hold a password: it is neither logged nor put in errors.
-        let client = redis::Client::open(uri)
+        let parsed = RedisUri::parse(uri)
+            .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
+        let client = redis::Client::open(connection_info(&parsed)?)
             .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
         let addr = client.get_connection_info().addr.to_string();
+        let call_timeout = parsed.socket_timeout.unwrap_or(CALL_TIMEOUT);
         // One attempt per (re)connection: a refused call triggers the next
         // attempt, so a restarted Redis is picked up at the next call.
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
-            .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT);
-        let conn = bounded(ConnectionManager::new_with_config(client, config)).await?;
-        tracing::debug!(%addr, "connected to the redis store");
+            .set_connection_timeout(CONNECT_TIMEOUT.min(call_timeout))
+            .set_response_timeout(call_timeout);
+        let connecting = ConnectionManager::new_with_config(client, config);
+        let conn = bounded(call_timeout.max(CONNECT_TIMEOUT), connecting).await?;
+        tracing::debug!(%addr, db = parsed.db, "connected to the redis store");
         let store = RedisStore {
             conn,
             scripts: Scripts::new(),
+            call_timeout,
         };
         store.ensure_layout().await?;
         Ok(store)
@@ -104,7 +154,7 @@ impl RedisStore {
     /// Redis, so it is tried once more, on the reconnection the refusal started.
     async fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> StoreResult<T> {
         let mut conn = self.conn.clone();
-        bounded(async {
+        bounded(self.call_timeout, async {
             match invocation.invoke_async(&mut conn).await {
                 Err(err) if err.is_connection_refusal() => invocation.invoke_async(&mut conn).await,
                 other => other,
@@ -116,7 +166,7 @@ impl RedisStore {
     /// Runs one plain command, with the same retry rule as [`Self::run`].
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
         let mut conn = self.conn.clone();
-        bounded(async {
+        bounded(self.call_timeout, async {
             match cmd.query_async(&mut conn).await {
                 Err(err) if err.is_connection_refusal() => cmd.query_async(&mut conn).await,
                 other => other,

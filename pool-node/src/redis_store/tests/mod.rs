@@ -381,3 +381,60 @@ async fn a_server_without_aof_or_with_an_evicting_limit_is_volatile() {
         .expect("evicting is volatile");
     assert!(gaps.contains("allkeys-lru"), "{gaps}");
 }
+
+#[tokio::test]
+async fn zaqar_uri_forms_select_the_database_and_the_unix_socket() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    // Zaqar's `dbid` (the redis crate's `/db` path form is read too).
+    let zaqar_form = format!("redis://127.0.0.1:{}?dbid=3&socket_timeout=2", redis.port);
+    let store = super::open(&zaqar_form).await.unwrap();
+    let q = queue("in-db-3");
+    store.post_messages(&q, "c", &[message(60)]).await.unwrap();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/3", redis.port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("zq:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() > 1, "db 3 holds {keys:?}");
+    let path_form = format!("redis://127.0.0.1:{}/3", redis.port);
+    let same = super::open(&path_form).await.unwrap();
+    let (listed, _) = same.list_messages(&q, &everything()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+
+    // A server on a Unix socket only, in Zaqar's `redis:/path` form.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("redis.sock");
+    let mut child = Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--unixsocket")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let unix = super::open(&format!("redis:{}?dbid=1", socket.display()))
+        .await
+        .unwrap();
+    let q = queue("over-a-socket");
+    unix.post_messages(&q, "c", &[message(60)]).await.unwrap();
+    let (listed, _) = unix.list_messages(&q, &everything()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let sentinel = super::open("redis://127.0.0.1:26379?master=mymaster")
+        .await
+        .err()
+        .expect("sentinel pools are refused for now");
+    assert_eq!(sentinel.code, ErrorCode::BadRequest, "{sentinel:?}");
+}
