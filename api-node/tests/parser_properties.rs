@@ -1,8 +1,9 @@
 //! Property tests of the parsers that read client input: none panics, whatever
 //! it is given. Query strings, JSON bodies, JSON patches of queue metadata and
 //! their application, retry policies, signed-URL fields and WebSocket frames
-//! (JSON and MessagePack). Each property runs proptest's default 256 cases;
-//! `PROPTEST_CASES=1000000` runs a million (see the note of issue 15).
+//! (JSON and MessagePack); whole requests are fuzzed by `front_door_fuzz.rs`.
+//! Each property runs proptest's default 256 cases; `PROPTEST_CASES=1000000`
+//! runs a million (see the note of issue 15).
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
