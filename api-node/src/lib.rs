@@ -15,6 +15,7 @@ pub mod keystone;
 mod lru;
 pub mod operations;
 pub mod rate_limit;
+pub mod request_id;
 pub mod rest;
 pub mod routing;
 pub mod signed_url;

@@ -9,7 +9,6 @@ mod messages;
 pub mod query;
 mod queues;
 mod request;
-pub mod request_id;
 mod subscriptions;
 mod topics;
 
@@ -65,7 +64,7 @@ pub fn routes(
         // Only if the draining route above could not run (it always can).
         .or(warp::any().map(|| errors::render(RestError::NotFound)))
         .unify()
-        .map(request_id::ensure)
+        .map(crate::request_id::ensure)
         .boxed()
 }
 

@@ -107,13 +107,13 @@ where
     Fut: Future<Output = Result<Response, RestError>>,
 {
     // Every log line of the request carries its id, and so does the answer.
-    let id = super::request_id::new();
+    let id = crate::request_id::new();
     let span =
         tracing::info_span!("request", id = %id, method = %request.method, path = %request.path);
     let mut response = handle_identified(request, allowed, handler)
         .instrument(span)
         .await;
-    super::request_id::set(&mut response, &id);
+    crate::request_id::set(&mut response, &id);
     response
 }
 

@@ -37,12 +37,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
 
 use crate::config::ApiConfig;
 use crate::operations::Services;
 use crate::tls::MaybeTls;
 use notification::ListenerSettings;
-use protocol::Encoding;
+use protocol::{Encoding, Reply, Request};
 use push::{ConnectionPush, Registry};
 use session::Gate;
 
@@ -332,6 +333,22 @@ impl Connection {
         encoding: Encoding,
         replies: &mpsc::Sender<Message>,
     ) -> (Message, bool) {
+        // Every log line of the request carries its id, and so does the reply.
+        let id = crate::request_id::new();
+        let span = tracing::info_span!("request", id = %id);
+        let (request, reply, expired) = self
+            .answer_identified(data, encoding, replies)
+            .instrument(span)
+            .await;
+        (protocol::encode(&request, &reply, encoding, &id), expired)
+    }
+
+    async fn answer_identified(
+        &mut self,
+        data: &[u8],
+        encoding: Encoding,
+        replies: &mpsc::Sender<Message>,
+    ) -> (Request, Reply, bool) {
         let mut expired = false;
         let (request, reply) = match protocol::decode(data, encoding, self.services.admin_mode) {
             Ok(request) => match self.session.admit(&self.services, &request).await {
@@ -352,7 +369,7 @@ impl Connection {
             status = reply.status,
             "websocket request"
         );
-        (protocol::encode(&request, &reply, encoding), expired)
+        (request, reply, expired)
     }
 
     /// Runs a request admitted by the session.

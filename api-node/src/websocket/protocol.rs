@@ -99,12 +99,12 @@ impl Reply {
         Reply::new(status, json!({"error": message.into()}))
     }
 
-    /// The whole reply document.
-    pub fn document(&self, request: &Request) -> Value {
+    /// The whole reply document, with the request id `id` among its headers.
+    pub fn document(&self, request: &Request, id: &str) -> Value {
         json!({
             "request": request.echo(),
             "body": self.body,
-            "headers": {"status": self.status},
+            "headers": {"status": self.status, "X-Openstack-Request-Id": id},
         })
     }
 }
@@ -138,9 +138,9 @@ pub fn decode(
     }
 }
 
-/// Encodes a reply in the frame type of its request.
-pub fn encode(request: &Request, reply: &Reply, encoding: Encoding) -> Message {
-    let document = reply.document(request);
+/// Encodes a reply (to the request of id `id`) in the frame type of its request.
+pub fn encode(request: &Request, reply: &Reply, encoding: Encoding, id: &str) -> Message {
+    let document = reply.document(request, id);
     match encoding {
         Encoding::Json => Message::text(document.to_string()),
         Encoding::MessagePack => match rmp_serde::to_vec_named(&document) {
@@ -190,10 +190,11 @@ mod tests {
             true,
         )
         .unwrap();
-        let document = Reply::new(200, json!({})).document(&request);
+        let document = Reply::new(200, json!({})).document(&request, "req-1");
         assert_eq!(document["request"]["body"], json!({}));
         assert_eq!(document["request"]["api"], "v2");
         assert_eq!(document["headers"]["status"], 200);
+        assert_eq!(document["headers"]["X-Openstack-Request-Id"], "req-1");
     }
 
     #[test]
@@ -219,7 +220,8 @@ mod tests {
         let packed = rmp_serde::to_vec_named(&json!({"action": "bogus"})).unwrap();
         let (request, reply) = decode(&packed, Encoding::MessagePack, true).unwrap_err();
         assert_eq!(reply.body["error"], "bogus is not a valid action");
-        let Message::Binary(bytes) = encode(&request, &reply, Encoding::MessagePack) else {
+        let Message::Binary(bytes) = encode(&request, &reply, Encoding::MessagePack, "req-1")
+        else {
             panic!("binary expected");
         };
         let back: Value = rmp_serde::from_slice(&bytes).unwrap();

@@ -1,6 +1,7 @@
 //! Request ids: every REST answer carries `X-Openstack-Request-Id: req-<uuid>`
-//! (the OpenStack convention Zaqar follows, through oslo.middleware), and every
-//! log line written while the request is handled carries the same id.
+//! (the OpenStack convention Zaqar follows, through oslo.middleware), every
+//! WebSocket reply the same key among its `headers`, and every log line written
+//! while the request is handled carries the same id (a `request` span).
 
 use warp::http::HeaderValue;
 use warp::reply::Response;
