@@ -31,8 +31,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "zaqar", version)]
 struct Cli {
+    /// Log lines as text for people, or as one JSON object each for log shippers
+    /// (with the request span, and so the request id, of the line).
+    #[arg(long, env = "ZAQAR_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,13 +63,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     let is_admin = matches!(cli.command, Command::Admin(_));
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +75,19 @@ async fn main() -> ExitCode {
             tracing::error!(error = %format!("{err:#}"), "zaqar stopped");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr, filtered by RUST_LOG, as text or as JSON lines.
+fn init_logs(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
     }
 }
 

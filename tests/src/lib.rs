@@ -175,10 +175,14 @@ impl Standalone {
     }
 }
 
-/// The port of the `addr=` field of the first log line that says `what`.
+/// The port of the `addr` field of the first log line that says `what` (a text
+/// line's `addr=`, or a JSON line's `"addr":"`).
 fn listening_port(log: &str, what: &str) -> Option<u16> {
     let line = without_colours(log.lines().find(|line| line.contains(what))?);
-    let addr = line.split("addr=").nth(1)?;
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .or_else(|| line.split("\"addr\":\"").nth(1))?;
     let addr: String = addr
         .trim_start_matches(|c: char| !c.is_ascii_digit())
         .chars()
