@@ -120,15 +120,12 @@ pub fn verify(
     }
     let Some(key) = key else { return false };
     match sign(key, &paths, &methods, project, headers.expires) {
-        Ok(expected) => {
-            constant_time_eq(expected.signature.as_bytes(), headers.signature.as_bytes())
-        }
+        Ok(expected) => zaqar_proto::constant_time_eq(
+            expected.signature.as_bytes(),
+            headers.signature.as_bytes(),
+        ),
         Err(_) => false,
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

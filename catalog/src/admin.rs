@@ -52,7 +52,9 @@ impl Interceptor for TokenCheck {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         match given {
-            Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(request),
+            Some(given) if zaqar_proto::constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+                Ok(request)
+            }
             Some(_) => Err(ZaqarError::new(ErrorCode::Unauthorized, "wrong admin token").into()),
             None => Err(ZaqarError::new(
                 ErrorCode::Unauthorized,
@@ -61,10 +63,6 @@ impl Interceptor for TokenCheck {
             .into()),
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl AdminServer {

@@ -119,7 +119,8 @@ impl Interceptor for Attach {
     }
 }
 
-/// Equality whose time does not depend on where the inputs differ.
+/// Equality whose time does not depend on where the inputs differ: every check
+/// of a secret (cluster and admin tokens, URL signatures) compares with it.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -26,4 +26,5 @@ pub mod admin_pb {
     tonic::include_proto!("zaqar.admin.v1");
 }
 
+pub use cluster_auth::constant_time_eq;
 pub use error::{ErrorCode, ZaqarError};

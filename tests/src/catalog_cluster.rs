@@ -69,12 +69,26 @@ impl CatalogNode {
 
 /// Runs `zaqar admin --catalog ENDPOINTS --json ARGS` and parses what it prints.
 pub async fn admin(endpoints: &[String], args: &[&str]) -> Result<Value> {
-    let run = tokio::process::Command::new(zaqar_bin())
+    admin_with_token(endpoints, None, args).await
+}
+
+/// [`admin`] with the cluster token `token` (none: `ZAQAR_CLUSTER_TOKEN` unset).
+pub async fn admin_with_token(
+    endpoints: &[String],
+    token: Option<&str>,
+    args: &[&str],
+) -> Result<Value> {
+    let mut command = tokio::process::Command::new(zaqar_bin());
+    command
         .args(["admin", "--catalog", &endpoints.join(","), "--json"])
         .args(args)
         .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
+        .env_remove("ZAQAR_CLUSTER_TOKEN")
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.env("ZAQAR_CLUSTER_TOKEN", token);
+    }
+    let run = command.output();
     let out = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .context("zaqar admin did not finish")??;

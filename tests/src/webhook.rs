@@ -9,6 +9,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+/// Writes `DIR/zaqar.toml` allowing webhooks on loopback (an internal address,
+/// refused by default) and returns its path, for `zaqar standalone --config`.
+pub fn loopback_allowed_config(dir: &std::path::Path) -> Result<String> {
+    let config = dir.join("zaqar.toml");
+    std::fs::write(
+        &config,
+        "[notifier]\nallowed_networks = [\"127.0.0.0/8\"]\n",
+    )?;
+    Ok(config.to_string_lossy().into_owned())
+}
+
 /// Bound of every wait for a notification.
 pub const DELIVERY_WAIT: Duration = Duration::from_secs(20);
 

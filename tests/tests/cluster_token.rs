@@ -8,11 +8,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde_json::{json, Value};
 use tonic::codec::ProstCodec;
 use tonic::transport::{Channel, Endpoint};
-use zaqar_tests::catalog_cluster::{eventually, CatalogNode};
+use zaqar_tests::catalog_cluster::{admin_with_token, eventually, CatalogNode};
 use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process};
 
 const TOKEN: &str = "test-cluster-token-0123456789";
@@ -70,25 +70,7 @@ async fn call(channel: &Channel, path: &str, token: Option<&str>) -> tonic::Code
 
 /// `zaqar admin --json ARGS` against `catalog` with the cluster token `token`.
 async fn admin(catalog: &str, token: Option<&str>, args: &[&str]) -> Result<Value> {
-    let mut command = tokio::process::Command::new(zaqar_bin());
-    command
-        .args(["admin", "--catalog", catalog, "--json"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("ZAQAR_CLUSTER_TOKEN")
-        .kill_on_drop(true);
-    if let Some(token) = token {
-        command.env("ZAQAR_CLUSTER_TOKEN", token);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .context("zaqar admin did not finish")??;
-    ensure!(
-        out.status.success(),
-        "zaqar admin {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).context("zaqar admin printed no JSON")
+    admin_with_token(&[catalog.to_string()], token, args).await
 }
 
 #[tokio::test]

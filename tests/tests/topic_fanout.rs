@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
-use zaqar_tests::webhook::Webhook;
+use zaqar_tests::webhook::{loopback_allowed_config, Webhook};
 use zaqar_tests::{Client, Redis, Standalone};
 
 async fn subscribe(client: &Client, path: &str, hook: &Webhook) -> Result<()> {
@@ -31,13 +31,8 @@ async fn topics_fan_out_on_a_redis_pool() -> Result<()> {
 async fn fan_out(pool_args: &[&str]) -> Result<()> {
     let dir = tempfile::tempdir()?;
     // The webhooks listen on loopback, an internal address refused by default.
-    let config = dir.path().join("zaqar.toml");
-    std::fs::write(
-        &config,
-        "[notifier]\nallowed_networks = [\"127.0.0.0/8\"]\n",
-    )?;
-    let config = config.to_string_lossy();
-    let args = [&["--config", config.as_ref()][..], pool_args].concat();
+    let config = loopback_allowed_config(dir.path())?;
+    let args = [&["--config", config.as_str()][..], pool_args].concat();
     let standalone = Standalone::start_with(dir.path(), &args)?;
     let port = standalone.port;
     let client = Client::new(port, "topic-project");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
-use zaqar_tests::webhook::Webhook;
+use zaqar_tests::webhook::{loopback_allowed_config, Webhook};
 use zaqar_tests::{Client, Standalone};
 
 #[tokio::test]
@@ -33,12 +33,7 @@ async fn internal_webhooks_are_refused_unless_the_operator_allows_them() -> Resu
     drop(standalone);
 
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("zaqar.toml");
-    std::fs::write(
-        &config,
-        "[notifier]\nallowed_networks = [\"127.0.0.0/8\"]\n",
-    )?;
-    let config = config.to_string_lossy();
+    let config = loopback_allowed_config(dir.path())?;
     let standalone = Standalone::start_with(dir.path(), &["--config", &config])?;
     let client = Client::new(standalone.port, "ssrf-project");
     client.wait_ready(Duration::from_secs(30)).await?;

@@ -5,7 +5,7 @@
 //! Creating, renewing and releasing a claim are transactions, so two claims
 //! never take the same message (the second one conflicts and starts again).
 
-use futures::{FutureExt, TryStreamExt};
+use futures::FutureExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::Error as MongoError;
 use mongodb::ClientSession;
@@ -18,7 +18,7 @@ use super::fields::{
     QUEUE, RENEWED, SEQ, STATE, TTL, VISIBLE,
 };
 use super::messages::free_ended;
-use super::scan::{lower_head, FreeScan};
+use super::scan::{free_found, FreeScan};
 use super::{
     counter_key, date, ensure_queue, find, ms, next_seq, now_ms, of_ids, of_queue, store_error,
     whole_seconds, MongoStore,
@@ -339,28 +339,16 @@ async fn release_in(
     claim_id: &str,
     session: &mut ClientSession,
 ) -> Result<(), MongoError> {
-    let held: Vec<Document> = store
-        .messages
-        .find(naming(queue, claim_id))
-        .projection(doc! { ID: 1, SEQ: 1 })
-        .session(&mut *session)
-        .await?
-        .stream(&mut *session)
-        .try_collect()
-        .await?;
-    let Some(first) = held.iter().map(|d| fields::int(d, SEQ)).min() else {
-        return Ok(());
-    };
-    let ids: Vec<String> = held.iter().map(|d| fields::text(d, ID)).collect();
-    let mut selected = of_ids(queue, doc! { "$in": ids });
-    selected.insert(CLAIM_ID, claim_id);
-    store
-        .messages
-        .update_many(
-            selected,
-            doc! { "$set": { CLAIM_ID: Bson::Null, CLAIM_EXPIRES: 0_i64, STATE: FREE } },
-        )
-        .session(&mut *session)
-        .await?;
-    lower_head(store, queue, first, session).await
+    let change = doc! { "$set": { CLAIM_ID: Bson::Null, CLAIM_EXPIRES: 0_i64, STATE: FREE } };
+    let guard = doc! { CLAIM_ID: claim_id };
+    free_found(
+        store,
+        queue,
+        naming(queue, claim_id),
+        0,
+        guard,
+        change,
+        session,
+    )
+    .await
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::{FutureExt, TryStreamExt};
+use futures::FutureExt;
 use md5::{Digest, Md5};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::Error as MongoError;
@@ -15,7 +15,7 @@ use super::fields::{
     self, BODY, CHECKSUM, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CLIENT, CREATED, DELAYED,
     EXPIRES, FREE, ID, SEQ, STATE, TTL, VISIBLE,
 };
-use super::scan::{free_state, head_and_last, is_live, lower_head, read_window, FreeScan, Windows};
+use super::scan::{free_found, free_state, head_and_last, is_live, read_window, FreeScan, Windows};
 use super::{
     counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_ids, of_queue,
     parse_marker, store_error, MongoStore,
@@ -198,28 +198,18 @@ pub(super) async fn free_ended(
     session: &mut ClientSession,
 ) -> Result<(), MongoError> {
     for (state, ends) in ENDINGS {
-        let documents: Vec<Document> = store
-            .messages
-            .find(ended(queue, state, ends, now))
-            .limit(FREED_PER_CALL)
-            .projection(doc! { ID: 1, SEQ: 1 })
-            .session(&mut *session)
-            .await?
-            .stream(&mut *session)
-            .try_collect()
-            .await?;
-        let Some(first) = documents.iter().map(|d| fields::int(d, SEQ)).min() else {
-            continue;
-        };
-        let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
-        let mut selected = of_ids(queue, doc! { "$in": ids });
-        selected.insert(STATE, state);
-        store
-            .messages
-            .update_many(selected, doc! { "$set": { STATE: FREE } })
-            .session(&mut *session)
-            .await?;
-        lower_head(store, queue, first, session).await?;
+        let found = ended(queue, state, ends, now);
+        let change = doc! { "$set": { STATE: FREE } };
+        free_found(
+            store,
+            queue,
+            found,
+            FREED_PER_CALL,
+            doc! { STATE: state },
+            change,
+            session,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use zaqar_proto::pb::QueueRef;
 use super::fields::{
     self, CHANGES, CLAIM_EXPIRES, EXPIRES, FREE, FREE_HEAD, ID, LAST, SEQ, STATE, VISIBLE,
 };
-use super::{counter_key, of_queue, MongoStore};
+use super::{counter_key, of_ids, of_queue, MongoStore};
 
 /// The widest window a scan reads in one query.
 pub(super) const MAX_WINDOW: i64 = 4096;
@@ -187,6 +187,42 @@ pub(super) async fn lower_head(
             .await?;
     }
     Ok(())
+}
+
+/// Makes the messages `found` finds free again: sets `change` on at most
+/// `limit` of them (0: all) that still match `guard`, and lowers the free head
+/// below them, in `session`'s transaction; nothing when it finds none.
+pub(super) async fn free_found(
+    store: &MongoStore,
+    queue: &QueueRef,
+    found: Document,
+    limit: i64,
+    guard: Document,
+    change: Document,
+    session: &mut ClientSession,
+) -> Result<(), MongoError> {
+    let documents: Vec<Document> = store
+        .messages
+        .find(found)
+        .limit(limit)
+        .projection(doc! { ID: 1, SEQ: 1 })
+        .session(&mut *session)
+        .await?
+        .stream(&mut *session)
+        .try_collect()
+        .await?;
+    let Some(first) = documents.iter().map(|d| fields::int(d, SEQ)).min() else {
+        return Ok(());
+    };
+    let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
+    let mut selected = of_ids(queue, doc! { "$in": ids });
+    selected.extend(guard);
+    store
+        .messages
+        .update_many(selected, change)
+        .session(&mut *session)
+        .await?;
+    lower_head(store, queue, first, session).await
 }
 
 /// A scan of the queue's free messages from its free head, inside a transaction
