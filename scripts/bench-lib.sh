@@ -1,4 +1,4 @@
-# Helpers shared by scripts/bench.sh and scripts/bench-depth.sh (sourced, not run).
+# Helpers shared by the scripts/bench*.sh benchmarks (sourced, not run).
 # The caller sets ROOT; this sets WORK (a fresh temporary directory), the list of
 # PIDs to stop, and a trap that stops everything started and removes WORK on exit.
 
@@ -88,10 +88,11 @@ rss_kib() {  # pid...: summed VmRSS in KiB
     echo "$total"
 }
 
-start_redis() {  # sets REDIS_PORT and REDIS_PID: a private Redis without persistence
+start_redis() {  # [redis-server flags...]: sets REDIS_PORT and REDIS_PID: a private Redis,
+    # without persistence unless the flags say otherwise
     free_port REDIS_PORT
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
-        --dir "$WORK" > "$WORK/redis.log" 2>&1 < /dev/null &
+        --dir "$WORK" "$@" > "$WORK/redis.log" 2>&1 < /dev/null &
     REDIS_PID="$!"
     for _ in $(seq 40); do redis-cli -p "$REDIS_PORT" ping > /dev/null 2>&1 && break; sleep 0.25; done
     log "redis on 127.0.0.1:$REDIS_PORT (pid $REDIS_PID)"

@@ -15,7 +15,9 @@
 # cost of a claim, a pop, a default listing and a post in one queue of increasing depth
 # with half of it in flight, on every store, and another project's posts while four
 # consumers drain that queue. BENCH_SUITE=queues runs the many-queues benchmark
-# (scripts/bench-queues.sh): what a project's number of queues costs.
+# (scripts/bench-queues.sh): what a project's number of queues costs. BENCH_SUITE=flow
+# runs the balanced flow (scripts/bench-flow.sh): 8 producers and 8 consumers on one queue
+# of standalone on a durable Redis, and the CPU split that bounds it.
 #
 # Knobs (environment):
 #   BENCH_TARGETS="reference standalone cluster"   which servers to measure
@@ -37,6 +39,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 case "${BENCH_SUITE:-mixed}" in
 depth) exec "$ROOT/scripts/bench-depth.sh" ;;
 queues) exec "$ROOT/scripts/bench-queues.sh" ;;
+flow) exec "$ROOT/scripts/bench-flow.sh" ;;
 esac
 # shellcheck source=scripts/bench-lib.sh
 source "$ROOT/scripts/bench-lib.sh"
