@@ -9,7 +9,9 @@
 //!   (or `redis+sentinel://`): a Sentinel group (port 26379) watching master `NAME`;
 //! - `rediss://...`: one server over TLS.
 //!
-//! `socket_timeout` (seconds) bounds every call to the store.
+//! `socket_timeout` (seconds) bounds every call to the store. `min_replicas_ack=N`
+//! (not Zaqar's; 0 by default) makes every call wait until N replicas have what it
+//! wrote (Redis `WAIT`), so that an acknowledged write survives a failover.
 
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ pub struct RedisUri {
     pub password: Option<String>,
     /// The longest wait for one call (`socket_timeout`); the store's default when unset.
     pub socket_timeout: Option<Duration>,
+    /// How many replicas must have a write before it is acknowledged (`min_replicas_ack`).
+    pub min_replicas_ack: u32,
 }
 
 /// How the server is reached.
@@ -98,6 +102,9 @@ impl RedisUri {
                 let master = master.filter(|m| !m.is_empty()).ok_or(
                     "a Sentinel Redis URI needs master=NAME, the master's name in the sentinels' configuration",
                 )?;
+                if scheme == "rediss" {
+                    return Err("TLS to a Sentinel group is not supported yet".to_string());
+                }
                 let sentinels = hosts
                     .split(',')
                     .map(|host| host_port(host, SENTINEL_PORT))
@@ -163,12 +170,23 @@ impl RedisUri {
                     })?,
             ),
         };
+        let min_replicas_ack = match param("min_replicas_ack") {
+            None => 0,
+            Some(count) => count
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 16)
+                .ok_or_else(|| {
+                    format!("min_replicas_ack {count:?} is not a number of replicas in [0, 16]")
+                })?,
+        };
         Ok(RedisUri {
             target,
             db,
             username,
             password,
             socket_timeout,
+            min_replicas_ack,
         })
     }
 }
@@ -300,6 +318,9 @@ mod tests {
         ));
         let explicit = RedisUri::parse("redis+sentinel://s1,s2?master=m").unwrap();
         assert!(matches!(explicit.target, RedisTarget::Sentinel { .. }));
+        assert_eq!(explicit.min_replicas_ack, 0);
+        let acked = RedisUri::parse("redis://s1,s2?master=m&min_replicas_ack=1").unwrap();
+        assert_eq!(acked.min_replicas_ack, 1);
     }
 
     #[test]
@@ -314,6 +335,9 @@ mod tests {
             ("redis://user@h", "needs a password"),
             ("memcached://h", "unsupported"),
             ("redis://h?dbid=%zz", "%-escape"),
+            ("redis://h?min_replicas_ack=-1", "min_replicas_ack"),
+            ("redis://h?min_replicas_ack=17", "min_replicas_ack"),
+            ("rediss://s1,s2?master=m", "TLS to a Sentinel group"),
         ] {
             let err = RedisUri::parse(uri).unwrap_err();
             assert!(err.contains(says), "{uri}: {err}");

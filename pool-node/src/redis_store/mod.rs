@@ -19,12 +19,15 @@
 //! Every call is bounded by [`CALL_TIMEOUT`] (or the URI's `socket_timeout`):
 //! a Redis that is down or hung gives `Unavailable` quickly, and
 //! `ConnectionManager` reconnects by itself once Redis is back. The URI is read
-//! as Zaqar reads it (`zaqar_proto::redis_uri`): one server over TCP or a Unix
-//! socket; a Sentinel group is refused for now (issue 16).
+//! as Zaqar reads it (`zaqar_proto::redis_uri`): one server over TCP (or TLS) or a
+//! Unix socket, or the master of a Sentinel group, followed through failovers
+//! (`link.rs`). With `min_replicas_ack=N` every call waits until N replicas have
+//! what it wrote (`WAIT`), so that an acknowledged write survives a failover.
 
 mod claims;
 mod durability;
 mod keys;
+mod link;
 mod messages;
 mod migration;
 mod queues;
@@ -39,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use link::Link;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{
     ConnectionAddr, ConnectionInfo, FromRedisValue, RedisConnectionInfo, RedisError, RedisResult,
@@ -56,12 +60,14 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest one connection attempt takes (a host that drops packets).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A `MessageStore` on one Redis server.
+/// A `MessageStore` on one Redis server, or on the master of a Sentinel group.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    link: Arc<Link>,
     scripts: Scripts,
     /// The longest wait for one call.
     call_timeout: Duration,
+    /// Replicas that must have a write before it is acknowledged (`WAIT`); 0: none.
+    min_replicas_ack: u32,
 }
 
 /// Opens the redis store at `uri` (`redis://host:port/db`); `Unavailable`
@@ -85,41 +91,22 @@ async fn bounded<T>(limit: Duration, call: impl Future<Output = RedisResult<T>>)
     }
 }
 
-/// The redis crate's connection settings of `uri`.
-fn connection_info(uri: &RedisUri) -> Result<ConnectionInfo, ZaqarError> {
-    let addr = match &uri.target {
-        RedisTarget::Tcp {
-            host,
-            port,
-            tls: false,
-        } => ConnectionAddr::Tcp(host.clone(), *port),
-        RedisTarget::Tcp {
-            host,
-            port,
-            tls: true,
-        } => ConnectionAddr::TcpTls {
-            host: host.clone(),
-            port: *port,
-            insecure: false,
-            tls_params: None,
-        },
-        RedisTarget::Unix { path } => ConnectionAddr::Unix(path.into()),
-        RedisTarget::Sentinel { .. } => {
-            return Err(ZaqarError::bad_request(
-                "Redis Sentinel pools are not supported by this build yet: \
-                 give the master's address (redis://HOST:PORT?dbid=N)",
-            ))
-        }
-    };
-    Ok(ConnectionInfo {
+/// The redis crate's connection settings of a single server or a sentinel.
+fn node_info(
+    addr: ConnectionAddr,
+    db: i64,
+    username: &Option<String>,
+    password: &Option<String>,
+) -> ConnectionInfo {
+    ConnectionInfo {
         addr,
         redis: RedisConnectionInfo {
-            db: uri.db,
-            username: uri.username.clone(),
-            password: uri.password.clone(),
+            db,
+            username: username.clone(),
+            password: password.clone(),
             ..Default::default()
         },
-    })
+    }
 }
 
 impl RedisStore {
@@ -128,51 +115,159 @@ impl RedisStore {
         // The URI may hold a password: it is neither logged nor put in errors.
         let parsed = RedisUri::parse(uri)
             .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
-        let client = redis::Client::open(connection_info(&parsed)?)
-            .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
-        let addr = client.get_connection_info().addr.to_string();
         let call_timeout = parsed.socket_timeout.unwrap_or(CALL_TIMEOUT);
+        let connect_timeout = CONNECT_TIMEOUT.min(call_timeout);
         // One attempt per (re)connection: a refused call triggers the next
         // attempt, so a restarted Redis is picked up at the next call.
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
-            .set_connection_timeout(CONNECT_TIMEOUT.min(call_timeout))
+            .set_connection_timeout(connect_timeout)
             .set_response_timeout(call_timeout);
-        let connecting = ConnectionManager::new_with_config(client, config);
-        let conn = bounded(call_timeout.max(CONNECT_TIMEOUT), connecting).await?;
-        tracing::debug!(%addr, db = parsed.db, "connected to the redis store");
+        let (user, password) = (&parsed.username, &parsed.password);
+        let server = |addr| node_info(addr, parsed.db, user, password);
+        let link = match &parsed.target {
+            RedisTarget::Tcp { host, port, tls } => {
+                let addr = if *tls {
+                    ConnectionAddr::TcpTls {
+                        host: host.clone(),
+                        port: *port,
+                        insecure: false,
+                        tls_params: None,
+                    }
+                } else {
+                    ConnectionAddr::Tcp(host.clone(), *port)
+                };
+                Self::server_link(server(addr), config, connect_timeout, call_timeout).await?
+            }
+            RedisTarget::Unix { path } => {
+                let addr = ConnectionAddr::Unix(path.into());
+                Self::server_link(server(addr), config, connect_timeout, call_timeout).await?
+            }
+            RedisTarget::Sentinel {
+                sentinels,
+                master,
+                username,
+                password,
+            } => {
+                let sentinels = sentinels
+                    .iter()
+                    .map(|(host, port)| {
+                        node_info(
+                            ConnectionAddr::Tcp(host.clone(), *port),
+                            0,
+                            username,
+                            password,
+                        )
+                    })
+                    .collect();
+                let node = server(ConnectionAddr::Tcp(String::new(), 0)).redis;
+                Link::sentinel(sentinels, master.clone(), node, config, connect_timeout)
+            }
+        };
+        tracing::debug!(db = parsed.db, "connected to the redis store");
         let store = RedisStore {
-            conn,
+            link,
             scripts: Scripts::new(),
             call_timeout,
+            min_replicas_ack: parsed.min_replicas_ack,
         };
         store.ensure_layout().await?;
         Ok(store)
     }
 
-    /// Runs a script. A refused connection means the call never reached
-    /// Redis, so it is tried once more, on the reconnection the refusal started.
-    async fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> StoreResult<T> {
-        let mut conn = self.conn.clone();
-        bounded(self.call_timeout, async {
-            match invocation.invoke_async(&mut conn).await {
-                Err(err) if err.is_connection_refusal() => invocation.invoke_async(&mut conn).await,
-                other => other,
-            }
-        })
-        .await
+    /// The link to one server, connected within the call timeout.
+    async fn server_link(
+        info: ConnectionInfo,
+        config: ConnectionManagerConfig,
+        connect_timeout: Duration,
+        call_timeout: Duration,
+    ) -> StoreResult<Arc<Link>> {
+        let client = redis::Client::open(info)
+            .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
+        let connecting = Link::server(client, config, connect_timeout);
+        bounded(call_timeout.max(CONNECT_TIMEOUT), connecting)
+            .await
+            .map(Arc::new)
     }
 
-    /// Runs one plain command, with the same retry rule as [`Self::run`].
+    /// Runs a script (see [`Self::call`]).
+    async fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> StoreResult<T> {
+        self.call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await
+    }
+
+    /// Runs one plain command (see [`Self::call`]).
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
-        let mut conn = self.conn.clone();
-        bounded(self.call_timeout, async {
-            match cmd.query_async(&mut conn).await {
-                Err(err) if err.is_connection_refusal() => cmd.query_async(&mut conn).await,
-                other => other,
+        self.call(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Runs `op` within the call timeout. A call that never ran (a refused
+    /// connection, or a master demoted since) is tried once more, on the
+    /// connection the link makes next. With `min_replicas_ack`, the call is
+    /// acknowledged only once that many replicas have what it wrote.
+    async fn call<T, F, Fut>(&self, op: F) -> StoreResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let limit = self.call_timeout;
+        let mut used = None;
+        let attempt = async {
+            let mut current = self.link.connection().await?;
+            used = Some(current.clone());
+            let mut result = op(current.conn.clone()).await;
+            if let Err(err) = &result {
+                if self.link.failed(&current, err) {
+                    current = self.link.connection().await?;
+                    used = Some(current.clone());
+                    result = op(current.conn.clone()).await;
+                }
             }
-        })
-        .await
+            let value = result.inspect_err(|err| {
+                self.link.failed(&current, err);
+            });
+            let value = value.map_err(unavailable)?;
+            // A master without its replicas may be one the sentinels replaced.
+            self.replicated(current.conn.clone())
+                .await
+                .inspect_err(|_| self.link.forget(&current))?;
+            Ok(value)
+        };
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(used) = &used {
+                    self.link.forget(used);
+                }
+                Err(ZaqarError::unavailable(format!(
+                    "the redis store did not answer within {limit:?}"
+                )))
+            }
+        }
+    }
+
+    /// With `min_replicas_ack`: waits (half the call timeout at most) until that many
+    /// replicas have every write made on `conn` so far.
+    async fn replicated(&self, mut conn: ConnectionManager) -> StoreResult<()> {
+        if self.min_replicas_ack == 0 {
+            return Ok(());
+        }
+        let wait_ms = (self.call_timeout / 2).as_millis().max(1) as u64;
+        let acks: u32 = redis::cmd("WAIT")
+            .arg(self.min_replicas_ack)
+            .arg(wait_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if acks < self.min_replicas_ack {
+            return Err(ZaqarError::unavailable(format!(
+                "the redis store's write reached {acks} of the {} replicas min_replicas_ack \
+                 asks for within {wait_ms} ms; it may be kept or lost",
+                self.min_replicas_ack
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -3,10 +3,12 @@
 //! its own `redis-server` on a free port (skipped when it is not installed,
 //! unless `CI` is set); the delivery semantics are in the conformance suite.
 //! `depth.rs` checks that an operation's work does not grow with the queue,
-//! `migration.rs` the move of a layout 1 store.
+//! `migration.rs` the move of a layout 1 store, `sentinel.rs` a pool that follows
+//! its master through Sentinel failovers.
 
 mod depth;
 mod migration;
+mod sentinel;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -34,12 +36,18 @@ impl TestRedis {
     }
 
     fn start_on(port: u16) -> Option<TestRedis> {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts redis-server on `port` with `extra` arguments after the usual ones.
+    fn start_with(port: u16, extra: &[&str]) -> Option<TestRedis> {
         let dir = tempfile::tempdir().expect("a directory for redis");
         let spawned = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(dir.path())
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn();
         let child = match spawned {
@@ -432,9 +440,19 @@ async fn zaqar_uri_forms_select_the_database_and_the_unix_socket() {
     let _ = child.kill();
     let _ = child.wait();
 
-    let sentinel = super::open("redis://127.0.0.1:26379?master=mymaster")
+    // Sentinels that do not answer: a clear 503 at once, not a hang.
+    let nobody = free_port();
+    let started = Instant::now();
+    let sentinel = super::open(&format!("redis://127.0.0.1:{nobody}?master=mymaster"))
         .await
         .err()
-        .expect("sentinel pools are refused for now");
-    assert_eq!(sentinel.code, ErrorCode::BadRequest, "{sentinel:?}");
+        .expect("no sentinel answers");
+    assert_eq!(sentinel.code, ErrorCode::Unavailable, "{sentinel:?}");
+    assert!(
+        sentinel
+            .description
+            .contains("no sentinel names a reachable master"),
+        "{sentinel:?}"
+    );
+    assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(1));
 }
