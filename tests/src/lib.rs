@@ -2,6 +2,7 @@
 //! processes that stop when dropped, and a small Zaqar REST client.
 
 pub mod catalog_cluster;
+pub mod sentinel;
 pub mod webhook;
 
 use std::net::TcpListener;
@@ -214,6 +215,8 @@ pub struct Redis {
     process: Option<Process>,
     /// `yes`, or `no` for a server that loses what it acknowledged when it restarts.
     appendonly: &'static str,
+    /// More arguments, after the usual ones (`--replicaof HOST PORT`, ...).
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -226,12 +229,22 @@ impl Redis {
         Redis::start_with_appendonly("no")
     }
 
+    /// A server with an append-only file and `extra` arguments.
+    pub fn start_with(extra: &[&str]) -> Result<Self> {
+        Redis::start_server("yes", extra)
+    }
+
     fn start_with_appendonly(appendonly: &'static str) -> Result<Self> {
+        Redis::start_server(appendonly, &[])
+    }
+
+    fn start_server(appendonly: &'static str, extra: &[&str]) -> Result<Self> {
         let mut redis = Redis {
             port: free_port(),
             dir: tempfile::tempdir()?,
             process: None,
             appendonly,
+            extra: extra.iter().map(|arg| arg.to_string()).collect(),
         };
         redis.restart()?;
         Ok(redis)
@@ -280,6 +293,10 @@ impl Redis {
             "--appendonly",
             self.appendonly,
         ];
+        let args: Vec<&str> = args
+            .into_iter()
+            .chain(self.extra.iter().map(String::as_str))
+            .collect();
         let program = PathBuf::from("redis-server");
         self.process = Some(Process::spawn(
             &format!("redis-{port}"),
