@@ -9,15 +9,19 @@
 //! call timeout) or answers `unavailable`, the next one is tried. Any live node of a
 //! raft catalog serves every call (a follower forwards writes to its leader), and every
 //! catalog call api-node makes is idempotent, so a retry elsewhere is safe.
+//!
+//! When no catalog node can answer (no raft quorum, all unreachable), the queues whose
+//! placement the router learnt are still served from it, expired or not: placements
+//! change only through the catalog. Only a queue it never saw answers 503.
 
 mod placement_cache;
 mod pool_client;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
@@ -29,6 +33,10 @@ use zaqar_proto::ZaqarError;
 use crate::config::ApiConfig;
 use placement_cache::{lock, watch_catalog, PlacementCache, SharedCache, WatchTarget};
 pub use pool_client::{InProcessPools, PoolClient};
+
+/// While the catalog's last call failed less than this ago, queues whose placement
+/// the router knows are served without asking it.
+const CATALOG_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A queue's pool, as the router resolved it.
 #[derive(Clone)]
@@ -136,7 +144,53 @@ impl Router {
         if let Some(cached) = self.cached(project, queue) {
             return Ok(Some(self.pool(&cached.pool, &cached.endpoint, true)?));
         }
-        self.lookup_fresh(project, queue).await
+        if let Some(known) = self.known_while_catalog_fails(project, queue)? {
+            return Ok(Some(known));
+        }
+        match self.lookup_fresh(project, queue).await {
+            Err(err) => self.last_known(project, queue, err).map(Some),
+            found => found,
+        }
+    }
+
+    /// The placement last learnt for a queue when the catalog failed with `err`
+    /// (no quorum, unreachable): placements change only through the catalog, so
+    /// the queue is still there. `err` when nothing was learnt or the failure is
+    /// an answer (not a transient one).
+    fn last_known(&self, project: &str, queue: &str, err: ZaqarError) -> Result<Pool, ZaqarError> {
+        if !err.code.retryable() {
+            return Err(err);
+        }
+        let Some(known) = lock(&self.placements).get_even_expired(project, queue) else {
+            return Err(err);
+        };
+        tracing::debug!(project, queue, pool = %known.pool, error = %err,
+            "the catalog cannot answer: using the placement last learnt");
+        self.pool(&known.pool, &known.endpoint, true)
+    }
+
+    /// The placement last learnt for a queue, without asking the catalog, while its
+    /// last call failed less than [`CATALOG_PROBE_INTERVAL`] ago: during an outage
+    /// one request in that interval waits for the catalog, not every one.
+    fn known_while_catalog_fails(
+        &self,
+        project: &str,
+        queue: &str,
+    ) -> Result<Option<Pool>, ZaqarError> {
+        if !self.catalog.failed_within(CATALOG_PROBE_INTERVAL) {
+            return Ok(None);
+        }
+        match lock(&self.placements).get_even_expired(project, queue) {
+            Some(known) => self.pool(&known.pool, &known.endpoint, true).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether any catalog node ever answered this api-node: it then knows where
+    /// the queues it served are, and can go on serving them while the catalog
+    /// cannot answer.
+    pub fn catalog_answered(&self) -> bool {
+        self.catalog.answered.load(Ordering::Relaxed)
     }
 
     /// The pool of a queue, placing the queue on a pool of `flavor` (empty for the
@@ -150,6 +204,9 @@ impl Router {
         if let Some(cached) = self.cached(project, queue) {
             return self.pool(&cached.pool, &cached.endpoint, true);
         }
+        if let Some(known) = self.known_while_catalog_fails(project, queue)? {
+            return Ok(known);
+        }
         let epoch = lock(&self.placements).epoch();
         let request = pb::PlaceQueueRequest {
             queue: Some(queue_ref(project, queue)),
@@ -161,7 +218,11 @@ impl Router {
                 let request = request.clone();
                 async move { catalog.place_queue(request).await }
             })
-            .await?;
+            .await;
+        let placement = match placement {
+            Ok(placement) => placement,
+            Err(err) => return self.last_known(project, queue, err),
+        };
         tracing::debug!(project, queue, pool = %placement.pool, "queue placed");
         self.remember(project, queue, &placement.pool, &placement.endpoint, epoch);
         self.pool(&placement.pool, &placement.endpoint, false)
@@ -289,6 +350,10 @@ pub(crate) struct Catalogs<C> {
     nodes: Vec<(String, C)>,
     /// The node that answered last, tried first.
     preferred: AtomicUsize,
+    /// Some node answered once.
+    answered: AtomicBool,
+    /// When a call last failed on every node for want of an answer; `None` after an answer.
+    failed_at: Mutex<Option<Instant>>,
 }
 
 impl<C: Clone> Catalogs<C> {
@@ -316,7 +381,17 @@ impl<C: Clone> Catalogs<C> {
         Ok(Catalogs {
             nodes,
             preferred: AtomicUsize::new(0),
+            answered: AtomicBool::new(false),
+            failed_at: Mutex::new(None),
         })
+    }
+
+    /// Whether a call failed on every node less than `interval` ago (and none answered since).
+    fn failed_within(&self, interval: Duration) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < interval)
     }
 
     /// Makes `call` on the preferred node, then on the next ones while a node is
@@ -337,12 +412,19 @@ impl<C: Clone> Catalogs<C> {
                     if step > 0 {
                         self.preferred.store(index, Ordering::Relaxed);
                     }
+                    self.answered.store(true, Ordering::Relaxed);
+                    *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     return Ok(reply.into_inner());
                 }
                 Err(status) => {
                     let err = ZaqarError::from(status);
                     step += 1;
-                    if !err.code.retryable() || step == count {
+                    if !err.code.retryable() {
+                        return Err(err);
+                    }
+                    if step == count {
+                        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Instant::now());
                         return Err(err);
                     }
                     tracing::warn!(catalog = %endpoint, error = %err,

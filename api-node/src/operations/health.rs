@@ -10,10 +10,15 @@ use zaqar_proto::ZaqarError;
 
 use super::{not_authorized, Context};
 
-/// Whether this api-node can serve: the catalog answers. (Zaqar's pooled ping
-/// also asks every pool; one sick pool would then take every api-node out of
-/// its load balancer, so we leave pools to the health report.)
+/// Whether this api-node can serve: a catalog node answered it once (from then on
+/// it serves the queues it knows even while the catalog has no quorum, so that a
+/// catalog outage does not take every api-node out of its load balancer at once),
+/// or answers now. (Zaqar's pooled ping also asks every pool; one sick pool would
+/// then take every api-node out too, so we leave pools to the health report.)
 pub async fn ping(ctx: &Context) -> bool {
+    if ctx.router().catalog_answered() {
+        return true;
+    }
     match ctx.router().list_pools().await {
         Ok(_) => true,
         Err(err) => {

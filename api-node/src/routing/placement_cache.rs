@@ -4,9 +4,12 @@
 //! While a watch stream is live, cached placements do not expire: the stream's events
 //! evict an entry whose queue was removed or placed elsewhere, and move the entries of
 //! a pool whose endpoint changed. A `reset` event (sent first on every subscription, and
-//! whenever the catalog says events were missed) clears the whole cache. While no
+//! whenever the catalog says events were missed) makes every entry untrusted: the
+//! catalog is asked again, and the old entry only serves while it cannot answer. While no
 //! stream is live (the catalog is unreachable, or its backend has no feed), entries
-//! expire after `placement_cache_ttl` as before.
+//! expire after `placement_cache_ttl`: the catalog is asked again, and while it cannot
+//! answer (no quorum, no node reachable) the expired entry is used all the same, since
+//! placements only change through the catalog.
 //!
 //! A lookup answered by the catalog may race an event about the same queue: the
 //! answer is then kept only if no event arrived between the question and the answer
@@ -39,6 +42,9 @@ pub struct CachedPlacement {
     learnt: Instant,
     /// Which insertion put it here (its place in the cache's `order`).
     stamp: u64,
+    /// The cache's `resets` when it was learnt: an entry from before the last reset
+    /// is not trusted any more, only kept for when the catalog cannot answer.
+    resets: u64,
 }
 
 /// The cached placements and whether a watch stream keeps them fresh.
@@ -58,6 +64,8 @@ pub struct PlacementCache {
     watched: bool,
     /// Changes with every event that may make an answer in flight stale.
     epoch: u64,
+    /// `reset` events so far.
+    resets: u64,
     ttl: Duration,
     capacity: usize,
 }
@@ -73,20 +81,26 @@ impl PlacementCache {
             next_stamp: 0,
             watched: false,
             epoch: 0,
+            resets: 0,
             ttl,
             capacity: capacity.max(1),
         }
     }
 
     /// The placement of a queue, if cached and still trusted.
-    pub fn get(&mut self, project: &str, queue: &str) -> Option<CachedPlacement> {
-        let key = (project.to_string(), queue.to_string());
-        let entry = self.entries.get(&key)?;
-        if self.watched || entry.learnt.elapsed() < self.ttl {
-            return Some(entry.clone());
-        }
-        self.entries.remove(&key);
-        None
+    pub fn get(&self, project: &str, queue: &str) -> Option<CachedPlacement> {
+        self.get_even_expired(project, queue).filter(|entry| {
+            entry.resets == self.resets && (self.watched || entry.learnt.elapsed() < self.ttl)
+        })
+    }
+
+    /// The placement of a queue as last learnt, even when it expired: what the
+    /// router falls back on while the catalog cannot answer. An expired entry stays
+    /// until an event, a newer answer or the capacity pushes it out.
+    pub fn get_even_expired(&self, project: &str, queue: &str) -> Option<CachedPlacement> {
+        self.entries
+            .get(&(project.to_string(), queue.to_string()))
+            .cloned()
     }
 
     /// Taken before asking the catalog; hand it to [`insert`](Self::insert).
@@ -114,6 +128,7 @@ impl PlacementCache {
                 endpoint: endpoint.to_string(),
                 learnt: Instant::now(),
                 stamp,
+                resets: self.resets,
             },
         );
         self.order.push_back((key, stamp));
@@ -177,7 +192,7 @@ impl PlacementCache {
         }
         match event {
             Event::Reset(_) => {
-                self.entries.clear();
+                self.resets += 1;
                 self.watched = true;
             }
             Event::Placed(placement) => {
@@ -336,6 +351,8 @@ mod tests {
         let mut cache = PlacementCache::new(Duration::ZERO, 10);
         cache.insert("p", "q", "a", "http://a", cache.epoch());
         assert_eq!(cache.get("p", "q"), None);
+        // Kept for when the catalog cannot answer.
+        assert_eq!(cache.get_even_expired("p", "q").unwrap().pool, "a");
         let mut cache = PlacementCache::new(Duration::from_secs(60), 10);
         cache.insert("p", "q", "a", "http://a", cache.epoch());
         assert_eq!(cache.get("p", "q").unwrap().pool, "a");
@@ -376,11 +393,12 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_clears_everything_and_the_end_of_the_stream_restores_expiry() {
+    fn a_reset_distrusts_everything_and_the_end_of_the_stream_restores_expiry() {
         let mut cache = watched_cache();
         cache.insert("p", "q", "a", "http://a", cache.epoch());
         cache.apply(reset());
-        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.get("p", "q"), None);
+        assert_eq!(cache.get_even_expired("p", "q").unwrap().pool, "a");
         cache.insert("p", "q", "a", "http://a", cache.epoch());
         assert!(cache.get("p", "q").is_some());
         cache.unwatched();
