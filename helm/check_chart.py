@@ -214,6 +214,10 @@ def check_api_node(docs, values):
     ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
     expect(ports == {"rest": values["apiNode"]["service"]["restPort"],
                      "ws": values["apiNode"]["service"]["wsPort"]}, f"api Service ports {ports}")
+    drain = container["lifecycle"]["preStop"]["exec"]["command"]
+    grace = api["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    expect(drain[0] == "sleep" and 0 < int(drain[1]) < grace,
+           f"the api-node's preStop drain {drain} must sleep less than its grace period {grace}")
     probe = container["readinessProbe"]["httpGet"]
     if values["auth"]["strategy"] == "noauth":
         headers = {h["name"] for h in probe.get("httpHeaders", [])}
