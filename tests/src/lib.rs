@@ -2,6 +2,7 @@
 //! processes that stop when dropped, and a small Zaqar REST client.
 
 pub mod catalog_cluster;
+pub mod faults;
 pub mod sentinel;
 pub mod webhook;
 
@@ -122,7 +123,7 @@ impl Drop for Process {
 pub struct Standalone {
     pub port: u16,
     pub ws_port: u16,
-    _process: Process,
+    process: Option<Process>,
 }
 
 impl Standalone {
@@ -137,14 +138,38 @@ impl Standalone {
     /// picked here and bound later could be taken in between by another test's
     /// process (the ephemeral ports of a standalone's internal listeners included).
     pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> Result<Standalone> {
+        Standalone::spawn(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// Kills the process (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts a killed server again on the same data directory and the same ports
+    /// (just freed by the kill), with `extra` arguments as at its first start.
+    pub fn restart(&mut self, dir: &std::path::Path, extra: &[&str]) -> Result<()> {
+        self.process = None;
+        let listen = format!("127.0.0.1:{}", self.port);
+        let ws_listen = format!("127.0.0.1:{}", self.ws_port);
+        *self = Standalone::spawn(dir, &listen, &ws_listen, extra)?;
+        Ok(())
+    }
+
+    fn spawn(
+        dir: &std::path::Path,
+        listen: &str,
+        ws_listen: &str,
+        extra: &[&str],
+    ) -> Result<Standalone> {
         let data_dir = dir.join("data");
         let data_dir = data_dir.to_string_lossy();
         let mut args = vec![
             "standalone",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--ws-listen",
-            "127.0.0.1:0",
+            ws_listen,
             "--data-dir",
             &data_dir,
         ];
@@ -161,7 +186,7 @@ impl Standalone {
                 return Ok(Standalone {
                     port,
                     ws_port,
-                    _process: process,
+                    process: Some(process),
                 });
             }
             if let Some(status) = process.exited()? {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the fault suite (tests/tests/faults_*.rs: real processes under a steady load
+# with a ledger, one fault at a time) and writes its table into docs/reliability.md,
+# between the "fault table" markers. Needs what scripts/test.sh installs (redis-server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+report="$(mktemp)"
+trap 'rm -f "$report"' EXIT
+cargo build -q --locked -p zaqar-ops --bin zaqar
+ZAQAR_FAULTS_REPORT="$report" cargo test -q --locked -p zaqar-tests \
+    --test faults_standalone --test faults_cluster -- --test-threads 1
+python3 - "$report" docs/reliability.md <<'PY'
+"""Puts the rows of the report between the table markers of the document."""
+import datetime, sys
+
+rows = sorted(open(sys.argv[1]).read().split("\n"))
+rows = [row for row in rows if row.startswith("|")]
+path = sys.argv[2]
+text = open(path).read()
+begin, end = "<!-- fault table: begin -->", "<!-- fault table: end -->"
+head, rest = text.split(begin)
+_, tail = rest.split(end)
+table = "\n".join([
+    f"Run of {datetime.date.today().isoformat()} (`scripts/faults-report.sh`):",
+    "",
+    "| fault | acknowledged messages lost | messages held by two live claims | seconds until posts were acknowledged again | requests failed |",
+    "|---|---|---|---|---|",
+    *rows,
+])
+open(path, "w").write(f"{head}{begin}\n{table}\n{end}{tail}")
+print(table)
+PY
