@@ -17,6 +17,8 @@ command -v etcdctl >/dev/null || missing+=(etcd-client)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 # openssl makes the certificates of the Helm chart's loopback run with internal TLS.
 command -v openssl >/dev/null || missing+=(openssl)
+# A real Prometheus scrapes the roles' /metrics in the metrics test.
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   ls /var/lib/apt/lists/ | grep -q _Packages || $SUDO apt-get update -q
   # policy-rc.d and the absence of systemd keep apt from starting the services;

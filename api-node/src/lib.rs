@@ -13,6 +13,7 @@ pub mod config;
 pub mod front_door;
 pub mod keystone;
 mod lru;
+pub mod metrics;
 pub mod operations;
 pub mod rate_limit;
 pub mod request_id;

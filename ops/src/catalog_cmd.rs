@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use zaqar_catalog::raft::RaftCatalog;
+use zaqar_catalog::raft::{RaftCatalog, RaftMetrics};
 use zaqar_catalog::{AdminServer, CatalogServer};
 
 use crate::cluster_auth::{self, ClusterAuthArgs, InsecureClusterArgs};
@@ -114,6 +114,9 @@ pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
                 .await
                 .context("starting the raft catalog node")?,
         );
+        crate::metrics::add(|registry| {
+            registry.register_collector(Box::new(RaftMetrics(node.clone())))
+        });
         tracing::info!(%listen, node_id = raft.node_id, raft = %raft.advertise_addr,
             admin_token = token.is_some(), cluster_token = cluster.is_set(), tls = config.tls.is_some(),
             mtls = mutual, "catalog serving on raft");

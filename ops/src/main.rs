@@ -7,6 +7,7 @@ mod catalog_cmd;
 mod cluster_auth;
 mod config;
 mod grpc;
+mod metrics;
 mod pool_node_cmd;
 mod shutdown;
 mod standalone;
@@ -35,6 +36,10 @@ struct Cli {
     /// (with the request span, and so the request id, of the line).
     #[arg(long, env = "ZAQAR_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve the Prometheus metrics of this process's roles on http://ADDR/metrics
+    /// (e.g. 0.0.0.0:9464); off by default.
+    #[arg(long, env = "ZAQAR_METRICS_LISTEN", global = true)]
+    metrics_listen: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,7 +70,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     let is_admin = matches!(cli.command, Command::Admin(_));
-    match run(cli.command).await {
+    match run(cli.command, cli.metrics_listen).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_admin => {
             eprintln!("error: {err:#}");
@@ -91,8 +96,24 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// Validates the settings of `command`, then runs it until shutdown.
-async fn run(command: Command) -> anyhow::Result<()> {
+/// Validates the settings of `command`, then runs it until shutdown, serving its
+/// metrics on `metrics_listen` if set.
+async fn run(command: Command, metrics_listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    if let Some(addr) = metrics_listen {
+        match &command {
+            Command::Standalone(_) => {
+                metrics::add(zaqar_api_node::metrics::register);
+                metrics::add(zaqar_pool_node::metrics::register);
+            }
+            Command::ApiNode(_) => metrics::add(zaqar_api_node::metrics::register),
+            Command::PoolNode(_) => metrics::add(zaqar_pool_node::metrics::register),
+            // A raft node adds its own when it starts.
+            Command::Catalog(_) | Command::Admin(_) => {}
+        }
+        if !matches!(command, Command::Admin(_)) {
+            metrics::serve(addr)?;
+        }
+    }
     match command {
         Command::Standalone(args) => standalone::run(args.config()?, Shutdown::on_signals()).await,
         Command::ApiNode(args) => api_node_cmd::run(args.config()?, Shutdown::on_signals()).await,

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio::task::JoinSet;
 use zaqar_api_node::routing::InProcessPools;
-use zaqar_catalog::raft::{DirLock, RaftCatalog, RaftConfig};
+use zaqar_catalog::raft::{DirLock, RaftCatalog, RaftConfig, RaftMetrics};
 use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, PoolSpec};
 use zaqar_pool_node::{MessageCipher, Notifier, PoolServer};
 use zaqar_proto::cluster_auth::ClusterToken;
@@ -118,6 +118,9 @@ pub async fn run(config: StandaloneConfig, shutdown: Shutdown) -> Result<()> {
         .await
         .with_context(|| format!("opening the catalog in {}", config.catalog_dir().display()))?;
     let node = Arc::new(node);
+    crate::metrics::add(|registry| {
+        registry.register_collector(Box::new(RaftMetrics(node.clone())))
+    });
     let outcome = serve_roles(config, node.clone(), &token, shutdown).await;
     node.shutdown().await;
     outcome

@@ -6,6 +6,7 @@
 
 pub mod dead_letter;
 pub mod encryption;
+pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod mongo_store;
 pub mod notifier;
@@ -27,13 +28,18 @@ use zaqar_proto::ZaqarError;
 
 /// Opens the store named by `uri`: `redis://host:port/db`, `sqlite://path/to/file.db`
 /// or, with the `mongodb` feature, `mongodb://host[,host...]/database?replicaSet=name`.
+/// Every call to it is measured (see [`metrics`]).
 pub async fn open_store(uri: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> {
+    use metrics::MeteredStore;
     if zaqar_proto::redis_uri::is_redis(uri) {
-        redis_store::open(uri).await
+        Ok(MeteredStore::wrap(redis_store::open(uri).await?, "redis"))
     } else if let Some(path) = uri.strip_prefix("sqlite://") {
-        sqlite_store::open(path).await
+        Ok(MeteredStore::wrap(
+            sqlite_store::open(path).await?,
+            "sqlite",
+        ))
     } else if uri.starts_with("mongodb://") {
-        open_mongo(uri).await
+        Ok(MeteredStore::wrap(open_mongo(uri).await?, "mongodb"))
     } else {
         Err(ZaqarError::bad_request(format!(
             "unsupported pool URI {:?}: expected redis://, sqlite:// or mongodb://",

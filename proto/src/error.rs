@@ -90,7 +90,8 @@ impl ErrorCode {
         )
     }
 
-    fn name(self) -> &'static str {
+    /// The code's name, as gRPC metadata and metric labels carry it (`not_found`, ...).
+    pub fn name(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",

@@ -110,10 +110,14 @@ where
     let id = crate::request_id::new();
     let span =
         tracing::info_span!("request", id = %id, method = %request.method, path = %request.path);
+    let started = std::time::Instant::now();
+    let (method, path) = (request.method.clone(), request.path.clone());
     let mut response = handle_identified(request, allowed, handler)
         .instrument(span)
         .await;
     crate::request_id::set(&mut response, &id);
+    let status = response.status().as_u16();
+    crate::metrics::record_request(method.as_str(), &path, status, started.elapsed());
     response
 }
 

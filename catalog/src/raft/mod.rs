@@ -10,12 +10,13 @@
 //! data and how commands change it), `record_file` + `log_store` (the log on disk),
 //! `state_machine` (applying entries, snapshots on disk), `dir_lock` (one process per data directory), `network` + `service` (the
 //! RaftService client and server), `config` + `node` (startup, bootstrap, membership),
-//! `catalog` (the `CatalogBackend`).
+//! `catalog` (the `CatalogBackend`), `metrics` (Prometheus gauges of the node's status).
 
 mod catalog;
 mod config;
 mod dir_lock;
 mod log_store;
+mod metrics;
 mod network;
 mod node;
 mod record_file;
@@ -33,5 +34,6 @@ pub(crate) mod testing;
 
 pub use config::RaftConfig;
 pub use dir_lock::DirLock;
+pub use metrics::RaftMetrics;
 pub use node::{RaftCatalog, RaftStatus};
 pub use types::NodeId;
