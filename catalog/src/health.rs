@@ -83,6 +83,18 @@ impl HealthBoard {
         Ok(())
     }
 
+    /// Every pool that reported to this node: its name, whether its last report said
+    /// ok, and how long ago that report came.
+    pub fn reported(&self) -> Vec<(String, bool, Duration)> {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reported: Vec<_> = reports
+            .values()
+            .map(|(report, at)| (report.pool.clone(), report.ok, at.elapsed()))
+            .collect();
+        reported.sort_by(|a, b| a.0.cmp(&b.0));
+        reported
+    }
+
     /// The health of each of `pools`, in their order.
     pub fn status(&self, pools: &[PoolSpec]) -> Vec<PoolHealth> {
         let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
@@ -191,5 +203,44 @@ mod tests {
                 zaqar_proto::ErrorCode::BadRequest
             );
         }
+    }
+}
+
+/// The health reports as Prometheus gauges, read at each scrape:
+/// `zaqar_pool_report_age_seconds{pool}` (since the pool's last report to this catalog
+/// node) and `zaqar_pool_report_ok{pool}` (1 when that report said ok).
+#[derive(Debug)]
+pub struct HealthMetrics(pub std::sync::Arc<HealthBoard>);
+
+impl prometheus_client::collector::Collector for HealthMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        use std::sync::atomic::AtomicU64;
+        let ages = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+        let oks = Family::<Vec<(String, String)>, Gauge>::default();
+        for (pool, ok, age) in self.0.reported() {
+            let labels = vec![("pool".to_string(), pool)];
+            ages.get_or_create(&labels).set(age.as_secs_f64());
+            oks.get_or_create(&labels).set(i64::from(ok));
+        }
+        let metric = encoder.encode_descriptor(
+            "zaqar_pool_report_age_seconds",
+            "Time since the pool's last health report to this catalog node",
+            None,
+            ages.metric_type(),
+        )?;
+        ages.encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "zaqar_pool_report_ok",
+            "1 when the pool's last health report to this catalog node said ok",
+            None,
+            oks.metric_type(),
+        )?;
+        oks.encode(metric)
     }
 }

@@ -55,6 +55,11 @@ impl CatalogServer {
         self
     }
 
+    /// The Prometheus gauges of the pools' health reports to this server.
+    pub fn health_metrics(&self) -> crate::health::HealthMetrics {
+        crate::health::HealthMetrics(self.health.clone())
+    }
+
     /// The tonic service to add to a `tonic::transport::Server`.
     pub fn into_service(self) -> CatalogServiceServer<CatalogServer> {
         CatalogServiceServer::new(self)

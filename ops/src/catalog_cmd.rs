@@ -99,6 +99,12 @@ impl CatalogArgs {
     }
 }
 
+/// Adds the pools' health report gauges of `catalog` to the process's metrics.
+fn add_health_metrics(catalog: &CatalogServer) {
+    let health = catalog.health_metrics();
+    crate::metrics::add(|registry| registry.register_collector(Box::new(health)));
+}
+
 /// Opens the catalog and serves it until shutdown; a raft node is stopped after.
 pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
     let listener = grpc::bind(config.listen).await?;
@@ -120,14 +126,10 @@ pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
         tracing::info!(%listen, node_id = raft.node_id, raft = %raft.advertise_addr,
             admin_token = token.is_some(), cluster_token = cluster.is_set(), tls = config.tls.is_some(),
             mtls = mutual, "catalog serving on raft");
+        let catalog = CatalogServer::new(node.clone()).with_shutdown(shutdown.wait());
+        add_health_metrics(&catalog);
         let router = grpc::server(config.tls.as_ref())?
-            .add_service(
-                cluster.require(
-                    CatalogServer::new(node.clone())
-                        .with_shutdown(shutdown.wait())
-                        .into_service(),
-                ),
-            )
+            .add_service(cluster.require(catalog.into_service()))
             .add_service(
                 cluster
                     .require(AdminServer::for_raft(node.clone()).into_service_with(token, mutual)),
@@ -141,14 +143,10 @@ pub async fn run(config: CatalogConfig, shutdown: Shutdown) -> Result<()> {
         cluster_token = cluster.is_set(), tls = config.tls.is_some(), mtls = mutual,
         "catalog serving");
     let kind = zaqar_catalog::backend_kind(uri);
+    let catalog = CatalogServer::new(backend.clone()).with_shutdown(shutdown.wait());
+    add_health_metrics(&catalog);
     let router = grpc::server(config.tls.as_ref())?
-        .add_service(
-            cluster.require(
-                CatalogServer::new(backend.clone())
-                    .with_shutdown(shutdown.wait())
-                    .into_service(),
-            ),
-        )
+        .add_service(cluster.require(catalog.into_service()))
         .add_service(
             cluster.require(AdminServer::new(backend, kind).into_service_with(token, mutual)),
         );

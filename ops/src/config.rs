@@ -236,6 +236,9 @@ pub struct PoolNodeConfig {
     pub insecure_cluster: bool,
     /// Refuse to start on a store that can lose acknowledged messages.
     pub require_durable_store: bool,
+    /// With `--metrics-listen`: how many of the most recently used queues have their
+    /// depth in the metrics (0: none).
+    pub metrics_queues: u32,
 }
 
 impl Default for PoolNodeConfig {
@@ -256,6 +259,7 @@ impl Default for PoolNodeConfig {
             cluster_token: None,
             insecure_cluster: false,
             require_durable_store: false,
+            metrics_queues: DEFAULT_METRICS_QUEUES,
         }
     }
 }
@@ -373,7 +377,13 @@ pub struct StandaloneConfig {
     pub encryption_key: Option<String>,
     /// Refuse to start on a store that can lose acknowledged messages.
     pub require_durable_store: bool,
+    /// As the pool-node's `metrics_queues`.
+    pub metrics_queues: u32,
 }
+
+/// The default `metrics_queues`: bounded, so that a pool of 100,000 queues does not
+/// make 100,000 series.
+pub const DEFAULT_METRICS_QUEUES: u32 = 1000;
 
 impl Default for StandaloneConfig {
     fn default() -> Self {
@@ -384,6 +394,7 @@ impl Default for StandaloneConfig {
             notifier: NotifierConfig::default(),
             encryption_key: None,
             require_durable_store: false,
+            metrics_queues: DEFAULT_METRICS_QUEUES,
         }
     }
 }

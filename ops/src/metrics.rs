@@ -6,7 +6,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{LazyLock, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hyper014::service::{make_service_fn, service_fn};
@@ -39,6 +41,24 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
     registry.register_collector(Box::new(ProcessMetrics));
     Mutex::new(registry)
 });
+
+/// How often the depth of the most recently used queues is read again.
+const QUEUE_DEPTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether [`serve`] serves the metrics.
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// When the metrics are served: keeps the depth gauges of the `queues` most recently
+/// used queues of `store` (see `zaqar_pool_node::metrics`).
+pub fn watch_queue_depths(store: &Arc<dyn zaqar_pool_node::MessageStore>, queues: u32) {
+    if SERVING.load(Ordering::Relaxed) && queues > 0 {
+        zaqar_pool_node::metrics::spawn_queue_depths(
+            store.clone(),
+            queues as usize,
+            QUEUE_DEPTH_INTERVAL,
+        );
+    }
+}
 
 /// Adds metrics to the registry of this process (a role's `register`).
 pub fn add(register: impl FnOnce(&mut Registry)) {
@@ -78,6 +98,7 @@ pub fn serve(addr: SocketAddr) -> Result<()> {
         .with_context(|| format!("serving metrics on {addr}"))?
         .serve(make);
     tracing::info!(addr = %server.local_addr(), "metrics listening");
+    SERVING.store(true, Ordering::Relaxed);
     tokio::spawn(async move {
         if let Err(err) = server.await {
             tracing::warn!(error = %err, "the metrics listener stopped");

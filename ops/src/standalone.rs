@@ -143,6 +143,7 @@ async fn serve_roles(
     let store = zaqar_pool_node::open_store(&pool_uri)
         .await
         .with_context(|| format!("opening the message store {}", redact(&pool_uri)))?;
+    crate::metrics::watch_queue_depths(&store, config.metrics_queues);
     crate::pool_node_cmd::check_durability(
         &*store,
         &redact(&pool_uri),
@@ -169,14 +170,11 @@ async fn serve_roles(
     let mut roles = JoinSet::new();
     // The admin API (for api-node's /v2/pools and /v2/flavors) needs no admin
     // token: only this process knows the cluster token.
+    let catalog_server = CatalogServer::new(catalog).with_shutdown(shutdown.wait());
+    let health = catalog_server.health_metrics();
+    crate::metrics::add(|registry| registry.register_collector(Box::new(health)));
     let catalog_router = tonic::transport::Server::builder()
-        .add_service(
-            token.require(
-                CatalogServer::new(catalog)
-                    .with_shutdown(shutdown.wait())
-                    .into_service(),
-            ),
-        )
+        .add_service(token.require(catalog_server.into_service()))
         .add_service(token.require(admin.into_service(None)));
     roles.spawn(role(
         "catalog",

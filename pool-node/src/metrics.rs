@@ -6,17 +6,26 @@
 //!   the notifier's included; `code` is the Zaqar error code (`unavailable`, ...).
 //! - `zaqar_messages_total{backend, event}`: messages `posted`, `claimed`, `deleted`
 //!   (by id; a purge or a queue delete is not counted) and `popped`.
+//! - `zaqar_queue_messages{project, queue, state}` (`free`, `claimed`, `delayed`, as the
+//!   queue's stats count them: `free` includes the delayed) and
+//!   `zaqar_queue_oldest_message_age_seconds{project, queue}`, for the queues posted to,
+//!   claimed from or deleted from most recently, at most `metrics_queues` of them (so a
+//!   pool of 100,000 queues does not make 100,000 series), refreshed by
+//!   [`spawn_queue_depths`].
 //!
 //! The metrics are process-wide; [`register`] adds them to the registry a role serves.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
@@ -42,11 +51,29 @@ struct MessageLabels {
     event: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    project: String,
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DepthLabels {
+    project: String,
+    queue: String,
+    state: &'static str,
+}
+
 /// The pool-node's metrics.
 struct PoolMetrics {
     durations: Family<OperationLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
+    depths: Family<DepthLabels, Gauge>,
+    oldest: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    /// The queues used most recently; empty (and not kept) until
+    /// [`spawn_queue_depths`] gives it a capacity.
+    active: Mutex<ActiveQueues>,
 }
 
 static METRICS: LazyLock<PoolMetrics> = LazyLock::new(|| PoolMetrics {
@@ -56,7 +83,114 @@ static METRICS: LazyLock<PoolMetrics> = LazyLock::new(|| PoolMetrics {
     }),
     errors: Family::default(),
     messages: Family::default(),
+    depths: Family::default(),
+    oldest: Family::default(),
+    active: Mutex::new(ActiveQueues::default()),
 });
+
+/// The most recently used queues, at most `capacity`: a touch is O(log n), and the
+/// queue touched longest ago goes first.
+#[derive(Default)]
+struct ActiveQueues {
+    capacity: usize,
+    /// Queue → the stamp of its last touch.
+    stamps: HashMap<(String, String), u64>,
+    /// Stamp → queue, oldest first.
+    order: BTreeMap<u64, (String, String)>,
+    next: u64,
+}
+
+impl ActiveQueues {
+    fn touch(&mut self, queue: &QueueRef) {
+        if self.capacity == 0 {
+            return;
+        }
+        let key = (queue.project.clone(), queue.queue.clone());
+        let stamp = self.next;
+        self.next += 1;
+        if let Some(old) = self.stamps.insert(key.clone(), stamp) {
+            self.order.remove(&old);
+        }
+        self.order.insert(stamp, key);
+        while self.order.len() > self.capacity {
+            if let Some((_, oldest)) = self.order.pop_first() {
+                self.stamps.remove(&oldest);
+            }
+        }
+    }
+
+    fn queues(&self) -> Vec<QueueRef> {
+        self.order
+            .values()
+            .map(|(project, queue)| QueueRef {
+                project: project.clone(),
+                queue: queue.clone(),
+            })
+            .collect()
+    }
+}
+
+fn touch(queue: &QueueRef) {
+    METRICS
+        .active
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .touch(queue);
+}
+
+/// Keeps the depth gauges of the `capacity` most recently used queues (0: none) of
+/// `store`, asking it for their stats every `interval`.
+pub fn spawn_queue_depths(
+    store: Arc<dyn MessageStore>,
+    capacity: usize,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    METRICS
+        .active
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .capacity = capacity;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let queues = METRICS
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .queues();
+            let mut depths = Vec::with_capacity(queues.len());
+            for queue in queues {
+                if let Ok(stats) = store.queue_stats(&queue).await {
+                    depths.push((queue, stats));
+                }
+            }
+            METRICS.depths.clear();
+            METRICS.oldest.clear();
+            for (queue, stats) in depths {
+                for (state, count) in [
+                    ("free", stats.free),
+                    ("claimed", stats.claimed),
+                    ("delayed", stats.delayed),
+                ] {
+                    let labels = DepthLabels {
+                        project: queue.project.clone(),
+                        queue: queue.queue.clone(),
+                        state,
+                    };
+                    METRICS.depths.get_or_create(&labels).set(count as i64);
+                }
+                let age = stats.oldest.as_ref().map_or(0, |oldest| oldest.age);
+                let labels = QueueLabels {
+                    project: queue.project,
+                    queue: queue.queue,
+                };
+                METRICS.oldest.get_or_create(&labels).set(age as f64);
+            }
+        }
+    })
+}
 
 /// Adds the pool-node's metrics to `registry`.
 pub fn register(registry: &mut Registry) {
@@ -75,9 +209,20 @@ pub fn register(registry: &mut Registry) {
         "Messages posted, claimed, deleted (by id) and popped, by backend",
         METRICS.messages.clone(),
     );
+    registry.register(
+        "zaqar_queue_messages",
+        "Messages of the most recently used queues, by state (free includes delayed)",
+        METRICS.depths.clone(),
+    );
+    registry.register(
+        "zaqar_queue_oldest_message_age_seconds",
+        "Age of the oldest live message of the most recently used queues",
+        METRICS.oldest.clone(),
+    );
 }
 
-fn count_messages(backend: &'static str, event: &'static str, count: usize) {
+fn count_messages(queue: &QueueRef, backend: &'static str, event: &'static str, count: usize) {
+    touch(queue);
     METRICS
         .messages
         .get_or_create(&MessageLabels { backend, event })
@@ -171,7 +316,7 @@ impl MessageStore for MeteredStore {
     ) -> StoreResult<Vec<String>> {
         let call = self.inner.post_messages(queue, client_id, messages);
         let ids = self.measure("post_messages", call).await?;
-        count_messages(self.backend, "posted", ids.len());
+        count_messages(queue, self.backend, "posted", ids.len());
         Ok(ids)
     }
 
@@ -187,7 +332,7 @@ impl MessageStore for MeteredStore {
             .post_checked_messages(queue, client_id, messages, expected_metadata);
         let checked = self.measure("post_messages", call).await?;
         if let CheckedPost::Posted(ids) = &checked {
-            count_messages(self.backend, "posted", ids.len());
+            count_messages(queue, self.backend, "posted", ids.len());
         }
         Ok(checked)
     }
@@ -214,7 +359,7 @@ impl MessageStore for MeteredStore {
     ) -> StoreResult<()> {
         let call = self.inner.delete_messages(queue, ids, claim_ids);
         self.measure("delete_messages", call).await?;
-        count_messages(self.backend, "deleted", ids.len());
+        count_messages(queue, self.backend, "deleted", ids.len());
         Ok(())
     }
 
@@ -226,14 +371,14 @@ impl MessageStore for MeteredStore {
     ) -> StoreResult<()> {
         let call = self.inner.delete_message(queue, id, claim_id);
         self.measure("delete_message", call).await?;
-        count_messages(self.backend, "deleted", 1);
+        count_messages(queue, self.backend, "deleted", 1);
         Ok(())
     }
 
     async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
         let call = self.inner.pop_messages(queue, limit);
         let popped = self.measure("pop_messages", call).await?;
-        count_messages(self.backend, "popped", popped.len());
+        count_messages(queue, self.backend, "popped", popped.len());
         Ok(popped)
     }
 
@@ -247,7 +392,7 @@ impl MessageStore for MeteredStore {
         let call = self.inner.create_claim(queue, ttl, grace, limit);
         let claim = self.measure("create_claim", call).await?;
         let claimed = claim.as_ref().map_or(0, |claim| claim.messages.len());
-        count_messages(self.backend, "claimed", claimed);
+        count_messages(queue, self.backend, "claimed", claimed);
         Ok(claim)
     }
 
@@ -378,5 +523,33 @@ impl MessageStore for MeteredStore {
 
     async fn volatility(&self) -> StoreResult<Option<String>> {
         self.measure("volatility", self.inner.volatility()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(name: &str) -> QueueRef {
+        QueueRef {
+            project: "p".into(),
+            queue: name.into(),
+        }
+    }
+
+    #[test]
+    fn the_active_queues_keep_the_most_recent_within_the_capacity() {
+        let mut active = ActiveQueues {
+            capacity: 2,
+            ..ActiveQueues::default()
+        };
+        for name in ["a", "b", "a", "c"] {
+            active.touch(&queue(name));
+        }
+        let names: Vec<String> = active.queues().into_iter().map(|q| q.queue).collect();
+        assert_eq!(names, ["a", "c"]);
+        let mut off = ActiveQueues::default();
+        off.touch(&queue("a"));
+        assert!(off.queues().is_empty());
     }
 }
