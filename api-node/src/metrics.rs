@@ -5,6 +5,14 @@
 //!   request, by route template (`/v2/queues/{queue}/messages`, never a queue name or
 //!   an id: the label's values are bounded), method and answer status.
 //!
+//! - `zaqar_websocket_connections` (gauge): WebSocket connections open.
+//! - `zaqar_websocket_actions_total{action, status}` and
+//!   `zaqar_websocket_action_duration_seconds{action}`: every WebSocket request, by
+//!   action (one of Zaqar's, else `other`) and reply status.
+//! - `zaqar_placement_lookups_total{result}`: where the router found a queue's pool:
+//!   `cached`, `catalog` (asked), `last_known` (the catalog could not answer; see
+//!   `routing.rs`).
+//!
 //! The metrics are process-wide; [`register`] adds them to the registry a role serves.
 
 use std::sync::LazyLock;
@@ -13,6 +21,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -29,12 +38,38 @@ struct RouteLabels {
     method: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionNameLabels {
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    result: &'static str,
+}
+
 struct ApiMetrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
+    websockets: Gauge,
+    actions: Family<ActionLabels, Counter>,
+    action_durations: Family<ActionNameLabels, Histogram>,
+    lookups: Family<LookupLabels, Counter>,
 }
 
 static METRICS: LazyLock<ApiMetrics> = LazyLock::new(|| ApiMetrics {
+    websockets: Gauge::default(),
+    actions: Family::default(),
+    action_durations: Family::new_with_constructor(|| {
+        Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+    }),
+    lookups: Family::default(),
     requests: Family::default(),
     // 100 µs to about 6.5 s.
     durations: Family::new_with_constructor(|| {
@@ -54,7 +89,102 @@ pub fn register(registry: &mut Registry) {
         "Time to answer a REST request, by route template and method",
         METRICS.durations.clone(),
     );
+    registry.register(
+        "zaqar_websocket_connections",
+        "WebSocket connections open",
+        METRICS.websockets.clone(),
+    );
+    registry.register(
+        "zaqar_websocket_actions",
+        "WebSocket requests answered, by action and reply status",
+        METRICS.actions.clone(),
+    );
+    registry.register(
+        "zaqar_websocket_action_duration_seconds",
+        "Time to answer a WebSocket request, by action",
+        METRICS.action_durations.clone(),
+    );
+    registry.register(
+        "zaqar_placement_lookups",
+        "Where the router found a queue's pool: cached, catalog or last_known",
+        METRICS.lookups.clone(),
+    );
 }
+
+/// Counts an open WebSocket connection until the returned guard is dropped.
+pub fn websocket_opened() -> impl Drop {
+    struct Open;
+    impl Drop for Open {
+        fn drop(&mut self) {
+            METRICS.websockets.dec();
+        }
+    }
+    METRICS.websockets.inc();
+    Open
+}
+
+/// Records a WebSocket request for `action` answered with `status` after `took`.
+pub fn record_action(action: &str, status: u16, took: Duration) {
+    let action = ACTIONS
+        .into_iter()
+        .find(|known| *known == action)
+        .unwrap_or("other");
+    METRICS
+        .actions
+        .get_or_create(&ActionLabels { action, status })
+        .inc();
+    METRICS
+        .action_durations
+        .get_or_create(&ActionNameLabels { action })
+        .observe(took.as_secs_f64());
+}
+
+/// Records where the router found a queue's pool (`cached`, `catalog`, `last_known`).
+pub fn record_lookup(result: &'static str) {
+    METRICS
+        .lookups
+        .get_or_create(&LookupLabels { result })
+        .inc();
+}
+
+/// Zaqar's WebSocket actions.
+const ACTIONS: [&str; 35] = [
+    "get_home_doc",
+    "check_node_health",
+    "ping_node",
+    "authenticate",
+    "queue_list",
+    "queue_create",
+    "queue_get",
+    "queue_delete",
+    "queue_get_stats",
+    "queue_purge",
+    "message_list",
+    "message_get",
+    "message_get_many",
+    "message_post",
+    "message_delete",
+    "message_delete_many",
+    "claim_create",
+    "claim_get",
+    "claim_update",
+    "claim_delete",
+    "subscription_create",
+    "subscription_list",
+    "subscription_get",
+    "subscription_update",
+    "subscription_delete",
+    "pool_create",
+    "pool_list",
+    "pool_get",
+    "pool_update",
+    "pool_delete",
+    "flavor_create",
+    "flavor_list",
+    "flavor_get",
+    "flavor_update",
+    "flavor_delete",
+];
 
 /// Records a REST request to `path` answered with `status` after `took`.
 pub fn record_request(method: &str, path: &str, status: u16, took: Duration) {

@@ -142,6 +142,7 @@ impl Router {
     /// The pool of a queue, or `None` when the queue was never placed.
     pub async fn lookup(&self, project: &str, queue: &str) -> Result<Option<Pool>, ZaqarError> {
         if let Some(cached) = self.cached(project, queue) {
+            crate::metrics::record_lookup("cached");
             return Ok(Some(self.pool(&cached.pool, &cached.endpoint, true)?));
         }
         if let Some(known) = self.known_while_catalog_fails(project, queue)? {
@@ -166,6 +167,7 @@ impl Router {
         };
         tracing::debug!(project, queue, pool = %known.pool, error = %err,
             "the catalog cannot answer: using the placement last learnt");
+        crate::metrics::record_lookup("last_known");
         self.pool(&known.pool, &known.endpoint, true)
     }
 
@@ -181,7 +183,10 @@ impl Router {
             return Ok(None);
         }
         match lock(&self.placements).get_even_expired(project, queue) {
-            Some(known) => self.pool(&known.pool, &known.endpoint, true).map(Some),
+            Some(known) => {
+                crate::metrics::record_lookup("last_known");
+                self.pool(&known.pool, &known.endpoint, true).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -202,6 +207,7 @@ impl Router {
         flavor: &str,
     ) -> Result<Pool, ZaqarError> {
         if let Some(cached) = self.cached(project, queue) {
+            crate::metrics::record_lookup("cached");
             return self.pool(&cached.pool, &cached.endpoint, true);
         }
         if let Some(known) = self.known_while_catalog_fails(project, queue)? {
@@ -224,6 +230,7 @@ impl Router {
             Err(err) => return self.last_known(project, queue, err),
         };
         tracing::debug!(project, queue, pool = %placement.pool, "queue placed");
+        crate::metrics::record_lookup("catalog");
         self.remember(project, queue, &placement.pool, &placement.endpoint, epoch);
         self.pool(&placement.pool, &placement.endpoint, false)
     }
@@ -308,6 +315,7 @@ impl Router {
             .catalog
             .call(|mut catalog| async move { catalog.lookup(queue_ref(project, queue)).await })
             .await?;
+        crate::metrics::record_lookup("catalog");
         match reply.placement {
             Some(placement) if reply.found => {
                 self.remember(project, queue, &placement.pool, &placement.endpoint, epoch);

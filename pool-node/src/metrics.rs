@@ -13,6 +13,10 @@
 //!   pool of 100,000 queues does not make 100,000 series), refreshed by
 //!   [`spawn_queue_depths`].
 //!
+//! - `zaqar_notifier_deliveries_total{kind, result}`: notifications by `kind`
+//!   (`webhook`, `websocket`, `email`) and `result` (`delivered`, `gave_up`: refused
+//!   or out of retries, `abandoned`: the subscription went away meanwhile).
+//!
 //! The metrics are process-wide; [`register`] adds them to the registry a role serves.
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,8 +68,15 @@ struct DepthLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
 /// The pool-node's metrics.
 struct PoolMetrics {
+    deliveries: Family<DeliveryLabels, Counter>,
     durations: Family<OperationLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
@@ -77,6 +88,7 @@ struct PoolMetrics {
 }
 
 static METRICS: LazyLock<PoolMetrics> = LazyLock::new(|| PoolMetrics {
+    deliveries: Family::default(),
     // 100 µs to about 6.5 s.
     durations: Family::new_with_constructor(|| {
         Histogram::new(exponential_buckets(0.0001, 2.0, 17))
@@ -128,6 +140,15 @@ impl ActiveQueues {
             })
             .collect()
     }
+}
+
+/// Records what became of a notification of `kind`: `result` is `delivered`,
+/// `gave_up` or `abandoned`.
+pub(crate) fn record_delivery(kind: &'static str, result: &'static str) {
+    METRICS
+        .deliveries
+        .get_or_create(&DeliveryLabels { kind, result })
+        .inc();
 }
 
 fn touch(queue: &QueueRef) {
@@ -208,6 +229,11 @@ pub fn register(registry: &mut Registry) {
         "zaqar_messages",
         "Messages posted, claimed, deleted (by id) and popped, by backend",
         METRICS.messages.clone(),
+    );
+    registry.register(
+        "zaqar_notifier_deliveries",
+        "Notifications by kind (webhook, websocket, email) and result",
+        METRICS.deliveries.clone(),
     );
     registry.register(
         "zaqar_queue_messages",

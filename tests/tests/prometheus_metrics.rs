@@ -1,13 +1,17 @@
 //! A real Prometheus (Debian's) scrapes `zaqar standalone --metrics-listen`: after a
 //! client posts, claims and deletes through the REST API, Prometheus's query API
 //! shows exactly the messages posted and deleted, the REST requests by route template,
-//! the store's operations, a raft leader, and the process's memory.
+//! the WebSocket connection and its actions, the placement lookups, the webhook
+//! notifications delivered, the store's
+//! operations, a raft leader, and the process's memory.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use zaqar_tests::webhook::{loopback_allowed_config, Webhook};
 use zaqar_tests::{free_port, wait_for_port, Client, Process, Standalone};
 
 const POSTED: usize = 7;
@@ -44,12 +48,25 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let metrics_port = free_port();
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
-    let server = Standalone::start_with(dir.path(), &["--metrics-listen", &metrics_listen])?;
+    let config = loopback_allowed_config(dir.path())?;
+    let server = Standalone::start_with(
+        dir.path(),
+        &["--metrics-listen", &metrics_listen, "--config", &config],
+    )?;
     wait_for_port(metrics_port, Duration::from_secs(10))?;
 
     let client = Client::new(server.port, "metrics-project");
     let created = client.call("PUT", "/v2/queues/watched", None).await?;
     ensure!(created.status == 201, "{created:?}");
+    let mut webhook = Webhook::start().await?;
+    let subscribed = client
+        .call(
+            "POST",
+            "/v2/queues/watched/subscriptions",
+            Some(json!({"subscriber": webhook.url, "ttl": 3600})),
+        )
+        .await?;
+    ensure!(subscribed.status == 201, "{subscribed:?}");
     for n in 0..POSTED {
         let posted = client
             .call(
@@ -72,6 +89,31 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
         let href = message["href"].as_str().context("href")?;
         let deleted = client.call("DELETE", href, None).await?;
         ensure!(deleted.status == 204, "{deleted:?}");
+    }
+
+    for _ in 0..POSTED {
+        webhook.next().await?;
+    }
+
+    // A WebSocket connection that stays open, with two pings.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/", server.ws_port)).await?;
+    for _ in 0..2 {
+        let ping = json!({"action": "ping_node", "headers": {
+            "Client-ID": uuid::Uuid::new_v4().to_string(), "X-Project-ID": "metrics-project"}});
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                ping.to_string().into(),
+            ))
+            .await?;
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await?
+                .context("the connection closed")??;
+            if frame.is_text() {
+                break;
+            }
+        }
     }
 
     let prometheus_port = free_port();
@@ -110,6 +152,13 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
         r#"sum(zaqar_store_operation_duration_seconds_count{operation="post_messages"})"#;
     eventually_equals(&prometheus, store_posts, POSTED as f64).await?;
     eventually_equals(&prometheus, "sum(zaqar_raft_is_leader)", 1.0).await?;
+    eventually_equals(&prometheus, "sum(zaqar_websocket_connections)", 1.0).await?;
+    let pings = r#"sum(zaqar_websocket_actions_total{action="ping_node"})"#;
+    eventually_equals(&prometheus, pings, 2.0).await?;
+    let delivered = r#"sum(zaqar_notifier_deliveries_total{kind="webhook",result="delivered"})"#;
+    eventually_equals(&prometheus, delivered, POSTED as f64).await?;
+    let lookups = r#"sum(zaqar_placement_lookups_total{result=~"cached|catalog"}) > bool 0"#;
+    eventually_equals(&prometheus, lookups, 1.0).await?;
     eventually_equals(
         &prometheus,
         "zaqar_process_resident_memory_bytes > bool 1000000",

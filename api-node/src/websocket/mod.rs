@@ -146,6 +146,7 @@ async fn accept_loop(
                         push: ConnectionPush::new(registry.clone()),
                     };
                     connections.spawn(async move {
+                        let _open = crate::metrics::websocket_opened();
                         connection.run(stream, peer).await;
                         drop(slot);
                     });
@@ -336,10 +337,12 @@ impl Connection {
         // Every log line of the request carries its id, and so does the reply.
         let id = crate::request_id::new();
         let span = tracing::info_span!("request", id = %id);
+        let started = std::time::Instant::now();
         let (request, reply, expired) = self
             .answer_identified(data, encoding, replies)
             .instrument(span)
             .await;
+        crate::metrics::record_action(request.action(), reply.status, started.elapsed());
         (protocol::encode(&request, &reply, encoding, &id), expired)
     }
 

@@ -87,6 +87,32 @@ impl Deliverer {
         schedule: &[Duration],
         stopped: &AtomicBool,
     ) -> Outcome {
+        let outcome = self
+            .deliver_with_retries(queue, subscription_id, target, document, schedule, stopped)
+            .await;
+        let kind = match target {
+            Target::Webhook { trusted: true, .. } => "websocket",
+            Target::Webhook { .. } => "webhook",
+            Target::Mailto { .. } => "email",
+        };
+        let result = match outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::GaveUp => "gave_up",
+            Outcome::Abandoned => "abandoned",
+        };
+        crate::metrics::record_delivery(kind, result);
+        outcome
+    }
+
+    async fn deliver_with_retries(
+        &self,
+        queue: &QueueRef,
+        subscription_id: &str,
+        target: &Target,
+        document: &str,
+        schedule: &[Duration],
+        stopped: &AtomicBool,
+    ) -> Outcome {
         let mut waits = schedule.iter();
         let mut attempt = 1u32;
         loop {
