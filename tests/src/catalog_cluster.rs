@@ -67,6 +67,35 @@ impl CatalogNode {
     }
 }
 
+/// Starts `count` raft catalog nodes under `dir` as one group, each with the `extra`
+/// arguments it gives for that node, and waits until the group has a leader. Returns
+/// the nodes and their endpoints, comma-separated (a `--catalog` value).
+pub async fn start_raft_group(
+    dir: &Path,
+    count: u64,
+    extra: impl Fn(&CatalogNode) -> Vec<String>,
+) -> Result<(Vec<CatalogNode>, String)> {
+    let mut nodes: Vec<CatalogNode> = (1..=count).map(|id| CatalogNode::new(id, dir)).collect();
+    let members: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}={}", n.id, n.raft_addr()))
+        .collect();
+    for node in &mut nodes {
+        let more = extra(node);
+        node.args.extend(["--members".into(), members.join(",")]);
+        node.args.extend(more);
+        node.start(dir)?;
+    }
+    let endpoints: Vec<String> = nodes.iter().map(CatalogNode::endpoint).collect();
+    eventually("a raft leader", Duration::from_secs(30), || async {
+        let status = admin(&endpoints, &["status"]).await?;
+        ensure!(status["leader_id"].is_u64(), "no leader: {status}");
+        Ok(())
+    })
+    .await?;
+    Ok((nodes, endpoints.join(",")))
+}
+
 /// Runs `zaqar admin --catalog ENDPOINTS --json ARGS` and parses what it prints.
 pub async fn admin(endpoints: &[String], args: &[&str]) -> Result<Value> {
     admin_with_token(endpoints, None, args).await

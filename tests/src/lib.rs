@@ -3,6 +3,7 @@
 
 pub mod catalog_cluster;
 pub mod faults;
+pub mod prometheus;
 pub mod sentinel;
 pub mod webhook;
 
@@ -116,6 +117,64 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `zaqar pool-node` named `name` on the store `uri` (weight 100), registering
+/// with `catalogs`, with `extra` arguments; returns it once its gRPC port listens.
+pub fn spawn_pool_node(
+    dir: &std::path::Path,
+    name: &str,
+    uri: &str,
+    catalogs: &str,
+    extra: &[&str],
+) -> Result<Process> {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "pool-node",
+        "--listen",
+        &listen,
+        "--uri",
+        uri,
+        "--name",
+        name,
+        "--weight",
+        "100",
+        "--catalog",
+        catalogs,
+    ];
+    args.extend_from_slice(extra);
+    let process = Process::spawn(name, &zaqar_bin(), &args, dir)?;
+    wait_for_port(port, Duration::from_secs(30))?;
+    Ok(process)
+}
+
+/// Starts `zaqar api-node` (REST on a free port, returned) for `catalogs`, with `extra`
+/// arguments, and waits until it answers `/v2/ping`.
+pub async fn spawn_api_node(
+    dir: &std::path::Path,
+    name: &str,
+    catalogs: &str,
+    extra: &[&str],
+) -> Result<(Process, u16)> {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let ws_listen = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "api-node",
+        "--listen",
+        &listen,
+        "--ws-listen",
+        &ws_listen,
+        "--catalog",
+        catalogs,
+    ];
+    args.extend_from_slice(extra);
+    let process = Process::spawn(name, &zaqar_bin(), &args, dir)?;
+    Client::new(port, "probe")
+        .wait_ready(Duration::from_secs(30))
+        .await?;
+    Ok((process, port))
 }
 
 /// `zaqar standalone` on its embedded store in `dir`, REST and WebSocket on ports

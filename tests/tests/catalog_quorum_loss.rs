@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
-use zaqar_tests::catalog_cluster::{admin, eventually, CatalogNode as Node};
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
+use zaqar_tests::catalog_cluster::{eventually, start_raft_group};
+use zaqar_tests::{free_port, spawn_pool_node, zaqar_bin, Client, Process, Redis};
 
 /// The whole test finishes in this time or fails.
 const TEST_TIMEOUT: Duration = Duration::from_secs(150);
@@ -85,45 +85,9 @@ async fn scenario() -> Result<()> {
     let tempdir = tempfile::tempdir()?;
     let dir = tempdir.path().to_path_buf();
     let bin = zaqar_bin();
-    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::new(id, &dir)).collect();
-    let members: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.raft_addr()))
-        .collect();
-    for node in &mut nodes {
-        node.args.extend(["--members".into(), members.join(",")]);
-        node.start(&dir)?;
-    }
-    let all: Vec<String> = nodes.iter().map(Node::endpoint).collect();
-    let catalogs = all.join(",");
-    eventually("a raft leader", SETTLE, || async {
-        let status = admin(&all, &["status"]).await?;
-        ensure!(status["leader_id"].is_u64(), "no leader: {status}");
-        Ok(())
-    })
-    .await?;
-
+    let (mut nodes, catalogs) = start_raft_group(&dir, 3, |_| Vec::new()).await?;
     let redis = Redis::start()?;
-    let pool_port = free_port();
-    let _pool = Process::spawn(
-        "pool-node",
-        &bin,
-        &[
-            "pool-node",
-            "--listen",
-            &format!("127.0.0.1:{pool_port}"),
-            "--uri",
-            &redis.uri(0),
-            "--name",
-            "pool-1",
-            "--weight",
-            "100",
-            "--catalog",
-            &catalogs,
-        ],
-        &dir,
-    )?;
-    wait_for_port(pool_port, SETTLE)?;
+    let _pool = spawn_pool_node(&dir, "pool-1", &redis.uri(0), &catalogs, &[])?;
     let config = dir.join("api-node.toml");
     std::fs::write(
         &config,

@@ -15,7 +15,9 @@ use anyhow::{ensure, Context, Result};
 use zaqar_tests::catalog_cluster::eventually;
 use zaqar_tests::faults::{Load, QUEUE};
 use zaqar_tests::sentinel::SentinelGroup;
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis, Standalone};
+use zaqar_tests::{
+    free_port, spawn_api_node, wait_for_port, zaqar_bin, Client, Process, Redis, Standalone,
+};
 
 const BEFORE: Duration = Duration::from_secs(2);
 const AFTER: Duration = Duration::from_secs(5);
@@ -84,24 +86,9 @@ impl Cluster {
         };
         cluster.start_pool_node(dir)?;
         for index in 0..2 {
-            let port = free_port();
-            cluster.api_nodes.push(Some(Process::spawn(
-                &format!("api-node-{index}"),
-                &bin,
-                &[
-                    "api-node",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--ws-listen",
-                    &format!("127.0.0.1:{}", free_port()),
-                    "--catalog",
-                    &catalog_url,
-                ],
-                dir,
-            )?));
-            Client::new(port, PROJECT)
-                .wait_ready(Duration::from_secs(30))
-                .await?;
+            let name = format!("api-node-{index}");
+            let (process, port) = spawn_api_node(dir, &name, &catalog_url, &[]).await?;
+            cluster.api_nodes.push(Some(process));
             cluster.api_ports.push(port);
         }
         let client = Client::new(cluster.api_ports[0], PROJECT);

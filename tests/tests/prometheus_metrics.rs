@@ -5,43 +5,17 @@
 //! notifications delivered, the store's
 //! operations, a raft leader, and the process's memory.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
+use zaqar_tests::prometheus::{Prometheus, Target};
 use zaqar_tests::webhook::{loopback_allowed_config, Webhook};
-use zaqar_tests::{free_port, wait_for_port, Client, Process, Standalone};
+use zaqar_tests::{free_port, wait_for_port, Client, Standalone};
 
 const POSTED: usize = 7;
 const DELETED: usize = 3;
-
-/// The value of PromQL `query` at `prometheus` (first series), once it is `want`
-/// (within 60 s: a scrape every second, and Prometheus's own start).
-async fn eventually_equals(prometheus: &str, query: &str, want: f64) -> Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        let answer = http
-            .get(format!("{prometheus}/api/v1/query"))
-            .query(&[("query", query)])
-            .send()
-            .await;
-        if let Ok(answer) = answer {
-            last = answer.json::<Value>().await.unwrap_or_default();
-            let value = last["data"]["result"][0]["value"][1]
-                .as_str()
-                .and_then(|v| v.parse::<f64>().ok());
-            if value == Some(want) {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    bail!("{query} did not become {want}: {last}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_what_clients_did() -> Result<()> {
@@ -116,65 +90,51 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
         }
     }
 
-    let prometheus_port = free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: zaqar\n    static_configs:\n\
-             \x20     - targets: ['127.0.0.1:{metrics_port}']\n"
-        ),
-    )?;
-    let storage = dir.path().join("prometheus-data");
-    let _prometheus = Process::spawn(
-        "prometheus",
-        &PathBuf::from("prometheus"),
-        &[
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.tsdb.path={}", storage.display()),
-            &format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
-        ],
+    let prometheus = Prometheus::start(
         dir.path(),
+        &[Target {
+            job: "zaqar".into(),
+            port: metrics_port,
+            labels: Vec::new(),
+        }],
     )?;
-    wait_for_port(prometheus_port, Duration::from_secs(30))?;
-    let prometheus = format!("http://127.0.0.1:{prometheus_port}");
 
     let posted = r#"sum(zaqar_messages_total{backend="sqlite",event="posted"})"#;
-    eventually_equals(&prometheus, posted, POSTED as f64).await?;
+    prometheus.eventually_equals(posted, POSTED as f64).await?;
     let deleted = r#"sum(zaqar_messages_total{event="deleted"})"#;
-    eventually_equals(&prometheus, deleted, DELETED as f64).await?;
+    prometheus
+        .eventually_equals(deleted, DELETED as f64)
+        .await?;
     let claimed = r#"sum(zaqar_messages_total{event="claimed"})"#;
-    eventually_equals(&prometheus, claimed, DELETED as f64).await?;
+    prometheus
+        .eventually_equals(claimed, DELETED as f64)
+        .await?;
     let posts = r#"sum(zaqar_http_requests_total{route="/v2/queues/{queue}/messages",method="POST",status="201"})"#;
-    eventually_equals(&prometheus, posts, POSTED as f64).await?;
+    prometheus.eventually_equals(posts, POSTED as f64).await?;
     let store_posts =
         r#"sum(zaqar_store_operation_duration_seconds_count{operation="post_messages"})"#;
-    eventually_equals(&prometheus, store_posts, POSTED as f64).await?;
-    eventually_equals(&prometheus, "sum(zaqar_raft_is_leader)", 1.0).await?;
-    eventually_equals(&prometheus, "sum(zaqar_websocket_connections)", 1.0).await?;
+    prometheus
+        .eventually_equals(store_posts, POSTED as f64)
+        .await?;
+    prometheus
+        .eventually_equals("sum(zaqar_raft_is_leader)", 1.0)
+        .await?;
+    prometheus
+        .eventually_equals("sum(zaqar_websocket_connections)", 1.0)
+        .await?;
     let pings = r#"sum(zaqar_websocket_actions_total{action="ping_node"})"#;
-    eventually_equals(&prometheus, pings, 2.0).await?;
+    prometheus.eventually_equals(pings, 2.0).await?;
     let delivered = r#"sum(zaqar_notifier_deliveries_total{kind="webhook",result="delivered"})"#;
-    eventually_equals(&prometheus, delivered, POSTED as f64).await?;
+    prometheus
+        .eventually_equals(delivered, POSTED as f64)
+        .await?;
     let lookups = r#"sum(zaqar_placement_lookups_total{result=~"cached|catalog"}) > bool 0"#;
-    eventually_equals(&prometheus, lookups, 1.0).await?;
-    eventually_equals(
-        &prometheus,
-        "zaqar_process_resident_memory_bytes > bool 1000000",
-        1.0,
-    )
-    .await?;
+    prometheus.eventually_equals(lookups, 1.0).await?;
+    let memory = "zaqar_process_resident_memory_bytes > bool 1000000";
+    prometheus.eventually_equals(memory, 1.0).await?;
     // Names and ids never become label values: only route templates.
     let by_queue = r#"count(zaqar_http_requests_total{route=~".*watched.*"})"#;
-    let http = reqwest::Client::new();
-    let answer: Value = http
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", by_queue)])
-        .send()
-        .await?
-        .json()
-        .await?;
+    let answer = prometheus.answer(by_queue).await?;
     ensure!(
         answer["data"]["result"]
             .as_array()
