@@ -4,6 +4,7 @@
 pub mod catalog_cluster;
 pub mod faults;
 pub mod prometheus;
+pub mod proxy;
 pub mod sentinel;
 pub mod webhook;
 

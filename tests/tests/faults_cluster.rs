@@ -1,9 +1,10 @@
 //! The fault suite on separate roles: under a steady load with a ledger
 //! (`zaqar_tests::faults`), on a catalog, a pool-node on Redis (AOF, `appendfsync
 //! always`) and two api-nodes, a pool-node is killed (kill -9) and restarted, or an
-//! api-node is killed and the clients move to the other; on `zaqar standalone` over a
-//! Sentinel group (a master, two replicas) with `min_replicas_ack=1`, the Redis master
-//! is killed. Each time: no acknowledged message lost, none held by two live claims,
+//! api-node is killed and the clients move to the other, or the network between the
+//! api-nodes and the pool-node is cut or stalls for 5 s (a proxy between them); on
+//! `zaqar standalone` over a Sentinel group (a master, two replicas) with
+//! `min_replicas_ack=1`, the Redis master is killed. Each time: no acknowledged message lost, none held by two live claims,
 //! no body altered, posts acknowledged again within 5 s of the fault (restarts and
 //! failovers count in that time). Each row goes to docs/reliability.md
 //! (scripts/faults-report.sh).
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use zaqar_tests::catalog_cluster::eventually;
 use zaqar_tests::faults::{Load, QUEUE};
+use zaqar_tests::proxy::{Link, TcpProxy};
 use zaqar_tests::sentinel::SentinelGroup;
 use zaqar_tests::{
     free_port, spawn_api_node, wait_for_port, zaqar_bin, Client, Process, Redis, Standalone,
@@ -35,6 +37,8 @@ struct Cluster {
     pool_node: Option<Process>,
     pool_args: Vec<String>,
     pool_port: u16,
+    /// Between the api-nodes and the pool-node.
+    proxy: TcpProxy,
     api_nodes: Vec<Option<Process>>,
     api_ports: Vec<u16>,
 }
@@ -60,6 +64,8 @@ impl Cluster {
         let catalog_url = format!("http://127.0.0.1:{catalog_port}");
         let redis = Redis::start_with(&["--appendfsync", "always"])?;
         let pool_port = free_port();
+        // The api-nodes reach the pool-node through a proxy, for network faults.
+        let proxy = TcpProxy::start(pool_port).await?;
         let pool_args: Vec<String> = [
             "pool-node",
             "--listen",
@@ -72,6 +78,8 @@ impl Cluster {
             "100",
             "--catalog",
             &catalog_url,
+            "--advertise",
+            &format!("http://127.0.0.1:{}", proxy.port),
         ]
         .map(String::from)
         .to_vec();
@@ -81,6 +89,7 @@ impl Cluster {
             pool_node: None,
             pool_args,
             pool_port,
+            proxy,
             api_nodes: Vec::new(),
             api_ports: Vec::new(),
         };
@@ -137,6 +146,41 @@ async fn an_api_node_killed_under_load_loses_nothing() -> Result<()> {
     let outcome = load.finish(ended).await?;
     outcome.report("kill -9 of one of 2 api-nodes (clients move to the other)");
     outcome.check(RECOVERY)
+}
+
+/// Runs the load while the link between the api-nodes and the pool-node is `link` for
+/// 5 s, then up again.
+async fn network_fault(link: Link, fault: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path()).await?;
+    let load = Load::start(&cluster.api_ports, PROJECT, 2, 2, 1);
+    tokio::time::sleep(BEFORE).await;
+    cluster.proxy.set(link);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.proxy.set(Link::Up);
+    let ended = Instant::now();
+    tokio::time::sleep(AFTER).await;
+    let outcome = load.finish(ended).await?;
+    outcome.report(fault);
+    outcome.check(RECOVERY)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_cut_between_api_nodes_and_the_pool_node_loses_nothing() -> Result<()> {
+    network_fault(
+        Link::Cut,
+        "network cut (connections reset, new ones refused) between api-nodes and pool-node, 5 s",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_stall_between_api_nodes_and_the_pool_node_loses_nothing() -> Result<()> {
+    network_fault(
+        Link::Stalled,
+        "network stall (nothing forwarded) between api-nodes and pool-node, 5 s",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
