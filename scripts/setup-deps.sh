@@ -19,6 +19,9 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v openssl >/dev/null || missing+=(openssl)
 # A real Prometheus scrapes the roles' /metrics in the metrics test.
 command -v prometheus >/dev/null || missing+=(prometheus)
+# Headless Chromium and its WebDriver run the CORS test in a real browser.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   ls /var/lib/apt/lists/ | grep -q _Packages || $SUDO apt-get update -q
   # policy-rc.d and the absence of systemd keep apt from starting the services;

@@ -79,6 +79,8 @@ pub struct ApiConfig {
     pub auth: AuthStrategy,
     /// Where Keystone is and how api-node logs in to it (`auth = "keystone"`).
     pub keystone: KeystoneConfig,
+    /// Cross-Origin Resource Sharing (`[cors]`): off until `allowed_origin` is set.
+    pub cors: crate::cors::CorsConfig,
     /// Longest wait for a TCP connection to the catalog or a pool-node, in milliseconds.
     pub connect_timeout_ms: u64,
     /// Longest wait for one gRPC call to the catalog or a pool-node, in milliseconds.
@@ -129,6 +131,7 @@ impl Default for ApiConfig {
             project_limits: ProjectLimitsConfig::default(),
             auth: AuthStrategy::default(),
             keystone: KeystoneConfig::default(),
+            cors: crate::cors::CorsConfig::default(),
             connect_timeout_ms: 2_000,
             request_timeout_ms: 5_000,
             placement_cache_ttl_ms: 5_000,

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod front_door;
 pub mod keystone;
 mod lru;

@@ -57,6 +57,8 @@ pub struct Services {
     pub connections: ConnectionSlots,
     /// How long a request body may take to arrive.
     pub body_read_timeout: Duration,
+    /// Cross-Origin Resource Sharing (`[cors]`).
+    pub cors: crate::cors::CorsConfig,
 }
 
 impl Services {
@@ -78,6 +80,7 @@ impl Services {
             require_subscription_confirmation: config.require_subscription_confirmation,
             message_delete_with_claim_id: config.message_delete_with_claim_id,
             admin_mode: config.admin_mode,
+            cors: config.cors.clone(),
             signing_key: config.signed_url_secret_key.clone(),
             enable_checksum: config.enable_checksum,
             queue_metadata: Default::default(),

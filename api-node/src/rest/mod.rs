@@ -41,7 +41,8 @@ pub fn routes(
             .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
             .boxed()
     };
-    home::routes(services.clone())
+    let cors = services.cors.clone();
+    let routes = home::routes(services.clone())
         .or(privileged)
         .unify()
         .or(queues::routes(services.clone()))
@@ -65,6 +66,14 @@ pub fn routes(
         .or(warp::any().map(|| errors::render(RestError::NotFound)))
         .unify()
         .map(crate::request_id::ensure)
+        .boxed();
+    if !cors.enabled() {
+        return routes;
+    }
+    warp::method()
+        .and(warp::header::headers_cloned())
+        .and(routes)
+        .map(move |method, headers, response| cors.apply(&method, &headers, response))
         .boxed()
 }
 
