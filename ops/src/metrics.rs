@@ -170,4 +170,48 @@ mod tests {
         assert!(text.contains("zaqar_process_cpu_seconds_total "), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
+
+    /// The metric names in `text`: `zaqar_...` words, `_total` left out (counters are
+    /// registered without it and exported with it).
+    fn names(text: &str) -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("zaqar_") && word.len() > "zaqar_".len())
+            .map(|word| word.trim_end_matches("_total").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn docs_operations_lists_exactly_the_metrics_the_code_exports() {
+        let sources = [
+            include_str!("metrics.rs"),
+            include_str!("../../api-node/src/metrics.rs"),
+            include_str!("../../pool-node/src/metrics.rs"),
+            include_str!("../../catalog/src/raft/metrics.rs"),
+            include_str!("../../catalog/src/health.rs"),
+        ];
+        let exported: std::collections::BTreeSet<String> = sources
+            .iter()
+            .flat_map(|source| {
+                // Only string literals: names in doc comments are prose.
+                source
+                    .split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .flat_map(names)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let docs = include_str!("../../docs/operations.md");
+        let documented: std::collections::BTreeSet<String> = docs
+            .lines()
+            .filter(|line| line.starts_with("| `zaqar_"))
+            .filter_map(|line| line.split('|').nth(1))
+            .flat_map(names)
+            .collect();
+        assert!(exported.len() > 20, "{exported:?}");
+        assert_eq!(
+            exported, documented,
+            "docs/operations.md and the code disagree"
+        );
+    }
 }
