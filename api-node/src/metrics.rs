@@ -125,7 +125,7 @@ pub fn websocket_opened() -> impl Drop {
 
 /// Records a WebSocket request for `action` answered with `status` after `took`.
 pub fn record_action(action: &str, status: u16, took: Duration) {
-    let action = ACTIONS
+    let action = crate::websocket::ACTIONS
         .into_iter()
         .find(|known| *known == action)
         .unwrap_or("other");
@@ -147,61 +147,37 @@ pub fn record_lookup(result: &'static str) {
         .inc();
 }
 
-/// Zaqar's WebSocket actions.
-const ACTIONS: [&str; 35] = [
-    "get_home_doc",
-    "check_node_health",
-    "ping_node",
-    "authenticate",
-    "queue_list",
-    "queue_create",
-    "queue_get",
-    "queue_delete",
-    "queue_get_stats",
-    "queue_purge",
-    "message_list",
-    "message_get",
-    "message_get_many",
-    "message_post",
-    "message_delete",
-    "message_delete_many",
-    "claim_create",
-    "claim_get",
-    "claim_update",
-    "claim_delete",
-    "subscription_create",
-    "subscription_list",
-    "subscription_get",
-    "subscription_update",
-    "subscription_delete",
-    "pool_create",
-    "pool_list",
-    "pool_get",
-    "pool_update",
-    "pool_delete",
-    "flavor_create",
-    "flavor_list",
-    "flavor_get",
-    "flavor_update",
-    "flavor_delete",
-];
+/// The labels of a REST request, taken before it is handled: its route template and
+/// method, both `'static`, so nothing of the request is kept or copied.
+pub struct RouteOf {
+    route: &'static str,
+    method: &'static str,
+}
 
-/// Records a REST request to `path` answered with `status` after `took`.
-pub fn record_request(method: &str, path: &str, status: u16, took: Duration) {
-    let route = route(path);
-    let method = method_label(method);
-    METRICS
-        .requests
-        .get_or_create(&RequestLabels {
-            route,
-            method,
-            status,
-        })
-        .inc();
-    METRICS
-        .durations
-        .get_or_create(&RouteLabels { route, method })
-        .observe(took.as_secs_f64());
+impl RouteOf {
+    pub fn new(method: &str, path: &str) -> RouteOf {
+        RouteOf {
+            route: route(path),
+            method: method_label(method),
+        }
+    }
+
+    /// Records the request, answered with `status` after `took`.
+    pub fn record(self, status: u16, took: Duration) {
+        let RouteOf { route, method } = self;
+        METRICS
+            .requests
+            .get_or_create(&RequestLabels {
+                route,
+                method,
+                status,
+            })
+            .inc();
+        METRICS
+            .durations
+            .get_or_create(&RouteLabels { route, method })
+            .observe(took.as_secs_f64());
+    }
 }
 
 /// The method as a label: one of the HTTP methods the API knows, else `other`.
@@ -216,8 +192,17 @@ fn method_label(method: &str) -> &'static str {
 /// The route template of `path`: its names and ids replaced by what they are;
 /// `other` for a path the API does not serve.
 pub fn route(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
+    // The API's longest path has 6 segments; a longer one is `other`.
+    let mut segments = [""; 7];
+    let mut count = 0;
+    for segment in path.trim_matches('/').split('/') {
+        if count == segments.len() {
+            return "other";
+        }
+        segments[count] = segment;
+        count += 1;
+    }
+    match &segments[..count] {
         [""] => "/",
         ["v2"] => "/v2",
         ["v2", "ping"] => "/v2/ping",

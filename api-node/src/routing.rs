@@ -162,13 +162,13 @@ impl Router {
         if !err.code.retryable() {
             return Err(err);
         }
-        let Some(known) = lock(&self.placements).get_even_expired(project, queue) else {
-            return Err(err);
-        };
-        tracing::debug!(project, queue, pool = %known.pool, error = %err,
-            "the catalog cannot answer: using the placement last learnt");
-        crate::metrics::record_lookup("last_known");
-        self.pool(&known.pool, &known.endpoint, true)
+        let known = self.last_learnt(project, queue).ok_or(err)?;
+        tracing::debug!(
+            project,
+            queue,
+            "the catalog cannot answer: using the placement last learnt"
+        );
+        known
     }
 
     /// The placement last learnt for a queue, without asking the catalog, while its
@@ -182,13 +182,14 @@ impl Router {
         if !self.catalog.failed_within(CATALOG_PROBE_INTERVAL) {
             return Ok(None);
         }
-        match lock(&self.placements).get_even_expired(project, queue) {
-            Some(known) => {
-                crate::metrics::record_lookup("last_known");
-                self.pool(&known.pool, &known.endpoint, true).map(Some)
-            }
-            None => Ok(None),
-        }
+        self.last_learnt(project, queue).transpose()
+    }
+
+    /// The pool of the placement last learnt for a queue, even expired or untrusted.
+    fn last_learnt(&self, project: &str, queue: &str) -> Option<Result<Pool, ZaqarError>> {
+        let known = lock(&self.placements).get_even_expired(project, queue)?;
+        crate::metrics::record_lookup("last_known");
+        Some(self.pool(&known.pool, &known.endpoint, true))
     }
 
     /// Whether any catalog node ever answered this api-node: it then knows where

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -151,7 +151,14 @@ pub(crate) fn record_delivery(kind: &'static str, result: &'static str) {
         .inc();
 }
 
+/// Whether [`spawn_queue_depths`] keeps depth gauges, so that store calls note their queue.
+static DEPTHS_WATCHED: AtomicBool = AtomicBool::new(false);
+
 fn touch(queue: &QueueRef) {
+    // Without depth gauges (the default), a store call takes no lock here.
+    if !DEPTHS_WATCHED.load(Ordering::Relaxed) {
+        return;
+    }
     METRICS
         .active
         .lock()
@@ -171,6 +178,7 @@ pub fn spawn_queue_depths(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .capacity = capacity;
+    DEPTHS_WATCHED.store(capacity > 0, Ordering::Relaxed);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

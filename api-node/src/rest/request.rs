@@ -111,13 +111,12 @@ where
     let span =
         tracing::info_span!("request", id = %id, method = %request.method, path = %request.path);
     let started = std::time::Instant::now();
-    let (method, path) = (request.method.clone(), request.path.clone());
+    let route = crate::metrics::RouteOf::new(request.method.as_str(), &request.path);
     let mut response = handle_identified(request, allowed, handler)
         .instrument(span)
         .await;
     crate::request_id::set(&mut response, &id);
-    let status = response.status().as_u16();
-    crate::metrics::record_request(method.as_str(), &path, status, started.elapsed());
+    route.record(response.status().as_u16(), started.elapsed());
     response
 }
 

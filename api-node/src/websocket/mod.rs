@@ -19,6 +19,8 @@ mod render;
 mod schema;
 mod session;
 
+pub(crate) use schema::ACTIONS;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

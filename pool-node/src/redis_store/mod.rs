@@ -100,12 +100,21 @@ fn node_info(
 ) -> ConnectionInfo {
     ConnectionInfo {
         addr,
-        redis: RedisConnectionInfo {
-            db,
-            username: username.clone(),
-            password: password.clone(),
-            ..Default::default()
-        },
+        redis: credentials(db, username, password),
+    }
+}
+
+/// The database and credentials of a connection.
+fn credentials(
+    db: i64,
+    username: &Option<String>,
+    password: &Option<String>,
+) -> RedisConnectionInfo {
+    RedisConnectionInfo {
+        db,
+        username: username.clone(),
+        password: password.clone(),
+        ..Default::default()
     }
 }
 
@@ -160,7 +169,7 @@ impl RedisStore {
                         )
                     })
                     .collect();
-                let node = server(ConnectionAddr::Tcp(String::new(), 0)).redis;
+                let node = credentials(parsed.db, &parsed.username, &parsed.password);
                 Link::sentinel(sentinels, master.clone(), node, config, connect_timeout)
             }
         };
