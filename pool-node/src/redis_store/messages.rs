@@ -1,9 +1,13 @@
 //! Posting, listing, getting, deleting and popping messages in the redis store.
+//!
+//! Posts and deletes go through group commit (`group_commit.rs`): those that
+//! arrive on a queue while one is in flight run together in the next script call.
 
 use uuid::Uuid;
 use zaqar_proto::pb::{Message, NewMessage, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
+use super::group_commit::Batched;
 use super::keys::QueueKeys;
 use super::rows::{checksum, messages, next_marker, parse_marker, MessageRow};
 use super::RedisStore;
@@ -17,10 +21,102 @@ fn flag(value: bool) -> &'static str {
     }
 }
 
+/// One post waiting to join a batch of posts on its queue (see `group_commit.rs`).
+pub(super) struct PostCall {
+    keys: QueueKeys,
+    plain: bool,
+    expected_metadata: Option<String>,
+    client_id: String,
+    ids: Vec<String>,
+    messages: Vec<NewMessage>,
+}
+
+/// Posts share a batch when they go to one queue with the same checks.
+pub(super) type PostKey = (String, bool, Option<String>);
+
+impl Batched for PostCall {
+    /// `post.lua`'s answer.
+    type Answer = i64;
+
+    fn weight(&self) -> usize {
+        self.messages.iter().map(|m| m.body_json.len() + 80).sum()
+    }
+
+    async fn run(store: RedisStore, calls: Vec<Self>) -> Vec<StoreResult<i64>> {
+        let Some(first) = calls.first() else {
+            return Vec::new();
+        };
+        let mut invocation = store.scripts.post.prepare_invoke();
+        invocation
+            .key(first.keys.queue().to_vec())
+            .arg(flag(first.plain))
+            .arg(flag(first.expected_metadata.is_some()))
+            .arg(first.expected_metadata.as_deref().unwrap_or(""));
+        for call in &calls {
+            for (id, message) in call.ids.iter().zip(&call.messages) {
+                invocation
+                    .arg(&call.client_id)
+                    .arg(id)
+                    .arg(message.ttl)
+                    .arg(message.delay)
+                    .arg(&message.body_json)
+                    .arg(checksum(&message.body_json));
+            }
+        }
+        let answer = store.run::<i64>(&invocation).await;
+        vec![answer; calls.len()]
+    }
+}
+
+/// One delete waiting to join a batch of deletes on its queue.
+pub(super) struct DeleteCall {
+    keys: QueueKeys,
+    mode: &'static str,
+    ids: Vec<String>,
+    claim_ids: Vec<String>,
+}
+
+impl Batched for DeleteCall {
+    /// The id of a message the claim rules refuse, or '' when deleted.
+    type Answer = String;
+
+    fn weight(&self) -> usize {
+        (self.ids.len() + self.claim_ids.len()) * 40
+    }
+
+    async fn run(store: RedisStore, calls: Vec<Self>) -> Vec<StoreResult<String>> {
+        let Some(first) = calls.first() else {
+            return Vec::new();
+        };
+        let mut invocation = store.scripts.delete.prepare_invoke();
+        invocation.key(first.keys.queue().to_vec());
+        for call in &calls {
+            invocation
+                .arg(call.mode)
+                .arg(call.ids.len())
+                .arg(call.claim_ids.len())
+                .arg(&call.ids)
+                .arg(&call.claim_ids);
+        }
+        match store.run::<Vec<String>>(&invocation).await {
+            Ok(refused) if refused.len() == calls.len() => refused.into_iter().map(Ok).collect(),
+            Ok(refused) => vec![
+                Err(ZaqarError::internal(format!(
+                    "delete.lua answered {} groups of {}",
+                    refused.len(),
+                    calls.len()
+                )));
+                calls.len()
+            ],
+            Err(err) => vec![Err(err); calls.len()],
+        }
+    }
+}
+
 impl RedisStore {
-    /// Posts `new` in one script call; with `plain`, stores nothing when the queue
-    /// encrypts, and with `expected_metadata`, when the queue's metadata is another
-    /// (see `post.lua`).
+    /// Posts `new`, in one script call with the posts to the same queue that
+    /// wait meanwhile; with `plain`, stores nothing when the queue encrypts, and
+    /// with `expected_metadata`, when the queue's metadata is another (see `post.lua`).
     pub(super) async fn post(
         &self,
         queue: &QueueRef,
@@ -31,22 +127,17 @@ impl RedisStore {
     ) -> StoreResult<CheckedPost> {
         let keys = QueueKeys::new(queue);
         let ids: Vec<String> = new.iter().map(|_| Uuid::new_v4().to_string()).collect();
-        let mut invocation = self.scripts.post.prepare_invoke();
-        invocation
-            .key(keys.queue().to_vec())
-            .arg(client_id)
-            .arg(flag(plain))
-            .arg(flag(expected_metadata.is_some()))
-            .arg(expected_metadata.unwrap_or(""));
-        for (id, message) in ids.iter().zip(new) {
-            invocation
-                .arg(id)
-                .arg(message.ttl)
-                .arg(message.delay)
-                .arg(&message.body_json)
-                .arg(checksum(&message.body_json));
-        }
-        Ok(match self.run::<i64>(&invocation).await? {
+        let expected_metadata = expected_metadata.map(str::to_string);
+        let key = (keys.record(), plain, expected_metadata.clone());
+        let call = PostCall {
+            keys,
+            plain,
+            expected_metadata,
+            client_id: client_id.to_string(),
+            ids: ids.clone(),
+            messages: new.to_vec(),
+        };
+        Ok(match self.posts.submit(key, call, self).await? {
             -1 => CheckedPost::Encrypts,
             -2 => CheckedPost::StaleMetadata,
             _ => CheckedPost::Posted(ids),
@@ -84,26 +175,26 @@ impl RedisStore {
         Ok(messages(rows, now))
     }
 
-    /// Deletes `ids` all or none; `mode` is one of `delete.lua`'s claim rules.
+    /// Deletes `ids` all or none, in one script call with the deletes on the
+    /// same queue that wait meanwhile; `mode` is one of `delete.lua`'s claim rules.
     pub(super) async fn delete(
         &self,
         queue: &QueueRef,
         ids: &[String],
-        mode: &str,
+        mode: &'static str,
         claim_ids: &[String],
     ) -> StoreResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let keys = QueueKeys::new(queue);
-        let mut invocation = self.scripts.delete.prepare_invoke();
-        invocation
-            .key(keys.queue().to_vec())
-            .arg(mode)
-            .arg(ids.len())
-            .arg(ids)
-            .arg(claim_ids);
-        let refused: String = self.run(&invocation).await?;
+        let call = DeleteCall {
+            mode,
+            ids: ids.to_vec(),
+            claim_ids: claim_ids.to_vec(),
+            keys: keys.clone(),
+        };
+        let refused = self.deletes.submit(keys.record(), call, self).await?;
         match (refused.is_empty(), mode) {
             (true, _) => Ok(()),
             // A claim id was given for this very message, as Zaqar 23 answers.

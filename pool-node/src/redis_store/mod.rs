@@ -26,6 +26,7 @@
 
 mod claims;
 mod durability;
+mod group_commit;
 mod keys;
 mod link;
 mod messages;
@@ -53,6 +54,8 @@ use zaqar_proto::redis_uri::{RedisTarget, RedisUri};
 use zaqar_proto::ZaqarError;
 
 use crate::store::{CheckedPost, ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+use group_commit::GroupCommit;
+use messages::{DeleteCall, PostCall, PostKey};
 use scripts::Scripts;
 
 /// The longest any one store call waits for Redis (connecting included).
@@ -61,9 +64,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A `MessageStore` on one Redis server, or on the master of a Sentinel group.
+/// A clone shares everything (connection, scripts, batches).
+#[derive(Clone)]
 pub struct RedisStore {
     link: Arc<Link>,
-    scripts: Scripts,
+    scripts: Arc<Scripts>,
+    /// Posts waiting per queue (and checks) for the post in flight to end.
+    posts: Arc<GroupCommit<PostKey, PostCall>>,
+    /// Deletes waiting per queue for the delete in flight to end.
+    deletes: Arc<GroupCommit<String, DeleteCall>>,
     /// The longest wait for one call.
     call_timeout: Duration,
     /// Replicas that must have a write before it is acknowledged (`WAIT`); 0: none.
@@ -176,7 +185,9 @@ impl RedisStore {
         tracing::debug!(db = parsed.db, "connected to the redis store");
         let store = RedisStore {
             link,
-            scripts: Scripts::new(),
+            scripts: Arc::new(Scripts::new()),
+            posts: Arc::default(),
+            deletes: Arc::default(),
             call_timeout,
             min_replicas_ack: parsed.min_replicas_ack,
         };

@@ -1,13 +1,14 @@
--- Appends messages to a queue, creating its record if needed.
--- KEYS: queue (1..8). ARGV: client id, plain, check, expected metadata, then per
--- message: id, ttl s, delay s, body, checksum.
+-- Appends messages to a queue, creating its record if needed; the messages of
+-- several posts with the same checks go in one call (group commit).
+-- KEYS: queue (1..8). ARGV: plain, check, expected metadata, then per message:
+-- client id, id, ttl s, delay s, body, checksum.
 -- plain '1': store nothing and return -1 when the queue's metadata has
 -- `_enable_encrypt_messages: true` (its bodies must be encrypted first).
 -- check '1': store nothing and return -2 unless the queue's metadata is exactly the
 -- expected one ('' for a queue that does not exist yet).
 -- Returns the server time (ms) when stored.
 local k = queue_keys(1)
-local client, plain, check, expected = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local plain, check, expected = ARGV[1], ARGV[2], ARGV[3]
 local record = redis.call('HMGET', k.q, 'meta', 'x')
 local meta = record[1]
 if check == '1' and (meta or '') ~= expected then
@@ -22,7 +23,7 @@ elseif plain == '1' and string.find(meta, '_enable_encrypt_messages', 1, true) t
   end
 end
 local now = now_ms()
-local count = (#ARGV - 4) / 5
+local count = (#ARGV - 3) / 6
 if count < 1 then return now end
 -- As add() would for each message, with one call per key for the whole post.
 local seq = redis.call('HINCRBY', k.q, 'seq', count) - count
@@ -35,15 +36,16 @@ local written = {k.fre}
 if redis.call('PTTL', k.msg) < 0 then written = {k.fre, k.exp, k.msg} end
 local by_id, by_free, by_later, by_expiry, by_delay = {}, {}, {}, {}, {}
 local latest = 0
-for i = 5, #ARGV, 5 do
-  local id, ttl, delay = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+for i = 4, #ARGV, 6 do
+  local client, id = ARGV[i], ARGV[i + 1]
+  local ttl, delay = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local e = now + ttl * 1000
   local d = 0
   if delay > 0 then d = now + delay * 1000 end
   latest = math.max(latest, e)
   by_id[#by_id + 1] = id
   by_id[#by_id + 1] = encode({e = e, d = d, ci = '', ce = 0, n = 0, k = client, t = ttl,
-                              c = now, h = ARGV[i + 4], b = ARGV[i + 3]})
+                              c = now, h = ARGV[i + 5], b = ARGV[i + 4]})
   seq = seq + 1
   by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = int(e), id
   if d > now then

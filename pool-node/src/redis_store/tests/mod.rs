@@ -7,6 +7,7 @@
 //! its master through Sentinel failovers.
 
 mod depth;
+mod group_commit;
 mod migration;
 mod sentinel;
 
