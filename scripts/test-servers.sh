@@ -41,6 +41,8 @@ start_test_servers() {
   wait_until redis-cli -p "$redis_port" ping
   ZAQAR_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
 
+  start_redis_cluster "$run"
+
   local pg_port pgbin as_pg=()
   pg_port=$(free_port)
   pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -76,10 +78,38 @@ start_test_servers() {
   wait_until env ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$etcd_port" endpoint health
   ZAQAR_TEST_ETCD_URL="etcd://127.0.0.1:$etcd_port"
 
-  export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
-  echo "redis at $ZAQAR_TEST_REDIS_URL, postgres at $ZAQAR_TEST_POSTGRES_URL, etcd at $ZAQAR_TEST_ETCD_URL"
+  export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_REDIS_CLUSTER_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
+  echo "redis at $ZAQAR_TEST_REDIS_URL, redis cluster at $ZAQAR_TEST_REDIS_CLUSTER_URL, postgres at $ZAQAR_TEST_POSTGRES_URL, etcd at $ZAQAR_TEST_ETCD_URL"
   start_secantus "$run"
   start_keystone "$run"
+}
+
+# A Redis Cluster of 3 masters (no replicas) with AOF, fresh each run; each node's
+# cluster bus is on a port of its own (--cluster-port). Sets ZAQAR_TEST_REDIS_CLUSTER_URL.
+start_redis_cluster() {
+  local run=$1 port bus nodes=() hosts=()
+  rm -rf "$run/redis-cluster"
+  for i in 1 2 3; do
+    # The nodes started before listen already: only these two can coincide.
+    port=$(free_port)
+    bus=$(free_port)
+    while [ "$bus" = "$port" ]; do bus=$(free_port); done
+    mkdir -p "$run/redis-cluster/$i"
+    redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes --cluster-port "$bus" \
+      --cluster-config-file "$run/redis-cluster/$i/nodes.conf" --cluster-node-timeout 5000 \
+      --dir "$run/redis-cluster/$i" --save '' --appendonly yes --daemonize no \
+      >"$run/redis-cluster/$i/log" 2>&1 &
+    echo "$! redis-server" >>"$run/pids"
+    wait_until redis-cli -p "$port" ping
+    nodes+=("127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+    >"$run/redis-cluster/create.log" 2>&1
+  for node in "${nodes[@]}"; do
+    wait_until sh -c "redis-cli -p ${node#*:} cluster info | grep -q cluster_state:ok"
+  done
+  hosts=$(IFS=,; echo "${nodes[*]}")
+  ZAQAR_TEST_REDIS_CLUSTER_URL="redis+cluster://$hosts"
 }
 
 # SecantusDB (setup-deps.sh builds it), a MongoDB-compatible single-node replica set

@@ -15,7 +15,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing test dependencies"
 scripts/setup-deps.sh
 
-step "starting private Redis, PostgreSQL, etcd and Keystone"
+step "starting private Redis (a server and a cluster), PostgreSQL, etcd and Keystone"
 # shellcheck source=/dev/null
 source scripts/test-servers.sh
 start_test_servers "$RUN"
@@ -29,7 +29,7 @@ cargo clippy --all-targets --locked "${FEATURES[@]}" -- -D warnings
 cargo clippy -p zaqar-catalog --all-targets --locked -- -D warnings
 
 step "unit, conformance and cluster tests"
-export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
+export ZAQAR_TEST_REDIS_URL ZAQAR_TEST_REDIS_CLUSTER_URL ZAQAR_TEST_POSTGRES_URL ZAQAR_TEST_ETCD_URL
 export ZAQAR_TEST_KEYSTONE_URL ZAQAR_TEST_KEYSTONE_PASSWORD
 cargo build --locked "${FEATURES[@]}" --bin zaqar --bin zaqar-bench
 export ZAQAR_BIN=$ROOT/target/debug/zaqar

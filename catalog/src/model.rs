@@ -126,7 +126,9 @@ pub fn validate_flavor_name(name: &str) -> Result<(), ZaqarError> {
 pub fn store_capabilities(uri: &str) -> Vec<String> {
     let scheme = uri.split("://").next().unwrap_or_default();
     let caps: &[&str] = match scheme {
-        "redis" | "rediss" | "redis+sentinel" => &["FIFO", "CLAIMS", "AOD", "HIGH_THROUGHPUT"],
+        "redis" | "rediss" | "redis+sentinel" | "redis+cluster" => {
+            &["FIFO", "CLAIMS", "AOD", "HIGH_THROUGHPUT"]
+        }
         "mongodb" | "mongodb+srv" => &["FIFO", "CLAIMS", "DURABILITY", "AOD", "HIGH_THROUGHPUT"],
         "sqlite" => &["FIFO", "CLAIMS", "AOD"],
         _ => &[],

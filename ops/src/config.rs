@@ -455,7 +455,7 @@ fn validate_pool_uri(uri: &str) -> Result<()> {
     let known = ["sqlite://", "mongodb://"];
     ensure!(
         known.iter().any(|scheme| uri.starts_with(scheme)),
-        "pool uri {:?} must start with redis:, rediss://, redis+sentinel://, sqlite:// or mongodb://",
+        "pool uri {:?} must start with redis:, rediss://, redis+sentinel://, redis+cluster://, sqlite:// or mongodb://",
         redact(uri)
     );
     Ok(())

@@ -7,7 +7,10 @@
 //! - `redis:/path/to/redis.sock[?dbid=N]` (or `redis+unix://` + path): a Unix socket;
 //! - `redis://host1:26379,host2[:port]?master=NAME[&sentinel_username=U&sentinel_password=P]`
 //!   (or `redis+sentinel://`): a Sentinel group (port 26379) watching master `NAME`;
-//! - `rediss://...`: one server over TLS.
+//! - `rediss://...`: one server over TLS;
+//! - `redis+cluster://[[user]:password@]host1[:port],host2[:port],...`: a Redis
+//!   Cluster (not Zaqar's form), reached through any of the nodes named; it has
+//!   one database only, so `dbid` must be 0.
 //!
 //! `socket_timeout` (seconds) bounds every call to the store. `min_replicas_ack=N`
 //! (not Zaqar's; 0 by default) makes every call wait until N replicas have what it
@@ -46,6 +49,10 @@ pub enum RedisTarget {
         username: Option<String>,
         password: Option<String>,
     },
+    /// A Redis Cluster, found through any of `nodes`.
+    Cluster {
+        nodes: Vec<(String, u16)>,
+    },
 }
 
 const REDIS_PORT: u16 = 6379;
@@ -53,7 +60,14 @@ const REDIS_PORT: u16 = 6379;
 /// Whether `uri` is a Redis pool URI (of any form, well formed or not).
 pub fn is_redis(uri: &str) -> bool {
     uri.split_once(':').is_some_and(|(scheme, _)| {
-        ["redis", "rediss", "redis+sentinel", "redis+unix"].contains(&scheme)
+        [
+            "redis",
+            "rediss",
+            "redis+sentinel",
+            "redis+cluster",
+            "redis+unix",
+        ]
+        .contains(&scheme)
     })
 }
 const SENTINEL_PORT: u16 = 26379;
@@ -63,7 +77,7 @@ impl RedisUri {
     pub fn parse(uri: &str) -> Result<RedisUri, String> {
         let (scheme, rest) = uri
             .split_once(':')
-            .ok_or("a Redis URI starts with redis:, rediss: or redis+sentinel:")?;
+            .ok_or("a Redis URI starts with redis:, rediss:, redis+sentinel: or redis+cluster:")?;
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let params = query_params(query)?;
         let param = |name: &str| {
@@ -116,6 +130,19 @@ impl RedisUri {
                     password: param("sentinel_password"),
                 }
             }
+            "redis+cluster" => {
+                if master.is_some() {
+                    return Err("a Redis Cluster URI takes no master=NAME".to_string());
+                }
+                if hosts.is_empty() {
+                    return Err("a Redis Cluster URI names at least one node".to_string());
+                }
+                let nodes = hosts
+                    .split(',')
+                    .map(|host| host_port(host, REDIS_PORT))
+                    .collect::<Result<Vec<_>, _>>()?;
+                RedisTarget::Cluster { nodes }
+            }
             "redis" | "rediss" if !hosts.is_empty() => {
                 if hosts.contains(',') {
                     return Err("the Redis URI names several hosts but no master=NAME: \
@@ -139,12 +166,14 @@ impl RedisUri {
             }
             other => {
                 return Err(format!(
-                "unsupported Redis URI scheme {other:?}: expected redis, rediss or redis+sentinel"
+                "unsupported Redis URI scheme {other:?}: expected redis, rediss, redis+sentinel or redis+cluster"
             ))
             }
         };
         let path_db = match (&target, path.trim_start_matches('/')) {
-            (RedisTarget::Tcp { .. }, db) if !db.is_empty() => Some(db.to_string()),
+            (RedisTarget::Tcp { .. } | RedisTarget::Cluster { .. }, db) if !db.is_empty() => {
+                Some(db.to_string())
+            }
             _ => None,
         };
         let db = match param("dbid").or(path_db) {
@@ -170,6 +199,9 @@ impl RedisUri {
                     })?,
             ),
         };
+        if matches!(target, RedisTarget::Cluster { .. }) && db != 0 {
+            return Err("a Redis Cluster has only database 0".to_string());
+        }
         let min_replicas_ack = match param("min_replicas_ack") {
             None => 0,
             Some(count) => count
@@ -180,6 +212,9 @@ impl RedisUri {
                     format!("min_replicas_ack {count:?} is not a number of replicas in [0, 16]")
                 })?,
         };
+        if matches!(target, RedisTarget::Cluster { .. }) && min_replicas_ack > 0 {
+            return Err("min_replicas_ack is not supported with a Redis Cluster yet".to_string());
+        }
         Ok(RedisUri {
             target,
             db,
@@ -324,6 +359,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_is_reached_through_any_of_its_nodes() {
+        let uri = RedisUri::parse("redis+cluster://:secret@n1:7001,n2,[::1]:7003").unwrap();
+        assert_eq!(
+            uri.target,
+            RedisTarget::Cluster {
+                nodes: vec![
+                    ("n1".into(), 7001),
+                    ("n2".into(), 6379),
+                    ("::1".into(), 7003)
+                ]
+            }
+        );
+        assert_eq!((uri.db, uri.password.as_deref()), (0, Some("secret")));
+        assert!(is_redis("redis+cluster://n1"));
+    }
+
+    #[test]
     fn mistakes_are_refused_with_what_is_wrong() {
         for (uri, says) in [
             ("redis://h1,h2", "master"),
@@ -338,6 +390,14 @@ mod tests {
             ("redis://h?min_replicas_ack=-1", "min_replicas_ack"),
             ("redis://h?min_replicas_ack=17", "min_replicas_ack"),
             ("rediss://s1,s2?master=m", "TLS to a Sentinel group"),
+            ("redis+cluster://", "at least one node"),
+            ("redis+cluster://h1,h2?master=m", "no master"),
+            ("redis+cluster://h1/1", "only database 0"),
+            ("redis+cluster://h1?dbid=2", "only database 0"),
+            (
+                "redis+cluster://h1?min_replicas_ack=1",
+                "not supported with a Redis Cluster",
+            ),
         ] {
             let err = RedisUri::parse(uri).unwrap_err();
             assert!(err.contains(says), "{uri}: {err}");

@@ -97,6 +97,7 @@ pub(crate) use conformance_suite;
 
 conformance_suite!(sqlite, crate::conformance::open_sqlite());
 conformance_suite!(redis, crate::conformance::open_redis());
+conformance_suite!(redis_cluster, crate::conformance::open_redis_cluster());
 #[cfg(feature = "mongodb")]
 conformance_suite!(mongo, crate::conformance::open_mongo());
 
@@ -131,6 +132,21 @@ pub(crate) async fn open_redis() -> Option<TestStore> {
     let store = crate::redis_store::open(&url)
         .await
         .expect("the redis store opens");
+    Some(TestStore { store, _dir: None })
+}
+
+/// The Redis Cluster at `ZAQAR_TEST_REDIS_CLUSTER_URL`; skipped when unset, unless `CI` is set.
+pub(crate) async fn open_redis_cluster() -> Option<TestStore> {
+    let Ok(url) = std::env::var("ZAQAR_TEST_REDIS_CLUSTER_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("ZAQAR_TEST_REDIS_CLUSTER_URL must be set when CI is set");
+        }
+        eprintln!("skipped: ZAQAR_TEST_REDIS_CLUSTER_URL not set");
+        return None;
+    };
+    let store = crate::redis_store::open(&url)
+        .await
+        .expect("the redis cluster store opens");
     Some(TestStore { store, _dir: None })
 }
 

@@ -4,11 +4,15 @@ use uuid::Uuid;
 use zaqar_proto::pb::{ClaimReply, QueueRef};
 use zaqar_proto::ZaqarError;
 
-use super::keys::QueueKeys;
+use super::keys::{QueueKeys, Slots};
 use super::rows::{messages, seconds, MessageRow};
 use super::RedisStore;
 use crate::dead_letter::DeadLetterPolicy;
 use crate::store::StoreResult;
+
+/// Parked messages moved to a dead letter queue per call, and calls per claim.
+const PARKED_BATCH: usize = 100;
+const PARKED_BATCHES: usize = 10;
 
 fn no_claim(claim_id: &str) -> ZaqarError {
     ZaqarError::not_found(format!("claim {claim_id} does not exist or has expired"))
@@ -27,21 +31,31 @@ impl RedisStore {
             .queue_metadata(queue)
             .await?
             .and_then(|metadata| DeadLetterPolicy::from_metadata(&metadata));
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let dead = keys.sibling(policy.as_ref().map_or(&queue.queue, |p| &p.queue));
+        // A dead letter queue in another slot of a cluster is filled in a second call.
+        let park = self.slots == Slots::Queue && dead.record() != keys.record();
         let claim_id = Uuid::new_v4().to_string();
         let mut invocation = self.scripts.claim_create.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
-            .key(dead.queue().to_vec())
+            .key(if park { &keys } else { &dead }.queue().to_vec())
             .key(keys.claim(&claim_id))
+            .key(keys.parked())
             .arg(&claim_id)
             .arg(ttl)
             .arg(grace)
             .arg(limit)
             .arg(policy.as_ref().map_or(0, |p| p.max_claim_count))
-            .arg(policy.and_then(|p| p.messages_ttl).unwrap_or(0));
-        let (now, rows): (i64, Vec<MessageRow>) = self.run(&invocation).await?;
+            .arg(policy.and_then(|p| p.messages_ttl).unwrap_or(0))
+            .arg(if park { "1" } else { "0" });
+        let (now, rows, parked): (i64, Vec<MessageRow>, u64) = self.run(&invocation).await?;
+        if parked > 0 {
+            // The claim stands; what is still parked moves with the next claim.
+            if let Err(err) = self.move_parked(&keys, &dead).await {
+                tracing::warn!(error = %err, "dead lettering deferred to the next claim");
+            }
+        }
         if rows.is_empty() {
             return Ok(None);
         }
@@ -53,12 +67,34 @@ impl RedisStore {
         }))
     }
 
+    /// Moves the messages parked in `keys`' parked zset to the dead letter queue
+    /// `dead`, oldest first: adds them there (skipping any it has already, from a
+    /// move cut short), then removes them from the parked zset. At most
+    /// [`PARKED_BATCHES`] batches.
+    pub(super) async fn move_parked(&self, keys: &QueueKeys, dead: &QueueKeys) -> StoreResult<()> {
+        for _ in 0..PARKED_BATCHES {
+            let mut oldest = redis::cmd("ZRANGE");
+            oldest.arg(keys.parked()).arg(0).arg(PARKED_BATCH - 1);
+            let members: Vec<Vec<u8>> = self.query(&oldest).await?;
+            if members.is_empty() {
+                return Ok(());
+            }
+            let mut put = self.scripts.dead_letter_put.prepare_invoke();
+            put.key(dead.queue().to_vec()).arg(&members);
+            self.run::<u64>(&put).await?;
+            let mut done = redis::cmd("ZREM");
+            done.arg(keys.parked()).arg(&members);
+            self.query::<u64>(&done).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn claim_of(
         &self,
         queue: &QueueRef,
         claim_id: &str,
     ) -> StoreResult<ClaimReply> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.claim_get.prepare_invoke();
         invocation
             .key(keys.claim(claim_id))
@@ -83,7 +119,7 @@ impl RedisStore {
         ttl: u32,
         grace: u32,
     ) -> StoreResult<()> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.claim_update.prepare_invoke();
         invocation
             .key(keys.claim(claim_id))
@@ -98,7 +134,7 @@ impl RedisStore {
     }
 
     pub(super) async fn release_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.claim_delete.prepare_invoke();
         invocation
             .key(keys.claim(claim_id))

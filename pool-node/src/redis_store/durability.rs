@@ -2,10 +2,11 @@
 //! settings (`CONFIG GET`) at start-up and with every health report: without an
 //! append-only file a restart of Redis loses every message posted since its
 //! last snapshot, and with a memory limit and an evicting policy Redis drops
-//! keys when it is full.
+//! keys when it is full. A cluster is read on each of its masters.
 
 use zaqar_proto::ErrorCode;
 
+use super::connection::Node;
 use super::RedisStore;
 use crate::store::StoreResult;
 
@@ -13,21 +14,30 @@ impl RedisStore {
     /// What in the server's settings can lose acknowledged messages; `None`
     /// when nothing can, or when the server does not allow `CONFIG` (some
     /// managed services): it cannot tell then.
+    /// A cluster is read node by node (each master), and a gap names its node.
     pub(super) async fn persistence_gaps(&self) -> StoreResult<Option<String>> {
-        let mut settings = Vec::new();
-        for name in ["appendonly", "maxmemory", "maxmemory-policy"] {
-            let cmd = redis::cmd("CONFIG").arg("GET").arg(name).clone();
-            match self.query::<Vec<String>>(&cmd).await {
-                Ok(pair) => settings.push(pair.get(1).cloned().unwrap_or_default()),
-                Err(err) if err.code == ErrorCode::Unavailable => return Err(err),
-                Err(err) => {
-                    tracing::debug!(error = %err, "CONFIG GET refused: durability unknown");
-                    return Ok(None);
+        let nodes = self.nodes().await?;
+        let mut all = Vec::new();
+        for node in &nodes {
+            let mut settings = Vec::new();
+            for name in ["appendonly", "maxmemory", "maxmemory-policy"] {
+                let cmd = redis::cmd("CONFIG").arg("GET").arg(name).clone();
+                match self.query_on::<Vec<String>>(node, &cmd).await {
+                    Ok(pair) => settings.push(pair.get(1).cloned().unwrap_or_default()),
+                    Err(err) if err.code == ErrorCode::Unavailable => return Err(err),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "CONFIG GET refused: durability unknown");
+                        return Ok(None);
+                    }
                 }
             }
+            let gaps = gaps(&settings[0], &settings[1], &settings[2]);
+            all.extend(gaps.into_iter().map(|gap| match node {
+                Node::TheServer => gap,
+                Node::Master { host, port } => format!("{host}:{port}: {gap}"),
+            }));
         }
-        let gaps = gaps(&settings[0], &settings[1], &settings[2]);
-        Ok((!gaps.is_empty()).then(|| gaps.join("; ")))
+        Ok((!all.is_empty()).then(|| all.join("; ")))
     }
 }
 

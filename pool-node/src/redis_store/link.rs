@@ -1,7 +1,9 @@
 //! How the redis store reaches its server: one fixed address (a TCP host or a Unix
-//! socket), or the master a Sentinel group names, found again after a failover.
+//! socket), a Redis Cluster, or the master a Sentinel group names, found again after
+//! a failover.
 //!
-//! A fixed server is one `ConnectionManager`, which reconnects by itself. A Sentinel
+//! A fixed server is one `ConnectionManager`, which reconnects by itself; a cluster
+//! is one `ClusterConnection`, which follows the cluster by itself. A Sentinel
 //! pool asks the sentinels, in their order, which server is the master, checks with
 //! `ROLE` that it is one, and keeps a `ConnectionManager` to it until a call shows it is
 //! gone: refused, dropped, timed out, or demoted to a replica (`READONLY`). The next call
@@ -22,6 +24,7 @@ use redis::{
 };
 use zaqar_proto::ZaqarError;
 
+use super::connection::Connection;
 use crate::store::StoreResult;
 
 /// How often a Sentinel link asks the sentinels which server is the master.
@@ -32,7 +35,7 @@ const RESOLVE_AGAIN_AFTER: Duration = Duration::from_millis(100);
 /// A connection to the server the store uses now, and which resolution made it.
 #[derive(Clone)]
 pub(super) struct Current {
-    pub conn: ConnectionManager,
+    pub conn: Connection,
     generation: u64,
     /// The master's address (Sentinel), as the sentinels named it.
     master: Option<(String, u16)>,
@@ -40,8 +43,8 @@ pub(super) struct Current {
 
 /// Where the server is found.
 enum Source {
-    /// One server: its connection is made once and never replaced.
-    Server,
+    /// One server or a cluster: its connection is made once and never replaced.
+    Fixed,
     /// The master of a Sentinel group.
     Sentinel {
         /// The sentinels, in the URI's order.
@@ -75,8 +78,30 @@ impl Link {
         connect_timeout: Duration,
     ) -> Result<Link, RedisError> {
         let conn = ConnectionManager::new_with_config(client, config.clone()).await?;
-        Ok(Link {
-            source: Source::Server,
+        Ok(Self::fixed(
+            Connection::Server(conn),
+            config,
+            connect_timeout,
+        ))
+    }
+
+    /// A link to a Redis Cluster through `client`, connected now.
+    pub async fn cluster(
+        client: redis::cluster::ClusterClient,
+        config: ConnectionManagerConfig,
+        connect_timeout: Duration,
+    ) -> Result<Link, RedisError> {
+        let conn = client.get_async_connection().await?;
+        Ok(Self::fixed(
+            Connection::Cluster(conn),
+            config,
+            connect_timeout,
+        ))
+    }
+
+    fn fixed(conn: Connection, config: ConnectionManagerConfig, connect_timeout: Duration) -> Link {
+        Link {
+            source: Source::Fixed,
             current: RwLock::new(Some(Current {
                 conn,
                 generation: 0,
@@ -86,7 +111,7 @@ impl Link {
             generations: AtomicU64::new(0),
             config,
             connect_timeout,
-        })
+        }
     }
 
     /// A link to the master named `master` by `sentinels`; connects at the first call,
@@ -142,7 +167,7 @@ impl Link {
             .inspect_err(|why| *last_failure = Some((Instant::now(), why.clone())))?;
         *last_failure = None;
         let current = Current {
-            conn,
+            conn: Connection::Server(conn),
             generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
             master: Some(master),
         };
@@ -167,7 +192,7 @@ impl Link {
 
     /// Drops `used` (Sentinel only), e.g. after a call on it timed out.
     pub fn forget(&self, used: &Current) {
-        if matches!(self.source, Source::Server) {
+        if matches!(self.source, Source::Fixed) {
             return;
         }
         let mut current = self
@@ -187,7 +212,7 @@ impl Link {
     fn sentinels(&self) -> &[ConnectionInfo] {
         match &self.source {
             Source::Sentinel { sentinels, .. } => sentinels,
-            Source::Server => &[],
+            Source::Fixed => &[],
         }
     }
 
@@ -199,7 +224,7 @@ impl Link {
             node,
         } = &self.source
         else {
-            unreachable!("a server link always holds its connection");
+            unreachable!("a fixed link always holds its connection");
         };
         let mut failures = Vec::new();
         for sentinel in sentinels {

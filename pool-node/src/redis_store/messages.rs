@@ -125,7 +125,7 @@ impl RedisStore {
         plain: bool,
         expected_metadata: Option<&str>,
     ) -> StoreResult<CheckedPost> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let ids: Vec<String> = new.iter().map(|_| Uuid::new_v4().to_string()).collect();
         let expected_metadata = expected_metadata.map(str::to_string);
         let key = (keys.record(), plain, expected_metadata.clone());
@@ -150,7 +150,7 @@ impl RedisStore {
         params: &ListParams,
     ) -> StoreResult<(Vec<Message>, String)> {
         let after = parse_marker(&params.marker)?;
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.list.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
@@ -168,7 +168,7 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.get.prepare_invoke();
         invocation.key(keys.queue().to_vec()).arg(ids);
         let (now, rows): (i64, Vec<MessageRow>) = self.run(&invocation).await?;
@@ -187,7 +187,7 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let call = DeleteCall {
             mode,
             ids: ids.to_vec(),
@@ -212,7 +212,7 @@ impl RedisStore {
     }
 
     pub(super) async fn pop(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.pop.prepare_invoke();
         invocation.key(keys.queue().to_vec()).arg(limit);
         let (now, rows): (i64, Vec<MessageRow>) = self.run(&invocation).await?;

@@ -10,7 +10,7 @@
 
 use zaqar_proto::ZaqarError;
 
-use super::keys::{QueueKeys, LAYOUT, LAYOUT_KEY};
+use super::keys::{LAYOUT, LAYOUT_KEY};
 use super::RedisStore;
 use crate::store::StoreResult;
 
@@ -40,7 +40,7 @@ impl RedisStore {
             );
         }
         for queue in &queues {
-            let keys = QueueKeys::new(queue);
+            let keys = self.keys(queue);
             loop {
                 let mut invocation = self.scripts.migrate.prepare_invoke();
                 invocation

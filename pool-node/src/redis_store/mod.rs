@@ -25,6 +25,7 @@
 //! what it wrote (`WAIT`), so that an acknowledged write survives a failover.
 
 mod claims;
+mod connection;
 mod durability;
 mod group_commit;
 mod keys;
@@ -43,8 +44,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use connection::Connection;
+use keys::{QueueKeys, Slots};
 use link::Link;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{
     ConnectionAddr, ConnectionInfo, FromRedisValue, RedisConnectionInfo, RedisError, RedisResult,
     ScriptInvocation,
@@ -62,6 +65,9 @@ use scripts::Scripts;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest one connection attempt takes (a host that drops packets).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the cluster client tries a call again (after a redirection, or while
+/// the cluster fails over), within the call timeout.
+const CLUSTER_RETRIES: u32 = 8;
 
 /// A `MessageStore` on one Redis server, or on the master of a Sentinel group.
 /// A clone shares everything (connection, scripts, batches).
@@ -77,6 +83,8 @@ pub struct RedisStore {
     call_timeout: Duration,
     /// Replicas that must have a write before it is acknowledged (`WAIT`); 0: none.
     min_replicas_ack: u32,
+    /// Which keys share a slot: a project's, or (Redis Cluster) a queue's.
+    slots: Slots,
 }
 
 /// Opens the redis store at `uri` (`redis://host:port/db`); `Unavailable`
@@ -161,6 +169,9 @@ impl RedisStore {
                 let addr = ConnectionAddr::Unix(path.into());
                 Self::server_link(server(addr), config, connect_timeout, call_timeout).await?
             }
+            RedisTarget::Cluster { nodes } => {
+                Self::cluster_link(nodes, &parsed, config, connect_timeout, call_timeout).await?
+            }
             RedisTarget::Sentinel {
                 sentinels,
                 master,
@@ -190,6 +201,10 @@ impl RedisStore {
             deletes: Arc::default(),
             call_timeout,
             min_replicas_ack: parsed.min_replicas_ack,
+            slots: match parsed.target {
+                RedisTarget::Cluster { .. } => Slots::Queue,
+                _ => Slots::Project,
+            },
         };
         store.ensure_layout().await?;
         Ok(store)
@@ -210,6 +225,51 @@ impl RedisStore {
             .map(Arc::new)
     }
 
+    /// The link to a Redis Cluster through any of `nodes`, connected within the call
+    /// timeout. The cluster client follows `MOVED`/`ASK` and the cluster's failovers;
+    /// it retries a call a few times while a failover is under way.
+    async fn cluster_link(
+        nodes: &[(String, u16)],
+        parsed: &RedisUri,
+        config: ConnectionManagerConfig,
+        connect_timeout: Duration,
+        call_timeout: Duration,
+    ) -> StoreResult<Arc<Link>> {
+        let nodes = nodes
+            .iter()
+            .map(|(host, port)| {
+                node_info(
+                    ConnectionAddr::Tcp(host.clone(), *port),
+                    0,
+                    &parsed.username,
+                    &parsed.password,
+                )
+            })
+            .collect::<Vec<_>>();
+        let mut builder = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(connect_timeout)
+            .response_timeout(call_timeout)
+            .retries(CLUSTER_RETRIES);
+        if let Some(user) = &parsed.username {
+            builder = builder.username(user.clone());
+        }
+        if let Some(password) = &parsed.password {
+            builder = builder.password(password.clone());
+        }
+        let client = builder
+            .build()
+            .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
+        let connecting = Link::cluster(client, config, connect_timeout);
+        bounded(call_timeout.max(CONNECT_TIMEOUT), connecting)
+            .await
+            .map(Arc::new)
+    }
+
+    /// The keys of `queue` in this store's slot layout.
+    fn keys(&self, queue: &QueueRef) -> QueueKeys {
+        QueueKeys::new(queue, self.slots)
+    }
+
     /// Runs a script (see [`Self::call`]).
     async fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> StoreResult<T> {
         self.call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
@@ -222,13 +282,29 @@ impl RedisStore {
             .await
     }
 
+    /// The nodes that together hold every key (see [`Connection::nodes`]).
+    async fn nodes(&self) -> StoreResult<Vec<connection::Node>> {
+        self.call(|mut conn| async move { conn.nodes().await })
+            .await
+    }
+
+    /// Runs one plain command on `node` (see [`Self::call`]).
+    async fn query_on<T: FromRedisValue>(
+        &self,
+        node: &connection::Node,
+        cmd: &redis::Cmd,
+    ) -> StoreResult<T> {
+        self.call(|mut conn| async move { conn.query_on(node, cmd).await })
+            .await
+    }
+
     /// Runs `op` within the call timeout. A call that never ran (a refused
     /// connection, or a master demoted since) is tried once more, on the
     /// connection the link makes next. With `min_replicas_ack`, the call is
     /// acknowledged only once that many replicas have what it wrote.
     async fn call<T, F, Fut>(&self, op: F) -> StoreResult<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let limit = self.call_timeout;
@@ -269,7 +345,7 @@ impl RedisStore {
 
     /// With `min_replicas_ack`: waits (half the call timeout at most) until that many
     /// replicas have every write made on `conn` so far.
-    async fn replicated(&self, mut conn: ConnectionManager) -> StoreResult<()> {
+    async fn replicated(&self, mut conn: Connection) -> StoreResult<()> {
         if self.min_replicas_ack == 0 {
             return Ok(());
         }

@@ -18,7 +18,7 @@ impl RedisStore {
         metadata_json: &str,
     ) -> StoreResult<bool> {
         let mut cmd = redis::cmd("HSETNX");
-        cmd.arg(QueueKeys::new(queue).record())
+        cmd.arg(self.keys(queue).record())
             .arg("meta")
             .arg(metadata_json);
         self.query(&cmd).await
@@ -26,7 +26,7 @@ impl RedisStore {
 
     pub(super) async fn queue_metadata(&self, queue: &QueueRef) -> StoreResult<Option<String>> {
         let mut cmd = redis::cmd("HGET");
-        cmd.arg(QueueKeys::new(queue).record()).arg("meta");
+        cmd.arg(self.keys(queue).record()).arg("meta");
         self.query(&cmd).await
     }
 
@@ -36,9 +36,7 @@ impl RedisStore {
         metadata_json: &str,
     ) -> StoreResult<()> {
         let mut invocation = self.scripts.set_meta.prepare_invoke();
-        invocation
-            .key(QueueKeys::new(queue).record())
-            .arg(metadata_json);
+        invocation.key(self.keys(queue).record()).arg(metadata_json);
         match self.run::<u8>(&invocation).await? {
             1 => Ok(()),
             _ => Err(ZaqarError::not_found(format!(
@@ -49,7 +47,7 @@ impl RedisStore {
     }
 
     pub(super) async fn stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.stats.prepare_invoke();
         invocation.key(keys.queue().to_vec());
         let (now, total, claimed, delayed, oldest, newest): StatsReply =
@@ -71,7 +69,7 @@ impl RedisStore {
         queue: &QueueRef,
         drop_record: bool,
     ) -> StoreResult<()> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.purge.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
@@ -79,23 +77,28 @@ impl RedisStore {
         self.run::<u8>(&invocation).await.map(drop)
     }
 
-    /// The queues that have a key of `kind` (found with `SCAN`), sorted.
+    /// The queues that have a key of `kind` (found with `SCAN` on every node), sorted.
     pub(super) async fn queues_with_key(&self, kind: &str) -> StoreResult<Vec<QueueRef>> {
         let mut queues = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(QueueKeys::pattern(kind))
-                .arg("COUNT")
-                .arg(1000);
-            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
-            queues.extend(keys.iter().filter_map(|key| QueueKeys::queue_of(key, kind)));
-            if next == 0 {
-                break;
+        for node in &self.nodes().await? {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(QueueKeys::pattern(kind, self.slots))
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<String>) = self.query_on(node, &scan).await?;
+                queues.extend(
+                    keys.iter()
+                        .filter_map(|key| QueueKeys::queue_of(key, kind, self.slots)),
+                );
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
         queues.sort_by(|a, b| (&a.project, &a.queue).cmp(&(&b.project, &b.queue)));
         queues.dedup();

@@ -6,7 +6,6 @@ use uuid::Uuid;
 use zaqar_proto::pb::{QueueRef, Subscription};
 use zaqar_proto::ZaqarError;
 
-use super::keys::QueueKeys;
 use super::rows::{next_marker, parse_marker, subscription, SubscriptionRow};
 use super::RedisStore;
 use crate::store::{StoreResult, SubscriptionUpdate};
@@ -24,7 +23,7 @@ impl RedisStore {
         options_json: &str,
         confirmed: bool,
     ) -> StoreResult<(String, bool)> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.sub_create.prepare_invoke();
         invocation
             .key(keys.subscriptions())
@@ -47,7 +46,7 @@ impl RedisStore {
         limit: u32,
     ) -> StoreResult<(Vec<Subscription>, String)> {
         let after = parse_marker(marker)?;
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.sub_list.prepare_invoke();
         invocation
             .key(keys.subscriptions())
@@ -69,7 +68,7 @@ impl RedisStore {
         id: &str,
         confirm: Option<bool>,
     ) -> StoreResult<Subscription> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.sub_get.prepare_invoke();
         invocation
             .key(keys.subscription(id))
@@ -86,7 +85,7 @@ impl RedisStore {
         id: &str,
         update: &SubscriptionUpdate,
     ) -> StoreResult<()> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.sub_update.prepare_invoke();
         invocation
             .key(keys.subscription(id))
@@ -108,7 +107,7 @@ impl RedisStore {
     }
 
     pub(super) async fn unsubscribe(&self, queue: &QueueRef, id: &str) -> StoreResult<()> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.sub_delete.prepare_invoke();
         invocation
             .key(keys.subscription(id))
@@ -119,7 +118,7 @@ impl RedisStore {
     }
 
     pub(super) async fn purge_subscriptions(&self, queue: &QueueRef) -> StoreResult<()> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.sub_purge.prepare_invoke();
         invocation
             .key(keys.subscriptions())
@@ -138,7 +137,7 @@ impl RedisStore {
         mode: &str,
         marker: &str,
     ) -> StoreResult<Option<String>> {
-        let keys = QueueKeys::new(queue);
+        let keys = self.keys(queue);
         let mut invocation = self.scripts.sub_cursor.prepare_invoke();
         invocation
             .key(keys.subscription(id))
@@ -160,7 +159,7 @@ impl RedisStore {
     ) -> StoreResult<bool> {
         let mut invocation = self.scripts.sub_lease.prepare_invoke();
         invocation
-            .key(QueueKeys::new(queue).subscription(id))
+            .key(self.keys(queue).subscription(id))
             .arg(id)
             .arg(holder)
             .arg(mode)

@@ -1,15 +1,20 @@
 -- Claims up to limit free messages, oldest first. A message already claimed
 -- max times moves to the dead letter queue instead (same id, claim count kept,
 -- created now, living the dead letter ttl or its own posted ttl).
--- KEYS: queue (1..8), dead letter queue (9..16), claim hash (17).
+-- In a Redis Cluster the dead letter queue is in another slot: with park '1' such
+-- a message goes to the queue's parked zset instead (score: its seq, member: the
+-- id and the message ready for the dead letter queue, packed together), which
+-- dead_letter_put.lua adds to it next, in order.
+-- KEYS: queue (1..8), dead letter queue (9..16), claim hash (17), parked zset (18).
 -- ARGV: claim id, ttl s, grace s, limit, max claim count (0: no dead lettering),
--- dead letter ttl s (0: own).
--- Returns {now, rows}; the claim hash ('t' ttl s, 'e' expires ms, 'g' the
--- queue's claim generation, 'ids') is written only when something was claimed.
-local k, dk, ckey = queue_keys(1), queue_keys(9), KEYS[17]
+-- dead letter ttl s (0: own), park.
+-- Returns {now, rows, parked}; the claim hash ('t' ttl s, 'e' expires ms, 'g' the
+-- queue's claim generation, 'ids') is written only when something was claimed;
+-- parked is how many messages the parked zset holds.
+local k, dk, ckey, parked = queue_keys(1), queue_keys(9), KEYS[17], KEYS[18]
 local cid = ARGV[1]
 local ttl, grace, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local max, dttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local max, dttl, park = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
 local now = now_ms()
 local cexp = now + ttl * 1000
 local mexp = cexp + grace * 1000
@@ -21,12 +26,16 @@ local ids, rows, gone = {}, {}, {}
 local by_id, by_seq, by_expiry, by_claim = {}, {}, {}, {}
 local latest = 0
 
-local function dead_letter(id, m)
+local function dead_letter(id, seq, m)
   m.e = now + (dttl > 0 and dttl or m.t) * 1000
   m.c, m.d, m.ci, m.ce = now, 0, '', 0
   forget_free(k, {id})
-  redis.call('HSETNX', dk.q, 'meta', '{}')
-  add(dk, id, m)
+  if park then
+    redis.call('ZADD', parked, int(seq), cmsgpack.pack(id, encode(m)))
+  else
+    redis.call('HSETNX', dk.q, 'meta', '{}')
+    add(dk, id, m)
+  end
 end
 
 if limit > 0 then
@@ -37,7 +46,7 @@ if limit > 0 then
     elseif is_claimed(m, now) or is_delayed(m, now) then
       -- not free (cannot be in fre; skipped all the same)
     elseif max > 0 and m.n >= max then
-      dead_letter(id, m)
+      dead_letter(id, seq, m)
     else
       m.e = math.max(m.e, mexp)
       m.ci, m.ce, m.n = cid, cexp, m.n + 1
@@ -64,4 +73,4 @@ if #ids > 0 then
              'ids', table.concat(ids, ','))
   redis.call('PEXPIREAT', ckey, int(cexp))
 end
-return {now, rows}
+return {now, rows, park and redis.call('ZCARD', parked) or 0}

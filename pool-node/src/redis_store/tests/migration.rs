@@ -5,7 +5,7 @@ use zaqar_proto::pb::QueueRef;
 use zaqar_proto::ErrorCode;
 
 use super::{everything, queue, TestRedis};
-use crate::redis_store::keys::{QueueKeys, LAYOUT_KEY};
+use crate::redis_store::keys::{QueueKeys, Slots, LAYOUT_KEY};
 use crate::redis_store::RedisStore;
 use crate::store::{ListParams, MessageStore};
 
@@ -35,7 +35,7 @@ redis.call('HSET', KEYS[7], 't', 300, 'e', now + 300000, 'ids', ARGV[2])
 "#;
 
 async fn write_layout_1(store: &RedisStore, q: &QueueRef, claim_id: &str, states: &[&str]) {
-    let keys = QueueKeys::new(q);
+    let keys = QueueKeys::new(q, Slots::Project);
     let mut script = redis::cmd("EVAL");
     script.arg(WRITE_LAYOUT_1).arg(7).arg(keys.record());
     for kind in ["ids", "exp", "clm", "dly", "m"] {
@@ -77,7 +77,7 @@ async fn a_layout_1_store_is_migrated_when_opened() {
         .unwrap();
     assert_eq!(layout, 2);
     let old_ids: u64 = store
-        .query(redis::cmd("EXISTS").arg(QueueKeys::new(&q).layout_1_ids()))
+        .query(redis::cmd("EXISTS").arg(QueueKeys::new(&q, Slots::Project).layout_1_ids()))
         .await
         .unwrap();
     assert_eq!(old_ids, 0, "the layout 1 index is gone");

@@ -6,6 +6,7 @@
 //! `migration.rs` the move of a layout 1 store, `sentinel.rs` a pool that follows
 //! its master through Sentinel failovers.
 
+mod cluster;
 mod depth;
 mod group_commit;
 mod migration;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
-use super::keys::QueueKeys;
+use super::keys::{QueueKeys, Slots};
 use super::{RedisStore, CALL_TIMEOUT};
 use crate::store::{ListParams, MessageStore};
 
@@ -212,7 +213,7 @@ async fn expired_messages_leave_the_indexes_lazily() {
     let kept = store.post_messages(&q, "c", &[message(60)]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
 
-    let free_key = QueueKeys::new(&q).queue()[1].clone();
+    let free_key = QueueKeys::new(&q, Slots::Project).queue()[1].clone();
     let indexed = || async {
         let mut cmd = redis::cmd("ZCARD");
         cmd.arg(&free_key);
@@ -256,7 +257,7 @@ async fn a_queue_can_be_its_own_dead_letter_queue() {
 
 /// The number of entries of each message key of `q`: fre, hld, lat, exp, clm, dly, m.
 async fn entries(store: &RedisStore, q: &QueueRef) -> Vec<u64> {
-    let keys = QueueKeys::new(q).queue();
+    let keys = QueueKeys::new(q, Slots::Project).queue();
     let mut counts = Vec::new();
     for (key, command) in keys[1..]
         .iter()
@@ -295,7 +296,7 @@ async fn message_keys_live_a_minute_past_the_last_message() {
     };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let q = queue("lifetime");
-    let [_, fre, hld, lat, exp, clm, dly, msg] = QueueKeys::new(&q).queue();
+    let [_, fre, hld, lat, exp, clm, dly, msg] = QueueKeys::new(&q, Slots::Project).queue();
     let ttl_ms = |key: String| {
         let store = &store;
         async move {
