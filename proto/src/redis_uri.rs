@@ -212,9 +212,6 @@ impl RedisUri {
                     format!("min_replicas_ack {count:?} is not a number of replicas in [0, 16]")
                 })?,
         };
-        if matches!(target, RedisTarget::Cluster { .. }) && min_replicas_ack > 0 {
-            return Err("min_replicas_ack is not supported with a Redis Cluster yet".to_string());
-        }
         Ok(RedisUri {
             target,
             db,

@@ -5,6 +5,7 @@ pub mod catalog_cluster;
 pub mod faults;
 pub mod prometheus;
 pub mod proxy;
+pub mod redis_cluster;
 pub mod sentinel;
 pub mod webhook;
 
@@ -343,6 +344,11 @@ impl Redis {
     /// Kills the server (as a crash would).
     pub fn kill(&mut self) {
         self.process = None;
+    }
+
+    /// Whether the server was started and not killed since.
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
     }
 
     /// Freezes the server (SIGSTOP): it keeps its connections and answers nothing.

@@ -4,7 +4,10 @@
 //! api-node is killed and the clients move to the other, or the network between the
 //! api-nodes and the pool-node is cut or stalls for 5 s (a proxy between them); on
 //! `zaqar standalone` over a Sentinel group (a master, two replicas) with
-//! `min_replicas_ack=1`, the Redis master is killed. Each time: no acknowledged message lost, none held by two live claims,
+//! `min_replicas_ack=1`, the Redis master is killed; on `zaqar standalone` over a Redis
+//! Cluster (three masters with a replica each, `min_replicas_ack=1`), the master of the
+//! queue's slot is killed, and restarted once the cluster has promoted its replica (as
+//! a supervisor would bring it back; it rejoins as a replica). Each time: no acknowledged message lost, none held by two live claims,
 //! no body altered, posts acknowledged again within 5 s of the fault (restarts and
 //! failovers count in that time). Each row goes to docs/reliability.md
 //! (scripts/faults-report.sh).
@@ -16,6 +19,7 @@ use anyhow::{ensure, Context, Result};
 use zaqar_tests::catalog_cluster::eventually;
 use zaqar_tests::faults::{Load, QUEUE};
 use zaqar_tests::proxy::{Link, TcpProxy};
+use zaqar_tests::redis_cluster::RedisCluster;
 use zaqar_tests::sentinel::SentinelGroup;
 use zaqar_tests::{
     free_port, spawn_api_node, wait_for_port, zaqar_bin, Client, Process, Redis, Standalone,
@@ -28,6 +32,9 @@ const RECOVERY: Duration = Duration::from_secs(5);
 /// election, a promotion); a split vote among the sentinels makes them wait and vote
 /// again, so the check allows one more round. The table shows what each run took.
 const SENTINEL_RECOVERY: Duration = Duration::from_secs(10);
+/// The cluster calls a master failed after its node timeout (1 s), then its replica
+/// waits for its rank and wins an election; the restarted master must then sync.
+const CLUSTER_RECOVERY: Duration = Duration::from_secs(10);
 const PROJECT: &str = "faults";
 
 /// A catalog, a pool-node on a durable Redis and two api-nodes, as processes.
@@ -205,4 +212,42 @@ async fn the_sentinel_master_killed_under_load_loses_nothing() -> Result<()> {
         "kill -9 of the Redis master, Sentinel failover (2 replicas, `min_replicas_ack=1`), standalone",
     );
     outcome.check(SENTINEL_RECOVERY)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_master_killed_under_load_loses_nothing() -> Result<()> {
+    let mut cluster = RedisCluster::start()?;
+    let dir = tempfile::tempdir()?;
+    let uri = cluster.uri("?min_replicas_ack=1");
+    let server = Standalone::start_with(dir.path(), &["--pool-uri", &uri])?;
+    let client = Client::new(server.port, PROJECT);
+    client.wait_ready(Duration::from_secs(20)).await?;
+    let created = client
+        .call("PUT", &format!("/v2/queues/{QUEUE}"), None)
+        .await?;
+    ensure!(created.status == 201, "{created:?}");
+    // Every key of the queue is in the slot of its record (see keys.rs).
+    let record = format!("zq:{{{}:{PROJECT}:{QUEUE}}}:q", PROJECT.len());
+    let load = Load::start(&[server.port], PROJECT, 2, 2, 1);
+    tokio::time::sleep(BEFORE).await;
+    let killed = cluster.kill_master_of(&record)?;
+    let ended = Instant::now();
+    eventually("the replica promoted", Duration::from_secs(20), || async {
+        let master = cluster.master_of(&record)?;
+        ensure!(master != killed, "the killed master still serves the slot");
+        Ok(())
+    })
+    .await?;
+    let node = cluster
+        .nodes
+        .iter_mut()
+        .find(|node| node.port == killed)
+        .context("the killed node")?;
+    node.restart()?;
+    tokio::time::sleep(AFTER).await;
+    let outcome = load.finish(ended).await?;
+    outcome.report(
+        "kill -9 of the Redis Cluster master of the queue's slot, cluster failover (a replica each, `min_replicas_ack=1`), standalone",
+    );
+    outcome.check(CLUSTER_RECOVERY)
 }
