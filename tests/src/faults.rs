@@ -45,6 +45,8 @@ struct Ledger {
     seen: Vec<(String, Value)>,
     /// When each post was acknowledged.
     posted_at: Vec<Instant>,
+    /// When each message was acknowledged: id → instant.
+    acked_at: BTreeMap<String, Instant>,
 }
 
 /// A running load; stop it with [`Load::finish`].
@@ -69,14 +71,42 @@ pub struct Outcome {
     pub failed: u64,
     /// From the end of the fault to the first post acknowledged after it.
     pub recovered_after: Option<Duration>,
+    /// When each lost message had been acknowledged.
+    pub lost_acked_at: Vec<Instant>,
 }
 
 impl Outcome {
     /// Fails unless nothing was lost, double-claimed or altered, and posts were
     /// acknowledged again within `within` of the fault's end.
     pub fn check(&self, within: Duration) -> Result<()> {
-        ensure!(self.acked > 0, "nothing was acknowledged: {self:?}");
         ensure!(self.lost == 0, "acknowledged messages were lost: {self:?}");
+        self.check_all_but_loss(within)
+    }
+
+    /// As [`Self::check`], but a setting the docs name may lose what was acknowledged
+    /// shortly before the fault: only messages acknowledged within `window` before
+    /// `fault_started` may be lost.
+    pub fn check_loss_bounded(
+        &self,
+        within: Duration,
+        fault_started: Instant,
+        window: Duration,
+    ) -> Result<()> {
+        let early = fault_started.checked_sub(window).unwrap_or(fault_started);
+        let outside = self
+            .lost_acked_at
+            .iter()
+            .filter(|at| **at < early || **at > fault_started)
+            .count();
+        ensure!(
+            outside == 0,
+            "{outside} lost messages were acknowledged outside the {window:?} before the fault: {self:?}"
+        );
+        self.check_all_but_loss(within)
+    }
+
+    fn check_all_but_loss(&self, within: Duration) -> Result<()> {
+        ensure!(self.acked > 0, "nothing was acknowledged: {self:?}");
         ensure!(
             self.double_claimed == 0,
             "messages were claimed twice: {self:?}"
@@ -203,11 +233,13 @@ impl Load {
         };
         let present = worker.everything_left().await?;
         let ledger = self.ledger.lock().expect("ledger");
-        let lost = ledger
+        let lost_acked_at: Vec<Instant> = ledger
             .acked
             .keys()
             .filter(|id| !ledger.delete_sent.contains(*id) && !present.contains_key(*id))
-            .count();
+            .filter_map(|id| ledger.acked_at.get(id).copied())
+            .collect();
+        let lost = lost_acked_at.len();
         let double_claimed = ledger
             .claims
             .values()
@@ -238,6 +270,7 @@ impl Load {
             requests: self.requests.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             recovered_after,
+            lost_acked_at,
         })
     }
 }
@@ -294,7 +327,8 @@ impl Worker {
                     let href = reply["resources"][0].as_str().unwrap_or_default();
                     let id = href.rsplit('/').next().unwrap_or_default().to_string();
                     let mut ledger = self.ledger.lock().expect("ledger");
-                    ledger.acked.insert(id, message);
+                    ledger.acked.insert(id.clone(), message);
+                    ledger.acked_at.insert(id, Instant::now());
                     ledger.posted_at.push(Instant::now());
                 }
                 _ => self.pause_after_failure().await,

@@ -6,6 +6,7 @@ pub mod faults;
 pub mod prometheus;
 pub mod proxy;
 pub mod redis_cluster;
+pub mod secantus;
 pub mod sentinel;
 pub mod webhook;
 

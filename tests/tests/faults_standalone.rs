@@ -1,6 +1,7 @@
 //! The fault suite on `zaqar standalone`: under a steady load with a ledger
 //! (`zaqar_tests::faults`), its Redis is killed (kill -9) and restarted, or frozen
-//! (SIGSTOP) for 10 s, or standalone itself is killed mid-load on its embedded store
+//! (SIGSTOP) for 10 s, or its MongoDB store (SecantusDB, writes on disk when
+//! acknowledged) is killed and restarted, or standalone itself is killed mid-load on its embedded store
 //! and restarted on the same data directory. Each time: no acknowledged message lost,
 //! none held by two live claims, no body altered, posts acknowledged again within 5 s
 //! of the fault's end (the restart of what was killed counts in that time). Each row goes to docs/reliability.md (scripts/faults-report.sh).
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use zaqar_tests::faults::{Load, QUEUE};
+use zaqar_tests::secantus::Secantus;
 use zaqar_tests::{Client, Redis, Standalone};
 
 /// Load before the fault, and after its end.
@@ -81,5 +83,24 @@ async fn standalone_killed_on_its_embedded_store_loses_nothing() -> Result<()> {
     tokio::time::sleep(AFTER).await;
     let outcome = load.finish(ended).await?;
     outcome.report("kill -9 and restart of `zaqar standalone` on its embedded SQLite store");
+    outcome.check(RECOVERY)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_killed_and_restarted_under_load_loses_nothing() -> Result<()> {
+    let Some(mut mongo) = Secantus::start()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let server = Standalone::start_with(dir.path(), &["--pool-uri", &mongo.uri("zaqar")])?;
+    create_queue(server.port).await?;
+    let load = load(server.port);
+    tokio::time::sleep(BEFORE).await;
+    mongo.kill();
+    mongo.restart()?;
+    let ended = Instant::now();
+    tokio::time::sleep(AFTER).await;
+    let outcome = load.finish(ended).await?;
+    outcome.report("kill -9 and restart of MongoDB (SecantusDB, writes journaled), standalone");
     outcome.check(RECOVERY)
 }
