@@ -357,6 +357,8 @@ impl Router {
 /// through a client `C` of one of its gRPC services.
 pub(crate) struct Catalogs<C> {
     nodes: Vec<(String, C)>,
+    /// The longest one call takes, over every node it tries.
+    request_timeout: Duration,
     /// The node that answered last, tried first.
     preferred: AtomicUsize,
     /// Some node answered once.
@@ -389,6 +391,7 @@ impl<C: Clone> Catalogs<C> {
         }
         Ok(Catalogs {
             nodes,
+            request_timeout,
             preferred: AtomicUsize::new(0),
             answered: AtomicBool::new(false),
             failed_at: Mutex::new(None),
@@ -404,7 +407,10 @@ impl<C: Clone> Catalogs<C> {
     }
 
     /// Makes `call` on the preferred node, then on the next ones while a node is
-    /// unreachable or unavailable; any other answer is final.
+    /// unreachable or unavailable; any other answer is final. The whole call takes
+    /// at most the request timeout: each node gets an equal share of what is left,
+    /// so that a node that holds the call (one cut off from its peers) leaves time
+    /// for the others.
     pub(crate) async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ZaqarError>
     where
         F: FnMut(C) -> Fut,
@@ -412,11 +418,19 @@ impl<C: Clone> Catalogs<C> {
     {
         let count = self.nodes.len();
         let first = self.preferred.load(Ordering::Relaxed) % count;
+        let deadline = Instant::now() + self.request_timeout;
         let mut step = 0;
         loop {
             let index = (first + step) % count;
             let (endpoint, client) = &self.nodes[index];
-            match call(client.clone()).await {
+            let share = deadline.saturating_duration_since(Instant::now()) / (count - step) as u32;
+            let answer = match tokio::time::timeout(share, call(client.clone())).await {
+                Ok(answer) => answer,
+                Err(_) => Err(tonic::Status::unavailable(format!(
+                    "the catalog node gave no answer within {share:?}"
+                ))),
+            };
+            match answer {
                 Ok(reply) => {
                     if step > 0 {
                         self.preferred.store(index, Ordering::Relaxed);

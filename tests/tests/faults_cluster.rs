@@ -17,13 +17,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use zaqar_tests::catalog_cluster::eventually;
+use zaqar_tests::catalog_cluster::{admin, eventually, CatalogNode};
 use zaqar_tests::faults::{Load, Outcome, QUEUE};
 use zaqar_tests::proxy::{Link, TcpProxy};
 use zaqar_tests::redis_cluster::RedisCluster;
 use zaqar_tests::sentinel::SentinelGroup;
 use zaqar_tests::{
-    free_port, spawn_api_node, wait_for_port, zaqar_bin, Client, Process, Redis, Standalone,
+    free_port, spawn_api_node, spawn_pool_node, wait_for_port, zaqar_bin, Client, Process, Redis,
+    Standalone,
 };
 
 const BEFORE: Duration = Duration::from_secs(2);
@@ -275,4 +276,101 @@ async fn a_redis_cluster_master_killed_under_load_loses_nothing() -> Result<()> 
         "kill -9 of the Redis Cluster master of the queue's slot, cluster failover (a replica each, `min_replicas_ack=1`), standalone",
     );
     outcome.check(CLUSTER_RECOVERY)
+}
+
+/// Three raft catalog nodes whose peers reach each other only through a proxy in
+/// front of each node's raft port (its advertised address), a pool-node on Redis and
+/// two api-nodes; every raft link is cut for 5 s under load. The data path goes on
+/// (the api-nodes hold the queue's placement), and once the links are back the
+/// catalog elects a leader and places a new queue again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_cut_between_the_catalog_nodes_loses_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes: Vec<CatalogNode> = (1..=3).map(|id| CatalogNode::new(id, dir.path())).collect();
+    let mut proxies = Vec::new();
+    for node in &nodes {
+        proxies.push(TcpProxy::start(node.raft_port).await?);
+    }
+    let members: Vec<String> = nodes
+        .iter()
+        .zip(&proxies)
+        .map(|(node, proxy)| format!("{}=127.0.0.1:{}", node.id, proxy.port))
+        .collect();
+    for (node, proxy) in nodes.iter_mut().zip(&proxies) {
+        node.args.extend([
+            "--members".to_string(),
+            members.join(","),
+            "--raft-advertise".to_string(),
+            format!("127.0.0.1:{}", proxy.port),
+        ]);
+        node.start(dir.path())?;
+    }
+    let endpoints: Vec<String> = nodes.iter().map(CatalogNode::endpoint).collect();
+    let has_leader = || async {
+        let status = admin(&endpoints, &["status"]).await?;
+        ensure!(status["leader_id"].is_u64(), "no leader: {status}");
+        Ok(())
+    };
+    eventually("a raft leader", Duration::from_secs(30), has_leader).await?;
+    let catalogs = endpoints.join(",");
+    let redis = Redis::start_with(&["--appendfsync", "always"])?;
+    let _pool_node = spawn_pool_node(dir.path(), "pool-1", &redis.uri(0), &catalogs, &[])?;
+    let mut api_ports = Vec::new();
+    let mut _api_nodes = Vec::new();
+    for index in 0..2 {
+        let name = format!("api-node-{index}");
+        let (process, port) = spawn_api_node(dir.path(), &name, &catalogs, &[]).await?;
+        _api_nodes.push(process);
+        api_ports.push(port);
+    }
+    let client = Client::new(api_ports[0], PROJECT);
+    eventually("the queue created", Duration::from_secs(30), || async {
+        let created = client
+            .call("PUT", &format!("/v2/queues/{QUEUE}"), None)
+            .await?;
+        ensure!(created.status == 201, "{created:?}");
+        Ok(())
+    })
+    .await?;
+
+    let load = Load::start(&api_ports, PROJECT, 2, 2, 1);
+    tokio::time::sleep(BEFORE).await;
+    let cut_at = Instant::now();
+    for proxy in &proxies {
+        proxy.set(Link::Cut);
+    }
+    // The cut is real: without its links the catalog places nothing new, and says so
+    // (503) within the api-node's request timeout (5 s) instead of holding the client.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    let during = client
+        .call("PUT", "/v2/queues/during-the-cut", None)
+        .await?;
+    ensure!(
+        during.status == 503,
+        "placing a queue during the cut: {during:?}"
+    );
+    ensure!(
+        asked.elapsed() < Duration::from_secs(8),
+        "the 503 took {:?}",
+        asked.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(cut_at.elapsed())).await;
+    for proxy in &proxies {
+        proxy.set(Link::Up);
+    }
+    let ended = Instant::now();
+    let placed = eventually("a new queue placed", RECOVERY * 2, || async {
+        let created = client.call("PUT", "/v2/queues/after-the-cut", None).await?;
+        ensure!(created.status == 201, "{created:?}");
+        Ok(ended.elapsed())
+    })
+    .await?;
+    tokio::time::sleep(AFTER).await;
+    let outcome = load.finish(ended).await?;
+    outcome.report(&format!(
+        "network cut between the 3 raft catalog nodes (every raft link), 5 s; 2 api-nodes (a new queue placed {:.1} s after)",
+        placed.as_secs_f64()
+    ));
+    outcome.check(RECOVERY)
 }
