@@ -55,9 +55,15 @@ impl GrpcServerTls {
     }
 }
 
-/// A server builder, with TLS when `tls` is set.
+/// A server builder, with TLS when `tls` is set; each call is handled in a `grpc`
+/// span, a child of the caller's span when the call carries its trace context.
 pub fn server(tls: Option<&GrpcServerTls>) -> Result<Server> {
-    let builder = Server::builder();
+    let builder = Server::builder().trace_fn(|request| {
+        let headers = request.headers();
+        zaqar_proto::trace::grpc_span(request.uri().path(), |name| {
+            headers.get(name).and_then(|value| value.to_str().ok())
+        })
+    });
     match tls {
         None => Ok(builder),
         Some(tls) => builder

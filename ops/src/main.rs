@@ -11,6 +11,7 @@ mod metrics;
 mod pool_node_cmd;
 mod shutdown;
 mod standalone;
+mod traces;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,19 @@ struct Cli {
     /// (e.g. 0.0.0.0:9464); off by default.
     #[arg(long, env = "ZAQAR_METRICS_LISTEN", global = true)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Export OpenTelemetry traces over OTLP/gRPC to this endpoint
+    /// (e.g. http://otel-collector:4317); off by default.
+    #[arg(long, env = "ZAQAR_OTLP_ENDPOINT", global = true)]
+    otlp_endpoint: Option<String>,
+    /// The share of the traces starting in this process that are kept (0 to 1); a
+    /// request that comes with a trace context follows its caller's choice.
+    #[arg(
+        long,
+        env = "ZAQAR_TRACE_SAMPLE_RATIO",
+        global = true,
+        default_value_t = 1.0
+    )]
+    trace_sample_ratio: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,9 +82,33 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
     let is_admin = matches!(cli.command, Command::Admin(_));
-    match run(cli.command, cli.metrics_listen).await {
+    let traces = match cli.otlp_endpoint.clone().filter(|_| !is_admin) {
+        None => None,
+        Some(endpoint) => {
+            let settings = traces::TraceSettings {
+                endpoint,
+                sample_ratio: cli.trace_sample_ratio,
+            };
+            match traces::Traces::start(&settings, cli.command.service_name()) {
+                Ok(started) => Some(started),
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let (traces, tracer) = match traces {
+        Some((traces, tracer)) => (Some(traces), Some(tracer)),
+        None => (None, None),
+    };
+    init_logs(cli.log_format, tracer);
+    let outcome = run(cli.command, cli.metrics_listen).await;
+    if let Some(traces) = traces {
+        traces.stop().await;
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_admin => {
             eprintln!("error: {err:#}");
@@ -83,16 +121,42 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by RUST_LOG, as text or as JSON lines.
-fn init_logs(format: LogFormat) {
+/// Logs to stderr, filtered by RUST_LOG, as text or as JSON lines; with `tracer`,
+/// spans also go to OpenTelemetry (unfiltered by RUST_LOG, so that a trace is whole
+/// whatever the log level).
+fn init_logs(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().with_current_span(true).init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().with_current_span(true).boxed(),
+    };
+    let spans = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(spans)
+        .init();
+}
+
+impl Command {
+    /// The name of this process's service in traces.
+    fn service_name(&self) -> &'static str {
+        match self {
+            Command::Standalone(_) => "zaqar-standalone",
+            Command::ApiNode(_) => "zaqar-api-node",
+            Command::PoolNode(_) => "zaqar-pool-node",
+            Command::Catalog(_) => "zaqar-catalog",
+            Command::Admin(_) => "zaqar-admin",
+        }
     }
 }
 

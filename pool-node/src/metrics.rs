@@ -275,14 +275,16 @@ impl MeteredStore {
         Arc::new(MeteredStore { inner, backend })
     }
 
-    /// Runs `call` as `operation`, recording its time and, if it fails, its error.
+    /// Runs `call` as `operation` in a `store` span, recording its time and, if it
+    /// fails, its error.
     async fn measure<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
         let started = Instant::now();
-        let result = call.await;
+        let span = tracing::info_span!("store", backend = self.backend, op = operation);
+        let result = tracing::Instrument::instrument(call, span).await;
         let labels = OperationLabels {
             backend: self.backend,
             operation,

@@ -111,9 +111,15 @@ fn refused(reason: &str) -> Status {
 pub struct Attach(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl Interceptor for Attach {
+    /// Adds the token, and the trace context of the calling span (`trace.rs`).
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
             request.metadata_mut().insert(HEADER, value.clone());
+        }
+        for (name, value) in crate::trace::outgoing() {
+            if let Ok(value) = value.parse() {
+                request.metadata_mut().insert(name, value);
+            }
         }
         Ok(request)
     }

@@ -4,6 +4,7 @@ pub mod cluster_auth;
 pub mod error;
 pub mod limits;
 pub mod redis_uri;
+pub mod trace;
 pub mod uri;
 
 /// Generated prost messages and tonic clients/servers of `zaqar.v1`.

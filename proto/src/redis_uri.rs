@@ -391,10 +391,6 @@ mod tests {
             ("redis+cluster://h1,h2?master=m", "no master"),
             ("redis+cluster://h1/1", "only database 0"),
             ("redis+cluster://h1?dbid=2", "only database 0"),
-            (
-                "redis+cluster://h1?min_replicas_ack=1",
-                "not supported with a Redis Cluster",
-            ),
         ] {
             let err = RedisUri::parse(uri).unwrap_err();
             assert!(err.contains(says), "{uri}: {err}");

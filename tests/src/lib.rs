@@ -3,6 +3,7 @@
 
 pub mod catalog_cluster;
 pub mod faults;
+pub mod otlp;
 pub mod prometheus;
 pub mod proxy;
 pub mod redis_cluster;
@@ -443,12 +444,26 @@ impl Client {
 
     /// Sends `method path` with an optional JSON body.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Reply> {
+        self.call_with_headers(method, path, body, &[]).await
+    }
+
+    /// [`Self::call`] with more `headers`.
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
             .header("X-Project-ID", &self.project)
             .header("Client-ID", &self.client_id);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(roles) = &self.roles {
             request = request.header("X-Roles", roles);
         }

@@ -1,5 +1,6 @@
 //! A webhook receiver for notification tests: an HTTP/1.1 endpoint on a free
-//! loopback port that answers 200 to every POST and hands over its JSON body.
+//! loopback port that answers 200 to every POST and hands over its JSON body (and
+//! its head, lower-cased).
 
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub const DELIVERY_WAIT: Duration = Duration::from_secs(20);
 /// A running receiver; stops when dropped.
 pub struct Webhook {
     pub url: String,
-    bodies: mpsc::UnboundedReceiver<Value>,
+    bodies: mpsc::UnboundedReceiver<(String, Value)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,6 +47,12 @@ impl Webhook {
 
     /// The next body received (`null` when it was not JSON), within [`DELIVERY_WAIT`].
     pub async fn next(&mut self) -> Result<Value> {
+        Ok(self.next_request().await?.1)
+    }
+
+    /// The head (request line and headers, lower-cased) and body of the next
+    /// request, within [`DELIVERY_WAIT`].
+    pub async fn next_request(&mut self) -> Result<(String, Value)> {
         tokio::time::timeout(DELIVERY_WAIT, self.bodies.recv())
             .await
             .with_context(|| format!("no notification at {} within {DELIVERY_WAIT:?}", self.url))?
@@ -67,7 +74,7 @@ impl Drop for Webhook {
 }
 
 /// Reads requests off one kept-alive connection, answering each with 200.
-async fn serve(mut stream: TcpStream, sender: mpsc::UnboundedSender<Value>) {
+async fn serve(mut stream: TcpStream, sender: mpsc::UnboundedSender<(String, Value)>) {
     let mut buffer = Vec::new();
     loop {
         let head_end = loop {
@@ -96,7 +103,7 @@ async fn serve(mut stream: TcpStream, sender: mpsc::UnboundedSender<Value>) {
         let body =
             serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or(Value::Null);
         buffer.drain(..head_end + length);
-        let _ = sender.send(body);
+        let _ = sender.send((head, body));
         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
         if stream.write_all(ok).await.is_err() {
             return;

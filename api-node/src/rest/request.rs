@@ -106,10 +106,21 @@ where
     F: FnOnce(Context, Request) -> Fut,
     Fut: Future<Output = Result<Response, RestError>>,
 {
-    // Every log line of the request carries its id, and so does the answer.
+    // Every log line of the request carries its id, and so does the answer; with
+    // tracing on, the span continues the client's trace (`traceparent`), and its
+    // log lines carry the trace id.
     let id = crate::request_id::new();
-    let span =
-        tracing::info_span!("request", id = %id, method = %request.method, path = %request.path);
+    let span = tracing::info_span!("request", id = %id, method = %request.method,
+        path = %request.path, trace_id = tracing::field::Empty);
+    zaqar_proto::trace::adopt(&span, |name| {
+        request
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    });
+    if let Some(trace_id) = zaqar_proto::trace::trace_id(&span) {
+        span.record("trace_id", trace_id.as_str());
+    }
     let started = std::time::Instant::now();
     let route = crate::metrics::RouteOf::new(request.method.as_str(), &request.path);
     let mut response = handle_identified(request, allowed, handler)

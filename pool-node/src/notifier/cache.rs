@@ -1,6 +1,7 @@
 //! The messages of recent posts, by id, so delivery sends a message exactly as
 //! posted (its `delay` included, never decrypted again). A document is built on
-//! its first delivery, not on the post's path.
+//! its first delivery, not on the post's path. With tracing on, each message keeps
+//! the trace context of its post, so that its deliveries join the post's trace.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,9 +16,13 @@ pub struct DocumentCache {
     entries: Mutex<Entries>,
 }
 
+/// The headers that carry a post's trace context (`zaqar_proto::trace`), shared
+/// by the messages of the post.
+pub type TraceHeaders = Arc<[(&'static str, String)]>;
+
 #[derive(Default)]
 struct Entries {
-    documents: HashMap<String, Cached>,
+    documents: HashMap<String, (Cached, TraceHeaders)>,
     order: VecDeque<String>,
 }
 
@@ -34,8 +39,12 @@ impl DocumentCache {
         }
     }
 
-    /// Keeps the messages of one post, by their new ids.
-    pub fn insert(&self, posted: impl IntoIterator<Item = (String, NewMessage)>) {
+    /// Keeps the messages of one post, by their new ids, with the post's `trace`.
+    pub fn insert(
+        &self,
+        posted: impl IntoIterator<Item = (String, NewMessage)>,
+        trace: TraceHeaders,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -44,7 +53,7 @@ impl DocumentCache {
             .lock()
             .expect("the cache lock is never poisoned");
         for (id, message) in posted {
-            let cached = Cached::Posted(message);
+            let cached = (Cached::Posted(message), trace.clone());
             if entries.documents.insert(id.clone(), cached).is_none() {
                 entries.order.push_back(id);
             }
@@ -62,13 +71,23 @@ impl DocumentCache {
             .entries
             .lock()
             .expect("the cache lock is never poisoned");
-        let cached = entries.documents.get_mut(id)?;
+        let (cached, _) = entries.documents.get_mut(id)?;
         let built: Arc<str> = match cached {
             Cached::Built(document) => return Some(document.clone()),
             Cached::Posted(message) => target::document_of(queue_name, message).into(),
         };
         *cached = Cached::Built(built.clone());
         Some(built)
+    }
+
+    /// The trace context of the post of message `id`, if it is cached (empty when
+    /// tracing was off).
+    pub fn trace(&self, id: &str) -> Option<TraceHeaders> {
+        let entries = self
+            .entries
+            .lock()
+            .expect("the cache lock is never poisoned");
+        entries.documents.get(id).map(|(_, trace)| trace.clone())
     }
 }
 
@@ -84,15 +103,21 @@ mod tests {
             body_json: n.to_string(),
         };
         let cache = DocumentCache::new(2);
-        cache.insert([("a".into(), message(0)), ("b".into(), message(2))]);
-        cache.insert([("c".into(), message(3))]);
+        let trace: TraceHeaders = Arc::new([("traceparent", "00-1-2-01".to_string())]);
+        cache.insert(
+            [("a".into(), message(0)), ("b".into(), message(2))],
+            Arc::new([]),
+        );
+        cache.insert([("c".into(), message(3))], trace.clone());
         assert_eq!(cache.document("a", "q"), None);
         let b = r#"{"ttl":60,"body":2,"delay":2,"Message_Type":"Notification","queue_name":"q"}"#;
         assert_eq!(cache.document("b", "q").as_deref(), Some(b));
         assert_eq!(cache.document("b", "q").as_deref(), Some(b));
         assert!(cache.document("c", "q").is_some());
+        assert_eq!(cache.trace("c").as_deref(), Some(&trace[..]));
+        assert_eq!(cache.trace("b").map(|t| t.len()), Some(0));
         let empty = DocumentCache::new(0);
-        empty.insert([("a".into(), message(0))]);
+        empty.insert([("a".into(), message(0))], Arc::new([]));
         assert_eq!(empty.document("a", "q"), None);
     }
 }

@@ -407,13 +407,27 @@ impl Lane {
             let Some(document) = self.document(message) else {
                 continue;
             };
-            let delivery = self.deliverer.deliver(
-                &self.queue,
-                &subscription.id,
-                &target,
-                &document,
-                &schedule,
-                &self.state.stopped,
+            // With tracing on, the delivery is a span of the post's trace.
+            let span = tracing::info_span!("notify", subscription = %subscription.id,
+                message = %message.id);
+            if let Some(trace) = self.cache.trace(&message.id) {
+                zaqar_proto::trace::adopt(&span, |name| {
+                    trace
+                        .iter()
+                        .find(|(header, _)| *header == name)
+                        .map(|(_, value)| value.as_str())
+                });
+            }
+            let delivery = tracing::Instrument::instrument(
+                self.deliverer.deliver(
+                    &self.queue,
+                    &subscription.id,
+                    &target,
+                    &document,
+                    &schedule,
+                    &self.state.stopped,
+                ),
+                span,
             );
             tokio::pin!(delivery);
             // Retries may take longer than the lease: it is renewed meanwhile.

@@ -139,7 +139,8 @@ impl Notifier {
         if messages.is_empty() || self.listings.has_no_subscriptions(&queue) {
             return;
         }
-        self.cache.insert(ids.iter().cloned().zip(messages));
+        let trace = zaqar_proto::trace::outgoing().into();
+        self.cache.insert(ids.iter().cloned().zip(messages), trace);
         if !self.listings.wake(&queue) {
             self.send(Event::Posted(queue));
         }

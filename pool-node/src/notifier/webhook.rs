@@ -3,7 +3,7 @@
 use super::deliver::Failure;
 use super::network;
 
-/// POSTs `body` to `url` with `headers`. 2xx and 3xx are delivered; 408, 429 and
+/// POSTs `body` to `url` with `headers` (and `traceparent` with tracing on). 2xx and 3xx are delivered; 408, 429 and
 /// 5xx, connection errors and timeouts are worth a retry; other 4xx are final
 /// (the endpoint refused the notification, as Zaqar treats them).
 pub async fn post(
@@ -15,6 +15,10 @@ pub async fn post(
     let mut request = client.post(url).body(body);
     for (name, value) in headers {
         request = request.header(name.as_str(), value.as_str());
+    }
+    // The trace context of the delivery's span (none with tracing off).
+    for (name, value) in zaqar_proto::trace::outgoing() {
+        request = request.header(name, value);
     }
     let response = request.send().await.map_err(|err| {
         if err.is_builder() {

@@ -1,0 +1,97 @@
+//! Traces across processes: a catalog, a pool-node and an api-node exporting spans
+//! over OTLP to a receiver in the test. A post that comes with a W3C `traceparent`
+//! gives spans in the api-node (the REST request), in the pool-node (the gRPC call,
+//! the store operation) and of the webhook delivery, all in the client's trace, and
+//! the webhook receiver gets a `traceparent` of that trace too.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use serde_json::json;
+use zaqar_tests::catalog_cluster::eventually;
+use zaqar_tests::otlp::OtlpReceiver;
+use zaqar_tests::webhook::{loopback_allowed_config, Webhook};
+use zaqar_tests::{
+    free_port, spawn_api_node, spawn_pool_node, wait_for_port, zaqar_bin, Client, Process,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_post_is_one_trace_from_the_client_to_the_webhook() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let mut webhook = Webhook::start().await?;
+    let dir = tempfile::tempdir()?;
+    let catalog_port = free_port();
+    let _catalog = Process::spawn(
+        "catalog",
+        &zaqar_bin(),
+        &[
+            "catalog",
+            "--listen",
+            &format!("127.0.0.1:{catalog_port}"),
+            "--uri",
+            &format!("sqlite://{}", dir.path().join("catalog.db").display()),
+        ],
+        dir.path(),
+    )?;
+    wait_for_port(catalog_port, Duration::from_secs(30))?;
+    let catalog = format!("http://127.0.0.1:{catalog_port}");
+    let store = format!("sqlite://{}", dir.path().join("pool.db").display());
+    let config = loopback_allowed_config(dir.path())?;
+    let traced = ["--otlp-endpoint", &receiver.endpoint];
+    let pool_args = [traced[0], traced[1], "--config", &config];
+    let _pool_node = spawn_pool_node(dir.path(), "pool-1", &store, &catalog, &pool_args)?;
+    let (_api_node, port) = spawn_api_node(dir.path(), "api-node", &catalog, &traced).await?;
+
+    let client = Client::new(port, "traced");
+    eventually("the queue created", Duration::from_secs(30), || async {
+        let created = client.call("PUT", "/v2/queues/traced", None).await?;
+        ensure!(created.status == 201, "{created:?}");
+        Ok(())
+    })
+    .await?;
+    let subscribe = json!({"subscriber": webhook.url, "ttl": 3600, "options": {}});
+    let subscribed = client
+        .call("POST", "/v2/queues/traced/subscriptions", Some(subscribe))
+        .await?;
+    ensure!(subscribed.status == 201, "{subscribed:?}");
+
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let post = json!({"messages": [{"ttl": 300, "body": {"traced": true}}]});
+    let posted = client
+        .call_with_headers(
+            "POST",
+            "/v2/queues/traced/messages",
+            Some(post),
+            &[("traceparent", &traceparent)],
+        )
+        .await?;
+    ensure!(posted.status == 201, "{posted:?}");
+
+    let (head, body) = webhook.next_request().await?;
+    ensure!(body["body"]["traced"] == true, "{body}");
+    ensure!(
+        head.contains(&format!("traceparent: 00-{trace_id}-")),
+        "the webhook got no traceparent of the post's trace: {head}"
+    );
+    let expected = [
+        ("zaqar-api-node", "request"),
+        ("zaqar-pool-node", "grpc"),
+        ("zaqar-pool-node", "store"),
+        ("zaqar-pool-node", "notify"),
+    ];
+    eventually("the spans of the post", Duration::from_secs(30), || async {
+        let spans = receiver.spans();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(service, name)| {
+                !spans
+                    .iter()
+                    .any(|s| s.trace_id == trace_id && s.service == *service && s.name == *name)
+            })
+            .collect();
+        ensure!(missing.is_empty(), "missing {missing:?} among {spans:?}");
+        Ok(())
+    })
+    .await
+}
