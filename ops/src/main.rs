@@ -137,8 +137,13 @@ fn init_logs(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>
         LogFormat::Json => logs.json().with_current_span(true).boxed(),
     };
     let spans = tracer.map(|tracer| {
+        // Without code locations, thread names and busy/idle times: each costs
+        // work on every span (and every poll of an instrumented future), sampled or not.
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     tracing_subscriber::registry()
