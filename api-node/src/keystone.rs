@@ -193,9 +193,15 @@ impl Keystone {
     pub async fn validate(&self, token: &str) -> Result<TokenInfo, ZaqarError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(answer) = self.cached(&key) {
+            crate::metrics::record_keystone_validation("cached");
             return answer.ok_or_else(unauthorized);
         }
-        let info = self.fetch(token).await?;
+        let started = Instant::now();
+        let fetched = self.fetch(token).await;
+        crate::metrics::record_keystone_request(started.elapsed());
+        let info = fetched.inspect_err(|_| crate::metrics::record_keystone_validation("error"))?;
+        let result = if info.is_some() { "valid" } else { "invalid" };
+        crate::metrics::record_keystone_validation(result);
         self.remember(key, info.clone());
         info.ok_or_else(unauthorized)
     }

@@ -12,6 +12,13 @@
 //! - `zaqar_placement_lookups_total{result}`: where the router found a queue's pool:
 //!   `cached`, `catalog` (asked), `last_known` (the catalog could not answer; see
 //!   `routing.rs`).
+//! - `zaqar_pool_calls_total{method, code}` and `zaqar_pool_call_duration_seconds{method}`:
+//!   every call to a pool-node (over gRPC, or in process in standalone), by RPC and
+//!   gRPC status code.
+//! - `zaqar_rate_limited_total`: requests refused with 429 by the per-project rate limit.
+//! - `zaqar_keystone_validations_total{result}` and
+//!   `zaqar_keystone_request_duration_seconds`: token validations (`cached`, or asked of
+//!   Keystone: `valid`, `invalid`, `error`) and the time Keystone took to answer.
 //!
 //! The metrics are process-wide; [`register`] adds them to the registry a role serves.
 
@@ -54,7 +61,23 @@ struct LookupLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolCallLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
 struct ApiMetrics {
+    pool_calls: Family<PoolCallLabels, Counter>,
+    pool_call_durations: Family<MethodLabels, Histogram>,
+    rate_limited: Counter,
+    keystone_validations: Family<LookupLabels, Counter>,
+    keystone_durations: Histogram,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
     websockets: Gauge,
@@ -64,6 +87,13 @@ struct ApiMetrics {
 }
 
 static METRICS: LazyLock<ApiMetrics> = LazyLock::new(|| ApiMetrics {
+    pool_calls: Family::default(),
+    pool_call_durations: Family::new_with_constructor(|| {
+        Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+    }),
+    rate_limited: Counter::default(),
+    keystone_validations: Family::default(),
+    keystone_durations: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
     websockets: Gauge::default(),
     actions: Family::default(),
     action_durations: Family::new_with_constructor(|| {
@@ -109,6 +139,86 @@ pub fn register(registry: &mut Registry) {
         "Where the router found a queue's pool: cached, catalog or last_known",
         METRICS.lookups.clone(),
     );
+    registry.register(
+        "zaqar_pool_calls",
+        "Calls to pool-nodes, by RPC and gRPC status code",
+        METRICS.pool_calls.clone(),
+    );
+    registry.register(
+        "zaqar_pool_call_duration_seconds",
+        "Time of a call to a pool-node, by RPC",
+        METRICS.pool_call_durations.clone(),
+    );
+    registry.register(
+        "zaqar_rate_limited",
+        "Requests refused by the per-project rate limit (429)",
+        METRICS.rate_limited.clone(),
+    );
+    registry.register(
+        "zaqar_keystone_validations",
+        "Token validations: cached, or asked of Keystone (valid, invalid, error)",
+        METRICS.keystone_validations.clone(),
+    );
+    registry.register(
+        "zaqar_keystone_request_duration_seconds",
+        "Time Keystone took to validate a token",
+        METRICS.keystone_durations.clone(),
+    );
+}
+
+/// Records a call to a pool-node's `method` that ended with `code` after `took`.
+pub fn record_pool_call(method: &'static str, code: tonic::Code, took: Duration) {
+    let code = grpc_code_name(code);
+    METRICS
+        .pool_calls
+        .get_or_create(&PoolCallLabels { method, code })
+        .inc();
+    METRICS
+        .pool_call_durations
+        .get_or_create(&MethodLabels { method })
+        .observe(took.as_secs_f64());
+}
+
+/// The snake_case name of a gRPC status code (`ok`, `not_found`, `unavailable`, ...).
+fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "ok",
+        Cancelled => "cancelled",
+        Unknown => "unknown",
+        InvalidArgument => "invalid_argument",
+        DeadlineExceeded => "deadline_exceeded",
+        NotFound => "not_found",
+        AlreadyExists => "already_exists",
+        PermissionDenied => "permission_denied",
+        ResourceExhausted => "resource_exhausted",
+        FailedPrecondition => "failed_precondition",
+        Aborted => "aborted",
+        OutOfRange => "out_of_range",
+        Unimplemented => "unimplemented",
+        Internal => "internal",
+        Unavailable => "unavailable",
+        DataLoss => "data_loss",
+        Unauthenticated => "unauthenticated",
+    }
+}
+
+/// Counts a request refused by the rate limit.
+pub fn record_rate_limited() {
+    METRICS.rate_limited.inc();
+}
+
+/// Counts a token validation: `cached`, `valid`, `invalid` or `error`.
+pub fn record_keystone_validation(result: &'static str) {
+    METRICS
+        .keystone_validations
+        .get_or_create(&LookupLabels { result })
+        .inc();
+}
+
+/// Records how long Keystone took to answer a validation.
+pub fn record_keystone_request(took: Duration) {
+    METRICS.keystone_durations.observe(took.as_secs_f64());
 }
 
 /// Counts an open WebSocket connection until the returned guard is dropped.

@@ -105,6 +105,7 @@ pub struct Throttled {
 
 impl From<Throttled> for ZaqarError {
     fn from(throttled: Throttled) -> ZaqarError {
+        crate::metrics::record_rate_limited();
         let seconds = retry_after_secs(throttled.retry_after);
         ZaqarError::new(
             ErrorCode::TooManyRequests {

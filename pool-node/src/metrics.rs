@@ -16,6 +16,8 @@
 //! - `zaqar_notifier_deliveries_total{kind, result}`: notifications by `kind`
 //!   (`webhook`, `websocket`, `email`) and `result` (`delivered`, `gave_up`: refused
 //!   or out of retries, `abandoned`: the subscription went away meanwhile).
+//! - `zaqar_notifier_delivery_lag_seconds{kind}` (histogram): from a message's post to
+//!   its delivery, retries included: how far notifications run behind the queues.
 //!
 //! The metrics are process-wide; [`register`] adds them to the registry a role serves.
 
@@ -75,8 +77,14 @@ struct DeliveryLabels {
 }
 
 /// The pool-node's metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
 struct PoolMetrics {
     deliveries: Family<DeliveryLabels, Counter>,
+    delivery_lags: Family<KindLabels, Histogram>,
     durations: Family<OperationLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
@@ -89,6 +97,10 @@ struct PoolMetrics {
 
 static METRICS: LazyLock<PoolMetrics> = LazyLock::new(|| PoolMetrics {
     deliveries: Family::default(),
+    // 1 ms to about 4.7 hours.
+    delivery_lags: Family::new_with_constructor(|| {
+        Histogram::new(exponential_buckets(0.001, 4.0, 13))
+    }),
     // 100 µs to about 6.5 s.
     durations: Family::new_with_constructor(|| {
         Histogram::new(exponential_buckets(0.0001, 2.0, 17))
@@ -149,6 +161,19 @@ pub(crate) fn record_delivery(kind: &'static str, result: &'static str) {
         .deliveries
         .get_or_create(&DeliveryLabels { kind, result })
         .inc();
+}
+
+/// Records that a message posted at `created_ms` (ms since the epoch) was just
+/// delivered as a notification of `kind`.
+pub(crate) fn record_delivery_lag(kind: &'static str, created_ms: i64) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64);
+    let lag = (now_ms - created_ms).max(0) as f64 / 1000.0;
+    METRICS
+        .delivery_lags
+        .get_or_create(&KindLabels { kind })
+        .observe(lag);
 }
 
 /// Whether [`spawn_queue_depths`] keeps depth gauges, so that store calls note their queue.
@@ -242,6 +267,11 @@ pub fn register(registry: &mut Registry) {
         "zaqar_notifier_deliveries",
         "Notifications by kind (webhook, websocket, email) and result",
         METRICS.deliveries.clone(),
+    );
+    registry.register(
+        "zaqar_notifier_delivery_lag_seconds",
+        "Time from a message's post to its delivery as a notification, by kind",
+        METRICS.delivery_lags.clone(),
     );
     registry.register(
         "zaqar_queue_messages",

@@ -128,6 +128,14 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     prometheus
         .eventually_equals(delivered, POSTED as f64)
         .await?;
+    let lagged = r#"sum(zaqar_notifier_delivery_lag_seconds_count{kind="webhook"})"#;
+    prometheus.eventually_equals(lagged, POSTED as f64).await?;
+    let pool_posts = r#"sum(zaqar_pool_calls_total{method="post_messages",code="ok"})"#;
+    prometheus
+        .eventually_equals(pool_posts, POSTED as f64)
+        .await?;
+    let timed = r#"sum(zaqar_pool_call_duration_seconds_count{method="post_messages"})"#;
+    prometheus.eventually_equals(timed, POSTED as f64).await?;
     let lookups = r#"sum(zaqar_placement_lookups_total{result=~"cached|catalog"}) > bool 0"#;
     prometheus.eventually_equals(lookups, 1.0).await?;
     let memory = "zaqar_process_resident_memory_bytes > bool 1000000";

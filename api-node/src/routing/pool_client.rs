@@ -32,13 +32,15 @@ pub enum PoolClient {
     },
 }
 
-/// One method per RPC, with the signature of the generated gRPC client's.
+/// One method per RPC, with the signature of the generated gRPC client's; each call
+/// is counted and timed (`zaqar_pool_calls_total`, `zaqar_pool_call_duration_seconds`).
 macro_rules! pool_calls {
     ($($method:ident($request:ty) -> $reply:ty;)*) => {
         impl PoolClient {
             $(
                 pub async fn $method(&mut self, request: $request) -> Result<Response<$reply>, Status> {
-                    match self {
+                    let started = std::time::Instant::now();
+                    let answer = match self {
                         PoolClient::Grpc(client) => client.$method(request).await,
                         PoolClient::InProcess { service, timeout } => {
                             let call = service.$method(tonic::Request::new(request));
@@ -46,7 +48,10 @@ macro_rules! pool_calls {
                                 .await
                                 .unwrap_or_else(|_| Err(Status::cancelled("Timeout expired")))
                         }
-                    }
+                    };
+                    let code = answer.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+                    crate::metrics::record_pool_call(stringify!($method), code, started.elapsed());
+                    answer
                 }
             )*
         }

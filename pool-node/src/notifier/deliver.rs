@@ -90,11 +90,7 @@ impl Deliverer {
         let outcome = self
             .deliver_with_retries(queue, subscription_id, target, document, schedule, stopped)
             .await;
-        let kind = match target {
-            Target::Webhook { trusted: true, .. } => "websocket",
-            Target::Webhook { .. } => "webhook",
-            Target::Mailto { .. } => "email",
-        };
+        let kind = target.kind();
         let result = match outcome {
             Outcome::Delivered => "delivered",
             Outcome::GaveUp => "gave_up",

@@ -445,6 +445,9 @@ impl Lane {
             if outcome == Outcome::Abandoned {
                 return false;
             }
+            if outcome == Outcome::Delivered {
+                crate::metrics::record_delivery_lag(target.kind(), message.created_ms);
+            }
         }
         true
     }

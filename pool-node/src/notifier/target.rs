@@ -43,6 +43,16 @@ pub enum Unsupported {
 }
 
 impl Target {
+    /// The kind of notification, as the metrics name it: `webhook`, `websocket`
+    /// (a push subscription) or `email`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Webhook { trusted: true, .. } => "websocket",
+            Target::Webhook { .. } => "webhook",
+            Target::Mailto { .. } => "email",
+        }
+    }
+
     /// The target of `subscriber` with the subscription's parsed `options`.
     pub fn of(subscriber: &str, options: &Map<String, Value>) -> Result<Self, Unsupported> {
         let (subscriber, trusted) = match push_url(subscriber) {
