@@ -57,6 +57,13 @@ impl AdminCatalog {
         Ok(AdminCatalog { catalog })
     }
 
+    /// The catalog's backend and, for raft, the answering node's view of the group.
+    pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, ZaqarError> {
+        self.catalog
+            .call(|mut admin| async move { admin.cluster_status(pb::Empty {}).await })
+            .await
+    }
+
     pub async fn list_pools(&self) -> Result<Vec<pb::Pool>, ZaqarError> {
         let reply = self
             .catalog

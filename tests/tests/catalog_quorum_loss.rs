@@ -55,6 +55,18 @@ async fn serves(client: &Client, queue: &str) -> Result<()> {
 }
 
 /// Checks that creating a queue the api-node never saw answers 503 with Zaqar's body.
+/// The raft part of `/v2/health`'s `catalog` (the client must be an admin).
+async fn catalog_in_health(admin: &Client) -> Result<serde_json::Value> {
+    let health = admin.call("GET", "/v2/health", None).await?;
+    ensure!(health.status == 200, "{health:?}");
+    ensure!(
+        health.body["catalog"]["backend"] == "raft",
+        "{}",
+        health.body
+    );
+    Ok(health.body["catalog"]["raft"].clone())
+}
+
 async fn refuses_a_new_placement(client: &Client, queue: &str) -> Result<()> {
     let started = Instant::now();
     let created = client
@@ -92,7 +104,7 @@ async fn scenario() -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "catalog_endpoint = \"{catalogs}\"\nplacement_cache_ttl_ms = {}\n",
+            "catalog_endpoint = \"{catalogs}\"\nplacement_cache_ttl_ms = {}\nadmin_mode = true\n",
             CACHE_TTL.as_millis()
         ),
     )?;
@@ -128,11 +140,25 @@ async fn scenario() -> Result<()> {
     ensure!(created.status == 201, "{created:?}");
     serves(&client, "known-1").await?;
     serves(&client, "known-2").await?;
+    let mut admin = Client::new(api_port, "quorum-project");
+    admin.roles = Some("admin".into());
+    let raft = catalog_in_health(&admin).await?;
+    ensure!(
+        raft["has_leader"] == true && raft["voters"] == 3,
+        "before: {raft}"
+    );
 
     // Two of three catalog nodes die: no quorum.
     nodes[0].kill();
     nodes[1].kill();
     serves(&client, "known-1").await?;
+    // The node left says so in the health report once its election timeout passed.
+    eventually("the health report without a leader", SETTLE, || async {
+        let raft = catalog_in_health(&admin).await?;
+        ensure!(raft["has_leader"] == false, "{raft}");
+        Ok(())
+    })
+    .await?;
     tokio::time::sleep(CACHE_TTL + Duration::from_secs(1)).await;
     serves(&client, "known-2").await?;
     refuses_a_new_placement(&client, "never-seen").await?;

@@ -28,8 +28,8 @@ pub async fn ping(ctx: &Context) -> bool {
     }
 }
 
-/// Zaqar's pooled health report (admin only): whether the catalog answers and,
-/// per pool, whether its store answers and how long the check took, and (under
+/// Zaqar's pooled health report (admin only): whether the catalog answers (and,
+/// under `catalog`, its backend and raft leadership), and, per pool, whether its store answers and how long the check took, and (under
 /// `report`) what the pool-node last reported to the catalog: a pool that has not
 /// reported for three of its intervals is unhealthy ("no report for N s").
 pub async fn health(ctx: &Context) -> Result<Map<String, Value>, ZaqarError> {
@@ -42,10 +42,13 @@ pub async fn health(ctx: &Context) -> Result<Map<String, Value>, ZaqarError> {
         Err(err) => {
             tracing::warn!(error = %err, "health: catalog unreachable");
             report.insert("catalog_reachable".into(), Value::Bool(false));
+            // A raft node without quorum cannot list pools, but says what it sees.
+            report.insert("catalog".into(), catalog_health(ctx).await);
             return Ok(report);
         }
     };
     report.insert("catalog_reachable".into(), Value::Bool(true));
+    report.insert("catalog".into(), catalog_health(ctx).await);
     let reported: HashMap<String, pb::PoolHealthStatus> = match ctx.router().pool_health().await {
         Ok(reported) => reported.into_iter().map(|r| (r.pool.clone(), r)).collect(),
         Err(err) => {
@@ -59,6 +62,28 @@ pub async fn health(ctx: &Context) -> Result<Map<String, Value>, ZaqarError> {
         report.insert(pool.name.clone(), status);
     }
     Ok(report)
+}
+
+/// The catalog's backend and, for a raft catalog, whether the node that answered
+/// knows a leader (it does not while its group has no quorum, once an election
+/// timeout has passed), with the term and the voters it knows.
+async fn catalog_health(ctx: &Context) -> Value {
+    match ctx.services.admin.cluster_status().await {
+        Ok(status) => {
+            let raft = status.raft.map(|raft| {
+                json!({
+                    "node_id": raft.node_id,
+                    "state": raft.state,
+                    "has_leader": raft.leader_id.is_some(),
+                    "leader_id": raft.leader_id,
+                    "term": raft.term,
+                    "voters": raft.members.iter().filter(|member| member.voter).count(),
+                })
+            });
+            json!({"backend": status.backend, "raft": raft})
+        }
+        Err(err) => json!({"backend": null, "error": err.description}),
+    }
 }
 
 /// What the pool-node last reported, as the catalog judges it.
