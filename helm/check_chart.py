@@ -10,6 +10,8 @@ api-node and pool-node reaches every catalog node, each pool has its Deployment 
 selectors match, the PDB and HPA target the right workloads, secrets resolve, containers run
 non-root on a read-only root filesystem, and the api-node's TOML file, written by the chart's
 own script from secrets holding quotes and backslashes, parses with the settings intended.
+The metrics port, ServiceMonitor, PrometheusRule and Grafana dashboard are checked by
+helm/check_monitoring.py (the alerts and panels read only metrics the code exports; promtool).
 Then it checks that bad values are refused with a clear message.
 """
 
@@ -25,7 +27,13 @@ import helm_python as helm
 import kubernetes_validate
 import yaml
 
+# Run as a script, this module is also `check_chart` for check_monitoring, which imports it.
+sys.modules.setdefault("check_chart", sys.modules[__name__])
+import check_monitoring  # noqa: E402
+import metric_names  # noqa: E402
+
 RELEASE, NAMESPACE, DOMAIN = "demo", "zaqar", "cluster.local"
+OPERATIONS_MD = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 KUBE_VERSIONS = ["1.25.0", kubernetes_validate.utils.latest_version()]
 
 
@@ -85,6 +93,8 @@ def pod_templates(docs):
 
 def check_schemas(docs):
     for path, doc in docs:
+        if doc["apiVersion"] == check_monitoring.CRD_API:  # no schema: check_monitoring checks them
+            continue
         for version in KUBE_VERSIONS:
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
@@ -454,6 +464,12 @@ REFUSED = [
     ({"internalTls": {"enabled": True}}, "internalTls.secretName is required"),
     ({"internalTls": {"enabled": True, "secretName": "t"}, "catalog": {"config": {"tls": {"cert_file": "c"}}}},
      "catalog.config.tls is set by the chart"),
+    ({"metrics": {"port": 8888}}, "metrics.port 8888 is also apiNode.service.restPort"),
+    ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, "need metrics.enabled"),
+    ({"metrics": {"prometheusRule": {"enabled": True, "poolReportAgeSeconds": 10}}},
+     "must exceed twice poolNode.healthReportInterval"),
+    ({"metrics": {"serviceMonitor": {"intervall": "1m"}}}, "additional properties 'intervall'"),
+    ({"metrics": {"prometheusRule": {"http5xxRatio": 5}}}, "at '/metrics/prometheusRule/http5xxRatio'"),
 ]
 
 
@@ -473,6 +489,8 @@ def main():
     problems = [m for m in lint["messages"] if m["severity"] >= 2] + lint["errors"]
     expect(not problems, f"helm lint: {problems}")
     defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    exported = metric_names.exported_metrics(OPERATIONS_MD.read_text())
+    expect(len(exported) > 20, f"no metric table read from {OPERATIONS_MD}")
     sets = [("default", {})] + [(path.name, yaml.safe_load(path.read_text()))
                                 for path in sorted((chart / "ci").glob("*-values.yaml"))]
     for name, override in sets:
@@ -487,9 +505,10 @@ def main():
         check_internal_tls(docs, values)
         check_secrets_and_security(docs, values)
         check_network_policies(docs, values)
+        monitoring = check_monitoring.check_monitoring(docs, values, exported)
         kinds = sorted({doc["kind"] for _, doc in docs})
         print(f"ok  {name}: {len(docs)} objects ({', '.join(kinds)}), "
-              f"catalog x{values['catalog']['replicas']}, {len(values['pools'])} pool(s)")
+              f"catalog x{values['catalog']['replicas']}, {len(values['pools'])} pool(s), {monitoring}")
     check_refusals(chart, defaults)
     print(f"ok  {len(REFUSED)} bad value sets refused")
     print(f"helm chart OK (Helm {helm.helm_sdk_version()}, schemas {', '.join(KUBE_VERSIONS)})")

@@ -12,8 +12,9 @@ POD_NAME / POD_IP from the downward API, $(VAR) expanded as the kubelet does); o
 and the pool stores SQLite files. Then it checks: the three raft nodes form one cluster from
 ZAQAR_MEMBERS, both pools register through the catalog endpoints and report health, the
 api-node's readiness probe passes, a queue works end to end, websocket push reaches the
-subscriber through the pod-IP notification URL (tests/compat/ws_push.py), and with one catalog node killed
-new queues are still placed. It does so twice: with plain gRPC between the roles, and with
+subscriber through the pod-IP notification URL (tests/compat/ws_push.py), every process serves
+its metrics on the rendered metrics port (the catalog nodes count one raft leader and report
+both pools' age), and with one catalog node killed new queues are still placed. It does so twice: with plain gRPC between the roles, and with
 internalTls (mTLS, certificates made here with openssl for the chart's DNS names).
 Everything stops with the PID namespace.
 """
@@ -137,6 +138,21 @@ def http(method, url, body=None, headers=None):
         return None, str(err)
 
 
+def scrape(address):
+    """{series name: [(labels text, value)]} of http://ADDRESS/metrics, or None."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+            text = response.read().decode() if response.status == 200 else ""
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    samples = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"(zaqar_\w+)(\{.*\})? (\S+)", line)
+        if match:
+            samples.setdefault(match.group(1), []).append((match.group(2) or "", float(match.group(3))))
+    return samples or None
+
+
 def wait_for(what, probe, cluster, deadline):
     while time.monotonic() < deadline:
         cluster.check_alive()
@@ -155,6 +171,7 @@ class LoopbackDeployment:
 
     def __init__(self, docs, cluster, tmp, tls):
         self.cluster, self.tmp, self.tls = cluster, Path(tmp), tls
+        self.metrics = {}  # process name: its metrics address, when the chart sets one
         self.secrets = chart.by_kind(docs, "Secret")
         self.sts = next(iter(chart.by_kind(docs, "StatefulSet").values()))
         deployments = chart.by_kind(docs, "Deployment").values()
@@ -205,6 +222,7 @@ class LoopbackDeployment:
             env = container_env(container, self.secrets, pod, ip)
             env["ZAQAR_DATA_DIR"] = str(workdir / "catalog")
             self.cluster.start(pod, container, env, workdir)
+            self.metrics[pod] = env.get("ZAQAR_METRICS_LISTEN")
 
     def start_pools(self):
         for name, deployment, ip in self.pool_pods:
@@ -214,6 +232,7 @@ class LoopbackDeployment:
             env = container_env(container, self.secrets, f"pool-{name}", ip)
             env["ZAQAR_URI"] = f"sqlite://{self.tmp}/{name}.db"
             self.cluster.start(f"pool-{name}", container, env, self.tmp)
+            self.metrics[f"pool-{name}"] = env.get("ZAQAR_METRICS_LISTEN")
 
     def start_api(self):
         """Runs the init container's script on the ConfigMap, then the api-node."""
@@ -232,6 +251,7 @@ class LoopbackDeployment:
         self.api_container = container
         self.api_env = container_env(container, self.secrets, "api-0", self.API_IP)
         self.cluster.start("api-node", container, self.api_env, self.tmp)
+        self.metrics["api-node"] = self.api_env.get("ZAQAR_METRICS_LISTEN")
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         self.rest, self.ws = f"http://{self.API_IP}:{ports['rest']}", f"ws://{self.API_IP}:{ports['ws']}"
 
@@ -273,12 +293,30 @@ class LoopbackDeployment:
                               timeout=60)
         chart.expect(push.returncode == 0, f"websocket push through the pod-IP notification URL: "
                                            f"{push.stdout}{push.stderr}")
+        self.check_metrics(deadline)
         cluster.stop(self.catalog_pods[0][0])
         wait_for("a queue placed with catalog node 1 down",
                  lambda: http("PUT", f"{rest}/v2/queues/e2e-c", {}, ADMIN)[0] in (201, 204), cluster, deadline)
         status, listed = http("GET", f"{rest}/v2/queues", headers=ADMIN)
         names = sorted(q["name"] for q in listed["queues"]) if status == 200 else listed
         chart.expect(names == ["e2e-a", "e2e-b", "e2e-c"], f"queues {names}")
+
+
+    def check_metrics(self, deadline):
+        """Every process serves its metrics where the chart says; the catalog's show one
+        raft leader and both pools' report age, the api-node's the requests made."""
+        ports = {p["name"] for p in self.api_container["ports"]}
+        chart.expect(all(self.metrics.values()) and "metrics" in ports, f"metrics addresses {self.metrics}")
+
+        def scraped():
+            got = {name: scrape(address) for name, address in self.metrics.items()}
+            leaders = sum(value for name, _ in self.catalog_pods
+                          for _, value in (got[name] or {}).get("zaqar_raft_is_leader", []))
+            ages = (got[self.catalog_pods[0][0]] or {}).get("zaqar_pool_report_age_seconds", [])
+            return all(got.values()) and leaders == 1 and len(ages) == len(self.pools) \
+                and "zaqar_http_requests_total" in got["api-node"]
+        wait_for("every process's metrics (one raft leader, both pools' report age)", scraped,
+                 self.cluster, deadline)
 
 
 def run(chart_dir, binary, tls):
@@ -309,7 +347,7 @@ def run(chart_dir, binary, tls):
             subprocess.run(["umount", "/etc/hosts"], check=False)
     print(f"ok  loopback cluster from the rendered chart{' with internal mTLS' if tls else ''}: "
           "3 raft catalog nodes, 2 pools, api-node; "
-          "queue, post, claim, websocket push, and placement with a catalog node down")
+          "queue, post, claim, websocket push, metrics of every process, and placement with a catalog node down")
 
 
 def main():

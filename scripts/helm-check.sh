@@ -4,7 +4,9 @@
 # each helm/zaqar-rs/ci/*-values.yaml, kubernetes-validate checks every manifest strictly
 # against the Kubernetes schemas, and helm/check_chart.py checks what schemas cannot (raft
 # members, selectors, the PDB and HPA targets, secrets, network policies, the api-node's
-# config file, refusals of bad values). With ZAQAR_BIN (a built `zaqar`), helm/e2e_loopback.py
+# config file, refusals of bad values), and helm/check_monitoring.py the metrics wiring, the
+# ServiceMonitor, the PrometheusRule (with Debian's promtool: check rules, test rules) and the
+# Grafana dashboard, whose metric names must be those docs/operations.md lists. With ZAQAR_BIN (a built `zaqar`), helm/e2e_loopback.py
 # then runs the rendered pods as real processes on loopback addresses in private namespaces
 # (3 raft catalog nodes, 2 pools, an api-node) and drives a queue through them.
 # The venv (.venv-helm) is created once; later runs take a few seconds.

@@ -216,6 +216,64 @@ A map as TOML: (dict "path" "" "table" MAP). Plain keys first, then each sub-map
 {{- end }}
 {{- end -}}
 
+{{/*
+Metrics (metrics.enabled): a container's ZAQAR_METRICS_LISTEN and `metrics` port, a Service's
+`metrics` port, and the label of the Services the ServiceMonitor selects.
+*/}}
+{{- define "zaqar.metricsEnv" -}}
+{{- if .Values.metrics.enabled -}}
+- name: ZAQAR_METRICS_LISTEN
+  value: "0.0.0.0:{{ .Values.metrics.port }}"
+{{- end }}
+{{- end -}}
+
+{{- define "zaqar.metricsContainerPort" -}}
+{{- if .Values.metrics.enabled -}}
+- {name: metrics, containerPort: {{ .Values.metrics.port }}, protocol: TCP}
+{{- end }}
+{{- end -}}
+
+{{- define "zaqar.metricsServicePort" -}}
+{{- if .Values.metrics.enabled -}}
+- {name: metrics, port: {{ .Values.metrics.port }}, targetPort: metrics, protocol: TCP}
+{{- end }}
+{{- end -}}
+
+{{- define "zaqar.metricsServiceLabel" -}}
+{{- if .Values.metrics.enabled -}}
+zaqar-rs/metrics: "true"
+{{- end }}
+{{- end -}}
+
+{{/* The NetworkPolicy ingress rule of the metrics port: metrics.allowedFrom, else the namespace. */}}
+{{- define "zaqar.metricsIngress" -}}
+{{- if .Values.metrics.enabled -}}
+- ports:
+    - {port: metrics, protocol: TCP}
+  from:
+    {{- if .Values.metrics.allowedFrom }}
+    {{- toYaml .Values.metrics.allowedFrom | nindent 4 }}
+    {{- else }}
+    - podSelector: {}
+    {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The Services that expose the metrics port (the job names of the ServiceMonitor's targets), "|"-joined. */}}
+{{- define "zaqar.metricsServices" -}}
+{{- $ctx := . -}}
+{{- $names := list (printf "%s-api-metrics" (include "zaqar.fullname" .)) (include "zaqar.catalog.headless" .) -}}
+{{- range .Values.pools -}}
+{{- $names = append $names (include "zaqar.poolName" (dict "ctx" $ctx "pool" .)) -}}
+{{- end -}}
+{{- join "|" $names -}}
+{{- end -}}
+
+{{/* The PromQL label matchers of this release's series (metrics.prometheusRule.selector). */}}
+{{- define "zaqar.metricsSelector" -}}
+{{- .Values.metrics.prometheusRule.selector | default (printf "namespace=%q,job=~%q" .Release.Namespace (include "zaqar.metricsServices" .)) -}}
+{{- end -}}
+
 {{/* Checks the values once; every template includes it, so a bad value fails the render. */}}
 {{- define "zaqar.validate" -}}
 {{- $v := .Values -}}
@@ -243,6 +301,20 @@ A map as TOML: (dict "path" "" "table" MAP). Plain keys first, then each sub-map
 {{- end -}}
 {{- if and $v.clusterToken.token (not (regexMatch "^[!-~]{16,}$" $v.clusterToken.token)) -}}
 {{- fail "clusterToken.token must be at least 16 printable characters without spaces" -}}
+{{- end -}}
+{{- $m := $v.metrics -}}
+{{- if $m.enabled -}}
+{{- $taken := dict "apiNode.service.restPort" $v.apiNode.service.restPort "apiNode.service.wsPort" $v.apiNode.service.wsPort "apiNode.wsNotificationPort" $v.apiNode.wsNotificationPort "catalog.grpcPort" $v.catalog.grpcPort "catalog.raftPort" $v.catalog.raftPort "poolNode.grpcPort" $v.poolNode.grpcPort -}}
+{{- range $key, $port := $taken -}}
+{{- if eq (int $port) (int $m.port) -}}
+{{- fail (printf "metrics.port %d is also %s" (int $m.port) $key) -}}
+{{- end -}}
+{{- end -}}
+{{- else if or $m.serviceMonitor.enabled $m.prometheusRule.enabled -}}
+{{- fail "metrics.serviceMonitor and metrics.prometheusRule need metrics.enabled" -}}
+{{- end -}}
+{{- if and $m.prometheusRule.enabled (le (int $m.prometheusRule.poolReportAgeSeconds) (mul 2 (int $v.poolNode.healthReportInterval))) -}}
+{{- fail (printf "metrics.prometheusRule.poolReportAgeSeconds must exceed twice poolNode.healthReportInterval (%d s), or it fires between two reports" (int $v.poolNode.healthReportInterval)) -}}
 {{- end -}}
 {{- if not $v.pools -}}
 {{- fail "pools must name at least one pool" -}}
