@@ -7,7 +7,8 @@
 //! - `redis:/path/to/redis.sock[?dbid=N]` (or `redis+unix://` + path): a Unix socket;
 //! - `redis://host1:26379,host2[:port]?master=NAME[&sentinel_username=U&sentinel_password=P]`
 //!   (or `redis+sentinel://`): a Sentinel group (port 26379) watching master `NAME`;
-//! - `rediss://...`: one server over TLS;
+//! - `rediss://...[?ssl_ca_certs=PATH]`: one server over TLS, its certificate checked
+//!   against the system's roots or the PEM file `ssl_ca_certs` (redis-py's name);
 //! - `redis+cluster://[[user]:password@]host1[:port],host2[:port],...`: a Redis
 //!   Cluster (not Zaqar's form), reached through any of the nodes named; it has
 //!   one database only, so `dbid` must be 0.
@@ -30,6 +31,9 @@ pub struct RedisUri {
     pub socket_timeout: Option<Duration>,
     /// How many replicas must have a write before it is acknowledged (`min_replicas_ack`).
     pub min_replicas_ack: u32,
+    /// A PEM file of the certificates that sign a TLS server's (`ssl_ca_certs`); the
+    /// system's roots when unset.
+    pub ssl_ca_certs: Option<String>,
 }
 
 /// How the server is reached.
@@ -212,6 +216,10 @@ impl RedisUri {
                     format!("min_replicas_ack {count:?} is not a number of replicas in [0, 16]")
                 })?,
         };
+        let ssl_ca_certs = param("ssl_ca_certs").filter(|path| !path.is_empty());
+        if ssl_ca_certs.is_some() && !matches!(target, RedisTarget::Tcp { tls: true, .. }) {
+            return Err("ssl_ca_certs is for a rediss:// server".to_string());
+        }
         Ok(RedisUri {
             target,
             db,
@@ -219,6 +227,7 @@ impl RedisUri {
             password,
             socket_timeout,
             min_replicas_ack,
+            ssl_ca_certs,
         })
     }
 }
@@ -339,6 +348,9 @@ mod tests {
             (uri.db, uri.username.as_deref(), uri.password.as_deref()),
             (4, Some("user"), Some("pw"))
         );
+        let with_ca =
+            RedisUri::parse("rediss://h:6380/0?ssl_ca_certs=/etc/ca%20dir/ca.pem").unwrap();
+        assert_eq!(with_ca.ssl_ca_certs.as_deref(), Some("/etc/ca dir/ca.pem"));
         let tls = RedisUri::parse("rediss://cache.example.com:6380/0").unwrap();
         assert!(matches!(
             tls.target,
@@ -391,6 +403,7 @@ mod tests {
             ("redis+cluster://h1,h2?master=m", "no master"),
             ("redis+cluster://h1/1", "only database 0"),
             ("redis+cluster://h1?dbid=2", "only database 0"),
+            ("redis://h?ssl_ca_certs=/ca.pem", "for a rediss:// server"),
         ] {
             let err = RedisUri::parse(uri).unwrap_err();
             assert!(err.contains(says), "{uri}: {err}");

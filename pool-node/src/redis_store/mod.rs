@@ -121,6 +121,29 @@ fn node_info(
     }
 }
 
+/// The redis crate's client of one server.
+fn client(info: ConnectionInfo) -> StoreResult<redis::Client> {
+    redis::Client::open(info)
+        .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))
+}
+
+/// The client of one server over TLS, whose certificate is checked against the PEM
+/// file `ca_file` (`ssl_ca_certs`) or, without one, the system's roots.
+fn tls_client(info: ConnectionInfo, ca_file: Option<&str>) -> StoreResult<redis::Client> {
+    let Some(ca_file) = ca_file else {
+        return client(info);
+    };
+    let root_cert = std::fs::read(ca_file).map_err(|err| {
+        ZaqarError::bad_request(format!("invalid redis URI: ssl_ca_certs {ca_file}: {err}"))
+    })?;
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    };
+    redis::Client::build_with_tls(info, certificates)
+        .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))
+}
+
 /// The database and credentials of a connection.
 fn credentials(
     db: i64,
@@ -153,21 +176,22 @@ impl RedisStore {
         let server = |addr| node_info(addr, parsed.db, user, password);
         let link = match &parsed.target {
             RedisTarget::Tcp { host, port, tls } => {
-                let addr = if *tls {
-                    ConnectionAddr::TcpTls {
+                let client = if *tls {
+                    let addr = ConnectionAddr::TcpTls {
                         host: host.clone(),
                         port: *port,
                         insecure: false,
                         tls_params: None,
-                    }
+                    };
+                    tls_client(server(addr), parsed.ssl_ca_certs.as_deref())?
                 } else {
-                    ConnectionAddr::Tcp(host.clone(), *port)
+                    client(server(ConnectionAddr::Tcp(host.clone(), *port)))?
                 };
-                Self::server_link(server(addr), config, connect_timeout, call_timeout).await?
+                Self::server_link(client, config, connect_timeout, call_timeout).await?
             }
             RedisTarget::Unix { path } => {
-                let addr = ConnectionAddr::Unix(path.into());
-                Self::server_link(server(addr), config, connect_timeout, call_timeout).await?
+                let client = client(server(ConnectionAddr::Unix(path.into())))?;
+                Self::server_link(client, config, connect_timeout, call_timeout).await?
             }
             RedisTarget::Cluster { nodes } => {
                 Self::cluster_link(nodes, &parsed, config, connect_timeout, call_timeout).await?
@@ -212,13 +236,11 @@ impl RedisStore {
 
     /// The link to one server, connected within the call timeout.
     async fn server_link(
-        info: ConnectionInfo,
+        client: redis::Client,
         config: ConnectionManagerConfig,
         connect_timeout: Duration,
         call_timeout: Duration,
     ) -> StoreResult<Arc<Link>> {
-        let client = redis::Client::open(info)
-            .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
         let connecting = Link::server(client, config, connect_timeout);
         bounded(call_timeout.max(CONNECT_TIMEOUT), connecting)
             .await

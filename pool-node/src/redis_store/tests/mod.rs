@@ -11,6 +11,7 @@ mod depth;
 mod group_commit;
 mod migration;
 mod sentinel;
+mod tls;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
