@@ -6,7 +6,8 @@
 //!   server (port 6379); `dbid` wins over the `/db` path of the redis crate's form;
 //! - `redis:/path/to/redis.sock[?dbid=N]` (or `redis+unix://` + path): a Unix socket;
 //! - `redis://host1:26379,host2[:port]?master=NAME[&sentinel_username=U&sentinel_password=P]`
-//!   (or `redis+sentinel://`): a Sentinel group (port 26379) watching master `NAME`;
+//!   (or `redis+sentinel://`): a Sentinel group (port 26379) watching master `NAME`
+//!   (`rediss://`: the sentinels and the master over TLS);
 //! - `rediss://...[?ssl_ca_certs=PATH]`: one server over TLS, its certificate checked
 //!   against the system's roots or the PEM file `ssl_ca_certs` (redis-py's name);
 //! - `redis+cluster://[[user]:password@]host1[:port],host2[:port],...`: a Redis
@@ -52,6 +53,8 @@ pub enum RedisTarget {
         master: String,
         username: Option<String>,
         password: Option<String>,
+        /// `rediss://`: the sentinels and the master are reached over TLS.
+        tls: bool,
     },
     /// A Redis Cluster, found through any of `nodes`.
     Cluster {
@@ -120,9 +123,6 @@ impl RedisUri {
                 let master = master.filter(|m| !m.is_empty()).ok_or(
                     "a Sentinel Redis URI needs master=NAME, the master's name in the sentinels' configuration",
                 )?;
-                if scheme == "rediss" {
-                    return Err("TLS to a Sentinel group is not supported yet".to_string());
-                }
                 let sentinels = hosts
                     .split(',')
                     .map(|host| host_port(host, SENTINEL_PORT))
@@ -132,6 +132,7 @@ impl RedisUri {
                     master,
                     username: param("sentinel_username"),
                     password: param("sentinel_password"),
+                    tls: scheme == "rediss",
                 }
             }
             "redis+cluster" => {
@@ -217,8 +218,12 @@ impl RedisUri {
                 })?,
         };
         let ssl_ca_certs = param("ssl_ca_certs").filter(|path| !path.is_empty());
-        if ssl_ca_certs.is_some() && !matches!(target, RedisTarget::Tcp { tls: true, .. }) {
-            return Err("ssl_ca_certs is for a rediss:// server".to_string());
+        let tls = matches!(
+            target,
+            RedisTarget::Tcp { tls: true, .. } | RedisTarget::Sentinel { tls: true, .. }
+        );
+        if ssl_ca_certs.is_some() && !tls {
+            return Err("ssl_ca_certs is for a rediss:// server or Sentinel group".to_string());
         }
         Ok(RedisUri {
             target,
@@ -335,6 +340,7 @@ mod tests {
                 master: "dumbo".into(),
                 username: None,
                 password: Some("p".into()),
+                tls: false,
             }
         );
         assert_eq!(uri.db, 1);
@@ -363,6 +369,11 @@ mod tests {
         let explicit = RedisUri::parse("redis+sentinel://s1,s2?master=m").unwrap();
         assert!(matches!(explicit.target, RedisTarget::Sentinel { .. }));
         assert_eq!(explicit.min_replicas_ack, 0);
+        let secure = RedisUri::parse("rediss://s1,s2?master=m&ssl_ca_certs=/ca.pem").unwrap();
+        assert!(matches!(
+            secure.target,
+            RedisTarget::Sentinel { tls: true, .. }
+        ));
         let acked = RedisUri::parse("redis://s1,s2?master=m&min_replicas_ack=1").unwrap();
         assert_eq!(acked.min_replicas_ack, 1);
     }
@@ -398,7 +409,6 @@ mod tests {
             ("redis://h?dbid=%zz", "%-escape"),
             ("redis://h?min_replicas_ack=-1", "min_replicas_ack"),
             ("redis://h?min_replicas_ack=17", "min_replicas_ack"),
-            ("rediss://s1,s2?master=m", "TLS to a Sentinel group"),
             ("redis+cluster://", "at least one node"),
             ("redis+cluster://h1,h2?master=m", "no master"),
             ("redis+cluster://h1/1", "only database 0"),

@@ -95,3 +95,43 @@ impl Connection {
         }
     }
 }
+
+/// How a server is reached: plain TCP, or TLS with its certificate checked against
+/// `roots` (a PEM file's content) or, without them, the system's roots.
+#[derive(Clone, Debug, Default)]
+pub(super) enum Transport {
+    #[default]
+    Plain,
+    Tls {
+        roots: Option<Vec<u8>>,
+    },
+}
+
+impl Transport {
+    /// The address of `host:port` over this transport.
+    pub fn addr(&self, host: String, port: u16) -> redis::ConnectionAddr {
+        match self {
+            Transport::Plain => redis::ConnectionAddr::Tcp(host, port),
+            Transport::Tls { .. } => redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            },
+        }
+    }
+
+    /// The redis crate's client of `info` (whose address came from [`Self::addr`]).
+    pub fn client(&self, info: redis::ConnectionInfo) -> RedisResult<redis::Client> {
+        match self {
+            Transport::Tls { roots: Some(roots) } => {
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(roots.clone()),
+                };
+                redis::Client::build_with_tls(info, certificates)
+            }
+            _ => redis::Client::open(info),
+        }
+    }
+}

@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{
-    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo,
-    RedisError, Value,
+    AsyncConnectionConfig, ConnectionInfo, ErrorKind, RedisConnectionInfo, RedisError, Value,
 };
 use zaqar_proto::ZaqarError;
 
-use super::connection::Connection;
+use super::connection::{Connection, Transport};
 use crate::store::StoreResult;
 
 /// How often a Sentinel link asks the sentinels which server is the master.
@@ -53,6 +52,8 @@ enum Source {
         master: String,
         /// Database and credentials of the master (and its replicas).
         node: RedisConnectionInfo,
+        /// Plain TCP or TLS, to the sentinels and to the master alike.
+        transport: Transport,
     },
 }
 
@@ -120,6 +121,7 @@ impl Link {
         sentinels: Vec<ConnectionInfo>,
         master: String,
         node: RedisConnectionInfo,
+        transport: Transport,
         config: ConnectionManagerConfig,
         connect_timeout: Duration,
     ) -> Arc<Link> {
@@ -128,6 +130,7 @@ impl Link {
                 sentinels,
                 master,
                 node,
+                transport,
             },
             current: RwLock::new(None),
             resolving: tokio::sync::Mutex::new(None),
@@ -222,13 +225,17 @@ impl Link {
             sentinels,
             master,
             node,
+            transport,
         } = &self.source
         else {
             unreachable!("a fixed link always holds its connection");
         };
         let mut failures = Vec::new();
         for sentinel in sentinels {
-            match self.master_named_by(sentinel, master, node).await {
+            match self
+                .master_named_by(sentinel, master, node, transport)
+                .await
+            {
                 Ok(conn) => return Ok(conn),
                 Err(why) => failures.push(format!("{}: {why}", sentinel.addr)),
             }
@@ -245,16 +252,17 @@ impl Link {
         sentinel: &ConnectionInfo,
         master: &str,
         node: &RedisConnectionInfo,
+        transport: &Transport,
     ) -> Result<(ConnectionManager, (String, u16)), String> {
         let limit = self.connect_timeout;
         let mut asking = self.sentinel_connection(sentinel).await?;
         let (host, port) = self.master_address(&mut asking, master).await?;
         let address = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(host.clone(), port),
+            addr: transport.addr(host.clone(), port),
             redis: node.clone(),
         };
         let checked = async {
-            let client = redis::Client::open(address)?;
+            let client = transport.client(address)?;
             let mut conn = ConnectionManager::new_with_config(client, self.config.clone()).await?;
             let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
             Ok::<_, RedisError>((conn, role))
@@ -283,8 +291,13 @@ impl Link {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(limit)
             .set_response_timeout(limit);
+        let transport = match &self.source {
+            Source::Sentinel { transport, .. } => transport.clone(),
+            Source::Fixed => Transport::Plain,
+        };
         let connecting = async {
-            redis::Client::open(sentinel.clone())?
+            transport
+                .client(sentinel.clone())?
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
         };

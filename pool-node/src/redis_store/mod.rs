@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use connection::Connection;
+use connection::{Connection, Transport};
 use keys::{QueueKeys, Slots};
 use link::Link;
 use redis::aio::ConnectionManagerConfig;
@@ -121,27 +121,19 @@ fn node_info(
     }
 }
 
-/// The redis crate's client of one server.
-fn client(info: ConnectionInfo) -> StoreResult<redis::Client> {
-    redis::Client::open(info)
-        .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))
-}
-
-/// The client of one server over TLS, whose certificate is checked against the PEM
-/// file `ca_file` (`ssl_ca_certs`) or, without one, the system's roots.
-fn tls_client(info: ConnectionInfo, ca_file: Option<&str>) -> StoreResult<redis::Client> {
-    let Some(ca_file) = ca_file else {
-        return client(info);
+/// Plain TCP, or (`rediss://`) TLS checked against the roots of `ssl_ca_certs` or,
+/// without it, the system's.
+fn transport(tls: bool, parsed: &RedisUri) -> StoreResult<Transport> {
+    if !tls {
+        return Ok(Transport::Plain);
+    }
+    let roots = match &parsed.ssl_ca_certs {
+        None => None,
+        Some(path) => Some(std::fs::read(path).map_err(|err| {
+            ZaqarError::bad_request(format!("invalid redis URI: ssl_ca_certs {path}: {err}"))
+        })?),
     };
-    let root_cert = std::fs::read(ca_file).map_err(|err| {
-        ZaqarError::bad_request(format!("invalid redis URI: ssl_ca_certs {ca_file}: {err}"))
-    })?;
-    let certificates = redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(root_cert),
-    };
-    redis::Client::build_with_tls(info, certificates)
-        .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))
+    Ok(Transport::Tls { roots })
 }
 
 /// The database and credentials of a connection.
@@ -176,21 +168,15 @@ impl RedisStore {
         let server = |addr| node_info(addr, parsed.db, user, password);
         let link = match &parsed.target {
             RedisTarget::Tcp { host, port, tls } => {
-                let client = if *tls {
-                    let addr = ConnectionAddr::TcpTls {
-                        host: host.clone(),
-                        port: *port,
-                        insecure: false,
-                        tls_params: None,
-                    };
-                    tls_client(server(addr), parsed.ssl_ca_certs.as_deref())?
-                } else {
-                    client(server(ConnectionAddr::Tcp(host.clone(), *port)))?
-                };
+                let transport = transport(*tls, &parsed)?;
+                let client = transport
+                    .client(server(transport.addr(host.clone(), *port)))
+                    .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
                 Self::server_link(client, config, connect_timeout, call_timeout).await?
             }
             RedisTarget::Unix { path } => {
-                let client = client(server(ConnectionAddr::Unix(path.into())))?;
+                let client = redis::Client::open(server(ConnectionAddr::Unix(path.into())))
+                    .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
                 Self::server_link(client, config, connect_timeout, call_timeout).await?
             }
             RedisTarget::Cluster { nodes } => {
@@ -201,20 +187,19 @@ impl RedisStore {
                 master,
                 username,
                 password,
+                tls,
             } => {
+                let transport = transport(*tls, &parsed)?;
                 let sentinels = sentinels
                     .iter()
                     .map(|(host, port)| {
-                        node_info(
-                            ConnectionAddr::Tcp(host.clone(), *port),
-                            0,
-                            username,
-                            password,
-                        )
+                        let addr = transport.addr(host.clone(), *port);
+                        node_info(addr, 0, username, password)
                     })
                     .collect();
                 let node = credentials(parsed.db, &parsed.username, &parsed.password);
-                Link::sentinel(sentinels, master.clone(), node, config, connect_timeout)
+                let master = master.clone();
+                Link::sentinel(sentinels, master, node, transport, config, connect_timeout)
             }
         };
         tracing::debug!(db = parsed.db, "connected to the redis store");
