@@ -24,6 +24,10 @@ use super::keys::{QueueKeys, Slots};
 use super::{RedisStore, CALL_TIMEOUT};
 use crate::store::{ListParams, MessageStore};
 
+/// Sentinel failover tests run one at a time: two groups electing at once on two
+/// cores, beside the other tests, can take longer than the tests' bounds.
+static FAILOVERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A redis-server child process, killed when dropped, with its files (if a
 /// test turns persistence on) in a directory of its own.
 struct TestRedis {

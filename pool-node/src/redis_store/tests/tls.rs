@@ -118,6 +118,7 @@ fn cli(port: u16, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_group_over_tls_is_followed_through_a_failover() {
+    let _one_at_a_time = super::FAILOVERS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
     // Every process also keeps a plain port, for the test's own questions.
