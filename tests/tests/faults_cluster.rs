@@ -52,6 +52,18 @@ struct Cluster {
     api_ports: Vec<u16>,
 }
 
+/// Creates the load's queue through `client`, once the pool has registered.
+async fn create_ledger_queue(client: &Client) -> Result<()> {
+    eventually("the queue created", Duration::from_secs(30), || async {
+        let created = client
+            .call("PUT", &format!("/v2/queues/{QUEUE}"), None)
+            .await?;
+        ensure!(created.status == 201, "{created:?}");
+        Ok(())
+    })
+    .await
+}
+
 impl Cluster {
     async fn start(dir: &Path) -> Result<Cluster> {
         let bin = zaqar_bin();
@@ -110,14 +122,7 @@ impl Cluster {
             cluster.api_ports.push(port);
         }
         let client = Client::new(cluster.api_ports[0], PROJECT);
-        eventually("the queue created", Duration::from_secs(30), || async {
-            let created = client
-                .call("PUT", &format!("/v2/queues/{QUEUE}"), None)
-                .await?;
-            ensure!(created.status == 201, "{created:?}");
-            Ok(())
-        })
-        .await?;
+        create_ledger_queue(&client).await?;
         Ok(cluster)
     }
 
@@ -324,14 +329,7 @@ async fn a_network_cut_between_the_catalog_nodes_loses_nothing() -> Result<()> {
         api_ports.push(port);
     }
     let client = Client::new(api_ports[0], PROJECT);
-    eventually("the queue created", Duration::from_secs(30), || async {
-        let created = client
-            .call("PUT", &format!("/v2/queues/{QUEUE}"), None)
-            .await?;
-        ensure!(created.status == 201, "{created:?}");
-        Ok(())
-    })
-    .await?;
+    create_ledger_queue(&client).await?;
 
     let load = Load::start(&api_ports, PROJECT, 2, 2, 1);
     tokio::time::sleep(BEFORE).await;
