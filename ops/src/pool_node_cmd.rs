@@ -136,9 +136,12 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
         None => tracing::info!(pool = %config.name,
             "no encryption_key: posts to queues with _enable_encrypt_messages are refused"),
     }
+    let mut notifier = None;
     if config.notifier.enabled {
         let holder = notifier_holder(&config.listen.to_string());
-        pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier, &holder)?);
+        let spawned = Notifier::spawn(store, &config.notifier, &holder)?;
+        notifier = Some(spawned.clone());
+        pool_server = pool_server.with_notifier(spawned);
     }
     let router =
         grpc::server(config.tls.as_ref())?.add_service(token.require(pool_server.into_service()));
@@ -159,8 +162,12 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     if registered.is_err() {
         shutdown.trigger();
     }
-    let served = server.await.context("the pool-node server task failed")?;
-    registered.and(served)
+    let served = server.await.context("the pool-node server task failed");
+    // Its lanes flush their delivery cursors: nothing delivered is sent again after a restart.
+    if let Some(notifier) = notifier {
+        notifier.stopped().await;
+    }
+    registered.and(served?)
 }
 
 /// Registers `pool` with the catalog at `catalog`: one endpoint or several catalog

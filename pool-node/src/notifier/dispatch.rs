@@ -120,7 +120,12 @@ impl Listings {
 struct LaneEntry {
     state: Arc<LaneState>,
     woken: Instant,
+    /// The lane's task, awaited when the notifier stops.
+    task: tokio::task::JoinHandle<()>,
 }
+
+/// How long a stopping notifier waits for its lanes to flush their cursors and end.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Owns the lanes; runs until every [`super::Notifier`] handle is dropped.
 pub struct Dispatcher {
@@ -164,7 +169,8 @@ impl Dispatcher {
         }
     }
 
-    /// Serves the events of `events` until the channel closes, then stops every lane.
+    /// Serves the events of `events` until the channel closes, then stops every lane
+    /// and waits (at most [`STOP_WAIT`]) until they have ended.
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>) {
         // The first tick is at once: the start-up resume.
         let mut resume = tokio::time::interval(self.resume_every);
@@ -197,8 +203,15 @@ impl Dispatcher {
                 _ = sweep.tick() => self.close_idle_lanes(),
             }
         }
-        for (_, lane) in self.lanes.drain() {
+        let lanes: Vec<LaneEntry> = self.lanes.drain().map(|(_, lane)| lane).collect();
+        for lane in &lanes {
             lane.state.stop();
+        }
+        // Each lane flushes its delivery cursor as it stops: what was delivered is
+        // not delivered again after a restart.
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        for lane in lanes {
+            let _ = tokio::time::timeout_at(deadline, lane.task).await;
         }
         tracing::debug!("notifier stopped");
     }
@@ -310,12 +323,13 @@ impl Dispatcher {
             holder: self.holder.clone(),
             lease_ttl: self.lease_ttl,
         };
-        tokio::spawn(lane.run());
+        let task = tokio::spawn(lane.run());
         self.lanes.insert(
             key,
             LaneEntry {
                 state,
                 woken: Instant::now(),
+                task,
             },
         );
     }

@@ -84,9 +84,27 @@ pub struct Notifier {
     cache: Arc<DocumentCache>,
     cipher: CipherSlot,
     missed_wakes: Arc<AtomicU64>,
+    /// The dispatcher's task, for [`Notifier::stopped`].
+    dispatcher: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Notifier {
+    /// Drops this handle and, when it is the last one (the pool server's dropped
+    /// first), waits until the notifier has stopped: every lane has flushed its
+    /// cursor and ended (10 s at most).
+    pub async fn stopped(self) {
+        let task = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(self);
+        if let Some(task) = task {
+            // Other handles keep it running: the wait is bounded all the same.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+        }
+    }
+
     /// Starts the notifier's task on the current tokio runtime (resuming every
     /// subscribed queue at once); it stops, with its lanes, when every handle is dropped.
     /// `holder` names this notifier in the store's delivery leases: it must differ
@@ -112,7 +130,7 @@ impl Notifier {
             holder.into(),
             listings.clone(),
         );
-        tokio::spawn(dispatcher.run(receiver));
+        let task = tokio::spawn(dispatcher.run(receiver));
         Ok(Notifier {
             deliverer,
             events,
@@ -120,6 +138,7 @@ impl Notifier {
             cache,
             cipher,
             missed_wakes: Arc::new(AtomicU64::new(0)),
+            dispatcher: Arc::new(std::sync::Mutex::new(Some(task))),
         })
     }
 

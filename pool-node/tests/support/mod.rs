@@ -63,8 +63,13 @@ impl Pool {
             uri,
             holder,
             _dir,
-            ..
+            server,
+            notifier,
+            store,
         } = self;
+        // As a pool-node stopping gracefully: its lanes flush their cursors first.
+        drop((server, store));
+        notifier.stopped().await;
         Pool::open(uri, config, holder, _dir).await
     }
 
