@@ -466,14 +466,20 @@ impl PoolService for PoolServer {
     }
 
     async fn health(&self, _request: Request<Empty>) -> Reply<HealthReply> {
+        let notifier_lag_seconds = self
+            .notifier
+            .as_ref()
+            .map_or(0.0, |notifier| notifier.lag().as_secs_f64());
         let health = match self.store.health().await {
             Ok(()) => HealthReply {
                 ok: true,
                 detail: String::new(),
+                notifier_lag_seconds,
             },
             Err(err) => HealthReply {
                 ok: false,
                 detail: err.description,
+                notifier_lag_seconds,
             },
         };
         Ok(Response::new(health))

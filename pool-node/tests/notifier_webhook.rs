@@ -238,3 +238,48 @@ async fn a_subscriber_far_behind_misses_nothing() {
     }
     slow.nothing(Duration::from_millis(300)).await;
 }
+
+/// The pool's health answer says how far notifications run behind: the age of the
+/// oldest message a subscription is still delivering (here, retrying once a second),
+/// and nothing once every subscription is caught up.
+#[tokio::test]
+async fn the_health_answer_carries_the_notifier_lag() {
+    use tonic::Request;
+    use zaqar_proto::pb::pool_service_server::PoolService;
+    use zaqar_proto::pb::Empty;
+
+    let pool = Pool::start(config()).await;
+    let jobs = queue("lagging");
+    let mut slow = Receiver::start("/lagging", &[503, 503, 503]).await;
+    let retry_each_second = json!({"_retry_policy": {"retries_with_no_delay": 0,
+        "minimum_delay": 1, "maximum_delay": 1, "minimum_delay_retries": 20,
+        "maximum_delay_retries": 0}});
+    pool.subscribe(&jobs, &slow.url, retry_each_second).await;
+    let lag = || async {
+        let health = pool.server.health(Request::new(Empty {})).await.unwrap();
+        health.into_inner().notifier_lag_seconds
+    };
+    assert_eq!(lag().await, 0.0, "nothing to deliver yet");
+
+    pool.post(&jobs, &[json!({"n": 1})]).await;
+    let deadline = Instant::now() + WITHIN;
+    while lag().await < 1.5 {
+        assert!(
+            Instant::now() < deadline,
+            "the lag did not grow while retrying"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The fourth attempt is delivered; the lane then finds itself caught up.
+    for status in [503, 503, 503, 200] {
+        assert_eq!(slow.next(WITHIN).await.status, status);
+    }
+    let deadline = Instant::now() + WITHIN;
+    while lag().await > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the lag stayed after the delivery"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -147,6 +147,10 @@ async fn scenario() -> Result<()> {
         raft["has_leader"] == true && raft["voters"] == 3,
         "before: {raft}"
     );
+    // Each pool says how far its notifications run behind (no subscription here).
+    let health = admin.call("GET", "/v2/health", None).await?;
+    let lag = &health.body["pool-1"]["notifier_lag_seconds"];
+    ensure!(*lag == 0.0, "{}", health.body);
 
     // Two of three catalog nodes die: no quorum.
     nodes[0].kill();

@@ -115,12 +115,13 @@ async fn pool_health(ctx: &Context, pool: &pb::Pool) -> Value {
         Err(err) => Err(tonic::Status::unavailable(err.description)),
     };
     let seconds = started.elapsed().as_secs_f64();
-    let (reachable, detail) = match answer {
-        Ok(reply) => (reply.ok, reply.detail),
-        Err(status) => (false, status.message().to_string()),
+    let (reachable, detail, lag) = match answer {
+        Ok(reply) => (reply.ok, reply.detail, Some(reply.notifier_lag_seconds)),
+        Err(status) => (false, status.message().to_string(), None),
     };
     json!({
         "storage_reachable": reachable,
+        "notifier_lag_seconds": lag,
         "operation_status": {
             "health": {"succeeded": reachable, "seconds": seconds, "ref": (!detail.is_empty()).then_some(detail)}
         }

@@ -475,6 +475,7 @@ impl PoolService for MemoryPool {
         Ok(Response::new(HealthReply {
             ok: true,
             detail: String::new(),
+            notifier_lag_seconds: 0.0,
         }))
     }
 }

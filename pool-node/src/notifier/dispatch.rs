@@ -51,9 +51,31 @@ struct Listing {
 #[derive(Default)]
 pub struct Listings {
     by_project: RwLock<HashMap<String, HashMap<String, Listing>>>,
+    /// Every lane started, listed or not, for the notifier's lag (see [`Listings::lag`]).
+    all_lanes: std::sync::Mutex<Vec<std::sync::Weak<LaneState>>>,
 }
 
 impl Listings {
+    /// Counts `lane` in the notifier's lag while it lives.
+    fn track(&self, lane: &Arc<LaneState>) {
+        let mut lanes = self.all_lanes.lock().expect("never poisoned");
+        lanes.retain(|lane| lane.strong_count() > 0);
+        lanes.push(Arc::downgrade(lane));
+    }
+
+    /// How far behind the most lagging lane is: the age of the oldest message a
+    /// lane is still delivering (zero when every lane is caught up).
+    pub fn lag(&self, now_ms: i64) -> Duration {
+        let lanes = self.all_lanes.lock().expect("never poisoned");
+        let oldest = lanes
+            .iter()
+            .filter_map(|lane| lane.upgrade()?.pending_since_ms())
+            .min();
+        oldest.map_or(Duration::ZERO, |since| {
+            Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0))
+        })
+    }
+
     /// Whether the queue's fresh listing has no subscription at all (its posts
     /// then have nobody to notify and nothing to cache).
     pub fn has_no_subscriptions(&self, queue: &QueueRef) -> bool {
@@ -323,6 +345,7 @@ impl Dispatcher {
             holder: self.holder.clone(),
             lease_ttl: self.lease_ttl,
         };
+        self.listings.track(&state);
         let task = tokio::spawn(lane.run());
         self.lanes.insert(
             key,

@@ -4,7 +4,7 @@
 //! only while it holds the subscription's delivery lease, so that pool-nodes
 //! sharing a store deliver each subscription from one of them at a time.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,6 +61,9 @@ pub struct LaneState {
     busy: AtomicBool,
     /// Whether the lane's task has returned (a wake then needs a new lane).
     ended: AtomicBool,
+    /// When (wall-clock ms) the message the lane is delivering was posted; 0 while it
+    /// is caught up. The notifier's lag is the oldest of these.
+    pending_ms: AtomicI64,
 }
 
 struct Latest {
@@ -85,7 +88,15 @@ impl LaneState {
             stopped: AtomicBool::new(false),
             busy: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            pending_ms: AtomicI64::new(0),
         }
+    }
+
+    /// When the message this lane is delivering was posted (ms), unless it is
+    /// caught up or has ended.
+    pub fn pending_since_ms(&self) -> Option<i64> {
+        let pending = self.pending_ms.load(Ordering::Relaxed);
+        (pending > 0 && !self.has_ended()).then_some(pending)
     }
 
     /// Hands the lane the subscription as just listed and wakes it.
@@ -230,6 +241,7 @@ impl Lane {
                 continue;
             }
             if messages.is_empty() {
+                self.state.pending_ms.store(0, Ordering::Relaxed);
                 self.flush(position).await;
                 let cursor = position.cursor.clone();
                 held = None;
@@ -404,6 +416,9 @@ impl Lane {
                 return false;
             }
             let Ok(target) = target else { return false };
+            self.state
+                .pending_ms
+                .store(message.created_ms.max(1), Ordering::Relaxed);
             let Some(document) = self.document(message) else {
                 continue;
             };
