@@ -163,17 +163,12 @@ pub(crate) fn record_delivery(kind: &'static str, result: &'static str) {
         .inc();
 }
 
-/// Records that a message posted at `created_ms` (ms since the epoch) was just
-/// delivered as a notification of `kind`.
-pub(crate) fn record_delivery_lag(kind: &'static str, created_ms: i64) {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64);
-    let lag = (now_ms - created_ms).max(0) as f64 / 1000.0;
+/// Records that a notification of `kind` was delivered `lag` after its message's post.
+pub(crate) fn record_delivery_lag(kind: &'static str, lag: Duration) {
     METRICS
         .delivery_lags
         .get_or_create(&KindLabels { kind })
-        .observe(lag);
+        .observe(lag.as_secs_f64());
 }
 
 /// Whether [`spawn_queue_depths`] keeps depth gauges, so that store calls note their queue.

@@ -418,6 +418,16 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// What `redis-cli -p port args...` prints (empty when it fails).
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).to_string())
+        .unwrap_or_default()
+}
+
 /// A Zaqar v2 REST client for one project and client id.
 pub struct Client {
     pub base: String,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::{free_port, Redis};
+use crate::{free_port, redis_cli, Redis};
 
 /// The cluster; every node stops when it is dropped.
 pub struct RedisCluster {
@@ -77,10 +77,10 @@ impl RedisCluster {
             if !node.is_running() {
                 continue;
             }
-            let slot = cli(node.port, &["CLUSTER", "KEYSLOT", key]);
+            let slot = redis_cli(node.port, &["CLUSTER", "KEYSLOT", key]);
             let slot: u16 = slot.trim().parse().context("CLUSTER KEYSLOT")?;
             // Lines of `CLUSTER NODES`: id address flags master ping pong epoch state slots...
-            for line in cli(node.port, &["CLUSTER", "NODES"]).lines() {
+            for line in redis_cli(node.port, &["CLUSTER", "NODES"]).lines() {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
                     continue;
@@ -121,8 +121,8 @@ impl RedisCluster {
             .iter()
             .filter(|node| node.is_running())
             .all(|node| {
-                let info = cli(node.port, &["CLUSTER", "INFO"]);
-                let replication = cli(node.port, &["INFO", "replication"]);
+                let info = redis_cli(node.port, &["CLUSTER", "INFO"]);
+                let replication = redis_cli(node.port, &["INFO", "replication"]);
                 info.contains("cluster_state:ok")
                     && info.contains("cluster_known_nodes:6")
                     && ((replication.contains("role:master")
@@ -130,14 +130,4 @@ impl RedisCluster {
                         || replication.contains("master_link_status:up"))
             })
     }
-}
-
-/// What `redis-cli -p port args...` prints (empty when it fails).
-fn cli(port: u16, args: &[&str]) -> String {
-    Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).to_string())
-        .unwrap_or_default()
 }

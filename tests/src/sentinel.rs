@@ -2,12 +2,11 @@
 //! append-only file, two replicas and three sentinels watching it.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 
-use crate::{free_port, wait_for_port, Process, Redis};
+use crate::{free_port, redis_cli, wait_for_port, Process, Redis};
 
 /// The master's name in the sentinels' configuration.
 pub const MASTER_NAME: &str = "zaqar-pool";
@@ -94,7 +93,7 @@ impl SentinelGroup {
     /// The port of the master the first sentinel that answers names.
     pub fn master_port(&self) -> Option<u16> {
         self.sentinel_ports.iter().find_map(|port| {
-            let reply = cli(*port, &["SENTINEL", "get-master-addr-by-name", MASTER_NAME]);
+            let reply = redis_cli(*port, &["SENTINEL", "get-master-addr-by-name", MASTER_NAME]);
             reply.lines().nth(1)?.trim().parse().ok()
         })
     }
@@ -108,7 +107,7 @@ impl SentinelGroup {
 
     fn is_formed(&self) -> bool {
         let knows_all = self.sentinel_ports.iter().all(|port| {
-            let fields = cli(*port, &["SENTINEL", "master", MASTER_NAME]);
+            let fields = redis_cli(*port, &["SENTINEL", "master", MASTER_NAME]);
             let fields: Vec<&str> = fields.lines().collect();
             let field = |name: &str| {
                 let i = fields.iter().position(|f| *f == name)?;
@@ -116,19 +115,9 @@ impl SentinelGroup {
             };
             field("num-slaves") == Some("2") && field("num-other-sentinels") == Some("2")
         });
-        let synced = self.nodes[1..]
-            .iter()
-            .all(|node| cli(node.port, &["INFO", "replication"]).contains("master_link_status:up"));
+        let synced = self.nodes[1..].iter().all(|node| {
+            redis_cli(node.port, &["INFO", "replication"]).contains("master_link_status:up")
+        });
         knows_all && synced
     }
-}
-
-/// What `redis-cli -p port args...` prints (empty when it fails).
-fn cli(port: u16, args: &[&str]) -> String {
-    Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).to_string())
-        .unwrap_or_default()
 }

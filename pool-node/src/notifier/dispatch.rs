@@ -52,22 +52,35 @@ struct Listing {
 pub struct Listings {
     by_project: RwLock<HashMap<String, HashMap<String, Listing>>>,
     /// Every lane started, listed or not, for the notifier's lag (see [`Listings::lag`]).
-    all_lanes: std::sync::Mutex<Vec<std::sync::Weak<LaneState>>>,
+    all_lanes: std::sync::Mutex<TrackedLanes>,
+}
+
+/// Weak handles of the lanes; ended ones are dropped whenever the list has doubled
+/// since the last sweep, so that tracking a lane costs O(1) amortized (a resume of
+/// 100,000 subscriptions must not sweep the list 100,000 times).
+#[derive(Default)]
+struct TrackedLanes {
+    lanes: Vec<std::sync::Weak<LaneState>>,
+    sweep_at: usize,
 }
 
 impl Listings {
     /// Counts `lane` in the notifier's lag while it lives.
     fn track(&self, lane: &Arc<LaneState>) {
-        let mut lanes = self.all_lanes.lock().expect("never poisoned");
-        lanes.retain(|lane| lane.strong_count() > 0);
-        lanes.push(Arc::downgrade(lane));
+        let mut tracked = self.all_lanes.lock().expect("never poisoned");
+        if tracked.lanes.len() >= tracked.sweep_at {
+            tracked.lanes.retain(|lane| lane.strong_count() > 0);
+            tracked.sweep_at = (tracked.lanes.len() * 2).max(64);
+        }
+        tracked.lanes.push(Arc::downgrade(lane));
     }
 
     /// How far behind the most lagging lane is: the age of the oldest message a
     /// lane is still delivering (zero when every lane is caught up).
     pub fn lag(&self, now_ms: i64) -> Duration {
-        let lanes = self.all_lanes.lock().expect("never poisoned");
-        let oldest = lanes
+        let tracked = self.all_lanes.lock().expect("never poisoned");
+        let oldest = tracked
+            .lanes
             .iter()
             .filter_map(|lane| lane.upgrade()?.pending_since_ms())
             .min();
@@ -392,4 +405,34 @@ fn retry_policy_of(metadata: Option<&str>) -> Map<String, Value> {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lanes come and go (a resume starts one per subscription): the list of tracked
+    /// lanes stays within twice the live ones, and each lane is swept once.
+    #[test]
+    fn tracking_lanes_keeps_only_the_live_ones() {
+        let listings = Listings::default();
+        let signal = Arc::new(QueueSignal::default());
+        let lane = || {
+            Arc::new(LaneState::new(
+                zaqar_proto::pb::Subscription::default(),
+                Arc::default(),
+                signal.clone(),
+            ))
+        };
+        let live: Vec<_> = (0..1_000).map(|_| lane()).collect();
+        for lane in &live {
+            listings.track(lane);
+        }
+        for _ in 0..100_000 {
+            listings.track(&lane());
+        }
+        let tracked = listings.all_lanes.lock().unwrap().lanes.len();
+        assert!(tracked <= 2 * (live.len() + 1) + 64, "{tracked} tracked");
+        assert_eq!(listings.lag(0), Duration::ZERO, "no lane is delivering");
+    }
 }

@@ -461,7 +461,8 @@ impl Lane {
                 return false;
             }
             if outcome == Outcome::Delivered {
-                crate::metrics::record_delivery_lag(target.kind(), message.created_ms);
+                let lag_ms = u64::try_from(now_ms() - message.created_ms).unwrap_or(0);
+                crate::metrics::record_delivery_lag(target.kind(), Duration::from_millis(lag_ms));
             }
         }
         true
@@ -524,7 +525,8 @@ impl Lane {
     }
 }
 
-fn now_ms() -> i64 {
+/// The wall clock in ms since the epoch (as messages' `created_ms`).
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)

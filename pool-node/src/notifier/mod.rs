@@ -145,10 +145,7 @@ impl Notifier {
     /// How far notifications run behind: the age of the oldest message a lane of
     /// this notifier is still delivering (zero when all are caught up).
     pub fn lag(&self) -> std::time::Duration {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as i64);
-        self.listings.lag(now_ms)
+        self.listings.lag(lane::now_ms())
     }
 
     /// Where webhooks may go (`allowed_networks`).
