@@ -10,11 +10,13 @@ use anyhow::{ensure, Context, Result};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::{Certificate, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Endpoint, Identity as TlsIdentity, Server, ServerTlsConfig};
+use tower_layer::{Identity, Stack};
 use zaqar_api_node::tls::GrpcClientTls;
 use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
 use zaqar_proto::ZaqarError;
 
+use crate::grpc_metrics::CallMetricsLayer;
 use crate::shutdown::Shutdown;
 
 /// `[tls]` of a gRPC server: its certificate and, for mTLS, the CA that
@@ -40,7 +42,7 @@ impl GrpcServerTls {
         // Parsed here (not only by tonic) for an error that names the file.
         zaqar_api_node::tls::certificates(&self.cert_file)?;
         zaqar_api_node::tls::private_key(&self.key_file)?;
-        let identity = Identity::from_pem(read(&self.cert_file)?, read(&self.key_file)?);
+        let identity = TlsIdentity::from_pem(read(&self.cert_file)?, read(&self.key_file)?);
         let mut config = ServerTlsConfig::new().identity(identity);
         if let Some(ca) = &self.client_ca_file {
             zaqar_api_node::tls::certificates(ca)?;
@@ -55,21 +57,28 @@ impl GrpcServerTls {
     }
 }
 
+/// A gRPC server builder as [`server`] makes it.
+pub type GrpcServer = Server<Stack<CallMetricsLayer, Identity>>;
+/// Its services, ready to [`serve`].
+pub type GrpcRouter = Router<Stack<CallMetricsLayer, Identity>>;
+
 /// A server builder, with TLS when `tls` is set; each call is handled in a `grpc`
-/// span, a child of the caller's span when the call carries its trace context.
-pub fn server(tls: Option<&GrpcServerTls>) -> Result<Server> {
+/// span, a child of the caller's span when the call carries its trace context, and
+/// counted (`grpc_metrics`).
+pub fn server(tls: Option<&GrpcServerTls>) -> Result<GrpcServer> {
     let builder = Server::builder().trace_fn(|request| {
         let headers = request.headers();
         zaqar_proto::trace::grpc_span(request.uri().path(), |name| {
             headers.get(name).and_then(|value| value.to_str().ok())
         })
     });
-    match tls {
-        None => Ok(builder),
+    let builder = match tls {
+        None => builder,
         Some(tls) => builder
             .tls_config(tls.server_config()?)
-            .context("tls: configuring the gRPC server"),
-    }
+            .context("tls: configuring the gRPC server")?,
+    };
+    Ok(builder.layer(CallMetricsLayer))
 }
 
 /// Checks the files of a client TLS setting once, at start-up.
@@ -133,7 +142,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 /// and Nagle's algorithm against delayed ACKs would add ~40 ms to calls. TLS, if
 /// the router's server was built with it ([`server`]), is done by tonic per
 /// connection.
-pub async fn serve(router: Router, listener: TcpListener, shutdown: Shutdown) -> Result<()> {
+pub async fn serve(router: GrpcRouter, listener: TcpListener, shutdown: Shutdown) -> Result<()> {
     let addr = listener.local_addr()?;
     let incoming = TcpIncoming::from_listener(listener, true, None)
         .map_err(|err| anyhow::anyhow!("configuring {addr}: {err}"))?;
@@ -214,7 +223,7 @@ mod tests {
 
     /// A catalog (SQLite) whose admin API requires a client certificate when
     /// `admin_cert` is set, served with `builder`; returns its https endpoint.
-    async fn catalog(dir: &Path, builder: Server, admin_cert: bool) -> String {
+    async fn catalog(dir: &Path, builder: GrpcServer, admin_cert: bool) -> String {
         let uri = format!("sqlite://{}/catalog.db", dir.display());
         let backend = Arc::new(SqlCatalog::open(&uri).await.unwrap());
         let mut builder = builder;
@@ -262,7 +271,10 @@ mod tests {
             .server_config()
             .unwrap()
             .client_auth_optional(true);
-        let builder = Server::builder().tls_config(optional).unwrap();
+        let builder = Server::builder()
+            .tls_config(optional)
+            .unwrap()
+            .layer(CallMetricsLayer);
         let endpoint = catalog(dir.path(), builder, true).await;
 
         let certless = client_tls(dir.path(), false);

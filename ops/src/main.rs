@@ -7,6 +7,7 @@ mod catalog_cmd;
 mod cluster_auth;
 mod config;
 mod grpc;
+mod grpc_metrics;
 mod metrics;
 mod pool_node_cmd;
 mod shutdown;
@@ -144,7 +145,7 @@ fn init_logs(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+            .with_filter(traces::SampledOnly)
     });
     tracing_subscriber::registry()
         .with(logs.with_filter(filter))
@@ -178,6 +179,13 @@ async fn run(command: Command, metrics_listen: Option<std::net::SocketAddr>) -> 
             Command::PoolNode(_) => metrics::add(zaqar_pool_node::metrics::register),
             // A raft node adds its own when it starts.
             Command::Catalog(_) | Command::Admin(_) => {}
+        }
+        // The roles that serve gRPC.
+        if matches!(
+            command,
+            Command::Standalone(_) | Command::PoolNode(_) | Command::Catalog(_)
+        ) {
+            metrics::add(grpc_metrics::register);
         }
         if !matches!(command, Command::Admin(_)) {
             metrics::serve(addr)?;

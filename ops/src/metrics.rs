@@ -184,6 +184,7 @@ mod tests {
     fn docs_operations_lists_exactly_the_metrics_the_code_exports() {
         let sources = [
             include_str!("metrics.rs"),
+            include_str!("grpc_metrics.rs"),
             include_str!("../../api-node/src/metrics.rs"),
             include_str!("../../pool-node/src/metrics.rs"),
             include_str!("../../catalog/src/raft/metrics.rs"),

@@ -398,7 +398,8 @@ mod tests {
     ) -> Arc<SqlCatalog> {
         let uri = format!("sqlite://{}/catalog.db", dir.path().display());
         let backend = Arc::new(SqlCatalog::open(&uri).await.unwrap());
-        let router = tonic::transport::Server::builder()
+        let router = grpc::server(None)
+            .unwrap()
             .add_service(CatalogServer::new(backend.clone()).into_service());
         tokio::spawn(grpc::serve(router, listener, Shutdown::default()));
         backend
@@ -558,7 +559,8 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            let router = tonic::transport::Server::builder()
+            let router = grpc::server(None)
+                .unwrap()
                 .add_service(CatalogServer::new(backend).into_service());
             tokio::spawn(grpc::serve(router, listener, Shutdown::default()));
         }

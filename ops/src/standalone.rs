@@ -173,7 +173,7 @@ async fn serve_roles(
     let catalog_server = CatalogServer::new(catalog).with_shutdown(shutdown.wait());
     let health = catalog_server.health_metrics();
     crate::metrics::add(|registry| registry.register_collector(Box::new(health)));
-    let catalog_router = tonic::transport::Server::builder()
+    let catalog_router = grpc::server(None)?
         .add_service(token.require(catalog_server.into_service()))
         .add_service(token.require(admin.into_service(None)));
     roles.spawn(role(
@@ -201,8 +201,7 @@ async fn serve_roles(
         pool_endpoint.clone(),
         Arc::new(pool_server.clone()) as Arc<dyn zaqar_proto::pb::pool_service_server::PoolService>,
     )]);
-    let pool_router =
-        tonic::transport::Server::builder().add_service(token.require(pool_server.into_service()));
+    let pool_router = grpc::server(None)?.add_service(token.require(pool_server.into_service()));
     roles.spawn(role(
         "pool-node",
         grpc::serve(pool_router, pool_listener, shutdown.clone()),

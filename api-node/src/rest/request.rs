@@ -110,17 +110,18 @@ where
     // tracing on, the span continues the client's trace (`traceparent`), and its
     // log lines carry the trace id.
     let id = crate::request_id::new();
-    let span = tracing::info_span!("request", id = %id, method = %request.method,
-        path = %request.path, trace_id = tracing::field::Empty);
-    zaqar_proto::trace::adopt(&span, |name| {
-        request
-            .headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-    });
-    if let Some(trace_id) = zaqar_proto::trace::trace_id(&span) {
-        span.record("trace_id", trace_id.as_str());
-    }
+    let span = zaqar_proto::trace::continue_trace(
+        |name| {
+            request
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        },
+        || {
+            tracing::info_span!("request", id = %id, method = %request.method,
+                path = %request.path, trace_id = tracing::field::Empty)
+        },
+    );
     let started = std::time::Instant::now();
     let route = crate::metrics::RouteOf::new(request.method.as_str(), &request.path);
     let mut response = handle_identified(request, allowed, handler)

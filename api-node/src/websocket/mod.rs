@@ -336,26 +336,38 @@ impl Connection {
         encoding: Encoding,
         replies: &mpsc::Sender<Message>,
     ) -> (Message, bool) {
-        // Every log line of the request carries its id, and so does the reply.
+        // Every log line of the request carries its id, and so does the reply; with
+        // tracing on, the span continues the trace of a `traceparent` among the
+        // frame's headers, as a REST request's does.
         let id = crate::request_id::new();
-        let span = tracing::info_span!("request", id = %id);
         let started = std::time::Instant::now();
+        let decoded = protocol::decode(data, encoding, self.services.admin_mode);
+        let span = zaqar_proto::trace::continue_trace(
+            |name| decoded.as_ref().ok()?.header(name),
+            || {
+                tracing::info_span!("request", id = %id, action = tracing::field::Empty,
+                    trace_id = tracing::field::Empty)
+            },
+        );
+        if let Ok(request) = &decoded {
+            span.record("action", request.action());
+        }
         let (request, reply, expired) = self
-            .answer_identified(data, encoding, replies)
+            .answer_decoded(decoded, encoding, replies)
             .instrument(span)
             .await;
         crate::metrics::record_action(request.action(), reply.status, started.elapsed());
         (protocol::encode(&request, &reply, encoding, &id), expired)
     }
 
-    async fn answer_identified(
+    async fn answer_decoded(
         &mut self,
-        data: &[u8],
+        decoded: Result<Request, (Request, Reply)>,
         encoding: Encoding,
         replies: &mpsc::Sender<Message>,
     ) -> (Request, Reply, bool) {
         let mut expired = false;
-        let (request, reply) = match protocol::decode(data, encoding, self.services.admin_mode) {
+        let (request, reply) = match decoded {
             Ok(request) => match self.session.admit(&self.services, &request).await {
                 Gate::Run => {
                     let reply = self.run_request(&request, encoding, replies).await;

@@ -423,16 +423,18 @@ impl Lane {
                 continue;
             };
             // With tracing on, the delivery is a span of the post's trace.
-            let span = tracing::info_span!("notify", subscription = %subscription.id,
-                message = %message.id);
-            if let Some(trace) = self.cache.trace(&message.id) {
-                zaqar_proto::trace::adopt(&span, |name| {
-                    trace
-                        .iter()
-                        .find(|(header, _)| *header == name)
-                        .map(|(_, value)| value.as_str())
-                });
-            }
+            // Kept as the post's trace was (drawn anew if the post left the cache).
+            let trace = self.cache.trace(&message.id);
+            let span = zaqar_proto::trace::continue_trace(
+                |name| {
+                    let (_, value) = trace.as_ref()?.iter().find(|(header, _)| *header == name)?;
+                    Some(value.as_str())
+                },
+                || {
+                    tracing::info_span!("notify", subscription = %subscription.id,
+                        message = %message.id, trace_id = tracing::field::Empty)
+                },
+            );
             let delivery = tracing::Instrument::instrument(
                 self.deliverer.deliver(
                     &self.queue,
