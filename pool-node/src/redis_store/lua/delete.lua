@@ -1,42 +1,54 @@
 -- Deletes messages in groups, each group all or none following its claim rules;
--- the groups of several deletes go in one call (group commit), one after the other.
+-- the groups of several deletes go in one call (group commit): their messages are
+-- read with one HMGET and the accepted ones removed with one call per index.
 -- KEYS: queue (1..8). ARGV: per group: mode, number of ids n, number of claim
 -- ids c, n ids, c claim ids.
 -- mode 'any': claims do not matter; 'held': a claimed message must be held
 -- by one of the claim ids; 'own': every message must be held by one of them.
 -- Returns per group '' when done, else the id of a message the rule refuses
--- (nothing of that group is deleted then).
+-- (nothing of that group is deleted then). Groups are judged on the messages as
+-- they were before the call, as if each ran before the others.
 local k = queue_keys(1)
 local now = now_ms()
 
-local function delete_group(mode, ids, claims)
-  if mode == 'any' then
-    forget(k, ids)
-    return ''
-  end
-  local found = load_all(k, ids, now)
-  local held, others = {}, {}
-  for i = 1, #ids do
-    local m = found[i]
-    local claimed = m and is_claimed(m, now)
-    if m and ((claimed and not claims[m.ci]) or (mode == 'own' and not claimed)) then
-      return ids[i]
-    end
-    if claimed then held[#held + 1] = ids[i] else others[#others + 1] = ids[i] end
-  end
-  forget_held(k, held)
-  forget(k, others)
-  return ''
-end
-
-local refused = {}
+local groups, checked = {}, {}
 local i = 1
 while i <= #ARGV do
   local mode, n, c = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local ids, claims = {}, {}
-  for j = i + 3, i + 2 + n do ids[#ids + 1] = ARGV[j] end
-  for j = i + 3 + n, i + 2 + n + c do claims[ARGV[j]] = true end
-  refused[#refused + 1] = delete_group(mode, ids, claims)
+  local group = {mode = mode, first = #checked + 1, ids = {}, claims = {}}
+  for j = i + 3, i + 2 + n do
+    group.ids[#group.ids + 1] = ARGV[j]
+    if mode ~= 'any' then checked[#checked + 1] = ARGV[j] end
+  end
+  for j = i + 3 + n, i + 2 + n + c do group.claims[ARGV[j]] = true end
+  groups[#groups + 1] = group
   i = i + 3 + n + c
 end
+
+local found = load_all(k, checked, now)
+local refused, held, others = {}, {}, {}
+for g, group in ipairs(groups) do
+  local verdict = ''
+  if group.mode == 'any' then
+    for _, id in ipairs(group.ids) do others[#others + 1] = id end
+  else
+    local group_held, group_others = {}, {}
+    for j, id in ipairs(group.ids) do
+      local m = found[group.first + j - 1]
+      local claimed = m and is_claimed(m, now)
+      if m and ((claimed and not group.claims[m.ci]) or (group.mode == 'own' and not claimed)) then
+        verdict = id
+        break
+      end
+      if claimed then group_held[#group_held + 1] = id else group_others[#group_others + 1] = id end
+    end
+    if verdict == '' then
+      for _, id in ipairs(group_held) do held[#held + 1] = id end
+      for _, id in ipairs(group_others) do others[#others + 1] = id end
+    end
+  end
+  refused[g] = verdict
+end
+forget_held(k, held)
+forget(k, others)
 return refused
