@@ -85,10 +85,10 @@ async fn claim_in(
             continue;
         }
         let ids: Vec<String> = taken.iter().map(|d| fields::text(d, ID)).collect();
-        store
+        let updated = store
             .messages
             .update_many(
-                doc! { ID: { "$in": ids } },
+                doc! { ID: { "$in": &ids }, STATE: FREE },
                 doc! {
                     "$set": { CLAIM_ID: claim_id, CLAIM_EXPIRES: claim_expires, STATE: CLAIMED },
                     "$inc": { CLAIM_COUNT: 1_i64 },
@@ -97,6 +97,9 @@ async fn claim_in(
             )
             .session(&mut *session)
             .await?;
+        if updated.matched_count != ids.len() as u64 {
+            return Err(super::transaction::taken_meanwhile());
+        }
         for document in taken {
             let mut message = fields::message(&document, now);
             message.claim_id = claim_id.to_string();

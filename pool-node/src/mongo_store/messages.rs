@@ -345,11 +345,14 @@ pub(super) async fn pop(
                 let documents = scan.next(&store, limit, session).await?;
                 if !documents.is_empty() {
                     let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
-                    store
+                    let deleted = store
                         .messages
-                        .delete_many(doc! { ID: { "$in": ids } })
+                        .delete_many(doc! { ID: { "$in": &ids }, STATE: FREE })
                         .session(&mut *session)
                         .await?;
+                    if deleted.deleted_count != ids.len() as u64 {
+                        return Err(super::transaction::taken_meanwhile());
+                    }
                 }
                 scan.finish(&store, &queue, session).await?;
                 Ok(Ok(documents

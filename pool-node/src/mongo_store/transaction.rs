@@ -83,6 +83,20 @@ fn is_conflict(err: &MongoError) -> bool {
     err.contains_label(TRANSIENT_TRANSACTION_ERROR)
         || error_code(err) == Some(WRITE_CONFLICT)
         || is_duplicate_key(err)
+        || err.get_custom::<TakenMeanwhile>().is_some()
+}
+
+/// A message a transaction read as free was no longer free when it wrote it.
+#[derive(Debug)]
+struct TakenMeanwhile;
+
+/// The error a claim or a pop gives when a message it read as free was no longer
+/// free when it took it: a conflict, so the transaction starts again. A server with
+/// snapshot isolation reports the conflict itself (a write conflict); the check
+/// behind this error keeps two claims from ever holding one message on a server
+/// whose isolation is weaker.
+pub(super) fn taken_meanwhile() -> MongoError {
+    MongoError::custom(TakenMeanwhile)
 }
 
 /// A random wait before the next attempt, growing with the attempts up to 100 ms.
