@@ -73,6 +73,11 @@ pub struct Outcome {
     pub recovered_after: Option<Duration>,
     /// When each lost message had been acknowledged.
     pub lost_acked_at: Vec<Instant>,
+    /// For each message held by two live claims: its id, and when each claim of it
+    /// was answered, in seconds from the fault's end (negative: before).
+    pub double_claims: Vec<(String, Vec<(String, f64)>)>,
+    /// For each message held by two live claims, when the first of them was answered.
+    pub double_claimed_first_at: Vec<Instant>,
 }
 
 impl Outcome {
@@ -80,35 +85,58 @@ impl Outcome {
     /// acknowledged again within `within` of the fault's end.
     pub fn check(&self, within: Duration) -> Result<()> {
         ensure!(self.lost == 0, "acknowledged messages were lost: {self:?}");
-        self.check_all_but_loss(within)
+        self.check_all_but_loss(within, false)
     }
 
     /// As [`Self::check`], but a setting the docs name may lose what was acknowledged
-    /// shortly before the fault: only messages acknowledged within `window` before
-    /// `fault_started` may be lost.
-    pub fn check_loss_bounded(
-        &self,
-        within: Duration,
-        fault_started: Instant,
-        window: Duration,
-    ) -> Result<()> {
-        let early = fault_started.checked_sub(window).unwrap_or(fault_started);
+    /// around the fault: only messages acknowledged between `from` and `to` may be
+    /// lost.
+    pub fn check_loss_bounded(&self, within: Duration, from: Instant, to: Instant) -> Result<()> {
+        self.check_lost_between(from, to)?;
+        self.check_all_but_loss(within, false)
+    }
+
+    fn check_lost_between(&self, from: Instant, to: Instant) -> Result<()> {
         let outside = self
             .lost_acked_at
             .iter()
-            .filter(|at| **at < early || **at > fault_started)
+            .filter(|at| **at < from || **at > to)
             .count();
         ensure!(
             outside == 0,
-            "{outside} lost messages were acknowledged outside the {window:?} before the fault: {self:?}"
+            "{outside} lost messages were acknowledged outside the {:?} from {from:?} to {to:?}: {self:?}",
+            to - from
         );
-        self.check_all_but_loss(within)
+        Ok(())
     }
 
-    fn check_all_but_loss(&self, within: Duration) -> Result<()> {
+    /// As [`Self::check_loss_bounded`], where lost writes include claims: a message
+    /// may also be held by two live claims if the first of them was answered
+    /// between `from` and `to` (that claim was lost, and the message claimed again).
+    pub fn check_writes_lost_between(
+        &self,
+        within: Duration,
+        from: Instant,
+        to: Instant,
+    ) -> Result<()> {
+        let outside = self
+            .double_claimed_first_at
+            .iter()
+            .filter(|at| **at < from || **at > to)
+            .count();
+        ensure!(
+            outside == 0,
+            "{outside} messages were claimed twice, first outside the {:?} from {from:?} to {to:?}: {self:?}",
+            to - from
+        );
+        self.check_lost_between(from, to)?;
+        self.check_all_but_loss(within, true)
+    }
+
+    fn check_all_but_loss(&self, within: Duration, claimed_twice_allowed: bool) -> Result<()> {
         ensure!(self.acked > 0, "nothing was acknowledged: {self:?}");
         ensure!(
-            self.double_claimed == 0,
+            self.double_claimed == 0 || claimed_twice_allowed,
             "messages were claimed twice: {self:?}"
         );
         ensure!(self.altered == 0, "message bodies changed: {self:?}");
@@ -240,15 +268,40 @@ impl Load {
             .filter_map(|id| ledger.acked_at.get(id).copied())
             .collect();
         let lost = lost_acked_at.len();
-        let double_claimed = ledger
+        let from_fault = |at: Instant| {
+            if at >= fault_ended {
+                at.duration_since(fault_ended).as_secs_f64()
+            } else {
+                -fault_ended.duration_since(at).as_secs_f64()
+            }
+        };
+        let double_claims: Vec<(String, Vec<(String, f64)>)> = ledger
             .claims
-            .values()
-            .filter(|claims| {
+            .iter()
+            .filter(|(_, claims)| {
                 claims.windows(2).any(|pair| {
                     pair[1].at < pair[0].at + CLAIM_TTL && pair[1].claim != pair[0].claim
                 })
             })
-            .count();
+            .map(|(id, claims)| {
+                let when = claims
+                    .iter()
+                    .map(|c| (c.claim.clone(), from_fault(c.at)))
+                    .collect();
+                (id.clone(), when)
+            })
+            .collect();
+        let double_claimed = double_claims.len();
+        let double_claimed_first_at = ledger
+            .claims
+            .values()
+            .filter_map(|claims| {
+                let pair = claims.windows(2).find(|pair| {
+                    pair[1].at < pair[0].at + CLAIM_TTL && pair[1].claim != pair[0].claim
+                })?;
+                Some(pair[0].at)
+            })
+            .collect();
         let listed = present.iter().map(|(id, body)| (id.clone(), body.clone()));
         let altered = ledger
             .seen
@@ -271,6 +324,8 @@ impl Load {
             failed: self.failed.load(Ordering::Relaxed),
             recovered_after,
             lost_acked_at,
+            double_claims,
+            double_claimed_first_at,
         })
     }
 }

@@ -105,6 +105,17 @@ impl SentinelGroup {
         Some(port)
     }
 
+    /// Has the first sentinel force a failover (`SENTINEL FAILOVER`, as an operator
+    /// would); the sentinels promote a replica about a second later.
+    pub fn force_failover(&mut self) -> Result<()> {
+        let reply = redis_cli(
+            self.sentinel_ports[0],
+            &["SENTINEL", "FAILOVER", MASTER_NAME],
+        );
+        ensure!(reply.trim() == "OK", "SENTINEL FAILOVER: {reply}");
+        Ok(())
+    }
+
     fn is_formed(&self) -> bool {
         let knows_all = self.sentinel_ports.iter().all(|port| {
             let fields = redis_cli(*port, &["SENTINEL", "master", MASTER_NAME]);
