@@ -79,8 +79,9 @@ impl Traces {
 
 /// The filter of the exporter's layer: it sees the spans (of level INFO or above)
 /// of sampled traces only, and the events inside them. A span inside another is
-/// seen when that one is; a span outside of any starts a trace, sampled as
-/// `zaqar_proto::trace` decides. A span not seen costs the exporter nothing.
+/// seen when that one is; a span outside of any is seen when it starts a trace
+/// that `zaqar_proto::trace` keeps. A span not seen costs the exporter nothing, and
+/// when the logs do not want it either, it is not made at all.
 pub struct SampledOnly;
 
 impl<S> Filter<S> for SampledOnly
@@ -156,6 +157,7 @@ mod tests {
                 tracing::info_span!("dropped child").in_scope(|| tracing::info!("inside"));
             });
             tracing::info!("outside");
+            tracing::info_span!("outside of any trace").in_scope(|| {});
         });
         assert_eq!(
             *seen.0.lock().unwrap(),

@@ -155,9 +155,10 @@ pub fn start(sampled: bool, make: impl FnOnce() -> tracing::Span) -> tracing::Sp
 }
 
 /// Whether a span made outside of any other is kept: as [`start`] says while it
-/// makes one, by the sample ratio otherwise.
+/// makes one; never otherwise (a span outside of every trace a request or a
+/// delivery started, or inside one not kept whose spans were not made at all).
 pub fn root_is_sampled() -> bool {
-    STARTING.with(Cell::get).unwrap_or_else(draw)
+    STARTING.with(Cell::get).unwrap_or(false)
 }
 
 /// A draw of the sample ratio.
