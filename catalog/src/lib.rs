@@ -42,6 +42,18 @@ pub use sql_backend::SqlCatalog;
 pub use watch::{CatalogEvent, EventHub, Watch};
 use zaqar_proto::ZaqarError;
 
+/// The optional catalog backends this build has (cargo features): `etcd`, `mongodb`.
+pub fn optional_backends() -> Vec<&'static str> {
+    let mut backends = Vec::new();
+    if cfg!(feature = "etcd") {
+        backends.push("etcd");
+    }
+    if cfg!(feature = "mongodb") {
+        backends.push("mongodb");
+    }
+    backends
+}
+
 /// Opens the catalog named by `uri`: `sqlite://path/to/catalog.db`,
 /// `postgres://user@host:port/database`, with the `etcd` feature
 /// `etcd://host:port[,host:port...]/prefix`, or with the `mongodb` feature

@@ -1,7 +1,7 @@
 //! `--metrics-listen ADDR`: serves the Prometheus metrics of the roles this process runs
 //! on `http://ADDR/metrics` (OpenMetrics text). Each role adds its metrics to one
 //! process-wide registry when it starts ([`add`]); the process's own are always there:
-//! `zaqar_build_info{version}`, `zaqar_process_resident_memory_bytes`,
+//! `zaqar_build_info{version, git_sha, features}`, `zaqar_process_resident_memory_bytes`,
 //! `zaqar_process_cpu_seconds_total` and `zaqar_process_open_fds` (from `/proc/self`).
 
 use std::convert::Infallible;
@@ -23,6 +23,26 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
+    git_sha: &'static str,
+    /// The optional backends built in (cargo features), comma-separated:
+    /// `store-mongodb`, `catalog-etcd`, `catalog-mongodb`.
+    features: String,
+}
+
+/// The optional backends this binary has, as `zaqar_build_info`'s `features` label.
+fn features() -> String {
+    let stores = zaqar_pool_node::optional_stores()
+        .into_iter()
+        .map(|s| format!("store-{s}"));
+    let catalogs = zaqar_catalog::optional_backends()
+        .into_iter()
+        .map(|c| format!("catalog-{c}"));
+    let all: Vec<String> = stores.chain(catalogs).collect();
+    if all.is_empty() {
+        "none".to_string()
+    } else {
+        all.join(",")
+    }
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
@@ -31,6 +51,8 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
     build
         .get_or_create(&BuildLabels {
             version: env!("CARGO_PKG_VERSION"),
+            git_sha: env!("ZAQAR_GIT_SHA"),
+            features: features(),
         })
         .set(1);
     registry.register(
@@ -160,7 +182,14 @@ mod tests {
     #[test]
     fn the_process_metrics_are_read_from_proc() {
         let text = encoded();
-        assert!(text.contains("zaqar_build_info{version=\""), "{text}");
+        let sha = env!("ZAQAR_GIT_SHA");
+        assert!(sha == "unknown" || sha.len() == 12, "{sha}");
+        let build = format!(
+            "zaqar_build_info{{version=\"{}\",git_sha=\"{sha}\",features=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            features()
+        );
+        assert!(text.contains(&build), "{build} not in {text}");
         let rss = text
             .lines()
             .find_map(|line| line.strip_prefix("zaqar_process_resident_memory_bytes "))

@@ -26,6 +26,15 @@ pub use server::PoolServer;
 pub use store::{MessageStore, StoreResult};
 use zaqar_proto::ZaqarError;
 
+/// The optional message stores this build has (cargo features): `mongodb`.
+pub fn optional_stores() -> Vec<&'static str> {
+    let mut stores = Vec::new();
+    if cfg!(feature = "mongodb") {
+        stores.push("mongodb");
+    }
+    stores
+}
+
 /// Opens the store named by `uri`: `redis://host:port/db`, `sqlite://path/to/file.db`
 /// or, with the `mongodb` feature, `mongodb://host[,host...]/database?replicaSet=name`.
 /// Every call to it is measured (see [`metrics`]).

@@ -1,8 +1,9 @@
 //! A real Prometheus scrapes a whole cluster on loopback, every role with
 //! `--metrics-listen`: three raft catalog nodes, two pool-nodes (each on its own
 //! Redis) and two api-nodes. After a bounded load, its query API shows posts on both
-//! pools, a queue's free and claimed depth equal to what `GET /stats` says, exactly
-//! one raft leader, and the health report age of a killed pool-node growing.
+//! pools (and the gRPC calls that carried them), a queue's free and claimed depth equal
+//! to what `GET /stats` says, exactly one raft leader, and the health report age of a
+//! killed pool-node growing.
 
 use std::time::Duration;
 
@@ -129,6 +130,12 @@ async fn scenario() -> Result<()> {
     let pools_posting =
         r#"count(sum by (pool) (zaqar_messages_total{role="pool-node",event="posted"}) > 0)"#;
     prometheus.eventually_equals(pools_posting, 2.0).await?;
+    // Both pool-nodes served the posts as gRPC calls, and the catalogs the api-nodes'.
+    let pool_calls = r#"count(sum by (instance) (zaqar_grpc_server_calls_total{role="pool-node",service="PoolService",method="PostMessages",code="ok"}) > 0)"#;
+    prometheus.eventually_equals(pool_calls, 2.0).await?;
+    let catalog_calls =
+        r#"sum(zaqar_grpc_server_calls_total{role="catalog",service="CatalogService"}) > bool 0"#;
+    prometheus.eventually_equals(catalog_calls, 1.0).await?;
     let free_depth = r#"sum(zaqar_queue_messages{queue="watched",state="free"})"#;
     prometheus.eventually_equals(free_depth, free).await?;
     let claimed_depth = r#"sum(zaqar_queue_messages{queue="watched",state="claimed"})"#;
