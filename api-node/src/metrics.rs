@@ -12,6 +12,13 @@
 //! - `zaqar_placement_lookups_total{result}`: where the router found a queue's pool:
 //!   `cached`, `catalog` (asked), `last_known` (the catalog could not answer; see
 //!   `routing.rs`).
+//! - `zaqar_placement_cache_evictions_total{reason}`: placements the cache dropped, to
+//!   stay within its capacity (`capacity`), on a catalog event (`event`: the queue was
+//!   removed or placed elsewhere, its pool removed), or because the queue was deleted
+//!   through this api-node or its pool-node did not know it (`forgotten`);
+//!   `zaqar_placement_cache_entries`:
+//!   placements cached; `zaqar_catalog_watch_connected`: 1 while a catalog watch stream
+//!   keeps the cache fresh.
 //! - `zaqar_pool_calls_total{method, code}` and `zaqar_pool_call_duration_seconds{method}`:
 //!   every call to a pool-node (over gRPC, or in process in standalone), by RPC and
 //!   gRPC status code.
@@ -84,6 +91,14 @@ struct ApiMetrics {
     actions: Family<ActionLabels, Counter>,
     action_durations: Family<ActionNameLabels, Histogram>,
     lookups: Family<LookupLabels, Counter>,
+    evictions: Family<EvictionLabels, Counter>,
+    cached_placements: Gauge,
+    watch_connected: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvictionLabels {
+    reason: &'static str,
 }
 
 static METRICS: LazyLock<ApiMetrics> = LazyLock::new(|| ApiMetrics {
@@ -100,6 +115,9 @@ static METRICS: LazyLock<ApiMetrics> = LazyLock::new(|| ApiMetrics {
         Histogram::new(exponential_buckets(0.0001, 2.0, 17))
     }),
     lookups: Family::default(),
+    evictions: Family::default(),
+    cached_placements: Gauge::default(),
+    watch_connected: Gauge::default(),
     requests: Family::default(),
     // 100 µs to about 6.5 s.
     durations: Family::new_with_constructor(|| {
@@ -138,6 +156,21 @@ pub fn register(registry: &mut Registry) {
         "zaqar_placement_lookups",
         "Where the router found a queue's pool: cached, catalog or last_known",
         METRICS.lookups.clone(),
+    );
+    registry.register(
+        "zaqar_placement_cache_evictions",
+        "Placements the api-node's cache dropped: capacity, event or forgotten",
+        METRICS.evictions.clone(),
+    );
+    registry.register(
+        "zaqar_placement_cache_entries",
+        "Placements in the api-node's cache",
+        METRICS.cached_placements.clone(),
+    );
+    registry.register(
+        "zaqar_catalog_watch_connected",
+        "1 while a catalog watch stream keeps the api-node's placement cache fresh",
+        METRICS.watch_connected.clone(),
     );
     registry.register(
         "zaqar_pool_calls",
@@ -247,6 +280,28 @@ pub fn record_action(action: &str, status: u16, took: Duration) {
         .action_durations
         .get_or_create(&ActionNameLabels { action })
         .observe(took.as_secs_f64());
+}
+
+/// Records `count` placements the cache dropped for `reason` (`capacity`, `event`, `forgotten`),
+/// and how many it holds now.
+pub fn record_evictions(reason: &'static str, count: usize, cached: usize) {
+    if count > 0 {
+        METRICS
+            .evictions
+            .get_or_create(&EvictionLabels { reason })
+            .inc_by(count as u64);
+    }
+    record_cached_placements(cached);
+}
+
+/// Records how many placements the cache holds.
+pub fn record_cached_placements(cached: usize) {
+    METRICS.cached_placements.set(cached as i64);
+}
+
+/// Records whether a catalog watch stream keeps the placement cache fresh.
+pub fn record_watch_connected(connected: bool) {
+    METRICS.watch_connected.set(i64::from(connected));
 }
 
 /// Records where the router found a queue's pool (`cached`, `catalog`, `last_known`).

@@ -146,6 +146,9 @@ async fn scenario() -> Result<()> {
     prometheus
         .eventually_equals(r#"count(up{role="api-node"} == 1)"#, 2.0)
         .await?;
+    // Both api-nodes follow the catalog's placement changes as they happen.
+    let watching = r#"sum(zaqar_catalog_watch_connected{role="api-node"})"#;
+    prometheus.eventually_equals(watching, 2.0).await?;
 
     // A killed pool-node stops reporting: its report's age grows on the catalogs.
     pool_nodes[1] = None;

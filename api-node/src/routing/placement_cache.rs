@@ -68,6 +68,8 @@ pub struct PlacementCache {
     resets: u64,
     ttl: Duration,
     capacity: usize,
+    /// Entries dropped so far, by reason (see [`PlacementCache::dropped`]).
+    dropped: HashMap<&'static str, u64>,
 }
 
 /// A cache shared between the router and its watch task.
@@ -84,7 +86,15 @@ impl PlacementCache {
             resets: 0,
             ttl,
             capacity: capacity.max(1),
+            dropped: HashMap::new(),
         }
+    }
+
+    /// Counts `count` entries dropped for `reason` (`capacity`, `event`, `forgotten`),
+    /// here and in `zaqar_placement_cache_evictions_total`.
+    fn dropped(&mut self, reason: &'static str, count: usize) {
+        *self.dropped.entry(reason).or_default() += count as u64;
+        crate::metrics::record_evictions(reason, count, self.entries.len());
     }
 
     /// The placement of a queue, if cached and still trusted.
@@ -117,6 +127,7 @@ impl PlacementCache {
         if !self.entries.contains_key(&key) {
             while self.entries.len() >= self.capacity {
                 self.evict_oldest();
+                self.dropped("capacity", 1);
             }
         }
         let stamp = self.next_stamp;
@@ -132,6 +143,7 @@ impl PlacementCache {
             },
         );
         self.order.push_back((key, stamp));
+        crate::metrics::record_cached_placements(self.entries.len());
         if self.order.len() > 2 * self.capacity {
             let entries = &self.entries;
             self.order
@@ -159,9 +171,12 @@ impl PlacementCache {
         self.entries.clear();
     }
 
+    /// Drops the placement of a queue deleted, or that its pool-node did not know.
     pub fn remove(&mut self, project: &str, queue: &str) {
-        self.entries
+        let removed = self
+            .entries
             .remove(&(project.to_string(), queue.to_string()));
+        self.dropped("forgotten", usize::from(removed.is_some()));
     }
 
     /// Whether a watch stream keeps the cache fresh.
@@ -180,6 +195,7 @@ impl PlacementCache {
         if self.watched {
             self.watched = false;
             self.epoch += 1;
+            crate::metrics::record_watch_connected(false);
         }
     }
 
@@ -190,10 +206,17 @@ impl PlacementCache {
         if !matches!(event, Event::Placed(_)) {
             self.epoch += 1;
         }
+        let before = self.entries.len();
+        self.apply_event(event);
+        self.dropped("event", before.saturating_sub(self.entries.len()));
+    }
+
+    fn apply_event(&mut self, event: Event) {
         match event {
             Event::Reset(_) => {
                 self.resets += 1;
                 self.watched = true;
+                crate::metrics::record_watch_connected(true);
             }
             Event::Placed(placement) => {
                 let Some(queue) = placement.queue else { return };
@@ -206,7 +229,9 @@ impl PlacementCache {
                     self.entries.remove(&key);
                 }
             }
-            Event::Unplaced(queue) => self.remove(&queue.project, &queue.queue),
+            Event::Unplaced(queue) => {
+                self.entries.remove(&(queue.project, queue.queue));
+            }
             Event::PoolChanged(pool) => {
                 for entry in self.entries.values_mut() {
                     if entry.pool == pool.name {
@@ -413,6 +438,26 @@ mod tests {
         cache.apply(Event::Unplaced(queue("p", "q")));
         cache.insert("p", "q", "a", "http://a", asked);
         assert_eq!(cache.get("p", "q"), None);
+    }
+
+    #[test]
+    fn dropped_entries_are_counted_by_reason() {
+        let mut cache = watched_cache();
+        for i in 0..12 {
+            cache.insert("p", &format!("q{i}"), "a", "http://a", cache.epoch());
+        }
+        cache.apply(Event::Unplaced(queue("p", "q11")));
+        cache.apply(Event::Unplaced(queue("p", "never-cached")));
+        cache.insert("p", "b1", "b", "http://b", cache.epoch());
+        cache.insert("p", "b2", "b", "http://b", cache.epoch());
+        cache.apply(Event::PoolRemoved("b".into()));
+        cache.remove("p", "q10");
+        cache.remove("p", "q10");
+        let counts: HashMap<&str, u64> = cache.dropped.clone();
+        assert_eq!(
+            counts,
+            HashMap::from([("capacity", 3), ("event", 3), ("forgotten", 1)])
+        );
     }
 
     #[test]
