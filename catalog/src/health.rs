@@ -206,11 +206,23 @@ mod tests {
     }
 }
 
-/// The health reports as Prometheus gauges, read at each scrape:
+/// The catalog server's gauges, read at each scrape: the health reports,
 /// `zaqar_pool_report_age_seconds{pool}` (since the pool's last report to this catalog
-/// node) and `zaqar_pool_report_ok{pool}` (1 when that report said ok).
+/// node) and `zaqar_pool_report_ok{pool}` (1 when that report said ok), and
+/// `zaqar_catalog_watchers`, the watch streams open on this node (api-nodes following
+/// placement changes).
 #[derive(Debug)]
-pub struct HealthMetrics(pub std::sync::Arc<HealthBoard>);
+pub struct HealthMetrics {
+    pub board: std::sync::Arc<HealthBoard>,
+    pub watchers: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl HealthMetrics {
+    /// The watch streams open now.
+    pub fn watchers(&self) -> i64 {
+        self.watchers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 impl prometheus_client::collector::Collector for HealthMetrics {
     fn encode(
@@ -223,7 +235,7 @@ impl prometheus_client::collector::Collector for HealthMetrics {
         use std::sync::atomic::AtomicU64;
         let ages = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         let oks = Family::<Vec<(String, String)>, Gauge>::default();
-        for (pool, ok, age) in self.0.reported() {
+        for (pool, ok, age) in self.board.reported() {
             let labels = vec![("pool".to_string(), pool)];
             ages.get_or_create(&labels).set(age.as_secs_f64());
             oks.get_or_create(&labels).set(i64::from(ok));
@@ -241,6 +253,14 @@ impl prometheus_client::collector::Collector for HealthMetrics {
             None,
             oks.metric_type(),
         )?;
-        oks.encode(metric)
+        oks.encode(metric)?;
+        let watchers = prometheus_client::metrics::gauge::ConstGauge::new(self.watchers());
+        let metric = encoder.encode_descriptor(
+            "zaqar_catalog_watchers",
+            "Watch streams open on this catalog node (api-nodes following placement changes)",
+            None,
+            watchers.metric_type(),
+        )?;
+        watchers.encode(metric)
     }
 }

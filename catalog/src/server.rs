@@ -1,6 +1,7 @@
 //! The gRPC `CatalogService`: unpacks requests, calls the [`CatalogBackend`], packs replies;
 //! streams the backend's change feed to watchers and keeps pool-nodes' health reports.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,24 @@ pub struct CatalogServer {
     health: Arc<HealthBoard>,
     /// Becomes true when the server stops: watch streams then end.
     stopping: watch::Receiver<bool>,
+    /// Watch streams open now.
+    watchers: Arc<AtomicI64>,
+}
+
+/// Counts one open watch stream while it lives.
+struct Watcher(Arc<AtomicI64>);
+
+impl Watcher {
+    fn new(watchers: &Arc<AtomicI64>) -> Watcher {
+        watchers.fetch_add(1, Ordering::Relaxed);
+        Watcher(watchers.clone())
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl CatalogServer {
@@ -35,6 +54,7 @@ impl CatalogServer {
             backend,
             health: Arc::default(),
             stopping: watch::channel(false).1,
+            watchers: Arc::default(),
         }
     }
 
@@ -57,7 +77,10 @@ impl CatalogServer {
 
     /// The Prometheus gauges of the pools' health reports to this server.
     pub fn health_metrics(&self) -> crate::health::HealthMetrics {
-        crate::health::HealthMetrics(self.health.clone())
+        crate::health::HealthMetrics {
+            board: self.health.clone(),
+            watchers: self.watchers.clone(),
+        }
     }
 
     /// The tonic service to add to a `tonic::transport::Server`.
@@ -218,7 +241,12 @@ impl CatalogService for CatalogServer {
             .watch()
             .map_err(|err| Status::unimplemented(err.description))?;
         let (sink, stream) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(forward(watch, sink, self.stopping.clone()));
+        let watcher = Watcher::new(&self.watchers);
+        let forwarding = forward(watch, sink, self.stopping.clone());
+        tokio::spawn(async move {
+            forwarding.await;
+            drop(watcher);
+        });
         Ok(Response::new(ReceiverStream::new(stream)))
     }
 
@@ -424,6 +452,7 @@ mod tests {
         let server = CatalogServer::new(backend).with_shutdown(async {
             let _ = stopped.await;
         });
+        let metrics = server.health_metrics();
         let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(
             tonic::transport::Server::builder()
@@ -452,6 +481,7 @@ mod tests {
             panic!("{changed:?}")
         };
         assert_eq!(changed.endpoint, "http://127.0.0.1:7001");
+        assert_eq!(metrics.watchers(), 1, "the open stream is counted");
 
         // Stopping: the stream ends, so a graceful stop of the server completes.
         stop.send(()).unwrap();
@@ -466,6 +496,7 @@ mod tests {
             .expect("the server stops")
             .unwrap()
             .unwrap();
+        assert_eq!(metrics.watchers(), 0, "the ended stream is not");
     }
 
     #[tokio::test]

@@ -149,6 +149,8 @@ async fn scenario() -> Result<()> {
     // Both api-nodes follow the catalog's placement changes as they happen.
     let watching = r#"sum(zaqar_catalog_watch_connected{role="api-node"})"#;
     prometheus.eventually_equals(watching, 2.0).await?;
+    let watchers = r#"sum(zaqar_catalog_watchers{role="catalog"}) >= bool 2"#;
+    prometheus.eventually_equals(watchers, 1.0).await?;
 
     // A killed pool-node stops reporting: its report's age grows on the catalogs.
     pool_nodes[1] = None;
