@@ -140,6 +140,8 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     if config.notifier.enabled {
         let holder = notifier_holder(&config.listen.to_string());
         let spawned = Notifier::spawn(store, &config.notifier, &holder)?;
+        let gauges = spawned.metrics();
+        crate::metrics::add(|registry| registry.register_collector(Box::new(gauges)));
         notifier = Some(spawned.clone());
         pool_server = pool_server.with_notifier(spawned);
     }

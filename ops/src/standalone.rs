@@ -193,7 +193,10 @@ async fn serve_roles(
     if config.notifier.enabled {
         let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
         let holder = crate::pool_node_cmd::notifier_holder(&data_dir.display().to_string());
-        pool_server = pool_server.with_notifier(Notifier::spawn(store, &config.notifier, &holder)?);
+        let notifier = Notifier::spawn(store, &config.notifier, &holder)?;
+        let gauges = notifier.metrics();
+        crate::metrics::add(|registry| registry.register_collector(Box::new(gauges)));
+        pool_server = pool_server.with_notifier(notifier);
     }
     // The api-node calls the pool-node directly; its gRPC server stays for anything
     // else that reaches the registered endpoint (`zaqar admin`, health checks).

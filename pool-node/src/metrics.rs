@@ -18,6 +18,11 @@
 //!   or out of retries, `abandoned`: the subscription went away meanwhile).
 //! - `zaqar_notifier_delivery_lag_seconds{kind}` (histogram): from a message's post to
 //!   its delivery, retries included: how far notifications run behind the queues.
+//! - `zaqar_notifier_leases_held` (gauge): subscriptions whose delivery lease this
+//!   pool-node's notifier holds; `zaqar_notifier_subscription_lag_seconds{project, queue,
+//!   subscription}` (gauge): for the [`MOST_LAGGING`] subscriptions furthest behind, the
+//!   age of the message each is still delivering (a caught-up one has no series), read
+//!   at each scrape ([`NotifierMetrics`]).
 //!
 //! The metrics are process-wide; [`register`] adds them to the registry a role serves.
 
@@ -584,6 +589,66 @@ impl MessageStore for MeteredStore {
 
     async fn volatility(&self) -> StoreResult<Option<String>> {
         self.measure("volatility", self.inner.volatility()).await
+    }
+}
+
+/// How many of the subscriptions furthest behind get a lag series.
+pub const MOST_LAGGING: usize = 10;
+
+/// The notifier's gauges, read at each scrape from `report`, which gives the leases
+/// held and the [`MOST_LAGGING`] lanes furthest behind (`Notifier::lanes_report`).
+pub struct NotifierMetrics {
+    report: Box<dyn Fn() -> (usize, Vec<crate::notifier::LaneLag>) + Send + Sync>,
+}
+
+impl NotifierMetrics {
+    pub fn new(
+        report: impl Fn() -> (usize, Vec<crate::notifier::LaneLag>) + Send + Sync + 'static,
+    ) -> NotifierMetrics {
+        NotifierMetrics {
+            report: Box::new(report),
+        }
+    }
+}
+
+impl std::fmt::Debug for NotifierMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NotifierMetrics")
+    }
+}
+
+impl prometheus_client::collector::Collector for NotifierMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let (leased, lagging) = (self.report)();
+        let held = ConstGauge::new(leased as i64);
+        let metric = encoder.encode_descriptor(
+            "zaqar_notifier_leases_held",
+            "Subscriptions whose delivery lease this notifier holds",
+            None,
+            held.metric_type(),
+        )?;
+        held.encode(metric)?;
+        let lags = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+        for lane in lagging {
+            let labels = vec![
+                ("project".to_string(), lane.project),
+                ("queue".to_string(), lane.queue),
+                ("subscription".to_string(), lane.subscription),
+            ];
+            lags.get_or_create(&labels).set(lane.behind.as_secs_f64());
+        }
+        let metric = encoder.encode_descriptor(
+            "zaqar_notifier_subscription_lag_seconds",
+            "Age of the message a subscription's delivery is still on, for the subscriptions furthest behind",
+            None,
+            lags.metric_type(),
+        )?;
+        lags.encode(metric)
     }
 }
 

@@ -270,6 +270,20 @@ async fn the_health_answer_carries_the_notifier_lag() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The notifier's gauges say the same: it holds the subscription's lease, and
+    // the subscription is among those furthest behind.
+    let scraped = scrape(&pool);
+    assert!(
+        scraped.contains("zaqar_notifier_leases_held 1\n"),
+        "{scraped}"
+    );
+    let series = scraped
+        .lines()
+        .find(|line| line.starts_with("zaqar_notifier_subscription_lag_seconds{"))
+        .unwrap_or_else(|| panic!("no lag series in {scraped}"));
+    assert!(series.contains("queue=\"lagging\""), "{series}");
+    let seconds: f64 = series.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(seconds >= 1.5, "{series}");
     // The fourth attempt is delivered; the lane then finds itself caught up.
     for status in [503, 503, 503, 200] {
         assert_eq!(slow.next(WITHIN).await.status, status);
@@ -282,4 +296,18 @@ async fn the_health_answer_carries_the_notifier_lag() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let scraped = scrape(&pool);
+    assert!(
+        !scraped.contains("zaqar_notifier_subscription_lag_seconds{"),
+        "a caught-up subscription has no lag series: {scraped}"
+    );
+}
+
+/// The notifier's gauges, as a scrape would read them.
+fn scrape(pool: &Pool) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(pool.notifier.metrics()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
 }

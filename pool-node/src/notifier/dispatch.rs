@@ -29,6 +29,15 @@ const SUBSCRIPTIONS_FRESH: Duration = Duration::from_secs(1);
 /// (project, queue, subscription id)
 type LaneKey = (String, String, String);
 
+/// How far behind one subscription's delivery is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneLag {
+    pub project: String,
+    pub queue: String,
+    pub subscription: String,
+    pub behind: Duration,
+}
+
 /// What happened to a queue.
 #[derive(Debug)]
 pub enum Event {
@@ -87,6 +96,40 @@ impl Listings {
         oldest.map_or(Duration::ZERO, |since| {
             Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0))
         })
+    }
+
+    /// How many lanes hold their subscription's delivery lease, and the `most`
+    /// lanes furthest behind, by how far (the age of the message each is still
+    /// delivering), furthest first; a caught-up lane is not among them.
+    pub fn lanes_report(&self, now_ms: i64, most: usize) -> (usize, Vec<LaneLag>) {
+        let live: Vec<Arc<LaneState>> = {
+            let tracked = self.all_lanes.lock().expect("never poisoned");
+            tracked
+                .lanes
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .collect()
+        };
+        let leased = live.iter().filter(|lane| lane.holds_lease()).count();
+        let mut behind: Vec<(i64, &Arc<LaneState>)> = live
+            .iter()
+            .filter_map(|lane| Some((lane.pending_since_ms()?, lane)))
+            .collect();
+        behind.sort_by_key(|(since, _)| *since);
+        let lagging = behind
+            .into_iter()
+            .take(most)
+            .map(|(since, lane)| {
+                let (queue, subscription) = lane.names();
+                LaneLag {
+                    project: queue.project.clone(),
+                    queue: queue.queue.clone(),
+                    subscription,
+                    behind: Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0)),
+                }
+            })
+            .collect();
+        (leased, lagging)
     }
 
     /// Whether the queue's fresh listing has no subscription at all (its posts
@@ -346,7 +389,12 @@ impl Dispatcher {
         queue_policy: Arc<Map<String, Value>>,
         signal: Arc<QueueSignal>,
     ) {
-        let state = Arc::new(LaneState::new(subscription, queue_policy, signal));
+        let state = Arc::new(LaneState::new(
+            queue.clone(),
+            subscription,
+            queue_policy,
+            signal,
+        ));
         let lane = Lane {
             queue: queue.clone(),
             state: state.clone(),
@@ -419,6 +467,7 @@ mod tests {
         let signal = Arc::new(QueueSignal::default());
         let lane = || {
             Arc::new(LaneState::new(
+                QueueRef::default(),
                 zaqar_proto::pb::Subscription::default(),
                 Arc::default(),
                 signal.clone(),

@@ -64,6 +64,10 @@ pub struct LaneState {
     /// When (wall-clock ms) the message the lane is delivering was posted; 0 while it
     /// is caught up. The notifier's lag is the oldest of these.
     pending_ms: AtomicI64,
+    /// The queue whose subscription this lane delivers.
+    queue: QueueRef,
+    /// Whether the lane holds its subscription's delivery lease.
+    leased: AtomicBool,
 }
 
 struct Latest {
@@ -77,6 +81,7 @@ struct Latest {
 
 impl LaneState {
     pub fn new(
+        queue: QueueRef,
         subscription: Subscription,
         queue_policy: Arc<Map<String, Value>>,
         signal: Arc<QueueSignal>,
@@ -89,7 +94,26 @@ impl LaneState {
             busy: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             pending_ms: AtomicI64::new(0),
+            queue,
+            leased: AtomicBool::new(false),
         }
+    }
+
+    /// The queue and the id of the subscription this lane delivers.
+    pub fn names(&self) -> (&QueueRef, String) {
+        let id = self
+            .latest
+            .lock()
+            .expect("never poisoned")
+            .subscription
+            .id
+            .clone();
+        (&self.queue, id)
+    }
+
+    /// Whether the lane holds its subscription's delivery lease now.
+    pub fn holds_lease(&self) -> bool {
+        self.leased.load(Ordering::Relaxed) && !self.has_ended()
     }
 
     /// When the message this lane is delivering was posted (ms), unless it is
@@ -160,6 +184,24 @@ struct Lease {
 struct Held {
     position: Position,
     lease: Lease,
+    /// Marks the lane as holding the lease while this lives.
+    _leased: LeaseMark,
+}
+
+/// Sets the lane's `leased` flag while it lives.
+struct LeaseMark(Arc<LaneState>);
+
+impl LeaseMark {
+    fn new(state: &Arc<LaneState>) -> LeaseMark {
+        state.leased.store(true, Ordering::Relaxed);
+        LeaseMark(state.clone())
+    }
+}
+
+impl Drop for LeaseMark {
+    fn drop(&mut self) {
+        self.0.leased.store(false, Ordering::Relaxed);
+    }
 }
 
 /// A subscription's position: the cursor delivered up to, and the one stored.
@@ -206,6 +248,7 @@ impl Lane {
                         held.insert(Held {
                             position,
                             lease: self.lease_taken(),
+                            _leased: LeaseMark::new(&self.state),
                         })
                     }
                     Ok(false) => {

@@ -25,6 +25,7 @@ use crate::store::MessageStore;
 use cache::DocumentCache;
 pub use config::NotifierConfig;
 use deliver::Deliverer;
+pub use dispatch::LaneLag;
 use dispatch::{Dispatcher, Event, Listings};
 use lane::CipherSlot;
 
@@ -146,6 +147,15 @@ impl Notifier {
     /// this notifier is still delivering (zero when all are caught up).
     pub fn lag(&self) -> std::time::Duration {
         self.listings.lag(lane::now_ms())
+    }
+
+    /// The gauges of this notifier: the leases it holds, and how far behind the
+    /// subscriptions furthest behind are (registered by the role that runs it).
+    pub fn metrics(&self) -> crate::metrics::NotifierMetrics {
+        let listings = self.listings.clone();
+        crate::metrics::NotifierMetrics::new(move || {
+            listings.lanes_report(lane::now_ms(), crate::metrics::MOST_LAGGING)
+        })
     }
 
     /// Where webhooks may go (`allowed_networks`).
