@@ -143,6 +143,9 @@ async fn scenario() -> Result<()> {
     prometheus
         .eventually_equals("sum(zaqar_raft_is_leader)", 1.0)
         .await?;
+    // Every catalog node holds every placement (at least the watched queue's).
+    let placed = r#"min(zaqar_catalog_placements{role="catalog"}) >= bool 1"#;
+    prometheus.eventually_equals(placed, 1.0).await?;
     prometheus
         .eventually_equals(r#"count(up{role="api-node"} == 1)"#, 2.0)
         .await?;

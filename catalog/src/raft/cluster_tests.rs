@@ -70,6 +70,15 @@ async fn a_three_node_cluster_survives_losing_its_leader() {
         let new_leader = cluster.leader().await;
         assert_ne!(new_leader, old_leader);
         let survivor = cluster.node(cluster.running()[0]);
+        // The survivor counts the change once it knows the new leader.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while survivor.watched.leader_changes() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the leader change was not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         acknowledged.extend(place(&*survivor, 20..30).await);
         let resumed_in = stopped_at.elapsed();
         assert!(
@@ -145,6 +154,12 @@ async fn a_single_node_recovers_from_its_snapshot_and_compacted_log() {
         node.remove_queue("p", "q0").await.unwrap();
         let status = node.status();
         assert!(status.snapshot_index.is_some(), "{status:?}");
+        assert!(
+            status.purged_index.is_some(),
+            "the log was compacted: {status:?}"
+        );
+        let age = node.watched.snapshot_age_seconds();
+        assert!(age.is_some_and(|age| age < 30.0), "{age:?}");
         cluster.stop(1).await;
 
         cluster.restart(1).await;

@@ -38,6 +38,8 @@ pub struct RaftCatalog {
     pub(crate) request_timeout: Duration,
     /// What the state machine applies, for this node's watchers.
     pub(crate) events: EventHub,
+    /// Leader changes and snapshot times, counted as they happen (metrics).
+    pub(crate) watched: Arc<super::metrics::RaftWatched>,
     server: Mutex<Option<RunningServer>>,
     /// The lock of the data directory, released by [`shutdown`](Self::shutdown).
     dir_lock: std::sync::Mutex<Option<DirLock>>,
@@ -60,6 +62,8 @@ pub struct RaftStatus {
     pub last_applied_index: Option<u64>,
     /// Index of the last entry in the latest snapshot.
     pub snapshot_index: Option<u64>,
+    /// Index of the last entry removed from the log (it is in a snapshot).
+    pub purged_index: Option<u64>,
     /// The voters, `(id, host:port)`, by id.
     pub voters: Vec<(NodeId, String)>,
     /// The learners (non-voting members), `(id, host:port)`, by id.
@@ -139,8 +143,10 @@ impl RaftCatalog {
                     let _ = stopped.await;
                 }),
         );
+        let watched = super::metrics::RaftWatched::follow(&raft);
         let node = RaftCatalog {
             node_id: config.node_id,
+            watched,
             raft,
             state,
             forwarder: Forwarder::new(config.cluster_token.clone()),
@@ -201,6 +207,7 @@ impl RaftCatalog {
             last_log_index: metrics.last_log_index,
             last_applied_index: metrics.last_applied.map(|id| id.index),
             snapshot_index: metrics.snapshot.map(|id| id.index),
+            purged_index: metrics.purged.map(|id| id.index),
             voters: membership.voter_ids().map(addr).collect(),
             learners: membership.learner_ids().map(addr).collect(),
         }
