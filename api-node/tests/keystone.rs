@@ -81,6 +81,37 @@ async fn every_route_needs_a_valid_token() {
     }
     // The versions document needs no token.
     assert_eq!(call(&h, "GET", "/", None, "").await.status, 300);
+    // What Keystone answered is counted, and so is its time.
+    assert!(
+        validations("invalid") >= 1.0,
+        "bad tokens counted as invalid"
+    );
+    assert!(
+        validations("valid") >= 1.0,
+        "the member token counted as valid"
+    );
+    assert!(
+        metric("zaqar_keystone_request_duration_seconds_count") >= 2.0,
+        "Keystone's answers timed"
+    );
+}
+
+/// A metric of this process's api-nodes, as a scrape reads it (0 when absent).
+fn metric(series: &str) -> f64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    zaqar_api_node::metrics::register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Token validations with `result` so far, in this process (tests share the count).
+fn validations(result: &str) -> f64 {
+    metric(&format!(
+        "zaqar_keystone_validations_total{{result=\"{result}\"}}"
+    ))
 }
 
 #[tokio::test]
@@ -94,6 +125,7 @@ async fn a_revoked_token_is_refused_on_every_route_once_its_cache_entry_ends() {
     ks.revoke(&member.token).await;
     let answer = call(&h, "GET", "/v2/queues", None, &member.token).await;
     assert_eq!(answer.status, 200, "still cached");
+    assert!(validations("cached") >= 1.0, "the cached answer counted");
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     let checked = assert_every_route_refuses(&h, &member.token).await;
     println!("revoked token refused on {checked} routes");

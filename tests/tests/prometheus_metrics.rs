@@ -2,8 +2,8 @@
 //! client posts, claims and deletes through the REST API, Prometheus's query API
 //! shows exactly the messages posted and deleted, the REST requests by route template,
 //! the WebSocket connection and its actions, the placement lookups, the webhook
-//! notifications delivered, the store's
-//! operations, a raft leader, and the process's memory.
+//! notifications delivered, the store's operations, the requests a project's rate
+//! limit refused, a raft leader, and the process's memory.
 
 use std::time::Duration;
 
@@ -23,6 +23,12 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     let metrics_port = free_port();
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
     let config = loopback_allowed_config(dir.path())?;
+    // One project limited to a request now and then: its refusals are counted.
+    let mut limits = std::fs::read_to_string(&config)?;
+    limits.push_str(
+        "[api.project_limits.overrides.\"limited\"]\nrequests_per_second = 0.01\nburst = 1\n",
+    );
+    std::fs::write(&config, limits)?;
     let server = Standalone::start_with(
         dir.path(),
         &["--metrics-listen", &metrics_listen, "--config", &config],
@@ -90,6 +96,18 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
         }
     }
 
+    let limited = Client::new(server.port, "limited");
+    let mut refused = 0;
+    for _ in 0..4 {
+        if limited.call("GET", "/v2/queues", None).await?.status == 429 {
+            refused += 1;
+        }
+    }
+    ensure!(
+        refused == 3,
+        "{refused} of 4 requests refused, past a burst of 1"
+    );
+
     let prometheus = Prometheus::start(
         dir.path(),
         &[Target {
@@ -138,6 +156,9 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     prometheus.eventually_equals(timed, POSTED as f64).await?;
     let lookups = r#"sum(zaqar_placement_lookups_total{result=~"cached|catalog"}) > bool 0"#;
     prometheus.eventually_equals(lookups, 1.0).await?;
+    prometheus
+        .eventually_equals("sum(zaqar_rate_limited_total)", f64::from(refused))
+        .await?;
     let memory = "zaqar_process_resident_memory_bytes > bool 1000000";
     prometheus.eventually_equals(memory, 1.0).await?;
     // Names and ids never become label values: only route templates.
