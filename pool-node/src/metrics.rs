@@ -5,7 +5,8 @@
 //!   `zaqar_store_operation_errors_total{backend, operation, code}`: every store call,
 //!   the notifier's included; `code` is the Zaqar error code (`unavailable`, ...).
 //! - `zaqar_messages_total{backend, event}`: messages `posted`, `claimed`, `deleted`
-//!   (by id; a purge or a queue delete is not counted) and `popped`.
+//!   (by id; a purge or a queue delete is not counted), `popped`, and `dead_lettered`
+//!   (moved by a claim to the queue's dead letter queue).
 //! - `zaqar_queue_messages{project, queue, state}` (`free`, `claimed`, `delayed`, as the
 //!   queue's stats count them: `free` includes the delayed) and
 //!   `zaqar_queue_oldest_message_age_seconds{project, queue}`, for the queues posted to,
@@ -283,6 +284,37 @@ pub fn register(registry: &mut Registry) {
         "Age of the oldest live message of the most recently used queues",
         METRICS.oldest.clone(),
     );
+}
+
+/// Counts `count` messages a claim moved to their dead letter queue, in the
+/// `backend` store (each store counts its own moves, once they are stored).
+pub fn count_dead_lettered(backend: &'static str, count: u64) {
+    if count > 0 {
+        METRICS
+            .messages
+            .get_or_create(&MessageLabels {
+                backend,
+                event: "dead_lettered",
+            })
+            .inc_by(count);
+    }
+}
+
+/// Messages dead lettered so far, over every backend (tests).
+#[cfg(test)]
+pub fn dead_lettered_total() -> u64 {
+    ["redis", "sqlite", "mongodb"]
+        .into_iter()
+        .map(|backend| {
+            METRICS
+                .messages
+                .get_or_create(&MessageLabels {
+                    backend,
+                    event: "dead_lettered",
+                })
+                .get()
+        })
+        .sum()
 }
 
 fn count_messages(queue: &QueueRef, backend: &'static str, event: &'static str, count: usize) {

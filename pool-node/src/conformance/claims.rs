@@ -183,12 +183,15 @@ pub(crate) async fn exhausted_messages_move_to_the_dead_letter_queue(store: Arc<
     }
     let fresh = post_n(&store, &q, 1).await;
 
+    let counted = crate::metrics::dead_lettered_total();
     let claim = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(
         ids_of(&claim.messages),
         fresh,
         "the exhausted one is not claimed"
     );
+    // Counted by the store (other suites running meanwhile may add theirs).
+    assert!(crate::metrics::dead_lettered_total() > counted);
     let all = ListParams {
         include_claimed: true,
         ..listing(10)

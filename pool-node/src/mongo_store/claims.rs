@@ -37,7 +37,7 @@ pub(super) async fn create(
     limit: u32,
 ) -> StoreResult<Option<ClaimReply>> {
     let claim_id = Uuid::new_v4().to_string();
-    store
+    let (claimed, moved) = store
         .transaction(|session| {
             let (store, queue, claim_id) = (store.clone(), queue.clone(), claim_id.clone());
             async move {
@@ -47,7 +47,10 @@ pub(super) async fn create(
             }
             .boxed()
         })
-        .await
+        .await?;
+    // Counted once committed (a transaction that starts again moves them again).
+    crate::metrics::count_dead_lettered("mongodb", moved);
+    Ok(claimed)
 }
 
 async fn claim_in(
@@ -58,7 +61,7 @@ async fn claim_in(
     grace: u32,
     limit: u32,
     session: &mut ClientSession,
-) -> Result<Option<ClaimReply>, MongoError> {
+) -> Result<(Option<ClaimReply>, u64), MongoError> {
     let now = now_ms();
     let claim_expires = now + ms(ttl);
     let message_expires = now + ms(ttl) + ms(grace);
@@ -66,6 +69,7 @@ async fn claim_in(
     free_ended(store, queue, now, session).await?;
     let mut scan = FreeScan::start(store, queue, now, limit, session).await?;
     let mut claimed = Vec::new();
+    let mut moved = 0;
     while (claimed.len() as u32) < limit {
         let wanted = limit - claimed.len() as u32;
         let documents = scan.next(store, wanted, session).await?;
@@ -77,6 +81,7 @@ async fn claim_in(
             let claim_count = fields::int(&document, CLAIM_COUNT).max(0) as u32;
             if let Some(policy) = policy.as_ref().filter(|p| p.is_exhausted(claim_count)) {
                 move_to_dead_letter(store, queue, &document, policy, now, session).await?;
+                moved += 1;
                 continue;
             }
             taken.push(document);
@@ -112,7 +117,7 @@ async fn claim_in(
     scan.finish(store, queue, session).await?;
     if claimed.is_empty() {
         // Dead-letter moves, if any, still happen.
-        return Ok(None);
+        return Ok((None, moved));
     }
     let mut record = of_queue(queue);
     record.extend(doc! {
@@ -126,12 +131,15 @@ async fn claim_in(
         .insert_one(record)
         .session(&mut *session)
         .await?;
-    Ok(Some(ClaimReply {
-        id: claim_id.to_string(),
-        ttl,
-        age: 0,
-        messages: claimed,
-    }))
+    Ok((
+        Some(ClaimReply {
+            id: claim_id.to_string(),
+            ttl,
+            age: 0,
+            messages: claimed,
+        }),
+        moved,
+    ))
 }
 
 /// The dead-letter policy of the queue, unless it would send messages to itself.

@@ -49,7 +49,9 @@ impl RedisStore {
             .arg(policy.as_ref().map_or(0, |p| p.max_claim_count))
             .arg(policy.and_then(|p| p.messages_ttl).unwrap_or(0))
             .arg(if park { "1" } else { "0" });
-        let (now, rows, parked): (i64, Vec<MessageRow>, u64) = self.run(&invocation).await?;
+        let (now, rows, parked, moved): (i64, Vec<MessageRow>, u64, u64) =
+            self.run(&invocation).await?;
+        crate::metrics::count_dead_lettered("redis", moved);
         if parked > 0 {
             // The claim stands; what is still parked moves with the next claim.
             if let Err(err) = self.move_parked(&keys, &dead).await {
@@ -81,7 +83,8 @@ impl RedisStore {
             }
             let mut put = self.scripts.dead_letter_put.prepare_invoke();
             put.key(dead.queue().to_vec()).arg(&members);
-            self.run::<u64>(&put).await?;
+            let added = self.run::<u64>(&put).await?;
+            crate::metrics::count_dead_lettered("redis", added);
             let mut done = redis::cmd("ZREM");
             done.arg(keys.parked()).arg(&members);
             self.query::<u64>(&done).await?;

@@ -33,6 +33,7 @@ pub(super) async fn create(
     let policy = dead_letter_policy(&mut tx, queue).await?;
     free_ended(&mut tx, queue, now).await?;
     let mut claimed = Vec::new();
+    let mut moved = 0;
     let mut after = 0;
     while (claimed.len() as u32) < limit {
         let rows = free_messages(&mut tx, queue, after, limit - claimed.len() as u32, now).await?;
@@ -44,6 +45,7 @@ pub(super) async fn create(
             let claim_count = row.get::<i64, _>("claim_count") as u32;
             if let Some(policy) = policy.as_ref().filter(|p| p.is_exhausted(claim_count)) {
                 move_to_dead_letter(&mut tx, queue, &row, policy, now).await?;
+                moved += 1;
                 continue;
             }
             sqlx::query(&format!(
@@ -69,6 +71,7 @@ pub(super) async fn create(
     if claimed.is_empty() {
         // Dead-letter moves, if any, still happened.
         tx.commit().await.map_err(store_error)?;
+        crate::metrics::count_dead_lettered("sqlite", moved);
         return Ok(None);
     }
     sqlx::query(
@@ -85,6 +88,7 @@ pub(super) async fn create(
     .await
     .map_err(store_error)?;
     tx.commit().await.map_err(store_error)?;
+    crate::metrics::count_dead_lettered("sqlite", moved);
     Ok(Some(ClaimReply {
         id: claim_id,
         ttl,

@@ -8,9 +8,10 @@
 -- KEYS: queue (1..8), dead letter queue (9..16), claim hash (17), parked zset (18).
 -- ARGV: claim id, ttl s, grace s, limit, max claim count (0: no dead lettering),
 -- dead letter ttl s (0: own), park.
--- Returns {now, rows, parked}; the claim hash ('t' ttl s, 'e' expires ms, 'g' the
--- queue's claim generation, 'ids') is written only when something was claimed;
--- parked is how many messages the parked zset holds.
+-- Returns {now, rows, parked, moved}; the claim hash ('t' ttl s, 'e' expires ms, 'g'
+-- the queue's claim generation, 'ids') is written only when something was claimed;
+-- parked is how many messages the parked zset holds, moved how many went to the
+-- dead letter queue in this call (parked ones excluded).
 local k, dk, ckey, parked = queue_keys(1), queue_keys(9), KEYS[17], KEYS[18]
 local cid = ARGV[1]
 local ttl, grace, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -25,6 +26,7 @@ local ids, rows, gone = {}, {}, {}
 -- The claimed messages, and (score, id) pairs for the hld, exp and clm indexes.
 local by_id, by_seq, by_expiry, by_claim = {}, {}, {}, {}
 local latest = 0
+local moved = 0
 
 local function dead_letter(id, seq, m)
   m.e = now + (dttl > 0 and dttl or m.t) * 1000
@@ -35,6 +37,7 @@ local function dead_letter(id, seq, m)
   else
     redis.call('HSETNX', dk.q, 'meta', '{}')
     add(dk, id, m)
+    moved = moved + 1
   end
 end
 
@@ -73,4 +76,4 @@ if #ids > 0 then
              'ids', table.concat(ids, ','))
   redis.call('PEXPIREAT', ckey, int(cexp))
 end
-return {now, rows, park and redis.call('ZCARD', parked) or 0}
+return {now, rows, park and redis.call('ZCARD', parked) or 0, moved}
