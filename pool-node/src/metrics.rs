@@ -17,6 +17,8 @@
 //! - `zaqar_notifier_deliveries_total{kind, result}`: notifications by `kind`
 //!   (`webhook`, `websocket`, `email`) and `result` (`delivered`, `gave_up`: refused
 //!   or out of retries, `abandoned`: the subscription went away meanwhile).
+//! - `zaqar_notifier_retries_total{kind}`: attempts made again after a transient
+//!   failure (network, timeout, 5xx, SMTP 4xx), per the retry policy.
 //! - `zaqar_notifier_delivery_lag_seconds{kind}` (histogram): from a message's post to
 //!   its delivery, retries included: how far notifications run behind the queues.
 //! - `zaqar_notifier_leases_held` (gauge): subscriptions whose delivery lease this
@@ -90,6 +92,7 @@ struct KindLabels {
 
 struct PoolMetrics {
     deliveries: Family<DeliveryLabels, Counter>,
+    retries: Family<KindLabels, Counter>,
     delivery_lags: Family<KindLabels, Histogram>,
     durations: Family<OperationLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
@@ -103,6 +106,7 @@ struct PoolMetrics {
 
 static METRICS: LazyLock<PoolMetrics> = LazyLock::new(|| PoolMetrics {
     deliveries: Family::default(),
+    retries: Family::default(),
     // 1 ms to about 4.7 hours.
     delivery_lags: Family::new_with_constructor(|| {
         Histogram::new(exponential_buckets(0.001, 4.0, 13))
@@ -167,6 +171,11 @@ pub(crate) fn record_delivery(kind: &'static str, result: &'static str) {
         .deliveries
         .get_or_create(&DeliveryLabels { kind, result })
         .inc();
+}
+
+/// Records that a notification of `kind` is attempted again after a transient failure.
+pub(crate) fn record_retry(kind: &'static str) {
+    METRICS.retries.get_or_create(&KindLabels { kind }).inc();
 }
 
 /// Records that a notification of `kind` was delivered `lag` after its message's post.
@@ -268,6 +277,11 @@ pub fn register(registry: &mut Registry) {
         "zaqar_notifier_deliveries",
         "Notifications by kind (webhook, websocket, email) and result",
         METRICS.deliveries.clone(),
+    );
+    registry.register(
+        "zaqar_notifier_retries",
+        "Notification attempts made again after a transient failure, by kind",
+        METRICS.retries.clone(),
     );
     registry.register(
         "zaqar_notifier_delivery_lag_seconds",

@@ -301,6 +301,19 @@ async fn the_health_answer_carries_the_notifier_lag() {
         !scraped.contains("zaqar_notifier_subscription_lag_seconds{"),
         "a caught-up subscription has no lag series: {scraped}"
     );
+    // The three attempts made again are counted (other tests here may add theirs).
+    let mut registry = prometheus_client::registry::Registry::default();
+    zaqar_pool_node::metrics::register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let retries: f64 = text
+        .lines()
+        .find_map(|line| {
+            let value = line.strip_prefix("zaqar_notifier_retries_total{kind=\"webhook\"} ")?;
+            value.parse().ok()
+        })
+        .unwrap_or(0.0);
+    assert!(retries >= 3.0, "{text}");
 }
 
 /// The notifier's gauges, as a scrape would read them.

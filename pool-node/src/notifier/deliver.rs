@@ -143,6 +143,7 @@ impl Deliverer {
                     return Outcome::Abandoned;
                 }
             }
+            crate::metrics::record_retry(target.kind());
             attempt += 1;
         }
     }
