@@ -1,5 +1,5 @@
 //! The `CatalogBackend` seam: pools, flavors and queue placement, one implementation per
-//! backend (raft, SQL, etcd).
+//! backend (raft, SQL, etcd, MongoDB).
 
 use async_trait::async_trait;
 use rand::Rng;

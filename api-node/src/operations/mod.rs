@@ -1,7 +1,7 @@
-//! The Zaqar operations: one plain async fn per API call, shared by every
-//! transport (REST now, WebSocket later). Each takes already-parsed input and a
-//! [`Context`], validates it against the limits, forwards it to the queue's
-//! pool-node and returns a typed result or a [`ZaqarError`] carrying Zaqar's
+//! The Zaqar operations: one plain async fn per API call, shared by both transports
+//! (REST in `rest/`, WebSocket in `websocket/actions.rs`). Each takes already-parsed
+//! input and a [`Context`], validates it against the limits, forwards it to the
+//! queue's pool-node and returns a typed result or a [`ZaqarError`] carrying Zaqar's
 //! status, title and description.
 
 pub mod admin_listing;
