@@ -96,18 +96,16 @@ fn record(path: &str, headers: &http::HeaderMap, took: Duration) {
         }
         _ => ("other".to_string(), "other".to_string()),
     };
+    let labels = MethodLabels { service, method };
     METRICS
         .durations
-        .get_or_create(&MethodLabels {
-            service: service.clone(),
-            method: method.clone(),
-        })
+        .get_or_create(&labels)
         .observe(took.as_secs_f64());
     METRICS
         .calls
         .get_or_create(&CallLabels {
-            service,
-            method,
+            service: labels.service,
+            method: labels.method,
             code,
         })
         .inc();

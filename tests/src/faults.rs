@@ -73,11 +73,24 @@ pub struct Outcome {
     pub recovered_after: Option<Duration>,
     /// When each lost message had been acknowledged.
     pub lost_acked_at: Vec<Instant>,
-    /// For each message held by two live claims: its id, and when each claim of it
-    /// was answered, in seconds from the fault's end (negative: before).
-    pub double_claims: Vec<(String, Vec<(String, f64)>)>,
-    /// For each message held by two live claims, when the first of them was answered.
-    pub double_claimed_first_at: Vec<Instant>,
+    /// The messages held by two live claims (as many as `double_claimed`).
+    pub double_claims: Vec<DoubleClaim>,
+}
+
+/// A message held by two live claims.
+#[derive(Debug)]
+pub struct DoubleClaim {
+    pub id: String,
+    /// When the first of the two claims was answered.
+    pub first_at: Instant,
+    /// Every claim of the message, and when it was answered, in seconds from the
+    /// fault's end (negative: before).
+    pub claims: Vec<(String, f64)>,
+}
+
+/// Whether `at` lies outside `from..=to`.
+fn is_outside(at: Instant, from: Instant, to: Instant) -> bool {
+    at < from || at > to
 }
 
 impl Outcome {
@@ -100,7 +113,7 @@ impl Outcome {
         let outside = self
             .lost_acked_at
             .iter()
-            .filter(|at| **at < from || **at > to)
+            .filter(|at| is_outside(**at, from, to))
             .count();
         ensure!(
             outside == 0,
@@ -120,9 +133,9 @@ impl Outcome {
         to: Instant,
     ) -> Result<()> {
         let outside = self
-            .double_claimed_first_at
+            .double_claims
             .iter()
-            .filter(|at| **at < from || **at > to)
+            .filter(|double| is_outside(double.first_at, from, to))
             .count();
         ensure!(
             outside == 0,
@@ -275,33 +288,24 @@ impl Load {
                 -fault_ended.duration_since(at).as_secs_f64()
             }
         };
-        let double_claims: Vec<(String, Vec<(String, f64)>)> = ledger
+        let double_claims: Vec<DoubleClaim> = ledger
             .claims
             .iter()
-            .filter(|(_, claims)| {
-                claims.windows(2).any(|pair| {
-                    pair[1].at < pair[0].at + CLAIM_TTL && pair[1].claim != pair[0].claim
-                })
-            })
-            .map(|(id, claims)| {
-                let when = claims
-                    .iter()
-                    .map(|c| (c.claim.clone(), from_fault(c.at)))
-                    .collect();
-                (id.clone(), when)
-            })
-            .collect();
-        let double_claimed = double_claims.len();
-        let double_claimed_first_at = ledger
-            .claims
-            .values()
-            .filter_map(|claims| {
+            .filter_map(|(id, claims)| {
                 let pair = claims.windows(2).find(|pair| {
                     pair[1].at < pair[0].at + CLAIM_TTL && pair[1].claim != pair[0].claim
                 })?;
-                Some(pair[0].at)
+                Some(DoubleClaim {
+                    id: id.clone(),
+                    first_at: pair[0].at,
+                    claims: claims
+                        .iter()
+                        .map(|c| (c.claim.clone(), from_fault(c.at)))
+                        .collect(),
+                })
             })
             .collect();
+        let double_claimed = double_claims.len();
         let listed = present.iter().map(|(id, body)| (id.clone(), body.clone()));
         let altered = ledger
             .seen
@@ -325,7 +329,6 @@ impl Load {
             recovered_after,
             lost_acked_at,
             double_claims,
-            double_claimed_first_at,
         })
     }
 }

@@ -10,16 +10,41 @@ use crate::model::{FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage};
 use crate::raft::types::{Command, CommandResult};
 use crate::watch::CatalogEvent;
 
-/// The catalog's data, as a snapshot holds it.
+/// The catalog's data, as a snapshot holds it (and the count of placements, kept as
+/// they change: counting them means visiting every project).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredState")]
 pub struct CatalogState {
     /// Pools by name.
     pools: BTreeMap<String, PoolSpec>,
     /// project → queue → pool name.
     placements: BTreeMap<String, BTreeMap<String, String>>,
     /// Flavors by name (absent from snapshots taken before flavors existed).
+    flavors: BTreeMap<String, FlavorSpec>,
+    /// How many queues `placements` holds.
+    #[serde(skip)]
+    placed: usize,
+}
+
+/// [`CatalogState`] as a snapshot stores it; its count is made once, when it is read.
+#[derive(Deserialize)]
+struct StoredState {
+    pools: BTreeMap<String, PoolSpec>,
+    placements: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     flavors: BTreeMap<String, FlavorSpec>,
+}
+
+impl From<StoredState> for CatalogState {
+    fn from(stored: StoredState) -> Self {
+        let placed = stored.placements.values().map(BTreeMap::len).sum();
+        CatalogState {
+            pools: stored.pools,
+            placements: stored.placements,
+            flavors: stored.flavors,
+            placed,
+        }
+    }
 }
 
 impl CatalogState {
@@ -60,6 +85,7 @@ impl CatalogState {
                         .entry(project.clone())
                         .or_default()
                         .insert(queue.clone(), pool);
+                    self.placed += 1;
                 }
                 match self.lookup(&project, &queue) {
                     Some(placement) => CommandResult::Placed(placement),
@@ -87,7 +113,9 @@ impl CatalogState {
             },
             Command::RemoveQueue { project, queue } => {
                 if let Some(queues) = self.placements.get_mut(&project) {
-                    queues.remove(&queue);
+                    if queues.remove(&queue).is_some() {
+                        self.placed -= 1;
+                    }
                     if queues.is_empty() {
                         self.placements.remove(&project);
                     }
@@ -180,7 +208,7 @@ impl CatalogState {
 
     /// Number of placed queues, over all projects.
     pub fn queue_count(&self) -> usize {
-        self.placements.values().map(BTreeMap::len).sum()
+        self.placed
     }
 
     fn placement(&self, project: &str, queue: &str, pool: &str) -> Placement {

@@ -2,7 +2,7 @@
 //! queue gets messages or its subscriptions change, resumes every subscribed queue
 //! at start-up and periodically, and stops lanes that are no longer wanted.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -102,25 +102,38 @@ impl Listings {
     /// lanes furthest behind, by how far (the age of the message each is still
     /// delivering), furthest first; a caught-up lane is not among them.
     pub fn lanes_report(&self, now_ms: i64, most: usize) -> (usize, Vec<LaneLag>) {
-        let live: Vec<Arc<LaneState>> = {
+        // One pass over the lanes, keeping the `most` oldest pending ones in a heap
+        // whose top is the newest of them: O(lanes × log most), no copy of the list.
+        let mut leased = 0;
+        let mut oldest: BinaryHeap<(i64, usize)> = BinaryHeap::with_capacity(most + 1);
+        let mut kept: Vec<Arc<LaneState>> = Vec::with_capacity(most + 1);
+        {
             let tracked = self.all_lanes.lock().expect("never poisoned");
-            tracked
-                .lanes
-                .iter()
-                .filter_map(std::sync::Weak::upgrade)
-                .collect()
-        };
-        let leased = live.iter().filter(|lane| lane.holds_lease()).count();
-        let mut behind: Vec<(i64, &Arc<LaneState>)> = live
-            .iter()
-            .filter_map(|lane| Some((lane.pending_since_ms()?, lane)))
-            .collect();
-        behind.sort_by_key(|(since, _)| *since);
-        let lagging = behind
+            for lane in tracked.lanes.iter().filter_map(std::sync::Weak::upgrade) {
+                leased += usize::from(lane.holds_lease());
+                let Some(since) = lane.pending_since_ms() else {
+                    continue;
+                };
+                if oldest.len() == most && oldest.peek().is_none_or(|(top, _)| since >= *top) {
+                    continue;
+                }
+                let slot = if oldest.len() < most {
+                    kept.push(lane);
+                    kept.len() - 1
+                } else {
+                    // Replaces the newest of the kept ones.
+                    let (_, slot) = oldest.pop().expect("full");
+                    kept[slot] = lane;
+                    slot
+                };
+                oldest.push((since, slot));
+            }
+        }
+        let lagging = oldest
+            .into_sorted_vec()
             .into_iter()
-            .take(most)
-            .map(|(since, lane)| {
-                let (queue, subscription) = lane.names();
+            .map(|(since, slot)| {
+                let (queue, subscription) = kept[slot].names();
                 LaneLag {
                     project: queue.project.clone(),
                     queue: queue.queue.clone(),
@@ -483,5 +496,46 @@ mod tests {
         let tracked = listings.all_lanes.lock().unwrap().lanes.len();
         assert!(tracked <= 2 * (live.len() + 1) + 64, "{tracked} tracked");
         assert_eq!(listings.lag(0), Duration::ZERO, "no lane is delivering");
+    }
+
+    /// The report names the lanes furthest behind, furthest first, at most `most`.
+    #[test]
+    fn the_report_keeps_the_lanes_furthest_behind() {
+        let listings = Listings::default();
+        let signal = Arc::new(QueueSignal::default());
+        let lanes: Vec<_> = (0..25)
+            .map(|i: i64| {
+                let subscription = zaqar_proto::pb::Subscription {
+                    id: format!("s{i}"),
+                    ..Default::default()
+                };
+                let lane = Arc::new(LaneState::new(
+                    QueueRef::default(),
+                    subscription,
+                    Arc::default(),
+                    signal.clone(),
+                ));
+                // Posted at 1,000 + (i × 7 mod 25) ms; s24 is caught up.
+                if i < 24 {
+                    lane.set_pending(1_000 + (i * 7) % 25);
+                }
+                listings.track(&lane);
+                lane
+            })
+            .collect();
+        let (leased, lagging) = listings.lanes_report(2_000, 10);
+        assert_eq!(leased, 0);
+        let behind: Vec<(String, u128)> = lagging
+            .iter()
+            .map(|lag| (lag.subscription.clone(), lag.behind.as_millis()))
+            .collect();
+        let expected: Vec<(String, u128)> = (0..10)
+            .map(|offset: i64| {
+                let i = (0..24).find(|i| (i * 7) % 25 == offset).unwrap();
+                (format!("s{i}"), (1_000 - offset) as u128)
+            })
+            .collect();
+        assert_eq!(behind, expected);
+        drop(lanes);
     }
 }

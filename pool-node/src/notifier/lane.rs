@@ -111,6 +111,12 @@ impl LaneState {
         (&self.queue, id)
     }
 
+    /// Marks the lane as delivering a message posted at `posted_ms` (tests).
+    #[cfg(test)]
+    pub(super) fn set_pending(&self, posted_ms: i64) {
+        self.pending_ms.store(posted_ms, Ordering::Relaxed);
+    }
+
     /// Whether the lane holds its subscription's delivery lease now.
     pub fn holds_lease(&self) -> bool {
         self.leased.load(Ordering::Relaxed) && !self.has_ended()
