@@ -12,7 +12,7 @@ export ZAQAR_BIN=$PWD/target/debug/zaqar
 secantusd=${ZAQAR_SECANTUS_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/zaqar-rs/secantus}/bin/secantusd-rs
 export ZAQAR_TEST_SECANTUSD=${ZAQAR_TEST_SECANTUSD:-$secantusd}
 ZAQAR_FAULTS_REPORT="$report" cargo test -q --locked -p zaqar-tests \
-    --test faults_standalone --test faults_cluster -- --test-threads 1
+    --test faults_standalone --test faults_cluster --test faults_catalog_network -- --test-threads 1
 python3 - "$report" docs/reliability.md <<'PY'
 """Puts the rows of the report between the table markers of the document."""
 import datetime, sys

@@ -1,7 +1,7 @@
 //! `zaqar catalog`: the gRPC `CatalogService` and `AdminService` over a raft catalog
 //! node (the default) or the catalog database named by `--uri`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,6 +41,9 @@ pub struct CatalogArgs {
     /// HOST:PORT under which the peers reach this node [default: --raft-listen].
     #[arg(long, env = "ZAQAR_RAFT_ADVERTISE")]
     pub raft_advertise: Option<String>,
+    /// The local address raft connections to the peers leave from [default: the system's choice].
+    #[arg(long, env = "ZAQAR_RAFT_SOURCE_IP")]
+    pub raft_source_ip: Option<IpAddr>,
     /// Voters of a new cluster, ID=HOST:PORT,... [default: this node alone].
     #[arg(long, env = "ZAQAR_MEMBERS", value_delimiter = ',')]
     pub members: Option<Vec<String>>,
@@ -85,6 +88,9 @@ impl CatalogArgs {
         }
         if self.raft_listen.is_some() {
             config.raft_listen = self.raft_listen;
+        }
+        if self.raft_source_ip.is_some() {
+            config.raft_source_ip = self.raft_source_ip;
         }
         if self.members.is_some() {
             config.members = self.members;

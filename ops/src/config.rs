@@ -3,7 +3,7 @@
 //!
 //! Every setting is documented in `docs/configuration.md`; keep the two in step.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -50,6 +50,9 @@ pub struct CatalogConfig {
     pub raft_listen: Option<SocketAddr>,
     /// `host:port` under which the peers reach this node [default: raft_listen].
     pub raft_advertise: Option<String>,
+    /// The local address raft connections to the peers leave from, on a host with
+    /// several [default: the one the system picks].
+    pub raft_source_ip: Option<IpAddr>,
     /// The voters of a new cluster, `ID=HOST:PORT` each [default: this node alone].
     pub members: Option<Vec<String>>,
     /// Start empty and wait to be added with `zaqar admin nodes add`.
@@ -78,6 +81,7 @@ impl Default for CatalogConfig {
             node_id: None,
             raft_listen: None,
             raft_advertise: None,
+            raft_source_ip: None,
             members: None,
             join: false,
             repair_log: false,
@@ -109,6 +113,7 @@ impl CatalogConfig {
                 ("node_id", self.node_id.is_some()),
                 ("raft_listen", self.raft_listen.is_some()),
                 ("raft_advertise", self.raft_advertise.is_some()),
+                ("raft_source_ip", self.raft_source_ip.is_some()),
                 ("members", self.members.is_some()),
                 ("join", self.join),
                 ("repair_log", self.repair_log),
@@ -158,6 +163,7 @@ impl CatalogConfig {
         let mut config = RaftConfig::new(node_id, listen, data_dir);
         config.cluster_token = cluster_auth::token(self.cluster_token.as_deref())?;
         config.repair_log = self.repair_log;
+        config.source_ip = self.raft_source_ip;
         match &self.raft_advertise {
             Some(advertise) => config.advertise_addr = advertise.clone(),
             None => ensure!(
@@ -678,10 +684,11 @@ mod tests {
         let path = dir.path().join("catalog.toml");
         let text = "node_id = 2\nraft_listen = \"127.0.0.1:7101\"\n\
                     members = [\"1=127.0.0.1:7100\", \"2=127.0.0.1:7101\"]\n\
-                    admin_token = \"t0k\"\n";
+                    admin_token = \"t0k\"\nraft_source_ip = \"127.0.0.2\"\n";
         std::fs::write(&path, text).unwrap();
         let from_file = load::<CatalogConfig>(Some(&path)).unwrap().validated();
         let raft = from_file.unwrap().raft_config().unwrap();
+        assert_eq!(raft.source_ip, Some("127.0.0.2".parse().unwrap()));
         assert_eq!((raft.node_id, raft.initial_members.len()), (2, 2));
         let joining = CatalogConfig {
             node_id: Some(4),

@@ -18,10 +18,23 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 
+use crate::catalog_cluster::eventually;
 use crate::Client;
 
 /// The queue every worker uses.
 pub const QUEUE: &str = "ledger";
+/// Creates the load's queue through `client`, once a pool has registered.
+pub async fn create_ledger_queue(client: &Client) -> Result<()> {
+    eventually("the queue created", Duration::from_secs(30), || async {
+        let created = client
+            .call("PUT", &format!("/v2/queues/{QUEUE}"), None)
+            .await?;
+        ensure!(created.status == 201, "{created:?}");
+        Ok(())
+    })
+    .await
+}
+
 /// The claims' ttl: a message claimed again sooner was held by two live claims.
 const CLAIM_TTL: Duration = Duration::from_secs(60);
 

@@ -2,8 +2,11 @@
 //! connections to its target until told to cut them (close every connection and
 //! refuse new ones at once) or to stall them (hold every byte, as a network that
 //! drops packets would, until healed; held connections are then closed, as their
-//! peers' timeouts would end them).
+//! peers' timeouts would end them), or to cut only the connections from some source
+//! addresses (a partition between two of several peers that each dial from their own
+//! loopback address).
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -13,9 +16,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// What the proxy does with connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Link {
     /// Forwards both ways.
+    #[default]
     Up,
     /// Closes every connection, and new ones at once.
     Cut,
@@ -23,10 +27,29 @@ pub enum Link {
     Stalled,
 }
 
+/// What the proxy does: its link, and the sources whose connections are cut whatever
+/// the link.
+#[derive(Clone, Debug, Default)]
+struct Rules {
+    link: Link,
+    cut_from: Vec<IpAddr>,
+}
+
+impl Rules {
+    /// What happens to a connection from `source`.
+    fn link_from(&self, source: IpAddr) -> Link {
+        if self.cut_from.contains(&source) {
+            Link::Cut
+        } else {
+            self.link
+        }
+    }
+}
+
 /// A running proxy; stops (closing every connection) when dropped.
 pub struct TcpProxy {
     pub port: u16,
-    link: watch::Sender<Link>,
+    rules: watch::Sender<Rules>,
     connections: Arc<Mutex<JoinSet<()>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -36,19 +59,19 @@ impl TcpProxy {
     pub async fn start(target: u16) -> Result<TcpProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let (link, watching) = watch::channel(Link::Up);
+        let (rules, watching) = watch::channel(Rules::default());
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let held = connections.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
+            while let Ok((client, source)) = listener.accept().await {
                 let watching = watching.clone();
                 let mut set = held.lock().expect("connections");
-                set.spawn(forward(client, target, watching));
+                set.spawn(forward(client, source.ip(), target, watching));
             }
         });
         Ok(TcpProxy {
             port,
-            link,
+            rules,
             connections,
             accept,
         })
@@ -57,14 +80,21 @@ impl TcpProxy {
     /// Sets what the proxy does from now on. Leaving `Cut` or `Stalled` closes the
     /// connections that were cut off or held.
     pub fn set(&self, link: Link) {
-        let before = *self.link.borrow();
+        let before = self.rules.borrow().link;
         if before != Link::Up && link == Link::Up {
             self.connections.lock().expect("connections").abort_all();
         }
         if link == Link::Cut {
             self.connections.lock().expect("connections").abort_all();
         }
-        self.link.send_replace(link);
+        self.rules.send_modify(|rules| rules.link = link);
+    }
+
+    /// Cuts the connections from `sources` (closes those open, refuses new ones) while
+    /// the others go on as the link says; an empty list ends the cut.
+    pub fn cut_from(&self, sources: &[IpAddr]) {
+        self.rules
+            .send_modify(|rules| rules.cut_from = sources.to_vec());
     }
 }
 
@@ -75,17 +105,23 @@ impl Drop for TcpProxy {
     }
 }
 
-/// One connection: refused while cut, held while stalled, else copied both ways.
-async fn forward(mut client: TcpStream, target: u16, mut link: watch::Receiver<Link>) {
+/// One connection from `source`: refused while cut, held while stalled, else copied
+/// both ways.
+async fn forward(
+    mut client: TcpStream,
+    source: IpAddr,
+    target: u16,
+    mut rules: watch::Receiver<Rules>,
+) {
     loop {
-        let now = *link.borrow_and_update();
+        let now = rules.borrow_and_update().link_from(source);
         match now {
             Link::Cut => {
                 let _ = client.shutdown().await;
                 return;
             }
             Link::Stalled => {
-                if link.changed().await.is_err() {
+                if rules.changed().await.is_err() {
                     return;
                 }
             }
@@ -109,9 +145,10 @@ async fn forward(mut client: TcpStream, target: u16, mut link: watch::Receiver<L
     // The copy stops at the first change of link: a cut closes the connection; a
     // stall keeps both sockets open and forwards nothing until `set` closes them.
     let changed = async {
-        while link.changed().await.is_ok() {
-            if *link.borrow() != Link::Up {
-                return *link.borrow();
+        while rules.changed().await.is_ok() {
+            let now = rules.borrow().link_from(source);
+            if now != Link::Up {
+                return now;
             }
         }
         Link::Cut

@@ -1,7 +1,7 @@
 //! The configuration of one raft catalog node, checked once before the node starts.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ pub struct RaftConfig {
     pub advertise_addr: String,
     /// The node's raft log and snapshot. One process per directory.
     pub data_dir: PathBuf,
+    /// The local address this node's connections to its peers leave from (none: the
+    /// one the system picks for each peer).
+    pub source_ip: Option<IpAddr>,
     /// The voters of a new cluster, `(id, host:port)`. The member with the lowest id
     /// initializes the cluster when its log is empty; nodes with an empty list wait to
     /// be added by [`add_learner`](crate::raft::RaftCatalog::add_learner) and
@@ -52,6 +55,7 @@ impl RaftConfig {
             node_id,
             listen_addr,
             advertise_addr: listen_addr.to_string(),
+            source_ip: None,
             data_dir: data_dir.into(),
             initial_members: Vec::new(),
             snapshot_logs: 1000,

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use hyper_util::client::legacy::connect::HttpConnector;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -38,23 +40,40 @@ pub fn from_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Erro
     serde_json::from_slice(json)
 }
 
-/// A client of the raft service at `addr` (`host:port`), carrying `token`. Connects
-/// on first use and reconnects after failures.
-pub fn connect(
-    addr: &str,
-    token: &ClusterToken,
-) -> Result<RaftServiceClient<AuthChannel>, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_lazy();
-    Ok(RaftServiceClient::new(token.attach(channel))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE))
+/// How this node reaches its peers: the cluster token every call carries, and the
+/// local address its connections leave from.
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    token: ClusterToken,
+    source_ip: Option<IpAddr>,
 }
 
-/// openraft's factory of connections to peers, which carry the cluster token.
-pub struct NetworkFactory(pub ClusterToken);
+impl Dialer {
+    /// Calls carrying `token`, from `source_ip` (none: the address the system picks).
+    pub fn new(token: ClusterToken, source_ip: Option<IpAddr>) -> Self {
+        Dialer { token, source_ip }
+    }
+
+    /// A client of the raft service at `addr` (`host:port`). Connects on first use
+    /// and reconnects after failures.
+    pub fn connect(
+        &self,
+        addr: &str,
+    ) -> Result<RaftServiceClient<AuthChannel>, tonic::transport::Error> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_local_address(self.source_ip);
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_with_connector_lazy(connector);
+        Ok(RaftServiceClient::new(self.token.attach(channel))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+}
+
+/// openraft's factory of connections to peers.
+pub struct NetworkFactory(pub Dialer);
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
@@ -63,7 +82,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerConnection {
             target,
             node: node.clone(),
-            client: connect(&node.addr, &self.0).map_err(|err| err.to_string()),
+            client: self.0.connect(&node.addr).map_err(|err| err.to_string()),
         }
     }
 }
@@ -175,14 +194,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
 /// Clients of the peers this node forwards to, by address.
 pub struct Forwarder {
-    token: ClusterToken,
+    dialer: Dialer,
     clients: Mutex<HashMap<String, RaftServiceClient<AuthChannel>>>,
 }
 
 impl Forwarder {
-    pub fn new(token: ClusterToken) -> Self {
+    pub fn new(dialer: Dialer) -> Self {
         Forwarder {
-            token,
+            dialer,
             clients: Mutex::default(),
         }
     }
@@ -192,8 +211,10 @@ impl Forwarder {
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());
         }
-        let client =
-            connect(addr, &self.token).map_err(|err| format!("bad address {addr:?}: {err}"))?;
+        let client = self
+            .dialer
+            .connect(addr)
+            .map_err(|err| format!("bad address {addr:?}: {err}"))?;
         clients.insert(addr.to_string(), client.clone());
         Ok(client)
     }

@@ -17,7 +17,7 @@ use crate::backend::CatalogResult;
 use crate::raft::config::{validate_addr, RaftConfig};
 use crate::raft::dir_lock::DirLock;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Forwarder, NetworkFactory};
+use crate::raft::network::{Dialer, Forwarder, NetworkFactory};
 use crate::raft::service::RaftGrpc;
 use crate::raft::state::CatalogState;
 use crate::raft::state_machine::{SharedState, StateMachine};
@@ -119,10 +119,11 @@ impl RaftCatalog {
             ))
         })?;
         let state = state_machine.state();
+        let dialer = Dialer::new(config.cluster_token.clone(), config.source_ip);
         let raft = Raft::new(
             config.node_id,
             openraft_config,
-            NetworkFactory(config.cluster_token.clone()),
+            NetworkFactory(dialer.clone()),
             log_store,
             state_machine,
         )
@@ -149,7 +150,7 @@ impl RaftCatalog {
             watched,
             raft,
             state,
-            forwarder: Forwarder::new(config.cluster_token.clone()),
+            forwarder: Forwarder::new(dialer),
             request_timeout: config.request_timeout,
             events,
             server: Mutex::new(Some(RunningServer { stop, task })),
