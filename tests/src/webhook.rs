@@ -1,6 +1,6 @@
 //! A webhook receiver for notification tests: an HTTP/1.1 endpoint on a free
 //! loopback port that answers 200 to every POST and hands over its JSON body (and
-//! its head, lower-cased).
+//! its head, lower-cased, and the body's bytes as sent).
 
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub const DELIVERY_WAIT: Duration = Duration::from_secs(20);
 /// A running receiver; stops when dropped.
 pub struct Webhook {
     pub url: String,
-    bodies: mpsc::UnboundedReceiver<(String, Value)>,
+    requests: mpsc::UnboundedReceiver<Received>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,13 +36,17 @@ impl Webhook {
     pub async fn start() -> Result<Webhook> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/hook", listener.local_addr()?);
-        let (sender, bodies) = mpsc::unbounded_channel();
+        let (sender, requests) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(serve(stream, sender.clone()));
             }
         });
-        Ok(Webhook { url, bodies, task })
+        Ok(Webhook {
+            url,
+            requests,
+            task,
+        })
     }
 
     /// The next body received (`null` when it was not JSON), within [`DELIVERY_WAIT`].
@@ -53,7 +57,14 @@ impl Webhook {
     /// The head (request line and headers, lower-cased) and body of the next
     /// request, within [`DELIVERY_WAIT`].
     pub async fn next_request(&mut self) -> Result<(String, Value)> {
-        tokio::time::timeout(DELIVERY_WAIT, self.bodies.recv())
+        let received = self.next_received().await?;
+        let body = serde_json::from_slice(&received.body).unwrap_or(Value::Null);
+        Ok((received.head, body))
+    }
+
+    /// The next request as received, within [`DELIVERY_WAIT`].
+    pub async fn next_received(&mut self) -> Result<Received> {
+        tokio::time::timeout(DELIVERY_WAIT, self.requests.recv())
             .await
             .with_context(|| format!("no notification at {} within {DELIVERY_WAIT:?}", self.url))?
             .context("webhook stopped")
@@ -61,8 +72,8 @@ impl Webhook {
 
     /// Panics if anything arrives within `during`.
     pub async fn nothing(&mut self, during: Duration) {
-        if let Ok(body) = tokio::time::timeout(during, self.bodies.recv()).await {
-            panic!("unexpected notification {body:?}");
+        if let Ok(received) = tokio::time::timeout(during, self.requests.recv()).await {
+            panic!("unexpected notification {received:?}");
         }
     }
 }
@@ -73,8 +84,27 @@ impl Drop for Webhook {
     }
 }
 
+/// One request the receiver got.
+#[derive(Debug)]
+pub struct Received {
+    /// The request line and headers, lower-cased.
+    pub head: String,
+    /// The body's bytes as sent.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The value of header `name` (lower-case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key == name).then(|| value.trim())
+        })
+    }
+}
+
 /// Reads requests off one kept-alive connection, answering each with 200.
-async fn serve(mut stream: TcpStream, sender: mpsc::UnboundedSender<(String, Value)>) {
+async fn serve(mut stream: TcpStream, sender: mpsc::UnboundedSender<Received>) {
     let mut buffer = Vec::new();
     loop {
         let head_end = loop {
@@ -100,10 +130,9 @@ async fn serve(mut stream: TcpStream, sender: mpsc::UnboundedSender<(String, Val
                 Ok(n) => buffer.extend_from_slice(&chunk[..n]),
             }
         }
-        let body =
-            serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or(Value::Null);
+        let body = buffer[head_end..head_end + length].to_vec();
         buffer.drain(..head_end + length);
-        let _ = sender.send((head, body));
+        let _ = sender.send(Received { head, body });
         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
         if stream.write_all(ok).await.is_err() {
             return;

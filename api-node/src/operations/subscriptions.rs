@@ -494,6 +494,7 @@ fn check_fields(
         }
         if let Some(options) = options.as_object() {
             check_retry_policy(options.get("_retry_policy")).map_err(invalid_api)?;
+            check_signing_secret(options.get("_signing_secret")).map_err(invalid_api)?;
         }
     }
     let min = ctx.limits().min_subscription_ttl;
@@ -502,6 +503,23 @@ fn check_fields(
             "The TTL for a subscription must be at least {min} seconds long."
         ))),
         _ => Ok(()),
+    }
+}
+
+/// The `_signing_secret` option (a zaqar-rs extension): when set, every webhook POST
+/// of the subscription carries `X-Zaqar-Signature`, an HMAC-SHA256 with this secret.
+fn check_signing_secret(secret: Option<&Value>) -> Result<(), &'static str> {
+    match secret {
+        None => Ok(()),
+        Some(Value::String(secret))
+            if (16..=256).contains(&secret.len())
+                && secret.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(
+            "The _signing_secret option must be a string of 16 to 256 printable ASCII characters without spaces.",
+        ),
     }
 }
 
@@ -575,5 +593,21 @@ mod tests {
             "TTL must be an integer."
         );
         assert!(ttl(&doc(json!({"ttl": 99999999999i64}))).is_err());
+    }
+
+    #[test]
+    fn signing_secrets_are_long_printable_strings() {
+        assert!(check_signing_secret(None).is_ok());
+        assert!(check_signing_secret(Some(&json!("0123456789abcdef"))).is_ok());
+        assert!(check_signing_secret(Some(&json!("x".repeat(256)))).is_ok());
+        for bad in [
+            json!("too-short"),
+            json!("x".repeat(257)),
+            json!("has a space 0123456789"),
+            json!(1234567890123456789u64),
+            json!(null),
+        ] {
+            assert!(check_signing_secret(Some(&bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -181,6 +181,7 @@ impl Deliverer {
                     headers,
                     post_data,
                     trusted,
+                    signing_secret,
                 } => {
                     let body = Target::webhook_body(post_data.as_deref(), document);
                     let client = if *trusted {
@@ -189,7 +190,7 @@ impl Deliverer {
                         self.refuse_internal_address(url)?;
                         &self.http
                     };
-                    webhook::post(client, url, headers, body).await
+                    webhook::post(client, url, headers, signing_secret.as_ref(), body).await
                 }
                 Target::Mailto { to, from, subject } => {
                     let from = from.as_deref().unwrap_or(&self.smtp_from);

@@ -22,6 +22,8 @@ pub enum Target {
         /// whatever its address; tenants' webhooks are checked against the
         /// network policy.
         trusted: bool,
+        /// The `_signing_secret` option: each POST then carries `X-Zaqar-Signature`.
+        signing_secret: Option<SigningSecret>,
     },
     /// `mailto:address?subject=...`: one email per message.
     Mailto {
@@ -31,6 +33,19 @@ pub enum Target {
         /// The `subject` query parameter, else the `subject` option, else empty.
         subject: String,
     },
+}
+
+/// The subscription option holding a webhook's signing secret.
+pub const SIGNING_SECRET_OPTION: &str = "_signing_secret";
+
+/// A webhook's signing secret; never shown in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningSecret(pub String);
+
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningSecret(***)")
+    }
 }
 
 /// Why a subscription gets no delivery from this notifier.
@@ -78,11 +93,16 @@ impl Target {
                     .get("post_data")
                     .and_then(Value::as_str)
                     .map(str::to_string);
+                let signing_secret = options
+                    .get(SIGNING_SECRET_OPTION)
+                    .and_then(Value::as_str)
+                    .map(|secret| SigningSecret(secret.to_string()));
                 Ok(Target::Webhook {
                     url: subscriber.to_string(),
                     headers,
                     post_data,
                     trusted,
+                    signing_secret,
                 })
             }
             "mailto" if !trusted => {
