@@ -20,6 +20,7 @@
 //! `Unavailable`, and the driver finds the new primary after a failover.
 
 mod claims;
+mod durability;
 mod fields;
 mod messages;
 mod queues;
@@ -67,6 +68,8 @@ pub struct MongoStore {
     messages: Collection<Document>,
     claims: Collection<Document>,
     subscriptions: Collection<Document>,
+    /// The write concern of every write (the URI's, else majority and journaled).
+    write_concern: WriteConcern,
 }
 
 /// Opens the store at `uri` (`mongodb://host[:port][,host...]/[database][?options]`),
@@ -92,6 +95,7 @@ impl MongoStore {
             .get_or_insert_with(WriteConcern::default);
         concern.w.get_or_insert(Acknowledgment::Majority);
         concern.journal.get_or_insert(true);
+        let write_concern = concern.clone();
         options
             .app_name
             .get_or_insert_with(|| "zaqar-pool-node".to_string());
@@ -101,14 +105,14 @@ impl MongoStore {
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
         let hosts = options.hosts.len();
         let client = Client::with_options(options).map_err(store_error)?;
-        let store = MongoStore::on(client, &database);
+        let store = MongoStore::on(client, &database, write_concern);
         bounded(store.create_indexes()).await?;
         bounded(store.upgrade()).await?;
         tracing::info!(database, hosts, "mongodb message store opened");
         Ok(store)
     }
 
-    fn on(client: Client, database: &str) -> Self {
+    fn on(client: Client, database: &str, write_concern: WriteConcern) -> Self {
         let db: Database = client.database(database);
         MongoStore {
             queues: db.collection("queues"),
@@ -117,6 +121,7 @@ impl MongoStore {
             claims: db.collection("claims"),
             subscriptions: db.collection("subscriptions"),
             client,
+            write_concern,
         }
     }
 }
@@ -495,5 +500,9 @@ impl MessageStore for MongoStore {
                 .map_err(store_error)
         })
         .await
+    }
+
+    async fn volatility(&self) -> StoreResult<Option<String>> {
+        bounded(durability::volatility(self)).await
     }
 }

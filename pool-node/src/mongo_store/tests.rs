@@ -523,3 +523,17 @@ async fn concurrent_claims_and_releases_keep_the_free_head_below_every_free_mess
     );
     store.purge_queue(&q, true, false).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_write_concern_that_can_lose_writes_is_reported() {
+    let Some(url) = crate::conformance::test_mongo_url() else {
+        return;
+    };
+    let durable = super::MongoStore::connect(&url).await.unwrap();
+    assert_eq!(durable.volatility().await.unwrap(), None);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let unjournaled = format!("{url}{separator}journal=false");
+    let volatile = super::MongoStore::connect(&unjournaled).await.unwrap();
+    let gaps = volatile.volatility().await.unwrap().unwrap();
+    assert!(gaps.starts_with("journal=false"), "{gaps}");
+}

@@ -305,4 +305,8 @@ impl MessageStore for SqliteStore {
         })
         .await
     }
+
+    async fn volatility(&self) -> StoreResult<Option<String>> {
+        self.detached(|s| async move { s.volatility().await }).await
+    }
 }

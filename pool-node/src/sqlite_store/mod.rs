@@ -118,6 +118,22 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
+    /// What in the database's journal and sync settings can lose a committed
+    /// transaction when the process dies (`None`: nothing). The store sets WAL and
+    /// `synchronous=NORMAL`, which lose nothing then; only a power loss may take the
+    /// last transactions (docs/reliability.md).
+    async fn volatility(&self) -> StoreResult<Option<String>> {
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(store_error)?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(store_error)?;
+        Ok(sqlite_gaps(&journal, synchronous))
+    }
+
     /// A write transaction that holds the database write lock from its start.
     async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer
@@ -239,6 +255,21 @@ fn message_from_row(row: &SqliteRow, now: i64) -> Message {
         created_ms,
         checksum: row.get("checksum"),
     }
+}
+
+/// What a SQLite `journal_mode` and `synchronous` level (0 OFF, 1 NORMAL, 2 FULL,
+/// 3 EXTRA) can lose of committed transactions when the process dies.
+fn sqlite_gaps(journal: &str, synchronous: i64) -> Option<String> {
+    let mut gaps = Vec::new();
+    if matches!(journal.to_ascii_lowercase().as_str(), "off" | "memory") {
+        gaps.push(format!(
+            "journal_mode is {journal}: a crash mid-write can corrupt the database"
+        ));
+    }
+    if synchronous == 0 {
+        gaps.push("synchronous is OFF: committed transactions may not be on disk".to_string());
+    }
+    (!gaps.is_empty()).then(|| gaps.join("; "))
 }
 
 #[cfg(test)]

@@ -360,3 +360,23 @@ async fn calls_given_up_half_way_leave_the_store_usable() {
     store.purge_queue(&q, true, false).await.unwrap();
     assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
 }
+
+#[tokio::test]
+async fn the_stores_own_settings_are_durable_and_a_changed_one_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zaqar.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.volatility().await.unwrap(), None);
+    // The writer is one connection: what is set on it stays set.
+    sqlx::query("PRAGMA synchronous = OFF")
+        .execute(&store.writer)
+        .await
+        .unwrap();
+    let gaps = store.volatility().await.unwrap().unwrap();
+    assert!(gaps.starts_with("synchronous is OFF"), "{gaps}");
+    assert!(sqlite_gaps("memory", 2)
+        .unwrap()
+        .starts_with("journal_mode is memory"));
+    assert_eq!(sqlite_gaps("wal", 1), None);
+    assert_eq!(sqlite_gaps("delete", 2), None);
+}
