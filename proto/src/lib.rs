@@ -2,6 +2,7 @@
 
 pub mod cluster_auth;
 pub mod error;
+pub mod filter;
 pub mod limits;
 pub mod redis_uri;
 pub mod trace;

@@ -495,6 +495,9 @@ fn check_fields(
         if let Some(options) = options.as_object() {
             check_retry_policy(options.get("_retry_policy")).map_err(invalid_api)?;
             check_signing_secret(options.get("_signing_secret")).map_err(invalid_api)?;
+            if let Some(filter) = options.get("filter") {
+                zaqar_proto::filter::Filter::parse(filter).map_err(invalid_api)?;
+            }
         }
     }
     let min = ctx.limits().min_subscription_ttl;

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
+use zaqar_proto::filter::Filter;
 use zaqar_proto::pb::{Message, QueueRef, Subscription};
 
 use super::cache::DocumentCache;
 use super::deliver::{Deliverer, Outcome};
 use super::retry::RetryPolicy;
-use super::target::{options_of, stored_document, Target};
+use super::target::{options_of, stored_document, Target, FILTER_OPTION};
 use crate::encryption::{self, MessageCipher};
 use crate::store::{ListParams, MessageStore};
 
@@ -444,7 +445,7 @@ impl Lane {
             {
                 continue;
             }
-            let (subscription, target, schedule, expires) = {
+            let (subscription, target, schedule, expires, filter) = {
                 let latest = self.state.latest.lock().expect("never poisoned");
                 let options = options_of(&latest.subscription);
                 let own_policy = options
@@ -454,11 +455,16 @@ impl Lane {
                     .unwrap_or_default();
                 let schedule = RetryPolicy::effective(&own_policy, &latest.queue_policy).schedule();
                 let target = Target::of(&latest.subscription.subscriber, &options);
+                // The api-node checked the filter; one it would refuse filters nothing.
+                let filter = options
+                    .get(FILTER_OPTION)
+                    .and_then(|filter| Filter::parse(filter).ok());
                 (
                     latest.subscription.clone(),
                     target,
                     schedule,
                     latest.expires,
+                    filter,
                 )
             };
             if self.state.is_stopped() || Instant::now() >= expires {
@@ -471,6 +477,13 @@ impl Lane {
             let Some(document) = self.document(message) else {
                 continue;
             };
+            if filter
+                .as_ref()
+                .is_some_and(|filter| !passes(filter, &document))
+            {
+                // Skipped: the cursor moves past it with the batch.
+                continue;
+            }
             // With tracing on, the delivery is a span of the post's trace.
             // Kept as the post's trace was (drawn anew if the post left the cache).
             let trace = self.cache.trace(&message.id);
@@ -577,6 +590,12 @@ impl Lane {
 }
 
 /// The wall clock in ms since the epoch (as messages' `created_ms`).
+/// Whether the body of the notification `document` passes `filter`.
+fn passes(filter: &Filter, document: &str) -> bool {
+    let document: Value = serde_json::from_str(document).unwrap_or(Value::Null);
+    filter.matches(&document["body"])
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

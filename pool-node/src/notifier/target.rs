@@ -35,6 +35,9 @@ pub enum Target {
     },
 }
 
+/// The subscription option holding its filter (`zaqar_proto::filter`).
+pub const FILTER_OPTION: &str = "filter";
+
 /// The subscription option holding a webhook's signing secret.
 pub const SIGNING_SECRET_OPTION: &str = "_signing_secret";
 
