@@ -2,11 +2,11 @@
 
 use serde_json::Map;
 use zaqar_proto::pb;
-use zaqar_proto::{ErrorCode, ZaqarError};
+use zaqar_proto::ZaqarError;
 
 use super::json::{checked_int, expect_object, parse_document, parse_optional, too_large};
 use super::types::Claim;
-use super::{gone_is_done, invalid_api, unavailable_as, Context, Payload};
+use super::{invalid_api, unavailable_as, Context, Payload};
 
 /// Claims up to `limit` free messages with the `ttl`/`grace` of `payload`
 /// (defaults when the body is empty); `None` when there was nothing to claim.
@@ -36,14 +36,6 @@ pub async fn create(
     }
     check_grace(ctx, grace)?;
     let failed = unavailable_as("Claim could not be created.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(None);
-    };
     let request = pb::CreateClaimRequest {
         queue: Some(ctx.queue_ref(queue)),
         ttl,
@@ -51,18 +43,15 @@ pub async fn create(
         limit: limit.map_or(limits.default_page_size, |l| l as u32),
     };
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let request = request.clone();
-            async move { c.create_claim(request).await }
+        .call_queue(queue, &failed, request, |mut c, request| async move {
+            c.create_claim(request).await
         })
-        .await;
+        .await?;
     match reply {
-        Ok(reply) if !reply.id.is_empty() && !reply.messages.is_empty() => {
+        Some(reply) if !reply.id.is_empty() && !reply.messages.is_empty() => {
             ctx.claim(reply).map(Some)
         }
-        Ok(_) => Ok(None),
-        Err(err) if err.code == ErrorCode::NotFound => Ok(None),
-        Err(err) => Err(failed(err)),
+        _ => Ok(None),
     }
 }
 
@@ -70,30 +59,16 @@ pub async fn create(
 pub async fn get(ctx: &Context, queue: &str, claim_id: &str) -> Result<Claim, ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Claim could not be queried.");
-    let missing = || missing_claim(ctx, queue, claim_id);
-    let pool = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-        .ok_or_else(missing)?;
     let claim = pb::ClaimRef {
         queue: Some(ctx.queue_ref(queue)),
         claim_id: claim_id.to_string(),
     };
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let claim = claim.clone();
-            async move { c.get_claim(claim).await }
+        .call_queue(queue, &failed, claim, |mut c, claim| async move {
+            c.get_claim(claim).await
         })
-        .await
-        .map_err(|err| {
-            if err.code == ErrorCode::NotFound {
-                missing()
-            } else {
-                failed(err)
-            }
-        })?;
+        .await?
+        .ok_or_else(|| missing_claim(ctx, queue, claim_id))?;
     ctx.claim(reply)
 }
 
@@ -109,13 +84,6 @@ pub async fn update(
     let (ttl, grace) = ttl_and_grace(ctx, &document)?;
     // As in Zaqar, the grace of a renewal is not bounded (only the ttl is).
     let failed = unavailable_as("Claim could not be updated.");
-    let missing = || missing_claim(ctx, queue, claim_id);
-    let pool = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-        .ok_or_else(missing)?;
     let request = pb::UpdateClaimRequest {
         claim: Some(pb::ClaimRef {
             queue: Some(ctx.queue_ref(queue)),
@@ -124,18 +92,11 @@ pub async fn update(
         ttl,
         grace,
     };
-    ctx.call_pool(queue, &pool, |mut c| {
-        let request = request.clone();
-        async move { c.update_claim(request).await }
+    ctx.call_queue(queue, &failed, request, |mut c, request| async move {
+        c.update_claim(request).await
     })
-    .await
-    .map_err(|err| {
-        if err.code == ErrorCode::NotFound {
-            missing()
-        } else {
-            failed(err)
-        }
-    })?;
+    .await?
+    .ok_or_else(|| missing_claim(ctx, queue, claim_id))?;
     Ok(())
 }
 
@@ -143,24 +104,14 @@ pub async fn update(
 pub async fn delete(ctx: &Context, queue: &str, claim_id: &str) -> Result<(), ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Claim could not be deleted.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(());
-    };
     let claim = pb::ClaimRef {
         queue: Some(ctx.queue_ref(queue)),
         claim_id: claim_id.to_string(),
     };
-    ctx.call_pool(queue, &pool, |mut c| {
-        let claim = claim.clone();
-        async move { c.delete_claim(claim).await }
+    ctx.call_queue(queue, &failed, claim, |mut c, claim| async move {
+        c.delete_claim(claim).await
     })
-    .await
-    .or_else(gone_is_done(&failed))?;
+    .await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use super::json::{checked_int, invalid_body_type, parse_document, python_list};
 use super::metadata::truthy_int;
 use super::queue_metadata::KnownMetadata;
 use super::types::{Message, MessageList};
-use super::{check_limit, gone_is_done, invalid_api, queues, unavailable_as, Context, Payload};
+use super::{check_limit, invalid_api, queues, unavailable_as, Context, Payload};
 use crate::routing::Pool;
 
 /// How many times a post is checked against metadata that turned out stale
@@ -262,14 +262,6 @@ pub async fn list(
         messages: Vec::new(),
         next_marker: marker.clone(),
     };
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(empty);
-    };
     // Zaqar's Redis driver answers 503 for include_claimed without a marker
     // (zrank(key, None)); we give the listing that was intended.
     let request = pb::ListMessagesRequest {
@@ -282,18 +274,16 @@ pub async fn list(
         include_delayed: input.include_delayed,
     };
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let request = request.clone();
-            async move { c.list_messages(request).await }
+        .call_queue(queue, &failed, request, |mut c, request| async move {
+            c.list_messages(request).await
         })
-        .await;
+        .await?;
     match reply {
-        Ok(reply) => Ok(MessageList {
+        Some(reply) => Ok(MessageList {
             messages: ctx.messages(reply.messages)?,
             next_marker: reply.next_marker,
         }),
-        Err(err) if err.code == ErrorCode::NotFound => Ok(empty),
-        Err(err) => Err(failed(err)),
+        None => Ok(empty),
     }
 }
 
@@ -385,33 +375,17 @@ pub async fn delete(
 ) -> Result<(), ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Message could not be deleted.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(());
-    };
     let request = pb::DeleteMessageRequest {
         queue: Some(ctx.queue_ref(queue)),
         id: id.to_string(),
         claim_id: claim_id.unwrap_or_default(),
     };
     // The pool-node answers Zaqar's "Unable to delete" 403/400 itself.
-    ctx.call_pool(queue, &pool, |mut c| {
-        let request = request.clone();
-        async move { c.delete_message(request).await }
+    ctx.call_queue(queue, &failed, request, |mut c, request| async move {
+        c.delete_message(request).await
     })
-    .await
-    .map(|_| ())
-    .or_else(|err| {
-        if err.code == ErrorCode::NotFound {
-            Ok(())
-        } else {
-            Err(failed(err))
-        }
-    })
+    .await?;
+    Ok(())
 }
 
 /// `DELETE .../messages` input: `ids` (with `claim_ids`) or `pop`.
@@ -465,53 +439,30 @@ pub async fn delete_many(
         "ids parameter should have at least 1 and not greater than {0} values.",
     )?;
     let failed = unavailable_as("Messages could not be deleted.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(None);
-    };
     let request = pb::DeleteMessagesRequest {
         queue: Some(ctx.queue_ref(queue)),
         ids,
         claim_ids: claim_ids.unwrap_or_default(),
     };
-    ctx.call_pool(queue, &pool, |mut c| {
-        let request = request.clone();
-        async move { c.delete_messages(request).await }
+    ctx.call_queue(queue, &failed, request, |mut c, request| async move {
+        c.delete_messages(request).await
     })
-    .await
-    .or_else(gone_is_done(&failed))?;
+    .await?;
     Ok(None)
 }
 
 async fn pop_messages(ctx: &Context, queue: &str, limit: u32) -> Result<Vec<Message>, ZaqarError> {
     let failed = unavailable_as("Messages could not be popped.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(Vec::new());
-    };
     let request = pb::PopMessagesRequest {
         queue: Some(ctx.queue_ref(queue)),
         limit,
     };
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let request = request.clone();
-            async move { c.pop_messages(request).await }
+        .call_queue(queue, &failed, request, |mut c, request| async move {
+            c.pop_messages(request).await
         })
-        .await;
-    match reply {
-        Ok(reply) => ctx.messages(reply.messages),
-        Err(err) if err.code == ErrorCode::NotFound => Ok(Vec::new()),
-        Err(err) => Err(failed(err)),
-    }
+        .await?;
+    reply.map_or(Ok(Vec::new()), |reply| ctx.messages(reply.messages))
 }
 
 #[cfg(test)]

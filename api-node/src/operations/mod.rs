@@ -213,6 +213,36 @@ impl Context {
         Ok(())
     }
 
+    /// Calls the pool that holds `queue`: `call` gets a client and a copy of
+    /// `request` (see [`Context::call_pool`] for the second try on a newer
+    /// placement). `Ok(None)` when no pool holds the queue or its pool answers
+    /// NotFound; a failed lookup or call goes through `failed`.
+    pub async fn call_queue<R, T, F, Fut>(
+        &self,
+        queue: &str,
+        failed: &impl Fn(ZaqarError) -> ZaqarError,
+        request: R,
+        call: F,
+    ) -> Result<Option<T>, ZaqarError>
+    where
+        R: Clone,
+        F: Fn(PoolClient, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let pool = self.router().lookup(self.project(), queue).await;
+        let Some(pool) = pool.map_err(failed)? else {
+            return Ok(None);
+        };
+        let reply = self
+            .call_pool(queue, &pool, |client| call(client, request.clone()))
+            .await;
+        match reply {
+            Ok(reply) => Ok(Some(reply)),
+            Err(err) if err.code == ErrorCode::NotFound => Ok(None),
+            Err(err) => Err(failed(err)),
+        }
+    }
+
     /// Calls the pool of `queue`. When the placement came from the cache and the
     /// pool answers NotFound, the placement is looked up again and, if it changed,
     /// the call is made once more on the new pool.
@@ -295,20 +325,6 @@ pub fn unavailable_as(what: &'static str) -> impl Fn(ZaqarError) -> ZaqarError {
             ZaqarError::unavailable(format!("{what} Please try again in a few seconds."))
         } else {
             err
-        }
-    }
-}
-
-/// For deletes: a pool answering NotFound means the thing is already gone, which
-/// Zaqar answers with 204; any other error goes through `failed`.
-pub(crate) fn gone_is_done(
-    failed: &impl Fn(ZaqarError) -> ZaqarError,
-) -> impl Fn(ZaqarError) -> Result<pb::Empty, ZaqarError> + '_ {
-    move |err| {
-        if err.code == ErrorCode::NotFound {
-            Ok(pb::Empty {})
-        } else {
-            Err(failed(err))
         }
     }
 }

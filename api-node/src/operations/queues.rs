@@ -284,27 +284,16 @@ pub async fn delete(ctx: &Context, queue: &str) -> Result<(), ZaqarError> {
 pub async fn stats(ctx: &Context, queue: &str) -> Result<QueueStats, ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Queue stats could not be read.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(QueueStats::default());
-    };
-    let queue_ref = ctx.queue_ref(queue);
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let queue_ref = queue_ref.clone();
-            async move { c.queue_stats(queue_ref).await }
-        })
-        .await;
-    let reply = match reply {
-        Ok(reply) => reply,
-        Err(err) if err.code == zaqar_proto::ErrorCode::NotFound => {
-            return Ok(QueueStats::default())
-        }
-        Err(err) => return Err(failed(err)),
+        .call_queue(
+            queue,
+            &failed,
+            ctx.queue_ref(queue),
+            |mut c, queue_ref| async move { c.queue_stats(queue_ref).await },
+        )
+        .await?;
+    let Some(reply) = reply else {
+        return Ok(QueueStats::default());
     };
     Ok(QueueStats {
         claimed: reply.claimed,

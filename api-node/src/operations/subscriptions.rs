@@ -8,7 +8,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 use super::json::{as_python_int, is_truthy, parse_optional, too_large};
 use super::metadata::check_retry_policy;
 use super::types::{Subscription, SubscriptionList};
-use super::{check_limit, conflict, gone_is_done, invalid_api, unavailable_as, Context, Payload};
+use super::{check_limit, conflict, invalid_api, unavailable_as, Context, Payload};
 use crate::signed_url::sign;
 use crate::timefmt::format_utc;
 use zaqar_proto::uri::push_url;
@@ -151,29 +151,18 @@ pub async fn list(
         subscriptions: Vec::new(),
         next_marker: marker.clone(),
     };
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(empty);
-    };
     let request = pb::ListSubscriptionsRequest {
         queue: Some(ctx.queue_ref(queue)),
         marker: marker.clone(),
         limit: limit.map_or(limits.default_page_size, |l| l as u32),
     };
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let request = request.clone();
-            async move { c.list_subscriptions(request).await }
+        .call_queue(queue, &failed, request, |mut c, request| async move {
+            c.list_subscriptions(request).await
         })
-        .await;
-    let reply = match reply {
-        Ok(reply) => reply,
-        Err(err) if err.code == ErrorCode::NotFound => return Ok(empty),
-        Err(err) => return Err(failed(err)),
+        .await?;
+    let Some(reply) = reply else {
+        return Ok(empty);
     };
     let subscriptions = reply
         .subscriptions
@@ -195,26 +184,16 @@ pub async fn list(
 pub async fn get(ctx: &Context, queue: &str, id: &str) -> Result<Subscription, ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Subscription could not be retrieved.");
-    let pool = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-        .ok_or_else(|| missing(id))?;
     let subscription = subscription_ref(ctx, queue, id);
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let subscription = subscription.clone();
-            async move { c.get_subscription(subscription).await }
-        })
-        .await
-        .map_err(|err| {
-            if err.code == ErrorCode::NotFound {
-                missing(id)
-            } else {
-                failed(err)
-            }
-        })?;
+        .call_queue(
+            queue,
+            &failed,
+            subscription,
+            |mut c, subscription| async move { c.get_subscription(subscription).await },
+        )
+        .await?
+        .ok_or_else(|| missing(id))?;
     Subscription::try_from(reply)
 }
 
@@ -240,13 +219,15 @@ pub async fn update(
             format!("Subscription {id} could not be updated."),
         ));
     }
-    let failed = unavailable_as("Subscription could not be updated.");
-    let pool = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-        .ok_or_else(|| missing(id))?;
+    let unavailable = unavailable_as("Subscription could not be updated.");
+    let failed = |err: ZaqarError| {
+        match err.code {
+        ErrorCode::Conflict => conflict(
+            "Such subscription already exists. Subscriptions are unique by project + queue + subscriber URI.",
+        ),
+        _ => unavailable(err),
+    }
+    };
     let request = pb::UpdateSubscriptionRequest {
         subscription: Some(subscription_ref(ctx, queue, id)),
         subscriber: document
@@ -259,18 +240,11 @@ pub async fn update(
             options => options.to_string(),
         }),
     };
-    ctx.call_pool(queue, &pool, |mut c| {
-        let request = request.clone();
-        async move { c.update_subscription(request).await }
+    ctx.call_queue(queue, &failed, request, |mut c, request| async move {
+        c.update_subscription(request).await
     })
-    .await
-    .map_err(|err| match err.code {
-        ErrorCode::NotFound => missing(id),
-        ErrorCode::Conflict => conflict(
-            "Such subscription already exists. Subscriptions are unique by project + queue + subscriber URI.",
-        ),
-        _ => failed(err),
-    })?;
+    .await?
+    .ok_or_else(|| missing(id))?;
     Ok(())
 }
 
@@ -278,21 +252,14 @@ pub async fn update(
 pub async fn delete(ctx: &Context, queue: &str, id: &str) -> Result<(), ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Subscription could not be deleted.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
-        return Ok(());
-    };
     let subscription = subscription_ref(ctx, queue, id);
-    ctx.call_pool(queue, &pool, |mut c| {
-        let subscription = subscription.clone();
-        async move { c.delete_subscription(subscription).await }
-    })
-    .await
-    .or_else(gone_is_done(&failed))?;
+    ctx.call_queue(
+        queue,
+        &failed,
+        subscription,
+        |mut c, subscription| async move { c.delete_subscription(subscription).await },
+    )
+    .await?;
     Ok(())
 }
 
@@ -334,12 +301,6 @@ async fn confirm_subscription(
         return Err(invalid_api("The 'confirmed' should be boolean."));
     };
     let failed = unavailable_as("Subscription could not be confirmed.");
-    let pool = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-        .ok_or_else(|| missing(id))?;
     // Unconfirming tells the subscriber how to subscribe again, as Zaqar does.
     let required = ctx.services.require_subscription_confirmation;
     let notice = match (confirmed, required && notify) {
@@ -354,18 +315,11 @@ async fn confirm_subscription(
         confirmed,
         notice_json: notice.unwrap_or_default(),
     };
-    ctx.call_pool(queue, &pool, |mut c| {
-        let request = request.clone();
-        async move { c.confirm_subscription(request).await }
+    ctx.call_queue(queue, &failed, request, |mut c, request| async move {
+        c.confirm_subscription(request).await
     })
-    .await
-    .map_err(|err| {
-        if err.code == ErrorCode::NotFound {
-            missing(id)
-        } else {
-            failed(err)
-        }
-    })?;
+    .await?
+    .ok_or_else(|| missing(id))?;
     Ok(())
 }
 
