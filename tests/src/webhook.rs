@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use serde_json::Value;
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -19,6 +19,45 @@ pub fn loopback_allowed_config(dir: &std::path::Path) -> Result<String> {
         "[notifier]\nallowed_networks = [\"127.0.0.0/8\"]\n",
     )?;
     Ok(config.to_string_lossy().into_owned())
+}
+
+/// `zaqar standalone` under `dir`, allowed to notify webhooks on loopback, and a
+/// client of project `project` once it is ready.
+pub async fn standalone_notifying_loopback(
+    dir: &std::path::Path,
+    project: &str,
+) -> Result<(crate::Standalone, crate::Client)> {
+    let config = loopback_allowed_config(dir)?;
+    let server = crate::Standalone::start_with(dir, &["--config", &config])?;
+    let client = crate::Client::new(server.port, project);
+    client.wait_ready(Duration::from_secs(30)).await?;
+    Ok((server, client))
+}
+
+/// Checks that a subscription of `subscriber` to `queue` with each of `options` is
+/// refused with Zaqar's 400 "Invalid API request".
+pub async fn check_refused_options(
+    client: &crate::Client,
+    queue: &str,
+    subscriber: &str,
+    options: &[Value],
+) -> Result<()> {
+    for options in options {
+        let body = json!({"subscriber": subscriber, "ttl": 3600, "options": options});
+        let refused = client
+            .call(
+                "POST",
+                &format!("/v2/queues/{queue}/subscriptions"),
+                Some(body),
+            )
+            .await?;
+        ensure!(refused.status == 400, "{options}: {refused:?}");
+        ensure!(
+            refused.body["title"] == "Invalid API request",
+            "{refused:?}"
+        );
+    }
+    Ok(())
 }
 
 /// Bound of every wait for a notification.

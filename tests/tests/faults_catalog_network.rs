@@ -123,6 +123,25 @@ async fn leader(endpoints: &[String]) -> Result<u64> {
         .with_context(|| format!("no leader: {status}"))
 }
 
+/// Creates queue `name` through `client` (a new placement), trying until `timeout`;
+/// returns how long after `since` it was created.
+async fn placed_within(
+    client: &Client,
+    name: &str,
+    timeout: Duration,
+    since: Instant,
+) -> Result<Duration> {
+    let what = format!("queue {name} placed");
+    eventually(&what, timeout, || async {
+        let created = client
+            .call("PUT", &format!("/v2/queues/{name}"), None)
+            .await?;
+        ensure!(created.status == 201, "{created:?}");
+        Ok(since.elapsed())
+    })
+    .await
+}
+
 /// Every raft link is cut for 5 s under load. The data path goes on (the api-nodes hold
 /// the queue's placement), a new queue is refused quickly (503) rather than held, and
 /// once the links are back the catalog elects a leader and places a new queue again.
@@ -158,12 +177,7 @@ async fn a_network_cut_between_the_catalog_nodes_loses_nothing() -> Result<()> {
         proxy.set(Link::Up);
     }
     let ended = Instant::now();
-    let placed = eventually("a new queue placed", RECOVERY * 2, || async {
-        let created = client.call("PUT", "/v2/queues/after-the-cut", None).await?;
-        ensure!(created.status == 201, "{created:?}");
-        Ok(ended.elapsed())
-    })
-    .await?;
+    let placed = placed_within(&client, "after-the-cut", RECOVERY * 2, ended).await?;
     tokio::time::sleep(AFTER).await;
     let outcome = load.finish(ended).await?;
     outcome.report(&format!(
@@ -194,14 +208,7 @@ async fn a_partition_between_the_leader_and_one_follower_loses_nothing() -> Resu
     // Long enough for the cut follower to miss its heartbeats and call elections.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let asked = Instant::now();
-    let placed_during = eventually("a queue placed during the partition", FAULT, || async {
-        let created = client
-            .call("PUT", "/v2/queues/during-the-partition", None)
-            .await?;
-        ensure!(created.status == 201, "{created:?}");
-        Ok(asked.elapsed())
-    })
-    .await?;
+    let placed_during = placed_within(&client, "during-the-partition", FAULT, asked).await?;
     // What the majority has applied by now, the cut follower must catch up with.
     let majority_at = (0..cluster.nodes.len())
         .find(|at| *at != follower_at && *at != leader_at)
@@ -240,14 +247,7 @@ async fn a_partition_between_the_leader_and_one_follower_loses_nothing() -> Resu
         Ok(ended.elapsed())
     })
     .await?;
-    let placed_after = eventually("a new queue placed", RECOVERY * 2, || async {
-        let created = client
-            .call("PUT", "/v2/queues/after-the-partition", None)
-            .await?;
-        ensure!(created.status == 201, "{created:?}");
-        Ok(ended.elapsed())
-    })
-    .await?;
+    let placed_after = placed_within(&client, "after-the-partition", RECOVERY * 2, ended).await?;
     tokio::time::sleep(AFTER).await;
     let outcome = load.finish(ended).await?;
     outcome.report(&format!(

@@ -8,12 +8,13 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
-use zaqar_tests::webhook::{loopback_allowed_config, Received, Webhook};
-use zaqar_tests::{Client, Standalone};
+use zaqar_tests::webhook::{
+    check_refused_options, standalone_notifying_loopback, Received, Webhook,
+};
+use zaqar_tests::Client;
 
 const PROJECT: &str = "demo";
 
@@ -95,27 +96,12 @@ async fn webhooks_with_a_signing_secret_are_signed_as_the_docs_say() -> Result<(
     let mut signed_hook = Webhook::start().await?;
     let mut plain_hook = Webhook::start().await?;
     let dir = tempfile::tempdir()?;
-    let config = loopback_allowed_config(dir.path())?;
-    let server = Standalone::start_with(dir.path(), &["--config", &config])?;
-    let client = Client::new(server.port, PROJECT);
-    client.wait_ready(Duration::from_secs(30)).await?;
-
-    for bad in [
-        json!("short"),
-        json!("with spaces in it, long enough"),
-        json!(7),
-    ] {
-        let body = json!({"subscriber": plain_hook.url, "ttl": 3600,
-                          "options": {"_signing_secret": bad}});
-        let refused = client
-            .call("POST", "/v2/queues/orders/subscriptions", Some(body))
-            .await?;
-        ensure!(refused.status == 400, "{bad}: {refused:?}");
-        ensure!(
-            refused.body["title"] == "Invalid API request",
-            "{refused:?}"
-        );
-    }
+    let (server, client) = standalone_notifying_loopback(dir.path(), PROJECT).await?;
+    let bad = ["short", "with spaces in it, long enough"]
+        .map(|secret| json!({ "_signing_secret": secret }));
+    let not_a_string = json!({"_signing_secret": 7});
+    check_refused_options(&client, "orders", &plain_hook.url, &bad).await?;
+    check_refused_options(&client, "orders", &plain_hook.url, &[not_a_string]).await?;
 
     let text = doc()?;
     let command = block(&text, "sh")?

@@ -8,34 +8,21 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
-use zaqar_tests::webhook::{loopback_allowed_config, Webhook};
-use zaqar_tests::{Client, Standalone};
+use zaqar_tests::webhook::{check_refused_options, standalone_notifying_loopback, Webhook};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_subscription_gets_only_the_messages_that_pass() -> Result<()> {
     let mut filtered = Webhook::start().await?;
     let mut everything = Webhook::start().await?;
     let dir = tempfile::tempdir()?;
-    let config = loopback_allowed_config(dir.path())?;
-    let server = Standalone::start_with(dir.path(), &["--config", &config])?;
-    let client = Client::new(server.port, "filters");
-    client.wait_ready(Duration::from_secs(30)).await?;
-
-    for bad in [
+    let (_server, client) = standalone_notifying_loopback(dir.path(), "filters").await?;
+    let malformed = [
         json!([]),
         json!({"kind": "order"}),
         json!({"price": [{"numeric": ["about", 10]}]}),
-    ] {
-        let body = json!({"subscriber": filtered.url, "options": {"filter": bad}});
-        let refused = client
-            .call("POST", "/v2/queues/orders/subscriptions", Some(body))
-            .await?;
-        ensure!(refused.status == 400, "{bad}: {refused:?}");
-        ensure!(
-            refused.body["title"] == "Invalid API request",
-            "{refused:?}"
-        );
-    }
+    ]
+    .map(|filter| json!({ "filter": filter }));
+    check_refused_options(&client, "orders", &filtered.url, &malformed).await?;
 
     let filter = json!({"kind": ["order"], "total": [{"numeric": [">=", 100]}],
                         "customer": {"region": [{"prefix": "eu-"}]}});
