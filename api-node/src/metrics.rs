@@ -266,12 +266,9 @@ pub fn websocket_opened() -> impl Drop {
     Open
 }
 
-/// Records a WebSocket request for `action` answered with `status` after `took`.
-pub fn record_action(action: &str, status: u16, took: Duration) {
-    let action = crate::websocket::ACTIONS
-        .into_iter()
-        .find(|known| *known == action)
-        .unwrap_or("other");
+/// Records a WebSocket request for `action` (none: not an action of the API) answered with `status` after `took`.
+pub fn record_action(action: Option<crate::websocket::Action>, status: u16, took: Duration) {
+    let action = action.map_or("other", crate::websocket::Action::name);
     METRICS
         .actions
         .get_or_create(&ActionLabels { action, status })

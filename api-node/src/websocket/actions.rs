@@ -20,6 +20,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
+use super::action::Action;
 use super::protocol::{flag, Encoding, Reply, Request};
 use super::push::ConnectionPush;
 use super::{admin_actions, render};
@@ -33,16 +34,12 @@ use crate::operations::{
 /// Runs a request that passed its schema and returns its reply; `token` is
 /// the Keystone token bound to the connection (keystone mode).
 pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str>) -> Reply {
-    let action = request.action();
-    match action {
-        "get_home_doc" => {
-            return Reply::new(200, home::document(services.admin_mode));
-        }
-        // Nothing to authenticate without Keystone: every request carries its
-        // project. (Zaqar 23 in noauth mode drops the connection here.) With
-        // Keystone, `session` answers `authenticate` before it gets here.
-        "authenticate" => return Reply::new(200, json!({"message": "Authentified."})),
-        _ => {}
+    let Some(action) = request.known else {
+        let name = request.action_name();
+        return Reply::error(400, format!("{name} is not a valid action"));
+    };
+    if matches!(action, Action::GetHomeDoc | Action::Authenticate) {
+        return context_free(services, action);
     }
     let ctx = match context(services, request, token).await {
         Ok(ctx) => ctx,
@@ -50,20 +47,20 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
     };
     let queue = request.text("queue_name");
     let result = match action {
-        "ping_node" => ping(&ctx).await,
-        "check_node_health" => health::health(&ctx)
+        Action::PingNode => ping(&ctx).await,
+        Action::CheckNodeHealth => health::health(&ctx)
             .await
             .map(|report| Reply::new(200, Value::Object(report))),
-        "queue_list" => queue_list(&ctx, request).await,
-        "queue_create" => queue_create(&ctx, request, &queue).await,
-        "queue_get" => queues::get_stored(&ctx, &queue)
+        Action::QueueList => queue_list(&ctx, request).await,
+        Action::QueueCreate => queue_create(&ctx, request, &queue).await,
+        Action::QueueGet => queues::get_stored(&ctx, &queue)
             .await
             .map(|metadata| Reply::new(200, Value::Object(metadata.unwrap_or_default()))),
-        "queue_delete" => queues::delete(&ctx, &queue)
+        Action::QueueDelete => queues::delete(&ctx, &queue)
             .await
             .map(|()| Reply::new(204, json!(format!("Queue {queue} removed.")))),
-        "queue_get_stats" => queue_stats(&ctx, &queue).await,
-        "queue_purge" => {
+        Action::QueueGetStats => queue_stats(&ctx, &queue).await,
+        Action::QueuePurge => {
             let payload = match request.field("resource_types") {
                 Some(types) => payload(json!({"resource_types": types})),
                 None => Payload::Absent,
@@ -72,32 +69,32 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
                 .await
                 .map(|()| Reply::new(204, json!({})))
         }
-        "message_list" => message_list(&ctx, request, &queue).await,
-        "message_get" => messages::get(&ctx, &queue, &request.text("message_id"))
+        Action::MessageList => message_list(&ctx, request, &queue).await,
+        Action::MessageGet => messages::get(&ctx, &queue, &request.text("message_id"))
             .await
             .map(|m| Reply::new(200, json!({"messages": render::message(&m, None)}))),
-        "message_get_many" => {
+        Action::MessageGetMany => {
             let ids = strings(request.field("message_ids"));
             messages::get_many(&ctx, &queue, &ids)
                 .await
                 .map(|found| Reply::new(200, json!({"messages": render::messages(&found, None)})))
         }
-        "message_post" => {
+        Action::MessagePost => {
             let document = json!({"messages": request.field("messages")});
             messages::post(&ctx, &queue, &payload(document))
                 .await
                 .map(|ids| Reply::new(201, json!({"message_ids": ids})))
         }
-        "message_delete" => {
+        Action::MessageDelete => {
             let claim_id = request.field("claim_id").and_then(Value::as_str);
             let id = request.text("message_id");
             messages::delete(&ctx, &queue, &id, claim_id.map(str::to_string))
                 .await
                 .map(|()| Reply::new(204, json!({})))
         }
-        "message_delete_many" => message_delete_many(&ctx, request, &queue).await,
-        "claim_create" => claim_create(&ctx, request, &queue).await,
-        "claim_get" => {
+        Action::MessageDeleteMany => message_delete_many(&ctx, request, &queue).await,
+        Action::ClaimCreate => claim_create(&ctx, request, &queue).await,
+        Action::ClaimGet => {
             let id = request.text("claim_id");
             claims::get(&ctx, &queue, &id).await.map(|claim| {
                 let shown = render::messages(&claim.messages, Some(&id));
@@ -107,48 +104,68 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
                 )
             })
         }
-        "claim_update" => {
+        Action::ClaimUpdate => {
             let id = request.text("claim_id");
             claims::update(&ctx, &queue, &id, &payload(ttl_and_grace(request)))
                 .await
                 .map(|()| Reply::new(204, json!(format!("Claim {id} updated."))))
         }
-        "claim_delete" => {
+        Action::ClaimDelete => {
             let id = request.text("claim_id");
             claims::delete(&ctx, &queue, &id)
                 .await
                 .map(|()| Reply::new(204, json!(format!("Claim {id} deleted."))))
         }
-        "subscription_list" => subscriptions::list(&ctx, &queue, None, None)
-            .await
-            .map(|listed| {
-                let shown: Vec<Value> = listed
-                    .subscriptions
-                    .iter()
-                    .map(render::subscription)
-                    .collect();
-                Reply::new(200, json!({"subscriptions": shown}))
-            }),
-        "subscription_create" => subscription_create(&ctx, request, &queue).await,
-        "subscription_get" => {
+        Action::SubscriptionList => {
+            subscriptions::list(&ctx, &queue, None, None)
+                .await
+                .map(|listed| {
+                    let shown: Vec<Value> = listed
+                        .subscriptions
+                        .iter()
+                        .map(render::subscription)
+                        .collect();
+                    Reply::new(200, json!({"subscriptions": shown}))
+                })
+        }
+        Action::SubscriptionCreate => subscription_create(&ctx, request, &queue).await,
+        Action::SubscriptionGet => {
             let id = request.text("subscription_id");
             subscriptions::get(&ctx, &queue, &id)
                 .await
                 .map(|sub| Reply::new(200, render::subscription(&sub)))
         }
-        "subscription_delete" => {
+        Action::SubscriptionDelete => {
             let id = request.text("subscription_id");
             subscriptions::delete(&ctx, &queue, &id)
                 .await
                 .map(|()| Reply::new(204, json!(format!("Subscription {id} removed."))))
         }
-        _ if action.starts_with("pool_") || action.starts_with("flavor_") => {
-            admin_actions::run(&ctx, request).await
-        }
-        // The schema table and this one list the same actions.
-        _ => Ok(Reply::error(400, format!("{action} is not a valid action"))),
+        Action::PoolCreate
+        | Action::PoolList
+        | Action::PoolGet
+        | Action::PoolUpdate
+        | Action::PoolDelete
+        | Action::FlavorCreate
+        | Action::FlavorList
+        | Action::FlavorGet
+        | Action::FlavorUpdate
+        | Action::FlavorDelete => admin_actions::run(&ctx, request, action).await,
+        // Answered above, before a context is needed.
+        Action::GetHomeDoc | Action::Authenticate => Ok(context_free(services, action)),
     };
     result.unwrap_or_else(|err| failed(&ctx, request, &queue, &err))
+}
+
+/// The reply to `get_home_doc` or `authenticate`, which need no context (who asks).
+fn context_free(services: &Services, action: Action) -> Reply {
+    if action == Action::GetHomeDoc {
+        return Reply::new(200, home::document(services.admin_mode));
+    }
+    // Nothing to authenticate without Keystone: every request carries its
+    // project. (Zaqar 23 in noauth mode drops the connection here.) With
+    // Keystone, `session` answers `authenticate` before it gets here.
+    Reply::new(200, json!({"message": "Authentified."}))
 }
 
 /// Runs a `subscription_create` without subscriber: a push subscription of
@@ -197,20 +214,20 @@ async fn context(
 fn failed(ctx: &Context, request: &Request, queue: &str, err: &ZaqarError) -> Reply {
     let project = ctx.project();
     let not_found = err.code == ErrorCode::NotFound;
-    let (exception, error) = match (request.action(), not_found) {
-        ("message_get", true) => {
+    let (exception, error) = match (request.known, not_found) {
+        (Some(Action::MessageGet), true) => {
             let id = request.text("message_id");
             let exception =
                 format!("Message {id} does not exist in queue {queue} for project {project}");
             (Some(exception), None)
         }
-        ("claim_get" | "claim_update", true) => {
+        (Some(Action::ClaimGet | Action::ClaimUpdate), true) => {
             let id = request.text("claim_id");
             let exception =
                 format!("Claim {id} does not exist in queue {queue} for project {project}");
             (Some(exception), Some(format!("Claim {id} does not exist.")))
         }
-        ("subscription_get", true) => {
+        (Some(Action::SubscriptionGet), true) => {
             let id = request.text("subscription_id");
             (
                 Some(format!("Subscription {id} does not exist")),
@@ -219,7 +236,7 @@ fn failed(ctx: &Context, request: &Request, queue: &str, err: &ZaqarError) -> Re
                 )),
             )
         }
-        ("message_delete", _)
+        (Some(Action::MessageDelete), _)
             if matches!(err.code, ErrorCode::BadRequest | ErrorCode::Forbidden) =>
         {
             (None, Some(err.description.clone()))

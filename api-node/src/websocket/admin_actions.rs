@@ -12,45 +12,49 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use zaqar_proto::ZaqarError;
 
+use super::action::Action;
 use super::protocol::{Reply, Request};
 use crate::operations::admin_listing::Listing;
 use crate::operations::{flavors, pools, Context, Payload};
 
-/// Runs one `pool_*` / `flavor_*` action.
-pub async fn run(ctx: &Context, request: &Request) -> Result<Reply, ZaqarError> {
+/// Runs `action`, one of the `pool_*` / `flavor_*` actions, of `request`.
+pub async fn run(ctx: &Context, request: &Request, action: Action) -> Result<Reply, ZaqarError> {
     let pool = request.text("pool_name");
     let flavor = request.text("flavor_name");
     let detailed = request.field("detailed").and_then(Value::as_bool);
-    match request.action() {
-        "pool_list" => pools::list(ctx, &listing(request)).await.map(ok),
-        "pool_get" => pools::get(ctx, &pool, detailed.unwrap_or(false))
+    match action {
+        Action::PoolList => pools::list(ctx, &listing(request)).await.map(ok),
+        Action::PoolGet => pools::get(ctx, &pool, detailed.unwrap_or(false))
             .await
             .map(ok),
-        "pool_create" => {
+        Action::PoolCreate => {
             let body = fields(request, &["weight", "uri", "flavor", "options"]);
             pools::put(ctx, &pool, &body).await?;
             Ok(Reply::new(201, json!(format!("Pool {pool} created."))))
         }
-        "pool_update" => {
+        Action::PoolUpdate => {
             let body = fields(request, &["weight", "uri", "flavor", "options"]);
             pools::update(ctx, &pool, &body).await.map(ok)
         }
-        "pool_delete" => pools::delete(ctx, &pool)
+        Action::PoolDelete => pools::delete(ctx, &pool)
             .await
             .map(|()| Reply::new(204, json!(format!("Pool {pool} removed.")))),
-        "flavor_list" => flavors::list(ctx, &listing(request)).await.map(ok),
-        "flavor_get" => flavors::get(ctx, &flavor).await.map(ok),
-        "flavor_create" => {
+        Action::FlavorList => flavors::list(ctx, &listing(request)).await.map(ok),
+        Action::FlavorGet => flavors::get(ctx, &flavor).await.map(ok),
+        Action::FlavorCreate => {
             flavors::put(ctx, &flavor, &flavor_body(request)).await?;
             Ok(Reply::new(201, json!(format!("Flavor {flavor} created."))))
         }
-        "flavor_update" => flavors::update(ctx, &flavor, &flavor_body(request))
+        Action::FlavorUpdate => flavors::update(ctx, &flavor, &flavor_body(request))
             .await
             .map(ok),
-        "flavor_delete" => flavors::delete(ctx, &flavor)
+        Action::FlavorDelete => flavors::delete(ctx, &flavor)
             .await
             .map(|()| Reply::new(204, json!(format!("Flavor {flavor} removed.")))),
-        action => Ok(Reply::error(400, format!("{action} is not a valid action"))),
+        other => Ok(Reply::error(
+            400,
+            format!("{} is not a valid action", other.name()),
+        )),
     }
 }
 

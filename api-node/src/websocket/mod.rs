@@ -10,6 +10,7 @@
 //! `notification` serve websocket push subscriptions (`subscription_create`
 //! without a subscriber).
 
+mod action;
 mod actions;
 mod admin_actions;
 mod notification;
@@ -19,7 +20,7 @@ mod render;
 mod schema;
 mod session;
 
-pub(crate) use schema::ACTIONS;
+pub(crate) use action::Action;
 
 use std::future::Future;
 use std::io;
@@ -350,13 +351,13 @@ impl Connection {
             },
         );
         if let Ok(request) = &decoded {
-            span.record("action", request.action());
+            span.record("action", request.action_name());
         }
         let (request, reply, expired) = self
             .answer_decoded(decoded, encoding, replies)
             .instrument(span)
             .await;
-        crate::metrics::record_action(request.action(), reply.status, started.elapsed());
+        crate::metrics::record_action(request.known, reply.status, started.elapsed());
         (protocol::encode(&request, &reply, encoding, &id), expired)
     }
 
@@ -382,7 +383,7 @@ impl Connection {
             Err(refused) => refused,
         };
         tracing::debug!(
-            action = request.action(),
+            action = request.action_name(),
             status = reply.status,
             "websocket request"
         );
@@ -414,11 +415,14 @@ impl Connection {
         let reply = match run.catch_unwind().await {
             Ok(reply) => reply,
             Err(_) => {
-                tracing::error!(action = request.action(), "a websocket action panicked");
+                tracing::error!(
+                    action = request.action_name(),
+                    "a websocket action panicked"
+                );
                 protocol::Reply::error(500, "the request could not be handled")
             }
         };
-        if request.action() == "subscription_delete" && reply.status == 204 {
+        if request.known == Some(Action::SubscriptionDelete) && reply.status == 204 {
             self.push.forget(
                 request.header("X-Project-ID").unwrap_or_default(),
                 &request.text("queue_name"),

@@ -6,6 +6,7 @@
 use serde_json::{json, Map, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::action::Action;
 use super::schema;
 
 /// How a request came, and so how its reply is sent.
@@ -21,7 +22,10 @@ pub enum Encoding {
 /// body (`{}` when absent) and the headers (`{}` when absent or empty).
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The `action` field as sent (echoed in replies).
     pub action: Value,
+    /// That field as an action of the API, parsed once.
+    pub known: Option<Action>,
     pub body: Value,
     pub headers: Value,
 }
@@ -32,8 +36,10 @@ impl Request {
             Some(headers) if is_truthy(headers) => headers.clone(),
             _ => json!({}),
         };
+        let action = payload.get("action").cloned().unwrap_or(Value::Null);
         Request {
-            action: payload.get("action").cloned().unwrap_or(Value::Null),
+            known: action.as_str().and_then(Action::parse),
+            action,
             body: payload.get("body").cloned().unwrap_or_else(|| json!({})),
             headers,
         }
@@ -43,13 +49,14 @@ impl Request {
     pub fn none() -> Request {
         Request {
             action: Value::Null,
+            known: None,
             body: json!({}),
             headers: json!({}),
         }
     }
 
-    /// The action name (empty when it is not a string).
-    pub fn action(&self) -> &str {
+    /// The action name as sent (empty when it is not a string), for logs.
+    pub fn action_name(&self) -> &str {
         self.action.as_str().unwrap_or("")
     }
 
@@ -132,7 +139,7 @@ pub fn decode(
         Err(message) => return Err((Request::none(), Reply::error(400, message))),
     };
     let request = Request::from_payload(&payload);
-    match schema::check(&payload, admin_mode) {
+    match schema::check(&payload, request.known, admin_mode) {
         Ok(()) => Ok(request),
         Err(message) => Err((request, Reply::error(400, message))),
     }

@@ -37,7 +37,7 @@ use crate::operations::{subscriptions, Context, Payload};
 /// Whether `request` asks for a push subscription (no subscriber, as Zaqar's
 /// `if not subscriber`).
 pub fn is_push_create(request: &Request) -> bool {
-    request.action() == "subscription_create"
+    request.known == Some(super::Action::SubscriptionCreate)
         && request
             .field("subscriber")
             .and_then(Value::as_str)
@@ -313,6 +313,7 @@ mod tests {
     fn is_push_create_when_the_subscriber_is_missing_or_empty() {
         let request = |body: Value| Request {
             action: json!("subscription_create"),
+            known: Some(super::super::Action::SubscriptionCreate),
             body,
             headers: json!({}),
         };

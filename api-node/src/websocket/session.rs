@@ -48,7 +48,7 @@ impl Session {
         let Some(keystone) = services.auth.keystone() else {
             return Gate::Run;
         };
-        if request.action() == "authenticate" {
+        if request.known == Some(super::Action::Authenticate) {
             let token = request.header("X-Auth-Token").unwrap_or_default();
             return match keystone.validate(token).await {
                 Ok(info) => {
