@@ -2,7 +2,7 @@
 //!
 //! The backend is chosen from the catalog URI scheme by [`open_backend`]; every backend
 //! implements [`CatalogBackend`] and passes the one conformance suite in
-//! `conformance.rs`. [`CatalogServer`] serves any backend as `CatalogService`, and
+//! `conformance/`. [`CatalogServer`] serves any backend as `CatalogService`, and
 //! [`AdminServer`] as the operators' `AdminService`.
 
 pub mod admin;
@@ -23,10 +23,6 @@ pub mod weighted;
 
 #[cfg(test)]
 mod conformance;
-#[cfg(test)]
-mod conformance_flavors;
-#[cfg(test)]
-mod conformance_watch;
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::json::{checked_int, invalid_body_type, parse_document, python_list};
 use super::metadata::truthy_int;
-use super::queue_metadata::KnownMetadata;
+use super::metadata_cache::KnownMetadata;
 use super::types::{Message, MessageList};
 use super::{check_limit, invalid_api, queues, unavailable_as, Context, Payload};
 use crate::routing::Pool;
@@ -31,7 +31,7 @@ pub async fn post(
 ) -> Result<Vec<String>, ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Messages could not be enqueued.");
-    let remembered = &ctx.services.queue_metadata;
+    let remembered = &ctx.services.metadata_cache;
     for attempt in 0..=CHECKED_ATTEMPTS {
         let mut placed = ctx
             .router()

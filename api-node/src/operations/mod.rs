@@ -12,8 +12,8 @@ pub mod home;
 pub mod json;
 pub mod messages;
 pub mod metadata;
+pub mod metadata_cache;
 pub mod pools;
-pub mod queue_metadata;
 pub mod queues;
 pub mod share;
 pub mod subscriptions;
@@ -51,8 +51,8 @@ pub struct Services {
     pub admin_mode: bool,
     pub signing_key: Option<String>,
     pub enable_checksum: bool,
-    /// The metadata posts are checked against (see `queue_metadata.rs`).
-    pub queue_metadata: queue_metadata::QueueMetadataCache,
+    /// The metadata posts are checked against (see `metadata_cache.rs`).
+    pub metadata_cache: metadata_cache::QueueMetadataCache,
     /// Open client connections, REST and WebSocket (`max_connections`).
     pub connections: ConnectionSlots,
     /// How long a request body may take to arrive.
@@ -83,7 +83,7 @@ impl Services {
             cors: config.cors.clone(),
             signing_key: config.signed_url_secret_key.clone(),
             enable_checksum: config.enable_checksum,
-            queue_metadata: Default::default(),
+            metadata_cache: Default::default(),
             connections: ConnectionSlots::new(config.max_connections),
             body_read_timeout: config.body_read_timeout(),
         })

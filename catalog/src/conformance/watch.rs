@@ -1,5 +1,5 @@
 //! The change-feed and pool-node registration cases of the catalog conformance suite
-//! (run by `catalog_conformance!` in `conformance.rs` against every backend).
+//! (run by `catalog_conformance!` in `conformance/mod.rs` against every backend).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,10 +11,13 @@ use std::sync::Arc;
 use rand::Rng;
 use zaqar_proto::ErrorCode;
 
-pub use crate::conformance_flavors::*;
-pub use crate::conformance_watch::*;
+mod flavors;
+mod watch;
+
 use crate::raft::testing::TestCluster;
 use crate::{CatalogBackend, ListQueues, PoolSpec, SqlCatalog};
+pub use flavors::*;
+pub use watch::*;
 
 /// A backend under test and what to clean up after it.
 pub struct Fixture {

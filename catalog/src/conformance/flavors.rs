@@ -1,5 +1,5 @@
 //! The flavor cases of the catalog conformance suite (run by `catalog_conformance!`
-//! in `conformance.rs` against every backend): flavor records, pool lists written
+//! in `conformance/mod.rs` against every backend): flavor records, pool lists written
 //! through pool groups, and placement of a flavored queue by weight.
 
 use std::collections::BTreeSet;
