@@ -80,10 +80,11 @@ impl PoolServer {
             })
     }
 
-    /// Lets the notifier start or stop delivering to the subscriptions of `queue`.
-    fn subscriptions_changed(&self, queue: &QueueRef) {
+    /// Lets the notifier start or stop delivering to the subscriptions of `queue`, and
+    /// waits until it has (see [`Notifier::queue_changed`]).
+    async fn subscriptions_changed(&self, queue: &QueueRef) {
         if let Some(notifier) = &self.notifier {
-            notifier.queue_changed(queue.clone());
+            notifier.queue_changed(queue.clone()).await;
         }
     }
 
@@ -240,7 +241,7 @@ impl PoolService for PoolServer {
             .purge_queue(&queue, req.messages, req.subscriptions)
             .await;
         if req.subscriptions {
-            self.subscriptions_changed(&queue);
+            self.subscriptions_changed(&queue).await;
         }
         reply(purged.map(|_| Empty {}))
     }
@@ -389,7 +390,7 @@ impl PoolService for PoolServer {
             .await;
         if let Ok((id, true)) = &created {
             self.start_delivery_now(&queue, id).await;
-            self.subscriptions_changed(&queue);
+            self.subscriptions_changed(&queue).await;
         }
         reply(created.map(|(id, created)| CreateSubscriptionReply { id, created }))
     }
@@ -432,14 +433,14 @@ impl PoolService for PoolServer {
             options_json: req.options_json,
         };
         let updated = self.store.update_subscription(&queue, &id, &update).await;
-        self.subscriptions_changed(&queue);
+        self.subscriptions_changed(&queue).await;
         reply(updated.map(|_| Empty {}))
     }
 
     async fn delete_subscription(&self, request: Request<SubscriptionRef>) -> Reply<Empty> {
         let (queue, id) = subscription_of(Some(request.into_inner()))?;
         let deleted = self.store.delete_subscription(&queue, &id).await;
-        self.subscriptions_changed(&queue);
+        self.subscriptions_changed(&queue).await;
         reply(deleted.map(|_| Empty {}))
     }
 
@@ -458,7 +459,7 @@ impl PoolService for PoolServer {
         self.store
             .confirm_subscription(&queue, &id, req.confirmed)
             .await?;
-        self.subscriptions_changed(&queue);
+        self.subscriptions_changed(&queue).await;
         if let (false, Some(notifier)) = (req.notice_json.is_empty(), &self.notifier) {
             notifier.send_notice(queue, before, req.notice_json);
         }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use zaqar_proto::pb::QueueRef;
 
 use super::cache::DocumentCache;
@@ -29,6 +29,9 @@ const SUBSCRIPTIONS_FRESH: Duration = Duration::from_secs(1);
 /// (project, queue, subscription id)
 type LaneKey = (String, String, String);
 
+/// Who waits for the lanes of a queue to follow a change of its subscriptions.
+type Followers = Vec<oneshot::Sender<()>>;
+
 /// How far behind one subscription's delivery is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaneLag {
@@ -43,8 +46,9 @@ pub struct LaneLag {
 pub enum Event {
     /// Messages were posted to it.
     Posted(QueueRef),
-    /// Its subscriptions changed (created, confirmed, unconfirmed, updated, deleted).
-    SubscriptionsChanged(QueueRef),
+    /// Its subscriptions changed (created, confirmed, unconfirmed, updated, deleted);
+    /// the sender, if any, hears once the queue's lanes follow the change.
+    SubscriptionsChanged(QueueRef, Option<oneshot::Sender<()>>),
 }
 
 /// The lanes a queue's last listing of subscriptions woke, and when it was made.
@@ -271,22 +275,27 @@ impl Dispatcher {
                 event = events.recv() => {
                     let Some(event) = event else { break };
                     // Many events of one queue are served once; a change wins.
-                    let mut queues = HashMap::new();
+                    let mut queues: HashMap<(String, String), (bool, Followers)> = HashMap::new();
                     let mut add = |event| {
-                        let (queue, changed) = match event {
-                            Event::Posted(queue) => (queue, false),
-                            Event::SubscriptionsChanged(queue) => (queue, true),
+                        let (queue, changed, followed) = match event {
+                            Event::Posted(queue) => (queue, false, None),
+                            Event::SubscriptionsChanged(queue, followed) => (queue, true, followed),
                         };
-                        *queues.entry((queue.project, queue.queue)).or_insert(false) |= changed;
+                        let entry = queues.entry((queue.project, queue.queue)).or_default();
+                        entry.0 |= changed;
+                        entry.1.extend(followed);
                     };
                     add(event);
                     while let Ok(event) = events.try_recv() {
                         add(event);
                     }
-                    for ((project, queue), changed) in queues {
+                    for ((project, queue), (changed, followed)) in queues {
                         let queue = QueueRef { project, queue };
                         if changed || !self.listings.wake(&queue) {
                             self.wake_queue(&queue).await;
+                        }
+                        for sender in followed {
+                            let _ = sender.send(());
                         }
                     }
                 }

@@ -15,7 +15,7 @@ mod webhook;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use zaqar_proto::pb::{NewMessage, QueueRef, Subscription};
 use zaqar_proto::ZaqarError;
 
@@ -28,6 +28,9 @@ use deliver::Deliverer;
 pub use dispatch::LaneLag;
 use dispatch::{Dispatcher, Event, Listings};
 use lane::CipherSlot;
+
+/// The longest a subscription change waits for the lanes of its queue to follow it.
+const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Delivers the messages posted to a queue to its subscriptions.
 ///
@@ -182,25 +185,38 @@ impl Notifier {
     }
 
     /// Tells the notifier that the subscriptions of `queue` changed (created,
-    /// confirmed, unconfirmed, updated, deleted), so their lanes start or stop now.
-    pub fn queue_changed(&self, queue: QueueRef) {
+    /// confirmed, unconfirmed, updated, deleted), and waits (at most
+    /// [`CHANGE_WAIT`]) until their lanes follow: a lane of a subscription no longer
+    /// notified is stopped by then, so it delivers nothing posted after this returns.
+    pub async fn queue_changed(&self, queue: QueueRef) {
         // Posts from now on must not wake the lanes listed before the change (an
         // unconfirmed subscription's among them): they wait for the new listing.
         self.listings.forget(&queue);
-        self.send(Event::SubscriptionsChanged(queue));
+        let (followed, following) = oneshot::channel();
+        if self.send(Event::SubscriptionsChanged(queue, Some(followed))) {
+            // A lane listed before the change may still be reading: the dispatcher
+            // serves events in order, so once it has served this one, that lane has
+            // been stopped or given the new subscription.
+            let _ = tokio::time::timeout(CHANGE_WAIT, following).await;
+        }
     }
 
-    fn send(&self, event: Event) {
-        if let Err(err) = self.events.try_send(event) {
-            let event = match err {
-                mpsc::error::TrySendError::Full(event)
-                | mpsc::error::TrySendError::Closed(event) => event,
-            };
-            let (Event::Posted(queue) | Event::SubscriptionsChanged(queue)) = event;
-            self.missed_wakes.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(project = %queue.project, queue = %queue.queue,
-                "notifier backlog full: the queue's subscriptions are served at the next resume");
-        }
+    /// Queues `event` for the dispatcher; false when its backlog is full (the queue is
+    /// then served at the next resume) or it has stopped.
+    fn send(&self, event: Event) -> bool {
+        let Err(err) = self.events.try_send(event) else {
+            return true;
+        };
+        let event = match err {
+            mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event) => {
+                event
+            }
+        };
+        let (Event::Posted(queue) | Event::SubscriptionsChanged(queue, _)) = event;
+        self.missed_wakes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(project = %queue.project, queue = %queue.queue,
+            "notifier backlog full: the queue's subscriptions are served at the next resume");
+        false
     }
 
     /// Sends `notice` (a JSON object: a confirmation request) to the subscriber of
