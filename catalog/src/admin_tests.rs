@@ -173,7 +173,7 @@ async fn raft_status_names_the_leader_and_members() {
     let node = cluster.node(1);
     let mut client = serve(AdminServer::for_raft(node.clone()), None).await;
     // A write goes through once the node has elected itself.
-    node.register_pool(PoolSpec {
+    node.put_pool(PoolSpec {
         name: "a".into(),
         weight: 1,
         group: String::new(),

@@ -42,13 +42,13 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 ///   store that cannot be reached is `unavailable` (retrying is safe: every call is
 ///   idempotent).
 ///
-/// A replicated backend (raft) implements the writes as log entries: `register_pool`,
+/// A replicated backend (raft) implements the writes as log entries: `put_pool`,
 /// `place_on` (a conditional insert decided by the state machine) and `remove_queue`.
 /// The weighted choice happens before the proposal, in the provided `place_queue`.
 #[async_trait]
 pub trait CatalogBackend: Send + Sync + 'static {
     /// Adds the pool, or replaces the pool of the same name.
-    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()>;
+    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()>;
 
     /// A pool-node's registration: adds the pool whole when it is new; otherwise
     /// changes only its URI and endpoint (weight, group and options stay as an admin
@@ -67,7 +67,7 @@ pub trait CatalogBackend: Send + Sync + 'static {
             Err(err) if err.code == zaqar_proto::ErrorCode::NotFound => pool,
             Err(err) => return Err(err),
         };
-        self.register_pool(stored.clone()).await?;
+        self.put_pool(stored.clone()).await?;
         Ok(stored)
     }
 

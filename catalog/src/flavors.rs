@@ -103,7 +103,7 @@ pub async fn put_flavor(
     catalog.put_flavor(flavor.validated()?).await?;
     for pool in members.into_iter().filter(|p| p.group != name) {
         catalog
-            .register_pool(PoolSpec {
+            .put_pool(PoolSpec {
                 group: name.to_string(),
                 ..pool
             })
@@ -115,7 +115,7 @@ pub async fn put_flavor(
             .filter(|p| p.group == name && !pool_list.contains(&p.name));
         for pool in leaving {
             catalog
-                .register_pool(PoolSpec {
+                .put_pool(PoolSpec {
                     group: String::new(),
                     ..pool.clone()
                 })
@@ -134,7 +134,7 @@ pub async fn remove_flavor(catalog: &dyn CatalogBackend, name: &str) -> CatalogR
     for pool in catalog.list_pools().await? {
         if pool.group == name {
             catalog
-                .register_pool(PoolSpec {
+                .put_pool(PoolSpec {
                     group: String::new(),
                     ..pool
                 })
@@ -161,6 +161,6 @@ pub async fn update_pool(
         options_json: update.options_json.unwrap_or(current.options_json),
         name: current.name,
     };
-    catalog.register_pool(pool.validated()?).await?;
+    catalog.put_pool(pool.validated()?).await?;
     catalog.get_pool(&update.name).await
 }

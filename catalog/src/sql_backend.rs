@@ -348,7 +348,7 @@ impl CatalogBackend for SqlCatalog {
         Ok(())
     }
 
-    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         on_db!(&self.db, db => sqlx::query(UPSERT_POOL)
             .bind(&pool.name)
@@ -556,7 +556,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let uri = format!("sqlite://{}/nested/dirs/catalog.db", dir.path().display());
         let catalog = SqlCatalog::open(&uri).await.unwrap();
-        catalog.register_pool(pool()).await.unwrap();
+        catalog.put_pool(pool()).await.unwrap();
         let placed = catalog.place_queue("p", "q", "").await.unwrap();
         drop(catalog);
 
@@ -619,7 +619,7 @@ mod tests {
             project: "p".into(),
             queue: "q".into(),
         };
-        first.register_pool(pool()).await.unwrap();
+        first.put_pool(pool()).await.unwrap();
         expect_next(&mut heard, CatalogEvent::PoolChanged(pool())).await;
         first.place_queue("p", "q", "").await.unwrap();
         expect_next(&mut heard, placed.clone()).await;

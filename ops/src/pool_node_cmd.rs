@@ -514,7 +514,7 @@ mod tests {
         let mut changed = backend.get_pool("pool-a").await.unwrap();
         changed.weight = 0;
         changed.group = "slow".into();
-        backend.register_pool(changed).await.unwrap();
+        backend.put_pool(changed).await.unwrap();
 
         register(
             &endpoint,
@@ -551,7 +551,7 @@ mod tests {
             let uri = format!("sqlite://{}/catalog.db", node_dir.display());
             let backend = Arc::new(SqlCatalog::open(&uri).await.unwrap());
             backend
-                .register_pool(zaqar_catalog::PoolSpec {
+                .put_pool(zaqar_catalog::PoolSpec {
                     name: "pool-a".into(),
                     weight: 1,
                     group: String::new(),

@@ -4,22 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pool;
 use crate::watch::{CatalogEvent, Watch};
 use crate::{CatalogBackend, PoolSpec};
 
 /// How long a case waits for an event that should come.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
-
-fn pool(name: &str, weight: u32, group: &str) -> PoolSpec {
-    PoolSpec {
-        name: name.into(),
-        weight,
-        group: group.into(),
-        uri: format!("redis://{name}.example:6379/0"),
-        endpoint: format!("http://{name}.example:7001"),
-        options_json: "{}".into(),
-    }
-}
 
 /// The next event other than `Reset` (a feed may reset when it starts).
 async fn next_change(watch: &mut Watch) -> CatalogEvent {
@@ -38,7 +28,7 @@ pub async fn a_watcher_sees_placements_and_pool_changes(catalog: Arc<dyn Catalog
     let mut watch = catalog.watch().expect("every backend has a change feed");
     assert_eq!(watch.next().await, Some(CatalogEvent::Reset));
 
-    catalog.register_pool(pool("a", 10, "")).await.unwrap();
+    catalog.put_pool(pool("a", 10, "")).await.unwrap();
     assert_eq!(
         next_change(&mut watch).await,
         CatalogEvent::PoolChanged(pool("a", 10, ""))
@@ -94,7 +84,7 @@ pub async fn a_pool_node_registration_keeps_an_admins_changes(catalog: Arc<dyn C
         options_json: r#"{"max_queues":5}"#.into(),
         ..pool("a", 0, "slow")
     };
-    catalog.register_pool(admin.clone()).await.unwrap();
+    catalog.put_pool(admin.clone()).await.unwrap();
 
     // The pool-node restarts elsewhere with its configured weight and group.
     let restarted = PoolSpec {
@@ -114,7 +104,7 @@ pub async fn a_pool_node_registration_keeps_an_admins_changes(catalog: Arc<dyn C
     assert_eq!(catalog.get_pool("a").await.unwrap(), expected);
 
     // An admin's write still replaces everything.
-    catalog.register_pool(pool("a", 7, "")).await.unwrap();
+    catalog.put_pool(pool("a", 7, "")).await.unwrap();
     assert_eq!(catalog.get_pool("a").await.unwrap(), pool("a", 7, ""));
 
     // A registration is validated like any pool.

@@ -260,7 +260,7 @@ impl CatalogBackend for EtcdCatalog {
         }
     }
 
-    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         self.kv
             .put(self.keys.pool(&pool.name), encode(&pool))

@@ -218,7 +218,7 @@ async fn bounded<T>(call: impl Future<Output = CatalogResult<T>>) -> CatalogResu
 
 #[async_trait]
 impl CatalogBackend for MongoCatalog {
-    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         let fields = doc! {
             "w": i64::from(pool.weight), "g": &pool.group, "u": &pool.uri,

@@ -205,7 +205,7 @@ impl CatalogBackend for RaftCatalog {
         }
     }
 
-    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         let (name, weight, group) = (pool.name.clone(), pool.weight, pool.group.clone());
         self.propose(Command::RegisterPool(pool)).await?;
