@@ -1,5 +1,5 @@
 //! The fault suite on separate roles: under a steady load with a ledger
-//! (`zaqar_tests::faults`), on a catalog, a pool-node on Redis (AOF, `appendfsync
+//! (`zaqar_tests::faults`), on three raft catalog nodes, a pool-node on Redis (AOF, `appendfsync
 //! always`) and two api-nodes, a pool-node is killed (kill -9) and restarted, or an
 //! api-node is killed and the clients move to the other, or the network between the
 //! api-nodes and the pool-node is cut or stalls for 5 s (a proxy between them); on
@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use zaqar_tests::catalog_cluster::eventually;
+use zaqar_tests::catalog_cluster::{eventually, start_raft_group, CatalogNode};
 use zaqar_tests::faults::{create_ledger_queue, Load, Outcome, QUEUE};
 use zaqar_tests::proxy::{Link, TcpProxy};
 use zaqar_tests::redis_cluster::RedisCluster;
@@ -39,9 +39,10 @@ const SENTINEL_RECOVERY: Duration = Duration::from_secs(10);
 const CLUSTER_RECOVERY: Duration = Duration::from_secs(10);
 const PROJECT: &str = "faults";
 
-/// A catalog, a pool-node on a durable Redis and two api-nodes, as processes.
+/// Three raft catalog nodes, a pool-node on a durable Redis and two api-nodes, as
+/// processes.
 struct Cluster {
-    _catalog: Process,
+    _catalogs: Vec<CatalogNode>,
     _redis: Redis,
     pool_node: Option<Process>,
     pool_args: Vec<String>,
@@ -54,23 +55,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start(dir: &Path) -> Result<Cluster> {
-        let bin = zaqar_bin();
-        let catalog_port = free_port();
-        let catalog_db = format!("sqlite://{}", dir.join("catalog.db").display());
-        let catalog = Process::spawn(
-            "catalog",
-            &bin,
-            &[
-                "catalog",
-                "--listen",
-                &format!("127.0.0.1:{catalog_port}"),
-                "--uri",
-                &catalog_db,
-            ],
-            dir,
-        )?;
-        wait_for_port(catalog_port, Duration::from_secs(30))?;
-        let catalog_url = format!("http://127.0.0.1:{catalog_port}");
+        let (catalogs, catalog_url) = start_raft_group(dir, 3, |_| Vec::new()).await?;
         let redis = Redis::start_with(&["--appendfsync", "always"])?;
         let pool_port = free_port();
         // The api-nodes reach the pool-node through a proxy, for network faults.
@@ -93,7 +78,7 @@ impl Cluster {
         .map(String::from)
         .to_vec();
         let mut cluster = Cluster {
-            _catalog: catalog,
+            _catalogs: catalogs,
             _redis: redis,
             pool_node: None,
             pool_args,
