@@ -29,8 +29,10 @@ pub use dispatch::LaneLag;
 use dispatch::{Dispatcher, Event, Listings};
 use lane::CipherSlot;
 
-/// The longest a subscription change waits for the lanes of its queue to follow it.
-const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest a subscription change waits for the lanes of its queue to follow it:
+/// well within the api-node's request timeout (5 s by default), so that a dispatcher
+/// busy resuming many queues delays the change's answer, never fails it.
+const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Delivers the messages posted to a queue to its subscriptions.
 ///
