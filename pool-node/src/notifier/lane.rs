@@ -78,6 +78,9 @@ struct Latest {
     expires: Instant,
     /// Wall-clock ms of the listing, to tell when the subscription was created.
     listed_ms: i64,
+    /// The subscription's filter, parsed once per listing (the api-node checked it;
+    /// one it would refuse filters nothing).
+    filter: Option<Arc<Filter>>,
 }
 
 impl LaneState {
@@ -158,7 +161,12 @@ impl LaneState {
 impl Latest {
     fn of(subscription: Subscription, queue_policy: Arc<Map<String, Value>>) -> Self {
         let left = u64::from(subscription.ttl).saturating_sub(subscription.age);
+        let filter = options_of(&subscription)
+            .get(FILTER_OPTION)
+            .and_then(|filter| Filter::parse(filter).ok())
+            .map(Arc::new);
         Latest {
+            filter,
             subscription,
             queue_policy,
             expires: Instant::now() + Duration::from_secs(left),
@@ -455,16 +463,12 @@ impl Lane {
                     .unwrap_or_default();
                 let schedule = RetryPolicy::effective(&own_policy, &latest.queue_policy).schedule();
                 let target = Target::of(&latest.subscription.subscriber, &options);
-                // The api-node checked the filter; one it would refuse filters nothing.
-                let filter = options
-                    .get(FILTER_OPTION)
-                    .and_then(|filter| Filter::parse(filter).ok());
                 (
                     latest.subscription.clone(),
                     target,
                     schedule,
                     latest.expires,
-                    filter,
+                    latest.filter.clone(),
                 )
             };
             if self.state.is_stopped() || Instant::now() >= expires {
