@@ -117,6 +117,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
         .with_context(|| format!("opening the message store {}", redact(&config.uri)))?;
     check_durability(&*store, &redact(&config.uri), config.require_durable_store).await?;
     crate::metrics::watch_queue_depths(&store, config.metrics_queues);
+    zaqar_pool_node::spawn_expiry_sweep(&store);
     let listener = grpc::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, pool = %config.name, uri = %redact(&config.uri),
         "pool-node serving");

@@ -144,6 +144,7 @@ async fn serve_roles(
         .await
         .with_context(|| format!("opening the message store {}", redact(&pool_uri)))?;
     crate::metrics::watch_queue_depths(&store, config.metrics_queues);
+    zaqar_pool_node::spawn_expiry_sweep(&store);
     crate::pool_node_cmd::check_durability(
         &*store,
         &redact(&pool_uri),

@@ -6,6 +6,7 @@
 
 pub mod dead_letter;
 pub mod encryption;
+pub mod expiry;
 pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod mongo_store;
@@ -21,6 +22,7 @@ mod conformance;
 use std::sync::Arc;
 
 pub use encryption::MessageCipher;
+pub use expiry::spawn_expiry_sweep;
 pub use notifier::{Notifier, NotifierConfig};
 pub use server::PoolServer;
 pub use store::{MessageStore, StoreResult};

@@ -5,8 +5,9 @@
 //!   `zaqar_store_operation_errors_total{backend, operation, code}`: every store call,
 //!   the notifier's included; `code` is the Zaqar error code (`unavailable`, ...).
 //! - `zaqar_messages_total{backend, event}`: messages `posted`, `claimed`, `deleted`
-//!   (by id; a purge or a queue delete is not counted), `popped`, and `dead_lettered`
-//!   (moved by a claim to the queue's dead letter queue).
+//!   (by id; a purge or a queue delete is not counted), `popped`, `dead_lettered`
+//!   (moved by a claim to the queue's dead letter queue), and `expired` (removed by the
+//!   store because their ttl ran out; see [`MessageStore::remove_expired_messages`]).
 //! - `zaqar_queue_messages{project, queue, state}` (`free`, `claimed`, `delayed`, as the
 //!   queue's stats count them: `free` includes the delayed) and
 //!   `zaqar_queue_oldest_message_age_seconds{project, queue}`, for the queues posted to,
@@ -314,21 +315,35 @@ pub fn count_dead_lettered(backend: &'static str, count: u64) {
     }
 }
 
+/// Counts `count` messages the `backend` store removed because their ttl ran out.
+pub fn count_expired(backend: &'static str, count: u64) {
+    if count > 0 {
+        METRICS
+            .messages
+            .get_or_create(&MessageLabels {
+                backend,
+                event: "expired",
+            })
+            .inc_by(count);
+    }
+}
+
 /// Messages dead lettered so far, over every backend (tests).
 #[cfg(test)]
 pub fn dead_lettered_total() -> u64 {
     ["redis", "sqlite", "mongodb"]
         .into_iter()
-        .map(|backend| {
-            METRICS
-                .messages
-                .get_or_create(&MessageLabels {
-                    backend,
-                    event: "dead_lettered",
-                })
-                .get()
-        })
+        .map(|backend| event_total(backend, "dead_lettered"))
         .sum()
+}
+
+/// Messages of `backend` counted under `event` so far (tests).
+#[cfg(test)]
+pub fn event_total(backend: &'static str, event: &'static str) -> u64 {
+    METRICS
+        .messages
+        .get_or_create(&MessageLabels { backend, event })
+        .get()
 }
 
 fn count_messages(queue: &QueueRef, backend: &'static str, event: &'static str, count: usize) {
@@ -635,6 +650,14 @@ impl MessageStore for MeteredStore {
 
     async fn volatility(&self) -> StoreResult<Option<String>> {
         self.measure("volatility", self.inner.volatility()).await
+    }
+
+    async fn remove_expired_messages(&self) -> StoreResult<u64> {
+        self.measure(
+            "remove_expired_messages",
+            self.inner.remove_expired_messages(),
+        )
+        .await
     }
 }
 

@@ -293,4 +293,12 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn volatility(&self) -> StoreResult<Option<String>> {
         Ok(None)
     }
+
+    /// One step of the expiry sweep ([`crate::expiry`] calls it every second):
+    /// removes a bounded batch of the messages whose ttl ran out, and returns how
+    /// many messages the store counted as expired meanwhile (these, and those its
+    /// other calls dropped on their way), adding them to `zaqar_messages_total{event=
+    /// "expired"}`. Every query already ignores expired messages: the sweep frees
+    /// their space and counts them.
+    async fn remove_expired_messages(&self) -> StoreResult<u64>;
 }

@@ -1,6 +1,6 @@
 //! A real Prometheus (Debian's) scrapes `zaqar standalone --metrics-listen`: after a
 //! client posts, claims and deletes through the REST API, Prometheus's query API
-//! shows exactly the messages posted and deleted, the REST requests by route template,
+//! shows exactly the messages posted, deleted and expired, the REST requests by route template,
 //! the WebSocket connection and its actions, the placement lookups, the webhook
 //! notifications delivered, the store's operations, the requests a project's rate
 //! limit refused, a raft leader, and the process's memory.
@@ -16,6 +16,8 @@ use zaqar_tests::{free_port, wait_for_port, Client, Standalone};
 
 const POSTED: usize = 7;
 const DELETED: usize = 3;
+/// Messages posted with a ttl of one second, which the expiry sweep counts.
+const EXPIRING: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_what_clients_did() -> Result<()> {
@@ -28,6 +30,8 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     limits.push_str(
         "[api.project_limits.overrides.\"limited\"]\nrequests_per_second = 0.01\nburst = 1\n",
     );
+    // Messages that expire within the test.
+    limits.push_str("[api.limits]\nmin_message_ttl = 1\n");
     std::fs::write(&config, limits)?;
     let server = Standalone::start_with(
         dir.path(),
@@ -74,6 +78,17 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     for _ in 0..POSTED {
         webhook.next().await?;
     }
+    let fleeting: Vec<_> = (0..EXPIRING)
+        .map(|n| json!({"ttl": 1, "body": n}))
+        .collect();
+    let posted = client
+        .call(
+            "POST",
+            "/v2/queues/fleeting/messages",
+            Some(json!({ "messages": fleeting })),
+        )
+        .await?;
+    ensure!(posted.status == 201, "{posted:?}");
 
     // A WebSocket connection that stays open, with two pings.
     let (mut socket, _) =
@@ -118,21 +133,29 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     )?;
 
     let posted = r#"sum(zaqar_messages_total{backend="sqlite",event="posted"})"#;
-    prometheus.eventually_equals(posted, POSTED as f64).await?;
+    prometheus
+        .eventually_equals(posted, (POSTED + EXPIRING) as f64)
+        .await?;
     let deleted = r#"sum(zaqar_messages_total{event="deleted"})"#;
     prometheus
         .eventually_equals(deleted, DELETED as f64)
+        .await?;
+    let expired = r#"sum(zaqar_messages_total{backend="sqlite",event="expired"})"#;
+    prometheus
+        .eventually_equals(expired, EXPIRING as f64)
         .await?;
     let claimed = r#"sum(zaqar_messages_total{event="claimed"})"#;
     prometheus
         .eventually_equals(claimed, DELETED as f64)
         .await?;
     let posts = r#"sum(zaqar_http_requests_total{route="/v2/queues/{queue}/messages",method="POST",status="201"})"#;
-    prometheus.eventually_equals(posts, POSTED as f64).await?;
+    prometheus
+        .eventually_equals(posts, (POSTED + 1) as f64)
+        .await?;
     let store_posts =
         r#"sum(zaqar_store_operation_duration_seconds_count{operation="post_messages"})"#;
     prometheus
-        .eventually_equals(store_posts, POSTED as f64)
+        .eventually_equals(store_posts, (POSTED + 1) as f64)
         .await?;
     prometheus
         .eventually_equals("sum(zaqar_raft_is_leader)", 1.0)
@@ -150,10 +173,12 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     prometheus.eventually_equals(lagged, POSTED as f64).await?;
     let pool_posts = r#"sum(zaqar_pool_calls_total{method="post_messages",code="ok"})"#;
     prometheus
-        .eventually_equals(pool_posts, POSTED as f64)
+        .eventually_equals(pool_posts, (POSTED + 1) as f64)
         .await?;
     let timed = r#"sum(zaqar_pool_call_duration_seconds_count{method="post_messages"})"#;
-    prometheus.eventually_equals(timed, POSTED as f64).await?;
+    prometheus
+        .eventually_equals(timed, (POSTED + 1) as f64)
+        .await?;
     let lookups = r#"sum(zaqar_placement_lookups_total{result=~"cached|catalog"}) > bool 0"#;
     prometheus.eventually_equals(lookups, 1.0).await?;
     prometheus

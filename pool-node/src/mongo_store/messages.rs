@@ -364,3 +364,36 @@ pub(super) async fn pop(
         })
         .await
 }
+
+/// Messages one step of the expiry sweep deletes at most.
+const EXPIRED_BATCH: u32 = 1000;
+
+/// One step of the expiry sweep: deletes up to [`EXPIRED_BATCH`] messages whose
+/// ttl ran out (a range of the expiry index, oldest first) and counts them as
+/// expired. Several pool-nodes may sweep one database: each deleted message is
+/// counted by the one whose delete removed it.
+pub(super) async fn remove_expired(store: &MongoStore) -> StoreResult<u64> {
+    let now = date(now_ms());
+    let expired = doc! { EXPIRES: { "$lte": now } };
+    let found = find(
+        &store.messages,
+        expired.clone(),
+        doc! { EXPIRES: 1 },
+        EXPIRED_BATCH,
+    )
+    .await
+    .map_err(store_error)?;
+    let ids: Vec<Bson> = found.iter().filter_map(|d| d.get(ID).cloned()).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut selected = doc! { ID: { "$in": ids } };
+    selected.extend(expired);
+    let done = store
+        .messages
+        .delete_many(selected)
+        .await
+        .map_err(store_error)?;
+    crate::metrics::count_expired("mongodb", done.deleted_count);
+    Ok(done.deleted_count)
+}

@@ -505,4 +505,8 @@ impl MessageStore for MongoStore {
     async fn volatility(&self) -> StoreResult<Option<String>> {
         bounded(durability::volatility(self)).await
     }
+
+    async fn remove_expired_messages(&self) -> StoreResult<u64> {
+        bounded(messages::remove_expired(self)).await
+    }
 }

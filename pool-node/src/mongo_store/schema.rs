@@ -11,9 +11,13 @@
 //! Versions, kept in the `counters` document [`SCHEMA_KEY`]: messages written
 //! before 2026-12-04 have no `st` (version 1 sets it once); version 2 replaced the
 //! end-time indexes without `st` (`claims_ending`, `delays_ending`), which `upgrade` drops.
+//! The messages' TTL index removes them an hour after they expired, a backstop for the
+//! expiry sweep (`messages::remove_expired`); before 2026-12-06 it removed them at once,
+//! uncounted, and [`MongoStore::create_indexes`] replaces such an index.
 
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::options::IndexOptions;
 use mongodb::IndexModel;
@@ -27,8 +31,13 @@ pub(super) const BY_STATE: &str = "by_state";
 /// The partial indexes of claimed messages by claim expiry, and delayed ones by delay end.
 pub(super) const CLAIM_ENDS: &str = "claim_ends";
 pub(super) const DELAY_ENDS: &str = "delay_ends";
+/// How long after its expiry the server's TTL monitor removes a message the
+/// expiry sweep (`messages::remove_expired`, which counts it) has not reached.
+const MESSAGE_TTL_BACKSTOP: Duration = Duration::from_secs(3600);
 /// The indexes version 1 had in their place.
 const VERSION_1_INDEXES: [&str; 2] = ["claims_ending", "delays_ending"];
+/// The server's error code for a collection that does not exist.
+const NAMESPACE_NOT_FOUND: i32 = 26;
 /// The `counters` document holding the schema version (never a counter's key,
 /// which always has two `:`).
 const SCHEMA_KEY: &str = "schema";
@@ -39,12 +48,10 @@ impl MongoStore {
     /// The indexes every query relies on, and the TTL indexes that remove expired
     /// documents (correctness never waits for them). Creating an existing index is a no-op.
     pub(super) async fn create_indexes(&self) -> StoreResult<()> {
+        self.drop_immediate_message_ttl().await?;
         let unique = || IndexOptions::builder().unique(true).build();
-        let ttl = || {
-            IndexOptions::builder()
-                .expire_after(Duration::from_secs(0))
-                .build()
-        };
+        let ttl_after = |after: Duration| IndexOptions::builder().expire_after(after).build();
+        let ttl = || ttl_after(Duration::ZERO);
         let index = |keys: Document, options: Option<IndexOptions>| {
             IndexModel::builder().keys(keys).options(options).build()
         };
@@ -82,7 +89,7 @@ impl MongoStore {
                     DELAY_ENDS,
                 ),
                 index(doc! { PROJECT: 1, QUEUE: 1, CLAIM_ID: 1 }, None),
-                index(doc! { EXPIRES: 1 }, Some(ttl())),
+                index(doc! { EXPIRES: 1 }, Some(ttl_after(MESSAGE_TTL_BACKSTOP))),
             ])
             .await
             .map_err(store_error)?;
@@ -98,6 +105,33 @@ impl MongoStore {
             ])
             .await
             .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Drops the messages' expiry index of builds before 2026-12-06, whose TTL
+    /// monitor removed a message as soon as it expired, before the expiry sweep
+    /// could count it; [`Self::create_indexes`] makes it again as a backstop.
+    async fn drop_immediate_message_ttl(&self) -> StoreResult<()> {
+        let mut indexes = match self.messages.list_indexes().await {
+            Ok(indexes) => indexes,
+            // A new database has no messages collection yet.
+            Err(err) if super::error_code(&err) == Some(NAMESPACE_NOT_FOUND) => return Ok(()),
+            Err(err) => return Err(store_error(err)),
+        };
+        let mut immediate = Vec::new();
+        while let Some(index) = indexes.try_next().await.map_err(store_error)? {
+            let options = index.options.unwrap_or_default();
+            if options.expire_after == Some(Duration::ZERO) {
+                immediate.extend(options.name);
+            }
+        }
+        for name in immediate {
+            self.messages.drop_index(&name).await.map_err(store_error)?;
+            tracing::warn!(
+                index = name,
+                "mongodb expiry index of an older build dropped"
+            );
+        }
         Ok(())
     }
 

@@ -537,3 +537,68 @@ async fn a_write_concern_that_can_lose_writes_is_reported() {
     let gaps = volatile.volatility().await.unwrap().unwrap();
     assert!(gaps.starts_with("journal=false"), "{gaps}");
 }
+
+#[tokio::test]
+async fn the_expiry_sweep_removes_and_counts_expired_messages() {
+    use futures::TryStreamExt;
+    use mongodb::bson::doc;
+    let Some(url) = crate::conformance::test_mongo_url() else {
+        return;
+    };
+    // A database of its own, so that the sweep meets only this test's messages.
+    let database = format!("expiry_{}", uuid::Uuid::new_v4().simple());
+    let url = url.replacen("/?", &format!("/{database}?"), 1);
+    let store = super::MongoStore::connect(&url).await.unwrap();
+    // As a build before the sweep left it: the TTL monitor removed a message as
+    // soon as it expired, uncounted. Opening the store again makes it a backstop.
+    store.messages.drop_index("e_1").await.unwrap();
+    let immediate = mongodb::IndexModel::builder()
+        .keys(doc! { super::fields::EXPIRES: 1 })
+        .options(
+            mongodb::options::IndexOptions::builder()
+                .expire_after(Duration::ZERO)
+                .build(),
+        )
+        .build();
+    store.messages.create_index(immediate).await.unwrap();
+    let store = super::MongoStore::connect(&url).await.unwrap();
+    let expiry_index = store
+        .messages
+        .list_indexes()
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|index| index.keys == doc! { super::fields::EXPIRES: 1 })
+        .expect("the expiry index");
+    assert_eq!(
+        expiry_index.options.and_then(|o| o.expire_after),
+        Some(Duration::from_secs(3600))
+    );
+
+    let q = queue("expiring");
+    let short = NewMessage {
+        ttl: 1,
+        ..message(0)
+    };
+    store
+        .post_messages(&q, "producer", &[short.clone(), short.clone(), short])
+        .await
+        .unwrap();
+    let kept = store
+        .post_messages(&q, "producer", &[message(1)])
+        .await
+        .unwrap();
+    assert_eq!(store.remove_expired_messages().await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let before = crate::metrics::event_total("mongodb", "expired");
+    assert_eq!(store.remove_expired_messages().await.unwrap(), 3);
+    assert_eq!(store.remove_expired_messages().await.unwrap(), 0);
+    assert!(crate::metrics::event_total("mongodb", "expired") >= before + 3);
+    let (listed, _) = store.list_messages(&q, &everything()).await.unwrap();
+    assert_eq!(ids(&listed), kept);
+    assert_eq!(store.messages.count_documents(doc! {}).await.unwrap(), 1);
+    store.client.database(&database).drop().await.unwrap();
+}

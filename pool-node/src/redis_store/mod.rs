@@ -5,9 +5,10 @@
 //! clock: the Redis server's (`TIME`). A queue's messages are packed
 //! (`cmsgpack`) in one hash, indexed by sorted sets; a message past its expiry
 //! is ignored by every read and removed lazily (by the scans that meet it, a
-//! few with every post, and by stats), and the queue's message keys expire by
-//! themselves a minute after its last message, so a queue nobody touches any
-//! more leaves only its record. One hash per queue instead of one key per
+//! few with every post, by stats, and by the expiry sweep of `expiry.rs`, which
+//! counts them), and the queue's message keys expire by themselves an hour
+//! after its last message, so a queue nobody touches any more leaves only its
+//! record. One hash per queue instead of one key per
 //! message halves Redis's memory per message. Claims and subscriptions are
 //! hashes that Redis expires by itself (`PEXPIREAT`). Counts come from
 //! `ZCOUNT` over sorted sets scored by expiry, without scanning. Free, claimed
@@ -27,6 +28,7 @@
 mod claims;
 mod connection;
 mod durability;
+mod expiry;
 mod group_commit;
 mod keys;
 mod link;
@@ -85,6 +87,8 @@ pub struct RedisStore {
     min_replicas_ack: u32,
     /// Which keys share a slot: a project's, or (Redis Cluster) a queue's.
     slots: Slots,
+    /// Where the expiry sweep's next step begins.
+    sweep: Arc<std::sync::Mutex<expiry::SweepCursor>>,
 }
 
 /// Opens the redis store at `uri` (`redis://host:port/db`); `Unavailable`
@@ -214,6 +218,7 @@ impl RedisStore {
                 RedisTarget::Cluster { .. } => Slots::Queue,
                 _ => Slots::Project,
             },
+            sweep: Arc::default(),
         };
         store.ensure_layout().await?;
         Ok(store)
@@ -604,5 +609,9 @@ impl MessageStore for RedisStore {
 
     async fn volatility(&self) -> StoreResult<Option<String>> {
         self.persistence_gaps().await
+    }
+
+    async fn remove_expired_messages(&self) -> StoreResult<u64> {
+        self.sweep_expired().await
     }
 }

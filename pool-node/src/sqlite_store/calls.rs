@@ -309,4 +309,9 @@ impl MessageStore for SqliteStore {
     async fn volatility(&self) -> StoreResult<Option<String>> {
         self.detached(|s| async move { s.volatility().await }).await
     }
+
+    async fn remove_expired_messages(&self) -> StoreResult<u64> {
+        self.detached(|s| async move { s.remove_expired_batch(super::now_ms()).await })
+            .await
+    }
 }

@@ -143,7 +143,7 @@ impl SqliteStore {
     }
 
     /// Deletes the messages, claims and subscriptions that expired at `now`, in
-    /// batches; returns how many rows went.
+    /// batches; returns how many rows went. The messages count as expired.
     pub async fn remove_expired(&self, now: i64) -> StoreResult<u64> {
         let mut removed = 0;
         for (table, key) in [
@@ -151,11 +151,32 @@ impl SqliteStore {
             ("claims", "id"),
             ("subscriptions", "seq"),
         ] {
-            removed += self
+            let rows = self
                 .delete_in_batches(table, key, "expires_ms <= ?1", &[Bind::Int(now)])
                 .await?;
+            if table == "messages" {
+                crate::metrics::count_expired("sqlite", rows);
+            }
+            removed += rows;
         }
         Ok(removed)
+    }
+
+    /// Deletes at most [`DELETE_BATCH`] messages that expired at `now` (a range of
+    /// the `messages_by_expiry` index), in one transaction; counts them as expired.
+    pub async fn remove_expired_batch(&self, now: i64) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM messages WHERE seq IN \
+             (SELECT seq FROM messages WHERE expires_ms <= ?1 LIMIT {DELETE_BATCH})"
+        ))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        crate::metrics::count_expired("sqlite", done.rows_affected());
+        Ok(done.rows_affected())
     }
 
     /// Deletes the rows of `table` (primary key `key`) that match `filter`, in

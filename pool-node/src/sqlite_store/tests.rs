@@ -69,6 +69,33 @@ async fn everything_survives_reopening_the_file() {
 }
 
 #[tokio::test]
+async fn the_expiry_sweep_removes_and_counts_expired_messages_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let q = queue();
+    let short: Vec<_> = (0..1200).map(|_| message(1)).collect();
+    store.post_messages(&q, "client", &short).await.unwrap();
+    let kept = store
+        .post_messages(&q, "client", &[message(300)])
+        .await
+        .unwrap();
+    let before = crate::metrics::event_total("sqlite", "expired");
+    assert_eq!(store.remove_expired_batch(now_ms()).await.unwrap(), 0);
+    let later = now_ms() + 2000;
+    assert_eq!(store.remove_expired_batch(later).await.unwrap(), 1000);
+    assert_eq!(store.remove_expired_batch(later).await.unwrap(), 200);
+    assert_eq!(store.remove_expired_batch(later).await.unwrap(), 0);
+    assert!(crate::metrics::event_total("sqlite", "expired") >= before + 1200);
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM messages")
+        .fetch_all(&store.reader)
+        .await
+        .unwrap();
+    assert_eq!(left, kept);
+}
+
+#[tokio::test]
 async fn remove_expired_deletes_expired_rows_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())

@@ -65,6 +65,7 @@ if limit > 0 then
   end, limit, now)
 end
 forget_free(k, gone)
+count_expired(k, #gone)
 if #ids > 0 then
   call_all('HSET', k.msg, by_id)
   call_all('ZREM', k.fre, ids)

@@ -26,4 +26,5 @@ if limit > 0 then
   if out_of_budget then last = visited end
 end
 forget(k, gone)
+count_expired(k, #gone)
 return {now, rows, last}

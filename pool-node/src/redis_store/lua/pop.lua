@@ -3,12 +3,13 @@
 local k = queue_keys(1)
 local limit = tonumber(ARGV[1])
 local now = now_ms()
-local rows, gone = {}, {}
+local rows, gone, expired = {}, {}, 0
 if limit > 0 then
   promote(k, now)
   scan(k, {k.fre}, 0, '+inf', function(id, _, m)
     if not m then
       gone[#gone + 1] = id
+      expired = expired + 1
     elseif not is_claimed(m, now) and not is_delayed(m, now) then
       rows[#rows + 1] = row(id, m, now)
       gone[#gone + 1] = id
@@ -17,4 +18,5 @@ if limit > 0 then
   end, limit, now)
 end
 forget_free(k, gone)
+count_expired(k, expired)
 return {now, rows}

@@ -3,7 +3,8 @@
 -- A queue is eight keys, passed as KEYS[i .. i+7] and read with queue_keys(i):
 --   q   hash: 'meta' (metadata JSON), 'seq' (last message sequence number),
 --       'x' (ms until which the message keys below live), 'g' (claim generation:
---       a purge moves it on, which ends every claim made before)
+--       a purge moves it on, which ends every claim made before), 'xn' (messages
+--       removed because they expired, not yet taken by the expiry sweep)
 --   fre zset: message id -> seq, for the messages free to claim
 --   hld zset: message id -> seq, for claimed messages
 --   lat zset: message id -> seq, for delayed messages
@@ -20,9 +21,11 @@
 -- h checksum, b body.
 -- Every time is the server clock (TIME) in ms; a thing is live while its
 -- expiry is > now. Expired messages are removed lazily: by the scans that meet
--- them, by every post (a few of the oldest expired) and by stats; the message
--- keys themselves expire a minute after the last message in them (see keep()),
--- so a queue nobody touches any more leaves nothing behind but its record.
+-- them, by every post (a few of the oldest expired), by stats and by the
+-- pool-node's expiry sweep (expired.lua, which also takes the count of those the
+-- others removed, noted in the queue's 'xn'); the message keys themselves expire
+-- an hour after the last message in them (see keep()), so a queue nobody touches
+-- any more leaves nothing behind but its record.
 -- No script's work grows with the size of a queue: scans visit at most BUDGET
 -- entries and promote() moves at most PROMOTE messages per index.
 
@@ -34,6 +37,9 @@ local BUDGET = 1000
 -- The most messages whose claim ended, and whose delay passed, that one script
 -- returns to fre; each message moves once, the rest wait for the next script.
 local PROMOTE = 100
+-- How long (ms) a queue's message keys outlive its last message: long enough for
+-- the expiry sweep to visit every queue of a large pool before Redis drops them.
+local KEEP = 3600000
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -111,21 +117,29 @@ local function forget_held(k, ids)
   call_all('ZREM', k.exp, ids)
 end
 
+-- Notes that n messages of queue k were removed because they expired; the
+-- expiry sweep (expired.lua) takes the count.
+local function count_expired(k, n)
+  if n > 0 then redis.call('HINCRBY', k.q, 'xn', n) end
+end
+
 -- Removes up to n expired messages of queue k, the oldest expiry first.
 local function sweep(k, now, n)
-  forget(k, redis.call('ZRANGEBYSCORE', k.exp, '-inf', now, 'LIMIT', 0, n))
+  local ids = redis.call('ZRANGEBYSCORE', k.exp, '-inf', now, 'LIMIT', 0, n)
+  forget(k, ids)
+  count_expired(k, #ids)
 end
 
 -- After messages expiring at the latest at e were written to the given message
 -- keys of queue k: every message key lives until the queue's 'x' (x when the
--- caller read it already), which moves to a minute past e when e is later.
+-- caller read it already), which moves to KEEP past e when e is later.
 -- A key emptied and written anew has no expiry, so callers pass the keys they
 -- may have created.
 local function keep(k, e, written, x)
   x = x or tonumber(redis.call('HGET', k.q, 'x') or 0)
   if e <= 0 and x <= 0 then return end -- no lifetime known: never expire a key at once
   if e > x then
-    x = e + 60000
+    x = e + KEEP
     redis.call('HSET', k.q, 'x', int(x))
     written = {k.fre, k.hld, k.lat, k.exp, k.clm, k.dly, k.msg}
   end

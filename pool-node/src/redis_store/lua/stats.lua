@@ -22,6 +22,7 @@ if total > 0 then
     return true
   end, 1, now)
   forget(k, gone)
+  count_expired(k, #gone)
   -- The newest: the last entry of the three indexes with the highest seq
   -- (looking at most at 100 expired ones).
   for _ = 1, 100 do
@@ -37,6 +38,7 @@ if total > 0 then
       break
     end
     forget(k, {id})
+    count_expired(k, 1)
   end
 end
 return {now, total, claimed, delayed, oldest, newest}

@@ -114,3 +114,43 @@ async fn an_interrupted_dead_letter_move_is_finished_without_a_duplicate() {
         .unwrap();
     assert_eq!(parked, 0);
 }
+
+#[tokio::test]
+async fn the_expiry_sweep_visits_every_master() {
+    let Some(store) = cluster().await else {
+        return;
+    };
+    let project = format!("expiry-{}", uuid::Uuid::new_v4());
+    let queues: Vec<_> = (0..6)
+        .map(|n| in_project(&project, &format!("q{n}")))
+        .collect();
+    for q in &queues {
+        store.post_messages(q, "c", &[message(1)]).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+
+    let before = crate::metrics::event_total("redis", "expired");
+    let expiring = |q: &QueueRef| {
+        let key = store.keys(q).queue()[4].clone();
+        let store = &store;
+        async move {
+            let n: u64 = store.query(redis::cmd("ZCARD").arg(key)).await.unwrap();
+            n
+        }
+    };
+    // The cluster is shared with other tests: sweep until these queues are clean
+    // (each step visits at most a page of queues of one master).
+    let mut left = queues.len() as u64;
+    for _ in 0..200 {
+        store.remove_expired_messages().await.unwrap();
+        left = 0;
+        for q in &queues {
+            left += expiring(q).await;
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0, "the sweep did not reach every queue");
+    assert!(crate::metrics::event_total("redis", "expired") >= before + queues.len() as u64);
+}

@@ -295,7 +295,45 @@ async fn posting_sweeps_expired_messages() {
 }
 
 #[tokio::test]
-async fn message_keys_live_a_minute_past_the_last_message() {
+async fn the_expiry_sweep_counts_each_expired_message_once() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let (met, idle) = (queue("met"), queue("idle"));
+    let short = [message(1), message(1), message(1)];
+    store.post_messages(&met, "c", &short).await.unwrap();
+    let kept = store
+        .post_messages(&met, "c", &[message(60)])
+        .await
+        .unwrap();
+    store.post_messages(&idle, "c", &short[..2]).await.unwrap();
+    // More queues than one step visits, so that a round takes several steps.
+    for n in 0..600 {
+        let empty = queue(&format!("empty-{n}"));
+        store.create_queue(&empty, "{}").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    // A listing meets the expired messages of `met` and removes them; the sweep
+    // counts them, and removes those of `idle`, which nothing touched.
+    let (listed, _) = store.list_messages(&met, &everything()).await.unwrap();
+    assert_eq!(listed.iter().map(|m| &m.id).collect::<Vec<_>>(), [&kept[0]]);
+    assert_eq!(entries(&store, &met).await, vec![1, 0, 0, 1, 0, 0, 1]);
+    assert_eq!(entries(&store, &idle).await, vec![2, 0, 0, 2, 0, 0, 2]);
+    let before = crate::metrics::event_total("redis", "expired");
+    let mut counted = 0;
+    // Two rounds at least: the second finds nothing more to count.
+    for _ in 0..6 {
+        counted += store.remove_expired_messages().await.unwrap();
+    }
+    assert_eq!(counted, 5);
+    assert_eq!(entries(&store, &idle).await, vec![0; 7]);
+    assert!(crate::metrics::event_total("redis", "expired") >= before + 5);
+}
+
+#[tokio::test]
+async fn message_keys_live_an_hour_past_the_last_message() {
     let Some(redis) = TestRedis::start() else {
         return;
     };
@@ -310,19 +348,23 @@ async fn message_keys_live_a_minute_past_the_last_message() {
             store.query::<i64>(&cmd).await.unwrap()
         }
     };
-    // Whether `ms` is past `seconds` and at most a minute past the next second.
-    let within = |ms: i64, seconds: i64| (seconds * 1000 < ms) && ms <= (seconds + 61) * 1000;
+    // Whether `ms` is an hour past `seconds`, and at most an hour past the next second.
+    let within =
+        |ms: i64, seconds: i64| (seconds + 3600) * 1000 < ms && ms <= (seconds + 3601) * 1000;
 
     let posted = store.post_messages(&q, "c", &[message(100)]).await.unwrap();
     for key in [&fre, &exp, &msg] {
         assert!(within(ttl_ms(key.clone()).await, 99), "{key}");
     }
     // A later message and a claim extending another move the lifetime on.
-    store.post_messages(&q, "c", &[message(300)]).await.unwrap();
-    assert!(within(ttl_ms(msg.clone()).await, 299));
-    store.create_claim(&q, 60, 600, 1).await.unwrap().unwrap();
+    store
+        .post_messages(&q, "c", &[message(4000)])
+        .await
+        .unwrap();
+    assert!(within(ttl_ms(msg.clone()).await, 3999));
+    store.create_claim(&q, 60, 8000, 1).await.unwrap().unwrap();
     for key in [&fre, &hld, &exp, &clm, &msg] {
-        assert!(within(ttl_ms(key.clone()).await, 659), "{key}");
+        assert!(within(ttl_ms(key.clone()).await, 8059), "{key}");
     }
 
     // Keys emptied and written anew expire again.
@@ -334,7 +376,7 @@ async fn message_keys_live_a_minute_past_the_last_message() {
     };
     store.post_messages(&q, "c", &[delayed]).await.unwrap();
     for key in [&lat, &exp, &dly, &msg] {
-        assert!(within(ttl_ms(key.clone()).await, 659), "{key}");
+        assert!(within(ttl_ms(key.clone()).await, 8059), "{key}");
     }
     assert!(store.get_messages(&q, &posted).await.unwrap().is_empty());
 }
