@@ -45,7 +45,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 
-use crate::store::{CheckedPost, ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once, StoreResult, SubscriptionUpdate};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
@@ -457,6 +457,25 @@ impl MessageStore for MeteredStore {
         let call = self
             .inner
             .post_checked_messages(queue, client_id, messages, expected_metadata);
+        let checked = self.measure("post_messages", call).await?;
+        if let CheckedPost::Posted(ids) = &checked {
+            count_messages(queue, self.backend, "posted", ids.len());
+        }
+        Ok(checked)
+    }
+
+    async fn post_once(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+        plain: bool,
+        expected_metadata: Option<&str>,
+        once: &Once,
+    ) -> StoreResult<CheckedPost> {
+        let call = self
+            .inner
+            .post_once(queue, client_id, messages, plain, expected_metadata, once);
         let checked = self.measure("post_messages", call).await?;
         if let CheckedPost::Posted(ids) = &checked {
             count_messages(queue, self.backend, "posted", ids.len());

@@ -12,7 +12,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
-use crate::store::{CheckedPost, ListParams, MessageStore, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once, SubscriptionUpdate};
 
 /// Serves one store over gRPC.
 ///
@@ -113,12 +113,21 @@ impl PoolServer {
         client_id: &str,
         messages: &[NewMessage],
         expected_metadata: Option<&str>,
+        once: Option<&Once>,
     ) -> Result<CheckedPost, ZaqarError> {
         if let Ok(plain) = encryption::seal_messages(self.cipher.as_ref(), false, messages) {
-            let posted = self
-                .store
-                .post_checked_messages(queue, client_id, &plain, expected_metadata)
-                .await?;
+            let posted = match once {
+                Some(once) => {
+                    self.store
+                        .post_once(queue, client_id, &plain, true, expected_metadata, once)
+                        .await?
+                }
+                None => {
+                    self.store
+                        .post_checked_messages(queue, client_id, &plain, expected_metadata)
+                        .await?
+                }
+            };
             if posted != CheckedPost::Encrypts {
                 return Ok(posted);
             }
@@ -135,8 +144,17 @@ impl PoolServer {
                 tracing::warn!(project = %queue.project, queue = %queue.queue, error = %err,
                     "post refused: its messages cannot be encrypted");
             })?;
-        let ids = self.store.post_messages(queue, client_id, &stored).await?;
-        Ok(CheckedPost::Posted(ids))
+        match once {
+            Some(once) => {
+                self.store
+                    .post_once(queue, client_id, &stored, false, expected_metadata, once)
+                    .await
+            }
+            None => {
+                let ids = self.store.post_messages(queue, client_id, &stored).await?;
+                Ok(CheckedPost::Posted(ids))
+            }
+        }
     }
 
     /// Decrypts the encrypted bodies among `messages`, logging a failure.
@@ -253,25 +271,36 @@ impl PoolService for PoolServer {
         let req = request.into_inner();
         let queue = queue_of(req.queue)?;
         let expected = req.expected_metadata_json.as_deref();
-        let ids = match self
-            .post(&queue, &req.client_id, &req.messages, expected)
-            .await?
-        {
-            CheckedPost::Posted(ids) => ids,
-            _ => {
-                return Ok(Response::new(PostMessagesReply {
-                    ids: Vec::new(),
-                    stale_metadata: true,
-                }))
-            }
+        let once = (!req.idempotency_key.is_empty()).then(|| Once {
+            key: req.idempotency_key.clone(),
+            window_s: req.idempotency_window,
+        });
+        let posted = self
+            .post(
+                &queue,
+                &req.client_id,
+                &req.messages,
+                expected,
+                once.as_ref(),
+            )
+            .await?;
+        let reply = |ids, stale_metadata, repeated| {
+            Ok(Response::new(PostMessagesReply {
+                ids,
+                stale_metadata,
+                repeated,
+            }))
         };
-        if let Some(notifier) = &self.notifier {
-            notifier.notify(queue, &ids, req.messages);
+        match posted {
+            CheckedPost::Posted(ids) => {
+                if let Some(notifier) = &self.notifier {
+                    notifier.notify(queue, &ids, req.messages);
+                }
+                reply(ids, false, false)
+            }
+            CheckedPost::Repeated(ids) => reply(ids, false, true),
+            CheckedPost::Encrypts | CheckedPost::StaleMetadata => reply(Vec::new(), true, false),
         }
-        Ok(Response::new(PostMessagesReply {
-            ids,
-            stale_metadata: false,
-        }))
     }
 
     async fn list_messages(

@@ -29,11 +29,23 @@ pub struct SubscriptionUpdate {
     pub options_json: Option<String>,
 }
 
-/// What [`MessageStore::post_checked_messages`] did.
+/// A post's idempotency key (`Idempotency-Key`): a post whose key was seen on its
+/// queue less than `window_s` seconds before stores nothing and answers the ids of
+/// the post that brought it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Once {
+    pub key: String,
+    pub window_s: u32,
+}
+
+/// What [`MessageStore::post_checked_messages`] (or [`MessageStore::post_once`]) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckedPost {
     /// Stored, with these new ids in order.
     Posted(Vec<String>),
+    /// Nothing stored: a post with the same idempotency key stored these, within
+    /// the key's window.
+    Repeated(Vec<String>),
     /// Nothing stored: the queue encrypts its bodies.
     Encrypts,
     /// Nothing stored: the queue's metadata is not the one expected.
@@ -133,6 +145,22 @@ pub trait MessageStore: Send + Sync + 'static {
         let ids = self.post_messages(queue, client_id, messages).await?;
         Ok(CheckedPost::Posted(ids))
     }
+
+    /// [`Self::post_checked_messages`] (with `plain`; without, for bodies sealed
+    /// already, nothing is refused because the queue encrypts) once per `once.key`:
+    /// the check of the key, the post and the key's record are one atomic step, so
+    /// that of two posts with one key in one window (concurrent ones too) one stores
+    /// and the other answers [`CheckedPost::Repeated`] with its ids. A refused post
+    /// records no key.
+    async fn post_once(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+        plain: bool,
+        expected_metadata: Option<&str>,
+        once: &Once,
+    ) -> StoreResult<CheckedPost>;
 
     /// Up to `limit` live messages after `marker`, oldest first, and the cursor
     /// that continues the listing (the marker itself when nothing followed).

@@ -4,13 +4,13 @@
 //! drops packets would, until healed; held connections are then closed, as their
 //! peers' timeouts would end them), or to cut only the connections from some source
 //! addresses (a partition between two of several peers that each dial from their own
-//! loopback address).
+//! loopback address), or to lose the answers of the requests it forwards.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -25,6 +25,9 @@ pub enum Link {
     Cut,
     /// Forwards nothing and keeps connections open.
     Stalled,
+    /// Forwards what clients send, throws the target's answers away and closes
+    /// each connection when its answer comes: requests done, answers lost.
+    AnswersLost,
 }
 
 /// What the proxy does: its link, and the sources whose connections are cut whatever
@@ -126,6 +129,7 @@ async fn forward(
                 }
             }
             Link::Up => break,
+            Link::AnswersLost => return lose_answers(client, target).await,
         }
     }
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
@@ -160,5 +164,20 @@ async fn forward(
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// Forwards what `client` sends to the target until the target answers; the answer
+/// is thrown away and both connections close, as after a timeout on the way back.
+async fn lose_answers(mut client: TcpStream, target: u16) {
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
+        return;
+    };
+    let (mut client_read, _) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let mut answer = [0u8; 1];
+    tokio::select! {
+        _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+        _ = server_read.read(&mut answer) => {}
     }
 }

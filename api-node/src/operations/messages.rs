@@ -16,6 +16,23 @@ use crate::routing::Pool;
 /// How many times a post is checked against metadata that turned out stale
 /// before it is posted unchecked (metadata changing that fast).
 const CHECKED_ATTEMPTS: usize = 3;
+/// How long a post's idempotency key is remembered, unless its queue's
+/// `_idempotency_window` says otherwise (seconds).
+pub const DEFAULT_IDEMPOTENCY_WINDOW: i64 = 300;
+/// The longest idempotency key, in bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// An `Idempotency-Key` (REST header, WebSocket `idempotency_key`) as the store
+/// takes it: 1 to 255 visible ASCII characters or spaces; anything else is 400.
+pub fn idempotency_key(key: &str) -> Result<String, ZaqarError> {
+    let visible = |c: char| c == ' ' || c.is_ascii_graphic();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(visible) {
+        return Err(invalid_api(format!(
+            "The idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters."
+        )));
+    }
+    Ok(key.to_string())
+}
 
 /// Posts the messages of a `{"messages": [{"body", "ttl", "delay"}]}` document,
 /// creating (and placing) the queue if needed; returns the new ids in order.
@@ -23,11 +40,16 @@ const CHECKED_ATTEMPTS: usize = 3;
 /// The document is checked against the queue's metadata (size limit, default ttl
 /// and delay): the metadata remembered from the queue's last post, else read from
 /// its pool-node. The pool-node stores the messages only if the metadata is still
-/// that one; else they are checked again against fresh metadata.
+/// that one; else they are checked again against fresh metadata. With an
+/// idempotency key (checked by [`idempotency_key`]), a post with the same key on
+/// the queue within its window (`_idempotency_window`, default
+/// [`DEFAULT_IDEMPOTENCY_WINDOW`]) makes this one store nothing and answer that
+/// post's ids.
 pub async fn post(
     ctx: &Context,
     queue: &str,
     payload: &Payload,
+    idempotency_key: Option<&str>,
 ) -> Result<Vec<String>, ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Messages could not be enqueued.");
@@ -62,6 +84,10 @@ pub async fn post(
             client_id: ctx.identity.client_id.clone(),
             messages,
             expected_metadata_json: (attempt < CHECKED_ATTEMPTS).then(|| known.json.clone()),
+            idempotency_key: idempotency_key.unwrap_or_default().to_string(),
+            idempotency_window: truthy_int(&known.parsed, "_idempotency_window")
+                .unwrap_or(DEFAULT_IDEMPOTENCY_WINDOW)
+                .clamp(1, i64::from(u32::MAX)) as u32,
         };
         let reply = ctx
             .call_pool(queue, &pool, |mut c| {

@@ -8,6 +8,9 @@ use zaqar_proto::ZaqarError;
 use super::conflict;
 use super::json::{as_python_int, is_truthy};
 
+/// The longest window of an idempotency key a queue may set (a day), in seconds.
+const MAX_IDEMPOTENCY_WINDOW: i64 = 86_400;
+
 /// The reserved keys with their defaults, in the order Zaqar shows them.
 pub fn reserved_defaults(limits: &Limits) -> Vec<(&'static str, Value)> {
     vec![
@@ -97,6 +100,12 @@ pub fn check_reserved(metadata: &Map<String, Value>, limits: &Limits) -> Result<
         0,
         max_delay,
         format!("The TTL can not exceed {max_delay} seconds, and must be at least 0 seconds long."),
+    )?;
+    int_in(
+        "_idempotency_window",
+        1,
+        MAX_IDEMPOTENCY_WINDOW,
+        format!("_idempotency_window must be 1 to {MAX_IDEMPOTENCY_WINDOW} seconds."),
     )?;
     if let Some(value) = metadata.get("_enable_encrypt_messages") {
         if is_truthy(value) && !value.is_boolean() {
@@ -332,6 +341,10 @@ mod tests {
         );
         assert!(check(json!({"_max_messages_post_size": 0})).is_err());
         assert!(check(json!({"_default_message_delay": 1000})).is_err());
+        assert!(check(json!({"_idempotency_window": 60})).is_ok());
+        assert!(check(json!({"_idempotency_window": 0})).is_err());
+        assert!(check(json!({"_idempotency_window": 86_401})).is_err());
+        assert!(check(json!({"_idempotency_window": "60"})).is_err());
         assert!(check(json!({"_enable_encrypt_messages": 1})).is_err());
         assert!(check(json!({"_max_claim_count": "a"})).is_err());
         assert!(check(json!({"_dead_letter_queue_messages_ttl": 5})).is_err());

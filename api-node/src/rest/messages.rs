@@ -47,7 +47,11 @@ pub(super) async fn collection_at(
     let path = format!("{base}/messages");
     match req.method.as_str() {
         "POST" => {
-            let ids = messages::post(&ctx, &queue, req.payload()).await?;
+            let key = req
+                .idempotency_key()
+                .map(messages::idempotency_key)
+                .transpose()?;
+            let ids = messages::post(&ctx, &queue, req.payload(), key.as_deref()).await?;
             let hrefs: Vec<String> = ids.iter().map(|id| format!("{path}/{id}")).collect();
             let response = json(StatusCode::CREATED, &json!({"resources": hrefs}));
             Ok(located(response, &format!("{path}?ids={}", ids.join(","))))

@@ -293,6 +293,13 @@ impl Request {
         })
     }
 
+    /// The `Idempotency-Key` header of a post, if any (a value that is not text
+    /// is an empty key, which the post refuses).
+    pub fn idempotency_key(&self) -> Option<&str> {
+        let value = self.headers.get("idempotency-key")?;
+        Some(value.to_str().unwrap_or(""))
+    }
+
     /// The exact `Content-Type` header, if any.
     pub fn content_type(&self) -> Option<&str> {
         self.header("content-type").map(str::trim)

@@ -79,12 +79,7 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
                 .await
                 .map(|found| Reply::new(200, json!({"messages": render::messages(&found, None)})))
         }
-        Action::MessagePost => {
-            let document = json!({"messages": request.field("messages")});
-            messages::post(&ctx, &queue, &payload(document))
-                .await
-                .map(|ids| Reply::new(201, json!({"message_ids": ids})))
-        }
+        Action::MessagePost => message_post(&ctx, request, &queue).await,
         Action::MessageDelete => {
             let claim_id = request.field("claim_id").and_then(Value::as_str);
             let id = request.text("message_id");
@@ -351,6 +346,17 @@ async fn queue_stats(ctx: &Context, queue: &str) -> Result<Reply, ZaqarError> {
 }
 
 /// Messages of a queue; 404 for a queue that does not exist (unlike REST).
+/// `message_post`, with the post's `idempotency_key` when it has one.
+async fn message_post(ctx: &Context, request: &Request, queue: &str) -> Result<Reply, ZaqarError> {
+    let document = json!({"messages": request.field("messages")});
+    let key = match request.field("idempotency_key") {
+        None | Some(Value::Null) => None,
+        Some(key) => Some(messages::idempotency_key(key.as_str().unwrap_or(""))?),
+    };
+    let ids = messages::post(ctx, queue, &payload(document), key.as_deref()).await?;
+    Ok(Reply::new(201, json!({"message_ids": ids})))
+}
+
 async fn message_list(ctx: &Context, request: &Request, queue: &str) -> Result<Reply, ZaqarError> {
     let input = ListMessages {
         marker: request

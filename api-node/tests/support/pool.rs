@@ -197,8 +197,8 @@ impl PoolService for MemoryPool {
             let stored = queues.get(&key(&r.queue)).map(|q| q.metadata.as_str());
             if stored.unwrap_or("") != expected {
                 return Ok(Response::new(PostMessagesReply {
-                    ids: Vec::new(),
                     stale_metadata: true,
+                    ..Default::default()
                 }));
             }
         }

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use zaqar_proto::pb::NewMessage;
+use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
 use super::{
-    code, fresh_queue, ids_of, json, listed_ids, listing, message, post, post_n, random_id, CLIENT,
-    OTHER_CLIENT, PAST_ONE_SECOND,
+    code, fresh_queue, ids_of, json, listed_ids, listing, message, post, post_n, random_id,
+    sibling, CLIENT, OTHER_CLIENT, PAST_ONE_SECOND,
 };
-use crate::store::{CheckedPost, ListParams, MessageStore};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -322,4 +322,96 @@ pub(crate) async fn checked_posts_store_only_under_the_expected_metadata(
         CheckedPost::Posted(_)
     ));
     assert_eq!(stored(store.clone(), q.clone()).await, 4);
+}
+
+fn once(key: &str, window_s: u32) -> Once {
+    Once {
+        key: key.to_string(),
+        window_s,
+    }
+}
+
+/// A post with an idempotency key, checked as the api-node posts.
+async fn post_once(
+    store: &Arc<dyn MessageStore>,
+    queue: &QueueRef,
+    messages: &[NewMessage],
+    expected: Option<&str>,
+    key: &Once,
+) -> CheckedPost {
+    store
+        .post_once(queue, CLIENT, messages, true, expected, key)
+        .await
+        .expect("post once")
+}
+
+pub(crate) async fn a_repeated_idempotency_key_stores_nothing(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("once");
+    let two = [message(0), message(1)];
+    let CheckedPost::Posted(first) = post_once(&store, &q, &two, None, &once("k1", 60)).await
+    else {
+        panic!("the first post with a key stores");
+    };
+    assert_eq!(first.len(), 2);
+    let again = post_once(&store, &q, &[message(2)], None, &once("k1", 60)).await;
+    assert_eq!(again, CheckedPost::Repeated(first.clone()));
+    assert_eq!(listed_ids(&store, &q, listing(10)).await, first);
+
+    // Keys are per queue, and another key stores.
+    let other_queue = sibling(&q, "once-other");
+    let elsewhere = post_once(&store, &other_queue, &two, None, &once("k1", 60)).await;
+    assert!(matches!(elsewhere, CheckedPost::Posted(_)));
+    let CheckedPost::Posted(second) =
+        post_once(&store, &q, &[message(3)], None, &once("k2", 60)).await
+    else {
+        panic!("another key stores");
+    };
+    let both: Vec<_> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(listed_ids(&store, &q, listing(10)).await, both);
+
+    // A refused post records no key.
+    let stale = post_once(&store, &q, &two, Some("{\"x\": 1}"), &once("k3", 60)).await;
+    assert_eq!(stale, CheckedPost::StaleMetadata);
+    let metadata = store.get_queue(&q).await.unwrap().unwrap();
+    let stored = post_once(&store, &q, &two, Some(&metadata), &once("k3", 60)).await;
+    assert!(matches!(stored, CheckedPost::Posted(_)));
+}
+
+pub(crate) async fn concurrent_posts_with_one_key_store_once(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("once-racing");
+    let key = once("racing", 60);
+    let posts = (0..8).map(|n| {
+        let (store, q, key) = (store.clone(), q.clone(), key.clone());
+        tokio::spawn(async move { post_once(&store, &q, &[message(n)], None, &key).await })
+    });
+    let mut stored = Vec::new();
+    let mut repeated = Vec::new();
+    for post in posts.collect::<Vec<_>>() {
+        match post.await.unwrap() {
+            CheckedPost::Posted(ids) => stored.push(ids),
+            CheckedPost::Repeated(ids) => repeated.push(ids),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(stored.len(), 1, "one post stores");
+    assert!(repeated.iter().all(|ids| *ids == stored[0]));
+    assert_eq!(listed_ids(&store, &q, listing(10)).await, stored[0]);
+}
+
+pub(crate) async fn an_idempotency_key_is_forgotten_after_its_window(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("once-window");
+    let CheckedPost::Posted(first) =
+        post_once(&store, &q, &[message(0)], None, &once("w", 1)).await
+    else {
+        panic!("the first post stores");
+    };
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+    let CheckedPost::Posted(second) =
+        post_once(&store, &q, &[message(1)], None, &once("w", 1)).await
+    else {
+        panic!("a key past its window stores again");
+    };
+    assert_ne!(first, second);
+    let both: Vec<_> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(listed_ids(&store, &q, listing(10)).await, both);
 }

@@ -17,6 +17,7 @@
 //! | `ci`, `ce`, `cc` | messages | live claim id (null when free), claim expiry ms, claim count |
 //! | `st` | messages | [`FREE`], [`CLAIMED`] or [`DELAYED`] as last written (see `messages.rs`) |
 //! | `r` | claims | last renewal (creation or update), ms |
+//! | `_id.p`, `_id.q`, `_id.k`, `ids` | idempotency | project, queue, idempotency key; the ids its post stored (`e`: the key's window ends) |
 //! | `s`, `o`, `cf`, `dc` | subscriptions | subscriber, options JSON text, confirmed, delivery cursor |
 //! | `lh`, `le` | subscriptions | delivery lease: holder (a notifier), expiry ms |
 

@@ -13,14 +13,14 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::fields::{
     self, BODY, CHECKSUM, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CLIENT, CREATED, DELAYED,
-    EXPIRES, FREE, ID, SEQ, STATE, TTL, VISIBLE,
+    EXPIRES, FREE, ID, PROJECT, QUEUE, SEQ, STATE, TTL, VISIBLE,
 };
 use super::scan::{free_found, free_state, head_and_last, is_live, read_window, FreeScan, Windows};
 use super::{
     counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_ids, of_queue,
     parse_marker, store_error, MongoStore,
 };
-use crate::store::{ListParams, StoreResult};
+use crate::store::{CheckedPost, ListParams, Once, StoreResult};
 
 /// Zaqar's checksum of a message body: `MD5:` and the hex digest of its JSON text.
 fn checksum(body_json: &str) -> String {
@@ -35,12 +35,40 @@ pub(super) async fn post(
     client_id: &str,
     messages: &[NewMessage],
 ) -> StoreResult<Vec<String>> {
-    let now = now_ms();
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    store
+        .transaction(|session| {
+            let (store, queue) = (store.clone(), queue.clone());
+            let (client_id, messages) = (client_id.to_string(), messages.to_vec());
+            async move {
+                let ids = append(&store, &queue, &client_id, &messages, now_ms(), session).await?;
+                Ok(Ok(ids))
+            }
+            .boxed()
+        })
+        .await
+}
+
+/// Inserts `messages` posted at `now` in the transaction of `session`, creating
+/// the queue if needed; their ids.
+async fn append(
+    store: &MongoStore,
+    queue: &QueueRef,
+    client_id: &str,
+    messages: &[NewMessage],
+    now: i64,
+    session: &mut ClientSession,
+) -> Result<Vec<String>, MongoError> {
     let ids: Vec<String> = messages
         .iter()
         .map(|_| Uuid::new_v4().to_string())
         .collect();
-    let documents: Vec<Document> = messages
+    if messages.is_empty() {
+        return Ok(ids);
+    }
+    let mut documents: Vec<Document> = messages
         .iter()
         .zip(&ids)
         .map(|(message, id)| {
@@ -62,26 +90,94 @@ pub(super) async fn post(
             document
         })
         .collect();
-    if documents.is_empty() {
-        return Ok(ids);
+    ensure_queue(store, queue, session).await?;
+    let last = next_seq(store, counter_key(queue), documents.len(), session).await?;
+    let first = last - documents.len() as i64 + 1;
+    for (seq, document) in (first..).zip(documents.iter_mut()) {
+        document.insert(SEQ, seq);
     }
     store
+        .messages
+        .insert_many(documents)
+        .session(&mut *session)
+        .await?;
+    Ok(ids)
+}
+
+/// A post, as `MessageStore::post_once` gets it.
+pub(super) struct Post<'a> {
+    pub client_id: &'a str,
+    pub messages: &'a [NewMessage],
+    pub plain: bool,
+    pub expected_metadata: Option<&'a str>,
+}
+
+/// `MessageStore::post_once` in one transaction: the checks, the key's lookup in
+/// `idempotency` (`_id`: project `p`, queue `q` and key `k`; `ids`; `e` the
+/// window's end, its TTL index), the
+/// post and the key's record. Two posts with one key both take a sequence number
+/// from the queue's counter, so their transactions conflict and the one retried
+/// finds the other's key.
+pub(super) async fn post_once(
+    store: &MongoStore,
+    queue: &QueueRef,
+    post: Post<'_>,
+    once: &Once,
+) -> StoreResult<CheckedPost> {
+    let expected = post.expected_metadata.map(str::to_string);
+    let key_id = doc! { ID: { PROJECT: &queue.project, QUEUE: &queue.queue, "k": &once.key } };
+    store
         .transaction(|session| {
-            let (store, queue, mut documents) = (store.clone(), queue.clone(), documents.clone());
-            let ids = ids.clone();
+            let (store, queue, key_id) = (store.clone(), queue.clone(), key_id.clone());
+            let (expected, plain, window) = (expected.clone(), post.plain, ms(once.window_s));
+            let (client_id, messages) = (post.client_id.to_string(), post.messages.to_vec());
             async move {
-                ensure_queue(&store, &queue, session).await?;
-                let last = next_seq(&store, counter_key(&queue), documents.len(), session).await?;
-                let first = last - documents.len() as i64 + 1;
-                for (seq, document) in (first..).zip(documents.iter_mut()) {
-                    document.insert(SEQ, seq);
-                }
-                store
-                    .messages
-                    .insert_many(documents)
+                let now = now_ms();
+                let record = store
+                    .queues
+                    .find_one(of_queue(&queue))
                     .session(&mut *session)
                     .await?;
-                Ok(Ok(ids))
+                let metadata = record
+                    .as_ref()
+                    .and_then(|record| record.get_str(fields::METADATA).ok());
+                if expected
+                    .as_deref()
+                    .is_some_and(|expected| metadata.unwrap_or("") != expected)
+                {
+                    return Ok(Ok(CheckedPost::StaleMetadata));
+                }
+                if plain && metadata.is_some_and(crate::encryption::queue_encrypts) {
+                    return Ok(Ok(CheckedPost::Encrypts));
+                }
+                let mut live = key_id.clone();
+                live.insert(EXPIRES, doc! { "$gt": date(now) });
+                let seen = store
+                    .idempotency
+                    .find_one(live)
+                    .session(&mut *session)
+                    .await?;
+                if let Some(seen) = seen {
+                    let ids = seen
+                        .get_array("ids")
+                        .map(|ids| {
+                            ids.iter()
+                                .filter_map(|id| id.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    return Ok(Ok(CheckedPost::Repeated(ids)));
+                }
+                let ids = append(&store, &queue, &client_id, &messages, now, session).await?;
+                let mut record = key_id.clone();
+                record.extend(doc! { "ids": &ids, EXPIRES: date(now + window) });
+                store
+                    .idempotency
+                    .replace_one(key_id, record)
+                    .upsert(true)
+                    .session(&mut *session)
+                    .await?;
+                Ok(Ok(CheckedPost::Posted(ids)))
             }
             .boxed()
         })

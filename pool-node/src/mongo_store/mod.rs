@@ -44,7 +44,7 @@ use mongodb::{Client, ClientSession, Collection, Database};
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 use zaqar_proto::ZaqarError;
 
-use crate::store::{ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once, StoreResult, SubscriptionUpdate};
 
 /// The longest any one store call takes (transaction retries included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +68,8 @@ pub struct MongoStore {
     messages: Collection<Document>,
     claims: Collection<Document>,
     subscriptions: Collection<Document>,
+    /// The ids each post's idempotency key brought, until its window ends.
+    idempotency: Collection<Document>,
     /// The write concern of every write (the URI's, else majority and journaled).
     write_concern: WriteConcern,
 }
@@ -120,6 +122,7 @@ impl MongoStore {
             messages: db.collection("messages"),
             claims: db.collection("claims"),
             subscriptions: db.collection("subscriptions"),
+            idempotency: db.collection("idempotency"),
             client,
             write_concern,
         }
@@ -332,6 +335,24 @@ impl MessageStore for MongoStore {
         messages: &[NewMessage],
     ) -> StoreResult<Vec<String>> {
         bounded(messages::post(self, queue, client_id, messages)).await
+    }
+
+    async fn post_once(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+        plain: bool,
+        expected_metadata: Option<&str>,
+        once: &Once,
+    ) -> StoreResult<CheckedPost> {
+        let post = messages::Post {
+            client_id,
+            messages,
+            plain,
+            expected_metadata,
+        };
+        bounded(messages::post_once(self, queue, post, once)).await
     }
 
     async fn list_messages(

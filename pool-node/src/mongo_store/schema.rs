@@ -97,6 +97,10 @@ impl MongoStore {
             .create_index(index(doc! { EXPIRES: 1 }, Some(ttl())))
             .await
             .map_err(store_error)?;
+        self.idempotency
+            .create_index(index(doc! { EXPIRES: 1 }, Some(ttl())))
+            .await
+            .map_err(store_error)?;
         self.subscriptions
             .create_indexes([
                 index(doc! { PROJECT: 1, QUEUE: 1, SUBSCRIBER: 1 }, Some(unique())),

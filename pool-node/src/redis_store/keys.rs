@@ -16,6 +16,7 @@
 //! | `<p>:dly:<queue>` | zset | delayed message id → min(delay end, expiry) ms (`delayed`) |
 //! | `<p>:m:<queue>` | hash | message id → the message, packed (fields in `lua/prelude.lua`) |
 //! | `<p>:dl:<queue>` | zset | Redis Cluster only: messages on their way to the dead letter queue (id and message packed together → sequence number; empty but for a moment) |
+//! | `<p>:i:<queue>:<key>` | string | the ids (comma-separated) of the post that brought idempotency key `<key>`; expires with the key's window |
 //! | `<p>:c:<queue>:<id>` | hash | one claim: `t` ttl, `e` expiry ms, `g` generation, `ids`; expires with it |
 //! | `<p>:subs:<queue>` | zset | subscription id → creation sequence number |
 //! | `<p>:subr:<queue>` | hash | subscriber → subscription id |
@@ -116,6 +117,11 @@ impl QueueKeys {
 
     pub(super) fn record(&self) -> String {
         self.key("q")
+    }
+
+    /// The record of an idempotency key of the queue's posts.
+    pub(super) fn idempotency(&self, key: &str) -> String {
+        format!("{}:{key}", self.key("i"))
     }
 
     /// The eight keys of the queue, in the order the scripts' `queue_keys` reads them.

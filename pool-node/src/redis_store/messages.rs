@@ -11,7 +11,7 @@ use super::group_commit::Batched;
 use super::keys::QueueKeys;
 use super::rows::{checksum, messages, next_marker, parse_marker, MessageRow};
 use super::RedisStore;
-use crate::store::{CheckedPost, ListParams, StoreResult};
+use crate::store::{CheckedPost, ListParams, Once, StoreResult};
 
 fn flag(value: bool) -> &'static str {
     if value {
@@ -26,6 +26,7 @@ pub(super) struct PostCall {
     keys: QueueKeys,
     plain: bool,
     expected_metadata: Option<String>,
+    once: Option<Once>,
     client_id: String,
     ids: Vec<String>,
     messages: Vec<NewMessage>,
@@ -34,15 +35,24 @@ pub(super) struct PostCall {
 /// Posts share a batch when they go to one queue with the same checks.
 pub(super) type PostKey = (String, bool, Option<String>);
 
+/// What `post.lua` did with one post of a batch.
+#[derive(Debug, Clone)]
+pub(super) enum PostAnswer {
+    /// The batch was refused (`post.lua`'s -1 or -2): nothing stored.
+    Refused(i64),
+    Stored,
+    /// Nothing stored: the post's idempotency key brought these ids before.
+    Repeated(Vec<String>),
+}
+
 impl Batched for PostCall {
-    /// `post.lua`'s answer.
-    type Answer = i64;
+    type Answer = PostAnswer;
 
     fn weight(&self) -> usize {
         self.messages.iter().map(|m| m.body_json.len() + 80).sum()
     }
 
-    async fn run(store: RedisStore, calls: Vec<Self>) -> Vec<StoreResult<i64>> {
+    async fn run(store: RedisStore, calls: Vec<Self>) -> Vec<StoreResult<PostAnswer>> {
         let Some(first) = calls.first() else {
             return Vec::new();
         };
@@ -52,7 +62,21 @@ impl Batched for PostCall {
             .arg(flag(first.plain))
             .arg(flag(first.expected_metadata.is_some()))
             .arg(first.expected_metadata.as_deref().unwrap_or(""));
+        let mut slot = first.keys.queue().len();
         for call in &calls {
+            match &call.once {
+                Some(once) => {
+                    slot += 1;
+                    invocation
+                        .key(call.keys.idempotency(&once.key))
+                        .arg(slot)
+                        .arg(u64::from(once.window_s.max(1)) * 1000);
+                }
+                None => {
+                    invocation.arg(0).arg(0);
+                }
+            }
+            invocation.arg(call.messages.len());
             for (id, message) in call.ids.iter().zip(&call.messages) {
                 invocation
                     .arg(&call.client_id)
@@ -63,8 +87,30 @@ impl Batched for PostCall {
                     .arg(checksum(&message.body_json));
             }
         }
-        let answer = store.run::<i64>(&invocation).await;
-        vec![answer; calls.len()]
+        match store.run::<redis::Value>(&invocation).await {
+            Ok(redis::Value::Int(code)) => vec![Ok(PostAnswer::Refused(code)); calls.len()],
+            Ok(redis::Value::Array(answers)) if answers.len() == calls.len() + 1 => answers
+                .into_iter()
+                .skip(1)
+                .map(|answer| {
+                    let seen: String =
+                        redis::from_redis_value(&answer).map_err(super::unavailable)?;
+                    Ok(if seen.is_empty() {
+                        PostAnswer::Stored
+                    } else {
+                        PostAnswer::Repeated(seen.split(',').map(str::to_string).collect())
+                    })
+                })
+                .collect(),
+            Ok(other) => vec![
+                Err(ZaqarError::internal(format!(
+                    "post.lua answered {other:?} for {} posts",
+                    calls.len()
+                )));
+                calls.len()
+            ],
+            Err(err) => vec![Err(err); calls.len()],
+        }
     }
 }
 
@@ -117,6 +163,7 @@ impl RedisStore {
     /// Posts `new`, in one script call with the posts to the same queue that
     /// wait meanwhile; with `plain`, stores nothing when the queue encrypts, and
     /// with `expected_metadata`, when the queue's metadata is another (see `post.lua`).
+    /// With `once`, stores nothing when its key was seen within its window.
     pub(super) async fn post(
         &self,
         queue: &QueueRef,
@@ -124,6 +171,7 @@ impl RedisStore {
         new: &[NewMessage],
         plain: bool,
         expected_metadata: Option<&str>,
+        once: Option<&Once>,
     ) -> StoreResult<CheckedPost> {
         let keys = self.keys(queue);
         let ids: Vec<String> = new.iter().map(|_| Uuid::new_v4().to_string()).collect();
@@ -133,14 +181,16 @@ impl RedisStore {
             keys,
             plain,
             expected_metadata,
+            once: once.cloned(),
             client_id: client_id.to_string(),
             ids: ids.clone(),
             messages: new.to_vec(),
         };
         Ok(match self.posts.submit(key, call, self).await? {
-            -1 => CheckedPost::Encrypts,
-            -2 => CheckedPost::StaleMetadata,
-            _ => CheckedPost::Posted(ids),
+            PostAnswer::Refused(-1) => CheckedPost::Encrypts,
+            PostAnswer::Refused(_) => CheckedPost::StaleMetadata,
+            PostAnswer::Stored => CheckedPost::Posted(ids),
+            PostAnswer::Repeated(first) => CheckedPost::Repeated(first),
         })
     }
 

@@ -58,7 +58,7 @@ use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply
 use zaqar_proto::redis_uri::{RedisTarget, RedisUri};
 use zaqar_proto::ZaqarError;
 
-use crate::store::{CheckedPost, ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once, StoreResult, SubscriptionUpdate};
 use group_commit::GroupCommit;
 use messages::{DeleteCall, PostCall, PostKey};
 use scripts::Scripts;
@@ -422,7 +422,10 @@ impl MessageStore for RedisStore {
         client_id: &str,
         messages: &[NewMessage],
     ) -> StoreResult<Vec<String>> {
-        match self.post(queue, client_id, messages, false, None).await? {
+        match self
+            .post(queue, client_id, messages, false, None, None)
+            .await?
+        {
             CheckedPost::Posted(ids) => Ok(ids),
             refused => Err(ZaqarError::internal(format!(
                 "an unchecked post was refused: {refused:?}"
@@ -437,8 +440,28 @@ impl MessageStore for RedisStore {
         messages: &[NewMessage],
         expected_metadata: Option<&str>,
     ) -> StoreResult<CheckedPost> {
-        self.post(queue, client_id, messages, true, expected_metadata)
+        self.post(queue, client_id, messages, true, expected_metadata, None)
             .await
+    }
+
+    async fn post_once(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+        plain: bool,
+        expected_metadata: Option<&str>,
+        once: &Once,
+    ) -> StoreResult<CheckedPost> {
+        self.post(
+            queue,
+            client_id,
+            messages,
+            plain,
+            expected_metadata,
+            Some(once),
+        )
+        .await
     }
 
     async fn list_messages(

@@ -16,7 +16,7 @@ use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply
 use zaqar_proto::ZaqarError;
 
 use super::{claims, messages, queues, subscriptions, SqliteStore};
-use crate::store::{ListParams, MessageStore, StoreResult, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once, StoreResult, SubscriptionUpdate};
 
 impl SqliteStore {
     /// Runs `call` on a clone of the store in a task of its own and waits for it.
@@ -86,6 +86,32 @@ impl MessageStore for SqliteStore {
         let (queue, client_id, new) = (queue.clone(), client_id.to_owned(), new.to_vec());
         self.detached(|s| async move { messages::post(&s, &queue, &client_id, &new).await })
             .await
+    }
+
+    async fn post_once(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        new: &[NewMessage],
+        plain: bool,
+        expected_metadata: Option<&str>,
+        once: &Once,
+    ) -> StoreResult<CheckedPost> {
+        let (queue, client_id, new) = (queue.clone(), client_id.to_owned(), new.to_vec());
+        let (expected, once) = (expected_metadata.map(str::to_owned), once.clone());
+        self.detached(|s| async move {
+            messages::post_once(
+                &s,
+                &queue,
+                &client_id,
+                &new,
+                plain,
+                expected.as_deref(),
+                &once,
+            )
+            .await
+        })
+        .await
     }
 
     async fn list_messages(

@@ -15,7 +15,7 @@ use super::{
 /// The most rows one call moves from claimed or from delayed back to free; each
 /// row moves once, the rest wait for the next call.
 const FREED_PER_CALL: i64 = 500;
-use crate::store::{ListParams, StoreResult};
+use crate::store::{CheckedPost, ListParams, Once, StoreResult};
 
 /// Appends `messages` in one transaction, creating the queue if needed.
 pub(super) async fn post(
@@ -24,12 +24,86 @@ pub(super) async fn post(
     client_id: &str,
     messages: &[NewMessage],
 ) -> StoreResult<Vec<String>> {
+    let mut tx = store.begin().await?;
+    let ids = append(&mut tx, queue, client_id, messages, now_ms()).await?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(ids)
+}
+
+/// `MessageStore::post_once`: the checks, the key's lookup, the post and the key's
+/// record in one write transaction (which SQLite runs one at a time).
+pub(super) async fn post_once(
+    store: &SqliteStore,
+    queue: &QueueRef,
+    client_id: &str,
+    messages: &[NewMessage],
+    plain: bool,
+    expected_metadata: Option<&str>,
+    once: &Once,
+) -> StoreResult<CheckedPost> {
     let now = now_ms();
     let mut tx = store.begin().await?;
+    let metadata: Option<String> =
+        sqlx::query_scalar("SELECT metadata FROM queues WHERE project = ? AND name = ?")
+            .bind(&queue.project)
+            .bind(&queue.queue)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    if expected_metadata.is_some_and(|expected| metadata.as_deref().unwrap_or("") != expected) {
+        return Ok(CheckedPost::StaleMetadata);
+    }
+    if plain
+        && metadata
+            .as_deref()
+            .is_some_and(crate::encryption::queue_encrypts)
+    {
+        return Ok(CheckedPost::Encrypts);
+    }
+    let seen: Option<String> = sqlx::query_scalar(
+        "SELECT ids FROM idempotency WHERE project = ? AND queue = ? AND key = ? AND expires_ms > ?",
+    )
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(&once.key)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    if let Some(ids) = seen {
+        return Ok(CheckedPost::Repeated(
+            ids.split(',').map(str::to_string).collect(),
+        ));
+    }
+    let ids = append(&mut tx, queue, client_id, messages, now).await?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO idempotency (project, queue, key, ids, expires_ms) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&queue.project)
+    .bind(&queue.queue)
+    .bind(&once.key)
+    .bind(ids.join(","))
+    .bind(now + ms(once.window_s))
+    .execute(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(CheckedPost::Posted(ids))
+}
+
+/// Inserts `messages` posted at `now` in `tx`, creating the queue if needed.
+async fn append(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    queue: &QueueRef,
+    client_id: &str,
+    messages: &[NewMessage],
+    now: i64,
+) -> StoreResult<Vec<String>> {
     sqlx::query("INSERT OR IGNORE INTO queues (project, name, metadata) VALUES (?, ?, '{}')")
         .bind(&queue.project)
         .bind(&queue.queue)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(store_error)?;
     let mut ids = Vec::with_capacity(messages.len());
@@ -51,12 +125,11 @@ pub(super) async fn post(
         .bind(now + ms(message.delay))
         .bind(now + ms(message.ttl))
         .bind(if message.delay > 0 { DELAYED } else { FREE })
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(store_error)?;
         ids.push(id);
     }
-    tx.commit().await.map_err(store_error)?;
     Ok(ids)
 }
 

@@ -142,14 +142,16 @@ impl SqliteStore {
             .map_err(store_error)
     }
 
-    /// Deletes the messages, claims and subscriptions that expired at `now`, in
-    /// batches; returns how many rows went. The messages count as expired.
+    /// Deletes the messages, claims, subscriptions and idempotency keys that
+    /// expired at `now`, in batches; returns how many rows went. The messages
+    /// count as expired.
     pub async fn remove_expired(&self, now: i64) -> StoreResult<u64> {
         let mut removed = 0;
         for (table, key) in [
             ("messages", "seq"),
             ("claims", "id"),
             ("subscriptions", "seq"),
+            ("idempotency", "rowid"),
         ] {
             let rows = self
                 .delete_in_batches(table, key, "expires_ms <= ?1", &[Bind::Int(now)])

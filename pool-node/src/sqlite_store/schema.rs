@@ -7,6 +7,8 @@
 //! (`messages::free_ended`, through the two partial indexes on the times at
 //! which claimed and delayed rows end). `PRAGMA user_version` is the schema
 //! version: files of version 0 (before 2026-12-04) get the `state` column at start.
+//! `idempotency` holds the ids each post's idempotency key brought, until the key's
+//! window ends (`messages::post_once`).
 
 use sqlx::{Row, SqlitePool};
 use zaqar_proto::ZaqarError;
@@ -18,6 +20,16 @@ use crate::store::StoreResult;
 const VERSION: i64 = 1;
 
 const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS idempotency (
+    project    TEXT NOT NULL,
+    queue      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    ids        TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (project, queue, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_ms);
+
 CREATE TABLE IF NOT EXISTS queues (
     project  TEXT NOT NULL,
     name     TEXT NOT NULL,

@@ -1,12 +1,15 @@
 -- Appends messages to a queue, creating its record if needed; the messages of
 -- several posts with the same checks go in one call (group commit).
--- KEYS: queue (1..8). ARGV: plain, check, expected metadata, then per message:
--- client id, id, ttl s, delay s, body, checksum.
+-- KEYS: queue (1..8), then the idempotency keys of the posts that have one.
+-- ARGV: plain, check, expected metadata, then per post: the index in KEYS of its
+-- idempotency key (0: none), that key's window in ms, its number of messages n,
+-- then per message: client id, id, ttl s, delay s, body, checksum.
 -- plain '1': store nothing and return -1 when the queue's metadata has
 -- `_enable_encrypt_messages: true` (its bodies must be encrypted first).
 -- check '1': store nothing and return -2 unless the queue's metadata is exactly the
 -- expected one ('' for a queue that does not exist yet).
--- Returns the server time (ms) when stored.
+-- Returns {server time in ms, then per post: '' when stored, or the comma-separated
+-- ids an earlier post with the same idempotency key stored (this one stored nothing)}.
 local k = queue_keys(1)
 local plain, check, expected = ARGV[1], ARGV[2], ARGV[3]
 local record = redis.call('HMGET', k.q, 'meta', 'x')
@@ -23,8 +26,29 @@ elseif plain == '1' and string.find(meta, '_enable_encrypt_messages', 1, true) t
   end
 end
 local now = now_ms()
-local count = (#ARGV - 3) / 6
-if count < 1 then return now end
+-- Which posts store: a post whose key is recorded answers the ids recorded; one
+-- that stores records its key at once, so a later post of this batch sees it.
+local answers, storing, count = {now}, {}, 0
+local i = 4
+while i <= #ARGV do
+  local slot, window, n = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
+  local seen = ''
+  if slot > 0 then
+    seen = redis.call('GET', KEYS[slot]) or ''
+    if seen == '' then
+      local ids = {}
+      for j = i + 3, i + 2 + 6 * n, 6 do ids[#ids + 1] = ARGV[j + 1] end
+      redis.call('SET', KEYS[slot], table.concat(ids, ','), 'PX', window)
+    end
+  end
+  answers[#answers + 1] = seen
+  if seen == '' then
+    storing[#storing + 1] = i + 3
+    count = count + n
+  end
+  i = i + 3 + 6 * n
+end
+if count < 1 then return answers end
 -- As add() would for each message, with one call per key for the whole post.
 local seq = redis.call('HINCRBY', k.q, 'seq', count) - count
 -- Every 16th message, 32 expired ones go (besides those of this post's size):
@@ -36,23 +60,25 @@ local written = {k.fre}
 if redis.call('PTTL', k.msg) < 0 then written = {k.fre, k.exp, k.msg} end
 local by_id, by_free, by_later, by_expiry, by_delay = {}, {}, {}, {}, {}
 local latest = 0
-for i = 4, #ARGV, 6 do
-  local client, id = ARGV[i], ARGV[i + 1]
-  local ttl, delay = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local e = now + ttl * 1000
-  local d = 0
-  if delay > 0 then d = now + delay * 1000 end
-  latest = math.max(latest, e)
-  by_id[#by_id + 1] = id
-  by_id[#by_id + 1] = encode({e = e, d = d, ci = '', ce = 0, n = 0, k = client, t = ttl,
-                              c = now, h = ARGV[i + 5], b = ARGV[i + 4]})
-  seq = seq + 1
-  by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = int(e), id
-  if d > now then
-    by_later[#by_later + 1], by_later[#by_later + 2] = int(seq), id
-    by_delay[#by_delay + 1], by_delay[#by_delay + 2] = int(math.min(d, e)), id
-  else
-    by_free[#by_free + 1], by_free[#by_free + 2] = int(seq), id
+for _, first in ipairs(storing) do
+  for j = first, first - 1 + 6 * tonumber(ARGV[first - 1]), 6 do
+    local client, id = ARGV[j], ARGV[j + 1]
+    local ttl, delay = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])
+    local e = now + ttl * 1000
+    local d = 0
+    if delay > 0 then d = now + delay * 1000 end
+    latest = math.max(latest, e)
+    by_id[#by_id + 1] = id
+    by_id[#by_id + 1] = encode({e = e, d = d, ci = '', ce = 0, n = 0, k = client, t = ttl,
+                                c = now, h = ARGV[j + 5], b = ARGV[j + 4]})
+    seq = seq + 1
+    by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = int(e), id
+    if d > now then
+      by_later[#by_later + 1], by_later[#by_later + 2] = int(seq), id
+      by_delay[#by_delay + 1], by_delay[#by_delay + 2] = int(math.min(d, e)), id
+    else
+      by_free[#by_free + 1], by_free[#by_free + 2] = int(seq), id
+    end
   end
 end
 call_all('HSET', k.msg, by_id)
@@ -65,4 +91,4 @@ if #by_delay > 0 then
   written[#written + 1] = k.dly
 end
 keep(k, latest, written, tonumber(record[2] or 0))
-return now
+return answers

@@ -1,0 +1,235 @@
+//! Idempotent posts (`Idempotency-Key`), as a producer uses them: every post's answer
+//! is lost on the way back (a proxy forwards the request and throws the answer away),
+//! the producer posts again with the same key, and each message is stored once, on
+//! the embedded store and on Redis. Without a key the same producer stores each
+//! message twice, which shows that the lost answers were of posts that were stored.
+//! Over WebSocket, `idempotency_key` does the same; a malformed key is 400. The
+//! commands of docs/idempotent-posts.md run as written.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use zaqar_tests::proxy::{Link, TcpProxy};
+use zaqar_tests::{Client, Redis, Standalone};
+
+const POSTS: usize = 10;
+
+/// A producer of project `project` posting through `proxy` to `server`.
+struct Producer {
+    http: reqwest::Client,
+    url: String,
+    project: String,
+    client_id: String,
+}
+
+impl Producer {
+    fn new(proxy: &TcpProxy, project: &str) -> Result<Producer> {
+        Ok(Producer {
+            // A new connection for every request, so that each goes through the
+            // proxy as it is set when the request starts.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            url: format!("http://127.0.0.1:{}", proxy.port),
+            project: project.to_string(),
+            client_id: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// Posts one message to `queue`; its ids, or an error when no answer came.
+    async fn post(&self, queue: &str, n: usize, key: Option<&str>) -> Result<Vec<String>> {
+        let mut request = self
+            .http
+            .post(format!("{}/v2/queues/{queue}/messages", self.url))
+            .header("X-Project-ID", &self.project)
+            .header("Client-ID", &self.client_id)
+            .header("Content-Type", "application/json")
+            .body(json!({"messages": [{"ttl": 300, "body": {"n": n}}]}).to_string());
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await?;
+        ensure!(response.status() == 201, "{}", response.status());
+        let body: Value = response.json().await?;
+        let hrefs = body["resources"].as_array().context("resources")?;
+        Ok(hrefs
+            .iter()
+            .filter_map(|href| href.as_str()?.rsplit('/').next().map(str::to_string))
+            .collect())
+    }
+}
+
+/// Every message of `queue` (claimed ones included), read directly.
+async fn stored(client: &Client, queue: &str) -> Result<Vec<String>> {
+    let path = format!("/v2/queues/{queue}/messages?echo=true&include_claimed=true&limit=20");
+    let listed = client.call("GET", &path, None).await?;
+    ensure!(listed.status == 200, "{listed:?}");
+    Ok(listed.body["messages"]
+        .as_array()
+        .context("messages")?
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Posts [`POSTS`] messages through a proxy that loses the first answer of each.
+async fn retried_posts(server: &Standalone, project: &str, keyed: bool) -> Result<usize> {
+    let proxy = TcpProxy::start(server.port).await?;
+    let producer = Producer::new(&proxy, project)?;
+    let queue = if keyed { "keyed" } else { "unkeyed" };
+    let mut answered = Vec::new();
+    for n in 0..POSTS {
+        let key = format!("post-{n}-{}", uuid::Uuid::new_v4());
+        let key = keyed.then_some(key.as_str());
+        proxy.set(Link::AnswersLost);
+        let lost = producer.post(queue, n, key).await;
+        ensure!(lost.is_err(), "an answer came through: {lost:?}");
+        proxy.set(Link::Up);
+        answered.extend(producer.post(queue, n, key).await?);
+    }
+    let direct = Client::new(server.port, project);
+    let all = stored(&direct, queue).await?;
+    ensure!(
+        answered.iter().all(|id| all.contains(id)),
+        "answered ids {answered:?} not all stored: {all:?}"
+    );
+    Ok(all.len())
+}
+
+async fn check_store(server: &Standalone, project: &str) -> Result<()> {
+    let keyed = retried_posts(server, project, true).await?;
+    ensure!(
+        keyed == POSTS,
+        "with a key: {keyed} stored for {POSTS} posts"
+    );
+    let unkeyed = retried_posts(server, project, false).await?;
+    ensure!(
+        unkeyed == 2 * POSTS,
+        "without a key: {unkeyed} stored for {POSTS} posts sent twice"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_posts_with_a_key_are_stored_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let embedded = Standalone::start(dir.path())?;
+    check_store(&embedded, "once-embedded").await?;
+
+    let redis = Redis::start()?;
+    let redis_dir = tempfile::tempdir()?;
+    let on_redis = Standalone::start_with(redis_dir.path(), &["--pool-uri", &redis.uri(0)])?;
+    check_store(&on_redis, "once-redis").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_posts_take_a_key_and_bad_keys_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Standalone::start(dir.path())?;
+    let client = Client::new(server.port, "once-ws");
+
+    let too_long = "k".repeat(256);
+    for bad in [too_long.as_str(), "tab\there", "é"] {
+        let refused = client
+            .call_with_headers(
+                "POST",
+                "/v2/queues/ws/messages",
+                Some(json!({"messages": [{"body": 1}]})),
+                &[("Idempotency-Key", bad)],
+            )
+            .await;
+        // A header that is not visible ASCII may not even leave the client.
+        if let Ok(refused) = refused {
+            ensure!(refused.status == 400, "{bad:?}: {refused:?}");
+            ensure!(
+                refused.body["title"] == "Invalid API request",
+                "{refused:?}"
+            );
+        }
+    }
+
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/", server.ws_port)).await?;
+    let send = |body: Value| {
+        let request = json!({"action": "message_post", "headers": {
+            "Client-ID": client.client_id, "X-Project-ID": "once-ws"}, "body": body});
+        request.to_string()
+    };
+    let mut answers = Vec::new();
+    for key in [json!("ws-key"), json!("ws-key"), json!("")] {
+        let request = send(json!({"queue_name": "ws", "idempotency_key": key,
+                                  "messages": [{"ttl": 300, "body": {"k": 1}}]}));
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                request.into(),
+            ))
+            .await?;
+        let reply = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await?
+                .context("the connection closed")??;
+            if frame.is_text() {
+                break serde_json::from_str::<Value>(frame.to_text()?)?;
+            }
+        };
+        answers.push(reply);
+    }
+    let status = |reply: &Value| reply["headers"]["status"].as_u64();
+    ensure!(status(&answers[0]) == Some(201), "{:?}", answers[0]);
+    ensure!(status(&answers[1]) == Some(201), "{:?}", answers[1]);
+    ensure!(
+        answers[0]["body"]["message_ids"] == answers[1]["body"]["message_ids"],
+        "{answers:?}"
+    );
+    ensure!(
+        status(&answers[2]) == Some(400),
+        "an empty key: {:?}",
+        answers[2]
+    );
+    ensure!(stored(&client, "ws").await?.len() == 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_example_stores_once() -> Result<()> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/idempotent-posts.md");
+    let doc = std::fs::read_to_string(path)?;
+    let block = doc
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .context("no sh block in docs/idempotent-posts.md")?;
+    let dir = tempfile::tempdir()?;
+    let server = Standalone::start(dir.path())?;
+    let client = Client::new(server.port, "demo");
+    client.wait_ready(Duration::from_secs(20)).await?;
+    let script = block.replace("localhost:8888", &format!("localhost:{}", server.port));
+    let out = Command::new("bash").arg("-c").arg(&script).output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout)?;
+    let answers: Vec<Value> = serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()?;
+    ensure!(answers.len() == 3, "{stdout}");
+    ensure!(
+        answers[0]["resources"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1),
+        "{stdout}"
+    );
+    ensure!(
+        answers[0]["resources"] == answers[1]["resources"],
+        "{stdout}"
+    );
+    let listed = answers[2]["messages"].as_array().context("messages")?;
+    ensure!(listed.len() == 1, "{stdout}");
+    Ok(())
+}
