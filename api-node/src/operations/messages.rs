@@ -477,6 +477,27 @@ pub async fn delete_many(
     Ok(None)
 }
 
+/// Deletes the messages `ids` that claim `claim_id` holds, whatever the
+/// `message_delete_with_claim_id` setting (a redrive's own claim).
+pub async fn delete_claimed(
+    ctx: &Context,
+    queue: &str,
+    ids: Vec<String>,
+    claim_id: &str,
+) -> Result<(), ZaqarError> {
+    let failed = unavailable_as("Messages could not be deleted.");
+    let request = pb::DeleteMessagesRequest {
+        queue: Some(ctx.queue_ref(queue)),
+        ids,
+        claim_ids: vec![claim_id.to_string()],
+    };
+    ctx.call_queue(queue, &failed, request, |mut c, request| async move {
+        c.delete_messages(request).await
+    })
+    .await?;
+    Ok(())
+}
+
 async fn pop_messages(ctx: &Context, queue: &str, limit: u32) -> Result<Vec<Message>, ZaqarError> {
     let failed = unavailable_as("Messages could not be popped.");
     let request = pb::PopMessagesRequest {

@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod metadata_cache;
 pub mod pools;
 pub mod queues;
+pub mod redrive;
 pub mod share;
 pub mod subscriptions;
 pub mod topics;

@@ -1,4 +1,5 @@
-//! `/v2/queues`, `/v2/queues/{q}`, `/v2/queues/{q}/stats` and `/v2/queues/{q}/purge`.
+//! `/v2/queues`, `/v2/queues/{q}`, `/v2/queues/{q}/stats`, `/v2/queues/{q}/purge`,
+//! `/v2/queues/{q}/share` and `/v2/queues/{q}/redrive` (dead-letter redrive).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use warp::Filter;
 use super::messages::stats_message;
 use super::{empty, handle, json, located, next_link, queue_path, request, Request, RestError};
 use crate::operations::queues::{self, ListQueues};
+use crate::operations::redrive;
 use crate::operations::share;
 use crate::operations::types::QueueStats;
 use crate::operations::{Context, Services};
@@ -39,6 +41,15 @@ pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
                 Ok(empty(StatusCode::NO_CONTENT))
             })
         });
+    let redrive = warp::path!("v2" / "queues" / String / "redrive")
+        .and(request(services.clone()))
+        .then(|queue: String, req| {
+            handle(req, &["POST"], move |ctx, req: Request| async move {
+                let done = redrive::redrive(&ctx, &queue, req.payload()).await?;
+                let body = json!({"moved": done.moved, "remaining": done.remaining});
+                Ok(json(StatusCode::OK, &body))
+            })
+        });
     let share = warp::path!("v2" / "queues" / String / "share")
         .and(request(services))
         .then(|queue: String, req| {
@@ -55,6 +66,8 @@ pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
         .or(purge)
         .unify()
         .or(share)
+        .unify()
+        .or(redrive)
         .unify()
         .boxed()
 }

@@ -45,6 +45,7 @@ actions! {
     QueueDelete => "queue_delete",
     QueueGetStats => "queue_get_stats",
     QueuePurge => "queue_purge",
+    QueueRedrive => "queue_redrive",
     MessageList => "message_list",
     MessageGet => "message_get",
     MessageGetMany => "message_get_many",
@@ -105,7 +106,7 @@ mod tests {
         for action in Action::ALL {
             assert_eq!(Action::parse(action.name()), Some(*action));
         }
-        assert_eq!(Action::ALL.len(), 34);
+        assert_eq!(Action::ALL.len(), 35);
         assert_eq!(Action::parse("subscription_update"), None);
         assert_eq!(Action::parse("Queue_list"), None);
     }

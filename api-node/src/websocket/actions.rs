@@ -28,7 +28,7 @@ use crate::auth::Credentials;
 use crate::operations::messages::{DeleteMessages, ListMessages};
 use crate::operations::queues::ListQueues;
 use crate::operations::{
-    claims, health, home, messages, queues, subscriptions, Context, Payload, Services,
+    claims, health, home, messages, queues, redrive, subscriptions, Context, Payload, Services,
 };
 
 /// Runs a request that passed its schema and returns its reply; `token` is
@@ -60,6 +60,22 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
             .await
             .map(|()| Reply::new(204, json!(format!("Queue {queue} removed.")))),
         Action::QueueGetStats => queue_stats(&ctx, &queue).await,
+        Action::QueueRedrive => {
+            let mut document = Map::new();
+            for name in ["destination", "limit"] {
+                if let Some(value) = request.field(name) {
+                    document.insert(name.into(), value.clone());
+                }
+            }
+            redrive::redrive(&ctx, &queue, &payload(Value::Object(document)))
+                .await
+                .map(|done| {
+                    Reply::new(
+                        200,
+                        json!({"moved": done.moved, "remaining": done.remaining}),
+                    )
+                })
+        }
         Action::QueuePurge => {
             let payload = match request.field("resource_types") {
                 Some(types) => payload(json!({"resource_types": types})),

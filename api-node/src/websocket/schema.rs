@@ -73,6 +73,11 @@ fn schema(action: Action) -> Schema {
         },
         QueueCreate | QueueDelete | QueueGet | QueueGetStats => plain(&[QUEUE]),
         QueuePurge => plain(&[QUEUE, ("resource_types", Array, false)]),
+        QueueRedrive => plain(&[
+            QUEUE,
+            ("destination", String, true),
+            ("limit", Integer, false),
+        ]),
         MessageList => plain(&[
             QUEUE,
             ("marker", String, false),

@@ -1,0 +1,275 @@
+//! Dead-letter redrive as an operator or a tenant uses it: messages a queue moved to
+//! its dead letter queue (`_max_claim_count`) go back with
+//! `POST /v2/queues/{dlq}/redrive`, `limit` at a time, oldest first, as new
+//! messages (their claim count reset, so they are claimed again instead of being
+//! dead-lettered at once); WebSocket `queue_redrive` does the same; bad requests are
+//! 400 and a missing queue 404, with Zaqar's error body. A redrive that fails half-way
+//! (the destination refuses a message) is finished by the next call without a
+//! duplicate of what the first one moved. The commands of docs/dead-letter-queues.md
+//! run as written.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use zaqar_tests::{Client, Standalone};
+
+/// Creates `jobs-dlq`, and `jobs` with it as its dead letter queue; posts `n`
+/// messages to `jobs` and claims them past its `_max_claim_count` of 1, so that they
+/// move to `jobs-dlq`.
+async fn dead_letter(client: &Client, n: usize) -> Result<()> {
+    let dlq = client.call("PUT", "/v2/queues/jobs-dlq", None).await?;
+    ensure!(dlq.status == 201, "{dlq:?}");
+    let metadata = json!({"_max_claim_count": 1, "_dead_letter_queue": "jobs-dlq"});
+    let created = client
+        .call("PUT", "/v2/queues/jobs", Some(metadata))
+        .await?;
+    ensure!(
+        created.status == 201 || created.status == 204,
+        "{created:?}"
+    );
+    let messages: Vec<Value> = (0..n)
+        .map(|i| json!({"ttl": 300, "body": {"n": i}}))
+        .collect();
+    let posted = client
+        .call(
+            "POST",
+            "/v2/queues/jobs/messages",
+            Some(json!({ "messages": messages })),
+        )
+        .await?;
+    ensure!(posted.status == 201, "{posted:?}");
+    let claim = json!({"ttl": 60, "grace": 60});
+    let first = client
+        .call(
+            "POST",
+            "/v2/queues/jobs/claims?limit=20",
+            Some(claim.clone()),
+        )
+        .await?;
+    ensure!(first.status == 201, "{first:?}");
+    let href = first.body["messages"][0]["href"].as_str().context("href")?;
+    let claim_path = href
+        .split_once("?claim_id=")
+        .map(|(_, id)| format!("/v2/queues/jobs/claims/{id}"))
+        .context("claim id")?;
+    ensure!(client.call("DELETE", &claim_path, None).await?.status == 204);
+    // Claimed once already: this claim moves them all to the dead letter queue.
+    let second = client
+        .call("POST", "/v2/queues/jobs/claims?limit=20", Some(claim))
+        .await?;
+    ensure!(second.status == 204, "{second:?}");
+    Ok(())
+}
+
+/// The bodies' `n` of the messages of `queue`, oldest first.
+async fn listed(client: &Client, queue: &str) -> Result<Vec<u64>> {
+    let path = format!("/v2/queues/{queue}/messages?echo=true&include_claimed=true&limit=20");
+    let reply = client.call("GET", &path, None).await?;
+    if reply.status == 204 {
+        return Ok(Vec::new());
+    }
+    ensure!(reply.status == 200, "{reply:?}");
+    Ok(reply.body["messages"]
+        .as_array()
+        .context("messages")?
+        .iter()
+        .filter_map(|m| m["body"]["n"].as_u64())
+        .collect())
+}
+
+async fn redrive(client: &Client, body: Value) -> Result<(u16, Value)> {
+    let reply = client
+        .call("POST", "/v2/queues/jobs-dlq/redrive", Some(body))
+        .await?;
+    Ok((reply.status, reply.body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_lettered_messages_are_redriven_oldest_first() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Standalone::start(dir.path())?;
+    let client = Client::new(server.port, "redrive");
+    client.wait_ready(Duration::from_secs(20)).await?;
+    dead_letter(&client, 5).await?;
+    ensure!(listed(&client, "jobs").await?.is_empty());
+    ensure!(listed(&client, "jobs-dlq").await? == [0, 1, 2, 3, 4]);
+
+    let (status, body) = redrive(&client, json!({"destination": "jobs", "limit": 2})).await?;
+    ensure!(status == 200, "{body}");
+    ensure!(body == json!({"moved": 2, "remaining": 3}), "{body}");
+    ensure!(listed(&client, "jobs").await? == [0, 1]);
+    let (_, body) = redrive(&client, json!({"destination": "jobs", "limit": 20})).await?;
+    ensure!(body == json!({"moved": 3, "remaining": 0}), "{body}");
+    let (_, body) = redrive(&client, json!({"destination": "jobs"})).await?;
+    ensure!(body == json!({"moved": 0, "remaining": 0}), "{body}");
+    ensure!(listed(&client, "jobs").await? == [0, 1, 2, 3, 4]);
+    ensure!(listed(&client, "jobs-dlq").await?.is_empty());
+
+    // Their claim count starts again: a claim takes them (with the old count, past
+    // `_max_claim_count`, they would have gone back to the dead letter queue).
+    let claimed = client
+        .call(
+            "POST",
+            "/v2/queues/jobs/claims?limit=20",
+            Some(json!({"ttl": 60, "grace": 60})),
+        )
+        .await?;
+    ensure!(claimed.status == 201, "{claimed:?}");
+    ensure!(claimed.body["messages"].as_array().map(Vec::len) == Some(5));
+
+    for (bad, status) in [
+        (json!({"limit": 2}), 400),
+        (json!({"destination": "jobs-dlq"}), 400),
+        (json!({"destination": "jobs", "limit": 0}), 400),
+        (json!({"destination": "jobs", "limit": 21}), 400),
+        (json!({"destination": "bad name!"}), 400),
+    ] {
+        let (got, body) = redrive(&client, bad.clone()).await?;
+        ensure!(got == status, "{bad}: {got} {body}");
+        ensure!(
+            body["title"].is_string(),
+            "{bad}: Zaqar's error body, not {body}"
+        );
+    }
+    let missing = client
+        .call(
+            "POST",
+            "/v2/queues/nowhere/redrive",
+            Some(json!({"destination": "jobs"})),
+        )
+        .await?;
+    ensure!(missing.status == 404, "{missing:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_queue_redrive_moves_them_too() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Standalone::start(dir.path())?;
+    let client = Client::new(server.port, "redrive-ws");
+    client.wait_ready(Duration::from_secs(20)).await?;
+    dead_letter(&client, 3).await?;
+
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/", server.ws_port)).await?;
+    let request = json!({"action": "queue_redrive",
+        "headers": {"Client-ID": client.client_id, "X-Project-ID": "redrive-ws"},
+        "body": {"queue_name": "jobs-dlq", "destination": "jobs", "limit": 20}});
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            request.to_string().into(),
+        ))
+        .await?;
+    let reply = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await?
+            .context("the connection closed")??;
+        if frame.is_text() {
+            break serde_json::from_str::<Value>(frame.to_text()?)?;
+        }
+    };
+    ensure!(reply["headers"]["status"] == 200, "{reply}");
+    ensure!(
+        reply["body"] == json!({"moved": 3, "remaining": 0}),
+        "{reply}"
+    );
+    ensure!(listed(&client, "jobs").await? == [0, 1, 2]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_that_fails_half_way_is_finished_without_a_duplicate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Claims as short as a second, so that the failed call's claim ends quickly.
+    let config = dir.path().join("zaqar.toml");
+    std::fs::write(&config, "[api.limits]\nmin_claim_ttl = 1\n")?;
+    let config = config.to_string_lossy().into_owned();
+    let server = Standalone::start_with(dir.path(), &["--config", &config])?;
+    let client = Client::new(server.port, "redrive-resume");
+    client.wait_ready(Duration::from_secs(20)).await?;
+    // Three messages wait in the dead letter queue; the destination takes small
+    // posts only, so that the second, larger, is refused.
+    let small_posts = json!({"_max_messages_post_size": 200});
+    let created = client
+        .call("PUT", "/v2/queues/jobs", Some(small_posts))
+        .await?;
+    ensure!(created.status == 201, "{created:?}");
+    let waiting = json!({"messages": [
+        {"ttl": 300, "body": {"n": 0}},
+        {"ttl": 300, "body": {"n": 1, "pad": "x".repeat(300)}},
+        {"ttl": 300, "body": {"n": 2}},
+    ]});
+    let posted = client
+        .call("POST", "/v2/queues/jobs-dlq/messages", Some(waiting))
+        .await?;
+    ensure!(posted.status == 201, "{posted:?}");
+
+    let (status, body) = redrive(&client, json!({"destination": "jobs", "limit": 20})).await?;
+    ensure!(
+        status == 400,
+        "the second message is too large for the destination: {body}"
+    );
+    ensure!(listed(&client, "jobs").await? == [0], "the first one moved");
+
+    let large =
+        json!([{"op": "replace", "path": "/metadata/_max_messages_post_size", "value": 262144}]);
+    let patched = client
+        .call_with_headers(
+            "PATCH",
+            "/v2/queues/jobs",
+            Some(large),
+            &[(
+                "Content-Type",
+                "application/openstack-messaging-v2.0-json-patch",
+            )],
+        )
+        .await?;
+    ensure!(patched.status == 200, "{patched:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = redrive(&client, json!({"destination": "jobs", "limit": 20})).await?;
+    ensure!(status == 200, "{body}");
+    ensure!(body == json!({"moved": 3, "remaining": 0}), "{body}");
+    ensure!(
+        listed(&client, "jobs").await? == [0, 1, 2],
+        "each moved once"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_example_redrives_its_message() -> Result<()> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dead-letter-queues.md");
+    let doc = std::fs::read_to_string(path)?;
+    let block = doc
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .context("no sh block in docs/dead-letter-queues.md")?;
+    let dir = tempfile::tempdir()?;
+    let server = Standalone::start(dir.path())?;
+    let client = Client::new(server.port, "demo");
+    client.wait_ready(Duration::from_secs(20)).await?;
+    let script = block.replace("localhost:8888", &format!("localhost:{}", server.port));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -e\n{script}"))
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    ensure!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(stdout.ends_with(r#"{"moved":1,"remaining":0}"#), "{stdout}");
+    let jobs = client
+        .call("GET", "/v2/queues/jobs/messages?echo=true", None)
+        .await?;
+    ensure!(
+        jobs.body["messages"][0]["body"] == json!({"job": 7}),
+        "{jobs:?}"
+    );
+    Ok(())
+}
