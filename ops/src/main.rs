@@ -10,6 +10,7 @@ mod grpc;
 mod grpc_metrics;
 mod metrics;
 mod pool_node_cmd;
+mod redrive_cmd;
 mod shutdown;
 mod standalone;
 mod traces;
@@ -78,13 +79,16 @@ enum Command {
     Catalog(catalog_cmd::CatalogArgs),
     /// Operate a catalog over its AdminService: pools, placements, raft nodes.
     Admin(admin_cmd::AdminArgs),
+    /// Move the messages of a dead letter queue to another queue, at a bounded rate.
+    Redrive(redrive_cmd::RedriveArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_admin = matches!(cli.command, Command::Admin(_));
-    let traces = match cli.otlp_endpoint.clone().filter(|_| !is_admin) {
+    // A command-line tool: errors to stderr, no traces.
+    let is_tool = matches!(cli.command, Command::Admin(_) | Command::Redrive(_));
+    let traces = match cli.otlp_endpoint.clone().filter(|_| !is_tool) {
         None => None,
         Some(endpoint) => {
             let settings = traces::TraceSettings {
@@ -111,7 +115,7 @@ async fn main() -> ExitCode {
     }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if is_admin => {
+        Err(err) if is_tool => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
@@ -162,6 +166,7 @@ impl Command {
             Command::PoolNode(_) => "zaqar-pool-node",
             Command::Catalog(_) => "zaqar-catalog",
             Command::Admin(_) => "zaqar-admin",
+            Command::Redrive(_) => "zaqar-redrive",
         }
     }
 }
@@ -178,7 +183,7 @@ async fn run(command: Command, metrics_listen: Option<std::net::SocketAddr>) -> 
             Command::ApiNode(_) => metrics::add(zaqar_api_node::metrics::register),
             Command::PoolNode(_) => metrics::add(zaqar_pool_node::metrics::register),
             // A raft node adds its own when it starts.
-            Command::Catalog(_) | Command::Admin(_) => {}
+            Command::Catalog(_) | Command::Admin(_) | Command::Redrive(_) => {}
         }
         // The roles that serve gRPC.
         if matches!(
@@ -187,7 +192,7 @@ async fn run(command: Command, metrics_listen: Option<std::net::SocketAddr>) -> 
         ) {
             metrics::add(grpc_metrics::register);
         }
-        if !matches!(command, Command::Admin(_)) {
+        if !matches!(command, Command::Admin(_) | Command::Redrive(_)) {
             metrics::serve(addr)?;
         }
     }
@@ -197,6 +202,7 @@ async fn run(command: Command, metrics_listen: Option<std::net::SocketAddr>) -> 
         Command::PoolNode(args) => pool_node_cmd::run(args.config()?, Shutdown::on_signals()).await,
         Command::Catalog(args) => catalog_cmd::run(args.config()?, Shutdown::on_signals()).await,
         Command::Admin(args) => admin_cmd::run(args).await,
+        Command::Redrive(args) => redrive_cmd::run(args).await,
     }
 }
 

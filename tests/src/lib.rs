@@ -9,6 +9,7 @@ pub mod proxy;
 pub mod redis_cluster;
 pub mod secantus;
 pub mod sentinel;
+pub mod stores;
 pub mod webhook;
 
 use std::net::TcpListener;

@@ -1,12 +1,13 @@
 //! Dead-letter redrive as an operator or a tenant uses it: messages a queue moved to
 //! its dead letter queue (`_max_claim_count`) go back with
-//! `POST /v2/queues/{dlq}/redrive`, `limit` at a time, oldest first, as new
-//! messages (their claim count reset, so they are claimed again instead of being
-//! dead-lettered at once); WebSocket `queue_redrive` does the same; bad requests are
-//! 400 and a missing queue 404, with Zaqar's error body. A redrive that fails half-way
-//! (the destination refuses a message) is finished by the next call without a
-//! duplicate of what the first one moved. The commands of docs/dead-letter-queues.md
-//! run as written.
+//! `POST /v2/queues/{dlq}/redrive`, `limit` at a time, oldest first, as new messages
+//! (their claim count reset, so they are claimed again instead of being dead-lettered
+//! at once), on every store; WebSocket `queue_redrive` does the same; bad requests
+//! are 400 and a missing queue 404, with Zaqar's error body. A redrive that fails
+//! half-way (the destination refuses a message) is finished by the next call without
+//! a duplicate of what the first one moved. `zaqar redrive`, the operators' command,
+//! moves batches at its rate, stops at `--max` and resumes. The commands of
+//! docs/dead-letter-queues.md run as written.
 
 use std::process::Command;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use zaqar_tests::stores::standalone_on_each_store;
 use zaqar_tests::{Client, Standalone};
 
 /// Creates `jobs-dlq`, and `jobs` with it as its dead letter queue; posts `n`
@@ -89,8 +91,15 @@ async fn redrive(client: &Client, body: Value) -> Result<(u16, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_lettered_messages_are_redriven_oldest_first() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = Standalone::start(dir.path())?;
+    for on in standalone_on_each_store(&[])? {
+        redriven_oldest_first(&on.server)
+            .await
+            .with_context(|| on.store)?;
+    }
+    Ok(())
+}
+
+async fn redriven_oldest_first(server: &Standalone) -> Result<()> {
     let client = Client::new(server.port, "redrive");
     client.wait_ready(Duration::from_secs(20)).await?;
     dead_letter(&client, 5).await?;
@@ -240,7 +249,7 @@ async fn a_redrive_that_fails_half_way_is_finished_without_a_duplicate() -> Resu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_docs_example_redrives_its_message() -> Result<()> {
+async fn the_docs_example_redrives_its_messages() -> Result<()> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dead-letter-queues.md");
     let doc = std::fs::read_to_string(path)?;
     let block = doc
@@ -253,9 +262,17 @@ async fn the_docs_example_redrives_its_message() -> Result<()> {
     let client = Client::new(server.port, "demo");
     client.wait_ready(Duration::from_secs(20)).await?;
     let script = block.replace("localhost:8888", &format!("localhost:{}", server.port));
+    // `zaqar` is the binary under test.
+    let bin = zaqar_tests::zaqar_bin();
+    let path = format!(
+        "{}:{}",
+        bin.parent().context("the binary's directory")?.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!("set -e\n{script}"))
+        .env("PATH", path)
         .output()?;
     let stdout = String::from_utf8(out.stdout)?;
     ensure!(
@@ -263,13 +280,97 @@ async fn the_docs_example_redrives_its_message() -> Result<()> {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    ensure!(stdout.ends_with(r#"{"moved":1,"remaining":0}"#), "{stdout}");
+    let printed = "{\"moved\":1,\"remaining\":1}moved 1 (1 in all), 0 left\n";
+    ensure!(stdout.ends_with(printed), "{stdout}");
     let jobs = client
         .call("GET", "/v2/queues/jobs/messages?echo=true", None)
         .await?;
+    let bodies: Vec<&Value> = jobs.body["messages"]
+        .as_array()
+        .context("messages")?
+        .iter()
+        .map(|m| &m["body"])
+        .collect();
     ensure!(
-        jobs.body["messages"][0]["body"] == json!({"job": 7}),
+        bodies == [&json!({"job": 7}), &json!({"job": 8})],
         "{jobs:?}"
+    );
+    Ok(())
+}
+
+/// Runs `zaqar redrive` with `args` against `server`; its output.
+fn zaqar_redrive(server: &Standalone, args: &[&str]) -> Result<String> {
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let out = Command::new(zaqar_tests::zaqar_bin())
+        .args(["redrive", "--url", &url])
+        .args(args)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zaqar_redrive_moves_batches_stops_at_max_and_resumes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Standalone::start(dir.path())?;
+    let client = Client::new(server.port, "redrive-cli");
+    client.wait_ready(Duration::from_secs(20)).await?;
+    let messages: Vec<Value> = (0..45)
+        .map(|n| json!({"ttl": 300, "body": {"n": n}}))
+        .collect();
+    let posted = client
+        .call(
+            "POST",
+            "/v2/queues/backlog/messages",
+            Some(json!({ "messages": messages })),
+        )
+        .await?;
+    ensure!(posted.status == 201, "{posted:?}");
+    let common = ["backlog", "--to", "jobs", "--project", "redrive-cli"];
+
+    let first = zaqar_redrive(
+        &server,
+        &[&common[..], &["--rate", "40", "--max", "30"]].concat(),
+    )?;
+    ensure!(
+        first == "moved 20 (20 in all), 25 left\nmoved 10 (30 in all), 15 left\n",
+        "{first}"
+    );
+    let rest = zaqar_redrive(&server, &common)?;
+    ensure!(rest == "moved 15 (15 in all), 0 left\n", "{rest}");
+    let mut moved = Vec::new();
+    let mut path = "/v2/queues/jobs/messages?echo=true&limit=20".to_string();
+    loop {
+        let page = client.call("GET", &path, None).await?;
+        if page.status == 204 {
+            break;
+        }
+        let messages = page.body["messages"].as_array().context("messages")?;
+        if messages.is_empty() {
+            break;
+        }
+        moved.extend(messages.iter().filter_map(|m| m["body"]["n"].as_u64()));
+        let next = page.body["links"][0]["href"].as_str().context("next")?;
+        path = next.to_string();
+    }
+    ensure!(moved == (0..45).collect::<Vec<u64>>(), "{moved:?}");
+    let bad = Command::new(zaqar_tests::zaqar_bin())
+        .args([
+            "redrive",
+            "--url",
+            &format!("http://127.0.0.1:{}", server.port),
+        ])
+        .args(["nowhere", "--to", "jobs", "--project", "redrive-cli"])
+        .output()?;
+    ensure!(!bad.status.success(), "a missing queue is an error");
+    ensure!(
+        String::from_utf8_lossy(&bad.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
     );
     Ok(())
 }

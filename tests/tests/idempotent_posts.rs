@@ -1,7 +1,7 @@
 //! Idempotent posts (`Idempotency-Key`), as a producer uses them: every post's answer
 //! is lost on the way back (a proxy forwards the request and throws the answer away),
 //! the producer posts again with the same key, and each message is stored once, on
-//! the embedded store and on Redis. Without a key the same producer stores each
+//! every store (embedded, Redis, MongoDB). Without a key the same producer stores each
 //! message twice, which shows that the lost answers were of posts that were stored.
 //! Over WebSocket, `idempotency_key` does the same; a malformed key is 400. The
 //! commands of docs/idempotent-posts.md run as written.
@@ -13,7 +13,8 @@ use anyhow::{ensure, Context, Result};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use zaqar_tests::proxy::{Link, TcpProxy};
-use zaqar_tests::{Client, Redis, Standalone};
+use zaqar_tests::stores::standalone_on_each_store;
+use zaqar_tests::{Client, Standalone};
 
 const POSTS: usize = 10;
 
@@ -116,14 +117,12 @@ async fn check_store(server: &Standalone, project: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_posts_with_a_key_are_stored_once() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let embedded = Standalone::start(dir.path())?;
-    check_store(&embedded, "once-embedded").await?;
-
-    let redis = Redis::start()?;
-    let redis_dir = tempfile::tempdir()?;
-    let on_redis = Standalone::start_with(redis_dir.path(), &["--pool-uri", &redis.uri(0)])?;
-    check_store(&on_redis, "once-redis").await
+    for on in standalone_on_each_store(&[])? {
+        check_store(&on.server, &format!("once-{}", on.store))
+            .await
+            .with_context(|| on.store)?;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,20 +28,6 @@ struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// The test server's URL with a database of this test's own.
-fn mongo_uri() -> Option<String> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "ZAQAR_TEST_MONGO_URL must be set when CI is set"
-        );
-        eprintln!("skipped: ZAQAR_TEST_MONGO_URL not set");
-        return None;
-    };
-    let database = format!("zaqar_cluster_{}", uuid::Uuid::new_v4().simple());
-    Some(url.replacen("/?", &format!("/{database}?"), 1))
-}
-
 fn start_cluster(mongo_uri: String) -> Result<Cluster> {
     let dir = tempfile::tempdir()?;
     let bin = zaqar_bin();
@@ -125,7 +111,7 @@ fn admin_pools(catalog: &str) -> Result<Vec<Value>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_are_placed_on_a_redis_pool_and_a_mongo_pool_at_once() -> Result<()> {
-    let Some(mongo_uri) = mongo_uri() else {
+    let Some(mongo_uri) = zaqar_tests::stores::mongo_database_uri("zaqar_cluster") else {
         return Ok(());
     };
     let cluster = start_cluster(mongo_uri)?;

@@ -1,0 +1,66 @@
+//! `zaqar standalone` on each message store, for the tests of a feature that every
+//! store must give: the embedded one, a Redis of the test's own, and MongoDB (a
+//! database of the test's own at `ZAQAR_TEST_MONGO_URL`; left out when that is unset,
+//! unless `CI` is set).
+
+use anyhow::Result;
+
+use crate::{Redis, Standalone};
+
+/// A standalone server on one store, with what must outlive it.
+pub struct OnStore {
+    /// `embedded`, `redis` or `mongodb`.
+    pub store: &'static str,
+    pub server: Standalone,
+    _redis: Option<Redis>,
+    _dir: tempfile::TempDir,
+}
+
+/// The test server's MongoDB URL with a database of its own (named from `prefix`).
+pub fn mongo_database_uri(prefix: &str) -> Option<String> {
+    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ZAQAR_TEST_MONGO_URL must be set when CI is set"
+        );
+        eprintln!("skipped: ZAQAR_TEST_MONGO_URL not set");
+        return None;
+    };
+    let database = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    Some(url.replacen("/?", &format!("/{database}?"), 1))
+}
+
+/// A standalone server on each store, started with `extra` arguments.
+pub fn standalone_on_each_store(extra: &[&str]) -> Result<Vec<OnStore>> {
+    let mut servers = Vec::new();
+    let dir = tempfile::tempdir()?;
+    let server = Standalone::start_with(dir.path(), extra)?;
+    servers.push(OnStore {
+        store: "embedded",
+        server,
+        _redis: None,
+        _dir: dir,
+    });
+    let redis = Redis::start()?;
+    let dir = tempfile::tempdir()?;
+    let uri = redis.uri(0);
+    let server = Standalone::start_with(dir.path(), &[&["--pool-uri", &uri], extra].concat())?;
+    servers.push(OnStore {
+        store: "redis",
+        server,
+        _redis: Some(redis),
+        _dir: dir,
+    });
+    if let Some(uri) = mongo_database_uri("zaqar_standalone") {
+        let dir = tempfile::tempdir()?;
+        let server =
+            Standalone::start_with(dir.path(), &[&["--pool-uri", uri.as_str()], extra].concat())?;
+        servers.push(OnStore {
+            store: "mongodb",
+            server,
+            _redis: None,
+            _dir: dir,
+        });
+    }
+    Ok(servers)
+}
