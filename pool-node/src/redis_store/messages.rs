@@ -88,7 +88,11 @@ impl Batched for PostCall {
             }
         }
         match store.run::<redis::Value>(&invocation).await {
-            Ok(redis::Value::Int(code)) => vec![Ok(PostAnswer::Refused(code)); calls.len()],
+            Ok(redis::Value::Int(code)) if code < 0 => {
+                vec![Ok(PostAnswer::Refused(code)); calls.len()]
+            }
+            // The server time: no post had a key, so every one stored.
+            Ok(redis::Value::Int(_)) => vec![Ok(PostAnswer::Stored); calls.len()],
             Ok(redis::Value::Array(answers)) if answers.len() == calls.len() + 1 => answers
                 .into_iter()
                 .skip(1)

@@ -8,8 +8,9 @@
 -- `_enable_encrypt_messages: true` (its bodies must be encrypted first).
 -- check '1': store nothing and return -2 unless the queue's metadata is exactly the
 -- expected one ('' for a queue that does not exist yet).
--- Returns {server time in ms, then per post: '' when stored, or the comma-separated
--- ids an earlier post with the same idempotency key stored (this one stored nothing)}.
+-- Returns the server time in ms when every post stored (no post had a key), else
+-- {server time in ms, then per post: '' when stored, or the comma-separated ids an
+-- earlier post with the same idempotency key stored (this one stored nothing)}.
 local k = queue_keys(1)
 local plain, check, expected = ARGV[1], ARGV[2], ARGV[3]
 local record = redis.call('HMGET', k.q, 'meta', 'x')
@@ -28,12 +29,13 @@ end
 local now = now_ms()
 -- Which posts store: a post whose key is recorded answers the ids recorded; one
 -- that stores records its key at once, so a later post of this batch sees it.
-local answers, storing, count = {now}, {}, 0
+local answers, storing, count, keyed = {now}, {}, 0, false
 local i = 4
 while i <= #ARGV do
   local slot, window, n = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
   local seen = ''
   if slot > 0 then
+    keyed = true
     seen = redis.call('GET', KEYS[slot]) or ''
     if seen == '' then
       local ids = {}
@@ -48,6 +50,7 @@ while i <= #ARGV do
   end
   i = i + 3 + 6 * n
 end
+if not keyed then answers = now end
 if count < 1 then return answers end
 -- As add() would for each message, with one call per key for the whole post.
 local seq = redis.call('HINCRBY', k.q, 'seq', count) - count
