@@ -45,7 +45,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 
-use crate::store::{CheckedPost, ListParams, MessageStore, Once, StoreResult, SubscriptionUpdate};
+use crate::store::{
+    CheckedPost, ListParams, MessageStore, Once, Post, StoreResult, SubscriptionUpdate,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
@@ -467,15 +469,10 @@ impl MessageStore for MeteredStore {
     async fn post_once(
         &self,
         queue: &QueueRef,
-        client_id: &str,
-        messages: &[NewMessage],
-        plain: bool,
-        expected_metadata: Option<&str>,
+        post: Post<'_>,
         once: &Once,
     ) -> StoreResult<CheckedPost> {
-        let call = self
-            .inner
-            .post_once(queue, client_id, messages, plain, expected_metadata, once);
+        let call = self.inner.post_once(queue, post, once);
         let checked = self.measure("post_messages", call).await?;
         if let CheckedPost::Posted(ids) = &checked {
             count_messages(queue, self.backend, "posted", ids.len());

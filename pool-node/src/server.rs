@@ -12,7 +12,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
-use crate::store::{CheckedPost, ListParams, MessageStore, Once, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once, Post, SubscriptionUpdate};
 
 /// Serves one store over gRPC.
 ///
@@ -119,7 +119,16 @@ impl PoolServer {
             let posted = match once {
                 Some(once) => {
                     self.store
-                        .post_once(queue, client_id, &plain, true, expected_metadata, once)
+                        .post_once(
+                            queue,
+                            Post {
+                                client_id,
+                                messages: &plain,
+                                plain: true,
+                                expected_metadata,
+                            },
+                            once,
+                        )
                         .await?
                 }
                 None => {
@@ -147,7 +156,16 @@ impl PoolServer {
         match once {
             Some(once) => {
                 self.store
-                    .post_once(queue, client_id, &stored, false, expected_metadata, once)
+                    .post_once(
+                        queue,
+                        Post {
+                            client_id,
+                            messages: &stored,
+                            plain: false,
+                            expected_metadata,
+                        },
+                        once,
+                    )
                     .await
             }
             None => {

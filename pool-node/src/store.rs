@@ -38,6 +38,19 @@ pub struct Once {
     pub window_s: u32,
 }
 
+/// A post as [`MessageStore::post_once`] takes it: who posts what, and the checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Post<'a> {
+    pub client_id: &'a str,
+    pub messages: &'a [NewMessage],
+    /// The bodies are not encrypted yet: nothing is stored when the queue encrypts
+    /// ([`CheckedPost::Encrypts`]).
+    pub plain: bool,
+    /// Nothing is stored unless the queue's metadata is exactly this ("" for a
+    /// queue that does not exist): [`CheckedPost::StaleMetadata`].
+    pub expected_metadata: Option<&'a str>,
+}
+
 /// What [`MessageStore::post_checked_messages`] (or [`MessageStore::post_once`]) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckedPost {
@@ -146,8 +159,7 @@ pub trait MessageStore: Send + Sync + 'static {
         Ok(CheckedPost::Posted(ids))
     }
 
-    /// [`Self::post_checked_messages`] (with `plain`; without, for bodies sealed
-    /// already, nothing is refused because the queue encrypts) once per `once.key`:
+    /// The checks of `post` (see [`Post`]) and the post, once per `once.key`:
     /// the check of the key, the post and the key's record are one atomic step, so
     /// that of two posts with one key in one window (concurrent ones too) one stores
     /// and the other answers [`CheckedPost::Repeated`] with its ids. A refused post
@@ -155,10 +167,7 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn post_once(
         &self,
         queue: &QueueRef,
-        client_id: &str,
-        messages: &[NewMessage],
-        plain: bool,
-        expected_metadata: Option<&str>,
+        post: Post<'_>,
         once: &Once,
     ) -> StoreResult<CheckedPost>;
 

@@ -2,6 +2,7 @@
 //! processes that stop when dropped, and a small Zaqar REST client.
 
 pub mod catalog_cluster;
+pub mod docs;
 pub mod faults;
 pub mod otlp;
 pub mod prometheus;

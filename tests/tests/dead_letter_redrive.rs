@@ -250,36 +250,11 @@ async fn a_redrive_that_fails_half_way_is_finished_without_a_duplicate() -> Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_docs_example_redrives_its_messages() -> Result<()> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dead-letter-queues.md");
-    let doc = std::fs::read_to_string(path)?;
-    let block = doc
-        .split("```sh\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .context("no sh block in docs/dead-letter-queues.md")?;
     let dir = tempfile::tempdir()?;
     let server = Standalone::start(dir.path())?;
     let client = Client::new(server.port, "demo");
     client.wait_ready(Duration::from_secs(20)).await?;
-    let script = block.replace("localhost:8888", &format!("localhost:{}", server.port));
-    // `zaqar` is the binary under test.
-    let bin = zaqar_tests::zaqar_bin();
-    let path = format!(
-        "{}:{}",
-        bin.parent().context("the binary's directory")?.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -e\n{script}"))
-        .env("PATH", path)
-        .output()?;
-    let stdout = String::from_utf8(out.stdout)?;
-    ensure!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = zaqar_tests::docs::run_sh_block("dead-letter-queues.md", server.port)?;
     let printed = "{\"moved\":1,\"remaining\":1}moved 1 (1 in all), 0 left\n";
     ensure!(stdout.ends_with(printed), "{stdout}");
     let jobs = client

@@ -6,7 +6,6 @@
 //! Over WebSocket, `idempotency_key` does the same; a malformed key is 400. The
 //! commands of docs/idempotent-posts.md run as written.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -195,25 +194,11 @@ async fn websocket_posts_take_a_key_and_bad_keys_are_refused() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_docs_example_stores_once() -> Result<()> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/idempotent-posts.md");
-    let doc = std::fs::read_to_string(path)?;
-    let block = doc
-        .split("```sh\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .context("no sh block in docs/idempotent-posts.md")?;
     let dir = tempfile::tempdir()?;
     let server = Standalone::start(dir.path())?;
     let client = Client::new(server.port, "demo");
     client.wait_ready(Duration::from_secs(20)).await?;
-    let script = block.replace("localhost:8888", &format!("localhost:{}", server.port));
-    let out = Command::new("bash").arg("-c").arg(&script).output()?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout)?;
+    let stdout = zaqar_tests::docs::run_sh_block("idempotent-posts.md", server.port)?;
     let answers: Vec<Value> = serde_json::Deserializer::from_str(&stdout)
         .into_iter::<Value>()
         .collect::<Result<_, _>>()?;

@@ -10,7 +10,7 @@ use super::{
     code, fresh_queue, ids_of, json, listed_ids, listing, message, post, post_n, random_id,
     sibling, CLIENT, OTHER_CLIENT, PAST_ONE_SECOND,
 };
-use crate::store::{CheckedPost, ListParams, MessageStore, Once};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once, Post};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -340,7 +340,16 @@ async fn post_once(
     key: &Once,
 ) -> CheckedPost {
     store
-        .post_once(queue, CLIENT, messages, true, expected, key)
+        .post_once(
+            queue,
+            Post {
+                client_id: CLIENT,
+                messages,
+                plain: true,
+                expected_metadata: expected,
+            },
+            key,
+        )
         .await
         .expect("post once")
 }

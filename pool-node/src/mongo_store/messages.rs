@@ -20,7 +20,7 @@ use super::{
     counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_ids, of_queue,
     parse_marker, store_error, MongoStore,
 };
-use crate::store::{CheckedPost, ListParams, Once, StoreResult};
+use crate::store::{CheckedPost, ListParams, Once, Post, StoreResult};
 
 /// Zaqar's checksum of a message body: `MD5:` and the hex digest of its JSON text.
 fn checksum(body_json: &str) -> String {
@@ -104,18 +104,9 @@ async fn append(
     Ok(ids)
 }
 
-/// A post, as `MessageStore::post_once` gets it.
-pub(super) struct Post<'a> {
-    pub client_id: &'a str,
-    pub messages: &'a [NewMessage],
-    pub plain: bool,
-    pub expected_metadata: Option<&'a str>,
-}
-
 /// `MessageStore::post_once` in one transaction: the checks, the key's lookup in
 /// `idempotency` (`_id`: project `p`, queue `q` and key `k`; `ids`; `e` the
-/// window's end, its TTL index), the
-/// post and the key's record. Two posts with one key both take a sequence number
+/// window's end, its TTL index), the post and the key's record. Two posts with one key both take a sequence number
 /// from the queue's counter, so their transactions conflict and the one retried
 /// finds the other's key.
 pub(super) async fn post_once(

@@ -44,7 +44,9 @@ use mongodb::{Client, ClientSession, Collection, Database};
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 use zaqar_proto::ZaqarError;
 
-use crate::store::{CheckedPost, ListParams, MessageStore, Once, StoreResult, SubscriptionUpdate};
+use crate::store::{
+    CheckedPost, ListParams, MessageStore, Once, Post, StoreResult, SubscriptionUpdate,
+};
 
 /// The longest any one store call takes (transaction retries included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -340,18 +342,9 @@ impl MessageStore for MongoStore {
     async fn post_once(
         &self,
         queue: &QueueRef,
-        client_id: &str,
-        messages: &[NewMessage],
-        plain: bool,
-        expected_metadata: Option<&str>,
+        post: Post<'_>,
         once: &Once,
     ) -> StoreResult<CheckedPost> {
-        let post = messages::Post {
-            client_id,
-            messages,
-            plain,
-            expected_metadata,
-        };
         bounded(messages::post_once(self, queue, post, once)).await
     }
 

@@ -58,7 +58,9 @@ use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply
 use zaqar_proto::redis_uri::{RedisTarget, RedisUri};
 use zaqar_proto::ZaqarError;
 
-use crate::store::{CheckedPost, ListParams, MessageStore, Once, StoreResult, SubscriptionUpdate};
+use crate::store::{
+    CheckedPost, ListParams, MessageStore, Once, Post, StoreResult, SubscriptionUpdate,
+};
 use group_commit::GroupCommit;
 use messages::{DeleteCall, PostCall, PostKey};
 use scripts::Scripts;
@@ -447,12 +449,15 @@ impl MessageStore for RedisStore {
     async fn post_once(
         &self,
         queue: &QueueRef,
-        client_id: &str,
-        messages: &[NewMessage],
-        plain: bool,
-        expected_metadata: Option<&str>,
+        post: Post<'_>,
         once: &Once,
     ) -> StoreResult<CheckedPost> {
+        let Post {
+            client_id,
+            messages,
+            plain,
+            expected_metadata,
+        } = post;
         self.post(
             queue,
             client_id,

@@ -16,7 +16,9 @@ use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply
 use zaqar_proto::ZaqarError;
 
 use super::{claims, messages, queues, subscriptions, SqliteStore};
-use crate::store::{CheckedPost, ListParams, MessageStore, Once, StoreResult, SubscriptionUpdate};
+use crate::store::{
+    CheckedPost, ListParams, MessageStore, Once, Post, StoreResult, SubscriptionUpdate,
+};
 
 impl SqliteStore {
     /// Runs `call` on a clone of the store in a task of its own and waits for it.
@@ -91,25 +93,20 @@ impl MessageStore for SqliteStore {
     async fn post_once(
         &self,
         queue: &QueueRef,
-        client_id: &str,
-        new: &[NewMessage],
-        plain: bool,
-        expected_metadata: Option<&str>,
+        post: Post<'_>,
         once: &Once,
     ) -> StoreResult<CheckedPost> {
-        let (queue, client_id, new) = (queue.clone(), client_id.to_owned(), new.to_vec());
-        let (expected, once) = (expected_metadata.map(str::to_owned), once.clone());
+        let (queue, client_id) = (queue.clone(), post.client_id.to_owned());
+        let (new, plain) = (post.messages.to_vec(), post.plain);
+        let (expected, once) = (post.expected_metadata.map(str::to_owned), once.clone());
         self.detached(|s| async move {
-            messages::post_once(
-                &s,
-                &queue,
-                &client_id,
-                &new,
+            let post = Post {
+                client_id: &client_id,
+                messages: &new,
                 plain,
-                expected.as_deref(),
-                &once,
-            )
-            .await
+                expected_metadata: expected.as_deref(),
+            };
+            messages::post_once(&s, &queue, post, &once).await
         })
         .await
     }

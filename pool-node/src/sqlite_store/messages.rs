@@ -15,7 +15,7 @@ use super::{
 /// The most rows one call moves from claimed or from delayed back to free; each
 /// row moves once, the rest wait for the next call.
 const FREED_PER_CALL: i64 = 500;
-use crate::store::{CheckedPost, ListParams, Once, StoreResult};
+use crate::store::{CheckedPost, ListParams, Once, Post, StoreResult};
 
 /// Appends `messages` in one transaction, creating the queue if needed.
 pub(super) async fn post(
@@ -35,12 +35,15 @@ pub(super) async fn post(
 pub(super) async fn post_once(
     store: &SqliteStore,
     queue: &QueueRef,
-    client_id: &str,
-    messages: &[NewMessage],
-    plain: bool,
-    expected_metadata: Option<&str>,
+    post: Post<'_>,
     once: &Once,
 ) -> StoreResult<CheckedPost> {
+    let Post {
+        client_id,
+        messages,
+        plain,
+        expected_metadata,
+    } = post;
     let now = now_ms();
     let mut tx = store.begin().await?;
     let metadata: Option<String> =
