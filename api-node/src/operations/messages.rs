@@ -464,16 +464,7 @@ pub async fn delete_many(
         max,
         "ids parameter should have at least 1 and not greater than {0} values.",
     )?;
-    let failed = unavailable_as("Messages could not be deleted.");
-    let request = pb::DeleteMessagesRequest {
-        queue: Some(ctx.queue_ref(queue)),
-        ids,
-        claim_ids: claim_ids.unwrap_or_default(),
-    };
-    ctx.call_queue(queue, &failed, request, |mut c, request| async move {
-        c.delete_messages(request).await
-    })
-    .await?;
+    delete_ids(ctx, queue, ids, claim_ids.unwrap_or_default()).await?;
     Ok(None)
 }
 
@@ -485,11 +476,21 @@ pub async fn delete_claimed(
     ids: Vec<String>,
     claim_id: &str,
 ) -> Result<(), ZaqarError> {
+    delete_ids(ctx, queue, ids, vec![claim_id.to_string()]).await
+}
+
+/// Deletes `ids`, all or none; a claimed one only with its claim among `claim_ids`.
+async fn delete_ids(
+    ctx: &Context,
+    queue: &str,
+    ids: Vec<String>,
+    claim_ids: Vec<String>,
+) -> Result<(), ZaqarError> {
     let failed = unavailable_as("Messages could not be deleted.");
     let request = pb::DeleteMessagesRequest {
         queue: Some(ctx.queue_ref(queue)),
         ids,
-        claim_ids: vec![claim_id.to_string()],
+        claim_ids,
     };
     ctx.call_queue(queue, &failed, request, |mut c, request| async move {
         c.delete_messages(request).await

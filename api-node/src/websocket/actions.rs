@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::action::Action;
@@ -61,13 +61,8 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
             .map(|()| Reply::new(204, json!(format!("Queue {queue} removed.")))),
         Action::QueueGetStats => queue_stats(&ctx, &queue).await,
         Action::QueueRedrive => {
-            let mut document = Map::new();
-            for name in ["destination", "limit"] {
-                if let Some(value) = request.field(name) {
-                    document.insert(name.into(), value.clone());
-                }
-            }
-            redrive::redrive(&ctx, &queue, &payload(Value::Object(document)))
+            let document = request.fields(&["destination", "limit"]);
+            redrive::redrive(&ctx, &queue, &payload(document))
                 .await
                 .map(|done| {
                     Reply::new(
@@ -299,13 +294,7 @@ fn int(request: &Request, name: &str) -> Option<i64> {
 
 /// The `ttl` and `grace` of a claim request, as a claim body.
 fn ttl_and_grace(request: &Request) -> Value {
-    let mut document = Map::new();
-    for name in ["ttl", "grace"] {
-        if let Some(value) = request.field(name) {
-            document.insert(name.into(), value.clone());
-        }
-    }
-    Value::Object(document)
+    request.fields(&["ttl", "grace"])
 }
 
 async fn ping(ctx: &Context) -> Result<Reply, ZaqarError> {

@@ -79,13 +79,7 @@ fn document(body: Map<String, Value>) -> Payload {
 
 /// The named fields of the request body, as a REST body.
 fn fields(request: &Request, names: &[&str]) -> Payload {
-    let mut body = Map::new();
-    for name in names {
-        if let Some(value) = request.field(name) {
-            body.insert((*name).to_string(), value.clone());
-        }
-    }
-    document(body)
+    Payload::Read(Bytes::from(request.fields(names).to_string()))
 }
 
 /// A flavor body: `pool_list`, or the one pool of Zaqar's `pool_name`.

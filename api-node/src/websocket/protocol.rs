@@ -70,6 +70,17 @@ impl Request {
         self.body.get(name).filter(|value| !value.is_null())
     }
 
+    /// The named fields of the body that are set, as a document.
+    pub fn fields(&self, names: &[&str]) -> Value {
+        let mut document = serde_json::Map::new();
+        for name in names {
+            if let Some(value) = self.field(name) {
+                document.insert((*name).to_string(), value.clone());
+            }
+        }
+        Value::Object(document)
+    }
+
     /// A string field of the body (the schema has checked its type).
     pub fn text(&self, name: &str) -> String {
         self.field(name)

@@ -46,13 +46,7 @@ pub(super) async fn post_once(
     } = post;
     let now = now_ms();
     let mut tx = store.begin().await?;
-    let metadata: Option<String> =
-        sqlx::query_scalar("SELECT metadata FROM queues WHERE project = ? AND name = ?")
-            .bind(&queue.project)
-            .bind(&queue.queue)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(store_error)?;
+    let metadata = super::queues::metadata(&mut *tx, queue).await?;
     if expected_metadata.is_some_and(|expected| metadata.as_deref().unwrap_or("") != expected) {
         return Ok(CheckedPost::StaleMetadata);
     }

@@ -27,10 +27,19 @@ pub(super) async fn create(
 }
 
 pub(super) async fn get(store: &SqliteStore, queue: &QueueRef) -> StoreResult<Option<String>> {
+    metadata(&store.reader, queue).await
+}
+
+/// The stored metadata of `queue`, read through `executor` (a pool, or a
+/// transaction that must see it with its own writes).
+pub(super) async fn metadata<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    queue: &QueueRef,
+) -> StoreResult<Option<String>> {
     let row = sqlx::query("SELECT metadata FROM queues WHERE project = ? AND name = ?")
         .bind(&queue.project)
         .bind(&queue.queue)
-        .fetch_optional(&store.reader)
+        .fetch_optional(executor)
         .await
         .map_err(store_error)?;
     Ok(row.map(|row| row.get("metadata")))
