@@ -23,6 +23,10 @@ struct TestSentinel {
 }
 
 impl TestSentinel {
+    /// A sentinel of the group whose master is on `master_port`. A failover whose
+    /// promoted replica does not report itself master within `failover-timeout` is
+    /// cancelled; with 2 s, a forced failover on a loaded 2-core CI machine was once
+    /// cancelled half-way, and the sentinels named a replica for over 15 s.
     fn start(master_port: u16) -> TestSentinel {
         let dir = tempfile::tempdir().expect("a directory for the sentinel");
         let port = free_port();
@@ -33,7 +37,7 @@ impl TestSentinel {
                 "port {port}\nbind 127.0.0.1\ndir {}\n\
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
                  sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                 sentinel failover-timeout {MASTER_NAME} 2000\n",
+                 sentinel failover-timeout {MASTER_NAME} 6000\n",
                 dir.path().display()
             ),
         )
@@ -250,7 +254,7 @@ async fn the_store_follows_its_master_through_failovers_and_keeps_what_it_acknow
     };
     tokio::time::sleep(SENTINEL_POLL * 2).await;
     let mut after = Vec::new();
-    post_until_served(&store, &q, &mut after, Duration::from_secs(15)).await;
+    post_until_served(&store, &q, &mut after, Duration::from_secs(30)).await;
     for _ in 0..10 {
         after.extend(
             store
