@@ -17,7 +17,9 @@
 # consumers drain that queue. BENCH_SUITE=queues runs the many-queues benchmark
 # (scripts/bench-queues.sh): what a project's number of queues costs. BENCH_SUITE=flow
 # runs the balanced flow (scripts/bench-flow.sh): 8 producers and 8 consumers on one queue
-# of standalone on a durable Redis, and the CPU split that bounds it.
+# of standalone on a durable Redis, and the CPU split that bounds it. BENCH_SUITE=long-poll
+# runs the long-polling benchmark (scripts/bench-long-poll.sh): what idle waiting claims
+# cost an api-node, and how soon a waiting claim answers a post through another api-node.
 #
 # Knobs (environment):
 #   BENCH_TARGETS="reference standalone cluster"   which servers to measure
@@ -40,6 +42,7 @@ case "${BENCH_SUITE:-mixed}" in
 depth) exec "$ROOT/scripts/bench-depth.sh" ;;
 queues) exec "$ROOT/scripts/bench-queues.sh" ;;
 flow) exec "$ROOT/scripts/bench-flow.sh" ;;
+long-poll) exec "$ROOT/scripts/bench-long-poll.sh" ;;
 esac
 # shellcheck source=scripts/bench-lib.sh
 source "$ROOT/scripts/bench-lib.sh"

@@ -104,6 +104,9 @@ pub struct ApiConfig {
     /// `/v2/pools`, `/v2/flavors`, and their WebSocket actions) to callers with the
     /// admin role. Off, they do not exist, whatever roles a caller shows.
     pub admin_mode: bool,
+    /// `[long_poll]`: the longest `wait` of a claim or a listing, and how many
+    /// requests may wait at once.
+    pub long_poll: crate::routing::LongPollConfig,
 }
 
 impl Default for ApiConfig {
@@ -138,6 +141,7 @@ impl Default for ApiConfig {
             placement_cache_size: 100_000,
             require_subscription_confirmation: false,
             message_delete_with_claim_id: false,
+            long_poll: Default::default(),
             signed_url_secret_key: None,
             enable_checksum: false,
             admin_mode: false,

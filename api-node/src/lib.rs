@@ -58,6 +58,16 @@ async fn bind_rest(
 ) -> io::Result<(SocketAddr, Pin<Box<dyn Future<Output = ()> + Send>>)> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown.boxed().shared();
+    // Waiting requests (long polls) answer at once, so the graceful stop is not held.
+    let waiting = Arc::downgrade(&services);
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.await;
+        if let Some(services) = waiting.upgrade() {
+            services.router.activity().close();
+        }
+    });
     let slots = services.connections.clone();
     let service = warp::service(rest::routes(services));
     let header_timeout = config.header_read_timeout();

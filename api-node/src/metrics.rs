@@ -22,6 +22,9 @@
 //! - `zaqar_pool_calls_total{method, code}` and `zaqar_pool_call_duration_seconds{method}`:
 //!   every call to a pool-node (over gRPC, or in process in standalone), by RPC and
 //!   gRPC status code.
+//! - `zaqar_long_polls_waiting`: requests waiting for messages (`wait`);
+//!   `zaqar_pool_activity_streams`: pool-nodes' activity streams followed, live, to
+//!   wake them (see `routing/activity.rs`).
 //! - `zaqar_rate_limited_total`: requests refused with 429 by the per-project rate limit.
 //! - `zaqar_keystone_validations_total{result}` and
 //!   `zaqar_keystone_request_duration_seconds`: token validations (`cached`, or asked of
@@ -94,6 +97,8 @@ struct ApiMetrics {
     evictions: Family<EvictionLabels, Counter>,
     cached_placements: Gauge,
     watch_connected: Gauge,
+    long_polls: Gauge,
+    activity_streams: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +123,8 @@ static METRICS: LazyLock<ApiMetrics> = LazyLock::new(|| ApiMetrics {
     evictions: Family::default(),
     cached_placements: Gauge::default(),
     watch_connected: Gauge::default(),
+    long_polls: Gauge::default(),
+    activity_streams: Gauge::default(),
     requests: Family::default(),
     // 100 µs to about 6.5 s.
     durations: Family::new_with_constructor(|| {
@@ -171,6 +178,16 @@ pub fn register(registry: &mut Registry) {
         "zaqar_catalog_watch_connected",
         "1 while a catalog watch stream keeps the api-node's placement cache fresh",
         METRICS.watch_connected.clone(),
+    );
+    registry.register(
+        "zaqar_long_polls_waiting",
+        "Requests waiting for messages (long polling)",
+        METRICS.long_polls.clone(),
+    );
+    registry.register(
+        "zaqar_pool_activity_streams",
+        "Pool-nodes' activity streams followed, live, to wake waiting requests",
+        METRICS.activity_streams.clone(),
     );
     registry.register(
         "zaqar_pool_calls",
@@ -299,6 +316,20 @@ pub fn record_cached_placements(cached: usize) {
 /// Records whether a catalog watch stream keeps the placement cache fresh.
 pub fn record_watch_connected(connected: bool) {
     METRICS.watch_connected.set(i64::from(connected));
+}
+
+/// Records how many requests wait for messages (long polling).
+pub fn record_long_polls(waiting: usize) {
+    METRICS.long_polls.set(waiting as i64);
+}
+
+/// Records a pool's activity stream going live (`true`) or ending.
+pub fn record_activity_stream(live: bool) {
+    if live {
+        METRICS.activity_streams.inc();
+    } else {
+        METRICS.activity_streams.dec();
+    }
 }
 
 /// Records where the router found a queue's pool (`cached`, `catalog`, `last_known`).

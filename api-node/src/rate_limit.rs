@@ -25,6 +25,9 @@ pub struct ProjectLimitsConfig {
     /// it, projects idle long enough to have a full bucket are forgotten first,
     /// then the least recently seen.
     pub max_tracked_projects: usize,
+    /// Most queues one project may have (a quota, checked when a queue is created);
+    /// 0 for no limit.
+    pub max_queues: u64,
     /// Per-project settings, by project id: `[project_limits.overrides."ID"]`.
     pub overrides: HashMap<String, ProjectOverride>,
 }
@@ -35,6 +38,7 @@ impl Default for ProjectLimitsConfig {
             requests_per_second: 0.0,
             burst: 0,
             max_tracked_projects: 100_000,
+            max_queues: 0,
             overrides: HashMap::new(),
         }
     }
@@ -54,6 +58,8 @@ pub struct ProjectOverride {
     pub max_queue_metadata: Option<usize>,
     /// Most messages in one post (`limits.max_messages_per_post`).
     pub max_messages_per_post: Option<u32>,
+    /// Most queues of this project; 0 for no limit.
+    pub max_queues: Option<u64>,
 }
 
 /// A sustained rate and a burst; `None` rate means unlimited.
@@ -130,6 +136,9 @@ pub struct ProjectLimits {
     default_rate: Option<Rate>,
     rates: HashMap<String, Option<Rate>>,
     limits: HashMap<String, Limits>,
+    /// Most queues of a project (none: no limit), and the projects that differ.
+    max_queues: Option<u64>,
+    project_max_queues: HashMap<String, Option<u64>>,
     largest_body: usize,
     max_tracked: usize,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -142,7 +151,12 @@ impl ProjectLimits {
         let mut rates = HashMap::new();
         let mut limits = HashMap::new();
         let mut largest_body = base.max_messages_post_size.max(base.max_queue_metadata);
+        let quota = |max: u64| (max > 0).then_some(max);
+        let mut project_max_queues = HashMap::new();
         for (project, custom) in &config.overrides {
+            if let Some(max) = custom.max_queues {
+                project_max_queues.insert(project.clone(), quota(max));
+            }
             if custom.requests_per_second.is_some() || custom.burst.is_some() {
                 let rate = Rate::new(
                     custom
@@ -177,6 +191,8 @@ impl ProjectLimits {
             default_rate,
             rates,
             limits,
+            max_queues: quota(config.max_queues),
+            project_max_queues,
             largest_body,
             max_tracked: config.max_tracked_projects.max(1),
             buckets: Mutex::new(HashMap::new()),
@@ -186,6 +202,14 @@ impl ProjectLimits {
     /// The request-size limits of `project`, when they differ from the defaults.
     pub fn limits_of(&self, project: &str) -> Option<&Limits> {
         self.limits.get(project)
+    }
+
+    /// The most queues `project` may have, when it is limited.
+    pub fn max_queues_of(&self, project: &str) -> Option<u64> {
+        match self.project_max_queues.get(project) {
+            Some(own) => *own,
+            None => self.max_queues,
+        }
     }
 
     /// The largest request body any project may send, in bytes.
@@ -336,6 +360,29 @@ mod tests {
         );
         assert!(limits.limits_of("slow").is_none());
         assert_eq!(limits.largest_body(), 1 << 20);
+    }
+
+    #[test]
+    fn the_queue_quota_has_a_default_and_per_project_values() {
+        let mut config = ProjectLimitsConfig {
+            max_queues: 10,
+            ..ProjectLimitsConfig::default()
+        };
+        for (project, max) in [("lifted", 0), ("more", 50)] {
+            config.overrides.insert(
+                project.into(),
+                ProjectOverride {
+                    max_queues: Some(max),
+                    ..ProjectOverride::default()
+                },
+            );
+        }
+        let limits = ProjectLimits::new(&config, &Limits::default());
+        assert_eq!(limits.max_queues_of("any"), Some(10));
+        assert_eq!(limits.max_queues_of("lifted"), None);
+        assert_eq!(limits.max_queues_of("more"), Some(50));
+        let unlimited = ProjectLimits::new(&ProjectLimitsConfig::default(), &Limits::default());
+        assert_eq!(unlimited.max_queues_of("any"), None);
     }
 
     #[test]

@@ -119,6 +119,23 @@ pub trait CatalogBackend: Send + Sync + 'static {
     /// queues matching the filter.
     async fn list_queues(&self, project: &str, params: &ListQueues) -> CatalogResult<QueuePage>;
 
+    /// Places a queue on `pool` (a dead letter queue beside its queue) unless it is
+    /// placed already, and returns the placement in force.
+    async fn place_beside(
+        &self,
+        project: &str,
+        queue: &str,
+        pool: &str,
+    ) -> CatalogResult<Placement> {
+        validate_queue(project, queue)?;
+        if let Some(placement) = self.lookup(project, queue).await? {
+            return Ok(placement);
+        }
+        let placement = self.place_on(project, queue, pool).await?;
+        tracing::info!(project, queue, pool = %placement.pool, "queue placed beside another");
+        Ok(placement)
+    }
+
     /// Places a queue of `flavor` (empty for the default group) and returns its
     /// placement: the existing one, or a new one on a pool chosen by weight among the
     /// flavor's pools (see [`crate::weighted`]).

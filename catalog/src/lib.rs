@@ -36,6 +36,7 @@ pub use model::{FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage};
 pub use server::CatalogServer;
 pub use sql_backend::SqlCatalog;
 pub use watch::{CatalogEvent, EventHub, Watch};
+use zaqar_proto::uri::CatalogKind;
 use zaqar_proto::ZaqarError;
 
 /// The optional catalog backends this build has (cargo features): `etcd`, `mongodb`.
@@ -55,36 +56,17 @@ pub fn optional_backends() -> Vec<&'static str> {
 /// `etcd://host:port[,host:port...]/prefix`, or with the `mongodb` feature
 /// `mongodb://host[,host...]/database?replicaSet=name`.
 pub async fn open_backend(uri: &str) -> Result<Arc<dyn CatalogBackend>, ZaqarError> {
-    if uri.starts_with("sqlite:")
-        || uri.starts_with("postgres://")
-        || uri.starts_with("postgresql://")
-    {
-        Ok(Arc::new(SqlCatalog::open(uri).await?))
-    } else if uri.starts_with("etcd://") {
-        open_etcd(uri).await
-    } else if uri.starts_with("mongodb://") {
-        open_mongo(uri).await
-    } else {
-        Err(ZaqarError::bad_request(format!(
-            "unsupported catalog URI {uri:?}: expected sqlite://, postgres://, etcd:// or mongodb://"
-        )))
+    match CatalogKind::of(uri)? {
+        CatalogKind::Sqlite | CatalogKind::Postgres => Ok(Arc::new(SqlCatalog::open(uri).await?)),
+        CatalogKind::Etcd => open_etcd(uri).await,
+        CatalogKind::Mongodb => open_mongo(uri).await,
     }
 }
 
 /// The kind of backend `uri` names, as cluster status reports it: `sqlite`, `postgres`,
 /// `etcd` or `mongodb` (`unknown` for anything else).
 pub fn backend_kind(uri: &str) -> &'static str {
-    if uri.starts_with("sqlite:") {
-        "sqlite"
-    } else if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
-        "postgres"
-    } else if uri.starts_with("etcd://") {
-        "etcd"
-    } else if uri.starts_with("mongodb://") {
-        "mongodb"
-    } else {
-        "unknown"
-    }
+    CatalogKind::of(uri).map_or("unknown", CatalogKind::name)
 }
 
 #[cfg(feature = "etcd")]

@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use zaqar_proto::pb;
 use zaqar_proto::pb::catalog_service_server::{CatalogService, CatalogServiceServer};
+use zaqar_proto::stopping::Stopping;
 use zaqar_proto::ZaqarError;
 
 use crate::backend::CatalogBackend;
@@ -27,7 +28,7 @@ pub struct CatalogServer {
     backend: Arc<dyn CatalogBackend>,
     health: Arc<HealthBoard>,
     /// Becomes true when the server stops: watch streams then end.
-    stopping: watch::Receiver<bool>,
+    stopping: Stopping,
     /// Watch streams open now.
     watchers: Arc<AtomicI64>,
 }
@@ -53,7 +54,7 @@ impl CatalogServer {
         CatalogServer {
             backend,
             health: Arc::default(),
-            stopping: watch::channel(false).1,
+            stopping: Stopping::never(),
             watchers: Arc::default(),
         }
     }
@@ -64,14 +65,7 @@ impl CatalogServer {
         mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Self {
-        let (stop, stopping) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-            // Keep the sender so that receivers see `true`, not a closed channel.
-            stop.closed().await;
-        });
-        self.stopping = stopping;
+        self.stopping = Stopping::on(shutdown);
         self
     }
 
@@ -132,9 +126,9 @@ fn event_to_pb(event: CatalogEvent) -> pb::CatalogEvent {
 async fn forward(
     mut feed: Watch,
     sink: mpsc::Sender<Result<pb::CatalogEvent, Status>>,
-    stopping: watch::Receiver<bool>,
+    mut stopping: Stopping,
 ) {
-    let stop = stopped(stopping);
+    let stop = stopping.stopped();
     tokio::pin!(stop);
     loop {
         let event = tokio::select! {
@@ -154,13 +148,6 @@ async fn forward(
         if sink.send(Ok(event_to_pb(event))).await.is_err() {
             return;
         }
-    }
-}
-
-/// Completes when the server stops; never for a server without a shutdown signal.
-async fn stopped(mut stopping: watch::Receiver<bool>) {
-    if stopping.wait_for(|stopping| *stopping).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 
@@ -191,10 +178,15 @@ impl CatalogService for CatalogServer {
         let queue = req
             .queue
             .ok_or_else(|| Status::from(ZaqarError::bad_request("missing queue")))?;
-        let placement = self
-            .backend
-            .place_queue(&queue.project, &queue.queue, &req.flavor)
-            .await;
+        let placement = if req.pool.is_empty() {
+            self.backend
+                .place_queue(&queue.project, &queue.queue, &req.flavor)
+                .await
+        } else {
+            self.backend
+                .place_beside(&queue.project, &queue.queue, &req.pool)
+                .await
+        };
         reply(placement.map(placement_to_pb))
     }
 
@@ -367,9 +359,25 @@ mod tests {
         let request = pb::PlaceQueueRequest {
             queue: Some(queue("p", "q")),
             flavor: String::new(),
+            pool: String::new(),
         };
         let placed = client.place_queue(request).await.unwrap().into_inner();
         assert_eq!(placed.queue, Some(queue("p", "q")));
+        // A queue placed beside another goes to the pool named, a placed one stays.
+        let beside = |name: &str, pool: &str| pb::PlaceQueueRequest {
+            queue: Some(queue("beside", name)),
+            flavor: String::new(),
+            pool: pool.to_string(),
+        };
+        let dlq = client.place_queue(beside("q-dlq", "pool-a")).await.unwrap();
+        assert_eq!(dlq.into_inner().pool, "pool-a");
+        let kept = client.place_queue(beside("q-dlq", "pool-b")).await.unwrap();
+        assert_eq!(kept.into_inner().pool, "pool-a");
+        let unknown = client
+            .place_queue(beside("q-other", "pool-b"))
+            .await
+            .unwrap_err();
+        assert_eq!(ZaqarError::from(unknown).code, ErrorCode::NotFound);
         assert_eq!(
             (placed.pool.as_str(), placed.endpoint.as_str()),
             ("pool-a", "http://127.0.0.1:7001")
@@ -406,6 +414,7 @@ mod tests {
         let no_pools = pb::PlaceQueueRequest {
             queue: Some(queue("p", "q")),
             flavor: String::new(),
+            pool: String::new(),
         };
         assert_eq!(
             code(client.place_queue(no_pools).await.unwrap_err()),
@@ -415,6 +424,7 @@ mod tests {
         let missing = pb::PlaceQueueRequest {
             queue: None,
             flavor: String::new(),
+            pool: String::new(),
         };
         assert_eq!(
             code(client.place_queue(missing).await.unwrap_err()),

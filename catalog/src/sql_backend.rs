@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use zaqar_proto::uri::CatalogKind;
 use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
@@ -137,9 +138,10 @@ impl SqlCatalog {
     /// Opens (creating if needed) the catalog at `uri`: `sqlite://path/to/file.db`
     /// (parent directories are created) or `postgres://user@host:port/database`.
     pub async fn open(uri: &str) -> Result<SqlCatalog, ZaqarError> {
-        let db = if uri.starts_with("sqlite:") {
+        let kind = CatalogKind::of(uri)?;
+        let db = if kind == CatalogKind::Sqlite {
             Db::Sqlite(open_sqlite(uri).await?)
-        } else if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
+        } else if kind == CatalogKind::Postgres {
             Db::Postgres(
                 PgPoolOptions::new()
                     .max_connections(8)
@@ -150,7 +152,8 @@ impl SqlCatalog {
             )
         } else {
             return Err(ZaqarError::bad_request(format!(
-                "unsupported catalog URI {uri:?}: expected sqlite:// or postgres://"
+                "not an SQL catalog URI: {:?} (sqlite:// or postgres://)",
+                zaqar_proto::uri::redact(uri)
             )));
         };
         let mut catalog = SqlCatalog {

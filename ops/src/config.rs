@@ -14,7 +14,7 @@ use zaqar_catalog::raft::RaftConfig;
 use zaqar_pool_node::{MessageCipher, NotifierConfig};
 use zaqar_proto::cluster_auth::ClusterToken;
 use zaqar_proto::limits::is_valid_name;
-use zaqar_proto::redis_uri::{is_redis, RedisUri};
+use zaqar_proto::uri::{CatalogKind, StoreKind};
 
 use crate::cluster_auth::{self, check_exposure, Listener};
 use crate::grpc::{ensure_https_with_tls, validate_client_tls, validate_server_tls, GrpcServerTls};
@@ -96,18 +96,7 @@ impl Default for CatalogConfig {
 impl CatalogConfig {
     pub fn validated(self) -> Result<Self> {
         if let Some(uri) = &self.uri {
-            let known = [
-                "sqlite:",
-                "postgres://",
-                "postgresql://",
-                "etcd://",
-                "mongodb://",
-            ];
-            ensure!(
-                known.iter().any(|scheme| uri.starts_with(scheme)),
-                "catalog uri {:?} must start with sqlite://, postgres://, etcd:// or mongodb://",
-                redact(uri)
-            );
+            CatalogKind::of(uri).map_err(|err| anyhow::anyhow!("{}", err.description))?;
             let raft_settings = [
                 ("data_dir", self.data_dir.is_some()),
                 ("node_id", self.node_id.is_some()),
@@ -346,7 +335,21 @@ pub fn validate_api(config: ApiConfig) -> Result<ApiConfig> {
         listener.acceptor().context("tls")?;
     }
     validate_ws_notification(&config)?;
+    validate_long_poll(&config)?;
     Ok(config)
+}
+
+/// The longest `[long_poll] max_wait_seconds`: a request held longer would outlive the
+/// idle timeouts of the proxies and load balancers in front of api-nodes.
+const MAX_LONG_POLL_WAIT: u32 = 3600;
+
+fn validate_long_poll(config: &ApiConfig) -> Result<()> {
+    let max_wait = config.long_poll.max_wait_seconds;
+    ensure!(
+        max_wait <= MAX_LONG_POLL_WAIT,
+        "long_poll.max_wait_seconds is {max_wait}: at most {MAX_LONG_POLL_WAIT}"
+    );
+    Ok(())
 }
 
 /// The notification listener of websocket push subscriptions must be reachable
@@ -420,6 +423,7 @@ impl StandaloneConfig {
         );
         cipher_of(self.encryption_key.as_deref())?;
         validate_ws_notification(&self.api)?;
+        validate_long_poll(&self.api)?;
         Ok(self)
     }
 
@@ -453,18 +457,9 @@ pub fn cipher_of(key: Option<&str>) -> Result<Option<MessageCipher>> {
 }
 
 fn validate_pool_uri(uri: &str) -> Result<()> {
-    if is_redis(uri) {
-        return RedisUri::parse(uri)
-            .map(drop)
-            .map_err(|err| anyhow::anyhow!("pool uri {:?}: {err}", redact(uri)));
-    }
-    let known = ["sqlite://", "mongodb://"];
-    ensure!(
-        known.iter().any(|scheme| uri.starts_with(scheme)),
-        "pool uri {:?} must start with redis:, rediss://, redis+sentinel://, redis+cluster://, sqlite:// or mongodb://",
-        redact(uri)
-    );
-    Ok(())
+    StoreKind::of(uri)
+        .map(drop)
+        .map_err(|err| anyhow::anyhow!("{}", err.description))
 }
 
 /// A comma-separated list of at least one endpoint (the nodes of a catalog).
@@ -702,6 +697,10 @@ mod tests {
             ..Default::default()
         };
         assert!(validate_api(api).is_err());
+        let mut api = ApiConfig::default();
+        api.long_poll.max_wait_seconds = 3601;
+        let err = format!("{:#}", validate_api(api).unwrap_err());
+        assert!(err.contains("long_poll.max_wait_seconds is 3601"), "{err}");
         for (endpoints, valid) in [
             ("http://catalog-1:7000,http://catalog-2:7000", true),
             ("http://catalog-1:7000, http://catalog-2:7000", true),

@@ -131,7 +131,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
         Duration::from_secs(u64::from(config.health_report_interval_secs)),
         &shutdown,
     );
-    let mut pool_server = PoolServer::new(store.clone());
+    let mut pool_server = PoolServer::new(store.clone()).with_shutdown(shutdown.wait());
     match config.cipher()? {
         Some(cipher) => pool_server = pool_server.with_encryption(cipher),
         None => tracing::info!(pool = %config.name,

@@ -190,7 +190,9 @@ async fn serve_roles(
         std::time::Duration::from_secs(5),
         &shutdown,
     );
-    let mut pool_server = PoolServer::new(store.clone()).with_encryption(cipher);
+    let mut pool_server = PoolServer::new(store.clone())
+        .with_encryption(cipher)
+        .with_shutdown(shutdown.wait());
     if config.notifier.enabled {
         let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
         let holder = crate::pool_node_cmd::notifier_holder(&data_dir.display().to_string());
@@ -203,7 +205,7 @@ async fn serve_roles(
     // else that reaches the registered endpoint (`zaqar admin`, health checks).
     let in_process = InProcessPools::from([(
         pool_endpoint.clone(),
-        Arc::new(pool_server.clone()) as Arc<dyn zaqar_proto::pb::pool_service_server::PoolService>,
+        Arc::new(pool_server.clone()) as Arc<zaqar_proto::DynPoolService>,
     )]);
     let pool_router = grpc::server(None)?.add_service(token.require(pool_server.into_service()));
     roles.spawn(role(

@@ -4,6 +4,7 @@
 //! [`open_store`]; every backend implements [`MessageStore`] and passes the one
 //! conformance suite in `conformance/`.
 
+pub mod activity;
 pub mod dead_letter;
 pub mod encryption;
 pub mod expiry;
@@ -26,6 +27,7 @@ pub use expiry::spawn_expiry_sweep;
 pub use notifier::{Notifier, NotifierConfig};
 pub use server::PoolServer;
 pub use store::{MessageStore, StoreResult};
+use zaqar_proto::uri::StoreKind;
 use zaqar_proto::ZaqarError;
 
 /// The optional message stores this build has (cargo features): `mongodb`.
@@ -37,26 +39,19 @@ pub fn optional_stores() -> Vec<&'static str> {
     stores
 }
 
-/// Opens the store named by `uri`: `redis://host:port/db`, `sqlite://path/to/file.db`
-/// or, with the `mongodb` feature, `mongodb://host[,host...]/database?replicaSet=name`.
+/// Opens the store named by `uri` (see [`StoreKind`]): `redis://host:port/db`,
+/// `sqlite://path/to/file.db` or, with the `mongodb` feature,
+/// `mongodb://host[,host...]/database?replicaSet=name`.
 /// Every call to it is measured (see [`metrics`]).
 pub async fn open_store(uri: &str) -> Result<Arc<dyn MessageStore>, ZaqarError> {
     use metrics::MeteredStore;
-    if zaqar_proto::redis_uri::is_redis(uri) {
-        Ok(MeteredStore::wrap(redis_store::open(uri).await?, "redis"))
-    } else if let Some(path) = uri.strip_prefix("sqlite://") {
-        Ok(MeteredStore::wrap(
-            sqlite_store::open(path).await?,
-            "sqlite",
-        ))
-    } else if uri.starts_with("mongodb://") {
-        Ok(MeteredStore::wrap(open_mongo(uri).await?, "mongodb"))
-    } else {
-        Err(ZaqarError::bad_request(format!(
-            "unsupported pool URI {:?}: expected redis://, sqlite:// or mongodb://",
-            zaqar_proto::uri::redact(uri)
-        )))
-    }
+    let kind = StoreKind::of(uri)?;
+    let store = match kind {
+        StoreKind::Redis => redis_store::open(uri).await?,
+        StoreKind::Sqlite => sqlite_store::open(&uri["sqlite://".len()..]).await?,
+        StoreKind::Mongodb => open_mongo(uri).await?,
+    };
+    Ok(MeteredStore::wrap(store, kind.name()))
 }
 
 #[cfg(feature = "mongodb")]

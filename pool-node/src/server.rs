@@ -7,9 +7,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use zaqar_proto::pb::pool_service_server::PoolService;
 use zaqar_proto::pb::*;
+use zaqar_proto::stopping::Stopping;
 use zaqar_proto::uri::push_url;
-use zaqar_proto::{ErrorCode, ZaqarError};
+use zaqar_proto::{ErrorCode, QueueActivityStream, ZaqarError};
 
+use crate::activity::Activity;
 use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
 use crate::store::{CheckedPost, ListParams, MessageStore, Once, Post, SubscriptionUpdate};
@@ -27,6 +29,10 @@ pub struct PoolServer {
     store: Arc<dyn MessageStore>,
     notifier: Option<Notifier>,
     cipher: Option<MessageCipher>,
+    /// The queues that got messages, for the api-nodes' long polls (`WatchQueues`).
+    activity: Activity,
+    /// Turns true when the server stops: the `WatchQueues` streams then end.
+    stopping: Stopping,
 }
 
 impl PoolServer {
@@ -35,7 +41,19 @@ impl PoolServer {
             store,
             notifier: None,
             cipher: None,
+            activity: Activity::default(),
+            stopping: Stopping::never(),
         }
+    }
+
+    /// Ends every `WatchQueues` stream once `shutdown` completes. Without it, a
+    /// graceful stop of the gRPC server would wait for api-nodes that never hang up.
+    pub fn with_shutdown(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        self.stopping = Stopping::on(shutdown);
+        self
     }
 
     /// Encrypts the bodies of encrypting queues with `cipher` (the pool's `encryption_key`).
@@ -311,6 +329,7 @@ impl PoolService for PoolServer {
         };
         match posted {
             CheckedPost::Posted(ids) => {
+                self.activity.changed(&queue);
                 if let Some(notifier) = &self.notifier {
                     notifier.notify(queue, &ids, req.messages);
                 }
@@ -410,12 +429,11 @@ impl PoolService for PoolServer {
 
     async fn delete_claim(&self, request: Request<ClaimRef>) -> Reply<Empty> {
         let (queue, claim_id) = claim_of(Some(request.into_inner()))?;
-        reply(
-            self.store
-                .delete_claim(&queue, &claim_id)
-                .await
-                .map(|_| Empty {}),
-        )
+        let released = self.store.delete_claim(&queue, &claim_id).await;
+        if released.is_ok() {
+            self.activity.changed(&queue);
+        }
+        reply(released.map(|_| Empty {}))
     }
 
     async fn create_subscription(
@@ -531,5 +549,16 @@ impl PoolService for PoolServer {
             },
         };
         Ok(Response::new(health))
+    }
+
+    type WatchQueuesStream = QueueActivityStream;
+
+    async fn watch_queues(
+        &self,
+        _request: Request<WatchQueuesRequest>,
+    ) -> Reply<QueueActivityStream> {
+        Ok(Response::new(
+            self.activity.subscribe(self.stopping.clone()),
+        ))
     }
 }

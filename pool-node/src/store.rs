@@ -339,3 +339,12 @@ pub trait MessageStore: Send + Sync + 'static {
     /// their space and counts them.
     async fn remove_expired_messages(&self) -> StoreResult<u64>;
 }
+
+/// What a claim that took nothing answers: `None`, or, when it moved messages to the
+/// queue's dead letter queue `dead_letter_queue`, an empty claim naming it.
+pub(crate) fn nothing_claimed(dead_letter_queue: String) -> Option<ClaimReply> {
+    (!dead_letter_queue.is_empty()).then(|| ClaimReply {
+        dead_letter_queue,
+        ..ClaimReply::default()
+    })
+}

@@ -5,6 +5,7 @@ pub mod error;
 pub mod filter;
 pub mod limits;
 pub mod redis_uri;
+pub mod stopping;
 pub mod trace;
 pub mod uri;
 
@@ -27,6 +28,19 @@ pub mod admin_pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("zaqar.admin.v1");
 }
+
+/// The stream of `PoolService::watch_queues`, boxed: every pool-node answers with this
+/// type, so that a pool-node of the same process can be called as a [`DynPoolService`].
+pub type QueueActivityStream = std::pin::Pin<
+    Box<
+        dyn tonic::codegen::tokio_stream::Stream<Item = Result<pb::QueueActivity, tonic::Status>>
+            + Send,
+    >,
+>;
+
+/// A pool-node's `PoolService` as a trait object (`zaqar standalone` calls it in process).
+pub type DynPoolService =
+    dyn pb::pool_service_server::PoolService<WatchQueuesStream = QueueActivityStream>;
 
 pub use cluster_auth::constant_time_eq;
 pub use error::{ErrorCode, ZaqarError};

@@ -11,9 +11,22 @@ use crate::zaqar_bin;
 /// `localhost:8888` replaced), with the `zaqar` under test first on the `PATH`;
 /// returns what it printed.
 pub fn run_sh_block(page: &str, port: u16) -> Result<String> {
+    run_sh_block_under(page, "", port)
+}
+
+/// [`run_sh_block`] for the first `sh` block after the line `heading` (a whole line,
+/// e.g. `### [long_poll]`) of `docs/<page>`; the page's first block for `""`.
+pub fn run_sh_block_under(page: &str, heading: &str, port: u16) -> Result<String> {
     let path = format!("{}/../docs/{page}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let block = text
+    let section = if heading.is_empty() {
+        text.as_str()
+    } else {
+        text.split_once(&format!("\n{heading}\n"))
+            .with_context(|| format!("no line {heading:?} in docs/{page}"))?
+            .1
+    };
+    let block = section
         .split("```sh\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())

@@ -12,6 +12,7 @@ pub mod secantus;
 pub mod sentinel;
 pub mod stores;
 pub mod webhook;
+pub mod ws;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -32,9 +32,20 @@ pub fn mongo_database_uri(prefix: &str) -> Option<String> {
 
 /// A standalone server on each store, started with `extra` arguments.
 pub fn standalone_on_each_store(extra: &[&str]) -> Result<Vec<OnStore>> {
+    standalone_on_each_store_with(|_| extra.iter().map(|arg| arg.to_string()).collect())
+}
+
+/// A standalone server on each store, started with the arguments `extra` gives for
+/// that store (`embedded`, `redis`, `mongodb`).
+pub fn standalone_on_each_store_with(
+    extra: impl Fn(&'static str) -> Vec<String>,
+) -> Result<Vec<OnStore>> {
+    let args = |store| extra(store);
     let mut servers = Vec::new();
     let dir = tempfile::tempdir()?;
-    let server = Standalone::start_with(dir.path(), extra)?;
+    let embedded = args("embedded");
+    let extra: Vec<&str> = embedded.iter().map(String::as_str).collect();
+    let server = Standalone::start_with(dir.path(), &extra)?;
     servers.push(OnStore {
         store: "embedded",
         server,
@@ -44,7 +55,9 @@ pub fn standalone_on_each_store(extra: &[&str]) -> Result<Vec<OnStore>> {
     let redis = Redis::start()?;
     let dir = tempfile::tempdir()?;
     let uri = redis.uri(0);
-    let server = Standalone::start_with(dir.path(), &[&["--pool-uri", &uri], extra].concat())?;
+    let on_redis = args("redis");
+    let extra: Vec<&str> = on_redis.iter().map(String::as_str).collect();
+    let server = Standalone::start_with(dir.path(), &[&["--pool-uri", &uri], &extra[..]].concat())?;
     servers.push(OnStore {
         store: "redis",
         server,
@@ -53,8 +66,12 @@ pub fn standalone_on_each_store(extra: &[&str]) -> Result<Vec<OnStore>> {
     });
     if let Some(uri) = mongo_database_uri("zaqar_standalone") {
         let dir = tempfile::tempdir()?;
-        let server =
-            Standalone::start_with(dir.path(), &[&["--pool-uri", uri.as_str()], extra].concat())?;
+        let on_mongodb = args("mongodb");
+        let extra: Vec<&str> = on_mongodb.iter().map(String::as_str).collect();
+        let server = Standalone::start_with(
+            dir.path(),
+            &[&["--pool-uri", uri.as_str()], &extra[..]].concat(),
+        )?;
         servers.push(OnStore {
             store: "mongodb",
             server,

@@ -113,6 +113,7 @@ async fn scenario() -> Result<()> {
             queue: "after-failover".into(),
         }),
         flavor: String::new(),
+        pool: String::new(),
     };
     let placed = catalog.place_queue(place).await?.into_inner();
     assert!(placed.pool.starts_with("pool-"), "{placed:?}");

@@ -6,16 +6,17 @@
 //! are 400 and a missing queue 404, with Zaqar's error body. A redrive that fails
 //! half-way (the destination refuses a message) is finished by the next call without
 //! a duplicate of what the first one moved. `zaqar redrive`, the operators' command,
-//! moves batches at its rate, stops at `--max` and resumes. The commands of
-//! docs/dead-letter-queues.md run as written.
+//! moves batches at its rate, stops at `--max` and resumes. A dead letter queue nobody
+//! created shows the messages moved there. The commands of docs/dead-letter-queues.md
+//! run as written.
 
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use zaqar_tests::stores::standalone_on_each_store;
+use zaqar_tests::ws::WsClient;
 use zaqar_tests::{Client, Standalone};
 
 /// Creates `jobs-dlq`, and `jobs` with it as its dead letter queue; posts `n`
@@ -24,6 +25,11 @@ use zaqar_tests::{Client, Standalone};
 async fn dead_letter(client: &Client, n: usize) -> Result<()> {
     let dlq = client.call("PUT", "/v2/queues/jobs-dlq", None).await?;
     ensure!(dlq.status == 201, "{dlq:?}");
+    dead_letter_into(client, n).await
+}
+
+/// As [`dead_letter`], leaving the dead letter queue to be made by the move.
+async fn dead_letter_into(client: &Client, n: usize) -> Result<()> {
     let metadata = json!({"_max_claim_count": 1, "_dead_letter_queue": "jobs-dlq"});
     let created = client
         .call("PUT", "/v2/queues/jobs", Some(metadata))
@@ -162,24 +168,9 @@ async fn websocket_queue_redrive_moves_them_too() -> Result<()> {
     client.wait_ready(Duration::from_secs(20)).await?;
     dead_letter(&client, 3).await?;
 
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/", server.ws_port)).await?;
-    let request = json!({"action": "queue_redrive",
-        "headers": {"Client-ID": client.client_id, "X-Project-ID": "redrive-ws"},
-        "body": {"queue_name": "jobs-dlq", "destination": "jobs", "limit": 20}});
-    socket
-        .send(tokio_tungstenite::tungstenite::Message::Text(
-            request.to_string().into(),
-        ))
-        .await?;
-    let reply = loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await?
-            .context("the connection closed")??;
-        if frame.is_text() {
-            break serde_json::from_str::<Value>(frame.to_text()?)?;
-        }
-    };
+    let mut ws = WsClient::connect(server.ws_port, "redrive-ws", &client.client_id).await?;
+    let body = json!({"queue_name": "jobs-dlq", "destination": "jobs", "limit": 20});
+    let reply = ws.call("queue_redrive", body).await?;
     ensure!(reply["headers"]["status"] == 200, "{reply}");
     ensure!(
         reply["body"] == json!({"moved": 3, "remaining": 0}),
@@ -347,5 +338,40 @@ async fn zaqar_redrive_moves_batches_stops_at_max_and_resumes() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_queue_nobody_created_shows_the_messages_moved_there() -> Result<()> {
+    for on in standalone_on_each_store(&[])? {
+        shown_once_moved(&on.server)
+            .await
+            .with_context(|| on.store)?;
+    }
+    Ok(())
+}
+
+async fn shown_once_moved(server: &Standalone) -> Result<()> {
+    let client = Client::new(server.port, "uncreated-dlq");
+    client.wait_ready(Duration::from_secs(20)).await?;
+    dead_letter_into(&client, 3).await?;
+    ensure!(listed(&client, "jobs-dlq").await? == vec![0, 1, 2]);
+    let stats = client
+        .call("GET", "/v2/queues/jobs-dlq/stats", None)
+        .await?;
+    ensure!(stats.status == 200, "{stats:?}");
+    ensure!(stats.body["messages"]["total"] == 3, "{stats:?}");
+    let queues = client.call("GET", "/v2/queues", None).await?;
+    let names: Vec<&str> = queues.body["queues"]
+        .as_array()
+        .context("queues")?
+        .iter()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    ensure!(names == ["jobs", "jobs-dlq"], "{names:?}");
+    // And they go back as from a dead letter queue created first.
+    let (status, body) = redrive(&client, json!({"destination": "jobs"})).await?;
+    ensure!(status == 200 && body["moved"] == 3, "{status} {body}");
+    ensure!(listed(&client, "jobs").await? == vec![0, 1, 2]);
     Ok(())
 }

@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use zaqar_tests::proxy::{Link, TcpProxy};
 use zaqar_tests::stores::standalone_on_each_store;
+use zaqar_tests::ws::WsClient;
 use zaqar_tests::{Client, Standalone};
 
 const POSTS: usize = 10;
@@ -150,31 +150,12 @@ async fn websocket_posts_take_a_key_and_bad_keys_are_refused() -> Result<()> {
         }
     }
 
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/", server.ws_port)).await?;
-    let send = |body: Value| {
-        let request = json!({"action": "message_post", "headers": {
-            "Client-ID": client.client_id, "X-Project-ID": "once-ws"}, "body": body});
-        request.to_string()
-    };
+    let mut ws = WsClient::connect(server.ws_port, "once-ws", &client.client_id).await?;
     let mut answers = Vec::new();
     for key in [json!("ws-key"), json!("ws-key"), json!("")] {
-        let request = send(json!({"queue_name": "ws", "idempotency_key": key,
-                                  "messages": [{"ttl": 300, "body": {"k": 1}}]}));
-        socket
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                request.into(),
-            ))
-            .await?;
-        let reply = loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-                .await?
-                .context("the connection closed")??;
-            if frame.is_text() {
-                break serde_json::from_str::<Value>(frame.to_text()?)?;
-            }
-        };
-        answers.push(reply);
+        let body = json!({"queue_name": "ws", "idempotency_key": key,
+                          "messages": [{"ttl": 300, "body": {"k": 1}}]});
+        answers.push(ws.call("message_post", body).await?);
     }
     let status = |reply: &Value| reply["headers"]["status"].as_u64();
     ensure!(status(&answers[0]) == Some(201), "{:?}", answers[0]);

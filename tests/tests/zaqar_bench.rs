@@ -198,3 +198,49 @@ fn zaqar_bench_fills_a_deep_queue_then_pops_and_lists_its_head() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn zaqar_bench_measures_long_polls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let standalone = Standalone::start(dir.path())?;
+    let url = format!("http://127.0.0.1:{}", standalone.port);
+    let report = dir.path().join("long-poll.json");
+    let output = Command::new(zaqar_bench_bin())
+        .args(["--url", &url, "--project", "long-poll-test"])
+        .args(["--producers", "1", "--consumers", "2", "--observers", "0"])
+        .args(["--batch", "1", "--wait", "2", "--duration", "3s"])
+        .args([
+            "--idle-waiters",
+            "5",
+            "--wake-probes",
+            "2",
+            "--post-url",
+            &url,
+        ])
+        .arg("--json")
+        .arg(&report)
+        .output()
+        .context("running zaqar-bench")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "zaqar-bench: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(
+        stdout.contains("idle waiters: 5 held for") && stdout.contains(", 0 errors"),
+        "{stdout}"
+    );
+    ensure!(
+        stdout.contains("wake probes: 2 woken, 0 failed"),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+    ensure!(report["total"]["errors"] == 0, "{report:#}");
+    let consumed = role(&report, "consumer")["messages"].as_u64().unwrap_or(0);
+    ensure!(
+        consumed > 0,
+        "consumers that wait claimed nothing: {report:#}"
+    );
+    Ok(())
+}

@@ -6,17 +6,20 @@ use zaqar_proto::ZaqarError;
 
 use super::json::{checked_int, expect_object, parse_document, parse_optional, too_large};
 use super::types::Claim;
-use super::{invalid_api, unavailable_as, Context, Payload};
+use super::{invalid_api, long_poll, unavailable_as, Context, Payload};
 
 /// Claims up to `limit` free messages with the `ttl`/`grace` of `payload`
-/// (defaults when the body is empty); `None` when there was nothing to claim.
+/// (defaults when the body is empty); `None` when there was nothing to claim, even
+/// after waiting up to `wait` seconds for messages (long polling).
 pub async fn create(
     ctx: &Context,
     queue: &str,
     limit: Option<i64>,
     payload: &Payload,
+    wait: Option<i64>,
 ) -> Result<Option<Claim>, ZaqarError> {
     ctx.check_queue(queue)?;
+    let wait = long_poll::checked_wait(ctx, wait)?;
     let limits = ctx.limits();
     if let Payload::TooLarge(size) = payload {
         return Err(too_large(*size));
@@ -42,16 +45,60 @@ pub async fn create(
         grace,
         limit: limit.map_or(limits.default_page_size, |l| l as u32),
     };
-    let reply = ctx
-        .call_queue(queue, &failed, request, |mut c, request| async move {
-            c.create_claim(request).await
-        })
-        .await?;
-    match reply {
-        Some(reply) if !reply.id.is_empty() && !reply.messages.is_empty() => {
-            ctx.claim(reply).map(Some)
+    let took = |reply: &pb::ClaimReply| !reply.id.is_empty() && !reply.messages.is_empty();
+    let attempt = || async {
+        let reply = ctx
+            .call_queue(
+                queue,
+                &failed,
+                request.clone(),
+                |mut c, request| async move { c.create_claim(request).await },
+            )
+            .await?;
+        if let Some(dead_letter_queue) = reply.as_ref().map(|r| &r.dead_letter_queue) {
+            if !dead_letter_queue.is_empty() {
+                place_dead_letter_queue(ctx, queue, dead_letter_queue).await;
+            }
         }
+        Ok(reply)
+    };
+    let claimed = |reply: &Option<pb::ClaimReply>| reply.as_ref().is_some_and(took);
+    match long_poll::poll(ctx, queue, wait, attempt, claimed).await? {
+        Some(reply) if took(&reply) => ctx.claim(reply).map(Some),
         _ => Ok(None),
+    }
+}
+
+/// Places the dead letter queue a claim of `queue` moved messages to on the pool of
+/// `queue`, where the messages are, unless it is placed already: a dead letter queue
+/// nobody created then shows them. A failure is logged; the next claim that moves
+/// messages tries again.
+async fn place_dead_letter_queue(ctx: &Context, queue: &str, dead_letter_queue: &str) {
+    let router = ctx.router();
+    let project = ctx.project();
+    let Ok(Some(pool)) = router.lookup(project, queue).await else {
+        return;
+    };
+    let placed = match router.lookup(project, dead_letter_queue).await {
+        Ok(Some(placed)) => Ok(placed),
+        _ => {
+            router
+                .place_beside(project, dead_letter_queue, &pool.name)
+                .await
+        }
+    };
+    match placed {
+        Ok(placed) if placed.name != pool.name => {
+            tracing::warn!(project, queue, dead_letter_queue, pool = %pool.name,
+                dead_letter_queue_pool = %placed.name,
+                "the dead letter queue is on another pool than its queue: the messages moved \
+                 there cannot be read");
+        }
+        Ok(_) => {}
+        Err(err) => {
+            tracing::warn!(project, queue, dead_letter_queue, error = %err,
+                "cannot place the dead letter queue beside its queue");
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use super::json::{checked_int, invalid_body_type, parse_document, python_list};
 use super::metadata::truthy_int;
 use super::metadata_cache::KnownMetadata;
 use super::types::{Message, MessageList};
-use super::{check_limit, invalid_api, queues, unavailable_as, Context, Payload};
+use super::{check_limit, invalid_api, long_poll, queues, unavailable_as, Context, Payload};
 use crate::routing::Pool;
 
 /// How many times a post is checked against metadata that turned out stale
@@ -73,11 +73,7 @@ pub async fn post(
         let messages = checked_messages(ctx, payload, &known.parsed)?;
         let pool = match placed {
             Some(pool) => pool,
-            None => ctx
-                .router()
-                .place(ctx.project(), queue, "")
-                .await
-                .map_err(&failed)?,
+            None => ctx.place_queue(queue, "").await.map_err(&failed)?,
         };
         let request = pb::PostMessagesRequest {
             queue: Some(ctx.queue_ref(queue)),
@@ -267,9 +263,12 @@ pub struct ListMessages {
     pub echo: bool,
     pub include_claimed: bool,
     pub include_delayed: bool,
+    /// Seconds to wait for messages when there are none (long polling).
+    pub wait: Option<i64>,
 }
 
-/// Lists messages oldest first; empty for a queue that does not exist.
+/// Lists messages oldest first; empty for a queue that does not exist (after
+/// waiting up to `wait` seconds for some).
 pub async fn list(
     ctx: &Context,
     queue: &str,
@@ -282,6 +281,7 @@ pub async fn list(
         limits.max_page_size,
         "Limit must be at least 1 and may not be greater than {0}.",
     )?;
+    let wait = long_poll::checked_wait(ctx, input.wait)?;
     let failed = unavailable_as("Messages could not be listed.");
     let marker = input.marker.unwrap_or_default();
     let empty = MessageList {
@@ -299,12 +299,20 @@ pub async fn list(
         include_claimed: input.include_claimed,
         include_delayed: input.include_delayed,
     };
-    let reply = ctx
-        .call_queue(queue, &failed, request, |mut c, request| async move {
-            c.list_messages(request).await
-        })
-        .await?;
-    match reply {
+    let attempt = || {
+        ctx.call_queue(
+            queue,
+            &failed,
+            request.clone(),
+            |mut c, request| async move { c.list_messages(request).await },
+        )
+    };
+    let listed = |reply: &Option<pb::ListMessagesReply>| {
+        reply
+            .as_ref()
+            .is_some_and(|reply| !reply.messages.is_empty())
+    };
+    match long_poll::poll(ctx, queue, wait, attempt, listed).await? {
         Some(reply) => Ok(MessageList {
             messages: ctx.messages(reply.messages)?,
             next_marker: reply.next_marker,

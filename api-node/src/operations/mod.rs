@@ -10,6 +10,7 @@ pub mod flavors;
 pub mod health;
 pub mod home;
 pub mod json;
+pub mod long_poll;
 pub mod messages;
 pub mod metadata;
 pub mod metadata_cache;
@@ -212,6 +213,27 @@ impl Context {
             ));
         }
         Ok(())
+    }
+
+    /// The pool of `queue`, placing it on a pool of `flavor` first if it has none: a
+    /// new queue of the project, refused (403) when the project has its
+    /// `max_queues` already. Two queues created at once may both pass the check.
+    pub async fn place_queue(&self, queue: &str, flavor: &str) -> Result<Pool, ZaqarError> {
+        let (router, project) = (self.router(), self.project());
+        let (client_project, _) = topics::client_view(project);
+        if let Some(max) = self.services.project_limits.max_queues_of(client_project) {
+            if router.lookup(project, queue).await?.is_none() {
+                let (_, count) = router.list_queues(project, "", 1, "", true).await?;
+                if count >= max {
+                    return Err(ZaqarError::titled(
+                        ErrorCode::Forbidden,
+                        "Queue quota exceeded",
+                        format!("Project {client_project} may have at most {max} queues."),
+                    ));
+                }
+            }
+        }
+        router.place(project, queue, flavor).await
     }
 
     /// Calls the pool that holds `queue`: `call` gets a client and a copy of

@@ -9,8 +9,8 @@
 
 use serde_json::{json, Map, Value};
 use zaqar_proto::admin_pb as pb;
-use zaqar_proto::redis_uri::{is_redis, RedisUri};
 use zaqar_proto::uri::redact;
+use zaqar_proto::uri::StoreKind;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::admin_listing::{
@@ -20,8 +20,6 @@ use super::{invalid_body, Context, Payload};
 
 /// Zaqar's limit on `uri` and `flavor` lengths.
 const MAX_FIELD_LENGTH: usize = 255;
-/// Store schemes a pool-node serves besides Redis (whose URIs `RedisUri` checks).
-const STORE_SCHEMES: [&str; 3] = ["mongodb://", "mongodb+srv://", "sqlite://"];
 
 /// The path of a pool.
 pub fn path(pool: &str) -> String {
@@ -115,15 +113,7 @@ fn fields(body: &Map<String, Value>) -> Result<PoolFields, ZaqarError> {
         fields.options = Some(options.clone());
     }
     if let Some(uri) = &fields.uri {
-        let served = if is_redis(uri) {
-            RedisUri::parse(uri).is_ok()
-        } else {
-            STORE_SCHEMES.iter().any(|scheme| {
-                uri.strip_prefix(scheme)
-                    .is_some_and(|rest| !rest.is_empty())
-            })
-        };
-        if !served || uri.contains(char::is_whitespace) {
+        if StoreKind::of(uri).is_err() {
             return Err(invalid_body(format!("cannot connect to {}", redact(uri))));
         }
     }

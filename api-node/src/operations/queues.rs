@@ -111,11 +111,7 @@ pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<boo
         .get("_flavor")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let pool = ctx
-        .router()
-        .place(ctx.project(), queue, flavor)
-        .await
-        .map_err(&failed)?;
+    let pool = ctx.place_queue(queue, flavor).await.map_err(&failed)?;
     let request = pb::CreateQueueRequest {
         queue: Some(ctx.queue_ref(queue)),
         metadata_json: Value::Object(metadata).to_string(),

@@ -66,7 +66,7 @@ pub async fn redrive(
     let hold = json!({"ttl": limits.min_claim_ttl, "grace": limits.min_claim_grace});
     let hold = Payload::Read(hold.to_string().into());
     let mut moved = 0;
-    if let Some(claim) = claims::create(ctx, queue, Some(limit), &hold).await? {
+    if let Some(claim) = claims::create(ctx, queue, Some(limit), &hold, None).await? {
         let mut ids = Vec::with_capacity(claim.messages.len());
         for message in &claim.messages {
             let post = format!(

@@ -75,11 +75,7 @@ async fn create_subscription(
         .cloned()
         .unwrap_or(Value::Object(Map::new()));
     let failed = unavailable_as("Subscription could not be created.");
-    let pool = ctx
-        .router()
-        .place(ctx.project(), queue, "")
-        .await
-        .map_err(&failed)?;
+    let pool = ctx.place_queue(queue, "").await.map_err(&failed)?;
     let confirmation_required = ctx.services.require_subscription_confirmation;
     let request = pb::CreateSubscriptionRequest {
         queue: Some(ctx.queue_ref(queue)),

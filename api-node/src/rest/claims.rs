@@ -30,7 +30,8 @@ pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
 
 async fn create(ctx: Context, req: Request, queue: String) -> Result<Response, RestError> {
     let limit = req.query.int("limit")?;
-    match claims::create(&ctx, &queue, limit, req.payload()).await? {
+    let wait = req.query.int("wait")?;
+    match claims::create(&ctx, &queue, limit, req.payload(), wait).await? {
         None => Ok(empty(StatusCode::NO_CONTENT)),
         Some(claim) => {
             let location = format!("{}/claims/{}", queue_path(&queue), claim.id);

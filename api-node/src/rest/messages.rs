@@ -96,6 +96,7 @@ async fn list(
         echo: query.flag("echo")?,
         include_claimed: query.flag("include_claimed")?,
         include_delayed: query.flag("include_delayed")?,
+        wait: query.int("wait")?,
     };
     let mut params: Vec<(&str, String)> = Vec::new();
     if let Some(limit) = input.limit {
@@ -109,6 +110,9 @@ async fn list(
         if query.get(name).is_some() {
             params.push((name, value.to_string()));
         }
+    }
+    if let Some(wait) = input.wait {
+        params.push(("wait", wait.to_string()));
     }
     let listed = messages::list(&ctx, &queue, input).await?;
     let shown: Vec<Shown> = listed.messages.iter().map(|m| Shown::at(base, m)).collect();

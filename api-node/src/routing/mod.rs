@@ -2,7 +2,8 @@
 //! in-memory placement cache fed by the catalog's watch stream (see
 //! `routing/placement_cache.rs`), and one lazily connected gRPC channel per
 //! pool-node endpoint — or a direct call for a pool-node of this process
-//! (`routing/pool_client.rs`).
+//! (`routing/pool_client.rs`). The pools' activity streams that wake long-polling
+//! requests are followed in `routing/activity.rs`.
 //!
 //! `catalog_endpoint` may name several catalog nodes, comma-separated. A call goes to
 //! the node that answered last; when it is unreachable (connection refused, connect or
@@ -14,6 +15,7 @@
 //! placement the router learnt are still served from it, expired or not: placements
 //! change only through the catalog. Only a queue it never saw answers 503.
 
+pub mod activity;
 mod placement_cache;
 mod pool_client;
 
@@ -31,6 +33,7 @@ use zaqar_proto::pb::{self, QueueRef};
 use zaqar_proto::ZaqarError;
 
 use crate::config::ApiConfig;
+pub use activity::{Activity, LongPollConfig, Ticket};
 use placement_cache::{lock, watch_catalog, PlacementCache, SharedCache, WatchTarget};
 pub use pool_client::{InProcessPools, PoolClient};
 
@@ -63,6 +66,8 @@ pub struct Router {
     pools: Mutex<HashMap<String, PoolClient>>,
     /// Pool-nodes of this process, called without gRPC.
     in_process: InProcessPools,
+    /// The requests waiting for messages, and the pools' activity streams that wake them.
+    activity: Activity,
 }
 
 impl Drop for Router {
@@ -94,8 +99,10 @@ impl Router {
             tls: tls.clone(),
             token: token.clone(),
         };
+        let activity = Activity::new(config.long_poll.clone(), target.clone(), in_process.clone());
         let watcher = tokio::spawn(watch_catalog(target, placements.clone()));
         Ok(Router {
+            activity,
             catalog: Catalogs::new(
                 &config.catalog_endpoint,
                 config.connect_timeout(),
@@ -113,6 +120,11 @@ impl Router {
             pools: Mutex::new(HashMap::new()),
             in_process,
         })
+    }
+
+    /// The requests waiting for messages (long polling) and what wakes them.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     /// The client of a pool-node endpoint (one channel per endpoint, reused).
@@ -207,6 +219,28 @@ impl Router {
         queue: &str,
         flavor: &str,
     ) -> Result<Pool, ZaqarError> {
+        self.place_by(project, queue, flavor, "").await
+    }
+
+    /// Places `queue` on the pool named `pool` (a dead letter queue beside its
+    /// queue) unless it is placed already; the pool it is on.
+    pub async fn place_beside(
+        &self,
+        project: &str,
+        queue: &str,
+        pool: &str,
+    ) -> Result<Pool, ZaqarError> {
+        self.place_by(project, queue, "", pool).await
+    }
+
+    /// Places `queue` on `pool`, or when that is empty on a pool of `flavor`.
+    async fn place_by(
+        &self,
+        project: &str,
+        queue: &str,
+        flavor: &str,
+        pool: &str,
+    ) -> Result<Pool, ZaqarError> {
         if let Some(cached) = self.cached(project, queue) {
             crate::metrics::record_lookup("cached");
             return self.pool(&cached.pool, &cached.endpoint, true);
@@ -218,6 +252,7 @@ impl Router {
         let request = pb::PlaceQueueRequest {
             queue: Some(queue_ref(project, queue)),
             flavor: flavor.to_string(),
+            pool: pool.to_string(),
         };
         let placement = self
             .catalog

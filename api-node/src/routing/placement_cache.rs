@@ -245,6 +245,7 @@ impl PlacementCache {
 }
 
 /// Where the watch task subscribes: the catalog nodes, tried in turn.
+#[derive(Clone)]
 pub struct WatchTarget {
     pub endpoints: Vec<String>,
     pub connect_timeout: Duration,
@@ -328,7 +329,10 @@ async fn watch_node(
 }
 
 /// A channel for one long-lived stream: no call timeout, keepalive pings instead.
-fn watch_channel(endpoint: &str, target: &WatchTarget) -> Result<AuthChannel, tonic::Status> {
+pub(crate) fn watch_channel(
+    endpoint: &str,
+    target: &WatchTarget,
+) -> Result<AuthChannel, tonic::Status> {
     let invalid =
         |err| tonic::Status::invalid_argument(format!("invalid gRPC endpoint {endpoint:?}: {err}"));
     let mut channel = Endpoint::from_shared(endpoint.to_string()).map_err(invalid)?;

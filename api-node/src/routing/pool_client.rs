@@ -14,11 +14,11 @@ use std::time::Duration;
 use tonic::{Response, Status};
 use zaqar_proto::cluster_auth::AuthChannel;
 use zaqar_proto::pb::pool_service_client::PoolServiceClient;
-use zaqar_proto::pb::pool_service_server::PoolService;
 use zaqar_proto::pb::*;
+use zaqar_proto::DynPoolService;
 
 /// Pool-nodes served by this process, by the endpoint they are registered with.
-pub type InProcessPools = HashMap<String, Arc<dyn PoolService>>;
+pub type InProcessPools = HashMap<String, Arc<DynPoolService>>;
 
 /// A client of one pool-node.
 #[derive(Clone)]
@@ -27,7 +27,7 @@ pub enum PoolClient {
     Grpc(PoolServiceClient<AuthChannel>),
     /// A pool-node of this process, called directly.
     InProcess {
-        service: Arc<dyn PoolService>,
+        service: Arc<DynPoolService>,
         timeout: Duration,
     },
 }

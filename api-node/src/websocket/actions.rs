@@ -372,6 +372,7 @@ async fn message_list(ctx: &Context, request: &Request, queue: &str) -> Result<R
         echo: flag(request.field("echo")),
         include_claimed: flag(request.field("include_claimed")),
         include_delayed: flag(request.field("include_delayed")),
+        wait: int(request, "wait"),
     };
     let listed = messages::list(ctx, queue, input).await?;
     if listed.messages.is_empty() && queues::get_stored(ctx, queue).await?.is_none() {
@@ -407,7 +408,8 @@ async fn message_delete_many(
 
 async fn claim_create(ctx: &Context, request: &Request, queue: &str) -> Result<Reply, ZaqarError> {
     let limit = int(request, "limit");
-    match claims::create(ctx, queue, limit, &payload(ttl_and_grace(request))).await? {
+    let wait = int(request, "wait");
+    match claims::create(ctx, queue, limit, &payload(ttl_and_grace(request)), wait).await? {
         // Zaqar names a claim even when it took nothing; none is made here.
         None => Ok(Reply::new(204, json!({}))),
         Some(claim) => {

@@ -385,6 +385,7 @@ impl PoolService for MemoryPool {
             ttl: r.ttl,
             age: 0,
             messages,
+            dead_letter_queue: String::new(),
         }))
     }
 
@@ -409,6 +410,7 @@ impl PoolService for MemoryPool {
             ttl,
             age,
             messages,
+            dead_letter_queue: String::new(),
         }))
     }
 
@@ -477,5 +479,12 @@ impl PoolService for MemoryPool {
             detail: String::new(),
             notifier_lag_seconds: 0.0,
         }))
+    }
+
+    type WatchQueuesStream = zaqar_proto::QueueActivityStream;
+
+    /// As a pool-node of before long polling: waiting requests look every second.
+    async fn watch_queues(&self, _: Request<WatchQueuesRequest>) -> Reply<Self::WatchQueuesStream> {
+        Err(Status::unimplemented("no activity stream"))
     }
 }

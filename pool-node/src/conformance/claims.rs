@@ -179,6 +179,7 @@ pub(crate) async fn exhausted_messages_move_to_the_dead_letter_queue(store: Arc<
     for _ in 0..2 {
         let claim = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
         assert_eq!(ids_of(&claim.messages), tired);
+        assert_eq!(claim.dead_letter_queue, "", "nothing moved yet");
         store.delete_claim(&q, &claim.id).await.unwrap();
     }
     let fresh = post_n(&store, &q, 1).await;
@@ -189,6 +190,10 @@ pub(crate) async fn exhausted_messages_move_to_the_dead_letter_queue(store: Arc<
         ids_of(&claim.messages),
         fresh,
         "the exhausted one is not claimed"
+    );
+    assert_eq!(
+        claim.dead_letter_queue, "work-dlq",
+        "the claim names where it moved"
     );
     // Counted by the store (other suites running meanwhile may add theirs).
     assert!(crate::metrics::dead_lettered_total() > counted);
@@ -202,5 +207,19 @@ pub(crate) async fn exhausted_messages_move_to_the_dead_letter_queue(store: Arc<
     assert_eq!(moved[0].ttl, 120);
     assert_eq!(json(&moved[0].body_json), json(r#"{"n": 0}"#));
     assert!(moved[0].claim_id.is_empty());
+    assert!(store.create_claim(&q, 60, 60, 10).await.unwrap().is_none());
+
+    // A claim that only moves messages claims nothing and names the dead letter queue.
+    store.delete_claim(&q, &claim.id).await.unwrap();
+    let again = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    store.delete_claim(&q, &again.id).await.unwrap();
+    let emptied = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    assert!(
+        emptied.id.is_empty() && emptied.messages.is_empty(),
+        "{emptied:?}"
+    );
+    assert_eq!(emptied.dead_letter_queue, "work-dlq");
+    let (moved, _) = store.list_messages(&dlq, &listing(10)).await.unwrap();
+    assert_eq!(moved.len(), 2);
     assert!(store.create_claim(&q, 60, 60, 10).await.unwrap().is_none());
 }

@@ -24,7 +24,7 @@ use super::{
     whole_seconds, MongoStore,
 };
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::StoreResult;
+use crate::store::{nothing_claimed, StoreResult};
 
 /// Claims up to `limit` free messages in one transaction. Messages the queue's
 /// dead-letter policy calls exhausted move to the dead letter queue instead,
@@ -115,9 +115,13 @@ async fn claim_in(
         }
     }
     scan.finish(store, queue, session).await?;
+    let dead_letter_queue = match &policy {
+        Some(policy) if moved > 0 => policy.queue.clone(),
+        _ => String::new(),
+    };
     if claimed.is_empty() {
         // Dead-letter moves, if any, still happen.
-        return Ok((None, moved));
+        return Ok((nothing_claimed(dead_letter_queue), moved));
     }
     let mut record = of_queue(queue);
     record.extend(doc! {
@@ -137,6 +141,7 @@ async fn claim_in(
             ttl,
             age: 0,
             messages: claimed,
+            dead_letter_queue,
         }),
         moved,
     ))
@@ -269,6 +274,7 @@ pub(super) async fn get(
         ttl: fields::int(&claim, TTL).clamp(0, i64::from(u32::MAX)) as u32,
         age: whole_seconds(now - fields::int(&claim, RENEWED)) as u64,
         messages: held.iter().map(|d| fields::message(d, now)).collect(),
+        dead_letter_queue: String::new(),
     })
 }
 

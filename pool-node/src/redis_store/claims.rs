@@ -8,7 +8,7 @@ use super::keys::{QueueKeys, Slots};
 use super::rows::{messages, seconds, MessageRow};
 use super::RedisStore;
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::StoreResult;
+use crate::store::{nothing_claimed, StoreResult};
 
 /// Parked messages moved to a dead letter queue per call, and calls per claim.
 const PARKED_BATCH: usize = 100;
@@ -36,6 +36,7 @@ impl RedisStore {
         // A dead letter queue in another slot of a cluster is filled in a second call.
         let park = self.slots == Slots::Queue && dead.record() != keys.record();
         let claim_id = Uuid::new_v4().to_string();
+        let dead_letter_queue = policy.as_ref().map(|p| p.queue.clone()).unwrap_or_default();
         let mut invocation = self.scripts.claim_create.prepare_invoke();
         invocation
             .key(keys.queue().to_vec())
@@ -58,14 +59,20 @@ impl RedisStore {
                 tracing::warn!(error = %err, "dead lettering deferred to the next claim");
             }
         }
+        let dead_letter_queue = if moved + parked > 0 {
+            dead_letter_queue
+        } else {
+            String::new()
+        };
         if rows.is_empty() {
-            return Ok(None);
+            return Ok(nothing_claimed(dead_letter_queue));
         }
         Ok(Some(ClaimReply {
             id: claim_id,
             ttl,
             age: 0,
             messages: messages(rows, now),
+            dead_letter_queue,
         }))
     }
 
@@ -112,6 +119,7 @@ impl RedisStore {
             ttl,
             age: seconds(renewed_ms, now),
             messages: messages(rows, now),
+            dead_letter_queue: String::new(),
         })
     }
 

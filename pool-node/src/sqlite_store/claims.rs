@@ -13,7 +13,7 @@ use super::messages::{free_ended, free_messages};
 use super::{message_from_row, ms, now_ms, store_error, whole_seconds, SqliteStore};
 use super::{CLAIMED, FREE, MESSAGE_COLUMNS};
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::StoreResult;
+use crate::store::{nothing_claimed, StoreResult};
 
 /// Claims up to `limit` free messages in one `BEGIN IMMEDIATE` transaction.
 /// Messages the queue's dead-letter policy calls exhausted move to the dead
@@ -68,11 +68,15 @@ pub(super) async fn create(
             claimed.push(message);
         }
     }
+    let dead_letter_queue = match &policy {
+        Some(policy) if moved > 0 => policy.queue.clone(),
+        _ => String::new(),
+    };
     if claimed.is_empty() {
         // Dead-letter moves, if any, still happened.
         tx.commit().await.map_err(store_error)?;
         crate::metrics::count_dead_lettered("sqlite", moved);
-        return Ok(None);
+        return Ok(nothing_claimed(dead_letter_queue));
     }
     sqlx::query(
         "INSERT INTO claims (id, project, queue, ttl, renewed_ms, expires_ms) \
@@ -94,6 +98,7 @@ pub(super) async fn create(
         ttl,
         age: 0,
         messages: claimed,
+        dead_letter_queue,
     }))
 }
 
@@ -210,6 +215,7 @@ pub(super) async fn get(
         ttl: claim.get::<i64, _>("ttl") as u32,
         age: whole_seconds(now - claim.get::<i64, _>("renewed_ms")) as u64,
         messages: rows.iter().map(|row| message_from_row(row, now)).collect(),
+        dead_letter_queue: String::new(),
     })
 }
 

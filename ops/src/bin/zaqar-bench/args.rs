@@ -108,6 +108,23 @@ pub struct Args {
     /// deleting and creating them first.
     #[arg(long)]
     pub reuse_queues: bool,
+    /// Consumers' claims wait up to this many seconds for messages (long polling,
+    /// zaqar-rs's `wait`); 0 claims without waiting, as Zaqar's zaqar-bench.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u32,
+    /// Requests held waiting for the whole run (claims with wait=20 on a queue nobody
+    /// posts to, PREFIX-idle; zaqar-rs only), each on a connection of its own: what
+    /// idle long-polling consumers cost the server.
+    #[arg(long, default_value_t = 0)]
+    pub idle_waiters: usize,
+    /// Wake probes, one after the other: a claim with wait=10 on PREFIX-probe, then a
+    /// post a second later through --post-url; each measures how long after the post's
+    /// answer the claim answers (zaqar-rs only).
+    #[arg(long, default_value_t = 0)]
+    pub wake_probes: usize,
+    /// Where wake probes post (another api-node, say) [default: --url].
+    #[arg(long)]
+    pub post_url: Option<String>,
 }
 
 impl Args {
@@ -126,7 +143,11 @@ impl Args {
                 bail!("--ws-url must start with ws://, got {url:?}");
             }
         }
-        if Role::ALL.iter().all(|&role| self.workers(role) == 0) {
+        if let Some(url) = &mut self.post_url {
+            *url = url.trim_end_matches('/').to_owned();
+        }
+        let long_polls = self.idle_waiters + self.wake_probes;
+        if Role::ALL.iter().all(|&role| self.workers(role) == 0) && long_polls == 0 {
             bail!("nothing to do: every role has 0 workers");
         }
         if (self.poppers > 0 || self.queue_listers > 0) && self.ws_url.is_some() {

@@ -225,15 +225,20 @@ impl ZaqarClient {
         self.call(Method::POST, &path, Some(body)).await.map(drop)
     }
 
-    /// Claims up to `limit` messages of `queue`; the hrefs (with claim_id) of those
-    /// claimed, none when the server answers 204.
+    /// Claims up to `limit` messages of `queue`, waiting up to `wait` seconds for some
+    /// (0: not at all); the hrefs (with claim_id) of those claimed, none when the
+    /// server answers 204.
     pub async fn claim(
         &self,
         queue: &str,
         limit: usize,
         body: Bytes,
+        wait: u32,
     ) -> Result<Vec<String>, CallError> {
-        let path = format!("/v2/queues/{queue}/claims?limit={limit}");
+        let mut path = format!("/v2/queues/{queue}/claims?limit={limit}");
+        if wait > 0 {
+            path.push_str(&format!("&wait={wait}"));
+        }
         let (status, bytes) = self.call(Method::POST, &path, Some(body)).await?;
         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             return Ok(Vec::new());

@@ -77,6 +77,11 @@ impl Histogram {
         self.max_us = self.max_us.max(other.max_us);
     }
 
+    /// How many values were recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// The largest value recorded (exact), 0 when empty.
     pub fn max_us(&self) -> u64 {
         self.max_us

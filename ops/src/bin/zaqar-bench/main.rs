@@ -5,6 +5,7 @@
 mod args;
 mod client;
 mod histogram;
+mod long_poll;
 mod prefill;
 mod queue_setup;
 mod report;
@@ -56,7 +57,8 @@ async fn run(args: Args) -> Result<()> {
     let args = args.validated()?;
     let admin = ZaqarClient::new(&args.url, &args.project, args.timeout)?;
     if !args.reuse_queues {
-        let names = args.queue_names();
+        let mut names = args.queue_names();
+        names.extend(long_poll::queue_names(&args));
         queue_setup::on_each(&admin, names, "prepare", false, |admin, queue| async move {
             admin.recreate_queue(&queue).await
         })
@@ -110,17 +112,48 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     let progress = tokio::spawn(show_progress(Arc::clone(&plan), args.clone(), start));
+    let mut idle_waiters = long_poll::hold_idle_waiters(&args, plan.deadline)?;
+    let probes = (args.wake_probes > 0).then(|| {
+        let args = args.clone();
+        tokio::spawn(async move { long_poll::wake_probes(&args).await })
+    });
 
     let mut tally = Tally::default();
     while let Some(done) = workers.join_next().await {
         tally.merge(&done.context("a worker panicked")?);
+    }
+    let mut idle = long_poll::Idle::default();
+    while let Some(done) = idle_waiters.join_next().await {
+        let done = done.context("an idle waiter panicked")?;
+        idle.answers += done.answers;
+        idle.errors += done.errors;
     }
     let elapsed = plan.deadline.saturating_duration_since(start);
     progress.abort();
     let _ = progress.await;
 
     let report = Report::new(&args, &tally, elapsed);
-    println!("{}", report.table());
+    if Role::ALL.iter().any(|&role| args.workers(role) > 0) {
+        println!("{}", report.table());
+    }
+    if args.idle_waiters > 0 {
+        println!(
+            "idle waiters: {} held for {elapsed:?}, {} waits ended empty, {} errors",
+            args.idle_waiters, idle.answers, idle.errors
+        );
+    }
+    if let Some(probes) = probes {
+        let (delays, failed) = probes.await.context("the wake probes panicked")??;
+        let ms = |us: u64| us as f64 / 1000.0;
+        println!(
+            "wake probes: {} woken, {failed} failed; from the post's answer to the claim's: \
+             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            delays.count(),
+            ms(delays.percentile_us(50.0)),
+            ms(delays.percentile_us(99.0)),
+            ms(delays.max_us()),
+        );
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n")
@@ -128,6 +161,7 @@ async fn run(args: Args) -> Result<()> {
     }
     if !args.keep_queues {
         let mut all = args.queue_names();
+        all.extend(long_poll::queue_names(&args));
         all.extend(extra);
         queue_setup::on_each(&admin, all, "delete", false, |admin, queue| async move {
             admin.delete_queue(&queue).await

@@ -62,7 +62,7 @@ pub async fn fill(admin: ZaqarClient, queue: String, fill: Fill) -> Result<(), C
     let mut claimed = 0;
     while claimed < fill.claimed {
         let limit = CLAIM_BATCH.min(fill.claimed - claimed);
-        let taken = admin.claim(&queue, limit, claim_body.clone()).await?;
+        let taken = admin.claim(&queue, limit, claim_body.clone(), 0).await?;
         if taken.is_empty() {
             return Err(CallError::Transport(format!(
                 "queue {queue} had no more messages to claim after {claimed}"

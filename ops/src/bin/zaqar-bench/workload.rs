@@ -29,6 +29,8 @@ pub struct Plan {
     /// Messages in each post.
     pub batch: u64,
     pub claim_limit: usize,
+    /// How long consumers' claims wait for messages, in seconds (0: not at all).
+    pub claim_wait: u32,
     pub list_limit: usize,
     /// Observers list without claimed messages, always from the head of the queue.
     pub list_from_head: bool,
@@ -48,6 +50,7 @@ impl Plan {
             post_messages,
             batch: args.batch as u64,
             claim_limit: args.claim_limit,
+            claim_wait: args.wait,
             list_limit: args.list_limit,
             list_from_head: args.list_from_head,
             deadline,
@@ -77,15 +80,15 @@ impl Client {
         }
     }
 
-    async fn claim(&self, queue: &str, limit: usize) -> Result<Vec<Taken>, CallError> {
+    async fn claim(&self, queue: &str, limit: usize, wait: u32) -> Result<Vec<Taken>, CallError> {
         match self {
             Client::Rest(rest) => {
                 let body = Bytes::from_static(CLAIM_BODY);
-                let hrefs = rest.claim(queue, limit, body).await?;
+                let hrefs = rest.claim(queue, limit, body, wait).await?;
                 Ok(hrefs.into_iter().map(Taken::Href).collect())
             }
             Client::WebSocket(ws) => {
-                let claimed = ws.claim(queue, limit).await?;
+                let claimed = ws.claim(queue, limit, wait).await?;
                 Ok(claimed.into_iter().map(Taken::WebSocket).collect())
             }
         }
@@ -210,7 +213,7 @@ impl Worker {
 
     /// Claims, then deletes each claimed message; false once the deadline cut a request.
     async fn consume(&self, plan: &Plan, tally: &mut Tally, queue: &str) -> bool {
-        let claim = self.client.claim(queue, plan.claim_limit);
+        let claim = self.client.claim(queue, plan.claim_limit, plan.claim_wait);
         let taken = match timed(plan.deadline, claim).await {
             Timed::Cut => return false,
             Timed::Done(latency, Ok(taken)) => {

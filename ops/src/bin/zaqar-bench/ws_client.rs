@@ -133,8 +133,16 @@ impl WsClient {
     }
 
     /// Claims up to `limit` messages of `queue` (ttl 300, grace 200).
-    pub async fn claim(&self, queue: &str, limit: usize) -> Result<Vec<Claimed>, CallError> {
-        let body = json!({"queue_name": queue, "limit": limit, "ttl": 300, "grace": 200});
+    pub async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        wait: u32,
+    ) -> Result<Vec<Claimed>, CallError> {
+        let mut body = json!({"queue_name": queue, "limit": limit, "ttl": 300, "grace": 200});
+        if wait > 0 {
+            body["wait"] = json!(wait);
+        }
         let claimed: Option<Messages<Claimed>> = self.call("claim_create", body).await?;
         Ok(claimed.map(|claimed| claimed.messages).unwrap_or_default())
     }

@@ -82,8 +82,11 @@ async fn an_interrupted_dead_letter_move_is_finished_without_a_duplicate() {
         .unwrap();
     let first = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
     store.delete_claim(&q, &first.id).await.unwrap();
-    // Claimed once already: the next claim moves both to the dead letter queue.
-    assert!(store.create_claim(&q, 60, 60, 10).await.unwrap().is_none());
+    // Claimed once already: the next claim moves both to the dead letter queue, and
+    // claims nothing.
+    let moving = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    assert!(moving.id.is_empty() && moving.messages.is_empty());
+    assert_eq!(moving.dead_letter_queue, "work-dlq");
     let (moved, _) = store.list_messages(&dlq, &everything()).await.unwrap();
     let moved: Vec<String> = moved.into_iter().map(|m| m.id).collect();
     assert_eq!(moved, ids);

@@ -1,0 +1,91 @@
+//! Long polling: a claim or a listing with `wait` (seconds) that finds nothing is held
+//! until its queue may have messages or the wait ends, then tried again.
+//!
+//! What wakes it is the queue's pool-node saying a message was posted (or a claim
+//! released) through any api-node (see `routing/activity.rs`); no store is polled
+//! while the pool's activity stream is live. Messages that become free without a
+//! call (a claim or a delay ran out) are found by the last try, when the wait ends.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::{sleep_until, Instant};
+use zaqar_proto::ZaqarError;
+
+use super::{invalid_api, Context};
+use crate::routing::activity::UNFOLLOWED_POLL;
+
+/// The `wait` of a request, checked against `0..=max_wait_seconds`; `None` for none.
+pub fn checked_wait(ctx: &Context, wait: Option<i64>) -> Result<Option<Duration>, ZaqarError> {
+    let max = ctx.router().activity().max_wait().as_secs();
+    match wait {
+        None | Some(0) => Ok(None),
+        Some(seconds) if (1..=max as i64).contains(&seconds) => {
+            Ok(Some(Duration::from_secs(seconds as u64)))
+        }
+        Some(_) => Err(invalid_api(format!(
+            "The wait may not exceed {max} seconds, and must be at least 0."
+        ))),
+    }
+}
+
+/// Runs `attempt` once, and while `found` says its answer is empty, again each time
+/// `queue` may have messages, until `wait` has passed (then once more) or the
+/// api-node stops. Over the bounds on waiting requests, an empty answer is 429.
+pub async fn poll<T, F, Fut>(
+    ctx: &Context,
+    queue: &str,
+    wait: Option<Duration>,
+    attempt: F,
+    found: impl Fn(&T) -> bool,
+) -> Result<T, ZaqarError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, ZaqarError>>,
+{
+    let Some(wait) = wait else {
+        return attempt().await;
+    };
+    let deadline = Instant::now() + wait;
+    let activity = ctx.router().activity();
+    let pool = ctx
+        .router()
+        .lookup(ctx.project(), queue)
+        .await
+        .ok()
+        .flatten();
+    let ticket = match activity.wait_on(
+        ctx.project(),
+        queue,
+        pool.as_ref().map(|p| p.endpoint.as_str()),
+    ) {
+        Ok(ticket) => ticket,
+        Err(too_many) => {
+            let answer = attempt().await?;
+            return if found(&answer) {
+                Ok(answer)
+            } else {
+                Err(too_many)
+            };
+        }
+    };
+    loop {
+        let woken = ticket.woken();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let answer = attempt().await?;
+        if found(&answer) || Instant::now() >= deadline || activity.is_closed() {
+            return Ok(answer);
+        }
+        let next_look = if ticket.is_followed() {
+            deadline
+        } else {
+            deadline.min(Instant::now() + UNFOLLOWED_POLL)
+        };
+        tokio::select! {
+            () = woken => {}
+            () = sleep_until(next_look) => {}
+            () = activity.closing() => {}
+        }
+    }
+}

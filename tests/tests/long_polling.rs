@@ -1,0 +1,403 @@
+//! Long polling (`wait`) as consumers use it, across processes: a catalog, one
+//! pool-node on a real Redis and api-nodes in front of them. A claim or a listing
+//! waiting on one api-node returns the message posted through another, woken by the
+//! pool-node's activity stream (the store is not polled meanwhile: the api-node's
+//! calls to the pool-node are counted), over REST and WebSocket; the bounds on
+//! waiting requests answer 429; a stopping api-node answers its waiting requests at
+//! once; `zaqar standalone` wakes its waiters in process, on every store, after a
+//! post and after a released claim.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use zaqar_tests::stores::standalone_on_each_store_with;
+use zaqar_tests::ws::WsClient;
+use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis, Standalone};
+
+/// A catalog and a pool-node on `redis`, both processes in `dir`; the catalog's endpoint.
+fn start_catalog_and_pool(dir: &Path, redis: &Redis) -> Result<(Vec<Process>, String)> {
+    let bin = zaqar_bin();
+    let catalog_port = free_port();
+    let catalog = format!("http://127.0.0.1:{catalog_port}");
+    let catalog_db = format!("sqlite://{}/catalog.db", dir.display());
+    let catalog_listen = format!("127.0.0.1:{catalog_port}");
+    let mut processes = vec![Process::spawn(
+        "catalog",
+        &bin,
+        &["catalog", "--listen", &catalog_listen, "--uri", &catalog_db],
+        dir,
+    )?];
+    wait_for_port(catalog_port, Duration::from_secs(30))?;
+    processes.push(zaqar_tests::spawn_pool_node(
+        dir,
+        "pool-0",
+        &redis.uri(0),
+        &catalog,
+        &[],
+    )?);
+    Ok((processes, catalog))
+}
+
+/// An api-node of `catalog`: the process, its REST and WebSocket ports, and the port
+/// of its `/metrics`.
+struct ApiNode {
+    process: Process,
+    rest: u16,
+    ws: u16,
+    metrics: u16,
+}
+
+async fn start_api_node(dir: &Path, name: &str, catalog: &str, extra: &[&str]) -> Result<ApiNode> {
+    let (rest, ws, metrics) = (free_port(), free_port(), free_port());
+    let (rest_listen, ws_listen) = (format!("127.0.0.1:{rest}"), format!("127.0.0.1:{ws}"));
+    let metrics_listen = format!("127.0.0.1:{metrics}");
+    let mut args = vec![
+        "--metrics-listen",
+        &metrics_listen,
+        "api-node",
+        "--listen",
+        &rest_listen,
+        "--ws-listen",
+        &ws_listen,
+        "--catalog",
+        catalog,
+    ];
+    args.extend_from_slice(extra);
+    let process = Process::spawn(name, &zaqar_bin(), &args, dir)?;
+    Client::new(rest, "probe")
+        .wait_ready(Duration::from_secs(30))
+        .await?;
+    Ok(ApiNode {
+        process,
+        rest,
+        ws,
+        metrics,
+    })
+}
+
+/// How many calls of `method` the api-node whose `/metrics` are on port `metrics` made
+/// to pool-nodes (`zaqar_pool_calls_total`).
+async fn pool_calls(metrics: u16, method: &str) -> Result<u64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let label = format!("method=\"{method}\"");
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with("zaqar_pool_calls_total{") && line.contains(&label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+/// A client of `project` (its 15-second timeout outlasts every wait these tests see end).
+fn consumer(port: u16, project: &str) -> Client {
+    Client::new(port, project)
+}
+
+async fn post(client: &Client, queue: &str, body: Value) -> Result<()> {
+    let reply = client
+        .call(
+            "POST",
+            &format!("/v2/queues/{queue}/messages"),
+            Some(json!({"messages": [{"ttl": 300, "body": body}]})),
+        )
+        .await?;
+    ensure!(reply.status == 201, "post: {reply:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_claim_takes_the_message_posted_through_another_api_node() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = Redis::start()?;
+    let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
+    let a = start_api_node(dir.path(), "api-a", &catalog, &[]).await?;
+    let b = start_api_node(dir.path(), "api-b", &catalog, &[]).await?;
+    let (waiting, producer) = (consumer(a.rest, "lp"), consumer(b.rest, "lp"));
+    post(&producer, "jobs", json!("warm-up")).await?;
+    let drained = waiting
+        .call("POST", "/v2/queues/jobs/claims?limit=10", Some(json!({})))
+        .await?;
+    ensure!(drained.status == 201, "{drained:?}");
+
+    let mut after_post = Vec::new();
+    for round in 0..4 {
+        let calls_before = pool_calls(a.metrics, "create_claim").await?;
+        let claim = tokio::spawn({
+            let waiting = consumer(a.rest, "lp");
+            async move {
+                let reply = waiting
+                    .call(
+                        "POST",
+                        "/v2/queues/jobs/claims?wait=10",
+                        Some(json!({"ttl": 60})),
+                    )
+                    .await;
+                (reply, Instant::now())
+            }
+        });
+        // Longer than the 1-second look of a request whose pool is not followed: such
+        // a request would make at least four calls before the post.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        post(&producer, "jobs", json!({"round": round})).await?;
+        let posted = Instant::now();
+        let (reply, answered) = claim.await?;
+        let reply = reply?;
+        ensure!(reply.status == 201, "round {round}: {reply:?}");
+        ensure!(
+            reply.body["messages"][0]["body"] == json!({"round": round}),
+            "{reply:?}"
+        );
+        after_post.push(answered.saturating_duration_since(posted));
+        // The first try, the try woken by the post, and in the first round the try
+        // when the pool's stream went live: never one per second.
+        let calls = pool_calls(a.metrics, "create_claim").await? - calls_before;
+        ensure!(
+            calls <= 3,
+            "round {round}: {calls} claim calls to the pool-node while waiting"
+        );
+    }
+    eprintln!("claim answered after the post answered: {after_post:?}");
+
+    // A listing waits the same way, and so do the WebSocket actions below.
+    for queue in ["news", "ws-jobs", "ws-news"] {
+        let created = producer
+            .call("PUT", &format!("/v2/queues/{queue}"), None)
+            .await?;
+        ensure!(created.status == 201, "{created:?}");
+    }
+    let listing = tokio::spawn({
+        let waiting = consumer(a.rest, "lp");
+        async move {
+            waiting
+                .call("GET", "/v2/queues/news/messages?wait=10", None)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    post(&producer, "news", json!("extra")).await?;
+    let listed = listing.await??;
+    ensure!(listed.status == 200, "{listed:?}");
+    ensure!(
+        listed.body["messages"][0]["body"] == json!("extra"),
+        "{listed:?}"
+    );
+
+    // Over WebSocket: claim_create and message_list with a `wait` body field.
+    let mut ws = WsClient::connect(a.ws, "lp", &uuid::Uuid::new_v4().to_string()).await?;
+    for (action, queue, body) in [
+        (
+            "claim_create",
+            "ws-jobs",
+            json!({"queue_name": "ws-jobs", "wait": 10, "ttl": 60}),
+        ),
+        (
+            "message_list",
+            "ws-news",
+            json!({"queue_name": "ws-news", "wait": 10}),
+        ),
+    ] {
+        ws.send(action, body).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        post(&producer, queue, json!({"over": action})).await?;
+        let reply = ws.reply(Duration::from_secs(15)).await?;
+        let want = if action == "claim_create" { 201 } else { 200 };
+        ensure!(reply["headers"]["status"] == want, "{action}: {reply}");
+        ensure!(
+            reply["body"]["messages"][0]["body"] == json!({"over": action}),
+            "{action}: {reply}"
+        );
+    }
+    let body = json!({"queue_name": "ws-jobs", "wait": "soon"});
+    let reply = ws.call("claim_create", body).await?;
+    ensure!(reply["headers"]["status"] == 400, "{reply}");
+    drop(a);
+    drop(b);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_is_bounded_and_ends_when_the_api_node_stops() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = Redis::start()?;
+    let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
+    let config = dir.path().join("api.toml");
+    std::fs::write(
+        &config,
+        "[long_poll]\nmax_wait_seconds = 15\nmax_waiting = 3\nmax_waiting_per_project = 2\n",
+    )?;
+    let config = config.to_string_lossy().to_string();
+    let mut node = start_api_node(dir.path(), "api", &catalog, &["--config", &config]).await?;
+    let first = consumer(node.rest, "bounded");
+    post(&first, "q", json!("x")).await?;
+    let drained = first
+        .call("POST", "/v2/queues/q/claims", Some(json!({})))
+        .await?;
+    ensure!(drained.status == 201, "{drained:?}");
+
+    let too_long = first
+        .call("POST", "/v2/queues/q/claims?wait=16", Some(json!({})))
+        .await?;
+    ensure!(too_long.status == 400, "{too_long:?}");
+    ensure!(
+        too_long.body["description"]
+            == "The wait may not exceed 15 seconds, and must be at least 0.",
+        "{too_long:?}"
+    );
+
+    let wait = |project: &str| {
+        let client = consumer(node.rest, project);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let reply = client
+                .call("POST", "/v2/queues/q/claims?wait=15", Some(json!({})))
+                .await;
+            (reply, started.elapsed())
+        })
+    };
+    let held = [wait("bounded"), wait("bounded")];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let third = first
+        .call("POST", "/v2/queues/q/claims?wait=15", Some(json!({})))
+        .await?;
+    ensure!(
+        third.status == 429,
+        "a third waiting request of the project: {third:?}"
+    );
+    ensure!(
+        third.body["title"] == "Too many waiting requests",
+        "{third:?}"
+    );
+    // Another project still has room, until the api-node's bound.
+    let other = wait("other");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let over = consumer(node.rest, "third")
+        .call("POST", "/v2/queues/q/claims?wait=15", Some(json!({})))
+        .await?;
+    ensure!(over.status == 429, "over the api-node's bound: {over:?}");
+
+    // Stopping answers the waiting requests with what there is (nothing: 204) at once,
+    // not after their 15 seconds.
+    node.process.signal("TERM")?;
+    for waiting in held.into_iter().chain([other]) {
+        let (reply, took) = waiting.await?;
+        let reply = reply?;
+        ensure!(reply.status == 204, "{reply:?}");
+        ensure!(took < Duration::from_secs(10), "answered after {took:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.process.exited()?.is_none() {
+        ensure!(Instant::now() < deadline, "the api-node did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_wakes_waiting_requests_in_process_on_every_store() -> Result<()> {
+    let metrics: HashMap<&str, u16> = ["embedded", "redis", "mongodb"]
+        .into_iter()
+        .map(|store| (store, free_port()))
+        .collect();
+    let servers = standalone_on_each_store_with(|store| {
+        vec![
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{}", metrics[store]),
+        ]
+    })?;
+    for on in servers {
+        woken_in_process(&on.server, metrics[on.store])
+            .await
+            .with_context(|| on.store)?;
+        if on.store == "embedded" {
+            docs_run_as_written(&on.server).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A claim waiting on `server` is woken by a post, and another by a released claim,
+/// each with at most three claim calls to the pool-node (counted on `metrics`).
+async fn woken_in_process(server: &Standalone, metrics: u16) -> Result<()> {
+    let producer = consumer(server.port, "lp-standalone");
+    let created = producer.call("PUT", "/v2/queues/q", None).await?;
+    ensure!(created.status == 201, "{created:?}");
+    let claim_calls = || pool_calls(metrics, "create_claim");
+    let wait_for_claim = || {
+        let waiting = consumer(server.port, "lp-standalone");
+        tokio::spawn(async move {
+            waiting
+                .call(
+                    "POST",
+                    "/v2/queues/q/claims?wait=10&limit=5",
+                    Some(json!({"ttl": 60})),
+                )
+                .await
+        })
+    };
+
+    let before = claim_calls().await?;
+    let claim = wait_for_claim();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    post(&producer, "q", json!("in process")).await?;
+    let reply = claim.await??;
+    ensure!(reply.status == 201, "{reply:?}");
+    ensure!(
+        reply.body["messages"][0]["body"] == json!("in process"),
+        "{reply:?}"
+    );
+    let calls = claim_calls().await? - before;
+    ensure!(calls <= 3, "{calls} claim calls while waiting for a post");
+
+    // The claim above is released: a claim waiting meanwhile takes its message.
+    let claim_href = reply.body["messages"][0]["href"].as_str().context("href")?;
+    let claim_id = claim_href.rsplit("claim_id=").next().context("claim id")?;
+    let before = claim_calls().await?;
+    let claim = wait_for_claim();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let released = producer
+        .call("DELETE", &format!("/v2/queues/q/claims/{claim_id}"), None)
+        .await?;
+    ensure!(released.status == 204, "{released:?}");
+    let reply = claim.await??;
+    ensure!(reply.status == 201, "after the release: {reply:?}");
+    ensure!(
+        reply.body["messages"][0]["body"] == json!("in process"),
+        "{reply:?}"
+    );
+    let calls = claim_calls().await? - before;
+    ensure!(
+        calls <= 3,
+        "{calls} claim calls while waiting for a release"
+    );
+    Ok(())
+}
+
+/// The commands of docs/long-polling.md and the `[long_poll]` example of
+/// docs/configuration.md, as written.
+async fn docs_run_as_written(server: &Standalone) -> Result<()> {
+    // The claim sent first answers with the job posted a second later.
+    let stdout = zaqar_tests::docs::run_sh_block("long-polling.md", server.port)?;
+    let claimed: Value = serde_json::from_str(stdout.trim()).context(stdout.clone())?;
+    ensure!(
+        claimed["messages"][0]["body"] == json!({"job": 7}),
+        "{stdout}"
+    );
+    // On a queue that has a message, the configuration example answers at once.
+    post(&consumer(server.port, "demo"), "jobs", json!({"job": 8})).await?;
+    let stdout = zaqar_tests::docs::run_sh_block_under(
+        "configuration.md",
+        "### `[long_poll]`",
+        server.port,
+    )?;
+    let claimed: Value = serde_json::from_str(stdout.trim()).context(stdout.clone())?;
+    ensure!(
+        claimed["messages"][0]["body"] == json!({"job": 8}),
+        "{stdout}"
+    );
+    Ok(())
+}
