@@ -5,7 +5,7 @@ use serde::Deserialize;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::config::ApiConfig;
-use crate::keystone::{self, Keystone};
+use crate::keystone::{self, Keystone, Trustor};
 use crate::signed_url::{self, SignatureHeaders};
 
 /// How requests are authenticated.
@@ -42,6 +42,9 @@ pub struct Identity {
     /// The `Client-ID` header: a UUID identifying the client instance (for `echo`).
     pub client_id: String,
     pub roles: Vec<String>,
+    /// The Keystone user and token of the caller (keystone mode, not with a
+    /// signed URL): what a `trust+` subscription's trust is created from.
+    pub trustor: Option<Trustor>,
 }
 
 impl Identity {
@@ -116,6 +119,10 @@ impl Auth {
             ..*credentials
         })?;
         identity.roles = info.roles;
+        identity.trustor = Some(Trustor {
+            user_id: info.user,
+            token: token.to_string(),
+        });
         Ok(identity)
     }
 }
@@ -164,6 +171,7 @@ fn noauth(credentials: &Credentials<'_>) -> Result<Identity, ZaqarError> {
         project: project.to_string(),
         client_id: client_id.to_string(),
         roles,
+        trustor: None,
     })
 }
 

@@ -21,7 +21,6 @@ pub mod request_id;
 pub mod rest;
 pub mod routing;
 pub mod signed_url;
-mod timefmt;
 pub mod tls;
 pub mod websocket;
 

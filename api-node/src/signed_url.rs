@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::timefmt::{format_utc, parse_iso8601};
+use zaqar_proto::timefmt::{format_utc, parse_iso8601};
 
 /// A signed URL: what it grants and its signature.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

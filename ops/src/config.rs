@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use zaqar_api_node::ApiConfig;
 use zaqar_catalog::raft::RaftConfig;
+use zaqar_pool_node::notifier::trustee::TrusteeConfig;
 use zaqar_pool_node::{MessageCipher, NotifierConfig};
 use zaqar_proto::cluster_auth::ClusterToken;
 use zaqar_proto::limits::is_valid_name;
@@ -409,7 +410,21 @@ impl Default for StandaloneConfig {
 }
 
 impl StandaloneConfig {
-    pub fn validated(self) -> Result<Self> {
+    /// The configuration checked, with `[notifier.trustee]` taken from
+    /// `[api.keystone]` when unset in keystone mode: in one process the trusts of
+    /// `trust+` subscribers are made for, and redeemed by, the same service user.
+    pub fn validated(mut self) -> Result<Self> {
+        if self.api.auth == zaqar_api_node::auth::AuthStrategy::Keystone
+            && self.notifier.trustee.auth_url.is_empty()
+        {
+            let keystone = &self.api.keystone;
+            self.notifier.trustee = TrusteeConfig {
+                auth_url: keystone.auth_url.clone(),
+                username: keystone.username.clone(),
+                password: keystone.password.clone(),
+                user_domain_name: keystone.user_domain_name.clone(),
+            };
+        }
         ensure!(
             !self.data_dir.as_os_str().is_empty(),
             "data_dir may not be empty"
@@ -538,6 +553,34 @@ mod tests {
         .unwrap();
         let config = load::<StandaloneConfig>(Some(&path)).unwrap();
         assert!(config.validated().is_err());
+    }
+
+    #[test]
+    fn standalone_in_keystone_mode_redeems_trusts_as_its_keystone_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zaqar.toml");
+        let keystone = "[api]\nauth = \"keystone\"\n[api.keystone]\nauth_url = \"http://k:5000\"\n\
+                        username = \"zaqar\"\npassword = \"p\"\nproject_name = \"service\"\n";
+        std::fs::write(&path, keystone).unwrap();
+        let config = load::<StandaloneConfig>(Some(&path))
+            .unwrap()
+            .validated()
+            .unwrap();
+        let trustee = &config.notifier.trustee;
+        assert_eq!(
+            (trustee.auth_url.as_str(), trustee.username.as_str()),
+            ("http://k:5000", "zaqar")
+        );
+        assert_eq!(trustee.password, "p");
+        // A trustee of its own is kept; without keystone there is none.
+        let own = format!("{keystone}[notifier.trustee]\nauth_url = \"http://other:5000\"\n");
+        std::fs::write(&path, own).unwrap();
+        let config = load::<StandaloneConfig>(Some(&path)).unwrap();
+        let config = config.validated().unwrap();
+        assert_eq!(config.notifier.trustee.auth_url, "http://other:5000");
+        assert_eq!(config.notifier.trustee.username, "");
+        let plain = StandaloneConfig::default().validated().unwrap();
+        assert_eq!(plain.notifier.trustee.auth_url, "");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod filter;
 pub mod limits;
 pub mod redis_uri;
 pub mod stopping;
+pub mod timefmt;
 pub mod trace;
 pub mod uri;
 

@@ -17,6 +17,17 @@ pub fn run_sh_block(page: &str, port: u16) -> Result<String> {
 /// [`run_sh_block`] for the first `sh` block after the line `heading` (a whole line,
 /// e.g. `### [long_poll]`) of `docs/<page>`; the page's first block for `""`.
 pub fn run_sh_block_under(page: &str, heading: &str, port: u16) -> Result<String> {
+    run_sh_block_with_env(page, heading, port, &[])
+}
+
+/// [`run_sh_block_under`] with the environment variables `env` set for the block
+/// (e.g. a token it names).
+pub fn run_sh_block_with_env(
+    page: &str,
+    heading: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Result<String> {
     let path = format!("{}/../docs/{page}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let section = if heading.is_empty() {
@@ -42,6 +53,7 @@ pub fn run_sh_block_under(page: &str, heading: &str, port: u16) -> Result<String
         .arg("-c")
         .arg(format!("set -e\n{script}"))
         .env("PATH", path)
+        .envs(env.iter().copied())
         .output()?;
     let stdout = String::from_utf8(out.stdout)?;
     ensure!(

@@ -31,6 +31,12 @@ impl WsClient {
         })
     }
 
+    /// Sends `value` as the header `name` with every later request (e.g. the
+    /// `X-Auth-Token` of an `authenticate`).
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.headers[name] = Value::String(value.to_string());
+    }
+
     /// Sends `action` with `body`, without reading its reply.
     pub async fn send(&mut self, action: &str, body: Value) -> Result<()> {
         let request = json!({"action": action, "headers": self.headers, "body": body});

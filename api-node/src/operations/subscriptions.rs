@@ -10,8 +10,11 @@ use super::metadata::check_retry_policy;
 use super::types::{Subscription, SubscriptionList};
 use super::{check_limit, conflict, invalid_api, unavailable_as, Context, Payload};
 use crate::signed_url::sign;
-use crate::timefmt::format_utc;
+use zaqar_proto::timefmt::format_utc;
 use zaqar_proto::uri::push_url;
+
+/// The option holding a `trust+` subscriber's Keystone trust (as in Zaqar).
+const TRUST_ID_OPTION: &str = "trust_id";
 
 /// The subscriber URI schemes Zaqar notifies.
 const SUBSCRIBER_TYPES: [&str; 5] = ["http", "https", "mailto", "trust+http", "trust+https"];
@@ -69,11 +72,14 @@ async fn create_subscription(
     check_fields(ctx, &document, push)?;
     let subscriber = subscriber.as_str().unwrap_or_default().to_string();
     let ttl = ttl(&document)?.unwrap_or(ctx.limits().default_subscription_ttl);
-    let options = document
+    let mut options = document
         .get("options")
         .filter(|o| is_truthy(o))
         .cloned()
         .unwrap_or(Value::Object(Map::new()));
+    if scheme_of(&subscriber).starts_with("trust+") {
+        add_trust(ctx, &mut options, ttl).await?;
+    }
     let failed = unavailable_as("Subscription could not be created.");
     let pool = ctx.place_queue(queue, "").await.map_err(&failed)?;
     let confirmation_required = ctx.services.require_subscription_confirmation;
@@ -125,6 +131,28 @@ async fn create_subscription(
         id: reply.id,
         created: reply.created,
     })
+}
+
+/// A `trust+` subscriber created with a Keystone token and no `trust_id` option
+/// gets one: a trust from the caller to api-node's service user, which the
+/// notifier delivers with (Zaqar's trust notifier). Without Keystone the
+/// subscription is stored as given, and not delivered until it has a trust.
+async fn add_trust(ctx: &Context, options: &mut Value, ttl: u32) -> Result<(), ZaqarError> {
+    let (Some(keystone), Some(trustor), Some(options)) = (
+        ctx.services.auth.keystone(),
+        ctx.identity.trustor.as_ref(),
+        options.as_object_mut(),
+    ) else {
+        return Ok(());
+    };
+    if options.contains_key(TRUST_ID_OPTION) {
+        return Ok(());
+    }
+    let trust = keystone
+        .create_trust(trustor, &ctx.identity.project, &ctx.identity.roles, ttl)
+        .await?;
+    options.insert(TRUST_ID_OPTION.to_string(), Value::String(trust));
+    Ok(())
 }
 
 /// Lists a queue's subscriptions; empty for a queue that does not exist.

@@ -7,7 +7,7 @@ use zaqar_proto::ZaqarError;
 
 use super::protocol::Reply;
 use crate::operations::types::{Message, QueueStats, Subscription};
-use crate::timefmt::format_utc;
+use zaqar_proto::timefmt::format_utc;
 
 /// A message as Zaqar's `format_message` shows it.
 pub fn message(message: &Message, claim_id: Option<&str>) -> Value {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use zaqar_proto::ZaqarError;
 
 use super::network::NetworkPolicy;
+use super::trustee::TrusteeConfig;
 
 /// The notifier's settings; every key is optional (see docs/configuration.md).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -42,6 +43,9 @@ pub struct NotifierConfig {
     /// Networks (CIDR blocks or addresses) webhooks may reach although they are
     /// internal (loopback, private, link-local, ...), which are refused otherwise.
     pub allowed_networks: Vec<String>,
+    /// `[notifier.trustee]`: how `trust+http(s)` subscribers get their Keystone
+    /// token (unset: they are not delivered).
+    pub trustee: TrusteeConfig,
 }
 
 impl Default for NotifierConfig {
@@ -60,6 +64,7 @@ impl Default for NotifierConfig {
             cursor_flush_ms: 1_000,
             lease_ttl_ms: 10_000,
             allowed_networks: Vec::new(),
+            trustee: TrusteeConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::network::{address_of, NetworkPolicy};
 use super::target::Target;
+use super::trustee::Trustee;
 use super::{mailto, webhook, NotifierConfig};
 use crate::store::MessageStore;
 
@@ -43,6 +44,8 @@ pub struct Deliverer {
     /// WebSocket push subscriptions (the api-nodes' own listeners): no redirects.
     push_http: reqwest::Client,
     policy: NetworkPolicy,
+    /// Tokens for `trust+` subscribers (`None` without `[notifier.trustee]`).
+    trustee: Option<Trustee>,
     smtp: AsyncSmtpTransport<Tokio1Executor>,
     smtp_from: String,
     slots: Semaphore,
@@ -69,6 +72,7 @@ impl Deliverer {
             http: built(client().dns_resolver(policy.resolver()))?,
             push_http: built(client())?,
             policy,
+            trustee: Trustee::new(&config.trustee, timeout)?,
             smtp: mailto::transport(&config.smtp_host, config.smtp_port, timeout),
             smtp_from: config.smtp_from.clone(),
             slots: Semaphore::new(config.max_in_flight.max(1)),
@@ -182,6 +186,7 @@ impl Deliverer {
                     post_data,
                     trusted,
                     signing_secret,
+                    trust_id,
                 } => {
                     let body = Target::webhook_body(post_data.as_deref(), document);
                     let client = if *trusted {
@@ -190,7 +195,12 @@ impl Deliverer {
                         self.refuse_internal_address(url)?;
                         &self.http
                     };
-                    webhook::post(client, url, headers, signing_secret.as_ref(), body).await
+                    let mut headers = std::borrow::Cow::Borrowed(headers);
+                    if let Some(trust_id) = trust_id {
+                        let token = self.trust_token(trust_id).await?;
+                        headers.to_mut().push(("X-Auth-Token".to_string(), token));
+                    }
+                    webhook::post(client, url, &headers, signing_secret.as_ref(), body).await
                 }
                 Target::Mailto { to, from, subject } => {
                     let from = from.as_deref().unwrap_or(&self.smtp_from);
@@ -206,6 +216,16 @@ impl Deliverer {
                     self.timeout
                 )))
             })
+    }
+
+    /// A token of the Keystone trust `trust_id` for a `trust+` subscriber.
+    async fn trust_token(&self, trust_id: &str) -> Result<String, Failure> {
+        match &self.trustee {
+            Some(trustee) => trustee.token(trust_id).await,
+            None => Err(Failure::Permanent(
+                "trust+ subscribers need [notifier.trustee] on the pool-node".to_string(),
+            )),
+        }
     }
 
     /// Whether the subscription still exists and is confirmed; an unreachable store

@@ -10,6 +10,7 @@ mod mailto;
 pub mod network;
 pub mod retry;
 pub mod target;
+pub mod trustee;
 mod webhook;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,8 +41,9 @@ const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// - Every subscription that is live (not expired) and confirmed gets one
 ///   notification per message posted to its queue after it was created (or, for
 ///   a subscription confirmed later, after it was confirmed), in posting order: an
-///   HTTP POST for `http://` and `https://` subscribers, an email for `mailto:`
-///   subscribers. Other schemes (`trust+http`) are not delivered by this notifier.
+///   HTTP POST for `http://` and `https://` subscribers (for `trust+http(s)://` ones
+///   with a token of the subscription's Keystone trust, see `trustee.rs`), an email
+///   for `mailto:` subscribers.
 /// - Payload, headers, email subject and sender follow Zaqar 23 (see `target.rs`).
 /// - A failed attempt (connection error, timeout, HTTP 408/429/5xx, SMTP 4xx) is
 ///   retried following Zaqar's `_retry_policy` of the subscription or queue, with

@@ -12,6 +12,7 @@ use zaqar_proto::uri::push_url;
 pub enum Target {
     /// `http://` or `https://`: one POST per message.
     Webhook {
+        /// Where to POST (for a `trust+http(s)` subscriber, without `trust+`).
         url: String,
         /// `Content-Type: application/json`, then the `post_headers` option.
         headers: Vec<(String, String)>,
@@ -24,6 +25,9 @@ pub enum Target {
         trusted: bool,
         /// The `_signing_secret` option: each POST then carries `X-Zaqar-Signature`.
         signing_secret: Option<SigningSecret>,
+        /// A `trust+http(s)` subscriber's `trust_id` option: each POST then carries
+        /// `X-Auth-Token`, a token of that Keystone trust (`trustee.rs`).
+        trust_id: Option<String>,
     },
     /// `mailto:address?subject=...`: one email per message.
     Mailto {
@@ -37,6 +41,9 @@ pub enum Target {
 
 /// The subscription option holding its filter (`zaqar_proto::filter`).
 pub const FILTER_OPTION: &str = "filter";
+
+/// The subscription option holding a `trust+` subscriber's Keystone trust.
+pub const TRUST_ID_OPTION: &str = "trust_id";
 
 /// The subscription option holding a webhook's signing secret.
 pub const SIGNING_SECRET_OPTION: &str = "_signing_secret";
@@ -58,6 +65,8 @@ pub enum Unsupported {
     Scheme(String),
     #[error("invalid subscriber URI: {0}")]
     Uri(String),
+    #[error("a trust+ subscriber needs the trust_id option (created with keystone auth)")]
+    NoTrust,
 }
 
 impl Target {
@@ -76,6 +85,21 @@ impl Target {
         let (subscriber, trusted) = match push_url(subscriber) {
             Some(url) => (url, true),
             None => (subscriber, false),
+        };
+        let trust_url = subscriber
+            .get(..6)
+            .filter(|prefix| prefix.eq_ignore_ascii_case("trust+") && !trusted)
+            .map(|_| &subscriber[6..]);
+        let (subscriber, trust_id) = match trust_url {
+            Some(url) if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("http")) => {
+                let trust_id = options
+                    .get(TRUST_ID_OPTION)
+                    .and_then(Value::as_str)
+                    .filter(|id| !id.is_empty())
+                    .ok_or(Unsupported::NoTrust)?;
+                (url, Some(trust_id.to_string()))
+            }
+            _ => (subscriber, None),
         };
         let url =
             reqwest::Url::parse(subscriber).map_err(|err| Unsupported::Uri(err.to_string()))?;
@@ -106,6 +130,7 @@ impl Target {
                     post_data,
                     trusted,
                     signing_secret,
+                    trust_id,
                 })
             }
             "mailto" if !trusted => {
@@ -269,8 +294,45 @@ mod tests {
             Target::of("mailto:ops@example.org", &options(json!({"subject": "s"}))).unwrap();
         assert!(matches!(plain, Target::Mailto { subject, from: None, .. } if subject == "s"));
         assert!(matches!(
-            Target::of("trust+http://x", &Map::new()),
+            Target::of("trust+ftp://x", &Map::new()),
             Err(Unsupported::Scheme(_))
         ));
+    }
+
+    #[test]
+    fn trust_subscribers_need_their_trust_and_post_without_the_prefix() {
+        assert_eq!(
+            Target::of("trust+http://127.0.0.1:9/v2/queues/q/messages", &Map::new()),
+            Err(Unsupported::NoTrust)
+        );
+        let target = Target::of(
+            "trust+https://zaqar.example.org/v2/queues/q/messages",
+            &options(json!({"trust_id": "abc", "post_headers": {"X-Project-ID": "p"}})),
+        )
+        .unwrap();
+        let Target::Webhook {
+            url,
+            trust_id,
+            trusted,
+            ..
+        } = target
+        else {
+            panic!("not a webhook")
+        };
+        assert_eq!(url, "https://zaqar.example.org/v2/queues/q/messages");
+        assert_eq!(trust_id.as_deref(), Some("abc"));
+        assert!(!trusted);
+        assert_eq!(target_kind("http://x"), "webhook");
+        assert_eq!(
+            target_kind("trust+http://x"),
+            "webhook",
+            "a trust is still a webhook"
+        );
+    }
+
+    fn target_kind(subscriber: &str) -> &'static str {
+        Target::of(subscriber, &options(json!({"trust_id": "t"})))
+            .unwrap()
+            .kind()
     }
 }

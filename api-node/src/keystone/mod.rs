@@ -17,7 +17,11 @@ use sha2::{Digest, Sha256};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::lru::Lru;
-use crate::timefmt::parse_iso8601;
+use zaqar_proto::timefmt::parse_iso8601;
+
+mod trust;
+
+pub use trust::Trustor;
 
 /// The service token is renewed this long before it expires (or halfway, if sooner).
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
@@ -83,6 +87,8 @@ impl fmt::Debug for KeystoneConfig {
 /// What a valid token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
+    /// The bearer's user id.
+    pub user: String,
     /// The project the token is scoped to (`None` for an unscoped token).
     pub project: Option<String>,
     /// Role names, implied roles included (Keystone expands them).
@@ -102,6 +108,8 @@ pub fn unauthorized() -> ZaqarError {
 
 struct ServiceToken {
     token: String,
+    /// The service user's id (the trustee of the trusts api-node creates).
+    user_id: String,
     renew_at: Instant,
 }
 
@@ -276,10 +284,15 @@ impl Keystone {
 
     /// The service token, renewed when due (or when `renew` says it was refused).
     async fn service_token(&self, renew: bool) -> Result<String, ZaqarError> {
+        self.service_login(renew).await.map(|(token, _)| token)
+    }
+
+    /// The service token and the service user's id, renewed as [`Self::service_token`].
+    async fn service_login(&self, renew: bool) -> Result<(String, String), ZaqarError> {
         let mut service = self.service.lock().await;
         if let Some(current) = service.as_ref() {
             if !renew && current.renew_at > Instant::now() {
-                return Ok(current.token.clone());
+                return Ok((current.token.clone(), current.user_id.clone()));
             }
         }
         let response = self
@@ -306,11 +319,13 @@ impl Keystone {
             lifetime_s = lifetime.as_secs(),
             "keystone service token obtained"
         );
+        let user_id = body.token.user.map(|user| user.id).unwrap_or_default();
         *service = Some(ServiceToken {
             token: token.clone(),
+            user_id: user_id.clone(),
             renew_at,
         });
-        Ok(token)
+        Ok((token, user_id))
     }
 }
 
@@ -333,6 +348,8 @@ struct TokenBody {
 #[derive(Deserialize)]
 struct TokenData {
     expires_at: String,
+    #[serde(default)]
+    user: Option<Named>,
     #[serde(default)]
     project: Option<Named>,
     #[serde(default)]
@@ -358,6 +375,7 @@ impl TokenData {
     fn info(self) -> Option<TokenInfo> {
         Some(TokenInfo {
             expires_at: Instant::now() + self.lifetime()?,
+            user: self.user.map(|user| user.id).unwrap_or_default(),
             project: self.project.map(|project| project.id),
             roles: self.roles.into_iter().map(|role| role.name).collect(),
         })
@@ -382,6 +400,7 @@ mod tests {
     #[test]
     fn a_token_gives_its_project_roles_and_expiry() {
         let info = token("2999-01-01T00:00:00.000000Z").info().unwrap();
+        assert_eq!(info.user, "u1");
         assert_eq!(info.project.as_deref(), Some("p1"));
         assert_eq!(info.roles, ["member", "reader"]);
         assert!(info.expires_at > Instant::now() + Duration::from_secs(86_400));
