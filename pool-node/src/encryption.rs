@@ -206,7 +206,11 @@ mod tests {
             "{}",
         ] {
             let stored = cipher.encrypt(body).unwrap();
-            assert!(!stored.contains(body.trim_matches('"')), "{stored}");
+            // A short body (`42`) turns up in random base64 about one time in a hundred.
+            let plain = body.trim_matches('"');
+            if plain.len() >= 8 {
+                assert!(!stored.contains(plain), "{stored}");
+            }
             assert_eq!(cipher.decrypt(&stored).unwrap(), body);
         }
     }
