@@ -20,9 +20,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct RedriveArgs {
     /// The dead letter queue whose messages move.
     pub queue: String,
-    /// The queue they move to.
+    /// The queue they move to [default: each message back to the queue it was
+    /// dead-lettered from].
     #[arg(long)]
-    pub to: String,
+    pub to: Option<String>,
     /// The REST API's URL.
     #[arg(long, env = "ZAQAR_URL", default_value = "http://127.0.0.1:8888")]
     pub url: String,
@@ -57,6 +58,7 @@ pub async fn run(args: RedriveArgs) -> Result<()> {
         if args.max > 0 {
             batch = batch.min(args.max - total);
         }
+        // Without --to, `"destination": null`: each message to its source.
         let mut request = http
             .post(&url)
             .header("X-Project-ID", &args.project)

@@ -7,8 +7,10 @@
 //! half-way (the destination refuses a message) is finished by the next call without
 //! a duplicate of what the first one moved. `zaqar redrive`, the operators' command,
 //! moves batches at its rate, stops at `--max` and resumes. A dead letter queue nobody
-//! created shows the messages moved there. The commands of docs/dead-letter-queues.md
-//! run as written.
+//! created shows the messages moved there. Without a destination, each message goes
+//! back to the queue it was dead-lettered from (one dead letter queue serving two
+//! queues, on every store), and a batch holding a message with no source is refused
+//! with nothing moved. The commands of docs/dead-letter-queues.md run as written.
 
 use std::process::Command;
 use std::time::Duration;
@@ -22,52 +24,54 @@ use zaqar_tests::{Client, Standalone};
 /// Creates `jobs-dlq`, and `jobs` with it as its dead letter queue; posts `n`
 /// messages to `jobs` and claims them past its `_max_claim_count` of 1, so that they
 /// move to `jobs-dlq`.
-async fn dead_letter(client: &Client, n: usize) -> Result<()> {
+async fn dead_letter(client: &Client, n: u64) -> Result<()> {
     let dlq = client.call("PUT", "/v2/queues/jobs-dlq", None).await?;
     ensure!(dlq.status == 201, "{dlq:?}");
     dead_letter_into(client, n).await
 }
 
 /// As [`dead_letter`], leaving the dead letter queue to be made by the move.
-async fn dead_letter_into(client: &Client, n: usize) -> Result<()> {
-    let metadata = json!({"_max_claim_count": 1, "_dead_letter_queue": "jobs-dlq"});
+async fn dead_letter_into(client: &Client, n: u64) -> Result<()> {
+    dead_letter_from(client, "jobs", "jobs-dlq", 0..n).await
+}
+
+/// Makes `queue` dead-letter into `dlq` after one claim, posts the messages `{"n": i}`
+/// for each i of `ns` to it, and claims them twice, so that they move to `dlq`.
+async fn dead_letter_from(
+    client: &Client,
+    queue: &str,
+    dlq: &str,
+    ns: std::ops::Range<u64>,
+) -> Result<()> {
+    let metadata = json!({"_max_claim_count": 1, "_dead_letter_queue": dlq});
     let created = client
-        .call("PUT", "/v2/queues/jobs", Some(metadata))
+        .call("PUT", &format!("/v2/queues/{queue}"), Some(metadata))
         .await?;
     ensure!(
         created.status == 201 || created.status == 204,
         "{created:?}"
     );
-    let messages: Vec<Value> = (0..n)
-        .map(|i| json!({"ttl": 300, "body": {"n": i}}))
-        .collect();
+    let messages: Vec<Value> = ns.map(|i| json!({"ttl": 300, "body": {"n": i}})).collect();
     let posted = client
         .call(
             "POST",
-            "/v2/queues/jobs/messages",
+            &format!("/v2/queues/{queue}/messages"),
             Some(json!({ "messages": messages })),
         )
         .await?;
     ensure!(posted.status == 201, "{posted:?}");
     let claim = json!({"ttl": 60, "grace": 60});
-    let first = client
-        .call(
-            "POST",
-            "/v2/queues/jobs/claims?limit=20",
-            Some(claim.clone()),
-        )
-        .await?;
+    let claims = format!("/v2/queues/{queue}/claims?limit=20");
+    let first = client.call("POST", &claims, Some(claim.clone())).await?;
     ensure!(first.status == 201, "{first:?}");
     let href = first.body["messages"][0]["href"].as_str().context("href")?;
     let claim_path = href
         .split_once("?claim_id=")
-        .map(|(_, id)| format!("/v2/queues/jobs/claims/{id}"))
+        .map(|(_, id)| format!("/v2/queues/{queue}/claims/{id}"))
         .context("claim id")?;
     ensure!(client.call("DELETE", &claim_path, None).await?.status == 204);
     // Claimed once already: this claim moves them all to the dead letter queue.
-    let second = client
-        .call("POST", "/v2/queues/jobs/claims?limit=20", Some(claim))
-        .await?;
+    let second = client.call("POST", &claims, Some(claim)).await?;
     ensure!(second.status == 204, "{second:?}");
     Ok(())
 }
@@ -136,7 +140,7 @@ async fn redriven_oldest_first(server: &Standalone) -> Result<()> {
     ensure!(claimed.body["messages"].as_array().map(Vec::len) == Some(5));
 
     for (bad, status) in [
-        (json!({"limit": 2}), 400),
+        (json!({"destination": 7}), 400),
         (json!({"destination": "jobs-dlq"}), 400),
         (json!({"destination": "jobs", "limit": 0}), 400),
         (json!({"destination": "jobs", "limit": 21}), 400),
@@ -161,6 +165,60 @@ async fn redriven_oldest_first(server: &Standalone) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_destination_each_message_goes_back_to_its_own_queue() -> Result<()> {
+    for on in standalone_on_each_store(&[])? {
+        back_to_their_sources(&on.server)
+            .await
+            .with_context(|| on.store)?;
+    }
+    Ok(())
+}
+
+async fn back_to_their_sources(server: &Standalone) -> Result<()> {
+    let client = Client::new(server.port, "redrive-sources");
+    client.wait_ready(Duration::from_secs(20)).await?;
+    // One dead letter queue for two queues.
+    dead_letter_from(&client, "jobs", "shared-dlq", 0..3).await?;
+    dead_letter_from(&client, "mail", "shared-dlq", 10..12).await?;
+    ensure!(listed(&client, "shared-dlq").await? == [0, 1, 2, 10, 11]);
+    let redrive = |body: Value| {
+        let client = &client;
+        async move {
+            let reply = client
+                .call("POST", "/v2/queues/shared-dlq/redrive", Some(body))
+                .await?;
+            anyhow::Ok((reply.status, reply.body))
+        }
+    };
+    let (status, body) = redrive(json!({"limit": 4})).await?;
+    ensure!(status == 200, "{body}");
+    ensure!(body == json!({"moved": 4, "remaining": 1}), "{body}");
+    ensure!(listed(&client, "jobs").await? == [0, 1, 2]);
+    ensure!(listed(&client, "mail").await? == [10]);
+
+    // A message posted to the dead letter queue itself has no source: the batch
+    // holding it is refused, nothing moves, and the messages are free again at once.
+    let posted = client
+        .call(
+            "POST",
+            "/v2/queues/shared-dlq/messages",
+            Some(json!({"messages": [{"ttl": 300, "body": {"n": 99}}]})),
+        )
+        .await?;
+    ensure!(posted.status == 201, "{posted:?}");
+    let (status, body) = redrive(json!({"limit": 20})).await?;
+    ensure!(status == 400, "{body}");
+    ensure!(body["title"] == "Invalid API request", "{body}");
+    ensure!(listed(&client, "shared-dlq").await? == [11, 99]);
+    ensure!(listed(&client, "mail").await? == [10]);
+    let (status, body) = redrive(json!({"destination": "jobs", "limit": 20})).await?;
+    ensure!(status == 200, "{body}");
+    ensure!(body == json!({"moved": 2, "remaining": 0}), "{body}");
+    ensure!(listed(&client, "jobs").await? == [0, 1, 2, 11, 99]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_queue_redrive_moves_them_too() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Standalone::start(dir.path())?;
@@ -169,7 +227,8 @@ async fn websocket_queue_redrive_moves_them_too() -> Result<()> {
     dead_letter(&client, 3).await?;
 
     let mut ws = WsClient::connect(server.ws_port, "redrive-ws", &client.client_id).await?;
-    let body = json!({"queue_name": "jobs-dlq", "destination": "jobs", "limit": 20});
+    // No destination: each goes back where it came from.
+    let body = json!({"queue_name": "jobs-dlq", "limit": 20});
     let reply = ws.call("queue_redrive", body).await?;
     ensure!(reply["headers"]["status"] == 200, "{reply}");
     ensure!(

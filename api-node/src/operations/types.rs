@@ -19,6 +19,9 @@ pub struct Message {
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: i64,
     pub checksum: Option<String>,
+    /// The queue a dead-lettered message came from (never shown: where a
+    /// redrive without a destination returns it).
+    pub dead_letter_source: Option<String>,
 }
 
 impl TryFrom<pb::Message> for Message {
@@ -34,6 +37,7 @@ impl TryFrom<pb::Message> for Message {
             claim_count: message.claim_count,
             created_ms: message.created_ms,
             checksum: non_empty(message.checksum),
+            dead_letter_source: non_empty(message.dead_letter_source),
         })
     }
 }

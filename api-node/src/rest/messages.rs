@@ -261,6 +261,7 @@ mod tests {
             claim_count: 1,
             created_ms: 0,
             checksum: None,
+            dead_letter_source: None,
         };
         let shown = serde_json::to_value(Shown::of("q", &message)).unwrap();
         assert_eq!(shown["href"], "/v2/queues/q/messages/m1?claim_id=c1");

@@ -75,7 +75,7 @@ fn schema(action: Action) -> Schema {
         QueuePurge => plain(&[QUEUE, ("resource_types", Array, false)]),
         QueueRedrive => plain(&[
             QUEUE,
-            ("destination", String, true),
+            ("destination", String, false),
             ("limit", Integer, false),
         ]),
         MessageList => plain(&[

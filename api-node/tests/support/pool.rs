@@ -65,6 +65,7 @@ impl QueueData {
             claim_count: msg.claim_count,
             created_ms: msg.created_ms,
             checksum: String::new(),
+            dead_letter_source: String::new(),
         }
     }
 }

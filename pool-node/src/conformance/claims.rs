@@ -207,7 +207,16 @@ pub(crate) async fn exhausted_messages_move_to_the_dead_letter_queue(store: Arc<
     assert_eq!(moved[0].ttl, 120);
     assert_eq!(json(&moved[0].body_json), json(r#"{"n": 0}"#));
     assert!(moved[0].claim_id.is_empty());
+    assert_eq!(
+        moved[0].dead_letter_source, q.queue,
+        "it knows where it came from"
+    );
     assert!(store.create_claim(&q, 60, 60, 10).await.unwrap().is_none());
+    // A claim on the dead letter queue shows it too; posted messages have none.
+    let from_dlq = store.create_claim(&dlq, 60, 60, 10).await.unwrap().unwrap();
+    assert_eq!(from_dlq.messages[0].dead_letter_source, q.queue);
+    store.delete_claim(&dlq, &from_dlq.id).await.unwrap();
+    assert_eq!(claim.messages[0].dead_letter_source, "");
 
     // A claim that only moves messages claims nothing and names the dead letter queue.
     store.delete_claim(&q, &claim.id).await.unwrap();

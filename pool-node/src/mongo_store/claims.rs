@@ -14,8 +14,8 @@ use zaqar_proto::pb::{ClaimReply, QueueRef};
 use zaqar_proto::ZaqarError;
 
 use super::fields::{
-    self, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CREATED, EXPIRES, FREE, ID, METADATA,
-    QUEUE, RENEWED, SEQ, STATE, TTL, VISIBLE,
+    self, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CREATED, DEAD_LETTER_SOURCE, EXPIRES,
+    FREE, ID, METADATA, QUEUE, RENEWED, SEQ, STATE, TTL, VISIBLE,
 };
 use super::messages::free_ended;
 use super::scan::{free_found, FreeScan};
@@ -166,8 +166,8 @@ async fn dead_letter_policy(
 }
 
 /// Moves a message to the end of the dead letter queue (created if needed),
-/// keeping its id, body and claim count; it lives there `messages_ttl` (or its
-/// own ttl) from now.
+/// keeping its id, body and claim count, noting the queue it came from; it lives
+/// there `messages_ttl` (or its own ttl) from now.
 async fn move_to_dead_letter(
     store: &MongoStore,
     queue: &QueueRef,
@@ -206,6 +206,7 @@ async fn move_to_dead_letter(
         CLAIM_ID: Bson::Null,
         CLAIM_EXPIRES: 0_i64,
         STATE: FREE,
+        DEAD_LETTER_SOURCE: &queue.queue,
     });
     store
         .messages

@@ -16,6 +16,7 @@
 //! | `e` | messages, claims, subscriptions | expiry as a BSON date (the TTL index) |
 //! | `ci`, `ce`, `cc` | messages | live claim id (null when free), claim expiry ms, claim count |
 //! | `st` | messages | [`FREE`], [`CLAIMED`] or [`DELAYED`] as last written (see `messages.rs`) |
+//! | `dq` | messages | the queue a dead-lettered message came from (absent for the others) |
 //! | `r` | claims | last renewal (creation or update), ms |
 //! | `_id.p`, `_id.q`, `_id.k`, `ids` | idempotency | project, queue, idempotency key; the ids its post stored (`e`: the key's window ends) |
 //! | `s`, `o`, `cf`, `dc` | subscriptions | subscriber, options JSON text, confirmed, delivery cursor |
@@ -45,6 +46,7 @@ pub(super) const CLAIM_ID: &str = "ci";
 pub(super) const CLAIM_EXPIRES: &str = "ce";
 pub(super) const CLAIM_COUNT: &str = "cc";
 pub(super) const STATE: &str = "st";
+pub(super) const DEAD_LETTER_SOURCE: &str = "dq";
 pub(super) const RENEWED: &str = "r";
 pub(super) const SUBSCRIBER: &str = "s";
 pub(super) const OPTIONS: &str = "o";
@@ -96,6 +98,7 @@ pub(super) fn message(doc: &Document, now: i64) -> Message {
         claim_count: int(doc, CLAIM_COUNT).clamp(0, i64::from(u32::MAX)) as u32,
         created_ms,
         checksum: text(doc, CHECKSUM),
+        dead_letter_source: text(doc, DEAD_LETTER_SOURCE),
     }
 }
 

@@ -49,7 +49,8 @@ impl RedisStore {
             .arg(limit)
             .arg(policy.as_ref().map_or(0, |p| p.max_claim_count))
             .arg(policy.and_then(|p| p.messages_ttl).unwrap_or(0))
-            .arg(if park { "1" } else { "0" });
+            .arg(if park { "1" } else { "0" })
+            .arg(&queue.queue);
         let (now, rows, parked, moved): (i64, Vec<MessageRow>, u64, u64) =
             self.run(&invocation).await?;
         crate::metrics::count_dead_lettered("redis", moved);

@@ -4,8 +4,9 @@ use md5::{Digest, Md5};
 use zaqar_proto::pb::{Message, Subscription};
 use zaqar_proto::ZaqarError;
 
-/// A message row: id, body, checksum, created ms, expires ms, live claim id or "", claim count.
-pub(super) type MessageRow = (String, String, String, i64, i64, String, u32);
+/// A message row: id, body, checksum, created ms, expires ms, live claim id or "",
+/// claim count, the queue it was dead-lettered from or "".
+pub(super) type MessageRow = (String, String, String, i64, i64, String, u32, String);
 
 /// A subscription row: id, subscriber, ttl s, created ms, options JSON, confirmed (1/0).
 pub(super) type SubscriptionRow = (String, String, u32, i64, String, u8);
@@ -17,7 +18,7 @@ pub(super) fn seconds(from_ms: i64, to_ms: i64) -> u64 {
 
 /// A message as listed at `now` (server ms); its ttl is expiry - creation.
 pub(super) fn message(row: MessageRow, now: i64) -> Message {
-    let (id, body_json, checksum, created_ms, expires_ms, claim_id, claim_count) = row;
+    let (id, body_json, checksum, created_ms, expires_ms, claim_id, claim_count, source) = row;
     Message {
         id,
         ttl: seconds(created_ms, expires_ms).min(u32::MAX as u64) as u32,
@@ -27,6 +28,7 @@ pub(super) fn message(row: MessageRow, now: i64) -> Message {
         claim_count,
         created_ms,
         checksum,
+        dead_letter_source: source,
     }
 }
 
@@ -97,10 +99,12 @@ mod tests {
             61_999,
             String::new(),
             0,
+            "jobs".into(),
         );
         let message = message(row, 3_500);
         assert_eq!((message.ttl, message.age), (60, 2));
         assert_eq!(seconds(5_000, 1_000), 0);
         assert_eq!(message.checksum, "MD5:99914b932bd37a50b983c5e7c90ae93b");
+        assert_eq!(message.dead_letter_source, "jobs");
     }
 }

@@ -122,8 +122,8 @@ async fn dead_letter_policy(
 }
 
 /// Moves a message to the end of the dead letter queue (created if needed),
-/// keeping its id, body and claim count; it lives there `messages_ttl` (or its
-/// own ttl) from now.
+/// keeping its id, body and claim count, noting the queue it came from; it lives
+/// there `messages_ttl` (or its own ttl) from now.
 async fn move_to_dead_letter(
     conn: &mut SqliteConnection,
     queue: &QueueRef,
@@ -153,8 +153,8 @@ async fn move_to_dead_letter(
         .map_err(store_error)?;
     sqlx::query(
         "INSERT INTO messages (id, project, queue, client_id, body, checksum, ttl, \
-                               created_ms, visible_ms, expires_ms, claim_count) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               created_ms, visible_ms, expires_ms, claim_count, dead_letter_source) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(row.get::<String, _>("id"))
     .bind(&queue.project)
@@ -167,6 +167,7 @@ async fn move_to_dead_letter(
     .bind(now)
     .bind(now + ms(ttl))
     .bind(row.get::<i64, _>("claim_count"))
+    .bind(&queue.queue)
     .execute(&mut *conn)
     .await
     .map_err(store_error)?;

@@ -53,7 +53,7 @@ const DELAYED: i64 = 2;
 
 /// The columns `message_from_row` reads, for `SELECT {MESSAGE_COLUMNS} FROM messages`.
 const MESSAGE_COLUMNS: &str = "seq, id, client_id, body, checksum, ttl, created_ms, expires_ms, \
-                               claim_id, claim_expires_ms, claim_count";
+                               claim_id, claim_expires_ms, claim_count, dead_letter_source";
 
 /// The SQLite message store (cheap to clone: its pools are shared).
 #[derive(Clone)]
@@ -277,6 +277,7 @@ fn message_from_row(row: &SqliteRow, now: i64) -> Message {
         claim_count: row.get::<i64, _>("claim_count") as u32,
         created_ms,
         checksum: row.get("checksum"),
+        dead_letter_source: row.get("dead_letter_source"),
     }
 }
 

@@ -6,7 +6,9 @@
 //! a claim that ends or a delay that passes is moved back to state 0 lazily
 //! (`messages::free_ended`, through the two partial indexes on the times at
 //! which claimed and delayed rows end). `PRAGMA user_version` is the schema
-//! version: files of version 0 (before 2026-12-04) get the `state` column at start.
+//! version: files of version 0 (before 2026-12-04) get the `state` column at start,
+//! files of version 1 (before 2026-12-06) the `dead_letter_source` column (the queue a
+//! dead-lettered message came from, `''` for the others).
 //! `idempotency` holds the ids each post's idempotency key brought, until the key's
 //! window ends (`messages::post_once`).
 
@@ -17,7 +19,7 @@ use super::{now_ms, store_error};
 use crate::store::StoreResult;
 
 /// The schema version this build writes.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 const TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -52,7 +54,8 @@ CREATE TABLE IF NOT EXISTS messages (
     claim_id         TEXT,
     claim_expires_ms INTEGER NOT NULL DEFAULT 0,
     claim_count      INTEGER NOT NULL DEFAULT 0,
-    state            INTEGER NOT NULL DEFAULT 0
+    state            INTEGER NOT NULL DEFAULT 0,
+    dead_letter_source TEXT NOT NULL DEFAULT ''
 );
 
 CREATE TABLE IF NOT EXISTS claims (
@@ -130,14 +133,7 @@ pub(super) async fn create_or_upgrade(writer: &SqlitePool) -> StoreResult<()> {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-    let has_state =
-        sqlx::query("SELECT COUNT(*) AS n FROM pragma_table_info('messages') WHERE name = 'state'")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(store_error)?
-            .get::<i64, _>("n")
-            == 1;
-    if !has_state {
+    if !has_column(&mut tx, "state").await? {
         tracing::warn!("upgrading the sqlite message store: indexing free messages apart");
         let now = now_ms();
         sqlx::raw_sql("ALTER TABLE messages ADD COLUMN state INTEGER NOT NULL DEFAULT 0")
@@ -154,6 +150,15 @@ pub(super) async fn create_or_upgrade(writer: &SqlitePool) -> StoreResult<()> {
         .await
         .map_err(store_error)?;
     }
+    if !has_column(&mut tx, "dead_letter_source").await? {
+        // Adding a column with a constant default rewrites nothing.
+        sqlx::raw_sql(
+            "ALTER TABLE messages ADD COLUMN dead_letter_source TEXT NOT NULL DEFAULT ''",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    }
     sqlx::raw_sql(MESSAGE_INDEXES)
         .execute(&mut *tx)
         .await
@@ -163,4 +168,16 @@ pub(super) async fn create_or_upgrade(writer: &SqlitePool) -> StoreResult<()> {
         .await
         .map_err(store_error)?;
     tx.commit().await.map_err(store_error)
+}
+
+/// Whether the `messages` table has the column `name`.
+async fn has_column(conn: &mut sqlx::SqliteConnection, name: &str) -> StoreResult<bool> {
+    let found =
+        sqlx::query("SELECT COUNT(*) AS n FROM pragma_table_info('messages') WHERE name = ?")
+            .bind(name)
+            .fetch_one(conn)
+            .await
+            .map_err(store_error)?
+            .get::<i64, _>("n");
+    Ok(found == 1)
 }

@@ -281,7 +281,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     let q = queue();
     let params = ListParams {
         limit: 10,
@@ -301,7 +301,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
         .connect_with(options)
         .await
         .unwrap();
-    sqlx::raw_sql("PRAGMA user_version = 2")
+    sqlx::raw_sql("PRAGMA user_version = 3")
         .execute(&pool)
         .await
         .unwrap();
@@ -309,7 +309,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
     let err = SqliteStore::open(path).await.err().unwrap();
     assert_eq!(err.code, ErrorCode::Unavailable);
     assert!(
-        err.description.contains("schema version 2"),
+        err.description.contains("schema version 3"),
         "{}",
         err.description
     );

@@ -1,13 +1,14 @@
 -- Claims up to limit free messages, oldest first. A message already claimed
 -- max times moves to the dead letter queue instead (same id, claim count kept,
--- created now, living the dead letter ttl or its own posted ttl).
+-- created now, living the dead letter ttl or its own posted ttl, noting the
+-- queue's name as its source).
 -- In a Redis Cluster the dead letter queue is in another slot: with park '1' such
 -- a message goes to the queue's parked zset instead (score: its seq, member: the
 -- id and the message ready for the dead letter queue, packed together), which
 -- dead_letter_put.lua adds to it next, in order.
 -- KEYS: queue (1..8), dead letter queue (9..16), claim hash (17), parked zset (18).
 -- ARGV: claim id, ttl s, grace s, limit, max claim count (0: no dead lettering),
--- dead letter ttl s (0: own), park.
+-- dead letter ttl s (0: own), park, the queue's name.
 -- Returns {now, rows, parked, moved}; the claim hash ('t' ttl s, 'e' expires ms, 'g'
 -- the queue's claim generation, 'ids') is written only when something was claimed;
 -- parked is how many messages the parked zset holds, moved how many went to the
@@ -16,6 +17,7 @@ local k, dk, ckey, parked = queue_keys(1), queue_keys(9), KEYS[17], KEYS[18]
 local cid = ARGV[1]
 local ttl, grace, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local max, dttl, park = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
+local source = ARGV[8]
 local now = now_ms()
 local cexp = now + ttl * 1000
 local mexp = cexp + grace * 1000
@@ -30,7 +32,7 @@ local moved = 0
 
 local function dead_letter(id, seq, m)
   m.e = now + (dttl > 0 and dttl or m.t) * 1000
-  m.c, m.d, m.ci, m.ce = now, 0, '', 0
+  m.c, m.d, m.ci, m.ce, m.s = now, 0, '', 0, source
   forget_free(k, {id})
   if park then
     redis.call('ZADD', parked, int(seq), cmsgpack.pack(id, encode(m)))

@@ -18,7 +18,7 @@
 -- until promote() (run first by every script that reads fre) moves it to fre.
 -- A message has: e expires ms, d delay end ms (0: none), ci claim id ('' none),
 -- ce claim expires ms, n claim count, k client id, t ttl s as posted, c created ms,
--- h checksum, b body.
+-- h checksum, b body, and for a dead-lettered message s, the queue it came from.
 -- Every time is the server clock (TIME) in ms; a thing is live while its
 -- expiry is > now. Expired messages are removed lazily: by the scans that meet
 -- them, by every post (a few of the oldest expired), by stats and by the
@@ -56,15 +56,16 @@ local function queue_keys(i)
 end
 
 local function encode(m)
+  if m.s then return cmsgpack.pack(m.e, m.d, m.ci, m.ce, m.n, m.k, m.t, m.c, m.h, m.b, m.s) end
   return cmsgpack.pack(m.e, m.d, m.ci, m.ce, m.n, m.k, m.t, m.c, m.h, m.b)
 end
 
 -- The message packed in v, or nil when v is missing or the message expired.
 local function decode(v, now)
   if not v then return nil end
-  local e, d, ci, ce, n, k, t, c, h, b = cmsgpack.unpack(v)
+  local e, d, ci, ce, n, k, t, c, h, b, s = cmsgpack.unpack(v)
   if e <= now then return nil end
-  return {e = e, d = d, ci = ci, ce = ce, n = n, k = k, t = t, c = c, h = h, b = b}
+  return {e = e, d = d, ci = ci, ce = ce, n = n, k = k, t = t, c = c, h = h, b = b, s = s}
 end
 
 -- The live messages of queue k among ids (nil where gone or expired).
@@ -83,7 +84,7 @@ local function is_delayed(m, now) return m.d > now end
 local function row(id, m, now)
   local ci = m.ci
   if m.ce <= now then ci = '' end
-  return {id, m.b, m.h, m.c, m.e, ci, m.n}
+  return {id, m.b, m.h, m.c, m.e, ci, m.n, m.s or ''}
 end
 
 -- cmd on key with the elements of flat appended, in calls of at most 400 elements
