@@ -99,6 +99,7 @@ struct ApiMetrics {
     watch_connected: Gauge,
     long_polls: Gauge,
     activity_streams: Gauge,
+    redriven: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,6 +126,7 @@ static METRICS: LazyLock<ApiMetrics> = LazyLock::new(|| ApiMetrics {
     watch_connected: Gauge::default(),
     long_polls: Gauge::default(),
     activity_streams: Gauge::default(),
+    redriven: Counter::default(),
     requests: Family::default(),
     // 100 µs to about 6.5 s.
     durations: Family::new_with_constructor(|| {
@@ -190,6 +192,11 @@ pub fn register(registry: &mut Registry) {
         METRICS.activity_streams.clone(),
     );
     registry.register(
+        "zaqar_redriven_messages",
+        "Messages moved out of a queue by redrive (POST .../redrive, queue_redrive)",
+        METRICS.redriven.clone(),
+    );
+    registry.register(
         "zaqar_pool_calls",
         "Calls to pool-nodes, by RPC and gRPC status code",
         METRICS.pool_calls.clone(),
@@ -251,6 +258,11 @@ fn grpc_code_name(code: tonic::Code) -> &'static str {
         DataLoss => "data_loss",
         Unauthenticated => "unauthenticated",
     }
+}
+
+/// Counts `moved` messages moved by a redrive.
+pub fn record_redriven(moved: usize) {
+    METRICS.redriven.inc_by(moved as u64);
 }
 
 /// Counts a request refused by the rate limit.

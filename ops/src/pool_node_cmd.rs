@@ -37,7 +37,8 @@ pub struct PoolNodeArgs {
     /// Where the gRPC PoolService listens [default: 127.0.0.1:7001].
     #[arg(long, env = "ZAQAR_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// The message store: redis://HOST:PORT/DB or sqlite://PATH [default: redis://127.0.0.1:6379/0].
+    /// The message store: redis://HOST:PORT/DB (or a Sentinel or Cluster URI), sqlite://PATH
+    /// or mongodb://HOSTS/DATABASE?replicaSet=NAME [default: redis://127.0.0.1:6379/0].
     #[arg(long, env = "ZAQAR_URI", hide_env_values = true)]
     pub uri: Option<String>,
     /// The pool's name in the catalog [default: pool1].

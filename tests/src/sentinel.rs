@@ -36,6 +36,11 @@ impl SentinelGroup {
         let dir = tempfile::tempdir()?;
         let mut sentinels = Vec::new();
         let mut sentinel_ports = Vec::new();
+        // A failover whose promoted replica does not report itself master within
+        // `failover-timeout` is given up, and another sentinel starts one of its own
+        // after twice that, promoting another replica: what the first one acknowledged
+        // is then lost. With 2 s, a loaded 2-core CI machine once lost 335 posts
+        // acknowledged 4 s after the kill that way.
         for i in 0..3 {
             let port = free_port();
             let config = dir.path().join(format!("sentinel-{i}.conf"));
@@ -45,7 +50,7 @@ impl SentinelGroup {
                     "port {port}\nbind 127.0.0.1\ndir {}\n\
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                     sentinel failover-timeout {MASTER_NAME} 2000\n",
+                     sentinel failover-timeout {MASTER_NAME} 6000\n",
                     dir.path().display(),
                     nodes[0].port
                 ),

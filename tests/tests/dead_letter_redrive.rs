@@ -221,7 +221,8 @@ async fn back_to_their_sources(server: &Standalone) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_queue_redrive_moves_them_too() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Standalone::start(dir.path())?;
+    let metrics = format!("127.0.0.1:{}", zaqar_tests::free_port());
+    let server = Standalone::start_with(dir.path(), &["--metrics-listen", &metrics])?;
     let client = Client::new(server.port, "redrive-ws");
     client.wait_ready(Duration::from_secs(20)).await?;
     dead_letter(&client, 3).await?;
@@ -236,6 +237,16 @@ async fn websocket_queue_redrive_moves_them_too() -> Result<()> {
         "{reply}"
     );
     ensure!(listed(&client, "jobs").await? == [0, 1, 2]);
+    // Operators see the progress of redrives in the metrics.
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        text.lines()
+            .any(|line| line == "zaqar_redriven_messages_total 3"),
+        "{text}"
+    );
     Ok(())
 }
 

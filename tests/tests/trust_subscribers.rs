@@ -99,6 +99,22 @@ fn trust_subscription(port: u16, sub_queue: &str, project: &str) -> Value {
     })
 }
 
+/// Subscribes `subscription` to `trust-src` over REST with `token`; the `trust_id`
+/// option the subscription shows then.
+async fn subscribed_trust(client: &Client, token: &str, subscription: Value) -> Result<Value> {
+    let auth = [("X-Auth-Token", token)];
+    let path = "/v2/queues/trust-src/subscriptions";
+    let created = client
+        .call_with_headers("POST", path, Some(subscription), &auth)
+        .await?;
+    ensure!(created.status == 201, "{created:?}");
+    let id = created.body["subscription_id"].as_str().context("no id")?;
+    let path = format!("{path}/{id}");
+    let shown = client.call_with_headers("GET", &path, None, &auth).await?;
+    ensure!(shown.status == 200, "{shown:?}");
+    Ok(shown.body["options"]["trust_id"].clone())
+}
+
 /// The notifications in `sub_queue`, polled until there is one (20 s at most).
 async fn notifications(client: &Client, token: &str, sub_queue: &str) -> Result<Vec<Value>> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -137,23 +153,10 @@ async fn trust_subscribers_are_notified_with_a_token_of_their_trust() -> Result<
 
     // REST, as the tempest test.
     let subscribe = trust_subscription(server.port, "trust-sub-rest", &project);
-    let created = client
-        .call_with_headers(
-            "POST",
-            "/v2/queues/trust-src/subscriptions",
-            Some(subscribe),
-            &auth,
-        )
-        .await?;
-    ensure!(created.status == 201, "{created:?}");
-    let id = created.body["subscription_id"].as_str().context("no id")?;
-    let path = format!("/v2/queues/trust-src/subscriptions/{id}");
-    let shown = client.call_with_headers("GET", &path, None, &auth).await?;
+    let trust = subscribed_trust(&client, &token, subscribe).await?;
     ensure!(
-        shown.body["options"]["trust_id"]
-            .as_str()
-            .is_some_and(|trust| !trust.is_empty()),
-        "no trust_id: {shown:?}"
+        trust.as_str().is_some_and(|trust| !trust.is_empty()),
+        "no trust_id: {trust}"
     );
     let message = json!({"body": {"event": "BackupStarted", "backup_id": "c378813c"}, "ttl": 300});
     let posted = client
@@ -207,22 +210,8 @@ async fn trust_subscribers_are_notified_with_a_token_of_their_trust() -> Result<
     // A trust_id given by the client is kept as given (Zaqar's rule).
     let mut given = trust_subscription(server.port, "trust-sub-given", &project);
     given["options"]["trust_id"] = json!("0123456789abcdef0123456789abcdef");
-    let created = client
-        .call_with_headers(
-            "POST",
-            "/v2/queues/trust-src/subscriptions",
-            Some(given),
-            &auth,
-        )
-        .await?;
-    ensure!(created.status == 201, "{created:?}");
-    let id = created.body["subscription_id"].as_str().context("no id")?;
-    let path = format!("/v2/queues/trust-src/subscriptions/{id}");
-    let shown = client.call_with_headers("GET", &path, None, &auth).await?;
-    ensure!(
-        shown.body["options"]["trust_id"] == "0123456789abcdef0123456789abcdef",
-        "{shown:?}"
-    );
+    let trust = subscribed_trust(&client, &token, given).await?;
+    ensure!(trust == "0123456789abcdef0123456789abcdef", "{trust}");
 
     // The commands of docs/webhooks.md, as written.
     let heading = "## Trusted webhooks (`trust+http`)";

@@ -101,6 +101,7 @@ pub async fn redrive(
         }
         messages::delete_claimed(ctx, queue, ids, &claim.id).await?;
         moved = claim.messages.len();
+        crate::metrics::record_redriven(moved);
     }
     let remaining = queues::stats(ctx, queue).await?.free;
     Ok(Redriven { moved, remaining })
