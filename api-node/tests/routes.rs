@@ -150,14 +150,14 @@ async fn posts_follow_a_queue_deleted_through_another_node() {
     h.post_messages("reborn", json!([{"body": "old"}])).await;
     // Another api-node deletes the queue and it is placed again, on pool-2;
     // this api-node still has pool-1 in its cache.
-    h.pool.forget_queue(&h.project, "reborn");
+    h.pool.forget_queue(&h.project, "reborn").await;
     let other = h.extra_pool("pool-2").await;
     h.catalog.place_on(&h.project, "reborn", &other);
     h.post_messages("reborn", json!([{"body": "new"}])).await;
     let listed = h.get("/v2/queues/reborn/messages?echo=true").await;
     assert_eq!(listed.body["messages"][0]["body"], "new");
     assert_eq!(listed.body["messages"].as_array().unwrap().len(), 1);
-    assert!(!h.pool.has_queue(&h.project, "reborn"));
+    assert!(!h.pool.has_queue(&h.project, "reborn").await);
 }
 
 trait Failing {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
-use support::{Harness, MemoryCatalog, MemoryPool, CLIENT_ID};
+use support::{Harness, MemoryCatalog, TestPool, CLIENT_ID};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::Message;
 use zaqar_api_node::tls::{GrpcClientTls, ListenerTls};
 use zaqar_api_node::ApiConfig;
 use zaqar_proto::pb::catalog_service_server::CatalogServiceServer;
-use zaqar_proto::pb::pool_service_server::PoolServiceServer;
 
 /// PEM files of a test PKI in a temporary directory.
 struct Pki {
@@ -96,11 +95,11 @@ fn rustls_pem_cert(pem: &str) -> tokio_rustls::rustls::pki_types::CertificateDer
     tokio_rustls::rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
-/// The in-memory pool and catalog served over gRPC with mTLS: every client
+/// The pool and the in-memory catalog served over gRPC with mTLS: every client
 /// must show a certificate of the test CA.
 async fn serve_backends_mtls(
     pki: &Pki,
-    pool: Arc<MemoryPool>,
+    pool: &TestPool,
     catalog: Arc<MemoryCatalog>,
 ) -> (String, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -116,7 +115,7 @@ async fn serve_backends_mtls(
     let server = tonic::transport::Server::builder()
         .tls_config(tls)
         .unwrap()
-        .add_service(PoolServiceServer::from_arc(pool))
+        .add_service(pool.service())
         .add_service(CatalogServiceServer::from_arc(catalog))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stopped.await;
@@ -129,8 +128,8 @@ async fn serve_backends_mtls(
 /// whether the api-node has the client certificate.
 async fn harness(pki: &Pki, client_cert: bool) -> Harness {
     let catalog = Arc::new(MemoryCatalog::default());
-    let (endpoint, stop) =
-        serve_backends_mtls(pki, Arc::new(MemoryPool::default()), catalog.clone()).await;
+    let pool = TestPool::new().await;
+    let (endpoint, stop) = serve_backends_mtls(pki, &pool, catalog.clone()).await;
     catalog.pools.lock().unwrap().push(zaqar_proto::pb::Pool {
         name: "pool-1".into(),
         weight: 100,
@@ -146,7 +145,9 @@ async fn harness(pki: &Pki, client_cert: bool) -> Harness {
         request_timeout_ms: 3_000,
         ..ApiConfig::default()
     };
-    Harness::over(config, catalog, vec![stop]).await
+    let mut harness = Harness::over(config, catalog, vec![stop]).await;
+    harness.pool = Arc::new(pool);
+    harness
 }
 
 fn https_client(pki: &Pki) -> reqwest::Client {

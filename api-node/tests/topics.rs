@@ -132,8 +132,8 @@ async fn a_topic_and_a_queue_of_the_same_name_are_apart() {
         1
     );
     // The topic is stored as a queue of the project's topic namespace.
-    assert!(h.pool.has_queue(&topic_namespace(&h.project), "same"));
-    assert!(h.pool.has_queue(&h.project, "same"));
+    assert!(h.pool.has_queue(&topic_namespace(&h.project), "same").await);
+    assert!(h.pool.has_queue(&h.project, "same").await);
 
     let posted = h
         .send(

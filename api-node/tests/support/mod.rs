@@ -1,4 +1,5 @@
-//! Test harness: an in-memory pool and catalog served over gRPC on a loopback
+//! Test harness: the real pool-node service (`PoolServer` over a SQLite store in a
+//! temporary directory) and an in-memory catalog, served over gRPC on a loopback
 //! port, an api-node in front of them, and a small HTTP client.
 #![allow(dead_code)]
 
@@ -6,9 +7,7 @@ pub mod admin;
 pub mod catalog;
 pub mod isolation;
 pub mod keystone;
-pub mod pool;
 pub mod routes;
-pub mod subscriptions;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -20,12 +19,13 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use zaqar_api_node::ApiConfig;
+use zaqar_pool_node::{MessageStore, PoolServer};
 use zaqar_proto::admin_pb::admin_service_server::AdminServiceServer;
 use zaqar_proto::pb::catalog_service_server::CatalogServiceServer;
 use zaqar_proto::pb::pool_service_server::PoolServiceServer;
+use zaqar_proto::pb::QueueRef;
 
 pub use catalog::MemoryCatalog;
-pub use pool::MemoryPool;
 
 /// A header value meaning "do not send this header".
 pub const OMIT: &str = "<omit>";
@@ -42,9 +42,11 @@ pub struct Harness {
     pub token: Option<String>,
     pub catalog: Arc<MemoryCatalog>,
     /// The first pool (`pool-1`).
-    pub pool: Arc<MemoryPool>,
+    pub pool: Arc<TestPool>,
     http: reqwest::Client,
     stops: Vec<oneshot::Sender<()>>,
+    /// The stores of [`Harness::extra_pool`], kept while they are served.
+    extra_pools: Vec<TestPool>,
 }
 
 /// An answer: status, headers and JSON body (`Value::Null` when empty).
@@ -68,16 +70,54 @@ impl Answer {
     }
 }
 
-/// Serves the in-memory pool and catalog on one loopback port.
+/// The real pool-node service over a SQLite store of its own, removed when dropped.
+pub struct TestPool {
+    pub store: Arc<dyn MessageStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestPool {
+    pub async fn new() -> TestPool {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("sqlite://{}", dir.path().join("messages.db").display());
+        let store = zaqar_pool_node::open_store(&uri).await.unwrap();
+        TestPool { store, _dir: dir }
+    }
+
+    /// Its gRPC `PoolService`.
+    pub fn service(&self) -> PoolServiceServer<PoolServer> {
+        PoolServer::new(self.store.clone()).into_service()
+    }
+
+    /// Whether the store has the queue.
+    pub async fn has_queue(&self, project: &str, queue: &str) -> bool {
+        let queue = QueueRef {
+            project: project.into(),
+            queue: queue.into(),
+        };
+        self.store.get_queue(&queue).await.unwrap().is_some()
+    }
+
+    /// Deletes the queue from the store, as another api-node would.
+    pub async fn forget_queue(&self, project: &str, queue: &str) {
+        let queue = QueueRef {
+            project: project.into(),
+            queue: queue.into(),
+        };
+        self.store.delete_queue(&queue).await.unwrap();
+    }
+}
+
+/// Serves the pool and the in-memory catalog on one loopback port.
 async fn serve_backends(
-    pool: Arc<MemoryPool>,
+    pool: &TestPool,
     catalog: Arc<MemoryCatalog>,
 ) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .add_service(PoolServiceServer::from_arc(pool))
+        .add_service(pool.service())
         .add_service(CatalogServiceServer::from_arc(catalog.clone()))
         .add_service(AdminServiceServer::from_arc(catalog))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
@@ -96,8 +136,8 @@ impl Harness {
     /// Like [`Harness::start`], adjusting the api-node config first.
     pub async fn start_with(adjust: impl FnOnce(&mut ApiConfig)) -> Harness {
         let catalog = Arc::new(MemoryCatalog::default());
-        let pool = Arc::new(MemoryPool::default());
-        let (backend, backend_stop) = serve_backends(pool.clone(), catalog.clone()).await;
+        let pool = Arc::new(TestPool::new().await);
+        let (backend, backend_stop) = serve_backends(&pool, catalog.clone()).await;
         catalog.pools.lock().unwrap().push(zaqar_proto::pb::Pool {
             name: "pool-1".into(),
             weight: 100,
@@ -139,20 +179,19 @@ impl Harness {
             project: format!("project-{}", uuid::Uuid::new_v4().simple()),
             token: None,
             catalog,
-            pool: Arc::new(MemoryPool::default()),
+            pool: Arc::new(TestPool::new().await),
             http: reqwest::Client::new(),
             stops,
+            extra_pools: Vec::new(),
         }
     }
 
-    /// A pool-node (in-memory) on its own port, not yet registered anywhere.
+    /// A pool-node (on a store of its own) on its own port, not yet registered anywhere.
     pub async fn extra_pool(&mut self, name: &str) -> zaqar_proto::pb::Pool {
-        let (addr, stop) = serve_backends(
-            Arc::new(MemoryPool::default()),
-            Arc::new(MemoryCatalog::default()),
-        )
-        .await;
+        let pool = TestPool::new().await;
+        let (addr, stop) = serve_backends(&pool, Arc::new(MemoryCatalog::default())).await;
         self.stops.push(stop);
+        self.extra_pools.push(pool);
         zaqar_proto::pb::Pool {
             name: name.into(),
             weight: 100,
