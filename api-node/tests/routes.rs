@@ -2,11 +2,10 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Harness, MemoryCatalog, OMIT};
+use support::{Harness, TestCatalog, OMIT};
 use zaqar_api_node::ApiConfig;
 
 #[tokio::test]
@@ -112,7 +111,7 @@ async fn a_dead_catalog_answers_503_quickly() {
         request_timeout_ms: 1_000,
         ..ApiConfig::default()
     };
-    let h = Harness::over(config, Arc::new(MemoryCatalog::default()), Vec::new()).await;
+    let h = Harness::over(config, TestCatalog::new().await, Vec::new()).await;
     let started = Instant::now();
     let answer = h.send("PUT", "/v2/queues/q", "{}").await;
     answer.assert_error(503, "Service temporarily unavailable");
@@ -127,11 +126,17 @@ async fn a_dead_catalog_answers_503_quickly() {
 
 #[tokio::test]
 async fn a_placement_moved_by_another_node_is_followed() {
-    let mut h = Harness::start_with(|config| config.placement_cache_ttl_ms = 60_000).await;
+    // A catalog without a change feed: the api-node keeps what it cached for a minute.
+    let ttl = |config: &mut ApiConfig| config.placement_cache_ttl_ms = 60_000;
+    let mut h = Harness::start_over(TestCatalog::unwatched().await, ttl).await;
     h.post_messages("moving", json!([{"body": "old"}])).await;
     // Another api-node deletes the queue and it is re-created on another pool.
-    let other = h.extra_pool("pool-2").await;
-    h.catalog.place_on(&h.project, "moving", &other);
+    let mut other = h.extra_pool("pool-2").await;
+    other.weight = 0;
+    h.catalog.register(&other).await;
+    h.catalog
+        .place_elsewhere(&h.project, "moving", &other.name)
+        .await;
     let answer = h
         .call("POST", "/v2/queues/moving/claims", Some("{}"), &[])
         .await;
@@ -146,13 +151,19 @@ async fn a_placement_moved_by_another_node_is_followed() {
 
 #[tokio::test]
 async fn posts_follow_a_queue_deleted_through_another_node() {
-    let mut h = Harness::start_with(|config| config.placement_cache_ttl_ms = 60_000).await;
+    // A catalog without a change feed: the api-node keeps what it cached for a minute.
+    let ttl = |config: &mut ApiConfig| config.placement_cache_ttl_ms = 60_000;
+    let mut h = Harness::start_over(TestCatalog::unwatched().await, ttl).await;
     h.post_messages("reborn", json!([{"body": "old"}])).await;
     // Another api-node deletes the queue and it is placed again, on pool-2;
     // this api-node still has pool-1 in its cache.
     h.pool.forget_queue(&h.project, "reborn").await;
-    let other = h.extra_pool("pool-2").await;
-    h.catalog.place_on(&h.project, "reborn", &other);
+    let mut other = h.extra_pool("pool-2").await;
+    other.weight = 0;
+    h.catalog.register(&other).await;
+    h.catalog
+        .place_elsewhere(&h.project, "reborn", &other.name)
+        .await;
     h.post_messages("reborn", json!([{"body": "new"}])).await;
     let listed = h.get("/v2/queues/reborn/messages?echo=true").await;
     assert_eq!(listed.body["messages"][0]["body"], "new");

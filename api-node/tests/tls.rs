@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
-use support::{Harness, MemoryCatalog, TestPool, CLIENT_ID};
+use support::{Harness, TestCatalog, TestPool, CLIENT_ID};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -22,7 +22,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_tungstenite::tungstenite::Message;
 use zaqar_api_node::tls::{GrpcClientTls, ListenerTls};
 use zaqar_api_node::ApiConfig;
-use zaqar_proto::pb::catalog_service_server::CatalogServiceServer;
 
 /// PEM files of a test PKI in a temporary directory.
 struct Pki {
@@ -95,12 +94,12 @@ fn rustls_pem_cert(pem: &str) -> tokio_rustls::rustls::pki_types::CertificateDer
     tokio_rustls::rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
-/// The pool and the in-memory catalog served over gRPC with mTLS: every client
-/// must show a certificate of the test CA.
+/// The pool and the catalog served over gRPC with mTLS: every client must show a
+/// certificate of the test CA.
 async fn serve_backends_mtls(
     pki: &Pki,
     pool: &TestPool,
-    catalog: Arc<MemoryCatalog>,
+    catalog: &TestCatalog,
 ) -> (String, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -112,14 +111,16 @@ async fn serve_backends_mtls(
         ))
         .client_ca_root(tonic::transport::Certificate::from_pem(read("ca.pem")));
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tls_config(tls)
         .unwrap()
-        .add_service(pool.service())
-        .add_service(CatalogServiceServer::from_arc(catalog))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .add_service(pool.service());
+    let server = catalog.add_services(router).serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
             let _ = stopped.await;
-        });
+        },
+    );
     tokio::spawn(server);
     (format!("https://localhost:{port}"), stop)
 }
@@ -127,15 +128,18 @@ async fn serve_backends_mtls(
 /// An api-node whose catalog and pool-node need mTLS; `client_cert` says
 /// whether the api-node has the client certificate.
 async fn harness(pki: &Pki, client_cert: bool) -> Harness {
-    let catalog = Arc::new(MemoryCatalog::default());
+    let catalog = TestCatalog::new().await;
     let pool = TestPool::new().await;
-    let (endpoint, stop) = serve_backends_mtls(pki, &pool, catalog.clone()).await;
-    catalog.pools.lock().unwrap().push(zaqar_proto::pb::Pool {
-        name: "pool-1".into(),
-        weight: 100,
-        endpoint: endpoint.clone(),
-        ..Default::default()
-    });
+    let (endpoint, stop) = serve_backends_mtls(pki, &pool, &catalog).await;
+    catalog
+        .register(&zaqar_proto::pb::Pool {
+            name: "pool-1".into(),
+            weight: 100,
+            uri: pool.uri.clone(),
+            endpoint: endpoint.clone(),
+            ..Default::default()
+        })
+        .await;
     let config = ApiConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         catalog_endpoint: endpoint,

@@ -1,13 +1,13 @@
 //! Test harness: the real pool-node service (`PoolServer` over a SQLite store in a
-//! temporary directory) and an in-memory catalog, served over gRPC on a loopback
-//! port, an api-node in front of them, and a small HTTP client.
+//! temporary directory) and the real catalog (`CatalogServer` and `AdminServer` over
+//! a SQLite catalog), served over gRPC on a loopback port, an api-node in front of
+//! them, and a small HTTP client.
 #![allow(dead_code)]
 
-pub mod admin;
-pub mod catalog;
 pub mod isolation;
 pub mod keystone;
 pub mod routes;
+pub mod unwatched;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -18,14 +18,13 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
 use zaqar_api_node::ApiConfig;
+use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, Placement, PoolSpec};
 use zaqar_pool_node::{MessageStore, PoolServer};
-use zaqar_proto::admin_pb::admin_service_server::AdminServiceServer;
 use zaqar_proto::pb::catalog_service_server::CatalogServiceServer;
 use zaqar_proto::pb::pool_service_server::PoolServiceServer;
-use zaqar_proto::pb::QueueRef;
-
-pub use catalog::MemoryCatalog;
+use zaqar_proto::pb::{Pool, QueueRef};
 
 /// A header value meaning "do not send this header".
 pub const OMIT: &str = "<omit>";
@@ -40,7 +39,7 @@ pub struct Harness {
     pub project: String,
     /// A Keystone token sent with every request (`X-Auth-Token`), if any.
     pub token: Option<String>,
-    pub catalog: Arc<MemoryCatalog>,
+    pub catalog: Arc<TestCatalog>,
     /// The first pool (`pool-1`).
     pub pool: Arc<TestPool>,
     http: reqwest::Client,
@@ -73,15 +72,23 @@ impl Answer {
 /// The real pool-node service over a SQLite store of its own, removed when dropped.
 pub struct TestPool {
     pub store: Arc<dyn MessageStore>,
+    /// The store's URI (`sqlite://...`), as the pool is registered with.
+    pub uri: String,
     _dir: tempfile::TempDir,
 }
 
 impl TestPool {
     pub async fn new() -> TestPool {
-        let dir = tempfile::tempdir().unwrap();
+        // Tests comparing answers mask strings with digits as varying values (ids,
+        // times): the prefix gives every store path one, whatever the random part.
+        let dir = tempfile::Builder::new().prefix("pool1-").tempdir().unwrap();
         let uri = format!("sqlite://{}", dir.path().join("messages.db").display());
         let store = zaqar_pool_node::open_store(&uri).await.unwrap();
-        TestPool { store, _dir: dir }
+        TestPool {
+            store,
+            uri,
+            _dir: dir,
+        }
     }
 
     /// Its gRPC `PoolService`.
@@ -108,21 +115,98 @@ impl TestPool {
     }
 }
 
-/// Serves the pool and the in-memory catalog on one loopback port.
+/// The real catalog over a SQLite catalog of its own, removed when dropped.
+pub struct TestCatalog {
+    pub backend: Arc<dyn CatalogBackend>,
+    uri: String,
+    /// Whether `Watch` streams the catalog's changes (else it is unimplemented).
+    watched: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCatalog {
+    pub async fn new() -> Arc<TestCatalog> {
+        TestCatalog::open(true).await
+    }
+
+    /// A catalog without a change feed, as api-nodes meet one whose backend has
+    /// none (see `unwatched.rs`).
+    pub async fn unwatched() -> Arc<TestCatalog> {
+        TestCatalog::open(false).await
+    }
+
+    async fn open(watched: bool) -> Arc<TestCatalog> {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("sqlite://{}", dir.path().join("catalog.db").display());
+        let backend = zaqar_catalog::open_backend(&uri).await.unwrap();
+        Arc::new(TestCatalog {
+            backend,
+            uri,
+            watched,
+            _dir: dir,
+        })
+    }
+
+    /// Registers `pool` as its pool-node would.
+    pub async fn register(&self, pool: &Pool) {
+        self.backend
+            .register_pool_node(PoolSpec {
+                name: pool.name.clone(),
+                weight: pool.weight,
+                group: pool.group.clone(),
+                uri: pool.uri.clone(),
+                endpoint: pool.endpoint.clone(),
+                options_json: pool.options_json.clone(),
+            })
+            .await
+            .unwrap();
+    }
+
+    pub async fn pools(&self) -> Vec<PoolSpec> {
+        self.backend.list_pools().await.unwrap()
+    }
+
+    pub async fn lookup(&self, project: &str, queue: &str) -> Option<Placement> {
+        self.backend.lookup(project, queue).await.unwrap()
+    }
+
+    /// Forgets a queue's placement and places it on `pool` again, as another api-node
+    /// deleting and re-creating it through another catalog process on the same
+    /// database would: through a handle of its own, whose writes reach no watcher of
+    /// this one (so an api-node learns of the move only by looking the queue up again).
+    pub async fn place_elsewhere(&self, project: &str, queue: &str, pool: &str) {
+        let elsewhere = zaqar_catalog::open_backend(&self.uri).await.unwrap();
+        elsewhere.remove_queue(project, queue).await.unwrap();
+        elsewhere.place_on(project, queue, pool).await.unwrap();
+    }
+
+    /// `router` with the catalog's `CatalogService` and `AdminService`.
+    pub fn add_services(&self, router: Router) -> Router {
+        let catalog = CatalogServer::new(self.backend.clone());
+        let router = if self.watched {
+            router.add_service(catalog.into_service())
+        } else {
+            router.add_service(CatalogServiceServer::new(unwatched::Unwatched(catalog)))
+        };
+        router.add_service(AdminServer::new(self.backend.clone(), "sqlite").into_service(None))
+    }
+}
+
+/// Serves the pool and the catalog on one loopback port.
 async fn serve_backends(
     pool: &TestPool,
-    catalog: Arc<MemoryCatalog>,
+    catalog: &TestCatalog,
 ) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        .add_service(pool.service())
-        .add_service(CatalogServiceServer::from_arc(catalog.clone()))
-        .add_service(AdminServiceServer::from_arc(catalog))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+    let router = tonic::transport::Server::builder().add_service(pool.service());
+    let server = catalog.add_services(router).serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
             let _ = stopped.await;
-        });
+        },
+    );
     tokio::spawn(server);
     (addr, stop)
 }
@@ -135,15 +219,25 @@ impl Harness {
 
     /// Like [`Harness::start`], adjusting the api-node config first.
     pub async fn start_with(adjust: impl FnOnce(&mut ApiConfig)) -> Harness {
-        let catalog = Arc::new(MemoryCatalog::default());
+        Harness::start_over(TestCatalog::new().await, adjust).await
+    }
+
+    /// Like [`Harness::start_with`], over `catalog` (e.g. [`TestCatalog::unwatched`]).
+    pub async fn start_over(
+        catalog: Arc<TestCatalog>,
+        adjust: impl FnOnce(&mut ApiConfig),
+    ) -> Harness {
         let pool = Arc::new(TestPool::new().await);
-        let (backend, backend_stop) = serve_backends(&pool, catalog.clone()).await;
-        catalog.pools.lock().unwrap().push(zaqar_proto::pb::Pool {
-            name: "pool-1".into(),
-            weight: 100,
-            endpoint: format!("http://{backend}"),
-            ..Default::default()
-        });
+        let (backend, backend_stop) = serve_backends(&pool, &catalog).await;
+        catalog
+            .register(&Pool {
+                name: "pool-1".into(),
+                weight: 100,
+                uri: pool.uri.clone(),
+                endpoint: format!("http://{backend}"),
+                ..Default::default()
+            })
+            .await;
         let mut config = ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             catalog_endpoint: format!("http://{backend}"),
@@ -161,7 +255,7 @@ impl Harness {
     /// The WebSocket API always listens on a free port of 127.0.0.1.
     pub async fn over(
         mut config: ApiConfig,
-        catalog: Arc<MemoryCatalog>,
+        catalog: Arc<TestCatalog>,
         mut stops: Vec<oneshot::Sender<()>>,
     ) -> Harness {
         config.ws_listen = Some("127.0.0.1:0".parse().unwrap());
@@ -187,17 +281,20 @@ impl Harness {
     }
 
     /// A pool-node (on a store of its own) on its own port, not yet registered anywhere.
-    pub async fn extra_pool(&mut self, name: &str) -> zaqar_proto::pb::Pool {
+    pub async fn extra_pool(&mut self, name: &str) -> Pool {
         let pool = TestPool::new().await;
-        let (addr, stop) = serve_backends(&pool, Arc::new(MemoryCatalog::default())).await;
+        let unused = TestCatalog::new().await;
+        let (addr, stop) = serve_backends(&pool, &unused).await;
         self.stops.push(stop);
-        self.extra_pools.push(pool);
-        zaqar_proto::pb::Pool {
+        let described = Pool {
             name: name.into(),
             weight: 100,
+            uri: pool.uri.clone(),
             endpoint: format!("http://{addr}"),
             ..Default::default()
-        }
+        };
+        self.extra_pools.push(pool);
+        described
     }
 
     /// A request with the usual identity headers; `headers` override them, and
