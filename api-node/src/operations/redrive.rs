@@ -1,12 +1,13 @@
 //! Dead-letter redrive (`POST /v2/queues/{queue}/redrive`, WebSocket `queue_redrive`):
 //! moves the oldest messages of a queue (a dead letter queue, usually) to a named
 //! queue, or each back to the queue it was dead-lettered from, `limit` at a time, as
-//! new messages there (claim count 0, their body and ttl kept). Nothing is lost and nothing doubled when a call fails half-way: the
-//! messages are claimed, each is posted to the destination with an idempotency key
-//! naming it (`redrive:<queue>:<id>`, within the destination's
-//! `_idempotency_window`), and only then deleted; a failed call leaves the rest
-//! claimed until the claim ends, and the next call moves them, its posts of the
-//! messages already moved answered from their keys.
+//! new messages there (claim count 0, their body and ttl kept). Nothing is lost and
+//! nothing doubled when a call fails half-way: the messages are claimed, each is
+//! posted to the destination with an idempotency key naming it
+//! (`redrive:<queue>:<id>`, within the destination's `_idempotency_window`), and only
+//! then deleted; a failed call leaves the rest claimed until the claim ends, and the
+//! next call moves them, its posts of the messages already moved answered from their
+//! keys.
 
 use serde_json::{json, Value};
 use zaqar_proto::ZaqarError;

@@ -11,6 +11,7 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
+use zaqar_proto::timefmt::format_utc;
 
 use super::{empty, handle, json, located, next_link, queue_path, request, Request, RestError};
 use crate::operations::messages::{self, DeleteMessages, ListMessages};
@@ -219,24 +220,7 @@ pub fn stats_message(base: &str, message: &Message) -> Value {
 
 /// UTC time of `ms` since the epoch as `2026-11-25T16:24:55Z`.
 fn iso8601(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{}Z", format_utc(ms.div_euclid(1000)))
 }
 
 #[cfg(test)]
