@@ -3,10 +3,11 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Harness, TestCatalog};
+use support::{Harness, TestCatalog, TestPool};
 use zaqar_api_node::ApiConfig;
 
 /// A loopback port nothing listens on.
@@ -48,7 +49,8 @@ async fn all_catalog_endpoints_down_answers_503_quickly() {
         request_timeout_ms: 1_000,
         ..ApiConfig::default()
     };
-    let h = Harness::over(config, TestCatalog::new().await, Vec::new()).await;
+    let (catalog, pool) = (TestCatalog::new().await, Arc::new(TestPool::new().await));
+    let h = Harness::over(config, catalog, pool, Vec::new()).await;
     let started = Instant::now();
     let answer = h.send("PUT", "/v2/queues/q", "{}").await;
     answer.assert_error(503, "Service temporarily unavailable");

@@ -2,10 +2,11 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Harness, TestCatalog, OMIT};
+use support::{Harness, TestCatalog, TestPool, OMIT};
 use zaqar_api_node::ApiConfig;
 
 #[tokio::test]
@@ -111,7 +112,8 @@ async fn a_dead_catalog_answers_503_quickly() {
         request_timeout_ms: 1_000,
         ..ApiConfig::default()
     };
-    let h = Harness::over(config, TestCatalog::new().await, Vec::new()).await;
+    let (catalog, pool) = (TestCatalog::new().await, Arc::new(TestPool::new().await));
+    let h = Harness::over(config, catalog, pool, Vec::new()).await;
     let started = Instant::now();
     let answer = h.send("PUT", "/v2/queues/q", "{}").await;
     answer.assert_error(503, "Service temporarily unavailable");

@@ -149,9 +149,7 @@ async fn harness(pki: &Pki, client_cert: bool) -> Harness {
         request_timeout_ms: 3_000,
         ..ApiConfig::default()
     };
-    let mut harness = Harness::over(config, catalog, vec![stop]).await;
-    harness.pool = Arc::new(pool);
-    harness
+    Harness::over(config, catalog, Arc::new(pool), vec![stop]).await
 }
 
 fn https_client(pki: &Pki) -> reqwest::Client {

@@ -192,21 +192,21 @@ impl TestCatalog {
     }
 }
 
-/// Serves the pool and the catalog on one loopback port.
+/// Serves the pool, and the catalog if any, on one loopback port.
 async fn serve_backends(
     pool: &TestPool,
-    catalog: &TestCatalog,
+    catalog: Option<&TestCatalog>,
 ) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder().add_service(pool.service());
-    let server = catalog.add_services(router).serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async {
-            let _ = stopped.await;
-        },
-    );
+    let mut router = tonic::transport::Server::builder().add_service(pool.service());
+    if let Some(catalog) = catalog {
+        router = catalog.add_services(router);
+    }
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        let _ = stopped.await;
+    });
     tokio::spawn(server);
     (addr, stop)
 }
@@ -228,7 +228,7 @@ impl Harness {
         adjust: impl FnOnce(&mut ApiConfig),
     ) -> Harness {
         let pool = Arc::new(TestPool::new().await);
-        let (backend, backend_stop) = serve_backends(&pool, &catalog).await;
+        let (backend, backend_stop) = serve_backends(&pool, Some(&catalog)).await;
         catalog
             .register(&Pool {
                 name: "pool-1".into(),
@@ -246,16 +246,16 @@ impl Harness {
             ..ApiConfig::default()
         };
         adjust(&mut config);
-        let mut harness = Harness::over(config, catalog, vec![backend_stop]).await;
-        harness.pool = pool;
-        harness
+        Harness::over(config, catalog, pool, vec![backend_stop]).await
     }
 
-    /// An api-node with `config` (its catalog may be anything, even down).
-    /// The WebSocket API always listens on a free port of 127.0.0.1.
+    /// An api-node with `config` (its catalog may be anything, even down), whose
+    /// tests inspect `catalog` and `pool`. The WebSocket API always listens on a free
+    /// port of 127.0.0.1.
     pub async fn over(
         mut config: ApiConfig,
         catalog: Arc<TestCatalog>,
+        pool: Arc<TestPool>,
         mut stops: Vec<oneshot::Sender<()>>,
     ) -> Harness {
         config.ws_listen = Some("127.0.0.1:0".parse().unwrap());
@@ -273,7 +273,7 @@ impl Harness {
             project: format!("project-{}", uuid::Uuid::new_v4().simple()),
             token: None,
             catalog,
-            pool: Arc::new(TestPool::new().await),
+            pool,
             http: reqwest::Client::new(),
             stops,
             extra_pools: Vec::new(),
@@ -283,8 +283,7 @@ impl Harness {
     /// A pool-node (on a store of its own) on its own port, not yet registered anywhere.
     pub async fn extra_pool(&mut self, name: &str) -> Pool {
         let pool = TestPool::new().await;
-        let unused = TestCatalog::new().await;
-        let (addr, stop) = serve_backends(&pool, &unused).await;
+        let (addr, stop) = serve_backends(&pool, None).await;
         self.stops.push(stop);
         let described = Pool {
             name: name.into(),
