@@ -120,41 +120,42 @@ pub(super) async fn purge(
 }
 
 /// Counts of the live messages; free = total - claimed (delayed included).
+///
+/// The queue's row of `message_counts` gives its rows per state as written; from
+/// it go the rows whose state has ended but is not yet rewritten (claims ended,
+/// delays passed: ranges of the two partial indexes) and the expired rows not yet
+/// swept (a range of the expiry index over the whole store, which the sweep keeps
+/// short). No count reads the queue's other rows.
 pub(super) async fn stats(store: &SqliteStore, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
     let now = now_ms();
     let mut tx = store.reader.begin().await.map_err(store_error)?;
-    let counts = sqlx::query(
-        "SELECT COUNT(*) AS total, \
-                COALESCE(SUM(claim_expires_ms > ?1), 0) AS claimed, \
-                COALESCE(SUM(claim_expires_ms <= ?1 AND visible_ms > ?1), 0) AS delayed \
-         FROM messages WHERE project = ?2 AND queue = ?3 AND expires_ms > ?1",
-    )
-    .bind(now)
-    .bind(&queue.project)
-    .bind(&queue.queue)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(store_error)?;
-    let total = counts.get::<i64, _>("total") as u64;
-    let claimed = counts.get::<i64, _>("claimed") as u64;
+    let counts = sqlx::query(&counts_sql())
+        .bind(&queue.project)
+        .bind(&queue.queue)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    let expired = sqlx::query(&expired_sql())
+        .bind(&queue.project)
+        .bind(&queue.queue)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    let count = |row: &sqlx::sqlite::SqliteRow, column: &str| row.get::<i64, _>(column).max(0);
+    // Claimed rows are those whose claim has not ended, less the expired ones
+    // among them; delayed rows likewise; every count is of disjoint sets of rows.
+    let total = (count(&counts, "written") - count(&expired, "total")).max(0) as u64;
+    let claimed =
+        (count(&counts, "claimed") - count(&counts, "claims_ended") - count(&expired, "claimed"))
+            .max(0) as u64;
+    let delayed =
+        (count(&counts, "delayed") - count(&counts, "delays_ended") - count(&expired, "delayed"))
+            .max(0) as u64;
     let mut ends = Vec::new();
     for order in ["ASC", "DESC"] {
-        // The first (or last) row of each state's range of `messages_by_state`.
-        let ranges: Vec<String> = [FREE, CLAIMED, DELAYED]
-            .iter()
-            .map(|state| {
-                format!(
-                    "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages \
-                     WHERE project = ?1 AND queue = ?2 AND state = {state} AND expires_ms > ?3 \
-                     ORDER BY seq {order} LIMIT 1)"
-                )
-            })
-            .collect();
-        let sql = format!(
-            "{} ORDER BY seq {order} LIMIT 1",
-            ranges.join(" UNION ALL ")
-        );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(&ends_sql(order))
             .bind(&queue.project)
             .bind(&queue.queue)
             .bind(now)
@@ -168,10 +169,61 @@ pub(super) async fn stats(store: &SqliteStore, queue: &QueueRef) -> StoreResult<
     let oldest = ends.pop().flatten();
     Ok(QueueStatsReply {
         claimed,
-        free: total - claimed,
-        delayed: counts.get::<i64, _>("delayed") as u64,
+        free: total.saturating_sub(claimed),
+        delayed,
         total,
         oldest,
         newest,
     })
+}
+
+/// Binds: project, queue, now. The queue's rows per state as written, and the
+/// claimed and delayed rows whose claim or delay has ended.
+pub(super) fn counts_sql() -> String {
+    format!(
+        "SELECT \
+           COALESCE((SELECT free + claimed + delayed FROM message_counts \
+                     WHERE project = ?1 AND queue = ?2), 0) AS written, \
+           COALESCE((SELECT claimed FROM message_counts \
+                     WHERE project = ?1 AND queue = ?2), 0) AS claimed, \
+           COALESCE((SELECT delayed FROM message_counts \
+                     WHERE project = ?1 AND queue = ?2), 0) AS delayed, \
+           (SELECT COUNT(*) FROM messages INDEXED BY messages_claims_ending \
+            WHERE project = ?1 AND queue = ?2 AND state = {CLAIMED} \
+              AND claim_expires_ms <= ?3) AS claims_ended, \
+           (SELECT COUNT(*) FROM messages INDEXED BY messages_delays_ending \
+            WHERE project = ?1 AND queue = ?2 AND state = {DELAYED} \
+              AND visible_ms <= ?3) AS delays_ended"
+    )
+}
+
+/// Binds: project, queue, now. The queue's expired rows not yet swept, and how
+/// many of them are still claimed or delayed.
+pub(super) fn expired_sql() -> String {
+    format!(
+        "SELECT COUNT(*) AS total, \
+                COALESCE(SUM(state = {CLAIMED} AND claim_expires_ms > ?3), 0) AS claimed, \
+                COALESCE(SUM(state = {DELAYED} AND visible_ms > ?3), 0) AS delayed \
+         FROM messages INDEXED BY messages_by_expiry \
+         WHERE expires_ms <= ?3 AND project = ?1 AND queue = ?2"
+    )
+}
+
+/// Binds: project, queue, now. The queue's first live row in `order` ("ASC" or
+/// "DESC"): the first (or last) row of each state's range of `messages_by_state`.
+pub(super) fn ends_sql(order: &str) -> String {
+    let ranges: Vec<String> = [FREE, CLAIMED, DELAYED]
+        .iter()
+        .map(|state| {
+            format!(
+                "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE project = ?1 AND queue = ?2 AND state = {state} AND expires_ms > ?3 \
+                 ORDER BY seq {order} LIMIT 1)"
+            )
+        })
+        .collect();
+    format!(
+        "{} ORDER BY seq {order} LIMIT 1",
+        ranges.join(" UNION ALL ")
+    )
 }

@@ -8,7 +8,11 @@
 //! which claimed and delayed rows end). `PRAGMA user_version` is the schema
 //! version: files of version 0 (before 2026-12-04) get the `state` column at start,
 //! files of version 1 (before 2026-12-06) the `dead_letter_source` column (the queue a
-//! dead-lettered message came from, `''` for the others).
+//! dead-lettered message came from, `''` for the others), files of version 2 (before
+//! 2026-12-07) the `message_counts` table, filled once from their messages.
+//! `message_counts` holds each queue's rows per state, kept by triggers on every
+//! insert, delete and change of state, so that stats read one row instead of
+//! counting the queue (`queues::stats`); a queue's row goes when its counts reach zero.
 //! `idempotency` holds the ids each post's idempotency key brought, until the key's
 //! window ends (`messages::post_once`).
 
@@ -19,7 +23,7 @@ use super::{now_ms, store_error};
 use crate::store::StoreResult;
 
 /// The schema version this build writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -113,6 +117,57 @@ CREATE INDEX IF NOT EXISTS messages_by_claim ON messages (claim_id) WHERE claim_
 DROP INDEX IF EXISTS messages_by_queue;
 "#;
 
+/// The rows of each queue per state, and the triggers that keep them. Made after the
+/// `state` column exists, since the triggers read it.
+const MESSAGE_COUNTS: &str = r#"
+CREATE TABLE IF NOT EXISTS message_counts (
+    project TEXT NOT NULL,
+    queue   TEXT NOT NULL,
+    free    INTEGER NOT NULL,
+    claimed INTEGER NOT NULL,
+    delayed INTEGER NOT NULL,
+    PRIMARY KEY (project, queue)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS message_counts_on_insert AFTER INSERT ON messages
+BEGIN
+    INSERT INTO message_counts (project, queue, free, claimed, delayed)
+    VALUES (new.project, new.queue, new.state = 0, new.state = 1, new.state = 2)
+    ON CONFLICT (project, queue) DO UPDATE SET free = free + excluded.free,
+        claimed = claimed + excluded.claimed, delayed = delayed + excluded.delayed;
+END;
+CREATE TRIGGER IF NOT EXISTS message_counts_on_delete AFTER DELETE ON messages
+BEGIN
+    UPDATE message_counts SET free = free - (old.state = 0),
+        claimed = claimed - (old.state = 1), delayed = delayed - (old.state = 2)
+    WHERE project = old.project AND queue = old.queue;
+    DELETE FROM message_counts WHERE project = old.project AND queue = old.queue
+        AND free = 0 AND claimed = 0 AND delayed = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS message_counts_on_move AFTER UPDATE OF state, project, queue
+    ON messages
+    WHEN old.state IS NOT new.state OR old.project IS NOT new.project
+        OR old.queue IS NOT new.queue
+BEGIN
+    INSERT INTO message_counts (project, queue, free, claimed, delayed)
+    VALUES (new.project, new.queue, new.state = 0, new.state = 1, new.state = 2)
+    ON CONFLICT (project, queue) DO UPDATE SET free = free + excluded.free,
+        claimed = claimed + excluded.claimed, delayed = delayed + excluded.delayed;
+    UPDATE message_counts SET free = free - (old.state = 0),
+        claimed = claimed - (old.state = 1), delayed = delayed - (old.state = 2)
+    WHERE project = old.project AND queue = old.queue;
+    DELETE FROM message_counts WHERE project = old.project AND queue = old.queue
+        AND free = 0 AND claimed = 0 AND delayed = 0;
+END;
+"#;
+
+/// Counts the messages of a file of a version before 3, whose writes kept no counts.
+const FILL_MESSAGE_COUNTS: &str = r#"
+DELETE FROM message_counts;
+INSERT INTO message_counts (project, queue, free, claimed, delayed)
+    SELECT project, queue, SUM(state = 0), SUM(state = 1), SUM(state = 2)
+    FROM messages GROUP BY project, queue;
+"#;
+
 /// Creates what is missing and upgrades a file of an older version, in one transaction.
 pub(super) async fn create_or_upgrade(writer: &SqlitePool) -> StoreResult<()> {
     let mut tx = writer
@@ -163,6 +218,17 @@ pub(super) async fn create_or_upgrade(writer: &SqlitePool) -> StoreResult<()> {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
+    sqlx::raw_sql(MESSAGE_COUNTS)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    if version < 3 {
+        tracing::info!("counting the messages of each queue of the sqlite message store");
+        sqlx::raw_sql(FILL_MESSAGE_COUNTS)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    }
     sqlx::raw_sql(&format!("PRAGMA user_version = {VERSION}"))
         .execute(&mut *tx)
         .await

@@ -212,6 +212,136 @@ async fn claims_pops_and_listings_read_only_the_rows_they_return() {
     );
 }
 
+#[tokio::test]
+async fn stats_read_the_counts_row_and_ranges_of_ended_rows_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let counts = plan(&store, &queues::counts_sql(), &["p", "q"], &[0]).await;
+    searches_only(
+        &counts,
+        &[
+            "INDEX messages_claims_ending (project=? AND queue=? AND claim_expires_ms<?)",
+            "INDEX messages_delays_ending (project=? AND queue=? AND visible_ms<?)",
+        ],
+    );
+    let expired = plan(&store, &queues::expired_sql(), &["p", "q"], &[0]).await;
+    searches_only(&expired, &["INDEX messages_by_expiry (expires_ms<?)"]);
+    for order in ["ASC", "DESC"] {
+        let ends = plan(&store, &queues::ends_sql(order), &["p", "q"], &[0]).await;
+        searches_only(
+            &ends,
+            &["INDEX messages_by_state (project=? AND queue=? AND state=?)"],
+        );
+    }
+}
+
+/// The queue's stats as a count of every row: what `message_counts` must agree with.
+async fn counted_row_by_row(store: &SqliteStore, q: &QueueRef) -> (u64, u64, u64) {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS total, \
+                COALESCE(SUM(claim_expires_ms > ?1), 0) AS claimed, \
+                COALESCE(SUM(claim_expires_ms <= ?1 AND visible_ms > ?1), 0) AS delayed \
+         FROM messages WHERE project = ?2 AND queue = ?3 AND expires_ms > ?1",
+    )
+    .bind(now_ms())
+    .bind(&q.project)
+    .bind(&q.queue)
+    .fetch_one(&store.reader)
+    .await
+    .unwrap();
+    let count = |column: &str| row.get::<i64, _>(column) as u64;
+    (count("total"), count("claimed"), count("delayed"))
+}
+
+#[tokio::test]
+async fn stats_from_the_counts_agree_with_counting_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let q = queue();
+    let other = QueueRef {
+        project: "project-b".into(),
+        queue: "orders".into(),
+    };
+    let agree = |store: &SqliteStore, q: &QueueRef, step: &str| {
+        let (store, q, step) = (store.clone(), q.clone(), step.to_string());
+        async move {
+            let stats = store.queue_stats(&q).await.unwrap();
+            let counted = counted_row_by_row(&store, &q).await;
+            assert_eq!(
+                (stats.total, stats.claimed, stats.delayed),
+                counted,
+                "{step}"
+            );
+            assert_eq!(stats.free, counted.0 - counted.1, "{step}");
+        }
+    };
+    let delayed = NewMessage {
+        delay: 60,
+        ..message(300)
+    };
+    let batch: Vec<_> = (0..12).map(|_| message(300)).collect();
+    let ids = store.post_messages(&q, "client", &batch).await.unwrap();
+    store
+        .post_messages(&q, "client", &[delayed.clone(), delayed])
+        .await
+        .unwrap();
+    store.post_messages(&other, "client", &batch).await.unwrap();
+    agree(&store, &q, "posted").await;
+    let first = store.create_claim(&q, 60, 60, 4).await.unwrap().unwrap();
+    let second = store.create_claim(&q, 60, 60, 3).await.unwrap().unwrap();
+    store
+        .create_claim(&other, 60, 60, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    agree(&store, &q, "claimed").await;
+    store
+        .delete_message(&q, &first.messages[0].id, Some(&first.id))
+        .await
+        .unwrap();
+    store.delete_claim(&q, &second.id).await.unwrap();
+    store.pop_messages(&q, 2).await.unwrap();
+    store.delete_message(&q, &ids[11], None).await.unwrap();
+    agree(&store, &q, "deleted, released and popped").await;
+    // Rows whose claim ended, whose delay passed and that expired, none of
+    // them rewritten or swept yet.
+    let now = now_ms();
+    for sql in [
+        "UPDATE messages SET claim_expires_ms = ?1 - 1 WHERE id = ?2",
+        "UPDATE messages SET visible_ms = ?1 - 1 \
+         WHERE seq = (SELECT MIN(seq) FROM messages WHERE state = 2 AND project = 'project-a')",
+        "UPDATE messages SET expires_ms = ?1 - 1 WHERE id = ?3",
+        "UPDATE messages SET expires_ms = ?1 - 1 \
+         WHERE seq = (SELECT MAX(seq) FROM messages WHERE state = 2 AND project = 'project-a')",
+        "UPDATE messages SET expires_ms = ?1 - 1 WHERE id = ?4",
+    ] {
+        sqlx::query(sql)
+            .bind(now)
+            .bind(&first.messages[1].id)
+            .bind(&first.messages[2].id)
+            .bind(&ids[10])
+            .execute(&store.writer)
+            .await
+            .unwrap();
+    }
+    agree(&store, &q, "ended, passed and expired").await;
+    store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    agree(&store, &q, "ended rows freed and claimed again").await;
+    agree(&store, &other, "the other project's queue").await;
+    store.purge_queue(&q, true, false).await.unwrap();
+    agree(&store, &q, "purged").await;
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM message_counts WHERE project = 'project-a'")
+        .fetch_one(&store.reader)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "an empty queue keeps no counts row");
+}
+
 /// The schema of the builds before 2026-12-04 (version 0), for the upgrade test.
 const VERSION_0_MESSAGES: &str = r#"
 CREATE TABLE messages (
@@ -281,7 +411,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let q = queue();
     let params = ListParams {
         limit: 10,
@@ -301,7 +431,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
         .connect_with(options)
         .await
         .unwrap();
-    sqlx::raw_sql("PRAGMA user_version = 3")
+    sqlx::raw_sql("PRAGMA user_version = 4")
         .execute(&pool)
         .await
         .unwrap();
@@ -309,7 +439,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
     let err = SqliteStore::open(path).await.err().unwrap();
     assert_eq!(err.code, ErrorCode::Unavailable);
     assert!(
-        err.description.contains("schema version 3"),
+        err.description.contains("schema version 4"),
         "{}",
         err.description
     );
