@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Deep-queue benchmark (not a test; `BENCH_SUITE=depth scripts/bench.sh` runs it): what a
-# claim, a pop, a default listing and a post cost in one queue of increasing depth whose
-# older half is in flight (claimed), on every store, and what another project's posts
-# cost while four consumers drain that queue on the same pool.
+# claim, a pop, a default listing, a post and the queue's stats cost in one queue of
+# increasing depth whose older half is in flight (claimed), on every store, and what
+# another project's posts cost while four consumers drain that queue on the same pool.
 #
 # For each target and depth it starts the server afresh, fills one queue with
 # zaqar-bench --prefill DEPTH --prefill-claimed DEPTH/2, then runs one producer (1
 # message per post), one consumer (claims 1, deletes it), one observer (default listing
-# of 10 from the head of the queue) and one popper (pops 1) together for
-# BENCH_DURATION. At the deepest depth it then measures the noisy neighbour: one
+# of 10 from the head of the queue), one popper (pops 1) and one stats reader together
+# for BENCH_DURATION. At the deepest depth it then measures the noisy neighbour: one
 # producer of another project posting single messages to its own queue, first alone,
 # then while 4 consumers (claims of 10) drain the deep queue. It prints the table of
 # p50/p99 per operation and depth, the growth from the shallowest to the deepest, and
@@ -86,7 +86,7 @@ deep_run() {  # target depth: the four operations on a queue of depth messages, 
     bench "deep-$target-$depth" --project deep --queue-prefix deep \
         --prefill "$depth" --prefill-claimed "$((depth / 2))" --keep-queues \
         --producers 1 --batch 1 --consumers 1 --claim-limit 1 \
-        --observers 1 --list-limit 10 --list-from-head --poppers 1
+        --observers 1 --list-limit 10 --list-from-head --poppers 1 --stats-readers 1
 }
 
 neighbour_runs() {  # target: another project's posts, alone, then during a drain
@@ -155,7 +155,8 @@ import glob, json, os, re, sys
 
 out, targets = sys.argv[1], sys.argv[2].split()
 OPS = [("claim", "consumer", "claim"), ("pop", "popper", "pop"),
-       ("list", "observer", "list"), ("post", "producer", "post")]
+       ("list", "observer", "list"), ("post", "producer", "post"),
+       ("stats", "stats_reader", "stats")]
 
 
 def load(name):

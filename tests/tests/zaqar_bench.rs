@@ -128,7 +128,7 @@ fn deep_bench(url: &str, extra: &[&str]) -> Result<()> {
 }
 
 #[test]
-fn zaqar_bench_fills_a_deep_queue_then_pops_and_lists_its_head() -> Result<()> {
+fn zaqar_bench_fills_a_deep_queue_then_pops_lists_its_head_and_reads_its_stats() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let standalone = Standalone::start(dir.path())?;
     let url = format!("http://127.0.0.1:{}", standalone.port);
@@ -150,6 +150,8 @@ fn zaqar_bench_fills_a_deep_queue_then_pops_and_lists_its_head() -> Result<()> {
             "--list-from-head",
             "--poppers",
             "1",
+            "--stats-readers",
+            "1",
             "--claim-limit",
             "1",
             "--json",
@@ -164,6 +166,14 @@ fn zaqar_bench_fills_a_deep_queue_then_pops_and_lists_its_head() -> Result<()> {
     ensure!(
         popped > 0 && listed > 0,
         "nothing popped or listed: {report:#}"
+    );
+    // Every stats read counted the claimed head at least.
+    let stats_reader = role(&report, "stats_reader");
+    let reads = stats_reader["requests"].as_u64().unwrap_or(0);
+    let counted = stats_reader["messages"].as_u64().unwrap_or(0);
+    ensure!(
+        reads > 0 && counted >= 120 * reads,
+        "stats not read: {report:#}"
     );
 
     // The claimed head stayed claimed; only free messages were popped.

@@ -45,6 +45,9 @@ pub struct Args {
     /// Lister workers (each lists the first --list-limit queues of the project, REST only).
     #[arg(long, default_value_t = 0)]
     pub queue_listers: usize,
+    /// Stats reader workers (each reads the stats of a queue of the run, REST only).
+    #[arg(long, default_value_t = 0)]
+    pub stats_readers: usize,
     /// Queues created beside the run's before it (PREFIX-extra-0, -1, ...; not used by
     /// the workers), to measure what the number of queues costs.
     #[arg(long, default_value_t = 0)]
@@ -150,8 +153,11 @@ impl Args {
         if Role::ALL.iter().all(|&role| self.workers(role) == 0) && long_polls == 0 {
             bail!("nothing to do: every role has 0 workers");
         }
-        if (self.poppers > 0 || self.queue_listers > 0) && self.ws_url.is_some() {
-            bail!("--poppers and --queue-listers speak REST only, not with --ws-url");
+        let rest_only = self.poppers + self.queue_listers + self.stats_readers;
+        if rest_only > 0 && self.ws_url.is_some() {
+            bail!(
+                "--poppers, --queue-listers and --stats-readers speak REST only, not with --ws-url"
+            );
         }
         if self.reuse_queues && self.prefill > 0 {
             bail!("--reuse-queues keeps the queues as they are: no --prefill with it");
@@ -201,6 +207,7 @@ impl Args {
             Role::Observer => self.observers,
             Role::Popper => self.poppers,
             Role::Lister => self.queue_listers,
+            Role::StatsReader => self.stats_readers,
         }
     }
 

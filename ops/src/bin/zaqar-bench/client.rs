@@ -327,6 +327,23 @@ impl ZaqarClient {
         Ok(listed.queues.len())
     }
 
+    /// Reads `queue`'s stats; the total of messages they count.
+    pub async fn stats(&self, queue: &str) -> Result<u64, CallError> {
+        #[derive(Deserialize)]
+        struct Stats {
+            messages: Counts,
+        }
+        #[derive(Deserialize)]
+        struct Counts {
+            total: u64,
+        }
+        let path = format!("/v2/queues/{queue}/stats");
+        let (_, bytes) = self.call(Method::GET, &path, None).await?;
+        let stats: Stats = serde_json::from_slice(&bytes)
+            .map_err(|e| CallError::Transport(format!("stats body: {e}")))?;
+        Ok(stats.messages.total)
+    }
+
     /// Deletes `queue` (and its messages, left from an earlier run), then creates it.
     pub async fn recreate_queue(&self, queue: &str) -> Result<(), CallError> {
         let path = format!("/v2/queues/{queue}");

@@ -30,6 +30,7 @@ pub struct Settings {
     pub observers: usize,
     pub poppers: usize,
     pub queue_listers: usize,
+    pub stats_readers: usize,
     pub extra_queues: usize,
     /// Messages in each queue before the run, and how many of them were claimed.
     pub prefill: usize,
@@ -149,6 +150,7 @@ impl Report {
                 observers: args.observers,
                 poppers: args.poppers,
                 queue_listers: args.queue_listers,
+                stats_readers: args.stats_readers,
                 extra_queues: args.extra_queues,
                 prefill: args.prefill,
                 prefill_claimed: args.prefill_claimed,
@@ -180,7 +182,8 @@ impl Report {
         let _ = writeln!(
             out,
             "zaqar-bench{label} {} for {:.1}s: {} producers (batch {}), {} consumers \
-             (claim {}), {} observers (list {}{}), {} poppers, {} queues, {} B messages",
+             (claim {}), {} observers (list {}{}), {} poppers, {} stats readers, {} queues, \
+             {} B messages",
             self.url,
             self.elapsed_s,
             s.producers,
@@ -195,6 +198,7 @@ impl Report {
                 ""
             },
             s.poppers,
+            s.stats_readers,
             s.queues,
             s.message_size
         );

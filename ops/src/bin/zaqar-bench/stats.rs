@@ -15,15 +15,18 @@ pub enum Role {
     Popper,
     /// Lists the project's queues (the first page).
     Lister,
+    /// Reads a queue's stats.
+    StatsReader,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Producer,
         Role::Consumer,
         Role::Observer,
         Role::Popper,
         Role::Lister,
+        Role::StatsReader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +36,7 @@ impl Role {
             Role::Observer => "observer",
             Role::Popper => "popper",
             Role::Lister => "lister",
+            Role::StatsReader => "stats_reader",
         }
     }
 
@@ -44,11 +48,13 @@ impl Role {
             Role::Observer => &[Op::List],
             Role::Popper => &[Op::Pop],
             Role::Lister => &[Op::ListQueues],
+            Role::StatsReader => &[Op::Stats],
         }
     }
 
     /// The operation whose messages are this role's messages: posted, deleted (not
-    /// merely claimed), listed, popped (for listers: queues listed).
+    /// merely claimed), listed, popped (for listers: queues listed; for stats readers:
+    /// the messages the stats counted).
     pub fn message_op(self) -> Op {
         match self {
             Role::Producer => Op::Post,
@@ -56,6 +62,7 @@ impl Role {
             Role::Observer => Op::List,
             Role::Popper => Op::Pop,
             Role::Lister => Op::ListQueues,
+            Role::StatsReader => Op::Stats,
         }
     }
 
@@ -79,10 +86,12 @@ pub enum Op {
     Pop,
     /// GET /v2/queues?limit=N.
     ListQueues,
+    /// GET /v2/queues/{q}/stats.
+    Stats,
 }
 
 impl Op {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -92,6 +101,7 @@ impl Op {
             Op::List => "list",
             Op::Pop => "pop",
             Op::ListQueues => "list_queues",
+            Op::Stats => "stats",
         }
     }
 
@@ -102,6 +112,7 @@ impl Op {
             Op::List => Role::Observer,
             Op::Pop => Role::Popper,
             Op::ListQueues => Role::Lister,
+            Op::Stats => Role::StatsReader,
         }
     }
 
@@ -178,8 +189,8 @@ impl Tally {
 /// Requests and errors so far per role, shared by all workers, for the progress line.
 #[derive(Debug, Default)]
 pub struct Live {
-    requests: [AtomicU64; 5],
-    errors: [AtomicU64; 5],
+    requests: [AtomicU64; Role::ALL.len()],
+    errors: [AtomicU64; Role::ALL.len()],
 }
 
 impl Live {

@@ -124,6 +124,15 @@ impl Client {
         }
     }
 
+    async fn stats(&self, queue: &str) -> Result<u64, CallError> {
+        match self {
+            Client::Rest(rest) => rest.stats(queue).await,
+            Client::WebSocket(_) => {
+                Err(CallError::Transport("stats readers speak REST only".into()))
+            }
+        }
+    }
+
     async fn list_queues(&self, limit: usize) -> Result<usize, CallError> {
         match self {
             Client::Rest(rest) => rest.list_queues(limit).await,
@@ -187,6 +196,7 @@ impl Worker {
                 }
                 Role::Popper => self.pop(&plan, &mut tally, queue).await,
                 Role::Lister => self.list_queues(&plan, &mut tally).await,
+                Role::StatsReader => self.read_stats(&plan, &mut tally, queue).await,
             };
             if !going {
                 break;
@@ -276,6 +286,21 @@ impl Worker {
             }
             Timed::Done(_, Err(e)) => {
                 failed(plan, tally, Op::ListQueues, e).await;
+                true
+            }
+        }
+    }
+
+    /// Reads the queue's stats; false once the deadline cut the request.
+    async fn read_stats(&self, plan: &Plan, tally: &mut Tally, queue: &str) -> bool {
+        match timed(plan.deadline, self.client.stats(queue)).await {
+            Timed::Cut => false,
+            Timed::Done(latency, Ok(total)) => {
+                tally.ok(&plan.live, Op::Stats, latency, total);
+                true
+            }
+            Timed::Done(_, Err(e)) => {
+                failed(plan, tally, Op::Stats, e).await;
                 true
             }
         }
