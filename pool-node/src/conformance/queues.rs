@@ -1,11 +1,12 @@
 //! Conformance: queues, stats, purge, project isolation and health.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use zaqar_proto::pb::NewMessage;
+use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
-use super::{code, fresh_queue, json, listed_ids, listing, post, post_n, sibling};
+use super::{code, fresh_queue, ids_of, json, listed_ids, listing, post, post_n, sibling, CLIENT};
 use crate::store::MessageStore;
 
 pub(crate) async fn queue_lifecycle(store: Arc<dyn MessageStore>) {
@@ -105,6 +106,58 @@ pub(crate) async fn stats_count_claimed_free_and_delayed(store: Arc<dyn MessageS
     assert_eq!(oldest.id, ids[0]);
     assert_eq!(newest.id, ids[2]);
     assert!(oldest.age <= 1 && oldest.created_ms <= newest.created_ms);
+}
+
+/// (total, claimed, delayed, free) of the queue's stats.
+async fn counted(store: &Arc<dyn MessageStore>, q: &QueueRef) -> (u64, u64, u64, u64) {
+    let stats = store.queue_stats(q).await.unwrap();
+    (stats.total, stats.claimed, stats.delayed, stats.free)
+}
+
+pub(crate) async fn stats_follow_claims_and_delays_that_end_and_messages_that_expire(
+    store: Arc<dyn MessageStore>,
+) {
+    let q = fresh_queue("stats-ends");
+    let with = |ttl: u32, delay: u32| NewMessage {
+        ttl,
+        delay,
+        body_json: "{}".into(),
+    };
+    let post_some = |messages: Vec<NewMessage>| {
+        let (store, q) = (Arc::clone(&store), q.clone());
+        async move { store.post_messages(&q, CLIENT, &messages).await.unwrap() }
+    };
+    let first = post_some(vec![with(300, 0); 3]).await;
+    post_some(vec![with(300, 1); 2]).await; // delayed for a second
+    post_some(vec![with(1, 0); 2]).await; // expire in a second
+    post_some(vec![with(300, 60)]).await; // delayed for a minute
+    post_some(vec![with(300, 0); 2]).await;
+    let ending = store.create_claim(&q, 1, 0, 2).await.unwrap().unwrap();
+    let held = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    assert_eq!(ids_of(&ending.messages), first[..2]);
+    assert_eq!(counted(&store, &q).await, (10, 3, 3, 7));
+
+    // Without any write: the short claim ends, the short delays pass, two expire.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(counted(&store, &q).await, (8, 1, 1, 7));
+    let all = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    assert_eq!(all.messages.len(), 6);
+    assert_eq!(counted(&store, &q).await, (8, 7, 1, 1));
+
+    store
+        .delete_message(&q, &held.messages[0].id, Some(&held.id))
+        .await
+        .unwrap();
+    store.delete_claim(&q, &all.id).await.unwrap();
+    assert_eq!(counted(&store, &q).await, (7, 0, 1, 7));
+    assert_eq!(store.pop_messages(&q, 2).await.unwrap().len(), 2);
+    assert_eq!(counted(&store, &q).await, (5, 0, 1, 5));
+    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let taken = ids_of(&claim.messages);
+    store.delete_messages(&q, &taken, &[]).await.unwrap();
+    assert_eq!(counted(&store, &q).await, (4, 0, 1, 4));
+    store.purge_queue(&q, true, false).await.unwrap();
+    assert_eq!(counted(&store, &q).await, (0, 0, 0, 0));
 }
 
 pub(crate) async fn purge_removes_messages_or_subscriptions(store: Arc<dyn MessageStore>) {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use zaqar_proto::pb::{ClaimReply, QueueRef};
 use zaqar_proto::ZaqarError;
 
+use super::counts::{self, Counts};
 use super::fields::{
     self, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CREATED, DEAD_LETTER_SOURCE, EXPIRES,
     FREE, ID, METADATA, QUEUE, RENEWED, SEQ, STATE, TTL, VISIBLE,
@@ -105,6 +106,7 @@ async fn claim_in(
         if updated.matched_count != ids.len() as u64 {
             return Err(super::transaction::taken_meanwhile());
         }
+        counts::record(store, queue, Counts::moved(&taken, CLAIMED), session).await?;
         for document in taken {
             let mut message = fields::message(&document, now);
             message.claim_id = claim_id.to_string();
@@ -195,6 +197,11 @@ async fn move_to_dead_letter(
         .delete_one(doc! { ID: fields::text(document, ID) })
         .session(&mut *session)
         .await?;
+    let removed = Counts::removed(std::slice::from_ref(document));
+    counts::record(store, queue, removed, session).await?;
+    let mut added = Counts::default();
+    added.add(FREE, 1);
+    counts::record(store, &dead_letter, added, session).await?;
     let mut moved = document.clone();
     moved.extend(doc! {
         QUEUE: &dead_letter.queue,

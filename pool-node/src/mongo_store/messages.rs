@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::FutureExt;
+use futures::{FutureExt, TryStreamExt};
 use md5::{Digest, Md5};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::Error as MongoError;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use zaqar_proto::pb::{Message, NewMessage, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
+use super::counts::{self, Counts};
 use super::fields::{
     self, BODY, CHECKSUM, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CLIENT, CREATED, DELAYED,
     EXPIRES, FREE, ID, PROJECT, QUEUE, SEQ, STATE, TTL, VISIBLE,
@@ -90,6 +91,10 @@ async fn append(
             document
         })
         .collect();
+    let mut added = Counts::default();
+    for message in messages {
+        added.add(if message.delay > 0 { DELAYED } else { FREE }, 1);
+    }
     ensure_queue(store, queue, session).await?;
     let last = next_seq(store, counter_key(queue), documents.len(), session).await?;
     let first = last - documents.len() as i64 + 1;
@@ -101,6 +106,7 @@ async fn append(
         .insert_many(documents)
         .session(&mut *session)
         .await?;
+    counts::record(store, queue, added, session).await?;
     Ok(ids)
 }
 
@@ -240,14 +246,14 @@ const FREED_PER_CALL: i64 = 500;
 
 /// The filter of the queue's messages in `state` whose claim or delay (`ends`)
 /// has ended at `now`: a range of `claim_ends` or `delay_ends`.
-fn ended(queue: &QueueRef, state: i32, ends: &str, now: i64) -> Document {
+pub(super) fn ended(queue: &QueueRef, state: i32, ends: &str, now: i64) -> Document {
     let mut filter = of_queue(queue);
     filter.extend(doc! { STATE: state, ends: { "$lte": now } });
     filter
 }
 
 /// The ends [`free_ended`] looks for: a state and the field holding its end.
-const ENDINGS: [(i32, &str); 2] = [(CLAIMED, CLAIM_EXPIRES), (DELAYED, VISIBLE)];
+pub(super) const ENDINGS: [(i32, &str); 2] = [(CLAIMED, CLAIM_EXPIRES), (DELAYED, VISIBLE)];
 
 /// [`free_ended`] outside a transaction: one read when nothing ended, a
 /// transaction when something did.
@@ -329,8 +335,9 @@ fn claimed_without_claim_id() -> ZaqarError {
     )
 }
 
-/// Deletes one message in one atomic delete whose filter states the claim rule;
-/// when nothing was deleted, a read of the message tells why.
+/// Deletes one message in one atomic delete whose filter states the claim rule
+/// (in a transaction with its count); when nothing was deleted, a read of the
+/// message tells why.
 pub(super) async fn delete_one(
     store: &MongoStore,
     queue: &QueueRef,
@@ -347,12 +354,26 @@ pub(super) async fn delete_one(
             deletable.insert(CLAIM_ID, claim_id)
         }
     };
-    let done = store
-        .messages
-        .delete_one(deletable)
-        .await
-        .map_err(store_error)?;
-    if done.deleted_count == 1 {
+    let deleted = store
+        .transaction(|session| {
+            let (store, queue, deletable) = (store.clone(), queue.clone(), deletable.clone());
+            async move {
+                let deleted = store
+                    .messages
+                    .find_one_and_delete(deletable)
+                    .projection(doc! { STATE: 1 })
+                    .session(&mut *session)
+                    .await?;
+                if let Some(document) = &deleted {
+                    let removed = Counts::removed(std::slice::from_ref(document));
+                    counts::record(&store, &queue, removed, session).await?;
+                }
+                Ok(Ok(deleted.is_some()))
+            }
+            .boxed()
+        })
+        .await?;
+    if deleted {
         return Ok(());
     }
     filter.insert(EXPIRES, doc! { "$gt": date(now) });
@@ -371,8 +392,8 @@ pub(super) async fn delete_one(
     }
 }
 
-/// Deletes `ids`; with `claim_ids`, checks every claimed one first (all or nothing,
-/// in one transaction).
+/// Deletes `ids` in one transaction with their count; with `claim_ids`, checks
+/// every claimed one first (all or nothing).
 pub(super) async fn delete_many(
     store: &MongoStore,
     queue: &QueueRef,
@@ -380,35 +401,39 @@ pub(super) async fn delete_many(
     claim_ids: &[String],
 ) -> StoreResult<()> {
     let selected = of_ids(queue, doc! { "$in": ids });
-    if claim_ids.is_empty() {
-        store
-            .messages
-            .delete_many(selected)
-            .await
-            .map_err(store_error)?;
-        return Ok(());
-    }
     store
         .transaction(|session| {
-            let (store, selected, claim_ids) =
-                (store.clone(), selected.clone(), claim_ids.to_vec());
+            let (store, queue, selected, claim_ids) = (
+                store.clone(),
+                queue.clone(),
+                selected.clone(),
+                claim_ids.to_vec(),
+            );
             async move {
                 let now = now_ms();
-                let mut held_by_others = selected.clone();
-                held_by_others.extend(doc! {
-                    EXPIRES: { "$gt": date(now) },
-                    CLAIM_EXPIRES: { "$gt": now },
-                    CLAIM_ID: { "$nin": &claim_ids },
-                });
-                let others = find_in(session, &store.messages, held_by_others, doc! {}, 1).await?;
-                if !others.is_empty() {
-                    return Ok(Err(claimed_without_claim_id()));
+                if !claim_ids.is_empty() {
+                    let mut held_by_others = selected.clone();
+                    held_by_others.extend(doc! {
+                        EXPIRES: { "$gt": date(now) },
+                        CLAIM_EXPIRES: { "$gt": now },
+                        CLAIM_ID: { "$nin": &claim_ids },
+                    });
+                    let others =
+                        find_in(session, &store.messages, held_by_others, doc! {}, 1).await?;
+                    if !others.is_empty() {
+                        return Ok(Err(claimed_without_claim_id()));
+                    }
                 }
-                store
+                let found = states_of_found(&store, selected.clone(), 0, session).await?;
+                let deleted = store
                     .messages
                     .delete_many(selected)
                     .session(&mut *session)
                     .await?;
+                if deleted.deleted_count != found.len() as u64 {
+                    return Err(super::transaction::taken_meanwhile());
+                }
+                counts::record(&store, &queue, Counts::removed(&found), session).await?;
                 Ok(Ok(()))
             }
             .boxed()
@@ -440,6 +465,8 @@ pub(super) async fn pop(
                     if deleted.deleted_count != ids.len() as u64 {
                         return Err(super::transaction::taken_meanwhile());
                     }
+                    let removed = Counts::removed(&documents);
+                    counts::record(&store, &queue, removed, &mut *session).await?;
                 }
                 scan.finish(&store, &queue, session).await?;
                 Ok(Ok(documents
@@ -456,31 +483,68 @@ pub(super) async fn pop(
 const EXPIRED_BATCH: u32 = 1000;
 
 /// One step of the expiry sweep: deletes up to [`EXPIRED_BATCH`] messages whose
-/// ttl ran out (a range of the expiry index, oldest first) and counts them as
-/// expired. Several pool-nodes may sweep one database: each deleted message is
-/// counted by the one whose delete removed it.
+/// ttl ran out (a range of the expiry index, oldest first) in one transaction with
+/// their queues' counts, and counts them as expired. Several pool-nodes may sweep
+/// one database: their transactions conflict, and each message is counted by the
+/// one whose transaction committed.
 pub(super) async fn remove_expired(store: &MongoStore) -> StoreResult<u64> {
-    let now = date(now_ms());
-    let expired = doc! { EXPIRES: { "$lte": now } };
-    let found = find(
-        &store.messages,
-        expired.clone(),
-        doc! { EXPIRES: 1 },
-        EXPIRED_BATCH,
-    )
-    .await
-    .map_err(store_error)?;
-    let ids: Vec<Bson> = found.iter().filter_map(|d| d.get(ID).cloned()).collect();
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let mut selected = doc! { ID: { "$in": ids } };
-    selected.extend(expired);
-    let done = store
+    let removed = store
+        .transaction(|session| {
+            let store = store.clone();
+            async move {
+                let expired = doc! { EXPIRES: { "$lte": date(now_ms()) } };
+                let found: Vec<Document> = store
+                    .messages
+                    .find(expired.clone())
+                    .sort(doc! { EXPIRES: 1 })
+                    .limit(i64::from(EXPIRED_BATCH))
+                    .projection(doc! { PROJECT: 1, QUEUE: 1, STATE: 1 })
+                    .session(&mut *session)
+                    .await?
+                    .stream(&mut *session)
+                    .try_collect()
+                    .await?;
+                let ids: Vec<Bson> = found.iter().filter_map(|d| d.get(ID).cloned()).collect();
+                if ids.is_empty() {
+                    return Ok(Ok(0));
+                }
+                let mut selected = doc! { ID: { "$in": ids } };
+                selected.extend(expired);
+                let deleted = store
+                    .messages
+                    .delete_many(selected)
+                    .session(&mut *session)
+                    .await?;
+                if deleted.deleted_count != found.len() as u64 {
+                    return Err(super::transaction::taken_meanwhile());
+                }
+                counts::record_removed(&store, &found, session).await?;
+                Ok(Ok(deleted.deleted_count))
+            }
+            .boxed()
+        })
+        .await?;
+    crate::metrics::count_expired("mongodb", removed);
+    Ok(removed)
+}
+
+/// The documents `filter` selects (at most `limit`, 0: all) with their state
+/// only, in `session`'s transaction.
+pub(super) async fn states_of_found(
+    store: &MongoStore,
+    filter: Document,
+    limit: i64,
+    session: &mut ClientSession,
+) -> Result<Vec<Document>, MongoError> {
+    store
         .messages
-        .delete_many(selected)
+        .find(filter)
+        .sort(doc! { SEQ: 1 })
+        .limit(limit)
+        .projection(doc! { SEQ: 1, STATE: 1 })
+        .session(&mut *session)
+        .await?
+        .stream(session)
+        .try_collect()
         .await
-        .map_err(store_error)?;
-    crate::metrics::count_expired("mongodb", done.deleted_count);
-    Ok(done.deleted_count)
 }

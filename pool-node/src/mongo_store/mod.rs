@@ -20,6 +20,7 @@
 //! `Unavailable`, and the driver finds the new primary after a failover.
 
 mod claims;
+mod counts;
 mod durability;
 mod fields;
 mod messages;

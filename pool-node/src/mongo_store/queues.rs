@@ -1,14 +1,18 @@
 //! Queues of the MongoDB store: metadata, deletion, purge and stats.
 
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{doc, Document};
-use mongodb::Collection;
+use mongodb::error::Error as MongoError;
+use mongodb::options::Hint;
+use mongodb::{ClientSession, Collection};
 use zaqar_proto::pb::{QueueRef, QueueStatsReply};
 use zaqar_proto::ZaqarError;
 
+use super::counts::{self, state_of, Counts};
 use super::fields::{
     self, CLAIMED, CLAIM_EXPIRES, DELAYED, EXPIRES, METADATA, SEQ, STATE, VISIBLE,
 };
+use super::messages::{self, states_of_found, ENDINGS};
 use super::scan::{head_and_last, is_live, read_window, Windows, MAX_WINDOW};
 use super::{counter_key, date, is_duplicate_key, now_ms, of_queue, store_error, MongoStore};
 use crate::store::StoreResult;
@@ -99,8 +103,9 @@ pub(super) async fn purge(
     Ok(())
 }
 
-/// Deletes the queue's messages numbered up to `last`, one window of seqs per
-/// call ([`DELETE_BATCH`] wide, twice as wide after an empty one): each call
+/// Deletes the queue's messages numbered up to `last`, at most [`DELETE_BATCH`]
+/// per transaction (with their count), one window of seqs at a time
+/// ([`DELETE_BATCH`] wide, twice as wide after an empty one): each transaction
 /// reads its window of the unique index on project, queue and seq only.
 async fn delete_messages_upto(store: &MongoStore, queue: &QueueRef, last: i64) -> StoreResult<()> {
     let (mut after, mut width) = (0, DELETE_BATCH);
@@ -108,16 +113,34 @@ async fn delete_messages_upto(store: &MongoStore, queue: &QueueRef, last: i64) -
         let upto = after.saturating_add(width).min(last);
         let mut window = of_queue(queue);
         window.insert(SEQ, doc! { "$gt": after, "$lte": upto });
-        let done = store
-            .messages
-            .delete_many(window)
-            .await
-            .map_err(store_error)?;
-        after = upto;
-        width = if done.deleted_count == 0 {
-            (width * 2).min(PURGE_WINDOW)
-        } else {
-            DELETE_BATCH
+        let (deleted, last_deleted) = store
+            .transaction(|session| {
+                let (store, queue, window) = (store.clone(), queue.clone(), window.clone());
+                async move {
+                    let found = states_of_found(&store, window, DELETE_BATCH, session).await?;
+                    let Some(last_deleted) = found.last().map(|d| fields::int(d, SEQ)) else {
+                        return Ok(Ok((0, 0)));
+                    };
+                    let mut selected = of_queue(&queue);
+                    selected.insert(SEQ, doc! { "$gt": after, "$lte": last_deleted });
+                    let deleted = store
+                        .messages
+                        .delete_many(selected)
+                        .session(&mut *session)
+                        .await?;
+                    if deleted.deleted_count != found.len() as u64 {
+                        return Err(super::transaction::taken_meanwhile());
+                    }
+                    counts::record(&store, &queue, Counts::removed(&found), session).await?;
+                    Ok(Ok((found.len() as i64, last_deleted)))
+                }
+                .boxed()
+            })
+            .await?;
+        (after, width) = match deleted {
+            0 => (upto, (width * 2).min(PURGE_WINDOW)),
+            DELETE_BATCH => (last_deleted, DELETE_BATCH),
+            _ => (upto, DELETE_BATCH),
         };
     }
     Ok(())
@@ -152,50 +175,45 @@ async fn delete_in_batches(collection: &Collection<Document>, filter: Document) 
     }
 }
 
-/// `filter` and the condition that a message is live at `now`, as an `$expr`: a
-/// server that routes by one range (SecantusDB) then reads the range `filter`
-/// names (the expiry is always set, so `$expr`'s ordering of missing values does not matter).
-fn live(mut filter: Document, now: i64) -> Document {
-    filter.insert(
-        "$and",
-        vec![doc! { "$expr": { "$gt": [format!("${EXPIRES}"), date(now)] } }],
-    );
-    filter
-}
-
-/// The count of the queue's live messages in `state` whose end (`ends`) is after `now`:
-/// one range of `claim_ends` or `delay_ends`.
-async fn count_until(
-    store: &MongoStore,
-    queue: &QueueRef,
-    state: i32,
-    ends: &str,
-    now: i64,
-) -> StoreResult<u64> {
-    let mut filter = of_queue(queue);
-    filter.extend(doc! { STATE: state, ends: { "$gt": now } });
-    store
-        .messages
-        .count_documents(live(filter, now))
-        .await
-        .map_err(store_error)
-}
-
-/// Counts of the live messages; free = total - claimed (delayed included). The
-/// total reads every message of the queue; the claimed and delayed counts read
-/// the claimed and the delayed ones.
+/// Counts of the live messages; free = total - claimed (delayed included).
+///
+/// In one transaction (one snapshot): the sum of the queue's count documents
+/// (`counts.rs`), less the claimed messages whose claim has ended and the delayed
+/// ones whose delay has passed (ranges of `claim_ends` and `delay_ends`) and the
+/// expired ones not yet swept (a range of the expiry index, which the sweep keeps
+/// short). No count reads the queue's other messages.
 pub(super) async fn stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
     let now = now_ms();
-    let total = store
-        .messages
-        .count_documents(live(of_queue(queue), now))
-        .await
-        .map_err(store_error)?;
-    let claimed = count_until(store, queue, CLAIMED, CLAIM_EXPIRES, now).await?;
-    let delayed = count_until(store, queue, DELAYED, VISIBLE, now).await?;
+    let (total, claimed, delayed) = store
+        .transaction(|session| {
+            let (store, queue) = (store.clone(), queue.clone());
+            async move {
+                let written = counts::read(&store, &queue, session).await?;
+                let mut ended = [0_i64; 2];
+                for (count, (state, ends)) in ended.iter_mut().zip(ENDINGS) {
+                    *count = store
+                        .messages
+                        .count_documents(messages::ended(&queue, state, ends, now))
+                        .session(&mut *session)
+                        .await? as i64;
+                }
+                let expired = expired_of(&store, &queue, now, session).await?;
+                let still = |state: i32, ends: &str| {
+                    expired
+                        .iter()
+                        .filter(|d| state_of(d) == state && fields::int(d, ends) > now)
+                        .count() as i64
+                };
+                let total = (written.total() - expired.len() as i64).max(0) as u64;
+                let claimed =
+                    (written.claimed - ended[0] - still(CLAIMED, CLAIM_EXPIRES)).max(0) as u64;
+                let delayed = (written.delayed - ended[1] - still(DELAYED, VISIBLE)).max(0) as u64;
+                Ok(Ok((total, claimed.min(total), delayed)))
+            }
+            .boxed()
+        })
+        .await?;
     let (oldest, newest) = ends(store, queue, now).await?;
-    // Counted one after the other: a claim in between must not make free negative.
-    let claimed = claimed.min(total);
     Ok(QueueStatsReply {
         claimed,
         free: total - claimed,
@@ -204,6 +222,33 @@ pub(super) async fn stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<Q
         oldest: oldest.map(|doc| fields::message(&doc, now)),
         newest: newest.map(|doc| fields::message(&doc, now)),
     })
+}
+
+/// The filter of the queue's messages expired at `now`: a range of the expiry
+/// index (named first, for a server that routes a filter by its first indexed field).
+pub(super) fn expired_by(queue: &QueueRef, now: i64) -> Document {
+    let mut filter = doc! { EXPIRES: { "$lte": date(now) } };
+    filter.extend(of_queue(queue));
+    filter
+}
+
+/// The queue's messages expired at `now` and not yet swept, with their state and ends.
+async fn expired_of(
+    store: &MongoStore,
+    queue: &QueueRef,
+    now: i64,
+    session: &mut ClientSession,
+) -> Result<Vec<Document>, MongoError> {
+    store
+        .messages
+        .find(expired_by(queue, now))
+        .hint(Hint::Keys(doc! { EXPIRES: 1 }))
+        .projection(doc! { STATE: 1, CLAIM_EXPIRES: 1, VISIBLE: 1 })
+        .session(&mut *session)
+        .await?
+        .stream(session)
+        .try_collect()
+        .await
 }
 
 /// The oldest and the newest live message of the queue, each found by reading

@@ -24,6 +24,7 @@ use mongodb::error::Error as MongoError;
 use mongodb::ClientSession;
 use zaqar_proto::pb::QueueRef;
 
+use super::counts::{self, Counts};
 use super::fields::{
     self, CHANGES, CLAIM_EXPIRES, EXPIRES, FREE, FREE_HEAD, ID, LAST, SEQ, STATE, VISIBLE,
 };
@@ -189,9 +190,10 @@ pub(super) async fn lower_head(
     Ok(())
 }
 
-/// Makes the messages `found` finds free again: sets `change` on at most
-/// `limit` of them (0: all) that still match `guard`, and lowers the free head
-/// below them, in `session`'s transaction; nothing when it finds none.
+/// Makes the messages `found` finds free again: sets `change` (which makes them
+/// [`FREE`]) on at most `limit` of them (0: all) that still match `guard`, counts
+/// them as moved, and lowers the free head below them, in `session`'s
+/// transaction; nothing when it finds none.
 pub(super) async fn free_found(
     store: &MongoStore,
     queue: &QueueRef,
@@ -205,7 +207,7 @@ pub(super) async fn free_found(
         .messages
         .find(found)
         .limit(limit)
-        .projection(doc! { ID: 1, SEQ: 1 })
+        .projection(doc! { ID: 1, SEQ: 1, STATE: 1 })
         .session(&mut *session)
         .await?
         .stream(&mut *session)
@@ -217,11 +219,15 @@ pub(super) async fn free_found(
     let ids: Vec<String> = documents.iter().map(|d| fields::text(d, ID)).collect();
     let mut selected = of_ids(queue, doc! { "$in": ids });
     selected.extend(guard);
-    store
+    let updated = store
         .messages
         .update_many(selected, change)
         .session(&mut *session)
         .await?;
+    if updated.matched_count != documents.len() as u64 {
+        return Err(super::transaction::taken_meanwhile());
+    }
+    counts::record(store, queue, Counts::moved(&documents, FREE), session).await?;
     lower_head(store, queue, first, session).await
 }
 

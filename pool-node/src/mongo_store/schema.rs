@@ -11,9 +11,12 @@
 //! Versions, kept in the `counters` document [`SCHEMA_KEY`]: messages written
 //! before 2026-12-04 have no `st` (version 1 sets it once); version 2 replaced the
 //! end-time indexes without `st` (`claims_ending`, `delays_ending`), which `upgrade` drops.
-//! The messages' TTL index removes them an hour after they expired, a backstop for the
-//! expiry sweep (`messages::remove_expired`); before 2026-12-06 it removed them at once,
-//! uncounted, and [`MongoStore::create_indexes`] replaces such an index.
+//! Version 3 keeps each queue's messages per state in count documents (`counts.rs`),
+//! filled once from the messages when a database of an older version is opened
+//! (stop a pool's older pool-nodes before the first of this build starts: their
+//! writes are not counted). Only the expiry sweep (`messages::remove_expired`) removes expired
+//! messages, counting them: the messages' expiry index is no TTL index, and
+//! [`MongoStore::create_indexes`] replaces the TTL index of older builds.
 
 use std::time::Duration;
 
@@ -31,9 +34,6 @@ pub(super) const BY_STATE: &str = "by_state";
 /// The partial indexes of claimed messages by claim expiry, and delayed ones by delay end.
 pub(super) const CLAIM_ENDS: &str = "claim_ends";
 pub(super) const DELAY_ENDS: &str = "delay_ends";
-/// How long after its expiry the server's TTL monitor removes a message the
-/// expiry sweep (`messages::remove_expired`, which counts it) has not reached.
-const MESSAGE_TTL_BACKSTOP: Duration = Duration::from_secs(3600);
 /// The indexes version 1 had in their place.
 const VERSION_1_INDEXES: [&str; 2] = ["claims_ending", "delays_ending"];
 /// The server's error code for a collection that does not exist.
@@ -42,16 +42,16 @@ const NAMESPACE_NOT_FOUND: i32 = 26;
 /// which always has two `:`).
 const SCHEMA_KEY: &str = "schema";
 /// The schema version this build writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 impl MongoStore {
     /// The indexes every query relies on, and the TTL indexes that remove expired
-    /// documents (correctness never waits for them). Creating an existing index is a no-op.
+    /// claims, idempotency keys and subscriptions (correctness never waits for
+    /// them). Creating an existing index is a no-op.
     pub(super) async fn create_indexes(&self) -> StoreResult<()> {
-        self.drop_immediate_message_ttl().await?;
+        self.drop_message_ttl().await?;
         let unique = || IndexOptions::builder().unique(true).build();
-        let ttl_after = |after: Duration| IndexOptions::builder().expire_after(after).build();
-        let ttl = || ttl_after(Duration::ZERO);
+        let ttl = || IndexOptions::builder().expire_after(Duration::ZERO).build();
         let index = |keys: Document, options: Option<IndexOptions>| {
             IndexModel::builder().keys(keys).options(options).build()
         };
@@ -89,7 +89,7 @@ impl MongoStore {
                     DELAY_ENDS,
                 ),
                 index(doc! { PROJECT: 1, QUEUE: 1, CLAIM_ID: 1 }, None),
-                index(doc! { EXPIRES: 1 }, Some(ttl_after(MESSAGE_TTL_BACKSTOP))),
+                index(doc! { EXPIRES: 1 }, None),
             ])
             .await
             .map_err(store_error)?;
@@ -112,24 +112,25 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Drops the messages' expiry index of builds before 2026-12-06, whose TTL
-    /// monitor removed a message as soon as it expired, before the expiry sweep
-    /// could count it; [`Self::create_indexes`] makes it again as a backstop.
-    async fn drop_immediate_message_ttl(&self) -> StoreResult<()> {
+    /// Drops the messages' TTL index of builds before 2026-12-07, whose TTL monitor
+    /// removed messages the expiry sweep had not counted (at once before
+    /// 2026-12-06, an hour after they expired since); [`Self::create_indexes`]
+    /// makes the expiry index again without a TTL.
+    async fn drop_message_ttl(&self) -> StoreResult<()> {
         let mut indexes = match self.messages.list_indexes().await {
             Ok(indexes) => indexes,
             // A new database has no messages collection yet.
             Err(err) if super::error_code(&err) == Some(NAMESPACE_NOT_FOUND) => return Ok(()),
             Err(err) => return Err(store_error(err)),
         };
-        let mut immediate = Vec::new();
+        let mut ttl = Vec::new();
         while let Some(index) = indexes.try_next().await.map_err(store_error)? {
             let options = index.options.unwrap_or_default();
-            if options.expire_after == Some(Duration::ZERO) {
-                immediate.extend(options.name);
+            if options.expire_after.is_some() {
+                ttl.extend(options.name);
             }
         }
-        for name in immediate {
+        for name in ttl {
             self.messages.drop_index(&name).await.map_err(store_error)?;
             tracing::warn!(
                 index = name,
@@ -154,6 +155,10 @@ impl MongoStore {
             self.give_states().await?;
         }
         self.drop_version_1_indexes().await?;
+        if version < 3 {
+            let queues = super::counts::fill(self).await.map_err(store_error)?;
+            tracing::warn!(queues, "mongodb messages counted per queue");
+        }
         self.counters
             .update_one(
                 doc! { fields::ID: SCHEMA_KEY },

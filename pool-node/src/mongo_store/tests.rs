@@ -315,6 +315,53 @@ async fn claims_and_listings_examine_only_what_they_return() {
 }
 
 #[tokio::test]
+async fn stats_read_counts_and_the_expired_range_only() {
+    use mongodb::bson::doc;
+    let Some(url) = crate::conformance::test_mongo_url() else {
+        return;
+    };
+    // A database of its own: the expired range spans every queue of one.
+    let database = format!("stats_{}", uuid::Uuid::new_v4().simple());
+    let url = url.replacen("/?", &format!("/{database}?"), 1);
+    let store = super::MongoStore::connect(&url).await.unwrap();
+    let q = queue("deep");
+    let batch: Vec<_> = (0..500).map(message).collect();
+    for _ in 0..4 {
+        store.post_messages(&q, "producer", &batch).await.unwrap();
+    }
+    let short = NewMessage {
+        ttl: 1,
+        ..message(0)
+    };
+    store
+        .post_messages(&q, "producer", &[short.clone(), short])
+        .await
+        .unwrap();
+    store.create_claim(&q, 600, 60, 500).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let expired = super::queues::expired_by(&q, super::now_ms());
+    let find = doc! { "find": "messages", "filter": expired, "hint": { "e": 1 } };
+    let explain = doc! { "explain": find, "verbosity": "executionStats" };
+    let reply = store
+        .client
+        .database(&database)
+        .run_command(explain)
+        .await
+        .unwrap();
+    let executed = reply.get_document("executionStats").unwrap();
+    let number = |field: &str| super::fields::int(executed, field);
+    assert_eq!(number("nReturned"), 2);
+    assert!(
+        number("totalKeysExamined") <= 3 && number("totalDocsExamined") == 2,
+        "{executed}"
+    );
+    let stats = store.queue_stats(&q).await.unwrap();
+    assert_eq!((stats.total, stats.claimed, stats.free), (2000, 500, 1500));
+    store.client.database(&database).drop().await.unwrap();
+}
+
+#[tokio::test]
 async fn messages_of_an_older_build_get_their_state_when_opened() {
     use mongodb::bson::doc;
     let Some(url) = crate::conformance::test_mongo_url() else {
@@ -330,8 +377,8 @@ async fn messages_of_an_older_build_get_their_state_when_opened() {
         .await
         .unwrap();
     let claim = store.create_claim(&q, 600, 60, 1).await.unwrap().unwrap();
-    // As an older build left them: no state, no schema version, no free head (the
-    // message counter was there).
+    // As an older build left them: no state, no schema version, no free head, no
+    // counts (the message counter was there).
     store
         .messages
         .update_many(doc! {}, doc! { "$unset": { super::fields::STATE: "" } })
@@ -351,8 +398,15 @@ async fn messages_of_an_older_build_get_their_state_when_opened() {
         .delete_many(doc! { super::fields::ID: { "$in": unknown } })
         .await
         .unwrap();
+    store
+        .counters
+        .delete_many(doc! { super::fields::ID: { "$regex": "^n" } })
+        .await
+        .unwrap();
 
     let store = super::MongoStore::connect(&url).await.unwrap();
+    let stats = store.queue_stats(&q).await.unwrap();
+    assert_eq!((stats.total, stats.claimed, stats.delayed), (3, 1, 1));
     let (listed, _) = store.list_messages(&q, &everything()).await.unwrap();
     assert_eq!(listed.len(), 3);
     let free = ListParams {
@@ -368,6 +422,8 @@ async fn messages_of_an_older_build_get_their_state_when_opened() {
     store.delete_claim(&q, &claim.id).await.unwrap();
     let released = store.create_claim(&q, 600, 60, 10).await.unwrap().unwrap();
     assert_eq!(released.messages[0].id, ids[0]);
+    let stats = store.queue_stats(&q).await.unwrap();
+    assert_eq!((stats.total, stats.claimed, stats.delayed), (3, 2, 1));
     store.client.database(&database).drop().await.unwrap();
 }
 
@@ -550,7 +606,7 @@ async fn the_expiry_sweep_removes_and_counts_expired_messages() {
     let url = url.replacen("/?", &format!("/{database}?"), 1);
     let store = super::MongoStore::connect(&url).await.unwrap();
     // As a build before the sweep left it: the TTL monitor removed a message as
-    // soon as it expired, uncounted. Opening the store again makes it a backstop.
+    // soon as it expired, uncounted. Opening the store again makes it a plain index.
     store.messages.drop_index("e_1").await.unwrap();
     let immediate = mongodb::IndexModel::builder()
         .keys(doc! { super::fields::EXPIRES: 1 })
@@ -573,10 +629,7 @@ async fn the_expiry_sweep_removes_and_counts_expired_messages() {
         .into_iter()
         .find(|index| index.keys == doc! { super::fields::EXPIRES: 1 })
         .expect("the expiry index");
-    assert_eq!(
-        expiry_index.options.and_then(|o| o.expire_after),
-        Some(Duration::from_secs(3600))
-    );
+    assert_eq!(expiry_index.options.and_then(|o| o.expire_after), None);
 
     let q = queue("expiring");
     let short = NewMessage {
@@ -593,6 +646,8 @@ async fn the_expiry_sweep_removes_and_counts_expired_messages() {
         .unwrap();
     assert_eq!(store.remove_expired_messages().await.unwrap(), 0);
     tokio::time::sleep(Duration::from_millis(1300)).await;
+    let stats = store.queue_stats(&q).await.unwrap();
+    assert_eq!((stats.total, stats.free), (1, 1), "expired, not yet swept");
     let before = crate::metrics::event_total("mongodb", "expired");
     assert_eq!(store.remove_expired_messages().await.unwrap(), 3);
     assert_eq!(store.remove_expired_messages().await.unwrap(), 0);
@@ -600,5 +655,9 @@ async fn the_expiry_sweep_removes_and_counts_expired_messages() {
     let (listed, _) = store.list_messages(&q, &everything()).await.unwrap();
     assert_eq!(ids(&listed), kept);
     assert_eq!(store.messages.count_documents(doc! {}).await.unwrap(), 1);
+    assert_eq!(store.queue_stats(&q).await.unwrap().total, 1, "swept");
+    let mut session = store.client.start_session().await.unwrap();
+    let written = super::counts::read(&store, &q, &mut session).await.unwrap();
+    assert_eq!(written.total(), 1, "the sweep counted what it removed");
     store.client.database(&database).drop().await.unwrap();
 }
