@@ -8,10 +8,14 @@
 //! post rate, and a queue posted to a thousand times in between is named once. An idle
 //! stream sends the first event at once. A pending set holds at most [`MAX_PENDING`]
 //! queues; beyond, the event says `everything` (every waiter looks again).
+//!
+//! Several pool-nodes may serve one store (replicas of a pool): a [`Relay`] takes this
+//! pool-node's changes, coalesced the same way, for the store to pass to the others
+//! (`redis_store::relay`), and hands what the others changed to this pool-node's streams.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
@@ -37,6 +41,8 @@ struct Inner {
     subscribers: Mutex<HashMap<u64, Arc<Subscriber>>>,
     /// How many entries `subscribers` has, read without the lock on every post.
     count: AtomicUsize,
+    /// How many of them are relays.
+    relays: AtomicUsize,
     next_id: AtomicU64,
 }
 
@@ -44,6 +50,8 @@ struct Inner {
 struct Subscriber {
     pending: Mutex<Pending>,
     wake: Notify,
+    /// A relay's: changes heard from other pool-nodes are not passed back to it.
+    relays: bool,
 }
 
 #[derive(Default)]
@@ -66,23 +74,41 @@ impl Activity {
 
     /// How many streams are open.
     pub fn watchers(&self) -> usize {
-        self.inner.count.load(Ordering::Relaxed)
+        self.inner.count.load(Ordering::Relaxed) - self.inner.relays.load(Ordering::Relaxed)
+    }
+
+    /// Adds `subscriber` and the registration that removes it when dropped.
+    fn register(&self, subscriber: Arc<Subscriber>) -> Registration {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        if subscriber.relays {
+            self.inner.relays.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut subscribers = lock(&self.inner.subscribers);
+        subscribers.insert(id, subscriber);
+        self.inner.count.store(subscribers.len(), Ordering::Relaxed);
+        Registration {
+            inner: Arc::downgrade(&self.inner),
+            id,
+        }
+    }
+
+    /// This pool-node's changes for the other pool-nodes of its store, from now on.
+    pub fn relay(&self) -> Relay {
+        let subscriber = Arc::new(Subscriber {
+            relays: true,
+            ..Subscriber::default()
+        });
+        Relay {
+            registration: self.register(subscriber.clone()),
+            subscriber,
+        }
     }
 
     /// A new stream of events: an empty one first (the stream is live), then one per
     /// batch of changes, until the client hangs up or the server stops.
     pub fn subscribe(&self, mut stopping: Stopping) -> QueueActivityStream {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let subscriber = Arc::new(Subscriber::default());
-        {
-            let mut subscribers = lock(&self.inner.subscribers);
-            subscribers.insert(id, subscriber.clone());
-            self.inner.count.store(subscribers.len(), Ordering::Relaxed);
-        }
-        let registration = Registration {
-            inner: self.inner.clone(),
-            id,
-        };
+        let registration = self.register(subscriber.clone());
         let (sink, stream) = mpsc::channel(1);
         tokio::spawn(async move {
             let _registration = registration;
@@ -125,6 +151,15 @@ impl Subscriber {
         self.wake.notify_one();
     }
 
+    fn mark_everything(&self) {
+        {
+            let mut pending = lock(&self.pending);
+            pending.queues.clear();
+            pending.everything = true;
+        }
+        self.wake.notify_one();
+    }
+
     /// The pending changes as one event, leaving the set empty.
     fn take(&self) -> QueueActivity {
         let pending = std::mem::take(&mut *lock(&self.pending));
@@ -139,17 +174,77 @@ impl Subscriber {
     }
 }
 
-/// Removes a subscriber when its stream's task ends.
+/// The changes of one pool-node for the other pool-nodes of its store, and the way
+/// back for theirs. It ends (`next` gives `None`) when the pool-node's [`Activity`] is
+/// dropped.
+pub struct Relay {
+    subscriber: Arc<Subscriber>,
+    registration: Registration,
+}
+
+impl Relay {
+    /// The next batch of this pool-node's changes, coalesced as a stream's events are;
+    /// `None` once the pool-node is gone.
+    pub async fn next(&self) -> Option<QueueActivity> {
+        loop {
+            tokio::select! {
+                () = self.subscriber.wake.notified() => break,
+                () = tokio::time::sleep(RELAY_LIVENESS) => {
+                    if self.is_gone() {
+                        return None;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(COALESCE).await;
+        Some(self.subscriber.take())
+    }
+
+    /// Whether the pool-node whose changes this relays is gone.
+    pub fn is_gone(&self) -> bool {
+        self.registration.inner.strong_count() == 0
+    }
+
+    /// Passes changes another pool-node of the store made to this one's streams.
+    pub fn heard(&self, event: &QueueActivity) {
+        let Some(inner) = self.registration.inner.upgrade() else {
+            return;
+        };
+        for subscriber in lock(&inner.subscribers).values() {
+            if subscriber.relays {
+                continue;
+            }
+            if event.everything {
+                subscriber.mark_everything();
+            }
+            for queue in &event.queues {
+                subscriber.mark(queue);
+            }
+        }
+    }
+}
+
+/// How often a [`Relay`] with nothing to send checks that its pool-node still runs.
+const RELAY_LIVENESS: Duration = Duration::from_secs(1);
+
+/// Removes a subscriber when its stream's task (or its relay) ends.
 struct Registration {
-    inner: Arc<Inner>,
+    inner: Weak<Inner>,
     id: u64,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut subscribers = lock(&self.inner.subscribers);
-        subscribers.remove(&self.id);
-        self.inner.count.store(subscribers.len(), Ordering::Relaxed);
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let mut subscribers = lock(&inner.subscribers);
+        if let Some(gone) = subscribers.remove(&self.id) {
+            if gone.relays {
+                inner.relays.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        inner.count.store(subscribers.len(), Ordering::Relaxed);
     }
 }
 

@@ -675,6 +675,10 @@ impl MessageStore for MeteredStore {
         )
         .await
     }
+
+    fn relay_activity(&self, relay: crate::activity::Relay) {
+        self.inner.relay_activity(relay);
+    }
 }
 
 /// How many of the subscriptions furthest behind get a lag series.

@@ -36,12 +36,16 @@ pub struct PoolServer {
 }
 
 impl PoolServer {
+    /// Serves `store`, relaying its queue activity to the other pool-nodes of the
+    /// store, if it has any (see [`MessageStore::relay_activity`]).
     pub fn new(store: Arc<dyn MessageStore>) -> Self {
+        let activity = Activity::default();
+        store.relay_activity(activity.relay());
         PoolServer {
             store,
             notifier: None,
             cipher: None,
-            activity: Activity::default(),
+            activity,
             stopping: Stopping::never(),
         }
     }

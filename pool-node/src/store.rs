@@ -338,6 +338,11 @@ pub trait MessageStore: Send + Sync + 'static {
     /// "expired"}`. Every query already ignores expired messages: the sweep frees
     /// their space and counts them.
     async fn remove_expired_messages(&self) -> StoreResult<u64>;
+
+    /// Passes this pool-node's queue activity to the other pool-nodes serving the
+    /// same store, and theirs to it through `relay`, for as long as the pool-node
+    /// runs; a store that cannot relay drops it. (No default: a wrapper must pass it on.)
+    fn relay_activity(&self, relay: crate::activity::Relay);
 }
 
 /// What a claim that took nothing answers: `None`, or, when it moved messages to the

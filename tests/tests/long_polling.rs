@@ -5,7 +5,8 @@
 //! calls to the pool-node are counted), over REST and WebSocket; the bounds on
 //! waiting requests answer 429; a stopping api-node answers its waiting requests at
 //! once; `zaqar standalone` wakes its waiters in process, on every store, after a
-//! post and after a released claim.
+//! post and after a released claim; a post through another pool-node of the same
+//! Redis wakes them too (the pool-nodes' activity relay).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -217,6 +218,95 @@ async fn a_waiting_claim_takes_the_message_posted_through_another_api_node() -> 
     ensure!(reply["headers"]["status"] == 400, "{reply}");
     drop(a);
     drop(b);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_through_another_pool_node_of_the_store_wakes_the_waiting_claim() -> Result<()> {
+    use zaqar_proto::pb::pool_service_client::PoolServiceClient;
+    use zaqar_proto::pb::{NewMessage, PostMessagesRequest, QueueRef};
+    let dir = tempfile::tempdir()?;
+    let redis = Redis::start()?;
+    let (mut processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
+    let api = start_api_node(dir.path(), "api", &catalog, &[]).await?;
+    let waiting = consumer(api.rest, "relayed");
+    post(&waiting, "jobs", json!("warm-up")).await?;
+    let drained = waiting
+        .call("POST", "/v2/queues/jobs/claims?limit=10", Some(json!({})))
+        .await?;
+    ensure!(drained.status == 201, "{drained:?}");
+    // A second pool-node on the same Redis (registered as a pool of its own that takes
+    // no queues): the queue stays with the first, whose stream the api-node follows.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "pool-node",
+        "--listen",
+        &listen,
+        "--uri",
+        &redis.uri(0),
+        "--name",
+        "pool-replica",
+        "--weight",
+        "0",
+        "--catalog",
+        &catalog,
+    ];
+    processes.push(Process::spawn(
+        "pool-replica",
+        &zaqar_bin(),
+        &args,
+        dir.path(),
+    )?);
+    wait_for_port(port, Duration::from_secs(30))?;
+    let mut replica = PoolServiceClient::connect(format!("http://{listen}")).await?;
+
+    for round in 0..3 {
+        let claim = tokio::spawn({
+            let waiting = consumer(api.rest, "relayed");
+            async move {
+                let reply = waiting
+                    .call(
+                        "POST",
+                        "/v2/queues/jobs/claims?wait=20",
+                        Some(json!({"ttl": 60})),
+                    )
+                    .await;
+                (reply, Instant::now())
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let body = json!({"round": round}).to_string();
+        replica
+            .post_messages(PostMessagesRequest {
+                queue: Some(QueueRef {
+                    project: "relayed".into(),
+                    queue: "jobs".into(),
+                }),
+                client_id: uuid::Uuid::new_v4().to_string(),
+                messages: vec![NewMessage {
+                    ttl: 300,
+                    delay: 0,
+                    body_json: body,
+                }],
+                ..PostMessagesRequest::default()
+            })
+            .await?;
+        let posted = Instant::now();
+        let (reply, answered) = claim.await?;
+        let reply = reply?;
+        ensure!(reply.status == 201, "round {round}: {reply:?}");
+        ensure!(
+            reply.body["messages"][0]["body"] == json!({"round": round}),
+            "{reply:?}"
+        );
+        // Woken by the post (relayed from the other pool-node), not by the end of the wait.
+        let after = answered.saturating_duration_since(posted);
+        ensure!(
+            after < Duration::from_secs(10),
+            "round {round}: answered {after:?} after the post"
+        );
+    }
     Ok(())
 }
 

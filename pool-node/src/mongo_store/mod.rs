@@ -524,4 +524,10 @@ impl MessageStore for MongoStore {
     async fn remove_expired_messages(&self) -> StoreResult<u64> {
         bounded(messages::remove_expired(self)).await
     }
+
+    /// Not relayed: the other pool-nodes of a MongoDB pool find posts made through
+    /// this one when their waits end (docs/long-polling.md).
+    fn relay_activity(&self, relay: crate::activity::Relay) {
+        drop(relay);
+    }
 }

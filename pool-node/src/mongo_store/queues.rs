@@ -191,11 +191,18 @@ pub(super) async fn stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<Q
                 let written = counts::read(&store, &queue, session).await?;
                 let mut ended = [0_i64; 2];
                 for (count, (state, ends)) in ended.iter_mut().zip(ENDINGS) {
-                    *count = store
+                    // A find, not a count: a server may count by reading the whole
+                    // state range (SecantusDB), where a find reads the end-time range.
+                    let found: Vec<Document> = store
                         .messages
-                        .count_documents(messages::ended(&queue, state, ends, now))
+                        .find(messages::ended(&queue, state, ends, now))
+                        .projection(doc! { fields::ID: 1 })
                         .session(&mut *session)
-                        .await? as i64;
+                        .await?
+                        .stream(&mut *session)
+                        .try_collect()
+                        .await?;
+                    *count = found.len() as i64;
                 }
                 let expired = expired_of(&store, &queue, now, session).await?;
                 let still = |state: i32, ends: &str| {

@@ -211,6 +211,28 @@ impl Link {
         }
     }
 
+    /// A client of the master the sentinels name now (Sentinel only), for a connection
+    /// of its own such as the activity relay's subscription.
+    pub async fn master_client(&self) -> StoreResult<redis::Client> {
+        let Source::Sentinel {
+            node, transport, ..
+        } = &self.source
+        else {
+            return Err(ZaqarError::internal("not a Sentinel link"));
+        };
+        let current = self.connection().await?;
+        let Some((host, port)) = current.master else {
+            return Err(ZaqarError::unavailable("no master named by the sentinels"));
+        };
+        let address = ConnectionInfo {
+            addr: transport.addr(host, port),
+            redis: node.clone(),
+        };
+        transport
+            .client(address)
+            .map_err(|err| ZaqarError::unavailable(err.to_string()))
+    }
+
     /// The sentinels of a Sentinel link.
     fn sentinels(&self) -> &[ConnectionInfo] {
         match &self.source {

@@ -35,6 +35,7 @@ mod link;
 mod messages;
 mod migration;
 mod queues;
+mod relay;
 mod rows;
 mod scripts;
 mod subscriptions;
@@ -91,6 +92,20 @@ pub struct RedisStore {
     slots: Slots,
     /// Where the expiry sweep's next step begins.
     sweep: Arc<std::sync::Mutex<expiry::SweepCursor>>,
+    /// The database number (the activity relay's channel is per database).
+    db: i64,
+    /// Where the activity relay subscribes.
+    listen: Arc<Listen>,
+}
+
+/// Where the activity relay (`relay.rs`) subscribes.
+enum Listen {
+    /// The one server.
+    Server(redis::Client),
+    /// Any node of a Redis Cluster, tried in order.
+    Cluster(Vec<redis::Client>),
+    /// The master the sentinels name.
+    Sentinel,
 }
 
 /// Opens the redis store at `uri` (`redis://host:port/db`); `Unavailable`
@@ -172,21 +187,42 @@ impl RedisStore {
             .set_response_timeout(call_timeout);
         let (user, password) = (&parsed.username, &parsed.password);
         let server = |addr| node_info(addr, parsed.db, user, password);
-        let link = match &parsed.target {
+        let invalid =
+            |err: RedisError| ZaqarError::bad_request(format!("invalid redis URI: {err}"));
+        let (link, listen) = match &parsed.target {
             RedisTarget::Tcp { host, port, tls } => {
                 let transport = transport(*tls, &parsed)?;
                 let client = transport
                     .client(server(transport.addr(host.clone(), *port)))
-                    .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
-                Self::server_link(client, config, connect_timeout, call_timeout).await?
+                    .map_err(invalid)?;
+                let listen = Listen::Server(client.clone());
+                let link = Self::server_link(client, config, connect_timeout, call_timeout).await?;
+                (link, listen)
             }
             RedisTarget::Unix { path } => {
                 let client = redis::Client::open(server(ConnectionAddr::Unix(path.into())))
-                    .map_err(|err| ZaqarError::bad_request(format!("invalid redis URI: {err}")))?;
-                Self::server_link(client, config, connect_timeout, call_timeout).await?
+                    .map_err(invalid)?;
+                let listen = Listen::Server(client.clone());
+                let link = Self::server_link(client, config, connect_timeout, call_timeout).await?;
+                (link, listen)
             }
             RedisTarget::Cluster { nodes } => {
-                Self::cluster_link(nodes, &parsed, config, connect_timeout, call_timeout).await?
+                let clients = nodes
+                    .iter()
+                    .map(|(host, port)| {
+                        redis::Client::open(node_info(
+                            ConnectionAddr::Tcp(host.clone(), *port),
+                            0,
+                            user,
+                            password,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(invalid)?;
+                let link =
+                    Self::cluster_link(nodes, &parsed, config, connect_timeout, call_timeout)
+                        .await?;
+                (link, Listen::Cluster(clients))
             }
             RedisTarget::Sentinel {
                 sentinels,
@@ -205,7 +241,9 @@ impl RedisStore {
                     .collect();
                 let node = credentials(parsed.db, &parsed.username, &parsed.password);
                 let master = master.clone();
-                Link::sentinel(sentinels, master, node, transport, config, connect_timeout)
+                let link =
+                    Link::sentinel(sentinels, master, node, transport, config, connect_timeout);
+                (link, Listen::Sentinel)
             }
         };
         tracing::debug!(db = parsed.db, "connected to the redis store");
@@ -221,6 +259,8 @@ impl RedisStore {
                 _ => Slots::Project,
             },
             sweep: Arc::default(),
+            db: parsed.db,
+            listen: Arc::new(listen),
         };
         store.ensure_layout().await?;
         Ok(store)
@@ -641,5 +681,9 @@ impl MessageStore for RedisStore {
 
     async fn remove_expired_messages(&self) -> StoreResult<u64> {
         self.sweep_expired().await
+    }
+
+    fn relay_activity(&self, relay: crate::activity::Relay) {
+        relay::spawn(self.clone(), relay);
     }
 }

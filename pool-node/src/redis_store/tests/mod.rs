@@ -4,12 +4,14 @@
 //! unless `CI` is set); the delivery semantics are in the conformance suite.
 //! `depth.rs` checks that an operation's work does not grow with the queue,
 //! `migration.rs` the move of a layout 1 store, `sentinel.rs` a pool that follows
-//! its master through Sentinel failovers.
+//! its master through Sentinel failovers, `relay.rs` the activity relay between the
+//! pool-nodes of one store.
 
 mod cluster;
 mod depth;
 mod group_commit;
 mod migration;
+mod relay;
 mod sentinel;
 mod tls;
 

@@ -269,4 +269,6 @@ async fn the_store_follows_its_master_through_failovers_and_keeps_what_it_acknow
     assert_all_kept(&on_new_master, &q, &after).await;
     acked.extend(after);
     assert_all_kept(&RedisStore::connect(&uri).await.unwrap(), &q, &acked).await;
+    // Pool-nodes on the master the sentinels name now relay their activity.
+    super::relay::posts_through_one_reach_the_streams_of_the_other(&uri).await;
 }
