@@ -3,7 +3,6 @@
 use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{doc, Document};
 use mongodb::error::Error as MongoError;
-use mongodb::options::Hint;
 use mongodb::{ClientSession, Collection};
 use zaqar_proto::pb::{QueueRef, QueueStatsReply};
 use zaqar_proto::ZaqarError;
@@ -232,7 +231,8 @@ pub(super) async fn stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<Q
 }
 
 /// The filter of the queue's messages expired at `now`: a range of the expiry
-/// index (named first, for a server that routes a filter by its first indexed field).
+/// index (named first, for a server that routes a filter by its first indexed field;
+/// no `hint`, which makes SecantusDB read the whole collection).
 pub(super) fn expired_by(queue: &QueueRef, now: i64) -> Document {
     let mut filter = doc! { EXPIRES: { "$lte": date(now) } };
     filter.extend(of_queue(queue));
@@ -249,7 +249,6 @@ async fn expired_of(
     store
         .messages
         .find(expired_by(queue, now))
-        .hint(Hint::Keys(doc! { EXPIRES: 1 }))
         .projection(doc! { STATE: 1, CLAIM_EXPIRES: 1, VISIBLE: 1 })
         .session(&mut *session)
         .await?

@@ -341,7 +341,7 @@ async fn stats_read_counts_and_the_expired_range_only() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let expired = super::queues::expired_by(&q, super::now_ms());
-    let find = doc! { "find": "messages", "filter": expired, "hint": { "e": 1 } };
+    let find = doc! { "find": "messages", "filter": expired };
     let explain = doc! { "explain": find, "verbosity": "executionStats" };
     let reply = store
         .client
