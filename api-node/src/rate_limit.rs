@@ -28,6 +28,10 @@ pub struct ProjectLimitsConfig {
     /// Most queues one project may have (a quota, checked when a queue is created);
     /// 0 for no limit.
     pub max_queues: u64,
+    /// Most messages one queue of a project may hold (a quota, checked at each post:
+    /// over it a post is refused, 403, or makes room in a queue whose `_overflow` is
+    /// `drop_oldest`); 0 for no limit.
+    pub max_messages_per_queue: u64,
     /// Per-project settings, by project id: `[project_limits.overrides."ID"]`.
     pub overrides: HashMap<String, ProjectOverride>,
 }
@@ -39,6 +43,7 @@ impl Default for ProjectLimitsConfig {
             burst: 0,
             max_tracked_projects: 100_000,
             max_queues: 0,
+            max_messages_per_queue: 0,
             overrides: HashMap::new(),
         }
     }
@@ -60,6 +65,8 @@ pub struct ProjectOverride {
     pub max_messages_per_post: Option<u32>,
     /// Most queues of this project; 0 for no limit.
     pub max_queues: Option<u64>,
+    /// Most messages in one queue of this project; 0 for no limit.
+    pub max_messages_per_queue: Option<u64>,
 }
 
 /// A sustained rate and a burst; `None` rate means unlimited.
@@ -139,6 +146,9 @@ pub struct ProjectLimits {
     /// Most queues of a project (none: no limit), and the projects that differ.
     max_queues: Option<u64>,
     project_max_queues: HashMap<String, Option<u64>>,
+    /// Most messages in a queue (none: no limit), and the projects that differ.
+    max_messages: Option<u64>,
+    project_max_messages: HashMap<String, Option<u64>>,
     largest_body: usize,
     max_tracked: usize,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -153,9 +163,13 @@ impl ProjectLimits {
         let mut largest_body = base.max_messages_post_size.max(base.max_queue_metadata);
         let quota = |max: u64| (max > 0).then_some(max);
         let mut project_max_queues = HashMap::new();
+        let mut project_max_messages = HashMap::new();
         for (project, custom) in &config.overrides {
             if let Some(max) = custom.max_queues {
                 project_max_queues.insert(project.clone(), quota(max));
+            }
+            if let Some(max) = custom.max_messages_per_queue {
+                project_max_messages.insert(project.clone(), quota(max));
             }
             if custom.requests_per_second.is_some() || custom.burst.is_some() {
                 let rate = Rate::new(
@@ -193,6 +207,8 @@ impl ProjectLimits {
             limits,
             max_queues: quota(config.max_queues),
             project_max_queues,
+            max_messages: quota(config.max_messages_per_queue),
+            project_max_messages,
             largest_body,
             max_tracked: config.max_tracked_projects.max(1),
             buckets: Mutex::new(HashMap::new()),
@@ -209,6 +225,14 @@ impl ProjectLimits {
         match self.project_max_queues.get(project) {
             Some(own) => *own,
             None => self.max_queues,
+        }
+    }
+
+    /// The most messages a queue of `project` may hold, when it is limited.
+    pub fn max_messages_of(&self, project: &str) -> Option<u64> {
+        match self.project_max_messages.get(project) {
+            Some(own) => *own,
+            None => self.max_messages,
         }
     }
 
@@ -363,9 +387,10 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_quota_has_a_default_and_per_project_values() {
+    fn the_quotas_have_a_default_and_per_project_values() {
         let mut config = ProjectLimitsConfig {
             max_queues: 10,
+            max_messages_per_queue: 1000,
             ..ProjectLimitsConfig::default()
         };
         for (project, max) in [("lifted", 0), ("more", 50)] {
@@ -373,6 +398,7 @@ mod tests {
                 project.into(),
                 ProjectOverride {
                     max_queues: Some(max),
+                    max_messages_per_queue: Some(max * 100),
                     ..ProjectOverride::default()
                 },
             );
@@ -381,8 +407,12 @@ mod tests {
         assert_eq!(limits.max_queues_of("any"), Some(10));
         assert_eq!(limits.max_queues_of("lifted"), None);
         assert_eq!(limits.max_queues_of("more"), Some(50));
+        assert_eq!(limits.max_messages_of("any"), Some(1000));
+        assert_eq!(limits.max_messages_of("lifted"), None);
+        assert_eq!(limits.max_messages_of("more"), Some(5000));
         let unlimited = ProjectLimits::new(&ProjectLimitsConfig::default(), &Limits::default());
         assert_eq!(unlimited.max_queues_of("any"), None);
+        assert_eq!(unlimited.max_messages_of("any"), None);
     }
 
     #[test]

@@ -112,6 +112,11 @@ pub fn check_reserved(metadata: &Map<String, Value>, limits: &Limits) -> Result<
             return Err("_enable_encrypt_messages must be boolean.".to_string());
         }
     }
+    match metadata.get("_overflow") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(policy)) if policy == "reject" || policy == "drop_oldest" => {}
+        Some(_) => return Err(r#"_overflow must be "reject" or "drop_oldest"."#.to_string()),
+    }
     check_retry_policy(metadata.get("_retry_policy"))
 }
 
@@ -344,6 +349,10 @@ mod tests {
         assert!(check(json!({"_idempotency_window": 60})).is_ok());
         assert!(check(json!({"_idempotency_window": 0})).is_err());
         assert!(check(json!({"_idempotency_window": 86_401})).is_err());
+        assert!(check(json!({"_overflow": "drop_oldest"})).is_ok());
+        assert!(check(json!({"_overflow": "reject"})).is_ok());
+        assert!(check(json!({"_overflow": "drop_newest"})).is_err());
+        assert!(check(json!({"_overflow": true})).is_err());
         assert!(check(json!({"_idempotency_window": "60"})).is_err());
         assert!(check(json!({"_enable_encrypt_messages": 1})).is_err());
         assert!(check(json!({"_max_claim_count": "a"})).is_err());

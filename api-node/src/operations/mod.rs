@@ -155,6 +155,13 @@ impl Context {
             .unwrap_or(&services.limits)
     }
 
+    /// The most messages a queue of the project may hold (`max_messages_per_queue`),
+    /// when it is limited.
+    pub fn max_messages_per_queue(&self) -> Option<u64> {
+        let (project, _) = topics::client_view(&self.identity.project);
+        self.services.project_limits.max_messages_of(project)
+    }
+
     pub fn router(&self) -> &Router {
         &self.services.router
     }

@@ -288,8 +288,12 @@ pub async fn stats(ctx: &Context, queue: &str) -> Result<QueueStats, ZaqarError>
             |mut c, queue_ref| async move { c.queue_stats(queue_ref).await },
         )
         .await?;
+    let max = ctx.max_messages_per_queue();
     let Some(reply) = reply else {
-        return Ok(QueueStats::default());
+        return Ok(QueueStats {
+            max,
+            ..QueueStats::default()
+        });
     };
     Ok(QueueStats {
         claimed: reply.claimed,
@@ -298,6 +302,7 @@ pub async fn stats(ctx: &Context, queue: &str) -> Result<QueueStats, ZaqarError>
         total: reply.total,
         oldest: reply.oldest.map(|m| ctx.message(m)).transpose()?,
         newest: reply.newest.map(|m| ctx.message(m)).transpose()?,
+        max,
     })
 }
 

@@ -67,6 +67,9 @@ pub struct QueueStats {
     pub total: u64,
     pub oldest: Option<Message>,
     pub newest: Option<Message>,
+    /// The most messages the queue may hold (the project's `max_messages_per_queue`),
+    /// when it is limited: shown as `max` beside the counts.
+    pub max: Option<u64>,
 }
 
 /// A queue of a listing; `metadata` (with reserved defaults) when detailed.

@@ -176,6 +176,9 @@ pub(super) fn render_stats(base: &str, stats: QueueStats) -> Value {
     messages.insert("claimed".into(), stats.claimed.into());
     messages.insert("free".into(), stats.free.into());
     messages.insert("total".into(), stats.total.into());
+    if let Some(max) = stats.max {
+        messages.insert("max".into(), max.into());
+    }
     if stats.total != 0 {
         if let Some(oldest) = &stats.oldest {
             messages.insert("oldest".into(), stats_message(base, oldest));

@@ -42,6 +42,9 @@ pub fn stats(stats: &QueueStats) -> Value {
     counts.insert("claimed".into(), stats.claimed.into());
     counts.insert("free".into(), stats.free.into());
     counts.insert("total".into(), stats.total.into());
+    if let Some(max) = stats.max {
+        counts.insert("max".into(), max.into());
+    }
     if stats.total != 0 {
         for (name, message) in [("oldest", &stats.oldest), ("newest", &stats.newest)] {
             if let Some(message) = message {
