@@ -248,6 +248,71 @@ impl Drop for Registration {
     }
 }
 
+/// Two pool-nodes of one store (`watched` and `posting`, two handles on it): what is
+/// posted to `q` through the second is named by an event of the first's stream (the
+/// relay's subscription may take a moment to be made, so the post is made again each
+/// second, for at most 10 s).
+#[cfg(test)]
+pub(crate) async fn assert_relayed(
+    watched: Arc<dyn crate::store::MessageStore>,
+    posting: Arc<dyn crate::store::MessageStore>,
+    q: QueueRef,
+) {
+    use std::time::Instant;
+    use tokio_stream::StreamExt;
+    use tonic::Request;
+    use zaqar_proto::pb::pool_service_server::PoolService;
+    use zaqar_proto::pb::{NewMessage, PostMessagesRequest, WatchQueuesRequest};
+
+    let watched = crate::server::PoolServer::new(watched);
+    let posting = crate::server::PoolServer::new(posting);
+    let mut stream = watched
+        .watch_queues(Request::new(WatchQueuesRequest {}))
+        .await
+        .expect("a stream")
+        .into_inner();
+    let first = stream
+        .next()
+        .await
+        .expect("an event")
+        .expect("not an error");
+    assert_eq!(first, QueueActivity::default(), "the stream starts live");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no event named the queue posted to"
+        );
+        posting
+            .post_messages(Request::new(PostMessagesRequest {
+                queue: Some(q.clone()),
+                client_id: "producer".into(),
+                messages: vec![NewMessage {
+                    ttl: 60,
+                    delay: 0,
+                    body_json: "{}".into(),
+                }],
+                ..PostMessagesRequest::default()
+            }))
+            .await
+            .expect("the post");
+        let heard = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(event) = stream.next().await {
+                let event = event.expect("not an error");
+                if event.queues.contains(&q) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if heard == Ok(true) {
+            return;
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -3,9 +3,10 @@
 //! Layout (collection: one document per ...; the field names are in `fields.rs`):
 //! `queues` (a queue and its metadata JSON text), `counters` (the last message
 //! sequence number of a queue, kept when the queue is deleted so delivery cursors
-//! never see a number twice), `messages` (a message; `k` is its sequence number,
-//! the FIFO order and the listing marker; its live claim is on it as claim id +
-//! claim expiry), `claims` and `subscriptions` (with the notifier's delivery cursor).
+//! never see a number twice; the queue's counts), `messages` (a message; `k` is its
+//! sequence number, the FIFO order and the listing marker; its live claim is on it as
+//! claim id + claim expiry), `claims`, `subscriptions` (with the notifier's delivery
+//! cursor) and `activity` (the pool-nodes' relay of changed queues, `relay.rs`).
 //!
 //! Every query compares expiries with the pool-node's wall clock, so expired
 //! documents are invisible at once; TTL indexes on the expiry dates only clean up.
@@ -25,6 +26,7 @@ mod durability;
 mod fields;
 mod messages;
 mod queues;
+mod relay;
 mod scan;
 mod schema;
 mod subscriptions;
@@ -525,9 +527,7 @@ impl MessageStore for MongoStore {
         bounded(messages::remove_expired(self)).await
     }
 
-    /// Not relayed: the other pool-nodes of a MongoDB pool find posts made through
-    /// this one when their waits end (docs/long-polling.md).
     fn relay_activity(&self, relay: crate::activity::Relay) {
-        drop(relay);
+        relay::spawn(self.clone(), relay);
     }
 }

@@ -101,6 +101,10 @@ impl MongoStore {
             .create_index(index(doc! { EXPIRES: 1 }, Some(ttl())))
             .await
             .map_err(store_error)?;
+        super::relay::collection(self)
+            .create_index(index(doc! { EXPIRES: 1 }, Some(ttl())))
+            .await
+            .map_err(store_error)?;
         self.subscriptions
             .create_indexes([
                 index(doc! { PROJECT: 1, QUEUE: 1, SUBSCRIBER: 1 }, Some(unique())),

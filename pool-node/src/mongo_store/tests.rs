@@ -661,3 +661,17 @@ async fn the_expiry_sweep_removes_and_counts_expired_messages() {
     assert_eq!(written.total(), 1, "the sweep counted what it removed");
     store.client.database(&database).drop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_post_through_one_pool_node_wakes_the_streams_of_another() {
+    let Some(url) = crate::conformance::test_mongo_url() else {
+        return;
+    };
+    let open = || async {
+        let store = super::MongoStore::connect(&url)
+            .await
+            .expect("the store opens");
+        std::sync::Arc::new(store)
+    };
+    crate::activity::assert_relayed(open().await, open().await, queue("relayed")).await;
+}
