@@ -11,7 +11,8 @@
 //!
 //! Several pool-nodes may serve one store (replicas of a pool): a [`Relay`] takes this
 //! pool-node's changes, coalesced the same way, for the store to pass to the others
-//! (`redis_store::relay`), and hands what the others changed to this pool-node's streams.
+//! (`redis_store::relay`, `mongo_store::relay`), and hands what the others changed to
+//! this pool-node's streams.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -74,7 +75,13 @@ impl Activity {
 
     /// How many streams are open.
     pub fn watchers(&self) -> usize {
-        self.inner.count.load(Ordering::Relaxed) - self.inner.relays.load(Ordering::Relaxed)
+        // Read without the lock: a relay being added may be counted in one and not yet
+        // in the other.
+        let relays = self.inner.relays.load(Ordering::Relaxed);
+        self.inner
+            .count
+            .load(Ordering::Relaxed)
+            .saturating_sub(relays)
     }
 
     /// Adds `subscriber` and the registration that removes it when dropped.
@@ -366,6 +373,34 @@ mod tests {
             seen.sort();
         }
         assert_eq!(seen, vec!["p/a", "q/b"]);
+    }
+
+    #[tokio::test]
+    async fn a_relay_takes_local_changes_and_hands_on_the_others() {
+        let activity = Activity::default();
+        let relay = activity.relay();
+        let mut stream = activity.subscribe(Stopping::never());
+        next(&mut stream).await;
+        assert_eq!(activity.watchers(), 1, "a relay is no watcher");
+        activity.changed(&queue("p", "a"));
+        let out = tokio::time::timeout(Duration::from_secs(5), relay.next())
+            .await
+            .expect("a batch within 5 s")
+            .expect("the pool-node runs");
+        assert_eq!(names(&out), vec!["p/a"]);
+        assert_eq!(names(&next(&mut stream).await), vec!["p/a"]);
+        relay.heard(&QueueActivity {
+            queues: vec![queue("p", "b")],
+            everything: false,
+        });
+        assert_eq!(names(&next(&mut stream).await), vec!["p/b"]);
+        let passed_back = tokio::time::timeout(Duration::from_millis(200), relay.next()).await;
+        assert!(passed_back.is_err(), "what was heard is not relayed again");
+        assert!(!relay.is_gone());
+        drop(stream);
+        drop(activity);
+        assert!(relay.is_gone());
+        assert_eq!(relay.next().await, None);
     }
 
     #[tokio::test]
