@@ -137,7 +137,7 @@ fn pool_to_pb(pool: PoolSpec) -> pb::Pool {
     pb::Pool {
         name: pool.name,
         weight: i64::from(pool.weight),
-        group: pool.group,
+        flavor: pool.flavor,
         uri: pool.uri,
         endpoint: pool.endpoint,
         options_json: pool.options_json,
@@ -159,7 +159,7 @@ fn pool_from_pb(pool: pb::Pool) -> Result<PoolSpec, ZaqarError> {
     Ok(PoolSpec {
         name: pool.name,
         weight,
-        group: pool.group,
+        flavor: pool.flavor,
         uri: pool.uri,
         endpoint: pool.endpoint,
         options_json: pool.options_json,
@@ -237,7 +237,7 @@ impl AdminService for AdminServer {
             name: update.name,
             weight,
             uri: update.uri,
-            group: update.group,
+            flavor: update.flavor,
             endpoint: update.endpoint,
             options_json: update.options_json,
         };

@@ -27,7 +27,7 @@ fn pool(name: &str, weight: i64) -> pb::Pool {
     pb::Pool {
         name: name.into(),
         weight,
-        group: String::new(),
+        flavor: String::new(),
         uri: "redis://127.0.0.1:6379/0".into(),
         endpoint: "http://127.0.0.1:7001".into(),
         options_json: String::new(),
@@ -128,7 +128,7 @@ async fn flavors_and_pool_updates_over_grpc() {
     let err = client.update_pool(update(-1)).await.unwrap_err();
     assert_eq!(code(err), ErrorCode::BadRequest);
     let updated = client.update_pool(update(9)).await.unwrap().into_inner();
-    assert_eq!((updated.weight, updated.group.as_str()), (9, "f"));
+    assert_eq!((updated.weight, updated.flavor.as_str()), (9, "f"));
 
     client.remove_flavor(name.clone()).await.unwrap();
     assert_eq!(
@@ -143,7 +143,7 @@ async fn flavors_and_pool_updates_over_grpc() {
         .get_pool(pb::PoolName { name: "a".into() })
         .await
         .unwrap();
-    assert_eq!(a.into_inner().group, "");
+    assert_eq!(a.into_inner().flavor, "");
 }
 
 #[tokio::test]
@@ -176,7 +176,7 @@ async fn raft_status_names_the_leader_and_members() {
     node.put_pool(PoolSpec {
         name: "a".into(),
         weight: 1,
-        group: String::new(),
+        flavor: String::new(),
         uri: "redis://x:1".into(),
         endpoint: "http://x:1".into(),
         options_json: String::new(),

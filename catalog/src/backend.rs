@@ -6,7 +6,7 @@ use rand::Rng;
 use zaqar_proto::ZaqarError;
 
 use crate::model::{
-    validate_group, validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
+    validate_flavor, validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
 };
 use crate::watch::Watch;
 use crate::weighted::choose_pool;
@@ -33,7 +33,7 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 ///   changes (see [`crate::watch`]); a backend without a feed says `unavailable`, and
 ///   api-nodes then fall back to expiring their cached placements.
 /// - **Flavors are upserted records** (name, capabilities); a flavor's pools are the
-///   pools whose group is its name, so [`crate::flavors`] writes pool groups to change
+///   pools whose flavor is its name, so [`crate::flavors`] writes pools' flavors to change
 ///   them.
 /// - **A pool is removed only when empty.** [`remove_pool`](Self::remove_pool) deletes
 ///   a pool only while no queue is placed on it, atomically with respect to placements:
@@ -136,11 +136,11 @@ pub trait CatalogBackend: Send + Sync + 'static {
         Ok(placement)
     }
 
-    /// Places a queue of `flavor` (empty for the default group) and returns its
+    /// Places a queue of `flavor` (empty for the default flavor) and returns its
     /// placement: the existing one, or a new one on a pool chosen by weight among the
     /// flavor's pools (see [`crate::weighted`]).
     ///
-    /// `unavailable` when no pool of the default group can take queues (none has
+    /// `unavailable` when no pool of the default flavor can take queues (none has
     /// registered yet, or all have weight 0); `bad_request` when a named flavor has no
     /// pool that can take queues (or neither a pool nor a flavor record).
     async fn place_queue(
@@ -150,7 +150,7 @@ pub trait CatalogBackend: Send + Sync + 'static {
         flavor: &str,
     ) -> CatalogResult<Placement> {
         validate_queue(project, queue)?;
-        validate_group(flavor, "flavor")?;
+        validate_flavor(flavor, "flavor")?;
         if let Some(placement) = self.lookup(project, queue).await? {
             return Ok(placement);
         }
@@ -160,7 +160,7 @@ pub trait CatalogBackend: Send + Sync + 'static {
                 ZaqarError::unavailable(
                     "no pool can take new queues: none is registered with a weight above 0",
                 )
-            } else if pools.iter().all(|p| p.group != flavor)
+            } else if pools.iter().all(|p| p.flavor != flavor)
                 && self.get_flavor(flavor).await.is_err()
             {
                 // Zaqar's answer to `_flavor` naming no flavor.

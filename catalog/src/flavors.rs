@@ -1,5 +1,5 @@
 //! Flavors and pool updates as Zaqar 23's admin API has them, on top of the
-//! `CatalogBackend` primitives: a flavor's pools are the pools whose group is its name,
+//! `CatalogBackend` primitives: a flavor's pools are the pools whose flavor is its name,
 //! so writing a flavor's pool list writes those pools' groups.
 //!
 //! Like Zaqar's, these are several backend writes in a row, not one transaction: a
@@ -10,14 +10,14 @@ use zaqar_proto::ZaqarError;
 use crate::backend::{CatalogBackend, CatalogResult};
 use crate::model::{store_capabilities, validate_flavor_name, FlavorSpec, PoolSpec};
 
-/// A flavor as the API shows it: its record plus the pools in its group.
+/// A flavor as the API shows it: its record plus its pools.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlavorView {
     pub name: String,
     /// What the flavor's stores offer now: the capabilities of its first pool's store,
     /// none when it has no pool (Zaqar computes them the same way on every read).
     pub capabilities: Vec<String>,
-    /// Names of the pools whose group is this flavor, sorted.
+    /// Names of the pools whose flavor is this flavor, sorted.
     pub pool_list: Vec<String>,
 }
 
@@ -27,14 +27,14 @@ pub struct PoolUpdate {
     pub name: String,
     pub weight: Option<u32>,
     pub uri: Option<String>,
-    /// The pool's flavor (group); `Some("")` moves it to the default group.
-    pub group: Option<String>,
+    /// The pool's flavor; `Some("")` moves it to the default flavor.
+    pub flavor: Option<String>,
     pub endpoint: Option<String>,
     pub options_json: Option<String>,
 }
 
 fn view(flavor: FlavorSpec, pools: &[PoolSpec]) -> FlavorView {
-    let members: Vec<&PoolSpec> = pools.iter().filter(|p| p.group == flavor.name).collect();
+    let members: Vec<&PoolSpec> = pools.iter().filter(|p| p.flavor == flavor.name).collect();
     FlavorView {
         capabilities: members
             .first()
@@ -61,7 +61,7 @@ pub async fn list_flavors(catalog: &dyn CatalogBackend) -> CatalogResult<Vec<Fla
 
 /// Writes the flavor `name` with `pool_list` as its pools (Zaqar's PUT, or its PATCH
 /// when `replace` is set: then pools of the flavor missing from the list return to the
-/// default group, and the flavor must exist). `bad_request` for an empty list or an
+/// default flavor, and the flavor must exist). `bad_request` for an empty list or an
 /// unknown pool, before anything changes.
 pub async fn put_flavor(
     catalog: &dyn CatalogBackend,
@@ -101,10 +101,10 @@ pub async fn put_flavor(
         capabilities: store_capabilities(&members[0].uri),
     };
     catalog.put_flavor(flavor.validated()?).await?;
-    for pool in members.into_iter().filter(|p| p.group != name) {
+    for pool in members.into_iter().filter(|p| p.flavor != name) {
         catalog
             .put_pool(PoolSpec {
-                group: name.to_string(),
+                flavor: name.to_string(),
                 ..pool
             })
             .await?;
@@ -112,11 +112,11 @@ pub async fn put_flavor(
     if replace {
         let leaving = pools
             .iter()
-            .filter(|p| p.group == name && !pool_list.contains(&p.name));
+            .filter(|p| p.flavor == name && !pool_list.contains(&p.name));
         for pool in leaving {
             catalog
                 .put_pool(PoolSpec {
-                    group: String::new(),
+                    flavor: String::new(),
                     ..pool.clone()
                 })
                 .await?;
@@ -126,16 +126,16 @@ pub async fn put_flavor(
     get_flavor(catalog, name).await
 }
 
-/// Removes the flavor `name` and returns its pools to the default group;
+/// Removes the flavor `name` and returns its pools to the default flavor;
 /// `not_found` when there is no such flavor.
 pub async fn remove_flavor(catalog: &dyn CatalogBackend, name: &str) -> CatalogResult<()> {
     validate_flavor_name(name)?;
     catalog.get_flavor(name).await?;
     for pool in catalog.list_pools().await? {
-        if pool.group == name {
+        if pool.flavor == name {
             catalog
                 .put_pool(PoolSpec {
-                    group: String::new(),
+                    flavor: String::new(),
                     ..pool
                 })
                 .await?;
@@ -156,7 +156,7 @@ pub async fn update_pool(
     let pool = PoolSpec {
         weight: update.weight.unwrap_or(current.weight),
         uri: update.uri.unwrap_or(current.uri),
-        group: update.group.unwrap_or(current.group),
+        flavor: update.flavor.unwrap_or(current.flavor),
         endpoint: update.endpoint.unwrap_or(current.endpoint),
         options_json: update.options_json.unwrap_or(current.options_json),
         name: current.name,

@@ -137,7 +137,7 @@ mod tests {
         PoolSpec {
             name: name.into(),
             weight: 1,
-            group: String::new(),
+            flavor: String::new(),
             uri: "redis://127.0.0.1:6379".into(),
             endpoint: "http://127.0.0.1:7001".into(),
             options_json: "{}".into(),

@@ -22,8 +22,10 @@ pub struct PoolSpec {
     pub name: String,
     /// Relative share of new queues; 0 takes no new queues.
     pub weight: u32,
-    /// The pool group; empty for the default group.
-    pub group: String,
+    /// The pool's flavor: queues of flavor `F` go to the pools whose flavor is `F`;
+    /// empty for the default (stored as `group`, the name of builds before 2026-12-07).
+    #[serde(rename = "group", alias = "flavor")]
+    pub flavor: String,
     /// The URI of the store behind the pool (`redis://`, `sqlite://`, ...).
     pub uri: String,
     /// gRPC endpoint of the pool-node, `http://host:port` or `https://host:port`.
@@ -41,7 +43,7 @@ impl PoolSpec {
                 self.name
             )));
         }
-        validate_group(&self.group, "pool group")?;
+        validate_flavor(&self.flavor, "pool flavor")?;
         if self.uri.trim().is_empty() {
             return Err(ZaqarError::bad_request(format!(
                 "pool {:?} has no store URI",
@@ -74,7 +76,7 @@ impl PoolSpec {
     }
 }
 
-/// A flavor: a named pool group with the capabilities its pools offer.
+/// A flavor: a named set of pools with the capabilities its pools offer.
 ///
 /// Its pools are the pools whose `group` is the flavor's name (Zaqar 23 keeps the
 /// flavor on the pool the same way and derives a flavor's `pool_list` from it).
@@ -215,11 +217,11 @@ pub fn validate_queue(project: &str, queue: &str) -> Result<(), ZaqarError> {
     Ok(())
 }
 
-/// Checks a group or flavor name: empty (the default) or a valid name.
-pub fn validate_group(group: &str, what: &str) -> Result<(), ZaqarError> {
-    if !group.is_empty() && !is_valid_name(group, MAX_NAME_LENGTH) {
+/// Checks a flavor name: empty (the default) or a valid name.
+pub fn validate_flavor(flavor: &str, what: &str) -> Result<(), ZaqarError> {
+    if !flavor.is_empty() && !is_valid_name(flavor, MAX_NAME_LENGTH) {
         return Err(ZaqarError::bad_request(format!(
-            "invalid {what} {group:?}: empty or 1 to {MAX_NAME_LENGTH} characters of [a-zA-Z0-9_.-]"
+            "invalid {what} {flavor:?}: empty or 1 to {MAX_NAME_LENGTH} characters of [a-zA-Z0-9_.-]"
         )));
     }
     Ok(())
@@ -242,11 +244,27 @@ mod tests {
     use super::*;
     use zaqar_proto::ErrorCode;
 
+    #[test]
+    fn a_pools_flavor_is_stored_as_group_as_older_builds_stored_it() {
+        let pool = PoolSpec {
+            name: "p".into(),
+            weight: 1,
+            flavor: "gold".into(),
+            uri: "redis://h:6379/0".into(),
+            endpoint: "http://h:7001".into(),
+            options_json: "{}".into(),
+        };
+        let stored = serde_json::to_value(&pool).unwrap();
+        assert_eq!(stored["group"], "gold");
+        let older: PoolSpec = serde_json::from_value(stored).unwrap();
+        assert_eq!(older, pool);
+    }
+
     fn pool() -> PoolSpec {
         PoolSpec {
             name: "pool-1".into(),
             weight: 10,
-            group: String::new(),
+            flavor: String::new(),
             uri: "redis://127.0.0.1:6379/0".into(),
             endpoint: "http://127.0.0.1:7001".into(),
             options_json: String::new(),
@@ -266,7 +284,7 @@ mod tests {
                 ..pool()
             },
             PoolSpec {
-                group: "a/b".into(),
+                flavor: "a/b".into(),
                 ..pool()
             },
             PoolSpec {

@@ -155,7 +155,7 @@ fn pool_to_pb(pool: PoolSpec) -> pb::Pool {
     pb::Pool {
         name: pool.name,
         weight: pool.weight,
-        group: pool.group,
+        flavor: pool.flavor,
         uri: pool.uri,
         endpoint: pool.endpoint,
         options_json: pool.options_json,
@@ -276,7 +276,7 @@ impl CatalogService for CatalogServer {
         let spec = PoolSpec {
             name: pool.name,
             weight: pool.weight,
-            group: pool.group,
+            flavor: pool.flavor,
             uri: pool.uri,
             endpoint: pool.endpoint,
             options_json: pool.options_json,
@@ -323,7 +323,7 @@ mod tests {
         pb::Pool {
             name: name.into(),
             weight: 100,
-            group: String::new(),
+            flavor: String::new(),
             uri: "redis://127.0.0.1:6379/0".into(),
             endpoint: endpoint.into(),
             options_json: String::new(),

@@ -281,12 +281,12 @@ fn read_pool(db: PgPool, name: String) -> PoolRead {
     })
 }
 
-fn pool_from_row((name, weight, group, uri, endpoint, options_json): PoolRow) -> PoolSpec {
+fn pool_from_row((name, weight, flavor, uri, endpoint, options_json): PoolRow) -> PoolSpec {
     PoolSpec {
         name,
         // Written from a u32; anything else would be a foreign edit of the table.
         weight: u32::try_from(weight).unwrap_or(0),
-        group,
+        flavor,
         uri,
         endpoint,
         options_json,
@@ -356,7 +356,7 @@ impl CatalogBackend for SqlCatalog {
         on_db!(&self.db, db => sqlx::query(UPSERT_POOL)
             .bind(&pool.name)
             .bind(i64::from(pool.weight))
-            .bind(&pool.group)
+            .bind(&pool.flavor)
             .bind(&pool.uri)
             .bind(&pool.endpoint)
             .bind(&pool.options_json)
@@ -364,7 +364,7 @@ impl CatalogBackend for SqlCatalog {
             .await
             .map(|_| ()))
         .map_err(store_error)?;
-        tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
+        tracing::info!(pool = %pool.name, weight = pool.weight, flavor = %pool.flavor,
             endpoint = %pool.endpoint, "pool registered");
         self.announce(CatalogEvent::PoolChanged(pool)).await;
         Ok(())
@@ -375,7 +375,7 @@ impl CatalogBackend for SqlCatalog {
         on_db!(&self.db, db => sqlx::query(REGISTER_POOL_NODE)
             .bind(&pool.name)
             .bind(i64::from(pool.weight))
-            .bind(&pool.group)
+            .bind(&pool.flavor)
             .bind(&pool.uri)
             .bind(&pool.endpoint)
             .bind(&pool.options_json)
@@ -384,7 +384,7 @@ impl CatalogBackend for SqlCatalog {
             .map(|_| ()))
         .map_err(store_error)?;
         let stored = self.get_pool(&pool.name).await?;
-        tracing::info!(pool = %stored.name, weight = stored.weight, group = %stored.group,
+        tracing::info!(pool = %stored.name, weight = stored.weight, flavor = %stored.flavor,
             endpoint = %stored.endpoint, "pool-node registered");
         self.announce(CatalogEvent::PoolChanged(stored.clone()))
             .await;
@@ -547,7 +547,7 @@ mod tests {
         PoolSpec {
             name: "a".into(),
             weight: 1,
-            group: String::new(),
+            flavor: String::new(),
             uri: "sqlite://messages.db".into(),
             endpoint: "http://127.0.0.1:7001".into(),
             options_json: "{}".into(),

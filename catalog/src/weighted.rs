@@ -5,15 +5,15 @@ use crate::model::PoolSpec;
 
 /// The pools a queue of `flavor` may be placed on.
 ///
-/// A non-empty flavor takes the pools of the group of its name (a flavor's pools
-/// are the pools whose group is the flavor, see [`crate::flavors`]). The empty flavor takes the pools of group `""`,
-/// or every pool when no pool is in group `""`.
+/// A non-empty flavor takes the pools whose flavor is its name (see
+/// [`crate::flavors`]). The empty flavor takes the pools of flavor `""`, or every pool
+/// when no pool has flavor `""`.
 pub fn candidates<'a>(pools: &'a [PoolSpec], flavor: &str) -> Vec<&'a PoolSpec> {
-    let in_group: Vec<&PoolSpec> = pools.iter().filter(|p| p.group == flavor).collect();
-    if in_group.is_empty() && flavor.is_empty() {
+    let of_flavor: Vec<&PoolSpec> = pools.iter().filter(|p| p.flavor == flavor).collect();
+    if of_flavor.is_empty() && flavor.is_empty() {
         pools.iter().collect()
     } else {
-        in_group
+        of_flavor
     }
 }
 
@@ -57,11 +57,11 @@ pub fn choose_pool<'a>(
 mod tests {
     use super::*;
 
-    fn pool(name: &str, weight: u32, group: &str) -> PoolSpec {
+    fn pool(name: &str, weight: u32, flavor: &str) -> PoolSpec {
         PoolSpec {
             name: name.into(),
             weight,
-            group: group.into(),
+            flavor: flavor.into(),
             uri: format!("redis://{name}"),
             endpoint: format!("http://{name}:7001"),
             options_json: "{}".into(),

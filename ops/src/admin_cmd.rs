@@ -96,9 +96,9 @@ pub enum PoolsCommand {
         /// Share of new queues, an integer >= 0 (0 takes none).
         #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
         weight: i64,
-        /// Pool group (flavor); empty for the default group.
-        #[arg(long, default_value = "")]
-        group: String,
+        /// The pool's flavor; empty for the default (`--group` is the same).
+        #[arg(long, visible_alias = "group", default_value = "")]
+        flavor: String,
         /// Pool options, a JSON object.
         #[arg(long, default_value = "")]
         options: String,
@@ -113,17 +113,17 @@ pub enum FlavorsCommand {
     List,
     /// One flavor.
     Get { name: String },
-    /// Create the flavor (or add to it) with these pools, which join its group.
+    /// Create the flavor (or add to it) with these pools, which take its name as their flavor.
     Add {
         name: String,
         /// Names of the flavor's pools, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         pools: Vec<String>,
-        /// Make these the flavor's only pools: the others return to the default group.
+        /// Make these the flavor's only pools: the others return to the default flavor.
         #[arg(long)]
         replace: bool,
     },
-    /// Remove a flavor; its pools return to the default group.
+    /// Remove a flavor; its pools return to the default flavor.
     Remove { name: String },
 }
 
@@ -249,13 +249,13 @@ async fn call(
             uri,
             endpoint,
             weight,
-            group,
+            flavor,
             options,
         }) => {
             let pool = pb::Pool {
                 name,
                 weight,
-                group,
+                flavor,
                 uri,
                 endpoint,
                 options_json: options,
@@ -362,7 +362,7 @@ async fn pool_health(channel: AuthChannel) -> HashMap<String, String> {
 
 fn pool_json(pool: &pb::Pool) -> Value {
     let options: Value = serde_json::from_str(&pool.options_json).unwrap_or(json!({}));
-    json!({ "name": pool.name, "weight": pool.weight, "group": pool.group,
+    json!({ "name": pool.name, "weight": pool.weight, "group": pool.flavor,
             "uri": redact(&pool.uri), "endpoint": pool.endpoint, "options": options })
 }
 

@@ -207,8 +207,10 @@ pub struct PoolNodeConfig {
     pub name: String,
     /// The pool's share of new queues; 0 takes none.
     pub weight: u32,
-    /// The pool group (flavor) the pool belongs to; empty for the default group.
-    pub group: String,
+    /// The pool's flavor: queues of flavor `F` go to pools of flavor `F`; empty for the
+    /// default. The file's key is `group` (or `flavor`).
+    #[serde(rename = "group", alias = "flavor")]
+    pub flavor: String,
     /// gRPC endpoint of the catalog to register with, or of several catalog nodes,
     /// comma-separated.
     pub catalog: String,
@@ -244,7 +246,7 @@ impl Default for PoolNodeConfig {
             uri: "redis://127.0.0.1:6379/0".to_string(),
             name: "pool1".to_string(),
             weight: 100,
-            group: String::new(),
+            flavor: String::new(),
             catalog: "http://127.0.0.1:7000".to_string(),
             advertise: None,
             notifier: NotifierConfig::default(),
@@ -269,9 +271,9 @@ impl PoolNodeConfig {
             self.name
         );
         ensure!(
-            self.group.is_empty() || is_valid_name(&self.group, 256),
-            "pool group {:?} must be empty or characters of [a-zA-Z0-9_.-]",
-            self.group
+            self.flavor.is_empty() || is_valid_name(&self.flavor, 256),
+            "pool flavor {:?} must be empty or characters of [a-zA-Z0-9_.-]",
+            self.flavor
         );
         validate_endpoints("catalog", &self.catalog)?;
         match &self.advertise {
@@ -513,9 +515,12 @@ mod tests {
         std::fs::write(&path, "name = \"fast-1\"\ngroup = \"fast\"\nweight = 5\n").unwrap();
         let config: PoolNodeConfig = load(Some(&path)).unwrap();
         assert_eq!(
-            (config.name.as_str(), config.group.as_str(), config.weight),
+            (config.name.as_str(), config.flavor.as_str(), config.weight),
             ("fast-1", "fast", 5)
         );
+        std::fs::write(&path, "flavor = \"gold\"\n").unwrap();
+        let config: PoolNodeConfig = load(Some(&path)).unwrap();
+        assert_eq!(config.flavor, "gold", "flavor is the same key as group");
         assert_eq!(config.listen, PoolNodeConfig::default().listen);
 
         std::fs::write(&path, "nmae = \"typo\"\n").unwrap();
@@ -597,7 +602,7 @@ mod tests {
                 ..Default::default()
             },
             PoolNodeConfig {
-                group: "a/b".into(),
+                flavor: "a/b".into(),
                 ..Default::default()
             },
             PoolNodeConfig {

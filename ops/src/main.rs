@@ -237,10 +237,34 @@ mod tests {
         };
         let config = args.config().unwrap();
         assert_eq!(
-            (config.name.as_str(), config.weight, config.group.as_str()),
+            (config.name.as_str(), config.weight, config.flavor.as_str()),
             ("from-file", 9, "")
         );
         assert_eq!(config.catalog, "http://127.0.0.1:7000");
+        let cli = Cli::try_parse_from(["zaqar", "pool-node", "--flavor", "gold"]).unwrap();
+        let Command::PoolNode(args) = cli.command else {
+            panic!("not pool-node")
+        };
+        assert_eq!(args.config().unwrap().flavor, "gold", "--flavor is --group");
+        for flag in ["--flavor", "--group"] {
+            let add = [
+                "zaqar",
+                "admin",
+                "pools",
+                "add",
+                "p2",
+                "--uri",
+                "redis://h:6379/0",
+                "--endpoint",
+                "http://h:7001",
+                flag,
+                "gold",
+            ];
+            assert!(
+                Cli::try_parse_from(add).is_ok(),
+                "zaqar admin pools add {flag}"
+            );
+        }
     }
 
     #[test]

@@ -47,9 +47,9 @@ pub struct PoolNodeArgs {
     /// The pool's share of new queues; 0 takes none [default: 100].
     #[arg(long, env = "ZAQAR_WEIGHT")]
     pub weight: Option<u32>,
-    /// The pool group; empty for the default group [default: ""].
-    #[arg(long, env = "ZAQAR_GROUP")]
-    pub group: Option<String>,
+    /// The pool's flavor; empty for the default (`--flavor` is the same) [default: ""].
+    #[arg(long = "group", visible_alias = "flavor", env = "ZAQAR_GROUP")]
+    pub flavor: Option<String>,
     /// gRPC endpoint of the catalog, or of several catalog nodes, comma-separated, tried in
     /// turn while one is unreachable [default: http://127.0.0.1:7000].
     #[arg(long, env = "ZAQAR_CATALOG")]
@@ -84,7 +84,7 @@ impl PoolNodeArgs {
             uri,
             name,
             weight,
-            group,
+            flavor,
             catalog,
             advertise,
             encryption_key,
@@ -97,7 +97,7 @@ impl PoolNodeArgs {
         config.uri = uri.unwrap_or(config.uri);
         config.name = name.unwrap_or(config.name);
         config.weight = weight.unwrap_or(config.weight);
-        config.group = group.unwrap_or(config.group);
+        config.flavor = flavor.unwrap_or(config.flavor);
         config.catalog = catalog.unwrap_or(config.catalog);
         config.advertise = advertise.or(config.advertise);
         config.encryption_key = encryption_key.or(config.encryption_key);
@@ -154,7 +154,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
     let pool = Pool {
         name: config.name.clone(),
         weight: config.weight,
-        group: config.group.clone(),
+        flavor: config.flavor.clone(),
         uri: config.uri.clone(),
         endpoint: config.endpoint(),
         options_json: String::new(),
@@ -388,7 +388,7 @@ mod tests {
         Pool {
             name: "pool-a".into(),
             weight: 5,
-            group: "fast".into(),
+            flavor: "fast".into(),
             uri: "redis://127.0.0.1:6379/0".into(),
             endpoint: endpoint.into(),
             options_json: String::new(),
@@ -443,7 +443,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let registered = backend.get_pool("pool-a").await.unwrap();
-        assert_eq!((registered.weight, registered.group.as_str()), (5, "fast"));
+        assert_eq!((registered.weight, registered.flavor.as_str()), (5, "fast"));
         assert_eq!(registered.endpoint, "http://10.0.0.1:7001");
     }
 
@@ -515,7 +515,7 @@ mod tests {
         .unwrap();
         let mut changed = backend.get_pool("pool-a").await.unwrap();
         changed.weight = 0;
-        changed.group = "slow".into();
+        changed.flavor = "slow".into();
         backend.put_pool(changed).await.unwrap();
 
         register(
@@ -530,7 +530,7 @@ mod tests {
         assert_eq!(
             (
                 stored.weight,
-                stored.group.as_str(),
+                stored.flavor.as_str(),
                 stored.endpoint.as_str()
             ),
             (0, "slow", "http://10.0.0.2:7001")
@@ -556,7 +556,7 @@ mod tests {
                 .put_pool(zaqar_catalog::PoolSpec {
                     name: "pool-a".into(),
                     weight: 1,
-                    group: String::new(),
+                    flavor: String::new(),
                     uri: store_uri.clone(),
                     endpoint: "http://10.0.0.1:7001".into(),
                     options_json: String::new(),

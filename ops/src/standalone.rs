@@ -159,7 +159,7 @@ async fn serve_roles(
         .register_pool_node(PoolSpec {
             name: POOL_NAME.to_string(),
             weight: 100,
-            group: String::new(),
+            flavor: String::new(),
             uri: pool_uri.clone(),
             endpoint: pool_endpoint.clone(),
             options_json: String::new(),

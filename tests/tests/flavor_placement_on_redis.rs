@@ -178,6 +178,6 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
         refused.body
     );
     let pools = catalog.list_pools(Empty {}).await?.into_inner().pools;
-    assert!(pools.iter().all(|p| p.group.is_empty()), "{pools:?}");
+    assert!(pools.iter().all(|p| p.flavor.is_empty()), "{pools:?}");
     Ok(())
 }

@@ -160,7 +160,7 @@ pub async fn update(ctx: &Context, name: &str, payload: &Payload) -> Result<Valu
     Ok(render(&flavor))
 }
 
-/// `DELETE /v2/flavors/{flavor}`: its pools return to the default group; done when
+/// `DELETE /v2/flavors/{flavor}`: its pools return to the default flavor; done when
 /// there is no such flavor.
 pub async fn delete(ctx: &Context, name: &str) -> Result<(), ZaqarError> {
     require_admin(ctx)?;

@@ -32,7 +32,7 @@ pub fn render(pool: &pb::Pool, detailed: bool) -> Value {
     body.insert("name".into(), json!(pool.name));
     body.insert("uri".into(), json!(redact(&pool.uri)));
     body.insert("weight".into(), json!(pool.weight));
-    let flavor = (!pool.group.is_empty()).then_some(pool.group.as_str());
+    let flavor = (!pool.flavor.is_empty()).then_some(pool.flavor.as_str());
     body.insert("flavor".into(), json!(flavor));
     if detailed {
         let options: Value = serde_json::from_str(&pool.options_json).unwrap_or(json!({}));
@@ -161,7 +161,7 @@ pub async fn put(ctx: &Context, name: &str, payload: &Payload) -> Result<(), Zaq
     let pool = pb::Pool {
         name: name.to_string(),
         weight,
-        group: fields.flavor.unwrap_or_default(),
+        flavor: fields.flavor.unwrap_or_default(),
         uri,
         endpoint,
         options_json: Value::Object(options).to_string(),
@@ -191,7 +191,7 @@ pub async fn update(ctx: &Context, name: &str, payload: &Payload) -> Result<Valu
         name: name.to_string(),
         weight: fields.weight,
         uri: fields.uri,
-        group: fields.flavor,
+        flavor: fields.flavor,
         endpoint,
         options_json: fields.options.map(|o| Value::Object(o).to_string()),
     };
@@ -212,10 +212,10 @@ pub async fn delete(ctx: &Context, name: &str) -> Result<(), ZaqarError> {
     let unable = |description: String| {
         ZaqarError::titled(ErrorCode::Forbidden, "Unable to delete", description)
     };
-    if !pool.group.is_empty() && ctx.services.admin.get_flavor(&pool.group).await.is_ok() {
+    if !pool.flavor.is_empty() && ctx.services.admin.get_flavor(&pool.flavor).await.is_ok() {
         return Err(unable(format!(
             "This pool is used by flavors {}; It cannot be deleted.",
-            pool.group
+            pool.flavor
         )));
     }
     match ctx.services.admin.remove_pool(name).await {

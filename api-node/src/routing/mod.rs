@@ -212,7 +212,7 @@ impl Router {
     }
 
     /// The pool of a queue, placing the queue on a pool of `flavor` (empty for the
-    /// default group) first if it has none.
+    /// default flavor) first if it has none.
     pub async fn place(
         &self,
         project: &str,

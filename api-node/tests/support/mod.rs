@@ -153,7 +153,7 @@ impl TestCatalog {
             .register_pool_node(PoolSpec {
                 name: pool.name.clone(),
                 weight: pool.weight,
-                group: pool.group.clone(),
+                flavor: pool.flavor.clone(),
                 uri: pool.uri.clone(),
                 endpoint: pool.endpoint.clone(),
                 options_json: pool.options_json.clone(),

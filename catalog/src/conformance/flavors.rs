@@ -1,6 +1,6 @@
 //! The flavor cases of the catalog conformance suite (run by `catalog_conformance!`
 //! in `conformance/mod.rs` against every backend): flavor records, pool lists written
-//! through pool groups, and placement of a flavored queue by weight.
+//! through pools' flavors, and placement of a flavored queue by weight.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -74,7 +74,7 @@ pub async fn a_flavor_pool_list_moves_pools_and_checks_them_first(
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
     assert_eq!(catalog.list_flavors().await.unwrap(), [], "nothing changed");
-    assert_eq!(catalog.get_pool("a").await.unwrap().group, "");
+    assert_eq!(catalog.get_pool("a").await.unwrap().flavor, "");
 
     let view = flavors::put_flavor(&*catalog, "f", &names(&["b", "a"]), false)
         .await
@@ -84,14 +84,14 @@ pub async fn a_flavor_pool_list_moves_pools_and_checks_them_first(
         view.capabilities,
         ["FIFO", "CLAIMS", "AOD", "HIGH_THROUGHPUT"]
     );
-    assert_eq!(catalog.get_pool("b").await.unwrap().group, "f");
+    assert_eq!(catalog.get_pool("b").await.unwrap().flavor, "f");
 
     // PATCH replaces the list: "a" leaves the flavor, "c" joins it.
     let view = flavors::put_flavor(&*catalog, "f", &names(&["b", "c"]), true)
         .await
         .unwrap();
     assert_eq!(view.pool_list, ["b", "c"]);
-    assert_eq!(catalog.get_pool("a").await.unwrap().group, "");
+    assert_eq!(catalog.get_pool("a").await.unwrap().flavor, "");
     let err = flavors::put_flavor(&*catalog, "g", &names(&["a"]), true)
         .await
         .unwrap_err();
@@ -101,8 +101,8 @@ pub async fn a_flavor_pool_list_moves_pools_and_checks_them_first(
     assert_eq!(listed, [view]);
 
     flavors::remove_flavor(&*catalog, "f").await.unwrap();
-    assert_eq!(catalog.get_pool("b").await.unwrap().group, "");
-    assert_eq!(catalog.get_pool("c").await.unwrap().group, "");
+    assert_eq!(catalog.get_pool("b").await.unwrap().flavor, "");
+    assert_eq!(catalog.get_pool("c").await.unwrap().flavor, "");
     let err = flavors::remove_flavor(&*catalog, "f").await.unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
 }
@@ -128,7 +128,7 @@ pub async fn a_flavored_queue_lands_on_the_flavor_pools_by_weight(
         ..PoolUpdate::default()
     };
     let updated = flavors::update_pool(&*catalog, drained).await.unwrap();
-    assert_eq!((updated.weight, updated.group.as_str()), (0, "gold"));
+    assert_eq!((updated.weight, updated.flavor.as_str()), (0, "gold"));
 
     let mut chosen = BTreeSet::new();
     for i in 0..40 {

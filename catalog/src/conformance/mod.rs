@@ -251,12 +251,12 @@ mod mongo {
 
 // ------------------------------------------------------------------ cases
 
-/// A pool of the default group or of `group`, on made-up addresses.
-fn pool(name: &str, weight: u32, group: &str) -> PoolSpec {
+/// A pool of the default flavor or of `flavor`, on made-up addresses.
+fn pool(name: &str, weight: u32, flavor: &str) -> PoolSpec {
     PoolSpec {
         name: name.into(),
         weight,
-        group: group.into(),
+        flavor: flavor.into(),
         uri: format!("redis://{name}.example:6379/0"),
         endpoint: format!("http://{name}.example:7001"),
         options_json: "{}".into(),
@@ -310,7 +310,7 @@ pub async fn pools_are_upserted_and_listed_by_name(catalog: Arc<dyn CatalogBacke
 
     let replaced = PoolSpec {
         weight: 7,
-        group: "fast".into(),
+        flavor: "fast".into(),
         uri: "redis://elsewhere:6379/1".into(),
         endpoint: "https://a2.example:7443".into(),
         options_json: r#"{"tls": true}"#.into(),
@@ -440,7 +440,7 @@ pub async fn placement_follows_weights_and_groups(catalog: Arc<dyn CatalogBacken
             .unwrap();
         default_pools.insert(placement.pool);
     }
-    // Both weighted pools of the default group, never the drained or the grouped one.
+    // Both weighted pools of the default flavor, never the drained or the flavored one.
     assert_eq!(
         default_pools,
         BTreeSet::from(["default-1".to_string(), "default-2".to_string()])

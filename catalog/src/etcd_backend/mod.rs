@@ -265,7 +265,7 @@ impl CatalogBackend for EtcdCatalog {
         self.kv
             .put(self.keys.pool(&pool.name), encode(&pool))
             .await?;
-        tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
+        tracing::info!(pool = %pool.name, weight = pool.weight, flavor = %pool.flavor,
             endpoint = %pool.endpoint, "pool registered");
         Ok(())
     }
@@ -297,7 +297,7 @@ impl CatalogBackend for EtcdCatalog {
             )]);
             if self.kv.txn(txn).await?.succeeded() {
                 tracing::info!(pool = %stored.name, weight = stored.weight,
-                    group = %stored.group, endpoint = %stored.endpoint, "pool-node registered");
+                    flavor = %stored.flavor, endpoint = %stored.endpoint, "pool-node registered");
                 return Ok(stored);
             }
         }

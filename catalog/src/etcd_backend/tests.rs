@@ -22,7 +22,7 @@ fn pool(name: &str) -> PoolSpec {
     PoolSpec {
         name: name.into(),
         weight: 1,
-        group: String::new(),
+        flavor: String::new(),
         uri: "redis://127.0.0.1:6379/0".into(),
         endpoint: format!("http://{name}.example:7001"),
         options_json: "{}".into(),

@@ -31,7 +31,7 @@ pub(crate) fn pool_from_doc(doc: &Document) -> PoolSpec {
     PoolSpec {
         name: text(doc, "_id"),
         weight: u32::try_from(int(doc, "w")).unwrap_or(0),
-        group: text(doc, "g"),
+        flavor: text(doc, "g"),
         uri: text(doc, "u"),
         endpoint: text(doc, "e"),
         options_json: text(doc, "o"),

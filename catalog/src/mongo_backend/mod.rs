@@ -221,7 +221,7 @@ impl CatalogBackend for MongoCatalog {
     async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         let fields = doc! {
-            "w": i64::from(pool.weight), "g": &pool.group, "u": &pool.uri,
+            "w": i64::from(pool.weight), "g": &pool.flavor, "u": &pool.uri,
             "e": &pool.endpoint, "o": &pool.options_json,
         };
         bounded(async {
@@ -236,7 +236,7 @@ impl CatalogBackend for MongoCatalog {
                 .map_err(store_error)
         })
         .await?;
-        tracing::info!(pool = %pool.name, weight = pool.weight, group = %pool.group,
+        tracing::info!(pool = %pool.name, weight = pool.weight, flavor = %pool.flavor,
             endpoint = %pool.endpoint, "pool registered");
         Ok(())
     }
@@ -246,7 +246,7 @@ impl CatalogBackend for MongoCatalog {
         let update = doc! {
             "$set": { "u": &pool.uri, "e": &pool.endpoint },
             "$setOnInsert": {
-                "w": i64::from(pool.weight), "g": &pool.group, "o": &pool.options_json,
+                "w": i64::from(pool.weight), "g": &pool.flavor, "o": &pool.options_json,
                 "n": 0_i64,
             },
         };
@@ -260,7 +260,7 @@ impl CatalogBackend for MongoCatalog {
         })
         .await?;
         let stored = self.get_pool(&pool.name).await?;
-        tracing::info!(pool = %stored.name, weight = stored.weight, group = %stored.group,
+        tracing::info!(pool = %stored.name, weight = stored.weight, flavor = %stored.flavor,
             endpoint = %stored.endpoint, "pool-node registered");
         Ok(stored)
     }

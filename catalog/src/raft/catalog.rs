@@ -207,9 +207,9 @@ impl CatalogBackend for RaftCatalog {
 
     async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
-        let (name, weight, group) = (pool.name.clone(), pool.weight, pool.group.clone());
+        let (name, weight, flavor) = (pool.name.clone(), pool.weight, pool.flavor.clone());
         self.propose(Command::RegisterPool(pool)).await?;
-        tracing::info!(pool = %name, weight, group = %group, "pool registered");
+        tracing::info!(pool = %name, weight, flavor = %flavor, "pool registered");
         Ok(())
     }
 
@@ -218,7 +218,7 @@ impl CatalogBackend for RaftCatalog {
         let name = pool.name.clone();
         self.propose(Command::RegisterPoolNode(pool)).await?;
         let stored = self.get_pool(&name).await?;
-        tracing::info!(pool = %name, weight = stored.weight, group = %stored.group,
+        tracing::info!(pool = %name, weight = stored.weight, flavor = %stored.flavor,
             endpoint = %stored.endpoint, "pool-node registered");
         Ok(stored)
     }

@@ -22,7 +22,7 @@ fn pool(name: &str) -> PoolSpec {
     PoolSpec {
         name: name.into(),
         weight: 1,
-        group: String::new(),
+        flavor: String::new(),
         uri: format!("redis://{name}.example:6379"),
         endpoint: format!("http://{name}.example:7001"),
         options_json: "{}".into(),

@@ -233,7 +233,7 @@ mod tests {
         PoolSpec {
             name: name.into(),
             weight: 1,
-            group: String::new(),
+            flavor: String::new(),
             uri: "redis://127.0.0.1:6379".into(),
             endpoint: format!("http://{name}:7001"),
             options_json: "{}".into(),
@@ -322,7 +322,7 @@ mod tests {
         );
         state.apply(Command::RegisterPool(PoolSpec {
             weight: 0,
-            group: "slow".into(),
+            flavor: "slow".into(),
             options_json: r#"{"x":1}"#.into(),
             ..pool("a")
         }));
@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(
             (
                 stored.weight,
-                stored.group.as_str(),
+                stored.flavor.as_str(),
                 stored.options_json.as_str()
             ),
             (0, "slow", r#"{"x":1}"#)
