@@ -25,7 +25,7 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 /// - **Placement is idempotent.** [`place_queue`](Self::place_queue) returns an existing
 ///   placement unchanged; only an unplaced queue gets a pool chosen by weight.
 /// - **Pools are upserted.** Registering a pool again (an admin's write) replaces its
-///   weight, group, URI, endpoint and options; placements refer to the pool by name, so
+///   weight, flavor, URI, endpoint and options; placements refer to the pool by name, so
 ///   they follow a pool-node that re-registers with a new endpoint. A pool-node's own
 ///   registration ([`register_pool_node`](Self::register_pool_node)) changes only the
 ///   URI and endpoint of a pool that exists, so a restart keeps an admin's changes.
@@ -51,7 +51,7 @@ pub trait CatalogBackend: Send + Sync + 'static {
     async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()>;
 
     /// A pool-node's registration: adds the pool whole when it is new; otherwise
-    /// changes only its URI and endpoint (weight, group and options stay as an admin
+    /// changes only its URI and endpoint (weight, flavor and options stay as an admin
     /// set them). Returns the pool as stored.
     ///
     /// This default reads then writes, so an admin write landing in between may be
@@ -99,7 +99,7 @@ pub trait CatalogBackend: Send + Sync + 'static {
     /// All flavors, sorted by name.
     async fn list_flavors(&self) -> CatalogResult<Vec<FlavorSpec>>;
 
-    /// Removes the flavor named `name` (its pools keep their group); `not_found` when
+    /// Removes the flavor named `name` (its pools keep their flavor); `not_found` when
     /// there is none.
     async fn remove_flavor(&self, name: &str) -> CatalogResult<()>;
 

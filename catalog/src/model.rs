@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use zaqar_proto::limits::is_valid_name;
 use zaqar_proto::ZaqarError;
 
-/// Longest pool, group, flavor or queue name the catalog stores. api-node applies the
+/// Longest pool, flavor or queue name the catalog stores. api-node applies the
 /// (smaller, configurable) API limits before a request gets here.
 pub const MAX_NAME_LENGTH: usize = 256;
 /// Longest project id the catalog stores.
@@ -78,7 +78,7 @@ impl PoolSpec {
 
 /// A flavor: a named set of pools with the capabilities its pools offer.
 ///
-/// Its pools are the pools whose `group` is the flavor's name (Zaqar 23 keeps the
+/// Its pools are the pools whose `flavor` is the flavor's name (Zaqar 23 keeps the
 /// flavor on the pool the same way and derives a flavor's `pool_list` from it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlavorSpec {

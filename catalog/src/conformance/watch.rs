@@ -79,14 +79,14 @@ pub async fn a_pool_node_registration_keeps_an_admins_changes(catalog: Arc<dyn C
     assert_eq!(stored, pool("a", 10, ""));
     assert_eq!(catalog.get_pool("a").await.unwrap(), pool("a", 10, ""));
 
-    // An admin changes weight, group and options.
+    // An admin changes weight, flavor and options.
     let admin = PoolSpec {
         options_json: r#"{"max_queues":5}"#.into(),
         ..pool("a", 0, "slow")
     };
     catalog.put_pool(admin.clone()).await.unwrap();
 
-    // The pool-node restarts elsewhere with its configured weight and group.
+    // The pool-node restarts elsewhere with its configured weight and flavor.
     let restarted = PoolSpec {
         uri: "redis://a2.example:6379/0".into(),
         endpoint: "http://a2.example:7001".into(),

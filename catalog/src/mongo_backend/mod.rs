@@ -2,7 +2,7 @@
 //! pools, placements and flavors as documents of one database of a replica set.
 //!
 //! Collections: `catalog_pools` (`_id` the name; `w`, `g`, `u`, `e`, `o` the weight,
-//! group, URI, endpoint and options; `n` how many queues are placed on it),
+//! flavor, URI, endpoint and options; `n` how many queues are placed on it),
 //! `catalog_placements` (`_id` = [`placement_key`], `p`, `q`, `pool`) and
 //! `catalog_flavors` (`_id` the name, `c` the capabilities JSON).
 //!

@@ -36,7 +36,7 @@ pub enum Command {
     RemovePool { name: String },
     /// Adds the flavor or replaces the flavor of the same name.
     PutFlavor(FlavorSpec),
-    /// Removes the flavor record (its pools keep their group).
+    /// Removes the flavor record (its pools keep their flavor).
     RemoveFlavor { name: String },
 }
 
