@@ -218,7 +218,7 @@ impl AdminService for AdminServer {
     async fn add_pool(&self, request: Request<pb::Pool>) -> Reply<pb::Pool> {
         let spec = pool_from_pb(request.into_inner())?.validated()?;
         let name = spec.name.clone();
-        self.backend.put_pool(spec).await?;
+        self.backend.add_pool(spec).await?;
         reply(self.backend.get_pool(&name).await.map(pool_to_pb))
     }
 

@@ -173,7 +173,7 @@ async fn raft_status_names_the_leader_and_members() {
     let node = cluster.node(1);
     let mut client = serve(AdminServer::for_raft(node.clone()), None).await;
     // A write goes through once the node has elected itself.
-    node.put_pool(PoolSpec {
+    node.add_pool(PoolSpec {
         name: "a".into(),
         weight: 1,
         flavor: String::new(),

@@ -27,7 +27,7 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 /// - **Pools are upserted.** Registering a pool again (an admin's write) replaces its
 ///   weight, flavor, URI, endpoint and options; placements refer to the pool by name, so
 ///   they follow a pool-node that re-registers with a new endpoint. A pool-node's own
-///   registration ([`register_pool_node`](Self::register_pool_node)) changes only the
+///   registration ([`register_pool`](Self::register_pool)) changes only the
 ///   URI and endpoint of a pool that exists, so a restart keeps an admin's changes.
 /// - **Changes are watched.** [`watch`](Self::watch) streams placement and pool
 ///   changes (see [`crate::watch`]); a backend without a feed says `unavailable`, and
@@ -42,13 +42,13 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 ///   store that cannot be reached is `unavailable` (retrying is safe: every call is
 ///   idempotent).
 ///
-/// A replicated backend (raft) implements the writes as log entries: `put_pool`,
+/// A replicated backend (raft) implements the writes as log entries: `add_pool`,
 /// `place_on` (a conditional insert decided by the state machine) and `remove_queue`.
 /// The weighted choice happens before the proposal, in the provided `place_queue`.
 #[async_trait]
 pub trait CatalogBackend: Send + Sync + 'static {
     /// Adds the pool, or replaces the pool of the same name.
-    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()>;
+    async fn add_pool(&self, pool: PoolSpec) -> CatalogResult<()>;
 
     /// A pool-node's registration: adds the pool whole when it is new; otherwise
     /// changes only its URI and endpoint (weight, flavor and options stay as an admin
@@ -56,7 +56,7 @@ pub trait CatalogBackend: Send + Sync + 'static {
     ///
     /// This default reads then writes, so an admin write landing in between may be
     /// overwritten; backends override it with one atomic write.
-    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
         let pool = pool.validated()?;
         let stored = match self.get_pool(&pool.name).await {
             Ok(existing) => PoolSpec {
@@ -67,7 +67,7 @@ pub trait CatalogBackend: Send + Sync + 'static {
             Err(err) if err.code == zaqar_proto::ErrorCode::NotFound => pool,
             Err(err) => return Err(err),
         };
-        self.put_pool(stored.clone()).await?;
+        self.add_pool(stored.clone()).await?;
         Ok(stored)
     }
 

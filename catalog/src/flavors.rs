@@ -103,7 +103,7 @@ pub async fn put_flavor(
     catalog.put_flavor(flavor.validated()?).await?;
     for pool in members.into_iter().filter(|p| p.flavor != name) {
         catalog
-            .put_pool(PoolSpec {
+            .add_pool(PoolSpec {
                 flavor: name.to_string(),
                 ..pool
             })
@@ -115,7 +115,7 @@ pub async fn put_flavor(
             .filter(|p| p.flavor == name && !pool_list.contains(&p.name));
         for pool in leaving {
             catalog
-                .put_pool(PoolSpec {
+                .add_pool(PoolSpec {
                     flavor: String::new(),
                     ..pool.clone()
                 })
@@ -134,7 +134,7 @@ pub async fn remove_flavor(catalog: &dyn CatalogBackend, name: &str) -> CatalogR
     for pool in catalog.list_pools().await? {
         if pool.flavor == name {
             catalog
-                .put_pool(PoolSpec {
+                .add_pool(PoolSpec {
                     flavor: String::new(),
                     ..pool
                 })
@@ -161,6 +161,6 @@ pub async fn update_pool(
         options_json: update.options_json.unwrap_or(current.options_json),
         name: current.name,
     };
-    catalog.put_pool(pool.validated()?).await?;
+    catalog.add_pool(pool.validated()?).await?;
     catalog.get_pool(&update.name).await
 }

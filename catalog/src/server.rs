@@ -281,12 +281,7 @@ impl CatalogService for CatalogServer {
             endpoint: pool.endpoint,
             options_json: pool.options_json,
         };
-        reply(
-            self.backend
-                .register_pool_node(spec)
-                .await
-                .map(|_| pb::Empty {}),
-        )
+        reply(self.backend.register_pool(spec).await.map(|_| pb::Empty {}))
     }
 }
 

@@ -351,7 +351,7 @@ impl CatalogBackend for SqlCatalog {
         Ok(())
     }
 
-    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+    async fn add_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         on_db!(&self.db, db => sqlx::query(UPSERT_POOL)
             .bind(&pool.name)
@@ -370,7 +370,7 @@ impl CatalogBackend for SqlCatalog {
         Ok(())
     }
 
-    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
         let pool = pool.validated()?;
         on_db!(&self.db, db => sqlx::query(REGISTER_POOL_NODE)
             .bind(&pool.name)
@@ -559,7 +559,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let uri = format!("sqlite://{}/nested/dirs/catalog.db", dir.path().display());
         let catalog = SqlCatalog::open(&uri).await.unwrap();
-        catalog.put_pool(pool()).await.unwrap();
+        catalog.add_pool(pool()).await.unwrap();
         let placed = catalog.place_queue("p", "q", "").await.unwrap();
         drop(catalog);
 
@@ -622,7 +622,7 @@ mod tests {
             project: "p".into(),
             queue: "q".into(),
         };
-        first.put_pool(pool()).await.unwrap();
+        first.add_pool(pool()).await.unwrap();
         expect_next(&mut heard, CatalogEvent::PoolChanged(pool())).await;
         first.place_queue("p", "q", "").await.unwrap();
         expect_next(&mut heard, placed.clone()).await;

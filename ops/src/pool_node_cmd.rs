@@ -516,7 +516,7 @@ mod tests {
         let mut changed = backend.get_pool("pool-a").await.unwrap();
         changed.weight = 0;
         changed.flavor = "slow".into();
-        backend.put_pool(changed).await.unwrap();
+        backend.add_pool(changed).await.unwrap();
 
         register(
             &endpoint,
@@ -553,7 +553,7 @@ mod tests {
             let uri = format!("sqlite://{}/catalog.db", node_dir.display());
             let backend = Arc::new(SqlCatalog::open(&uri).await.unwrap());
             backend
-                .put_pool(zaqar_catalog::PoolSpec {
+                .add_pool(zaqar_catalog::PoolSpec {
                     name: "pool-a".into(),
                     weight: 1,
                     flavor: String::new(),

@@ -156,7 +156,7 @@ async fn serve_roles(
     // Each start has new ports; placements follow the pool's re-registered endpoint,
     // and an admin's weight or options stay.
     catalog
-        .register_pool_node(PoolSpec {
+        .register_pool(PoolSpec {
             name: POOL_NAME.to_string(),
             weight: 100,
             flavor: String::new(),

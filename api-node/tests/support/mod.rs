@@ -150,7 +150,7 @@ impl TestCatalog {
     /// Registers `pool` as its pool-node would.
     pub async fn register(&self, pool: &Pool) {
         self.backend
-            .register_pool_node(PoolSpec {
+            .register_pool(PoolSpec {
                 name: pool.name.clone(),
                 weight: pool.weight,
                 flavor: pool.flavor.clone(),

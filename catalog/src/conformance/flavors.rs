@@ -57,9 +57,9 @@ pub async fn flavors_are_upserted_listed_and_removed(catalog: Arc<dyn CatalogBac
 pub async fn a_flavor_pool_list_moves_pools_and_checks_them_first(
     catalog: Arc<dyn CatalogBackend>,
 ) {
-    catalog.put_pool(pool("a", 1, "")).await.unwrap();
-    catalog.put_pool(pool("b", 1, "")).await.unwrap();
-    catalog.put_pool(pool("c", 1, "")).await.unwrap();
+    catalog.add_pool(pool("a", 1, "")).await.unwrap();
+    catalog.add_pool(pool("b", 1, "")).await.unwrap();
+    catalog.add_pool(pool("c", 1, "")).await.unwrap();
 
     let err = flavors::put_flavor(&*catalog, "f", &names(&["a", "nope"]), false)
         .await
@@ -110,10 +110,10 @@ pub async fn a_flavor_pool_list_moves_pools_and_checks_them_first(
 pub async fn a_flavored_queue_lands_on_the_flavor_pools_by_weight(
     catalog: Arc<dyn CatalogBackend>,
 ) {
-    catalog.put_pool(pool("plain", 100, "")).await.unwrap();
-    catalog.put_pool(pool("gold-1", 1, "")).await.unwrap();
-    catalog.put_pool(pool("gold-2", 1, "")).await.unwrap();
-    catalog.put_pool(pool("gold-0", 1, "")).await.unwrap();
+    catalog.add_pool(pool("plain", 100, "")).await.unwrap();
+    catalog.add_pool(pool("gold-1", 1, "")).await.unwrap();
+    catalog.add_pool(pool("gold-2", 1, "")).await.unwrap();
+    catalog.add_pool(pool("gold-0", 1, "")).await.unwrap();
     flavors::put_flavor(
         &*catalog,
         "gold",

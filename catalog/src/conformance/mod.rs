@@ -290,9 +290,9 @@ async fn listed(
 }
 
 pub async fn pools_are_upserted_and_listed_by_name(catalog: Arc<dyn CatalogBackend>) {
-    catalog.put_pool(pool("b", 1, "")).await.unwrap();
+    catalog.add_pool(pool("b", 1, "")).await.unwrap();
     catalog
-        .put_pool(PoolSpec {
+        .add_pool(PoolSpec {
             options_json: String::new(),
             ..pool("a", 2, "")
         })
@@ -316,7 +316,7 @@ pub async fn pools_are_upserted_and_listed_by_name(catalog: Arc<dyn CatalogBacke
         options_json: r#"{"tls": true}"#.into(),
         ..pool("a", 0, "")
     };
-    catalog.put_pool(replaced.clone()).await.unwrap();
+    catalog.add_pool(replaced.clone()).await.unwrap();
     assert_eq!(catalog.get_pool("a").await.unwrap(), replaced);
     assert_eq!(
         catalog.list_pools().await.unwrap(),
@@ -335,7 +335,7 @@ pub async fn an_unknown_pool_is_not_found(catalog: Arc<dyn CatalogBackend>) {
 }
 
 pub async fn invalid_input_is_a_bad_request(catalog: Arc<dyn CatalogBackend>) {
-    catalog.put_pool(pool("a", 1, "")).await.unwrap();
+    catalog.add_pool(pool("a", 1, "")).await.unwrap();
     let bad_pools = [
         pool("bad name", 1, ""),
         pool("a", 1, "bad group"),
@@ -353,7 +353,7 @@ pub async fn invalid_input_is_a_bad_request(catalog: Arc<dyn CatalogBackend>) {
         },
     ];
     for bad in bad_pools {
-        let err = catalog.put_pool(bad.clone()).await.unwrap_err();
+        let err = catalog.add_pool(bad.clone()).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::BadRequest, "{bad:?}");
     }
     assert_eq!(
@@ -391,7 +391,7 @@ pub async fn invalid_input_is_a_bad_request(catalog: Arc<dyn CatalogBackend>) {
 }
 
 pub async fn placement_is_idempotent_and_compare_and_set(catalog: Arc<dyn CatalogBackend>) {
-    catalog.put_pool(pool("a", 1, "")).await.unwrap();
+    catalog.add_pool(pool("a", 1, "")).await.unwrap();
     let first = catalog.place_queue("p", "q", "").await.unwrap();
     assert_eq!((first.project.as_str(), first.queue.as_str()), ("p", "q"));
     assert_eq!(
@@ -400,8 +400,8 @@ pub async fn placement_is_idempotent_and_compare_and_set(catalog: Arc<dyn Catalo
     );
 
     // Even when the weights now favour another pool, the placement stays.
-    catalog.put_pool(pool("b", 1000, "")).await.unwrap();
-    catalog.put_pool(pool("a", 0, "")).await.unwrap();
+    catalog.add_pool(pool("b", 1000, "")).await.unwrap();
+    catalog.add_pool(pool("a", 0, "")).await.unwrap();
     assert_eq!(catalog.place_queue("p", "q", "").await.unwrap(), first);
     assert_eq!(
         catalog.place_queue("p", "q", "other-flavor").await.unwrap(),
@@ -418,7 +418,7 @@ pub async fn placement_is_idempotent_and_compare_and_set(catalog: Arc<dyn Catalo
 pub async fn placement_without_a_usable_pool_fails(catalog: Arc<dyn CatalogBackend>) {
     let err = catalog.place_queue("p", "q", "").await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Unavailable);
-    catalog.put_pool(pool("drained", 0, "")).await.unwrap();
+    catalog.add_pool(pool("drained", 0, "")).await.unwrap();
     let err = catalog.place_queue("p", "q", "").await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Unavailable);
     let err = catalog.place_queue("p", "q", "fast").await.unwrap_err();
@@ -427,10 +427,10 @@ pub async fn placement_without_a_usable_pool_fails(catalog: Arc<dyn CatalogBacke
 }
 
 pub async fn placement_follows_weights_and_groups(catalog: Arc<dyn CatalogBackend>) {
-    catalog.put_pool(pool("fast-1", 1, "fast")).await.unwrap();
-    catalog.put_pool(pool("drained", 0, "")).await.unwrap();
-    catalog.put_pool(pool("default-1", 5, "")).await.unwrap();
-    catalog.put_pool(pool("default-2", 5, "")).await.unwrap();
+    catalog.add_pool(pool("fast-1", 1, "fast")).await.unwrap();
+    catalog.add_pool(pool("drained", 0, "")).await.unwrap();
+    catalog.add_pool(pool("default-1", 5, "")).await.unwrap();
+    catalog.add_pool(pool("default-2", 5, "")).await.unwrap();
 
     let mut default_pools = BTreeSet::new();
     for i in 0..40 {
@@ -458,8 +458,8 @@ pub async fn placement_follows_weights_and_groups(catalog: Arc<dyn CatalogBacken
 pub async fn the_empty_flavor_uses_all_pools_when_none_is_in_the_default_group(
     catalog: Arc<dyn CatalogBackend>,
 ) {
-    catalog.put_pool(pool("x", 1, "g1")).await.unwrap();
-    catalog.put_pool(pool("y", 1, "g2")).await.unwrap();
+    catalog.add_pool(pool("x", 1, "g1")).await.unwrap();
+    catalog.add_pool(pool("y", 1, "g2")).await.unwrap();
     let mut used = BTreeSet::new();
     for i in 0..40 {
         used.insert(
@@ -475,7 +475,7 @@ pub async fn the_empty_flavor_uses_all_pools_when_none_is_in_the_default_group(
 
 pub async fn concurrent_placements_agree_on_one_pool(catalog: Arc<dyn CatalogBackend>) {
     for name in ["a", "b", "c", "d"] {
-        catalog.put_pool(pool(name, 1, "")).await.unwrap();
+        catalog.add_pool(pool(name, 1, "")).await.unwrap();
     }
     for i in 0..8 {
         let queue = format!("q{i}");
@@ -497,7 +497,7 @@ pub async fn concurrent_placements_agree_on_one_pool(catalog: Arc<dyn CatalogBac
 }
 
 pub async fn removed_placements_are_forgotten(catalog: Arc<dyn CatalogBackend>) {
-    catalog.put_pool(pool("a", 1, "")).await.unwrap();
+    catalog.add_pool(pool("a", 1, "")).await.unwrap();
     catalog.place_queue("p", "q", "").await.unwrap();
     catalog.place_queue("p", "keep", "").await.unwrap();
     catalog.remove_queue("p", "q").await.unwrap();
@@ -509,13 +509,13 @@ pub async fn removed_placements_are_forgotten(catalog: Arc<dyn CatalogBackend>) 
         (vec!["keep".to_string()], 1)
     );
 
-    catalog.put_pool(pool("a", 0, "")).await.unwrap();
-    catalog.put_pool(pool("b", 1, "")).await.unwrap();
+    catalog.add_pool(pool("a", 0, "")).await.unwrap();
+    catalog.add_pool(pool("b", 1, "")).await.unwrap();
     assert_eq!(catalog.place_queue("p", "q", "").await.unwrap().pool, "b");
 }
 
 pub async fn listings_are_sorted_paged_filtered_and_counted(catalog: Arc<dyn CatalogBackend>) {
-    catalog.put_pool(pool("a", 1, "")).await.unwrap();
+    catalog.add_pool(pool("a", 1, "")).await.unwrap();
     for queue in ["b", "a", "c_1", "cx1", "d", "A"] {
         catalog.place_queue("p", queue, "").await.unwrap();
     }
@@ -586,13 +586,13 @@ pub async fn listings_are_sorted_paged_filtered_and_counted(catalog: Arc<dyn Cat
 }
 
 pub async fn placements_follow_a_re_registered_endpoint(catalog: Arc<dyn CatalogBackend>) {
-    catalog.put_pool(pool("a", 1, "")).await.unwrap();
+    catalog.add_pool(pool("a", 1, "")).await.unwrap();
     catalog.place_queue("p", "q", "").await.unwrap();
     let moved = PoolSpec {
         endpoint: "http://10.0.0.9:7001".into(),
         ..pool("a", 1, "")
     };
-    catalog.put_pool(moved).await.unwrap();
+    catalog.add_pool(moved).await.unwrap();
     let placement = catalog.lookup("p", "q").await.unwrap().unwrap();
     assert_eq!(
         (placement.pool.as_str(), placement.endpoint.as_str()),
@@ -604,8 +604,8 @@ pub async fn placements_follow_a_re_registered_endpoint(catalog: Arc<dyn Catalog
 }
 
 pub async fn projects_are_isolated(catalog: Arc<dyn CatalogBackend>) {
-    catalog.put_pool(pool("a", 1, "")).await.unwrap();
-    catalog.put_pool(pool("b", 1, "fast")).await.unwrap();
+    catalog.add_pool(pool("a", 1, "")).await.unwrap();
+    catalog.add_pool(pool("b", 1, "fast")).await.unwrap();
     catalog.place_queue("p1", "q", "").await.unwrap();
     catalog.place_queue("p2", "q", "fast").await.unwrap();
     assert_eq!(catalog.lookup("p1", "q").await.unwrap().unwrap().pool, "a");
@@ -627,8 +627,8 @@ pub async fn a_pool_is_removed_only_when_it_holds_no_queue(catalog: Arc<dyn Cata
         bad(catalog.remove_pool("bad name").await),
         ErrorCode::BadRequest
     );
-    catalog.put_pool(pool("a", 1, "")).await.unwrap();
-    catalog.put_pool(pool("b", 1, "")).await.unwrap();
+    catalog.add_pool(pool("a", 1, "")).await.unwrap();
+    catalog.add_pool(pool("b", 1, "")).await.unwrap();
     catalog.place_on("p1", "q1", "a").await.unwrap();
     catalog.place_on("p2", "q2", "a").await.unwrap();
     catalog.place_on("p2", "q3", "b").await.unwrap();

@@ -28,7 +28,7 @@ pub async fn a_watcher_sees_placements_and_pool_changes(catalog: Arc<dyn Catalog
     let mut watch = catalog.watch().expect("every backend has a change feed");
     assert_eq!(watch.next().await, Some(CatalogEvent::Reset));
 
-    catalog.put_pool(pool("a", 10, "")).await.unwrap();
+    catalog.add_pool(pool("a", 10, "")).await.unwrap();
     assert_eq!(
         next_change(&mut watch).await,
         CatalogEvent::PoolChanged(pool("a", 10, ""))
@@ -54,7 +54,7 @@ pub async fn a_watcher_sees_placements_and_pool_changes(catalog: Arc<dyn Catalog
         endpoint: "http://a.example:7002".into(),
         ..pool("a", 10, "")
     };
-    catalog.register_pool_node(moved.clone()).await.unwrap();
+    catalog.register_pool(moved.clone()).await.unwrap();
     assert_eq!(
         next_change(&mut watch).await,
         CatalogEvent::PoolChanged(moved)
@@ -75,7 +75,7 @@ pub async fn a_watcher_sees_placements_and_pool_changes(catalog: Arc<dyn Catalog
 
 pub async fn a_pool_node_registration_keeps_an_admins_changes(catalog: Arc<dyn CatalogBackend>) {
     // A new pool is stored whole.
-    let stored = catalog.register_pool_node(pool("a", 10, "")).await.unwrap();
+    let stored = catalog.register_pool(pool("a", 10, "")).await.unwrap();
     assert_eq!(stored, pool("a", 10, ""));
     assert_eq!(catalog.get_pool("a").await.unwrap(), pool("a", 10, ""));
 
@@ -84,7 +84,7 @@ pub async fn a_pool_node_registration_keeps_an_admins_changes(catalog: Arc<dyn C
         options_json: r#"{"max_queues":5}"#.into(),
         ..pool("a", 0, "slow")
     };
-    catalog.put_pool(admin.clone()).await.unwrap();
+    catalog.add_pool(admin.clone()).await.unwrap();
 
     // The pool-node restarts elsewhere with its configured weight and flavor.
     let restarted = PoolSpec {
@@ -97,14 +97,11 @@ pub async fn a_pool_node_registration_keeps_an_admins_changes(catalog: Arc<dyn C
         endpoint: restarted.endpoint.clone(),
         ..admin.clone()
     };
-    assert_eq!(
-        catalog.register_pool_node(restarted).await.unwrap(),
-        expected
-    );
+    assert_eq!(catalog.register_pool(restarted).await.unwrap(), expected);
     assert_eq!(catalog.get_pool("a").await.unwrap(), expected);
 
     // An admin's write still replaces everything.
-    catalog.put_pool(pool("a", 7, "")).await.unwrap();
+    catalog.add_pool(pool("a", 7, "")).await.unwrap();
     assert_eq!(catalog.get_pool("a").await.unwrap(), pool("a", 7, ""));
 
     // A registration is validated like any pool.
@@ -113,7 +110,7 @@ pub async fn a_pool_node_registration_keeps_an_admins_changes(catalog: Arc<dyn C
         ..pool("a", 7, "")
     };
     assert_eq!(
-        catalog.register_pool_node(bad).await.unwrap_err().code,
+        catalog.register_pool(bad).await.unwrap_err().code,
         zaqar_proto::ErrorCode::BadRequest
     );
     assert_eq!(catalog.get_pool("a").await.unwrap(), pool("a", 7, ""));

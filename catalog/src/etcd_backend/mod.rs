@@ -260,7 +260,7 @@ impl CatalogBackend for EtcdCatalog {
         }
     }
 
-    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+    async fn add_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         self.kv
             .put(self.keys.pool(&pool.name), encode(&pool))
@@ -270,7 +270,7 @@ impl CatalogBackend for EtcdCatalog {
         Ok(())
     }
 
-    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
         let pool = pool.validated()?;
         let key = self.keys.pool(&pool.name);
         for _ in 0..REGISTER_ATTEMPTS {

@@ -70,7 +70,7 @@ async fn project_ids_that_look_like_paths_stay_isolated() {
     let Some(catalog) = open_test(None).await else {
         return;
     };
-    catalog.put_pool(pool("a")).await.unwrap();
+    catalog.add_pool(pool("a")).await.unwrap();
     let projects = ["p", "p/q", "p%2Fq", "p/", "p q"];
     for project in projects {
         catalog.place_on(project, "q", "a").await.unwrap();
@@ -105,7 +105,7 @@ async fn a_dead_member_in_the_uri_does_not_stop_the_catalog() {
     let hosts = format!("127.0.0.1:{},{live}", dead_port());
     let catalog = open_test(Some(hosts)).await.unwrap();
     for i in 0..10 {
-        catalog.put_pool(pool(&format!("p{i}"))).await.unwrap();
+        catalog.add_pool(pool(&format!("p{i}"))).await.unwrap();
     }
     assert_eq!(catalog.list_pools().await.unwrap().len(), 10);
     catalog.purge().await.unwrap();
@@ -207,7 +207,7 @@ async fn a_restarted_etcd_keeps_the_catalog_and_is_unavailable_meanwhile() {
     }
     let mut etcd = PrivateEtcd::start();
     let catalog = etcd.open().await;
-    catalog.put_pool(pool("a")).await.unwrap();
+    catalog.add_pool(pool("a")).await.unwrap();
     let placed = catalog.place_queue("p", "q", "").await.unwrap();
 
     etcd.kill().await;
@@ -242,7 +242,7 @@ async fn a_watcher_hears_of_writes_made_through_another_catalog_process() {
     .await
     .unwrap();
     let mut watch = reader.watch().unwrap();
-    writer.put_pool(pool("a")).await.unwrap();
+    writer.add_pool(pool("a")).await.unwrap();
     writer.place_on("p/x", "q", "a").await.unwrap();
     writer.remove_queue("p/x", "q").await.unwrap();
     let mut seen = Vec::new();

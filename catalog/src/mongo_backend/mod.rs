@@ -218,7 +218,7 @@ async fn bounded<T>(call: impl Future<Output = CatalogResult<T>>) -> CatalogResu
 
 #[async_trait]
 impl CatalogBackend for MongoCatalog {
-    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+    async fn add_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         let fields = doc! {
             "w": i64::from(pool.weight), "g": &pool.flavor, "u": &pool.uri,
@@ -241,7 +241,7 @@ impl CatalogBackend for MongoCatalog {
         Ok(())
     }
 
-    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
         let pool = pool.validated()?;
         let update = doc! {
             "$set": { "u": &pool.uri, "e": &pool.endpoint },

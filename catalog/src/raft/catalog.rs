@@ -205,7 +205,7 @@ impl CatalogBackend for RaftCatalog {
         }
     }
 
-    async fn put_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
+    async fn add_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
         let (name, weight, flavor) = (pool.name.clone(), pool.weight, pool.flavor.clone());
         self.propose(Command::RegisterPool(pool)).await?;
@@ -213,7 +213,7 @@ impl CatalogBackend for RaftCatalog {
         Ok(())
     }
 
-    async fn register_pool_node(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
+    async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
         let pool = pool.validated()?;
         let name = pool.name.clone();
         self.propose(Command::RegisterPoolNode(pool)).await?;

@@ -48,8 +48,8 @@ async fn a_three_node_cluster_survives_losing_its_leader() {
     bounded(async {
         let mut cluster = TestCluster::start(3).await;
         let follower = cluster.node(cluster.follower().await);
-        follower.put_pool(pool("a")).await.unwrap();
-        follower.put_pool(pool("b")).await.unwrap();
+        follower.add_pool(pool("a")).await.unwrap();
+        follower.add_pool(pool("b")).await.unwrap();
         let mut acknowledged = place(&*follower, 0..20).await;
 
         // Replicated to every node's state machine.
@@ -125,7 +125,7 @@ async fn a_full_restart_keeps_pools_and_placements() {
     bounded(async {
         let mut cluster = TestCluster::start(3).await;
         let node = cluster.node(cluster.follower().await);
-        node.put_pool(pool("a")).await.unwrap();
+        node.add_pool(pool("a")).await.unwrap();
         let acknowledged = place(&*node, 0..10).await;
         for id in cluster.running() {
             cluster.stop(id).await;
@@ -149,7 +149,7 @@ async fn a_single_node_recovers_from_its_snapshot_and_compacted_log() {
     bounded(async {
         let mut cluster = TestCluster::start_with(1, 10).await;
         let node = cluster.node(1);
-        node.put_pool(pool("a")).await.unwrap();
+        node.add_pool(pool("a")).await.unwrap();
         let acknowledged = place(&*node, 0..45).await;
         node.remove_queue("p", "q0").await.unwrap();
         let status = node.status();
@@ -185,7 +185,7 @@ async fn a_node_added_later_catches_up_from_a_snapshot() {
     bounded(async {
         let mut cluster = TestCluster::start_with(1, 10).await;
         let first = cluster.node(1);
-        first.put_pool(pool("a")).await.unwrap();
+        first.add_pool(pool("a")).await.unwrap();
         place(&*first, 0..40).await;
         assert!(first.status().snapshot_index.is_some());
 
@@ -224,7 +224,7 @@ async fn without_a_quorum_calls_fail_as_unavailable_and_change_nothing() {
     bounded(async {
         let mut cluster = TestCluster::start(3).await;
         let leader = cluster.leader().await;
-        cluster.node(leader).put_pool(pool("a")).await.unwrap();
+        cluster.node(leader).add_pool(pool("a")).await.unwrap();
         let survivor = cluster.follower().await;
         cluster.wait_caught_up().await;
         for id in cluster.running() {
@@ -241,7 +241,7 @@ async fn without_a_quorum_calls_fail_as_unavailable_and_change_nothing() {
         let err = node.place_queue("p", "q", "").await.unwrap_err();
         assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
         assert!(err.code.retryable());
-        let err = node.put_pool(pool("b")).await.unwrap_err();
+        let err = node.add_pool(pool("b")).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
         // It re-applied what it knew to be committed, and nothing else.
@@ -261,7 +261,7 @@ async fn every_node_feeds_its_watchers_the_writes_made_through_any_node() {
             .map(|id| cluster.node(id).watch().unwrap())
             .collect();
         let follower = cluster.node(cluster.follower().await);
-        follower.put_pool(pool("a")).await.unwrap();
+        follower.add_pool(pool("a")).await.unwrap();
         let leader = cluster.node(cluster.leader().await);
         leader.place_on("p", "q", "a").await.unwrap();
         for watch in &mut watches {
