@@ -7,7 +7,7 @@
 //! its AdminService for `/v2/pools` and `/v2/flavors`; `auth` says
 //! who is calling (`keystone` validates tokens for it).
 
-pub mod admin;
+pub mod admin_client;
 pub mod auth;
 pub mod config;
 pub mod cors;

@@ -31,7 +31,7 @@ use zaqar_proto::limits::{is_valid_name, Limits, TOPIC_NAMESPACE_MARK};
 use zaqar_proto::pb::{self, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
-use crate::admin::AdminCatalog;
+use crate::admin_client::AdminCatalog;
 use crate::auth::{Auth, Credentials, Identity};
 use crate::config::ApiConfig;
 use crate::front_door::ConnectionSlots;

@@ -1,11 +1,11 @@
 //! The REST transport: thin warp filters that turn HTTP into operation input
 //! and operation results into Zaqar's JSON answers. One file per resource.
 
-mod admin;
 mod claims;
 pub mod errors;
 mod home;
 mod messages;
+mod pools_and_flavors;
 pub mod query;
 mod queues;
 mod request;
@@ -33,7 +33,7 @@ pub fn routes(
     // answer the JSON 404 of any unknown path.
     let privileged = if services.admin_mode {
         home::health_route(services.clone())
-            .or(admin::routes(services.clone()))
+            .or(pools_and_flavors::routes(services.clone()))
             .unify()
             .boxed()
     } else {
