@@ -99,6 +99,22 @@ fn consumer(port: u16, project: &str) -> Client {
     Client::new(port, project)
 }
 
+/// A claim of `project` on `queue` waiting up to `wait` seconds, sent now: its answer
+/// and when it came.
+fn waiting_claim(
+    port: u16,
+    project: &str,
+    queue: &str,
+    wait: u32,
+) -> tokio::task::JoinHandle<(Result<zaqar_tests::Reply>, Instant)> {
+    let waiting = consumer(port, project);
+    let path = format!("/v2/queues/{queue}/claims?wait={wait}");
+    tokio::spawn(async move {
+        let reply = waiting.call("POST", &path, Some(json!({"ttl": 60}))).await;
+        (reply, Instant::now())
+    })
+}
+
 async fn post(client: &Client, queue: &str, body: Value) -> Result<()> {
     let reply = client
         .call(
@@ -128,19 +144,7 @@ async fn a_waiting_claim_takes_the_message_posted_through_another_api_node() -> 
     let mut after_post = Vec::new();
     for round in 0..4 {
         let calls_before = pool_calls(a.metrics, "create_claim").await?;
-        let claim = tokio::spawn({
-            let waiting = consumer(a.rest, "lp");
-            async move {
-                let reply = waiting
-                    .call(
-                        "POST",
-                        "/v2/queues/jobs/claims?wait=10",
-                        Some(json!({"ttl": 60})),
-                    )
-                    .await;
-                (reply, Instant::now())
-            }
-        });
+        let claim = waiting_claim(a.rest, "lp", "jobs", 10);
         // Longer than the 1-second look of a request whose pool is not followed: such
         // a request would make at least four calls before the post.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -262,19 +266,7 @@ async fn a_post_through_another_pool_node_of_the_store_wakes_the_waiting_claim()
     let mut replica = PoolServiceClient::connect(format!("http://{listen}")).await?;
 
     for round in 0..3 {
-        let claim = tokio::spawn({
-            let waiting = consumer(api.rest, "relayed");
-            async move {
-                let reply = waiting
-                    .call(
-                        "POST",
-                        "/v2/queues/jobs/claims?wait=20",
-                        Some(json!({"ttl": 60})),
-                    )
-                    .await;
-                (reply, Instant::now())
-            }
-        });
+        let claim = waiting_claim(api.rest, "relayed", "jobs", 20);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let body = json!({"round": round}).to_string();
         replica

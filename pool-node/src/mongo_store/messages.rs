@@ -425,15 +425,7 @@ pub(super) async fn delete_many(
                     }
                 }
                 let found = states_of_found(&store, selected.clone(), 0, session).await?;
-                let deleted = store
-                    .messages
-                    .delete_many(selected)
-                    .session(&mut *session)
-                    .await?;
-                if deleted.deleted_count != found.len() as u64 {
-                    return Err(super::transaction::taken_meanwhile());
-                }
-                counts::record(&store, &queue, Counts::removed(&found), session).await?;
+                delete_found(&store, &queue, selected, &found, session).await?;
                 Ok(Ok(()))
             }
             .boxed()
@@ -526,6 +518,27 @@ pub(super) async fn remove_expired(store: &MongoStore) -> StoreResult<u64> {
         .await?;
     crate::metrics::count_expired("mongodb", removed);
     Ok(removed)
+}
+
+/// Deletes what `selected` selects, read as `found` (with their states) earlier in
+/// `session`'s transaction, and takes them from the queue's counts; a conflict when
+/// another transaction deleted some of them meanwhile.
+pub(super) async fn delete_found(
+    store: &MongoStore,
+    queue: &QueueRef,
+    selected: Document,
+    found: &[Document],
+    session: &mut ClientSession,
+) -> Result<(), MongoError> {
+    let deleted = store
+        .messages
+        .delete_many(selected)
+        .session(&mut *session)
+        .await?;
+    if deleted.deleted_count != found.len() as u64 {
+        return Err(super::transaction::taken_meanwhile());
+    }
+    counts::record(store, queue, Counts::removed(found), session).await
 }
 
 /// The documents `filter` selects (at most `limit`, 0: all) with their state

@@ -7,11 +7,11 @@ use mongodb::{ClientSession, Collection};
 use zaqar_proto::pb::{QueueRef, QueueStatsReply};
 use zaqar_proto::ZaqarError;
 
-use super::counts::{self, state_of, Counts};
+use super::counts::{self, state_of};
 use super::fields::{
     self, CLAIMED, CLAIM_EXPIRES, DELAYED, EXPIRES, METADATA, SEQ, STATE, VISIBLE,
 };
-use super::messages::{self, states_of_found, ENDINGS};
+use super::messages::{self, delete_found, states_of_found, ENDINGS};
 use super::scan::{head_and_last, is_live, read_window, Windows, MAX_WINDOW};
 use super::{counter_key, date, is_duplicate_key, now_ms, of_queue, store_error, MongoStore};
 use crate::store::StoreResult;
@@ -122,15 +122,7 @@ async fn delete_messages_upto(store: &MongoStore, queue: &QueueRef, last: i64) -
                     };
                     let mut selected = of_queue(&queue);
                     selected.insert(SEQ, doc! { "$gt": after, "$lte": last_deleted });
-                    let deleted = store
-                        .messages
-                        .delete_many(selected)
-                        .session(&mut *session)
-                        .await?;
-                    if deleted.deleted_count != found.len() as u64 {
-                        return Err(super::transaction::taken_meanwhile());
-                    }
-                    counts::record(&store, &queue, Counts::removed(&found), session).await?;
+                    delete_found(&store, &queue, selected, &found, session).await?;
                     Ok(Ok((found.len() as i64, last_deleted)))
                 }
                 .boxed()

@@ -129,29 +129,27 @@ pub(super) async fn purge(
 pub(super) async fn stats(store: &SqliteStore, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
     let now = now_ms();
     let mut tx = store.reader.begin().await.map_err(store_error)?;
-    let counts = sqlx::query(&counts_sql())
-        .bind(&queue.project)
-        .bind(&queue.queue)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_error)?;
-    let expired = sqlx::query(&expired_sql())
-        .bind(&queue.project)
-        .bind(&queue.queue)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_error)?;
+    let mut counts = Vec::new();
+    for sql in [counts_sql(), expired_sql()] {
+        let row = sqlx::query(&sql)
+            .bind(&queue.project)
+            .bind(&queue.queue)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        counts.push(row);
+    }
+    let (counts, expired) = (&counts[0], &counts[1]);
     let count = |row: &sqlx::sqlite::SqliteRow, column: &str| row.get::<i64, _>(column).max(0);
     // Claimed rows are those whose claim has not ended, less the expired ones
     // among them; delayed rows likewise; every count is of disjoint sets of rows.
-    let total = (count(&counts, "written") - count(&expired, "total")).max(0) as u64;
+    let total = (count(counts, "written") - count(expired, "total")).max(0) as u64;
     let claimed =
-        (count(&counts, "claimed") - count(&counts, "claims_ended") - count(&expired, "claimed"))
+        (count(counts, "claimed") - count(counts, "claims_ended") - count(expired, "claimed"))
             .max(0) as u64;
     let delayed =
-        (count(&counts, "delayed") - count(&counts, "delays_ended") - count(&expired, "delayed"))
+        (count(counts, "delayed") - count(counts, "delays_ended") - count(expired, "delayed"))
             .max(0) as u64;
     let mut ends = Vec::new();
     for order in ["ASC", "DESC"] {

@@ -119,46 +119,37 @@ DROP INDEX IF EXISTS messages_by_queue;
 
 /// The rows of each queue per state, and the triggers that keep them. Made after the
 /// `state` column exists, since the triggers read it.
-const MESSAGE_COUNTS: &str = r#"
-CREATE TABLE IF NOT EXISTS message_counts (
-    project TEXT NOT NULL,
-    queue   TEXT NOT NULL,
-    free    INTEGER NOT NULL,
-    claimed INTEGER NOT NULL,
-    delayed INTEGER NOT NULL,
-    PRIMARY KEY (project, queue)
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS message_counts_on_insert AFTER INSERT ON messages
-BEGIN
-    INSERT INTO message_counts (project, queue, free, claimed, delayed)
-    VALUES (new.project, new.queue, new.state = 0, new.state = 1, new.state = 2)
-    ON CONFLICT (project, queue) DO UPDATE SET free = free + excluded.free,
-        claimed = claimed + excluded.claimed, delayed = delayed + excluded.delayed;
-END;
-CREATE TRIGGER IF NOT EXISTS message_counts_on_delete AFTER DELETE ON messages
-BEGIN
-    UPDATE message_counts SET free = free - (old.state = 0),
-        claimed = claimed - (old.state = 1), delayed = delayed - (old.state = 2)
-    WHERE project = old.project AND queue = old.queue;
-    DELETE FROM message_counts WHERE project = old.project AND queue = old.queue
-        AND free = 0 AND claimed = 0 AND delayed = 0;
-END;
-CREATE TRIGGER IF NOT EXISTS message_counts_on_move AFTER UPDATE OF state, project, queue
-    ON messages
-    WHEN old.state IS NOT new.state OR old.project IS NOT new.project
-        OR old.queue IS NOT new.queue
-BEGIN
-    INSERT INTO message_counts (project, queue, free, claimed, delayed)
-    VALUES (new.project, new.queue, new.state = 0, new.state = 1, new.state = 2)
-    ON CONFLICT (project, queue) DO UPDATE SET free = free + excluded.free,
-        claimed = claimed + excluded.claimed, delayed = delayed + excluded.delayed;
-    UPDATE message_counts SET free = free - (old.state = 0),
-        claimed = claimed - (old.state = 1), delayed = delayed - (old.state = 2)
-    WHERE project = old.project AND queue = old.queue;
-    DELETE FROM message_counts WHERE project = old.project AND queue = old.queue
-        AND free = 0 AND claimed = 0 AND delayed = 0;
-END;
-"#;
+fn message_counts_sql() -> String {
+    // A row counted in (`new`) or out of (`old`) its queue's counts.
+    const COUNT_NEW: &str = "INSERT INTO message_counts (project, queue, free, claimed, delayed)
+        VALUES (new.project, new.queue, new.state = 0, new.state = 1, new.state = 2)
+        ON CONFLICT (project, queue) DO UPDATE SET free = free + excluded.free,
+            claimed = claimed + excluded.claimed, delayed = delayed + excluded.delayed;";
+    const UNCOUNT_OLD: &str = "UPDATE message_counts SET free = free - (old.state = 0),
+            claimed = claimed - (old.state = 1), delayed = delayed - (old.state = 2)
+        WHERE project = old.project AND queue = old.queue;
+        DELETE FROM message_counts WHERE project = old.project AND queue = old.queue
+            AND free = 0 AND claimed = 0 AND delayed = 0;";
+    format!(
+        "CREATE TABLE IF NOT EXISTS message_counts (
+            project TEXT NOT NULL,
+            queue   TEXT NOT NULL,
+            free    INTEGER NOT NULL,
+            claimed INTEGER NOT NULL,
+            delayed INTEGER NOT NULL,
+            PRIMARY KEY (project, queue)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER IF NOT EXISTS message_counts_on_insert AFTER INSERT ON messages
+        BEGIN {COUNT_NEW} END;
+        CREATE TRIGGER IF NOT EXISTS message_counts_on_delete AFTER DELETE ON messages
+        BEGIN {UNCOUNT_OLD} END;
+        CREATE TRIGGER IF NOT EXISTS message_counts_on_move
+            AFTER UPDATE OF state, project, queue ON messages
+            WHEN old.state IS NOT new.state OR old.project IS NOT new.project
+                OR old.queue IS NOT new.queue
+        BEGIN {COUNT_NEW} {UNCOUNT_OLD} END;"
+    )
+}
 
 /// Counts the messages of a file of a version before 3, whose writes kept no counts.
 const FILL_MESSAGE_COUNTS: &str = r#"
@@ -218,7 +209,7 @@ pub(super) async fn create_or_upgrade(writer: &SqlitePool) -> StoreResult<()> {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-    sqlx::raw_sql(MESSAGE_COUNTS)
+    sqlx::raw_sql(&message_counts_sql())
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
