@@ -40,7 +40,13 @@ impl SentinelGroup {
         // `failover-timeout` is given up, and another sentinel starts one of its own
         // after twice that, promoting another replica: what the first one acknowledged
         // is then lost. With 2 s, a loaded 2-core CI machine once lost 335 posts
-        // acknowledged 4 s after the kill that way.
+        // acknowledged 4 s after the kill that way. Likewise a master that does not
+        // answer a sentinel within `down-after-milliseconds` is failed over: with 1 s,
+        // a sentinel (on the same 2 cores as two fault tests and their load) called the
+        // replica it had just promoted down a second later, and a second failover lost
+        // what that one acknowledged in between (reproduced with two CPU hogs beside
+        // the test: its sentinel logs show `+sdown master` of the new master 1.0 s after
+        // `+switch-master`). 3 s keeps a starved master from being taken for dead.
         for i in 0..3 {
             let port = free_port();
             let config = dir.path().join(format!("sentinel-{i}.conf"));
@@ -49,7 +55,7 @@ impl SentinelGroup {
                 format!(
                     "port {port}\nbind 127.0.0.1\ndir {}\n\
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
-                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 3000\n\
                      sentinel failover-timeout {MASTER_NAME} 6000\n",
                     dir.path().display(),
                     nodes[0].port
