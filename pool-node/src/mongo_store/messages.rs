@@ -478,8 +478,18 @@ const EXPIRED_BATCH: u32 = 1000;
 /// ttl ran out (a range of the expiry index, oldest first) in one transaction with
 /// their queues' counts, and counts them as expired. Several pool-nodes may sweep
 /// one database: their transactions conflict, and each message is counted by the
-/// one whose transaction committed.
+/// one whose transaction committed. A step with nothing expired is one read, no
+/// transaction.
 pub(super) async fn remove_expired(store: &MongoStore) -> StoreResult<u64> {
+    let any = store
+        .messages
+        .find_one(doc! { EXPIRES: { "$lte": date(now_ms()) } })
+        .projection(doc! { ID: 1 })
+        .await
+        .map_err(store_error)?;
+    if any.is_none() {
+        return Ok(0);
+    }
     let removed = store
         .transaction(|session| {
             let store = store.clone();
@@ -502,16 +512,9 @@ pub(super) async fn remove_expired(store: &MongoStore) -> StoreResult<u64> {
                 }
                 let mut selected = doc! { ID: { "$in": ids } };
                 selected.extend(expired);
-                let deleted = store
-                    .messages
-                    .delete_many(selected)
-                    .session(&mut *session)
-                    .await?;
-                if deleted.deleted_count != found.len() as u64 {
-                    return Err(super::transaction::taken_meanwhile());
-                }
+                delete_all_found(&store, selected, &found, session).await?;
                 counts::record_removed(&store, &found, session).await?;
-                Ok(Ok(deleted.deleted_count))
+                Ok(Ok(found.len() as u64))
             }
             .boxed()
         })
@@ -530,6 +533,18 @@ pub(super) async fn delete_found(
     found: &[Document],
     session: &mut ClientSession,
 ) -> Result<(), MongoError> {
+    delete_all_found(store, selected, found, session).await?;
+    counts::record(store, queue, Counts::removed(found), session).await
+}
+
+/// Deletes what `selected` selects, which `session`'s transaction read as `found`; a
+/// conflict when another transaction deleted some of them meanwhile.
+async fn delete_all_found(
+    store: &MongoStore,
+    selected: Document,
+    found: &[Document],
+    session: &mut ClientSession,
+) -> Result<(), MongoError> {
     let deleted = store
         .messages
         .delete_many(selected)
@@ -538,7 +553,7 @@ pub(super) async fn delete_found(
     if deleted.deleted_count != found.len() as u64 {
         return Err(super::transaction::taken_meanwhile());
     }
-    counts::record(store, queue, Counts::removed(found), session).await
+    Ok(())
 }
 
 /// The documents `filter` selects (at most `limit`, 0: all) with their state
