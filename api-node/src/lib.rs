@@ -107,7 +107,12 @@ async fn serve_rest<S, Io, Svc>(
 {
     let make_service = hyper014::service::make_service_fn(move |_| {
         let service = service.clone();
-        async move { Ok::<_, std::convert::Infallible>(service) }
+        let per_request = hyper014::service::service_fn(move |request| {
+            // warp's service is always ready: poll_ready has nothing to wait for.
+            let mut service = service.clone();
+            service.call(rest::owned_head::detach(request))
+        });
+        async move { Ok::<_, std::convert::Infallible>(per_request) }
     });
     let served = hyper014::Server::builder(hyper014::server::accept::from_stream(incoming))
         .http1_header_read_timeout(header_timeout)
