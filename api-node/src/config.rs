@@ -12,7 +12,8 @@ use zaqar_proto::ZaqarError;
 use crate::auth::AuthStrategy;
 use crate::keystone::KeystoneConfig;
 use crate::rate_limit::ProjectLimitsConfig;
-use crate::tls::{GrpcClientTls, ListenerTls};
+use crate::tls::ListenerTls;
+use zaqar_proto::grpc_client::GrpcClientTls;
 
 /// Everything an api-node needs to serve; `ApiConfig::default()` gives Zaqar's defaults.
 #[derive(Debug, Clone, Deserialize)]

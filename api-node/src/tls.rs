@@ -1,6 +1,6 @@
 //! TLS with rustls (ring provider): the server side of the REST and WebSocket
-//! listeners (`[tls]`), and the client side of gRPC to the catalog and
-//! pool-nodes (`[grpc_tls]`, which `zaqar` also uses for its own clients).
+//! listeners (`[tls]`). The client side of gRPC (`[grpc_tls]`) is
+//! `zaqar_proto::grpc_client`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,8 +31,6 @@ pub enum TlsError {
     Pem { path: PathBuf, reason: String },
     #[error("TLS setup: {0}")]
     Rustls(#[from] tokio_rustls::rustls::Error),
-    #[error("gRPC TLS setup: {0}")]
-    Tonic(#[from] tonic::transport::Error),
 }
 
 impl From<TlsError> for io::Error {
@@ -50,60 +48,6 @@ pub struct ListenerTls {
     pub cert_file: PathBuf,
     /// PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
-}
-
-/// `[grpc_tls]`: how a role checks the gRPC servers it calls (catalog,
-/// pool-nodes) and, for mTLS, which certificate it shows them. Used on
-/// `https://` endpoints; `http://` ones stay plain.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrpcClientTls {
-    /// PEM file of the CA certificates the servers' certificates must chain to.
-    pub ca_file: PathBuf,
-    /// PEM file of this client's certificate (mTLS); with `key_file`.
-    pub cert_file: Option<PathBuf>,
-    /// PEM file of the client certificate's private key.
-    pub key_file: Option<PathBuf>,
-    /// The name expected in the servers' certificates, instead of the host of
-    /// each endpoint (when servers are reached by IP, for instance).
-    pub domain: Option<String>,
-}
-
-impl GrpcClientTls {
-    /// The tonic client TLS settings: files read now, so a bad path fails at start-up.
-    pub fn client_config(&self) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
-        let ca = read(&self.ca_file)?;
-        let mut config = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(ca));
-        match (&self.cert_file, &self.key_file) {
-            (Some(cert), Some(key)) => {
-                let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
-                config = config.identity(identity);
-            }
-            (None, None) => {}
-            (Some(path), None) | (None, Some(path)) => {
-                return Err(TlsError::Pem {
-                    path: path.clone(),
-                    reason: "cert_file and key_file go together".to_string(),
-                })
-            }
-        }
-        if let Some(domain) = &self.domain {
-            config = config.domain_name(domain.clone());
-        }
-        Ok(config)
-    }
-
-    /// `endpoint` with these TLS settings (they apply when its scheme is https).
-    pub fn apply(
-        tls: Option<&GrpcClientTls>,
-        endpoint: tonic::transport::Endpoint,
-    ) -> Result<tonic::transport::Endpoint, TlsError> {
-        match tls {
-            Some(tls) => Ok(endpoint.tls_config(tls.client_config()?)?),
-            None => Ok(endpoint),
-        }
-    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

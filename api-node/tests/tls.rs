@@ -20,8 +20,9 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_tungstenite::tungstenite::Message;
-use zaqar_api_node::tls::{GrpcClientTls, ListenerTls};
+use zaqar_api_node::tls::ListenerTls;
 use zaqar_api_node::ApiConfig;
+use zaqar_proto::grpc_client::GrpcClientTls;
 
 /// PEM files of a test PKI in a temporary directory.
 struct Pki {

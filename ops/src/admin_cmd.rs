@@ -8,16 +8,15 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use zaqar_api_node::tls::GrpcClientTls;
 use zaqar_proto::admin_pb as pb;
 use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
 use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
+use zaqar_proto::grpc_client::GrpcClientTls;
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::uri::redact;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::cluster_auth::{self, ClusterAuthArgs};
-use crate::grpc;
 
 /// How long connecting to one catalog endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -217,7 +216,7 @@ async fn call(
     command: &AdminCommand,
 ) -> Result<Value, ZaqarError> {
     let token = credentials.admin_token;
-    let channel = grpc::connect(
+    let channel = zaqar_proto::grpc_client::connect(
         endpoint,
         credentials.tls,
         credentials.cluster,

@@ -19,7 +19,7 @@ use zaqar_proto::uri::{CatalogKind, StoreKind};
 
 use crate::cluster_auth::{self, check_exposure, Listener};
 use crate::grpc::{ensure_https_with_tls, validate_client_tls, validate_server_tls, GrpcServerTls};
-use zaqar_api_node::tls::GrpcClientTls;
+use zaqar_proto::grpc_client::GrpcClientTls;
 
 /// Reads `path` as TOML into `T`, or gives `T::default()` when there is no file.
 pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {

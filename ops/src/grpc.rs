@@ -1,20 +1,17 @@
 //! Serving a tonic router on a TCP listener until shutdown, with optional TLS
-//! or mTLS (`[tls]` of the catalog and pool-node), and the client side of
-//! gRPC for `zaqar`'s own calls (pool-node registration, `zaqar admin`).
+//! or mTLS (`[tls]` of the catalog and pool-node); the client side is
+//! `zaqar_proto::grpc_client`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::{Certificate, Endpoint, Identity as TlsIdentity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 use tower_layer::{Identity, Stack};
-use zaqar_api_node::tls::GrpcClientTls;
-use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
-use zaqar_proto::ZaqarError;
+use zaqar_proto::grpc_client::GrpcClientTls;
 
 use crate::grpc_metrics::CallMetricsLayer;
 use crate::shutdown::Shutdown;
@@ -97,39 +94,6 @@ pub fn validate_server_tls(tls: Option<&GrpcServerTls>) -> Result<()> {
     Ok(())
 }
 
-/// A connected channel to `endpoint` (TLS with `tls` when it is `https://`)
-/// whose calls carry `token`.
-pub async fn connect(
-    endpoint: &str,
-    tls: Option<&GrpcClientTls>,
-    token: &ClusterToken,
-    connect_timeout: Duration,
-    call_timeout: Duration,
-) -> Result<AuthChannel, ZaqarError> {
-    let parsed = Endpoint::from_shared(endpoint.to_string())
-        .map_err(|err| ZaqarError::bad_request(format!("invalid endpoint {endpoint:?}: {err}")))?;
-    let parsed = GrpcClientTls::apply(tls, parsed)
-        .map_err(|err| ZaqarError::bad_request(format!("grpc_tls: {err}")))?;
-    let channel = parsed
-        .connect_timeout(connect_timeout)
-        .timeout(call_timeout)
-        .connect()
-        .await
-        .map_err(|err| ZaqarError::unavailable(format!("cannot connect: {}", error_chain(&err))))?;
-    Ok(token.attach(channel))
-}
-
-/// An error with its sources (tonic's own message says only "transport error").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
 /// Binds `addr` (port 0 for an ephemeral port); the error names the address.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr)
@@ -170,14 +134,17 @@ pub fn ensure_https_with_tls(what: &str, endpoints: &str, tls: bool) -> Result<(
 mod tests {
     use std::path::Path;
     use std::sync::Arc;
+    use std::time::Duration;
 
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     use zaqar_catalog::{AdminServer, CatalogServer, SqlCatalog};
     use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
     use zaqar_proto::admin_pb::Empty;
+    use zaqar_proto::cluster_auth::ClusterToken;
+    use zaqar_proto::grpc_client::connect;
     use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
     use zaqar_proto::pb::QueueRef;
-    use zaqar_proto::ErrorCode;
+    use zaqar_proto::{ErrorCode, ZaqarError};
 
     use super::*;
 

@@ -16,8 +16,10 @@ use tokio::task::JoinSet;
 use zaqar_api_node::routing::InProcessPools;
 use zaqar_catalog::raft::{DirLock, RaftCatalog, RaftConfig, RaftMetrics};
 use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, PoolSpec};
-use zaqar_pool_node::{MessageCipher, Notifier, PoolServer};
+use zaqar_pool_node::serve::{self, notifier_holder, CatalogLink, Settings};
+use zaqar_pool_node::MessageCipher;
 use zaqar_proto::cluster_auth::ClusterToken;
+use zaqar_proto::stopping::Stopping;
 
 use crate::api_node_cmd::serve_api_node;
 use crate::config::{load, redact, StandaloneConfig};
@@ -138,19 +140,7 @@ async fn serve_roles(
     let catalog_listener = grpc::bind(LOOPBACK).await?;
     let catalog_endpoint = format!("http://{}", catalog_listener.local_addr()?);
 
-    let cipher = encryption_key(&config)?;
     let pool_uri = config.pool_uri();
-    let store = zaqar_pool_node::open_store(&pool_uri)
-        .await
-        .with_context(|| format!("opening the message store {}", redact(&pool_uri)))?;
-    crate::metrics::watch_queue_depths(&store, config.metrics_queues);
-    zaqar_pool_node::spawn_expiry_sweep(&store);
-    crate::pool_node_cmd::check_durability(
-        &*store,
-        &redact(&pool_uri),
-        config.require_durable_store,
-    )
-    .await?;
     let pool_listener = grpc::bind(LOOPBACK).await?;
     let pool_endpoint = format!("http://{}", pool_listener.local_addr()?);
     // Each start has new ports; placements follow the pool's re-registered endpoint,
@@ -181,26 +171,30 @@ async fn serve_roles(
         "catalog",
         grpc::serve(catalog_router, catalog_listener, shutdown.clone()),
     ));
-    crate::pool_node_cmd::spawn_health_reports(
-        &catalog_endpoint,
-        None,
-        token,
-        POOL_NAME,
-        store.clone(),
-        std::time::Duration::from_secs(5),
-        &shutdown,
-    );
-    let mut pool_server = PoolServer::new(store.clone())
-        .with_encryption(cipher)
-        .with_shutdown(shutdown.wait());
-    if config.notifier.enabled {
-        let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
-        let holder = crate::pool_node_cmd::notifier_holder(&data_dir.display().to_string());
-        let notifier = Notifier::spawn(store, &config.notifier, &holder)?;
+    let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+    let settings = Settings {
+        store_uri: pool_uri.clone(),
+        require_durable_store: config.require_durable_store,
+        cipher: Some(encryption_key(&config)?),
+        notifier: config.notifier.enabled.then(|| {
+            let holder = notifier_holder(&data_dir.display().to_string());
+            (config.notifier.clone(), holder)
+        }),
+        catalog: CatalogLink {
+            endpoints: catalog_endpoint.clone(),
+            tls: None,
+            token: token.clone(),
+            pool: POOL_NAME.to_string(),
+        },
+        health_report_interval: std::time::Duration::from_secs(5),
+    };
+    let node = serve::start(settings, Stopping::on(shutdown.wait())).await?;
+    crate::metrics::watch_queue_depths(&node.store, config.metrics_queues);
+    if let Some(notifier) = &node.notifier {
         let gauges = notifier.metrics();
         crate::metrics::add(|registry| registry.register_collector(Box::new(gauges)));
-        pool_server = pool_server.with_notifier(notifier);
     }
+    let pool_server = node.server;
     // The api-node calls the pool-node directly; its gRPC server stays for anything
     // else that reaches the registered endpoint (`zaqar admin`, health checks).
     let in_process = InProcessPools::from([(

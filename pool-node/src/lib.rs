@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod mongo_store;
 pub mod notifier;
 pub mod redis_store;
+pub mod serve;
 pub mod server;
 pub mod sqlite_store;
 pub mod store;

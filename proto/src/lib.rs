@@ -3,6 +3,7 @@
 pub mod cluster_auth;
 pub mod error;
 pub mod filter;
+pub mod grpc_client;
 pub mod limits;
 pub mod redis_uri;
 pub mod stopping;

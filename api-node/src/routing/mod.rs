@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use zaqar_proto::grpc_client::split_endpoints;
 
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use zaqar_proto::cluster_auth::{AuthChannel, ClusterToken};
@@ -491,16 +492,6 @@ impl<C: Clone> Catalogs<C> {
             }
         }
     }
-}
-
-/// The endpoints of a comma-separated list, trimmed, without empty entries.
-fn split_endpoints(endpoints: &str) -> Vec<String> {
-    endpoints
-        .split(',')
-        .map(str::trim)
-        .filter(|endpoint| !endpoint.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 /// A channel that connects on first use and fails fast when the peer is down;
