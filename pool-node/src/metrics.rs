@@ -46,7 +46,8 @@ use prometheus_client::registry::Registry;
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 
 use crate::store::{
-    CheckedPost, ListParams, MessageStore, Once, Post, StoreResult, SubscriptionUpdate,
+    CheckedPost, ClaimStore, DeliveryStore, ListParams, MessageLog, MessageStore, Once, Post,
+    QueueStore, StoreResult, SubscriptionStore, SubscriptionUpdate,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -399,7 +400,7 @@ impl MeteredStore {
 }
 
 #[async_trait]
-impl MessageStore for MeteredStore {
+impl QueueStore for MeteredStore {
     async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
         self.measure(
             "create_queue",
@@ -436,7 +437,10 @@ impl MessageStore for MeteredStore {
         let call = self.inner.purge_queue(queue, messages, subscriptions);
         self.measure("purge_queue", call).await
     }
+}
 
+#[async_trait]
+impl MessageLog for MeteredStore {
     async fn post_messages(
         &self,
         queue: &QueueRef,
@@ -524,7 +528,10 @@ impl MessageStore for MeteredStore {
         count_messages(queue, self.backend, "popped", popped.len());
         Ok(popped)
     }
+}
 
+#[async_trait]
+impl ClaimStore for MeteredStore {
     async fn create_claim(
         &self,
         queue: &QueueRef,
@@ -559,7 +566,10 @@ impl MessageStore for MeteredStore {
         self.measure("delete_claim", self.inner.delete_claim(queue, claim_id))
             .await
     }
+}
 
+#[async_trait]
+impl SubscriptionStore for MeteredStore {
     async fn create_subscription(
         &self,
         queue: &QueueRef,
@@ -613,7 +623,10 @@ impl MessageStore for MeteredStore {
         let call = self.inner.confirm_subscription(queue, id, confirmed);
         self.measure("confirm_subscription", call).await
     }
+}
 
+#[async_trait]
+impl DeliveryStore for MeteredStore {
     async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
         self.measure("delivery_cursor", self.inner.delivery_cursor(queue, id))
             .await
@@ -659,7 +672,10 @@ impl MessageStore for MeteredStore {
         self.measure("subscribed_queues", self.inner.subscribed_queues())
             .await
     }
+}
 
+#[async_trait]
+impl MessageStore for MeteredStore {
     async fn health(&self) -> StoreResult<()> {
         self.measure("health", self.inner.health()).await
     }

@@ -65,37 +65,9 @@ pub enum CheckedPost {
     StaleMetadata,
 }
 
-/// A message store: queues, messages, claims and subscriptions of every project
-/// of one pool. Input is already validated by api-node (names, limits, TTLs);
-/// a store checks only what needs its data (existence, claims).
-///
-/// Delivery semantics every backend keeps (the conformance suite checks them):
-/// - Messages of a queue are listed, claimed and popped in posting order (FIFO).
-/// - A message is *expired* once `age >= ttl`; a claim once `age >= claim ttl`.
-///   Expired things are invisible to every call at once, whether or not a
-///   background clean-up has removed them yet.
-/// - A message posted with `delay` is *delayed* until `age >= delay`: it is not
-///   claimable nor poppable, and listed only with `include_delayed`.
-/// - `create_claim` takes up to `limit` free messages (not delayed, not held by
-///   a live claim) atomically: two concurrent claims never get the same message.
-///   Each claimed message's `claim_count` grows by one, and its lifetime is
-///   extended to at least `claim ttl + grace` from now.
-/// - With `_max_claim_count` and `_dead_letter_queue` in the queue metadata, a
-///   message already claimed `_max_claim_count` times is moved to the dead
-///   letter queue (same project) instead of being claimed again, with the TTL
-///   `_dead_letter_queue_messages_ttl` if set (see `dead_letter.rs`).
-/// - Deleting a claimed message needs its claim id: without one the store
-///   answers `ZaqarError::titled(Forbidden, "Unable to delete", "This message is
-///   claimed; it cannot be deleted without a valid claim ID.")`; with a claim id
-///   that does not hold the message (wrong, expired, or message not claimed):
-///   `ZaqarError::titled(BadRequest, "Unable to delete", "The specified claim
-///   does not exist or has expired.")`, exactly as Zaqar 23 answers.
-/// - Deleting something that does not exist succeeds (Zaqar answers 204).
-/// - Every acknowledged write is durable to the degree the backend is (Redis per
-///   its persistence settings; SQLite in WAL mode with synchronous=NORMAL).
-/// - A store that cannot be reached answers `Unavailable` quickly (no hang).
+/// Queues: their records, metadata, counts and purges.
 #[async_trait]
-pub trait MessageStore: Send + Sync + 'static {
+pub trait QueueStore: Send + Sync {
     /// Creates a queue with `metadata_json` (a JSON object). Returns false if it
     /// already existed; its metadata is then left as it was.
     async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool>;
@@ -122,7 +94,11 @@ pub trait MessageStore: Send + Sync + 'static {
         messages: bool,
         subscriptions: bool,
     ) -> StoreResult<()>;
+}
 
+/// Messages: posts, listings, reads, deletes and pops.
+#[async_trait]
+pub trait MessageLog: QueueStore + Send + Sync {
     /// Appends messages in order and returns their new ids in the same order.
     /// Creates the queue (empty metadata) if it does not exist, as Zaqar v2 does.
     async fn post_messages(
@@ -203,7 +179,11 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Removes and returns up to `limit` free messages, oldest first, atomically.
     async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>>;
+}
 
+/// Claims: taking free messages for a while, renewing and releasing them.
+#[async_trait]
+pub trait ClaimStore: Send + Sync {
     /// Claims up to `limit` free messages; `None` when there were none.
     /// The reply carries the claim id, its ttl, age 0 and the claimed messages.
     async fn create_claim(
@@ -229,7 +209,11 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Releases a claim: its messages become free again. A missing claim succeeds.
     async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()>;
+}
 
+/// Subscriptions of a queue.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
     /// Subscribes `subscriber` to a queue. If that subscriber already has a live
     /// subscription on the queue, returns its id and `false` (nothing changes).
     async fn create_subscription(
@@ -273,7 +257,11 @@ pub trait MessageStore: Send + Sync + 'static {
         id: &str,
         confirmed: bool,
     ) -> StoreResult<()>;
+}
 
+/// What the notifier keeps per subscription: its cursor and its lease.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
     /// The delivery cursor of a live subscription: the listing marker (as
     /// `list_messages` takes it) right after the last message its notifier is done
     /// with (delivered, refused, or out of retries). `None` when no cursor was
@@ -320,7 +308,42 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Every queue (of every project) with at least one live subscription, so the
     /// notifier can resume them all after a restart.
     async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>>;
+}
 
+/// A message store: queues, messages, claims and subscriptions of every project
+/// of one pool, one trait per concern (each backend implements each in its file
+/// of that concern). Input is already validated by api-node (names, limits, TTLs);
+/// a store checks only what needs its data (existence, claims).
+///
+/// Delivery semantics every backend keeps (the conformance suite checks them):
+/// - Messages of a queue are listed, claimed and popped in posting order (FIFO).
+/// - A message is *expired* once `age >= ttl`; a claim once `age >= claim ttl`.
+///   Expired things are invisible to every call at once, whether or not a
+///   background clean-up has removed them yet.
+/// - A message posted with `delay` is *delayed* until `age >= delay`: it is not
+///   claimable nor poppable, and listed only with `include_delayed`.
+/// - `create_claim` takes up to `limit` free messages (not delayed, not held by
+///   a live claim) atomically: two concurrent claims never get the same message.
+///   Each claimed message's `claim_count` grows by one, and its lifetime is
+///   extended to at least `claim ttl + grace` from now.
+/// - With `_max_claim_count` and `_dead_letter_queue` in the queue metadata, a
+///   message already claimed `_max_claim_count` times is moved to the dead
+///   letter queue (same project) instead of being claimed again, with the TTL
+///   `_dead_letter_queue_messages_ttl` if set (see `dead_letter.rs`).
+/// - Deleting a claimed message needs its claim id: without one the store
+///   answers `ZaqarError::titled(Forbidden, "Unable to delete", "This message is
+///   claimed; it cannot be deleted without a valid claim ID.")`; with a claim id
+///   that does not hold the message (wrong, expired, or message not claimed):
+///   `ZaqarError::titled(BadRequest, "Unable to delete", "The specified claim
+///   does not exist or has expired.")`, exactly as Zaqar 23 answers.
+/// - Deleting something that does not exist succeeds (Zaqar answers 204).
+/// - Every acknowledged write is durable to the degree the backend is (Redis per
+///   its persistence settings; SQLite in WAL mode with synchronous=NORMAL).
+/// - A store that cannot be reached answers `Unavailable` quickly (no hang).
+#[async_trait]
+pub trait MessageStore:
+    QueueStore + MessageLog + ClaimStore + SubscriptionStore + DeliveryStore + 'static
+{
     /// Whether the store answers (a cheap round trip).
     async fn health(&self) -> StoreResult<()>;
 
@@ -352,4 +375,12 @@ pub(crate) fn nothing_claimed(dead_letter_queue: String) -> Option<ClaimReply> {
         dead_letter_queue,
         ..ClaimReply::default()
     })
+}
+
+/// Every store trait, for code that calls a store of a known type (`use
+/// crate::store::prelude::*`): a trait's methods are callable where it is in scope.
+pub mod prelude {
+    pub use super::{
+        ClaimStore, DeliveryStore, MessageLog, MessageStore, QueueStore, SubscriptionStore,
+    };
 }

@@ -48,7 +48,8 @@ use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply
 use zaqar_proto::ZaqarError;
 
 use crate::store::{
-    CheckedPost, ListParams, MessageStore, Once, Post, StoreResult, SubscriptionUpdate,
+    CheckedPost, ClaimStore, DeliveryStore, ListParams, MessageLog, MessageStore, Once, Post,
+    QueueStore, StoreResult, SubscriptionStore, SubscriptionUpdate,
 };
 
 /// The longest any one store call takes (transaction retries included).
@@ -303,7 +304,7 @@ fn of_ids(queue: &QueueRef, id: impl Into<mongodb::bson::Bson>) -> Document {
 }
 
 #[async_trait]
-impl MessageStore for MongoStore {
+impl QueueStore for MongoStore {
     async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
         bounded(queues::create(self, queue, metadata_json)).await
     }
@@ -332,7 +333,10 @@ impl MessageStore for MongoStore {
     ) -> StoreResult<()> {
         bounded(queues::purge(self, queue, messages, subscriptions)).await
     }
+}
 
+#[async_trait]
+impl MessageLog for MongoStore {
     async fn post_messages(
         &self,
         queue: &QueueRef,
@@ -384,7 +388,10 @@ impl MessageStore for MongoStore {
     async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
         bounded(messages::pop(self, queue, limit)).await
     }
+}
 
+#[async_trait]
+impl ClaimStore for MongoStore {
     async fn create_claim(
         &self,
         queue: &QueueRef,
@@ -412,7 +419,10 @@ impl MessageStore for MongoStore {
     async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
         bounded(claims::delete(self, queue, claim_id)).await
     }
+}
 
+#[async_trait]
+impl SubscriptionStore for MongoStore {
     async fn create_subscription(
         &self,
         queue: &QueueRef,
@@ -466,7 +476,10 @@ impl MessageStore for MongoStore {
     ) -> StoreResult<()> {
         bounded(subscriptions::confirm(self, queue, id, confirmed)).await
     }
+}
 
+#[async_trait]
+impl DeliveryStore for MongoStore {
     async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
         bounded(subscriptions::cursor(self, queue, id)).await
     }
@@ -506,7 +519,10 @@ impl MessageStore for MongoStore {
     async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
         bounded(subscriptions::subscribed_queues(self)).await
     }
+}
 
+#[async_trait]
+impl MessageStore for MongoStore {
     async fn health(&self) -> StoreResult<()> {
         bounded(async {
             self.client

@@ -3,6 +3,7 @@
 //! (`ZAQAR_TEST_SECANTUSD`, exported by scripts/test-servers.sh; skipped when
 //! unset, unless `CI` is set); the delivery semantics are in the conformance suite.
 
+use crate::store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

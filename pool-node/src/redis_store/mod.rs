@@ -60,7 +60,8 @@ use zaqar_proto::redis_uri::{RedisTarget, RedisUri};
 use zaqar_proto::ZaqarError;
 
 use crate::store::{
-    CheckedPost, ListParams, MessageStore, Once, Post, StoreResult, SubscriptionUpdate,
+    CheckedPost, ClaimStore, DeliveryStore, ListParams, MessageLog, MessageStore, Once, Post,
+    QueueStore, StoreResult, SubscriptionStore, SubscriptionUpdate,
 };
 use group_commit::GroupCommit;
 use messages::{DeleteCall, PostCall, PostKey};
@@ -422,7 +423,7 @@ impl RedisStore {
 }
 
 #[async_trait]
-impl MessageStore for RedisStore {
+impl QueueStore for RedisStore {
     async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
         self.create_queue_record(queue, metadata_json).await
     }
@@ -457,7 +458,10 @@ impl MessageStore for RedisStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl MessageLog for RedisStore {
     async fn post_messages(
         &self,
         queue: &QueueRef,
@@ -550,7 +554,10 @@ impl MessageStore for RedisStore {
     async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
         self.pop(queue, limit).await
     }
+}
 
+#[async_trait]
+impl ClaimStore for RedisStore {
     async fn create_claim(
         &self,
         queue: &QueueRef,
@@ -578,7 +585,10 @@ impl MessageStore for RedisStore {
     async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
         self.release_claim(queue, claim_id).await
     }
+}
 
+#[async_trait]
+impl SubscriptionStore for RedisStore {
     async fn create_subscription(
         &self,
         queue: &QueueRef,
@@ -627,7 +637,10 @@ impl MessageStore for RedisStore {
             .await
             .map(drop)
     }
+}
 
+#[async_trait]
+impl DeliveryStore for RedisStore {
     async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
         self.cursor(queue, id, "get", "").await
     }
@@ -670,7 +683,10 @@ impl MessageStore for RedisStore {
     async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
         self.queues_with_subscriptions().await
     }
+}
 
+#[async_trait]
+impl MessageStore for RedisStore {
     async fn health(&self) -> StoreResult<()> {
         self.query::<String>(&redis::cmd("PING")).await.map(drop)
     }

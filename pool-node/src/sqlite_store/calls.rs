@@ -17,7 +17,8 @@ use zaqar_proto::ZaqarError;
 
 use super::{claims, messages, queues, subscriptions, SqliteStore};
 use crate::store::{
-    CheckedPost, ListParams, MessageStore, Once, Post, StoreResult, SubscriptionUpdate,
+    CheckedPost, ClaimStore, DeliveryStore, ListParams, MessageLog, MessageStore, Once, Post,
+    QueueStore, StoreResult, SubscriptionStore, SubscriptionUpdate,
 };
 
 impl SqliteStore {
@@ -35,7 +36,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl MessageStore for SqliteStore {
+impl QueueStore for SqliteStore {
     async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
         let (queue, metadata) = (queue.clone(), metadata_json.to_owned());
         self.detached(|s| async move { queues::create(&s, &queue, &metadata).await })
@@ -78,7 +79,10 @@ impl MessageStore for SqliteStore {
         )
         .await
     }
+}
 
+#[async_trait]
+impl MessageLog for SqliteStore {
     async fn post_messages(
         &self,
         queue: &QueueRef,
@@ -156,7 +160,10 @@ impl MessageStore for SqliteStore {
         self.detached(move |s| async move { messages::pop(&s, &queue, limit).await })
             .await
     }
+}
 
+#[async_trait]
+impl ClaimStore for SqliteStore {
     async fn create_claim(
         &self,
         queue: &QueueRef,
@@ -194,7 +201,10 @@ impl MessageStore for SqliteStore {
         self.detached(|s| async move { claims::delete(&s, &queue, &claim_id).await })
             .await
     }
+}
 
+#[async_trait]
+impl SubscriptionStore for SqliteStore {
     async fn create_subscription(
         &self,
         queue: &QueueRef,
@@ -260,7 +270,10 @@ impl MessageStore for SqliteStore {
         )
         .await
     }
+}
 
+#[async_trait]
+impl DeliveryStore for SqliteStore {
     async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
         let (queue, id) = (queue.clone(), id.to_owned());
         self.detached(|s| async move { subscriptions::cursor(&s, &queue, &id).await })
@@ -317,7 +330,10 @@ impl MessageStore for SqliteStore {
         self.detached(|s| async move { subscriptions::subscribed_queues(&s).await })
             .await
     }
+}
 
+#[async_trait]
+impl MessageStore for SqliteStore {
     async fn health(&self) -> StoreResult<()> {
         self.detached(|s| async move {
             sqlx::query("SELECT 1")

@@ -1,6 +1,7 @@
 //! Tests of what only the SQLite store has: its file, reopening it, and clean-up.
 //! The behaviour every backend shares is checked by `crate::conformance`.
 
+use crate::store::prelude::*;
 use sqlx::Row;
 use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;

@@ -4,6 +4,7 @@
 //! at `ZAQAR_TEST_REDIS_CLUSTER_URL` (skipped when unset, unless `CI` is set); the
 //! delivery semantics are in the conformance suite (`conformance::redis_cluster`).
 
+use crate::store::prelude::*;
 use zaqar_proto::pb::QueueRef;
 
 use super::{everything, message};

@@ -4,6 +4,7 @@
 //! when the test awaits: the first becomes the call in flight and the others
 //! wait for it, deterministically.
 
+use crate::store::prelude::*;
 use std::collections::HashMap;
 
 use tokio::task::JoinHandle;
@@ -12,7 +13,6 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::{everything, queue, TestRedis};
 use crate::redis_store::RedisStore;
-use crate::store::MessageStore;
 
 /// How many times Redis ran a script since the last reset (not counting the
 /// first call of a script Redis did not have yet, refused with NOSCRIPT).

@@ -15,6 +15,7 @@ mod relay;
 mod sentinel;
 mod tls;
 
+use crate::store::prelude::*;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
