@@ -3,7 +3,6 @@
 //! (`ZAQAR_TEST_SECANTUSD`, exported by scripts/test-servers.sh; skipped when
 //! unset, unless `CI` is set); the delivery semantics are in the conformance suite.
 
-use crate::store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,7 +11,8 @@ use std::time::{Duration, Instant};
 use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
-use crate::store::{ListParams, MessageStore};
+use crate::store::prelude::*;
+use crate::store::ListParams;
 
 /// A secantusd-rs child process on a fixed port and data directory, killed when dropped.
 struct TestSecantus {

@@ -3,6 +3,7 @@
 //! A claim is a `claims` row plus `claim_id` / `claim_expires_ms` on each
 //! message it holds; a message is held while its `claim_expires_ms` is ahead of now.
 
+use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
@@ -13,12 +14,12 @@ use super::messages::{free_ended, free_messages};
 use super::{message_from_row, ms, now_ms, store_error, whole_seconds, SqliteStore};
 use super::{CLAIMED, FREE, MESSAGE_COLUMNS};
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::{nothing_claimed, StoreResult};
+use crate::store::{nothing_claimed, ClaimStore, StoreResult};
 
 /// Claims up to `limit` free messages in one `BEGIN IMMEDIATE` transaction.
 /// Messages the queue's dead-letter policy calls exhausted move to the dead
 /// letter queue instead, and do not count towards `limit`.
-pub(super) async fn create(
+async fn create_claim(
     store: &SqliteStore,
     queue: &QueueRef,
     ttl: u32,
@@ -178,7 +179,7 @@ fn no_such_claim(claim_id: &str) -> ZaqarError {
     ZaqarError::not_found(format!("Claim {claim_id} does not exist"))
 }
 
-pub(super) async fn get(
+async fn get_claim(
     store: &SqliteStore,
     queue: &QueueRef,
     claim_id: &str,
@@ -221,7 +222,7 @@ pub(super) async fn get(
 }
 
 /// Renews a live claim from now; its messages live at least `ttl + grace` more.
-pub(super) async fn update(
+async fn update_claim(
     store: &SqliteStore,
     queue: &QueueRef,
     claim_id: &str,
@@ -266,11 +267,7 @@ pub(super) async fn update(
 }
 
 /// Releases a claim: its messages are free again at once.
-pub(super) async fn delete(
-    store: &SqliteStore,
-    queue: &QueueRef,
-    claim_id: &str,
-) -> StoreResult<()> {
+async fn delete_claim(store: &SqliteStore, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
     let mut tx = store.begin().await?;
     sqlx::query(&format!(
         "UPDATE messages SET claim_id = NULL, claim_expires_ms = 0, state = {FREE} \
@@ -290,4 +287,43 @@ pub(super) async fn delete(
         .await
         .map_err(store_error)?;
     tx.commit().await.map_err(store_error)
+}
+
+#[async_trait]
+impl ClaimStore for SqliteStore {
+    async fn create_claim(
+        &self,
+        queue: &QueueRef,
+        ttl: u32,
+        grace: u32,
+        limit: u32,
+    ) -> StoreResult<Option<ClaimReply>> {
+        let queue = queue.clone();
+        self.detached(move |s| async move { create_claim(&s, &queue, ttl, grace, limit).await })
+            .await
+    }
+
+    async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
+        let (queue, claim_id) = (queue.clone(), claim_id.to_owned());
+        self.detached(|s| async move { get_claim(&s, &queue, &claim_id).await })
+            .await
+    }
+
+    async fn update_claim(
+        &self,
+        queue: &QueueRef,
+        claim_id: &str,
+        ttl: u32,
+        grace: u32,
+    ) -> StoreResult<()> {
+        let (queue, claim_id) = (queue.clone(), claim_id.to_owned());
+        self.detached(move |s| async move { update_claim(&s, &queue, &claim_id, ttl, grace).await })
+            .await
+    }
+
+    async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
+        let (queue, claim_id) = (queue.clone(), claim_id.to_owned());
+        self.detached(|s| async move { delete_claim(&s, &queue, &claim_id).await })
+            .await
+    }
 }

@@ -1,5 +1,6 @@
 //! Messages of the SQLite store: post, list, get, delete and pop.
 
+use async_trait::async_trait;
 use std::collections::HashSet;
 
 use sqlx::Row;
@@ -15,10 +16,10 @@ use super::{
 /// The most rows one call moves from claimed or from delayed back to free; each
 /// row moves once, the rest wait for the next call.
 const FREED_PER_CALL: i64 = 500;
-use crate::store::{CheckedPost, ListParams, Once, Post, StoreResult};
+use crate::store::{CheckedPost, ListParams, MessageLog, Once, Post, StoreResult};
 
 /// Appends `messages` in one transaction, creating the queue if needed.
-pub(super) async fn post(
+async fn post_messages(
     store: &SqliteStore,
     queue: &QueueRef,
     client_id: &str,
@@ -32,7 +33,7 @@ pub(super) async fn post(
 
 /// `MessageStore::post_once`: the checks, the key's lookup, the post and the key's
 /// record in one write transaction (which SQLite runs one at a time).
-pub(super) async fn post_once(
+async fn post_once(
     store: &SqliteStore,
     queue: &QueueRef,
     post: Post<'_>,
@@ -130,7 +131,7 @@ async fn append(
     Ok(ids)
 }
 
-pub(super) async fn list(
+async fn list_messages(
     store: &SqliteStore,
     queue: &QueueRef,
     params: &ListParams,
@@ -188,7 +189,7 @@ pub(super) fn listing_sql(states: &[i64]) -> String {
     format!("{} ORDER BY seq LIMIT ?7", ranges.join(" UNION ALL "))
 }
 
-pub(super) async fn get_many(
+async fn get_messages(
     store: &SqliteStore,
     queue: &QueueRef,
     ids: &[String],
@@ -263,7 +264,7 @@ fn claimed_without_claim_id() -> ZaqarError {
     )
 }
 
-pub(super) async fn delete_one(
+async fn delete_message(
     store: &SqliteStore,
     queue: &QueueRef,
     id: &str,
@@ -290,7 +291,7 @@ pub(super) async fn delete_one(
 }
 
 /// Deletes `ids`; with `claim_ids`, checks every claimed one first (all or nothing).
-pub(super) async fn delete_many(
+async fn delete_messages(
     store: &SqliteStore,
     queue: &QueueRef,
     ids: &[String],
@@ -314,7 +315,7 @@ pub(super) async fn delete_many(
 }
 
 /// Removes and returns up to `limit` free messages, oldest first.
-pub(super) async fn pop(
+async fn pop_messages(
     store: &SqliteStore,
     queue: &QueueRef,
     limit: u32,
@@ -408,4 +409,83 @@ pub(super) async fn free_ended(
         .await
         .map_err(store_error)?;
     Ok(())
+}
+
+#[async_trait]
+impl MessageLog for SqliteStore {
+    async fn post_messages(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        new: &[NewMessage],
+    ) -> StoreResult<Vec<String>> {
+        let (queue, client_id, new) = (queue.clone(), client_id.to_owned(), new.to_vec());
+        self.detached(|s| async move { post_messages(&s, &queue, &client_id, &new).await })
+            .await
+    }
+
+    async fn post_once(
+        &self,
+        queue: &QueueRef,
+        post: Post<'_>,
+        once: &Once,
+    ) -> StoreResult<CheckedPost> {
+        let (queue, client_id) = (queue.clone(), post.client_id.to_owned());
+        let (new, plain) = (post.messages.to_vec(), post.plain);
+        let (expected, once) = (post.expected_metadata.map(str::to_owned), once.clone());
+        self.detached(|s| async move {
+            let post = Post {
+                client_id: &client_id,
+                messages: &new,
+                plain,
+                expected_metadata: expected.as_deref(),
+            };
+            post_once(&s, &queue, post, &once).await
+        })
+        .await
+    }
+
+    async fn list_messages(
+        &self,
+        queue: &QueueRef,
+        params: &ListParams,
+    ) -> StoreResult<(Vec<Message>, String)> {
+        let (queue, params) = (queue.clone(), params.clone());
+        self.detached(|s| async move { list_messages(&s, &queue, &params).await })
+            .await
+    }
+
+    async fn get_messages(&self, queue: &QueueRef, ids: &[String]) -> StoreResult<Vec<Message>> {
+        let (queue, ids) = (queue.clone(), ids.to_vec());
+        self.detached(|s| async move { get_messages(&s, &queue, &ids).await })
+            .await
+    }
+
+    async fn delete_messages(
+        &self,
+        queue: &QueueRef,
+        ids: &[String],
+        claim_ids: &[String],
+    ) -> StoreResult<()> {
+        let (queue, ids, claim_ids) = (queue.clone(), ids.to_vec(), claim_ids.to_vec());
+        self.detached(|s| async move { delete_messages(&s, &queue, &ids, &claim_ids).await })
+            .await
+    }
+
+    async fn delete_message(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        claim_id: Option<&str>,
+    ) -> StoreResult<()> {
+        let (queue, id, claim_id) = (queue.clone(), id.to_owned(), claim_id.map(str::to_owned));
+        self.detached(|s| async move { delete_message(&s, &queue, &id, claim_id.as_deref()).await })
+            .await
+    }
+
+    async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
+        let queue = queue.clone();
+        self.detached(move |s| async move { pop_messages(&s, &queue, limit).await })
+            .await
+    }
 }

@@ -1,5 +1,6 @@
 //! Queues of the SQLite store: metadata, deletion, purge and stats.
 
+use async_trait::async_trait;
 use sqlx::Row;
 use zaqar_proto::pb::{QueueRef, QueueStatsReply};
 use zaqar_proto::ZaqarError;
@@ -8,9 +9,9 @@ use super::{
     message_from_row, now_ms, store_error, Bind, SqliteStore, CLAIMED, DELAYED, FREE,
     MESSAGE_COLUMNS,
 };
-use crate::store::StoreResult;
+use crate::store::{QueueStore, StoreResult};
 
-pub(super) async fn create(
+async fn create_queue(
     store: &SqliteStore,
     queue: &QueueRef,
     metadata_json: &str,
@@ -26,7 +27,7 @@ pub(super) async fn create(
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn get(store: &SqliteStore, queue: &QueueRef) -> StoreResult<Option<String>> {
+async fn get_queue(store: &SqliteStore, queue: &QueueRef) -> StoreResult<Option<String>> {
     metadata(&store.reader, queue).await
 }
 
@@ -45,7 +46,7 @@ pub(super) async fn metadata<'e>(
     Ok(row.map(|row| row.get("metadata")))
 }
 
-pub(super) async fn set_metadata(
+async fn set_queue_metadata(
     store: &SqliteStore,
     queue: &QueueRef,
     metadata_json: &str,
@@ -67,20 +68,20 @@ pub(super) async fn set_metadata(
 }
 
 /// Deletes the queue row, its messages and claims; subscriptions stay.
-pub(super) async fn delete(store: &SqliteStore, queue: &QueueRef) -> StoreResult<()> {
+async fn delete_queue(store: &SqliteStore, queue: &QueueRef) -> StoreResult<()> {
     sqlx::query("DELETE FROM queues WHERE project = ? AND name = ?")
         .bind(&queue.project)
         .bind(&queue.queue)
         .execute(&store.writer)
         .await
         .map_err(store_error)?;
-    purge(store, queue, true, false).await
+    purge_queue(store, queue, true, false).await
 }
 
 /// Deletes a queue's messages and claims and/or its subscriptions, in batches
 /// (see `delete_in_batches`): a large queue does not hold the write lock for
 /// long. Messages posted while a purge runs are kept.
-pub(super) async fn purge(
+async fn purge_queue(
     store: &SqliteStore,
     queue: &QueueRef,
     messages: bool,
@@ -126,7 +127,7 @@ pub(super) async fn purge(
 /// delays passed: ranges of the two partial indexes) and the expired rows not yet
 /// swept (a range of the expiry index over the whole store, which the sweep keeps
 /// short). No count reads the queue's other rows.
-pub(super) async fn stats(store: &SqliteStore, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
+async fn queue_stats(store: &SqliteStore, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
     let now = now_ms();
     let mut tx = store.reader.begin().await.map_err(store_error)?;
     let mut counts = Vec::new();
@@ -224,4 +225,50 @@ pub(super) fn ends_sql(order: &str) -> String {
         "{} ORDER BY seq {order} LIMIT 1",
         ranges.join(" UNION ALL ")
     )
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
+        let (queue, metadata) = (queue.clone(), metadata_json.to_owned());
+        self.detached(|s| async move { create_queue(&s, &queue, &metadata).await })
+            .await
+    }
+
+    async fn get_queue(&self, queue: &QueueRef) -> StoreResult<Option<String>> {
+        let queue = queue.clone();
+        self.detached(|s| async move { get_queue(&s, &queue).await })
+            .await
+    }
+
+    async fn set_queue_metadata(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<()> {
+        let (queue, metadata) = (queue.clone(), metadata_json.to_owned());
+        self.detached(|s| async move { set_queue_metadata(&s, &queue, &metadata).await })
+            .await
+    }
+
+    async fn delete_queue(&self, queue: &QueueRef) -> StoreResult<()> {
+        let queue = queue.clone();
+        self.detached(|s| async move { delete_queue(&s, &queue).await })
+            .await
+    }
+
+    async fn queue_stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
+        let queue = queue.clone();
+        self.detached(|s| async move { queue_stats(&s, &queue).await })
+            .await
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueRef,
+        messages: bool,
+        subscriptions: bool,
+    ) -> StoreResult<()> {
+        let queue = queue.clone();
+        self.detached(
+            move |s| async move { purge_queue(&s, &queue, messages, subscriptions).await },
+        )
+        .await
+    }
 }

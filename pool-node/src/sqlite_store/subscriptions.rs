@@ -3,6 +3,7 @@
 //! `(project, queue, subscriber)` is unique in the table; an expired row with
 //! the same subscriber is deleted before a new one takes its place.
 
+use async_trait::async_trait;
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteRow;
@@ -12,7 +13,7 @@ use zaqar_proto::pb::{QueueRef, Subscription};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::{ms, now_ms, parse_marker, store_error, whole_seconds, SqliteStore};
-use crate::store::{StoreResult, SubscriptionUpdate};
+use crate::store::{DeliveryStore, StoreResult, SubscriptionStore, SubscriptionUpdate};
 
 const COLUMNS: &str = "seq, id, queue, subscriber, ttl, options, confirmed, created_ms";
 
@@ -66,7 +67,7 @@ async fn live_with_subscriber(
     Ok(row.map(|row| row.get("id")))
 }
 
-pub(super) async fn create(
+async fn create_subscription(
     store: &SqliteStore,
     queue: &QueueRef,
     subscriber: &str,
@@ -102,7 +103,7 @@ pub(super) async fn create(
     Ok((id, true))
 }
 
-pub(super) async fn list(
+async fn list_subscriptions(
     store: &SqliteStore,
     queue: &QueueRef,
     marker: &str,
@@ -156,7 +157,7 @@ async fn fetch_live(
     Ok(subscription_from_row(&row, now))
 }
 
-pub(super) async fn get(
+async fn get_subscription(
     store: &SqliteStore,
     queue: &QueueRef,
     id: &str,
@@ -165,7 +166,7 @@ pub(super) async fn get(
     fetch_live(&mut conn, queue, id, now_ms()).await
 }
 
-pub(super) async fn update(
+async fn update_subscription(
     store: &SqliteStore,
     queue: &QueueRef,
     id: &str,
@@ -211,7 +212,7 @@ pub(super) async fn update(
     tx.commit().await.map_err(store_error)
 }
 
-pub(super) async fn delete(store: &SqliteStore, queue: &QueueRef, id: &str) -> StoreResult<()> {
+async fn delete_subscription(store: &SqliteStore, queue: &QueueRef, id: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM subscriptions WHERE id = ? AND project = ? AND queue = ?")
         .bind(id)
         .bind(&queue.project)
@@ -222,7 +223,7 @@ pub(super) async fn delete(store: &SqliteStore, queue: &QueueRef, id: &str) -> S
     Ok(())
 }
 
-pub(super) async fn confirm(
+async fn confirm_subscription(
     store: &SqliteStore,
     queue: &QueueRef,
     id: &str,
@@ -247,7 +248,7 @@ pub(super) async fn confirm(
 }
 
 /// The delivery cursor of a live subscription.
-pub(super) async fn cursor(
+async fn delivery_cursor(
     store: &SqliteStore,
     queue: &QueueRef,
     id: &str,
@@ -268,7 +269,7 @@ pub(super) async fn cursor(
 /// Stores `marker` as the delivery cursor of a live subscription, or with `None`
 /// the end of the message sequence (shared by every queue, so it is past every
 /// message of this one); returns the marker.
-pub(super) async fn set_cursor(
+async fn set_cursor(
     store: &SqliteStore,
     queue: &QueueRef,
     id: &str,
@@ -306,7 +307,7 @@ pub(super) async fn set_cursor(
 
 /// Takes or renews the delivery lease of a live subscription for `holder`;
 /// whether `holder` holds it now.
-pub(super) async fn take_lease(
+async fn take_delivery_lease(
     store: &SqliteStore,
     queue: &QueueRef,
     id: &str,
@@ -336,7 +337,7 @@ pub(super) async fn take_lease(
 }
 
 /// Gives up the delivery lease of a subscription if `holder` holds it.
-pub(super) async fn release_lease(store: &SqliteStore, id: &str, holder: &str) -> StoreResult<()> {
+async fn release_delivery_lease(store: &SqliteStore, id: &str, holder: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM delivery_leases WHERE subscription = ? AND holder = ?")
         .bind(id)
         .bind(holder)
@@ -347,7 +348,7 @@ pub(super) async fn release_lease(store: &SqliteStore, id: &str, holder: &str) -
 }
 
 /// The queues with at least one live subscription.
-pub(super) async fn subscribed_queues(store: &SqliteStore) -> StoreResult<Vec<QueueRef>> {
+async fn subscribed_queues(store: &SqliteStore) -> StoreResult<Vec<QueueRef>> {
     let rows = sqlx::query(
         "SELECT DISTINCT project, queue FROM subscriptions WHERE expires_ms > ? \
          ORDER BY project, queue",
@@ -363,4 +364,129 @@ pub(super) async fn subscribed_queues(store: &SqliteStore) -> StoreResult<Vec<Qu
             queue: row.get("queue"),
         })
         .collect())
+}
+
+#[async_trait]
+impl SubscriptionStore for SqliteStore {
+    async fn create_subscription(
+        &self,
+        queue: &QueueRef,
+        subscriber: &str,
+        ttl: u32,
+        options_json: &str,
+        confirmed: bool,
+    ) -> StoreResult<(String, bool)> {
+        let (queue, subscriber, options) = (
+            queue.clone(),
+            subscriber.to_owned(),
+            options_json.to_owned(),
+        );
+        self.detached(move |s| async move {
+            create_subscription(&s, &queue, &subscriber, ttl, &options, confirmed).await
+        })
+        .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        queue: &QueueRef,
+        marker: &str,
+        limit: u32,
+    ) -> StoreResult<(Vec<Subscription>, String)> {
+        let (queue, marker) = (queue.clone(), marker.to_owned());
+        self.detached(move |s| async move { list_subscriptions(&s, &queue, &marker, limit).await })
+            .await
+    }
+
+    async fn get_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<Subscription> {
+        let (queue, id) = (queue.clone(), id.to_owned());
+        self.detached(|s| async move { get_subscription(&s, &queue, &id).await })
+            .await
+    }
+
+    async fn update_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        update: &SubscriptionUpdate,
+    ) -> StoreResult<()> {
+        let (queue, id, update) = (queue.clone(), id.to_owned(), update.clone());
+        self.detached(|s| async move { update_subscription(&s, &queue, &id, &update).await })
+            .await
+    }
+
+    async fn delete_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<()> {
+        let (queue, id) = (queue.clone(), id.to_owned());
+        self.detached(|s| async move { delete_subscription(&s, &queue, &id).await })
+            .await
+    }
+
+    async fn confirm_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        confirmed: bool,
+    ) -> StoreResult<()> {
+        let (queue, id) = (queue.clone(), id.to_owned());
+        self.detached(
+            move |s| async move { confirm_subscription(&s, &queue, &id, confirmed).await },
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
+        let (queue, id) = (queue.clone(), id.to_owned());
+        self.detached(|s| async move { delivery_cursor(&s, &queue, &id).await })
+            .await
+    }
+
+    async fn set_delivery_cursor(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        marker: &str,
+    ) -> StoreResult<()> {
+        let (queue, id, marker) = (queue.clone(), id.to_owned(), marker.to_owned());
+        self.detached(|s| async move { set_cursor(&s, &queue, &id, Some(&marker)).await.map(drop) })
+            .await
+    }
+
+    async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String> {
+        let (queue, id) = (queue.clone(), id.to_owned());
+        self.detached(|s| async move { set_cursor(&s, &queue, &id, None).await })
+            .await
+    }
+
+    async fn take_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let (queue, id, holder) = (queue.clone(), id.to_owned(), holder.to_owned());
+        self.detached(
+            move |s| async move { take_delivery_lease(&s, &queue, &id, &holder, ttl).await },
+        )
+        .await
+    }
+
+    async fn release_delivery_lease(
+        &self,
+        _queue: &QueueRef,
+        id: &str,
+        holder: &str,
+    ) -> StoreResult<()> {
+        let (id, holder) = (id.to_owned(), holder.to_owned());
+        self.detached(|s| async move { release_delivery_lease(&s, &id, &holder).await })
+            .await
+    }
+
+    async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
+        self.detached(|s| async move { subscribed_queues(&s).await })
+            .await
+    }
 }

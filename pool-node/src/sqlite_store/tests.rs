@@ -1,12 +1,16 @@
 //! Tests of what only the SQLite store has: its file, reopening it, and clean-up.
 //! The behaviour every backend shares is checked by `crate::conformance`.
 
-use crate::store::prelude::*;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::Row;
-use zaqar_proto::pb::{NewMessage, QueueRef};
+use zaqar_proto::pb::{Message, NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
+use super::database::sqlite_gaps;
 use super::*;
+use crate::store::prelude::*;
 use crate::store::ListParams;
 
 fn queue() -> QueueRef {

@@ -4,13 +4,12 @@
 //! at `ZAQAR_TEST_REDIS_CLUSTER_URL` (skipped when unset, unless `CI` is set); the
 //! delivery semantics are in the conformance suite (`conformance::redis_cluster`).
 
-use crate::store::prelude::*;
 use zaqar_proto::pb::QueueRef;
 
 use super::{everything, message};
 use crate::redis_store::connection::Node;
 use crate::redis_store::RedisStore;
-use crate::store::MessageStore;
+use crate::store::prelude::*;
 
 async fn cluster() -> Option<RedisStore> {
     let Ok(url) = std::env::var("ZAQAR_TEST_REDIS_CLUSTER_URL") else {

@@ -3,13 +3,13 @@
 //! with 10 claimed as on one of 100,000 with 50,000 claimed (counted with
 //! `INFO commandstats`, commands run inside scripts included; no timing).
 
-use crate::store::prelude::*;
 use std::collections::BTreeMap;
 
 use zaqar_proto::pb::{NewMessage, QueueRef};
 
 use super::{queue, TestRedis};
 use crate::redis_store::RedisStore;
+use crate::store::prelude::*;
 use crate::store::ListParams;
 
 /// Posts `count` messages in requests of 1,000 and claims the first `claimed` of them.

@@ -4,7 +4,6 @@
 //! when the test awaits: the first becomes the call in flight and the others
 //! wait for it, deterministically.
 
-use crate::store::prelude::*;
 use std::collections::HashMap;
 
 use tokio::task::JoinHandle;
@@ -13,6 +12,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::{everything, queue, TestRedis};
 use crate::redis_store::RedisStore;
+use crate::store::prelude::*;
 
 /// How many times Redis ran a script since the last reset (not counting the
 /// first call of a script Redis did not have yet, refused with NOSCRIPT).

@@ -1,13 +1,13 @@
 //! A store written in layout 1 is migrated when a pool-node opens it; one of
 //! an unknown layout is refused.
 
-use crate::store::prelude::*;
 use zaqar_proto::pb::QueueRef;
 use zaqar_proto::ErrorCode;
 
 use super::{everything, queue, TestRedis};
 use crate::redis_store::keys::{QueueKeys, Slots, LAYOUT_KEY};
 use crate::redis_store::RedisStore;
+use crate::store::prelude::*;
 use crate::store::ListParams;
 
 /// Writes a queue as layout 1 did: messages packed in one hash, every one of

@@ -15,7 +15,6 @@ mod relay;
 mod sentinel;
 mod tls;
 
-use crate::store::prelude::*;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +24,8 @@ use zaqar_proto::ErrorCode;
 
 use super::keys::{QueueKeys, Slots};
 use super::{RedisStore, CALL_TIMEOUT};
-use crate::store::{ListParams, MessageStore};
+use crate::store::prelude::*;
+use crate::store::ListParams;
 
 /// Sentinel failover tests run one at a time: two groups electing at once on two
 /// cores, beside the other tests, can take longer than the tests' bounds.

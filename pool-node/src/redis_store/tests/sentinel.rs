@@ -3,7 +3,6 @@
 //! through a forced failover, answers 503 (never hangs) while there is none, and
 //! with `min_replicas_ack=1` keeps every post it acknowledged through the kill.
 
-use crate::store::prelude::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use zaqar_proto::ErrorCode;
 use super::{free_port, message, queue, TestRedis};
 use crate::redis_store::link::SENTINEL_POLL;
 use crate::redis_store::{RedisStore, CALL_TIMEOUT};
+use crate::store::prelude::*;
 
 const MASTER_NAME: &str = "zaqar-pool";
 

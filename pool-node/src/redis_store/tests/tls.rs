@@ -3,13 +3,13 @@
 //! and refuses a server it cannot verify. A Sentinel group over TLS (`rediss://` with
 //! `master=`: sentinels and master both on TLS) is followed through a failover.
 
-use crate::store::prelude::*;
 use std::path::Path;
 
 use zaqar_proto::ErrorCode;
 
 use super::{everything, free_port, message, queue, TestRedis};
 use crate::redis_store::RedisStore;
+use crate::store::prelude::*;
 
 /// `ca.pem`, and the server's `server.pem` and `server.key` (for 127.0.0.1), in `dir`.
 fn make_certificates(dir: &Path) {
