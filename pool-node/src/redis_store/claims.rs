@@ -1,5 +1,6 @@
 //! Claims in the redis store: create (with dead lettering), get, renew, release.
 
+use async_trait::async_trait;
 use uuid::Uuid;
 use zaqar_proto::pb::{ClaimReply, QueueRef};
 use zaqar_proto::ZaqarError;
@@ -8,7 +9,7 @@ use super::keys::{QueueKeys, Slots};
 use super::rows::{messages, seconds, MessageRow};
 use super::RedisStore;
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::{nothing_claimed, StoreResult};
+use crate::store::{nothing_claimed, ClaimStore, QueueStore, StoreResult};
 
 /// Parked messages moved to a dead letter queue per call, and calls per claim.
 const PARKED_BATCH: usize = 100;
@@ -19,7 +20,33 @@ fn no_claim(claim_id: &str) -> ZaqarError {
 }
 
 impl RedisStore {
-    pub(super) async fn claim(
+    /// Moves the messages parked in `keys`' parked zset to the dead letter queue
+    /// `dead`, oldest first: adds them there (skipping any it has already, from a
+    /// move cut short), then removes them from the parked zset. At most
+    /// [`PARKED_BATCHES`] batches.
+    pub(super) async fn move_parked(&self, keys: &QueueKeys, dead: &QueueKeys) -> StoreResult<()> {
+        for _ in 0..PARKED_BATCHES {
+            let mut oldest = redis::cmd("ZRANGE");
+            oldest.arg(keys.parked()).arg(0).arg(PARKED_BATCH - 1);
+            let members: Vec<Vec<u8>> = self.query(&oldest).await?;
+            if members.is_empty() {
+                return Ok(());
+            }
+            let mut put = self.scripts.dead_letter_put.prepare_invoke();
+            put.key(dead.queue().to_vec()).arg(&members);
+            let added = self.run::<u64>(&put).await?;
+            crate::metrics::count_dead_lettered("redis", added);
+            let mut done = redis::cmd("ZREM");
+            done.arg(keys.parked()).arg(&members);
+            self.query::<u64>(&done).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ClaimStore for RedisStore {
+    async fn create_claim(
         &self,
         queue: &QueueRef,
         ttl: u32,
@@ -28,7 +55,7 @@ impl RedisStore {
     ) -> StoreResult<Option<ClaimReply>> {
         // The script needs the dead letter policy, which lives in the metadata.
         let policy = self
-            .queue_metadata(queue)
+            .get_queue(queue)
             .await?
             .and_then(|metadata| DeadLetterPolicy::from_metadata(&metadata));
         let keys = self.keys(queue);
@@ -77,34 +104,7 @@ impl RedisStore {
         }))
     }
 
-    /// Moves the messages parked in `keys`' parked zset to the dead letter queue
-    /// `dead`, oldest first: adds them there (skipping any it has already, from a
-    /// move cut short), then removes them from the parked zset. At most
-    /// [`PARKED_BATCHES`] batches.
-    pub(super) async fn move_parked(&self, keys: &QueueKeys, dead: &QueueKeys) -> StoreResult<()> {
-        for _ in 0..PARKED_BATCHES {
-            let mut oldest = redis::cmd("ZRANGE");
-            oldest.arg(keys.parked()).arg(0).arg(PARKED_BATCH - 1);
-            let members: Vec<Vec<u8>> = self.query(&oldest).await?;
-            if members.is_empty() {
-                return Ok(());
-            }
-            let mut put = self.scripts.dead_letter_put.prepare_invoke();
-            put.key(dead.queue().to_vec()).arg(&members);
-            let added = self.run::<u64>(&put).await?;
-            crate::metrics::count_dead_lettered("redis", added);
-            let mut done = redis::cmd("ZREM");
-            done.arg(keys.parked()).arg(&members);
-            self.query::<u64>(&done).await?;
-        }
-        Ok(())
-    }
-
-    pub(super) async fn claim_of(
-        &self,
-        queue: &QueueRef,
-        claim_id: &str,
-    ) -> StoreResult<ClaimReply> {
+    async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
         let keys = self.keys(queue);
         let mut invocation = self.scripts.claim_get.prepare_invoke();
         invocation
@@ -124,7 +124,7 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn renew_claim(
+    async fn update_claim(
         &self,
         queue: &QueueRef,
         claim_id: &str,
@@ -145,7 +145,7 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn release_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
+    async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
         let keys = self.keys(queue);
         let mut invocation = self.scripts.claim_delete.prepare_invoke();
         invocation

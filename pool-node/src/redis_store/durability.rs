@@ -15,7 +15,7 @@ impl RedisStore {
     /// when nothing can, or when the server does not allow `CONFIG` (some
     /// managed services): it cannot tell then.
     /// A cluster is read node by node (each master), and a gap names its node.
-    pub(super) async fn persistence_gaps(&self) -> StoreResult<Option<String>> {
+    pub(super) async fn volatility(&self) -> StoreResult<Option<String>> {
         let nodes = self.nodes().await?;
         let mut all = Vec::new();
         for node in &nodes {

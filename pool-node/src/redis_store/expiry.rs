@@ -32,7 +32,7 @@ pub(super) struct SweepCursor {
 
 impl RedisStore {
     /// One step of the expiry sweep; returns the messages counted as expired.
-    pub(super) async fn sweep_expired(&self) -> StoreResult<u64> {
+    pub(super) async fn remove_expired_messages(&self) -> StoreResult<u64> {
         let mut visited = Vec::new();
         let nodes = self.nodes().await?;
         let (mut node, mut cursor) = {

@@ -3,6 +3,7 @@
 //! Posts and deletes go through group commit (`group_commit.rs`): those that
 //! arrive on a queue while one is in flight run together in the next script call.
 
+use async_trait::async_trait;
 use uuid::Uuid;
 use zaqar_proto::pb::{Message, NewMessage, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
@@ -11,7 +12,7 @@ use super::group_commit::Batched;
 use super::keys::QueueKeys;
 use super::rows::{checksum, messages, next_marker, parse_marker, MessageRow};
 use super::RedisStore;
-use crate::store::{CheckedPost, ListParams, Once, StoreResult};
+use crate::store::{CheckedPost, ListParams, MessageLog, Once, Post, StoreResult};
 
 fn flag(value: bool) -> &'static str {
     if value {
@@ -198,37 +199,6 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn list(
-        &self,
-        queue: &QueueRef,
-        params: &ListParams,
-    ) -> StoreResult<(Vec<Message>, String)> {
-        let after = parse_marker(&params.marker)?;
-        let keys = self.keys(queue);
-        let mut invocation = self.scripts.list.prepare_invoke();
-        invocation
-            .key(keys.queue().to_vec())
-            .arg(after)
-            .arg(params.limit)
-            .arg(&params.client_id)
-            .arg(flag(params.echo))
-            .arg(flag(params.include_claimed))
-            .arg(flag(params.include_delayed));
-        let (now, rows, last): (i64, Vec<MessageRow>, u64) = self.run(&invocation).await?;
-        Ok((messages(rows, now), next_marker(last, &params.marker)))
-    }
-
-    pub(super) async fn get(&self, queue: &QueueRef, ids: &[String]) -> StoreResult<Vec<Message>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys = self.keys(queue);
-        let mut invocation = self.scripts.get.prepare_invoke();
-        invocation.key(keys.queue().to_vec()).arg(ids);
-        let (now, rows): (i64, Vec<MessageRow>) = self.run(&invocation).await?;
-        Ok(messages(rows, now))
-    }
-
     /// Deletes `ids` all or none, in one script call with the deletes on the
     /// same queue that wait meanwhile; `mode` is one of `delete.lua`'s claim rules.
     pub(super) async fn delete(
@@ -264,8 +234,119 @@ impl RedisStore {
             )),
         }
     }
+}
 
-    pub(super) async fn pop(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
+#[async_trait]
+impl MessageLog for RedisStore {
+    async fn post_messages(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+    ) -> StoreResult<Vec<String>> {
+        match self
+            .post(queue, client_id, messages, false, None, None)
+            .await?
+        {
+            CheckedPost::Posted(ids) => Ok(ids),
+            refused => Err(ZaqarError::internal(format!(
+                "an unchecked post was refused: {refused:?}"
+            ))),
+        }
+    }
+
+    async fn post_checked_messages(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+        expected_metadata: Option<&str>,
+    ) -> StoreResult<CheckedPost> {
+        self.post(queue, client_id, messages, true, expected_metadata, None)
+            .await
+    }
+
+    async fn post_once(
+        &self,
+        queue: &QueueRef,
+        post: Post<'_>,
+        once: &Once,
+    ) -> StoreResult<CheckedPost> {
+        let Post {
+            client_id,
+            messages,
+            plain,
+            expected_metadata,
+        } = post;
+        self.post(
+            queue,
+            client_id,
+            messages,
+            plain,
+            expected_metadata,
+            Some(once),
+        )
+        .await
+    }
+
+    async fn delete_messages(
+        &self,
+        queue: &QueueRef,
+        ids: &[String],
+        claim_ids: &[String],
+    ) -> StoreResult<()> {
+        let mode = if claim_ids.is_empty() { "any" } else { "held" };
+        self.delete(queue, ids, mode, claim_ids).await
+    }
+
+    async fn delete_message(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        claim_id: Option<&str>,
+    ) -> StoreResult<()> {
+        let ids = [id.to_string()];
+        match claim_id {
+            Some(claim_id) => {
+                self.delete(queue, &ids, "own", &[claim_id.to_string()])
+                    .await
+            }
+            None => self.delete(queue, &ids, "held", &[]).await,
+        }
+    }
+
+    async fn list_messages(
+        &self,
+        queue: &QueueRef,
+        params: &ListParams,
+    ) -> StoreResult<(Vec<Message>, String)> {
+        let after = parse_marker(&params.marker)?;
+        let keys = self.keys(queue);
+        let mut invocation = self.scripts.list.prepare_invoke();
+        invocation
+            .key(keys.queue().to_vec())
+            .arg(after)
+            .arg(params.limit)
+            .arg(&params.client_id)
+            .arg(flag(params.echo))
+            .arg(flag(params.include_claimed))
+            .arg(flag(params.include_delayed));
+        let (now, rows, last): (i64, Vec<MessageRow>, u64) = self.run(&invocation).await?;
+        Ok((messages(rows, now), next_marker(last, &params.marker)))
+    }
+
+    async fn get_messages(&self, queue: &QueueRef, ids: &[String]) -> StoreResult<Vec<Message>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys(queue);
+        let mut invocation = self.scripts.get.prepare_invoke();
+        invocation.key(keys.queue().to_vec()).arg(ids);
+        let (now, rows): (i64, Vec<MessageRow>) = self.run(&invocation).await?;
+        Ok(messages(rows, now))
+    }
+
+    async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
         let keys = self.keys(queue);
         let mut invocation = self.scripts.pop.prepare_invoke();
         invocation.key(keys.queue().to_vec()).arg(limit);

@@ -22,9 +22,19 @@ use zaqar_proto::pb::{QueueActivity, QueueRef};
 
 use zaqar_proto::ZaqarError;
 
-use super::{unavailable, Listen, RedisStore};
+use super::{unavailable, RedisStore};
 use crate::activity::Relay;
 use crate::store::StoreResult;
+
+/// Where the activity relay (`relay.rs`) subscribes.
+pub(super) enum Listen {
+    /// The one server.
+    Server(redis::Client),
+    /// Any node of a Redis Cluster, tried in order.
+    Cluster(Vec<redis::Client>),
+    /// The master the sentinels name.
+    Sentinel,
+}
 
 /// Pause before subscribing again after the subscription broke or could not be made.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
