@@ -5,6 +5,7 @@
 //! Creating, renewing and releasing a claim are transactions, so two claims
 //! never take the same message (the second one conflicts and starts again).
 
+use async_trait::async_trait;
 use futures::FutureExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::Error as MongoError;
@@ -21,16 +22,16 @@ use super::fields::{
 use super::messages::free_ended;
 use super::scan::{free_found, FreeScan};
 use super::{
-    counter_key, date, ensure_queue, find, ms, next_seq, now_ms, of_ids, of_queue, store_error,
-    whole_seconds, MongoStore,
+    bounded, counter_key, date, ensure_queue, find, ms, next_seq, now_ms, of_ids, of_queue,
+    store_error, whole_seconds, MongoStore,
 };
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::{nothing_claimed, StoreResult};
+use crate::store::{nothing_claimed, ClaimStore, StoreResult};
 
 /// Claims up to `limit` free messages in one transaction. Messages the queue's
 /// dead-letter policy calls exhausted move to the dead letter queue instead,
 /// and do not count towards `limit`.
-pub(super) async fn create(
+async fn create_claim(
     store: &MongoStore,
     queue: &QueueRef,
     ttl: u32,
@@ -257,7 +258,7 @@ fn live_claim(queue: &QueueRef, claim_id: &str, now: i64) -> Document {
     filter
 }
 
-pub(super) async fn get(
+async fn get_claim(
     store: &MongoStore,
     queue: &QueueRef,
     claim_id: &str,
@@ -287,7 +288,7 @@ pub(super) async fn get(
 }
 
 /// Renews a live claim from now; its messages live at least `ttl + grace` more.
-pub(super) async fn update(
+async fn update_claim(
     store: &MongoStore,
     queue: &QueueRef,
     claim_id: &str,
@@ -335,11 +336,7 @@ pub(super) async fn update(
 
 /// Releases a claim: its messages are free again at once, and the queue's free
 /// head goes below them.
-pub(super) async fn delete(
-    store: &MongoStore,
-    queue: &QueueRef,
-    claim_id: &str,
-) -> StoreResult<()> {
+async fn delete_claim(store: &MongoStore, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
     store
         .transaction(|session| {
             let (store, queue, claim_id) = (store.clone(), queue.clone(), claim_id.to_string());
@@ -376,4 +373,35 @@ async fn release_in(
         session,
     )
     .await
+}
+
+#[async_trait]
+impl ClaimStore for MongoStore {
+    async fn create_claim(
+        &self,
+        queue: &QueueRef,
+        ttl: u32,
+        grace: u32,
+        limit: u32,
+    ) -> StoreResult<Option<ClaimReply>> {
+        bounded(create_claim(self, queue, ttl, grace, limit)).await
+    }
+
+    async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
+        bounded(get_claim(self, queue, claim_id)).await
+    }
+
+    async fn update_claim(
+        &self,
+        queue: &QueueRef,
+        claim_id: &str,
+        ttl: u32,
+        grace: u32,
+    ) -> StoreResult<()> {
+        bounded(update_claim(self, queue, claim_id, ttl, grace)).await
+    }
+
+    async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
+        bounded(delete_claim(self, queue, claim_id)).await
+    }
 }

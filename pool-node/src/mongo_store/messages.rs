@@ -1,5 +1,6 @@
 //! Messages of the MongoDB store: post, list, get, delete and pop.
 
+use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 
 use futures::{FutureExt, TryStreamExt};
@@ -18,10 +19,10 @@ use super::fields::{
 };
 use super::scan::{free_found, free_state, head_and_last, is_live, read_window, FreeScan, Windows};
 use super::{
-    counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_ids, of_queue,
-    parse_marker, store_error, MongoStore,
+    bounded, counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_ids,
+    of_queue, parse_marker, store_error, MongoStore,
 };
-use crate::store::{CheckedPost, ListParams, Once, Post, StoreResult};
+use crate::store::{CheckedPost, ListParams, MessageLog, Once, Post, StoreResult};
 
 /// Zaqar's checksum of a message body: `MD5:` and the hex digest of its JSON text.
 fn checksum(body_json: &str) -> String {
@@ -30,7 +31,7 @@ fn checksum(body_json: &str) -> String {
 
 /// Appends `messages` in one transaction: creates the queue if needed, takes
 /// sequence numbers from its counter, inserts the messages.
-pub(super) async fn post(
+async fn post_messages(
     store: &MongoStore,
     queue: &QueueRef,
     client_id: &str,
@@ -181,7 +182,7 @@ pub(super) async fn post_once(
         .await
 }
 
-pub(super) async fn list(
+async fn list_messages(
     store: &MongoStore,
     queue: &QueueRef,
     params: &ListParams,
@@ -307,7 +308,7 @@ pub(super) async fn free_ended(
     Ok(())
 }
 
-pub(super) async fn get_many(
+async fn get_messages(
     store: &MongoStore,
     queue: &QueueRef,
     ids: &[String],
@@ -338,7 +339,7 @@ fn claimed_without_claim_id() -> ZaqarError {
 /// Deletes one message in one atomic delete whose filter states the claim rule
 /// (in a transaction with its count); when nothing was deleted, a read of the
 /// message tells why.
-pub(super) async fn delete_one(
+async fn delete_message(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -383,7 +384,7 @@ pub(super) async fn delete_one(
     match claim_id {
         None if fields::int(&message, CLAIM_EXPIRES) > now => Err(claimed_without_claim_id()),
         // Released or expired between the two calls: it is free now.
-        None => Box::pin(delete_one(store, queue, id, None)).await,
+        None => Box::pin(delete_message(store, queue, id, None)).await,
         Some(_) => Err(ZaqarError::titled(
             ErrorCode::BadRequest,
             "Unable to delete",
@@ -394,7 +395,7 @@ pub(super) async fn delete_one(
 
 /// Deletes `ids` in one transaction with their count; with `claim_ids`, checks
 /// every claimed one first (all or nothing).
-pub(super) async fn delete_many(
+async fn delete_messages(
     store: &MongoStore,
     queue: &QueueRef,
     ids: &[String],
@@ -434,7 +435,7 @@ pub(super) async fn delete_many(
 }
 
 /// Removes and returns up to `limit` free messages, oldest first, in one transaction.
-pub(super) async fn pop(
+async fn pop_messages(
     store: &MongoStore,
     queue: &QueueRef,
     limit: u32,
@@ -480,7 +481,7 @@ const EXPIRED_BATCH: u32 = 1000;
 /// one database: their transactions conflict, and each message is counted by the
 /// one whose transaction committed. A step with nothing expired is one read, no
 /// transaction.
-pub(super) async fn remove_expired(store: &MongoStore) -> StoreResult<u64> {
+pub(super) async fn remove_expired_messages(store: &MongoStore) -> StoreResult<u64> {
     let any = store
         .messages
         .find_one(doc! { EXPIRES: { "$lte": date(now_ms()) } })
@@ -575,4 +576,59 @@ pub(super) async fn states_of_found(
         .stream(session)
         .try_collect()
         .await
+}
+
+#[async_trait]
+impl MessageLog for MongoStore {
+    async fn post_messages(
+        &self,
+        queue: &QueueRef,
+        client_id: &str,
+        messages: &[NewMessage],
+    ) -> StoreResult<Vec<String>> {
+        bounded(post_messages(self, queue, client_id, messages)).await
+    }
+
+    async fn post_once(
+        &self,
+        queue: &QueueRef,
+        post: Post<'_>,
+        once: &Once,
+    ) -> StoreResult<CheckedPost> {
+        bounded(post_once(self, queue, post, once)).await
+    }
+
+    async fn list_messages(
+        &self,
+        queue: &QueueRef,
+        params: &ListParams,
+    ) -> StoreResult<(Vec<Message>, String)> {
+        bounded(list_messages(self, queue, params)).await
+    }
+
+    async fn get_messages(&self, queue: &QueueRef, ids: &[String]) -> StoreResult<Vec<Message>> {
+        bounded(get_messages(self, queue, ids)).await
+    }
+
+    async fn delete_messages(
+        &self,
+        queue: &QueueRef,
+        ids: &[String],
+        claim_ids: &[String],
+    ) -> StoreResult<()> {
+        bounded(delete_messages(self, queue, ids, claim_ids)).await
+    }
+
+    async fn delete_message(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        claim_id: Option<&str>,
+    ) -> StoreResult<()> {
+        bounded(delete_message(self, queue, id, claim_id)).await
+    }
+
+    async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
+        bounded(pop_messages(self, queue, limit)).await
+    }
 }

@@ -1,5 +1,6 @@
 //! Queues of the MongoDB store: metadata, deletion, purge and stats.
 
+use async_trait::async_trait;
 use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{doc, Document};
 use mongodb::error::Error as MongoError;
@@ -13,10 +14,12 @@ use super::fields::{
 };
 use super::messages::{self, delete_found, states_of_found, ENDINGS};
 use super::scan::{head_and_last, is_live, read_window, Windows, MAX_WINDOW};
-use super::{counter_key, date, is_duplicate_key, now_ms, of_queue, store_error, MongoStore};
-use crate::store::StoreResult;
+use super::{
+    bounded, counter_key, date, is_duplicate_key, now_ms, of_queue, store_error, MongoStore,
+};
+use crate::store::{QueueStore, StoreResult};
 
-pub(super) async fn create(
+async fn create_queue(
     store: &MongoStore,
     queue: &QueueRef,
     metadata_json: &str,
@@ -30,7 +33,7 @@ pub(super) async fn create(
     }
 }
 
-pub(super) async fn get(store: &MongoStore, queue: &QueueRef) -> StoreResult<Option<String>> {
+async fn get_queue(store: &MongoStore, queue: &QueueRef) -> StoreResult<Option<String>> {
     let record = store
         .queues
         .find_one(of_queue(queue))
@@ -39,7 +42,7 @@ pub(super) async fn get(store: &MongoStore, queue: &QueueRef) -> StoreResult<Opt
     Ok(record.map(|record| fields::text(&record, METADATA)))
 }
 
-pub(super) async fn set_metadata(
+async fn set_queue_metadata(
     store: &MongoStore,
     queue: &QueueRef,
     metadata_json: &str,
@@ -63,13 +66,13 @@ pub(super) async fn set_metadata(
 
 /// Deletes the queue document, then its messages and claims (see [`purge`]);
 /// subscriptions stay, and so does the message counter.
-pub(super) async fn delete(store: &MongoStore, queue: &QueueRef) -> StoreResult<()> {
+async fn delete_queue(store: &MongoStore, queue: &QueueRef) -> StoreResult<()> {
     store
         .queues
         .delete_one(of_queue(queue))
         .await
         .map_err(store_error)?;
-    purge(store, queue, true, false).await
+    purge_queue(store, queue, true, false).await
 }
 
 /// Documents deleted per call by purges: a large queue is deleted in many short
@@ -80,7 +83,7 @@ const PURGE_WINDOW: i64 = 64 * DELETE_BATCH;
 
 /// Deletes a queue's messages and claims and/or its subscriptions, in batches.
 /// Messages posted while a purge runs (numbered after its start) are kept.
-pub(super) async fn purge(
+async fn purge_queue(
     store: &MongoStore,
     queue: &QueueRef,
     messages: bool,
@@ -173,7 +176,7 @@ async fn delete_in_batches(collection: &Collection<Document>, filter: Document) 
 /// ones whose delay has passed (ranges of `claim_ends` and `delay_ends`) and the
 /// expired ones not yet swept (a range of the expiry index, which the sweep keeps
 /// short). No count reads the queue's other messages.
-pub(super) async fn stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
+async fn queue_stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
     let now = now_ms();
     let (total, claimed, delayed) = store
         .transaction(|session| {
@@ -289,4 +292,36 @@ async fn ends(
         width = (width * 2).min(MAX_WINDOW);
     }
     Ok((oldest.clone(), oldest))
+}
+
+#[async_trait]
+impl QueueStore for MongoStore {
+    async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
+        bounded(create_queue(self, queue, metadata_json)).await
+    }
+
+    async fn get_queue(&self, queue: &QueueRef) -> StoreResult<Option<String>> {
+        bounded(get_queue(self, queue)).await
+    }
+
+    async fn set_queue_metadata(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<()> {
+        bounded(set_queue_metadata(self, queue, metadata_json)).await
+    }
+
+    async fn delete_queue(&self, queue: &QueueRef) -> StoreResult<()> {
+        bounded(delete_queue(self, queue)).await
+    }
+
+    async fn queue_stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
+        bounded(queue_stats(self, queue)).await
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueRef,
+        messages: bool,
+        subscriptions: bool,
+    ) -> StoreResult<()> {
+        bounded(purge_queue(self, queue, messages, subscriptions)).await
+    }
 }

@@ -4,6 +4,7 @@
 //! `(project, queue, subscriber)` is a unique index; an expired document with
 //! the same subscriber is deleted before a new one takes its place.
 
+use async_trait::async_trait;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -20,9 +21,10 @@ use super::fields::{
     PROJECT, QUEUE, SEQ, SUBSCRIBER, TTL,
 };
 use super::{
-    counter_key, date, find, ms, next_seq, now_ms, of_queue, parse_marker, store_error, MongoStore,
+    bounded, counter_key, date, find, ms, next_seq, now_ms, of_queue, parse_marker, store_error,
+    MongoStore,
 };
-use crate::store::{StoreResult, SubscriptionUpdate};
+use crate::store::{DeliveryStore, StoreResult, SubscriptionStore, SubscriptionUpdate};
 
 fn no_such_subscription(id: &str) -> ZaqarError {
     ZaqarError::not_found(format!("Subscription {id} does not exist"))
@@ -68,7 +70,7 @@ async fn live_with_subscriber(
     Ok(existing.map(|document| fields::text(&document, ID)))
 }
 
-pub(super) async fn create(
+async fn create_subscription(
     store: &MongoStore,
     queue: &QueueRef,
     subscriber: &str,
@@ -112,7 +114,7 @@ pub(super) async fn create(
         .await
 }
 
-pub(super) async fn list(
+async fn list_subscriptions(
     store: &MongoStore,
     queue: &QueueRef,
     marker: &str,
@@ -136,7 +138,7 @@ pub(super) async fn list(
     Ok((subscriptions, next_marker))
 }
 
-pub(super) async fn get(
+async fn get_subscription(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -151,7 +153,7 @@ pub(super) async fn get(
     Ok(fields::subscription(&document, now))
 }
 
-pub(super) async fn update(
+async fn update_subscription(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -213,7 +215,7 @@ pub(super) async fn update(
         .await
 }
 
-pub(super) async fn delete(store: &MongoStore, queue: &QueueRef, id: &str) -> StoreResult<()> {
+async fn delete_subscription(store: &MongoStore, queue: &QueueRef, id: &str) -> StoreResult<()> {
     let mut filter = of_queue(queue);
     filter.insert(ID, id);
     store
@@ -224,7 +226,7 @@ pub(super) async fn delete(store: &MongoStore, queue: &QueueRef, id: &str) -> St
     Ok(())
 }
 
-pub(super) async fn confirm(
+async fn confirm_subscription(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -245,7 +247,7 @@ pub(super) async fn confirm(
 }
 
 /// The delivery cursor of a live subscription.
-pub(super) async fn cursor(
+async fn delivery_cursor(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -262,7 +264,7 @@ pub(super) async fn cursor(
 }
 
 /// Stores the delivery cursor of a live subscription (nothing when it is missing).
-pub(super) async fn set_cursor(
+async fn set_delivery_cursor(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -281,7 +283,7 @@ pub(super) async fn set_cursor(
 
 /// Sets the delivery cursor to the last sequence number the queue ever handed
 /// out (its counter outlives deleted messages and queues); returns it.
-pub(super) async fn reset_cursor(
+async fn reset_delivery_cursor(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -294,14 +296,14 @@ pub(super) async fn reset_cursor(
     let marker = counter
         .map_or(0, |counter| fields::int(&counter, LAST))
         .to_string();
-    set_cursor(store, queue, id, &marker).await?;
+    set_delivery_cursor(store, queue, id, &marker).await?;
     Ok(marker)
 }
 
 /// Takes or renews the delivery lease of a live subscription for `holder`;
 /// whether `holder` holds it now. The lease expiry is this pool-node's clock
 /// (ms): pool-nodes sharing a store are expected to keep their clocks close.
-pub(super) async fn take_lease(
+async fn take_delivery_lease(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -331,7 +333,7 @@ pub(super) async fn take_lease(
 }
 
 /// Gives up the delivery lease of a subscription if `holder` holds it.
-pub(super) async fn release_lease(
+async fn release_delivery_lease(
     store: &MongoStore,
     queue: &QueueRef,
     id: &str,
@@ -369,4 +371,104 @@ pub(super) async fn subscribed_queues(store: &MongoStore) -> StoreResult<Vec<Que
         .into_iter()
         .map(|(project, queue)| QueueRef { project, queue })
         .collect())
+}
+
+#[async_trait]
+impl SubscriptionStore for MongoStore {
+    async fn create_subscription(
+        &self,
+        queue: &QueueRef,
+        subscriber: &str,
+        ttl: u32,
+        options_json: &str,
+        confirmed: bool,
+    ) -> StoreResult<(String, bool)> {
+        bounded(create_subscription(
+            self,
+            queue,
+            subscriber,
+            ttl,
+            options_json,
+            confirmed,
+        ))
+        .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        queue: &QueueRef,
+        marker: &str,
+        limit: u32,
+    ) -> StoreResult<(Vec<Subscription>, String)> {
+        bounded(list_subscriptions(self, queue, marker, limit)).await
+    }
+
+    async fn get_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<Subscription> {
+        bounded(get_subscription(self, queue, id)).await
+    }
+
+    async fn update_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        update: &SubscriptionUpdate,
+    ) -> StoreResult<()> {
+        bounded(update_subscription(self, queue, id, update)).await
+    }
+
+    async fn delete_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<()> {
+        bounded(delete_subscription(self, queue, id)).await
+    }
+
+    async fn confirm_subscription(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        confirmed: bool,
+    ) -> StoreResult<()> {
+        bounded(confirm_subscription(self, queue, id, confirmed)).await
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for MongoStore {
+    async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
+        bounded(delivery_cursor(self, queue, id)).await
+    }
+
+    async fn set_delivery_cursor(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        marker: &str,
+    ) -> StoreResult<()> {
+        bounded(set_delivery_cursor(self, queue, id, marker)).await
+    }
+
+    async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String> {
+        bounded(reset_delivery_cursor(self, queue, id)).await
+    }
+
+    async fn take_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        bounded(take_delivery_lease(self, queue, id, holder, ttl)).await
+    }
+
+    async fn release_delivery_lease(
+        &self,
+        queue: &QueueRef,
+        id: &str,
+        holder: &str,
+    ) -> StoreResult<()> {
+        bounded(release_delivery_lease(self, queue, id, holder)).await
+    }
+
+    async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
+        bounded(subscribed_queues(self)).await
+    }
 }
