@@ -231,6 +231,10 @@ async fn serve_roles(
             }
         }
     }
+    // Its lanes flush their delivery cursors: nothing delivered is sent again after a restart.
+    if let Some(notifier) = node.notifier {
+        notifier.stopped().await;
+    }
     outcome
 }
 
