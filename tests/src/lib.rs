@@ -5,6 +5,7 @@ pub mod catalog_cluster;
 pub mod docs;
 pub mod faults;
 pub mod otlp;
+pub mod pools_on_redis;
 pub mod prometheus;
 pub mod proxy;
 pub mod redis_cluster;
@@ -126,6 +127,22 @@ impl Drop for Process {
     }
 }
 
+/// Starts `zaqar catalog` on the catalog store `uri` (`sqlite://...`, `mongodb://...`)
+/// and a free port; returns it and its endpoint once its gRPC port listens.
+pub fn spawn_catalog(dir: &std::path::Path, uri: &str) -> Result<(Process, String)> {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["catalog", "--listen", &listen, "--uri", uri];
+    let process = Process::spawn("catalog", &zaqar_bin(), &args, dir)?;
+    wait_for_port(port, Duration::from_secs(30))?;
+    Ok((process, format!("http://{listen}")))
+}
+
+/// A SQLite catalog in `dir` (see [`spawn_catalog`]).
+pub fn spawn_sqlite_catalog(dir: &std::path::Path) -> Result<(Process, String)> {
+    spawn_catalog(dir, &format!("sqlite://{}/catalog.db", dir.display()))
+}
+
 /// Starts `zaqar pool-node` named `name` on the store `uri` (weight 100), registering
 /// with `catalogs`, with `extra` arguments; returns it once its gRPC port listens.
 pub fn spawn_pool_node(
@@ -156,9 +173,9 @@ pub fn spawn_pool_node(
     Ok(process)
 }
 
-/// Starts `zaqar api-node` (REST on a free port, returned) for `catalogs`, with `extra`
-/// arguments, and waits until it answers `/v2/ping`.
-pub async fn spawn_api_node(
+/// Starts `zaqar api-node` (REST on a free port, returned; WebSocket on another) for
+/// `catalogs`, with `extra` arguments, without waiting for it (see [`spawn_api_node`]).
+pub fn start_api_node(
     dir: &std::path::Path,
     name: &str,
     catalogs: &str,
@@ -177,7 +194,18 @@ pub async fn spawn_api_node(
         catalogs,
     ];
     args.extend_from_slice(extra);
-    let process = Process::spawn(name, &zaqar_bin(), &args, dir)?;
+    Ok((Process::spawn(name, &zaqar_bin(), &args, dir)?, port))
+}
+
+/// Starts `zaqar api-node` (REST on a free port, returned) for `catalogs`, with `extra`
+/// arguments, and waits until it answers `/v2/ping`.
+pub async fn spawn_api_node(
+    dir: &std::path::Path,
+    name: &str,
+    catalogs: &str,
+    extra: &[&str],
+) -> Result<(Process, u16)> {
+    let (process, port) = start_api_node(dir, name, catalogs, extra)?;
     Client::new(port, "probe")
         .wait_ready(Duration::from_secs(30))
         .await?;

@@ -8,75 +8,12 @@ use anyhow::Result;
 use serde_json::json;
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::{Empty, ListQueuesRequest};
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
-
-struct Cluster {
-    redis: Vec<Redis>,
-    catalog_port: u16,
-    api_port: u16,
-    _processes: Vec<Process>,
-    _dir: tempfile::TempDir,
-}
-
-fn start_cluster() -> Result<Cluster> {
-    let dir = tempfile::tempdir()?;
-    let bin = zaqar_bin();
-    let redis = vec![Redis::start()?, Redis::start()?];
-    let catalog_port = free_port();
-    let catalog = format!("http://127.0.0.1:{catalog_port}");
-    let catalog_db = format!("sqlite://{}/catalog.db", dir.path().display());
-    let listen = format!("127.0.0.1:{catalog_port}");
-    let args = ["catalog", "--listen", &listen, "--uri", &catalog_db];
-    let mut processes = vec![Process::spawn("catalog", &bin, &args, dir.path())?];
-    wait_for_port(catalog_port, Duration::from_secs(30))?;
-    for (index, redis) in redis.iter().enumerate() {
-        let port = free_port();
-        let name = format!("pool-{index}");
-        let (listen, uri) = (format!("127.0.0.1:{port}"), redis.uri(0));
-        let args = [
-            "pool-node",
-            "--listen",
-            &listen,
-            "--uri",
-            &uri,
-            "--name",
-            &name,
-            "--weight",
-            "100",
-            "--catalog",
-            &catalog,
-        ];
-        processes.push(Process::spawn(&name, &bin, &args, dir.path())?);
-        wait_for_port(port, Duration::from_secs(30))?;
-    }
-    let api_port = free_port();
-    let (listen, ws_listen) = (
-        format!("127.0.0.1:{api_port}"),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let args = [
-        "api-node",
-        "--admin-mode",
-        "--listen",
-        &listen,
-        "--ws-listen",
-        &ws_listen,
-        "--catalog",
-        &catalog,
-    ];
-    processes.push(Process::spawn("api-node", &bin, &args, dir.path())?);
-    Ok(Cluster {
-        redis,
-        catalog_port,
-        api_port,
-        _processes: processes,
-        _dir: dir,
-    })
-}
+use zaqar_tests::pools_on_redis::PoolsOnRedis;
+use zaqar_tests::Client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
-    let cluster = start_cluster()?;
+    let cluster = PoolsOnRedis::start(2, &["--admin-mode"])?;
     let mut admin = Client::new(cluster.api_port, "flavor-project");
     admin.roles = Some("admin".into());
     admin.wait_ready(Duration::from_secs(30)).await?;
@@ -144,8 +81,7 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
     assert_eq!(unknown.status, 400, "{:?}", unknown.body);
     assert_eq!(unknown.body["description"], "Flavor silver does not exist");
 
-    let mut catalog =
-        CatalogServiceClient::connect(format!("http://127.0.0.1:{}", cluster.catalog_port)).await?;
+    let mut catalog = CatalogServiceClient::connect(cluster.catalog.clone()).await?;
     let request = ListQueuesRequest {
         project: "flavor-project".into(),
         marker: String::new(),

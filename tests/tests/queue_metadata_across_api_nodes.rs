@@ -3,75 +3,22 @@
 //! other at once, although each api-node remembers the metadata its posts were
 //! checked against (the pool-node refuses a post checked against stale metadata).
 
-use std::time::Duration;
-
 use anyhow::Result;
 use serde_json::json;
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
+use zaqar_tests::{spawn_api_node, spawn_pool_node, spawn_sqlite_catalog, Client, Redis};
 
 #[tokio::test]
 async fn posts_follow_metadata_changed_through_another_api_node() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let bin = zaqar_bin();
     let redis = Redis::start()?;
-    let catalog_port = free_port();
-    let catalog = format!("http://127.0.0.1:{catalog_port}");
-    let catalog_db = format!("sqlite://{}/catalog.db", dir.path().display());
-    let listen = |port: u16| format!("127.0.0.1:{port}");
-    let mut processes = vec![Process::spawn(
-        "catalog",
-        &bin,
-        &[
-            "catalog",
-            "--listen",
-            &listen(catalog_port),
-            "--uri",
-            &catalog_db,
-        ],
-        dir.path(),
-    )?];
-    wait_for_port(catalog_port, Duration::from_secs(30))?;
-    let pool_port = free_port();
-    processes.push(Process::spawn(
-        "pool-node",
-        &bin,
-        &[
-            "pool-node",
-            "--listen",
-            &listen(pool_port),
-            "--uri",
-            &redis.uri(0),
-            "--name",
-            "pool-0",
-            "--weight",
-            "100",
-            "--catalog",
-            &catalog,
-        ],
-        dir.path(),
-    )?);
-    wait_for_port(pool_port, Duration::from_secs(30))?;
+    let (catalog_process, catalog) = spawn_sqlite_catalog(dir.path())?;
+    let pool = spawn_pool_node(dir.path(), "pool-0", &redis.uri(0), &catalog, &[])?;
+    let mut processes = vec![catalog_process, pool];
     let mut clients = Vec::new();
     for name in ["api-a", "api-b"] {
-        let port = free_port();
-        let ws = listen(free_port());
-        processes.push(Process::spawn(
-            name,
-            &bin,
-            &[
-                "api-node",
-                "--listen",
-                &listen(port),
-                "--ws-listen",
-                &ws,
-                "--catalog",
-                &catalog,
-            ],
-            dir.path(),
-        )?);
-        let client = Client::new(port, "metadata-project");
-        client.wait_ready(Duration::from_secs(30)).await?;
-        clients.push(client);
+        let (process, port) = spawn_api_node(dir.path(), name, &catalog, &[]).await?;
+        processes.push(process);
+        clients.push(Client::new(port, "metadata-project"));
     }
     let (a, b) = (&clients[0], &clients[1]);
     let post = |ttl: Option<u32>| {

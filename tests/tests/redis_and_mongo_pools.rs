@@ -14,13 +14,14 @@ use anyhow::{ensure, Result};
 use serde_json::{json, Value};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::ListQueuesRequest;
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
+use zaqar_tests::{
+    spawn_catalog, spawn_pool_node, start_api_node, zaqar_bin, Client, Process, Redis,
+};
 
 const PROJECT: &str = "mixed-project";
 
 struct Cluster {
     catalog: String,
-    catalog_port: u16,
     api_port: u16,
     mongo_uri: String,
     _redis: Redis,
@@ -30,56 +31,21 @@ struct Cluster {
 
 fn start_cluster(mongo_uri: String) -> Result<Cluster> {
     let dir = tempfile::tempdir()?;
-    let bin = zaqar_bin();
     let redis = Redis::start()?;
-    let catalog_port = free_port();
-    let catalog = format!("http://127.0.0.1:{catalog_port}");
     // The catalog too is on MongoDB, in a database of its own.
     let catalog_db = mongo_uri.replacen("?", "_catalog?", 1);
-    let listen = format!("127.0.0.1:{catalog_port}");
-    let args = ["catalog", "--listen", &listen, "--uri", &catalog_db];
-    let mut processes = vec![Process::spawn("catalog", &bin, &args, dir.path())?];
-    wait_for_port(catalog_port, Duration::from_secs(30))?;
+    let (catalog_process, catalog) = spawn_catalog(dir.path(), &catalog_db)?;
+    let mut processes = vec![catalog_process];
     for (name, uri) in [
         ("redis-pool", redis.uri(0)),
         ("mongo-pool", mongo_uri.clone()),
     ] {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let args = [
-            "pool-node",
-            "--listen",
-            &listen,
-            "--uri",
-            &uri,
-            "--name",
-            name,
-            "--weight",
-            "100",
-            "--catalog",
-            &catalog,
-        ];
-        processes.push(Process::spawn(name, &bin, &args, dir.path())?);
-        wait_for_port(port, Duration::from_secs(30))?;
+        processes.push(spawn_pool_node(dir.path(), name, &uri, &catalog, &[])?);
     }
-    let api_port = free_port();
-    let (listen, ws_listen) = (
-        format!("127.0.0.1:{api_port}"),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let args = [
-        "api-node",
-        "--listen",
-        &listen,
-        "--ws-listen",
-        &ws_listen,
-        "--catalog",
-        &catalog,
-    ];
-    processes.push(Process::spawn("api-node", &bin, &args, dir.path())?);
+    let (api, api_port) = start_api_node(dir.path(), "api-node", &catalog, &[])?;
+    processes.push(api);
     Ok(Cluster {
         catalog,
-        catalog_port,
         api_port,
         mongo_uri,
         _redis: redis,
@@ -133,8 +99,7 @@ async fn queues_are_placed_on_a_redis_pool_and_a_mongo_pool_at_once() -> Result<
         assert_eq!(posted.status, 201, "{queue}: {:?}", posted.body);
     }
 
-    let mut catalog =
-        CatalogServiceClient::connect(format!("http://127.0.0.1:{}", cluster.catalog_port)).await?;
+    let mut catalog = CatalogServiceClient::connect(cluster.catalog.clone()).await?;
     let placed = catalog
         .list_queues(ListQueuesRequest {
             project: PROJECT.into(),

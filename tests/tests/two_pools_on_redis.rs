@@ -7,106 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::json;
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
-use zaqar_proto::pb::{Empty, ListQueuesRequest};
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
-
-struct Cluster {
-    redis: Vec<Redis>,
-    catalog_port: u16,
-    api_port: u16,
-    _processes: Vec<Process>,
-    _dir: tempfile::TempDir,
-}
-
-fn start_cluster() -> Result<Cluster> {
-    let dir = tempfile::tempdir()?;
-    let bin = zaqar_bin();
-    let redis = vec![Redis::start()?, Redis::start()?];
-    let catalog_port = free_port();
-    let catalog = format!("http://127.0.0.1:{catalog_port}");
-    let catalog_db = format!("sqlite://{}/catalog.db", dir.path().display());
-    let mut processes = vec![Process::spawn(
-        "catalog",
-        &bin,
-        &[
-            "catalog",
-            "--listen",
-            &format!("127.0.0.1:{catalog_port}"),
-            "--uri",
-            &catalog_db,
-        ],
-        dir.path(),
-    )?];
-    wait_for_port(catalog_port, Duration::from_secs(30))?;
-    for (index, redis) in redis.iter().enumerate() {
-        let port = free_port();
-        let name = format!("pool-{index}");
-        processes.push(Process::spawn(
-            &name,
-            &bin,
-            &[
-                "pool-node",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--uri",
-                &redis.uri(0),
-                "--name",
-                &name,
-                "--weight",
-                "100",
-                "--catalog",
-                &catalog,
-            ],
-            dir.path(),
-        )?);
-        wait_for_port(port, Duration::from_secs(30))?;
-    }
-    let api_port = free_port();
-    processes.push(Process::spawn(
-        "api-node",
-        &bin,
-        &[
-            "api-node",
-            "--listen",
-            &format!("127.0.0.1:{api_port}"),
-            "--ws-listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--catalog",
-            &catalog,
-        ],
-        dir.path(),
-    )?);
-    Ok(Cluster {
-        redis,
-        catalog_port,
-        api_port,
-        _processes: processes,
-        _dir: dir,
-    })
-}
-
-async fn wait_for_pools(catalog_port: u16, count: usize) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut client =
-        CatalogServiceClient::connect(format!("http://127.0.0.1:{catalog_port}")).await?;
-    loop {
-        let pools = client.list_pools(Empty {}).await?.into_inner().pools;
-        if pools.len() >= count {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} pools registered",
-            pools.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use zaqar_proto::pb::ListQueuesRequest;
+use zaqar_tests::pools_on_redis::PoolsOnRedis;
+use zaqar_tests::Client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Result<()> {
-    let mut cluster = start_cluster()?;
-    wait_for_pools(cluster.catalog_port, 2).await?;
+    let mut cluster = PoolsOnRedis::start(2, &[])?;
+    cluster.wait_for_pools(2).await?;
     let client = Client::new(cluster.api_port, "cluster-project");
     client.wait_ready(Duration::from_secs(30)).await?;
 
@@ -128,8 +36,7 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
     }
 
     // The catalog placed queues on both pools, and both Redis servers hold data.
-    let mut catalog =
-        CatalogServiceClient::connect(format!("http://127.0.0.1:{}", cluster.catalog_port)).await?;
+    let mut catalog = CatalogServiceClient::connect(cluster.catalog.clone()).await?;
     let placed = catalog
         .list_queues(ListQueuesRequest {
             project: "cluster-project".into(),

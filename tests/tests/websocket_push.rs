@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Standalone};
+use zaqar_tests::{
+    free_port, spawn_pool_node, spawn_sqlite_catalog, wait_for_port, zaqar_bin, Client, Process,
+    Standalone,
+};
 
 /// Bound of every wait for a frame.
 const FRAME_WAIT: Duration = Duration::from_secs(20);
@@ -179,31 +182,9 @@ async fn wait_unsubscribed(client: &Client, queue: &str) -> Result<()> {
 async fn a_separate_pool_node_pushes_through_the_advertised_url() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let bin = zaqar_bin();
-    let path = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
-    let (catalog_port, pool_port) = (free_port(), free_port());
-    let catalog = format!("http://127.0.0.1:{catalog_port}");
-    let catalog_listen = format!("127.0.0.1:{catalog_port}");
-    let catalog_db = path("catalog.db");
-    let catalog_args = ["catalog", "--listen", &catalog_listen, "--uri", &catalog_db];
-    let _catalog = Process::spawn("catalog", &bin, &catalog_args, dir.path())?;
-    wait_for_port(catalog_port, Duration::from_secs(30))?;
-    let pool_listen = format!("127.0.0.1:{pool_port}");
-    let messages_db = path("messages.db");
-    let pool_args = [
-        "pool-node",
-        "--listen",
-        &pool_listen,
-        "--uri",
-        &messages_db,
-        "--name",
-        "pool-1",
-        "--weight",
-        "100",
-        "--catalog",
-        &catalog,
-    ];
-    let _pool = Process::spawn("pool-node", &bin, &pool_args, dir.path())?;
-    wait_for_port(pool_port, Duration::from_secs(30))?;
+    let (_catalog, catalog) = spawn_sqlite_catalog(dir.path())?;
+    let messages_db = format!("sqlite://{}", dir.path().join("messages.db").display());
+    let _pool = spawn_pool_node(dir.path(), "pool-1", &messages_db, &catalog, &[])?;
     let (port, ws_port, notification_port) = (free_port(), free_port(), free_port());
     let (listen, ws_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{ws_port}"));
     let notification_listen = format!("127.0.0.1:{notification_port}");
