@@ -143,6 +143,21 @@ pub fn spawn_sqlite_catalog(dir: &std::path::Path) -> Result<(Process, String)> 
     spawn_catalog(dir, &format!("sqlite://{}/catalog.db", dir.display()))
 }
 
+/// Where the catalog at `catalog` placed the queues of `project` (its first 100).
+pub async fn placements(catalog: &str, project: &str) -> Result<Vec<zaqar_proto::pb::Placement>> {
+    let mut client =
+        zaqar_proto::pb::catalog_service_client::CatalogServiceClient::connect(catalog.to_string())
+            .await?;
+    let request = zaqar_proto::pb::ListQueuesRequest {
+        project: project.into(),
+        marker: String::new(),
+        limit: 100,
+        name_filter: String::new(),
+        with_count: false,
+    };
+    Ok(client.list_queues(request).await?.into_inner().queues)
+}
+
 /// Starts `zaqar pool-node` named `name` on the store `uri` (weight 100), registering
 /// with `catalogs`, with `extra` arguments; returns it once its gRPC port listens.
 pub fn spawn_pool_node(

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::json;
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
-use zaqar_proto::pb::{Empty, ListQueuesRequest};
+use zaqar_proto::pb::Empty;
 use zaqar_tests::pools_on_redis::PoolsOnRedis;
-use zaqar_tests::Client;
+use zaqar_tests::{placements, Client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
@@ -81,15 +81,7 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
     assert_eq!(unknown.status, 400, "{:?}", unknown.body);
     assert_eq!(unknown.body["description"], "Flavor silver does not exist");
 
-    let mut catalog = CatalogServiceClient::connect(cluster.catalog.clone()).await?;
-    let request = ListQueuesRequest {
-        project: "flavor-project".into(),
-        marker: String::new(),
-        limit: 100,
-        name_filter: String::new(),
-        with_count: false,
-    };
-    let placed = catalog.list_queues(request).await?.into_inner().queues;
+    let placed = placements(&cluster.catalog, "flavor-project").await?;
     assert_eq!(placed.len(), 12, "the unknown flavor placed nothing");
     assert!(placed.iter().all(|p| p.pool == "pool-1"), "{placed:?}");
     assert!(cluster.redis[1].queue_key_count(0)? > 0);
@@ -113,6 +105,7 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
         "still holds queues: {:?}",
         refused.body
     );
+    let mut catalog = CatalogServiceClient::connect(cluster.catalog.clone()).await?;
     let pools = catalog.list_pools(Empty {}).await?.into_inner().pools;
     assert!(pools.iter().all(|p| p.flavor.is_empty()), "{pools:?}");
     Ok(())

@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
-use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
-use zaqar_proto::pb::ListQueuesRequest;
 use zaqar_tests::{
-    spawn_catalog, spawn_pool_node, start_api_node, zaqar_bin, Client, Process, Redis,
+    placements, spawn_catalog, spawn_pool_node, start_api_node, zaqar_bin, Client, Process, Redis,
 };
 
 const PROJECT: &str = "mixed-project";
@@ -99,18 +97,7 @@ async fn queues_are_placed_on_a_redis_pool_and_a_mongo_pool_at_once() -> Result<
         assert_eq!(posted.status, 201, "{queue}: {:?}", posted.body);
     }
 
-    let mut catalog = CatalogServiceClient::connect(cluster.catalog.clone()).await?;
-    let placed = catalog
-        .list_queues(ListQueuesRequest {
-            project: PROJECT.into(),
-            marker: String::new(),
-            limit: 100,
-            name_filter: String::new(),
-            with_count: false,
-        })
-        .await?
-        .into_inner()
-        .queues;
+    let placed = placements(&cluster.catalog, PROJECT).await?;
     assert_eq!(placed.len(), queues.len());
     let on_mongo = placed.iter().filter(|p| p.pool == "mongo-pool").count();
     assert!(

@@ -6,10 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::json;
-use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
-use zaqar_proto::pb::ListQueuesRequest;
 use zaqar_tests::pools_on_redis::PoolsOnRedis;
-use zaqar_tests::Client;
+use zaqar_tests::{placements, Client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Result<()> {
@@ -36,18 +34,7 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
     }
 
     // The catalog placed queues on both pools, and both Redis servers hold data.
-    let mut catalog = CatalogServiceClient::connect(cluster.catalog.clone()).await?;
-    let placed = catalog
-        .list_queues(ListQueuesRequest {
-            project: "cluster-project".into(),
-            marker: String::new(),
-            limit: 100,
-            name_filter: String::new(),
-            with_count: false,
-        })
-        .await?
-        .into_inner()
-        .queues;
+    let placed = placements(&cluster.catalog, "cluster-project").await?;
     assert_eq!(placed.len(), queues.len());
     let on_first = placed.iter().filter(|p| p.pool == "pool-0").count();
     assert!(
