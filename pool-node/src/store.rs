@@ -38,7 +38,7 @@ pub struct Once {
     pub window_s: u32,
 }
 
-/// A post as [`MessageStore::post_once`] takes it: who posts what, and the checks.
+/// A post as [`MessageLog::post_once`] takes it: who posts what, and the checks.
 #[derive(Debug, Clone, Copy)]
 pub struct Post<'a> {
     pub client_id: &'a str,
@@ -51,7 +51,7 @@ pub struct Post<'a> {
     pub expected_metadata: Option<&'a str>,
 }
 
-/// What [`MessageStore::post_checked_messages`] (or [`MessageStore::post_once`]) did.
+/// What [`MessageLog::post_checked_messages`] (or [`MessageLog::post_once`]) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckedPost {
     /// Stored, with these new ids in order.

@@ -111,7 +111,7 @@ async fn append(
     Ok(ids)
 }
 
-/// `MessageStore::post_once` in one transaction: the checks, the key's lookup in
+/// `MessageLog::post_once` in one transaction: the checks, the key's lookup in
 /// `idempotency` (`_id`: project `p`, queue `q` and key `k`; `ids`; `e` the
 /// window's end, its TTL index), the post and the key's record. Two posts with one key both take a sequence number
 /// from the queue's counter, so their transactions conflict and the one retried

@@ -190,7 +190,7 @@ impl Notifier {
 
     /// Tells the notifier that the subscriptions of `queue` changed (created,
     /// confirmed, unconfirmed, updated, deleted), and waits (at most
-    /// [`CHANGE_WAIT`]) until their lanes follow: a lane of a subscription no longer
+    /// `CHANGE_WAIT`) until their lanes follow: a lane of a subscription no longer
     /// notified is stopped by then, so it delivers nothing posted after this returns.
     pub async fn queue_changed(&self, queue: QueueRef) {
         // Posts from now on must not wake the lanes listed before the change (an

@@ -114,7 +114,7 @@ impl SqliteStore {
         Ok(removed)
     }
 
-    /// Deletes at most [`DELETE_BATCH`] messages that expired at `now` (a range of
+    /// Deletes at most `DELETE_BATCH` messages that expired at `now` (a range of
     /// the `messages_by_expiry` index), in one transaction; counts them as expired.
     pub async fn remove_expired_batch(&self, now: i64) -> StoreResult<u64> {
         let mut tx = self.begin().await?;

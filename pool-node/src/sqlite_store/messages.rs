@@ -31,7 +31,7 @@ async fn post_messages(
     Ok(ids)
 }
 
-/// `MessageStore::post_once`: the checks, the key's lookup, the post and the key's
+/// `MessageLog::post_once`: the checks, the key's lookup, the post and the key's
 /// record in one write transaction (which SQLite runs one at a time).
 async fn post_once(
     store: &SqliteStore,
