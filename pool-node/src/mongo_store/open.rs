@@ -18,6 +18,7 @@ const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The database when the URI names none.
 const DEFAULT_DATABASE: &str = "zaqar";
+
 impl MongoStore {
     /// Connects to `uri`, creating the indexes and upgrading the schema.
     pub async fn connect(uri: &str) -> StoreResult<Self> {

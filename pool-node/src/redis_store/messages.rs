@@ -165,19 +165,21 @@ impl Batched for DeleteCall {
 }
 
 impl RedisStore {
-    /// Posts `new`, in one script call with the posts to the same queue that
-    /// wait meanwhile; with `plain`, stores nothing when the queue encrypts, and
-    /// with `expected_metadata`, when the queue's metadata is another (see `post.lua`).
-    /// With `once`, stores nothing when its key was seen within its window.
+    /// Posts `post` (see [`Post`] for its checks), in one script call with the
+    /// posts to the same queue that wait meanwhile (see `post.lua`). With `once`,
+    /// stores nothing when its key was seen within its window.
     pub(super) async fn post(
         &self,
         queue: &QueueRef,
-        client_id: &str,
-        new: &[NewMessage],
-        plain: bool,
-        expected_metadata: Option<&str>,
+        post: Post<'_>,
         once: Option<&Once>,
     ) -> StoreResult<CheckedPost> {
+        let Post {
+            client_id,
+            messages: new,
+            plain,
+            expected_metadata,
+        } = post;
         let keys = self.keys(queue);
         let ids: Vec<String> = new.iter().map(|_| Uuid::new_v4().to_string()).collect();
         let expected_metadata = expected_metadata.map(str::to_string);
@@ -244,10 +246,13 @@ impl MessageLog for RedisStore {
         client_id: &str,
         messages: &[NewMessage],
     ) -> StoreResult<Vec<String>> {
-        match self
-            .post(queue, client_id, messages, false, None, None)
-            .await?
-        {
+        let post = Post {
+            client_id,
+            messages,
+            plain: false,
+            expected_metadata: None,
+        };
+        match self.post(queue, post, None).await? {
             CheckedPost::Posted(ids) => Ok(ids),
             refused => Err(ZaqarError::internal(format!(
                 "an unchecked post was refused: {refused:?}"
@@ -262,8 +267,13 @@ impl MessageLog for RedisStore {
         messages: &[NewMessage],
         expected_metadata: Option<&str>,
     ) -> StoreResult<CheckedPost> {
-        self.post(queue, client_id, messages, true, expected_metadata, None)
-            .await
+        let post = Post {
+            client_id,
+            messages,
+            plain: true,
+            expected_metadata,
+        };
+        self.post(queue, post, None).await
     }
 
     async fn post_once(
@@ -272,21 +282,7 @@ impl MessageLog for RedisStore {
         post: Post<'_>,
         once: &Once,
     ) -> StoreResult<CheckedPost> {
-        let Post {
-            client_id,
-            messages,
-            plain,
-            expected_metadata,
-        } = post;
-        self.post(
-            queue,
-            client_id,
-            messages,
-            plain,
-            expected_metadata,
-            Some(once),
-        )
-        .await
+        self.post(queue, post, Some(once)).await
     }
 
     async fn delete_messages(
