@@ -106,10 +106,9 @@ async fn serve_rest<S, Io, Svc>(
     Svc::Future: Send + 'static,
 {
     let make_service = hyper014::service::make_service_fn(move |_| {
-        let service = service.clone();
+        let mut service = service.clone();
+        // warp's service is always ready: poll_ready has nothing to wait for.
         let per_request = hyper014::service::service_fn(move |request| {
-            // warp's service is always ready: poll_ready has nothing to wait for.
-            let mut service = service.clone();
             service.call(rest::owned_head::detach(request))
         });
         async move { Ok::<_, std::convert::Infallible>(per_request) }

@@ -5,7 +5,7 @@ mod claims;
 pub mod errors;
 mod home;
 mod messages;
-pub mod owned_head;
+pub(crate) mod owned_head;
 mod pools_and_flavors;
 pub mod query;
 mod queues;

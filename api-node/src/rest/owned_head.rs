@@ -4,23 +4,36 @@
 //! connection's 8 KiB read buffer. While such a request is in flight (a long-polling
 //! claim waits up to 20 s), those slices keep the buffer alive, and hyper, which reads
 //! on to notice a client that hangs up, allocates a second one: 1,000 waiting claims
-//! held 8 MiB of buffers nobody reads. Copying the few bytes of the head (and of a
-//! body read in the same chunk) lets hyper reuse its buffer.
+//! held 8 MiB of buffers nobody reads. Copying the few bytes of the head (into one
+//! allocation) lets hyper reuse its buffer. The body is copied when it is read.
 
+use bytes::{Bytes, BytesMut};
 use hyper014::body::Body;
 use hyper014::http::{HeaderValue, Request, Uri};
 
-/// `request` with its URI and header values copied out of the read buffer.
+/// `request` with its URI and header values copied out of the read buffer, into
+/// one buffer of their own that the new values are slices of.
 pub fn detach(request: Request<Body>) -> Request<Body> {
     let (mut parts, body) = request.into_parts();
+    let uri = parts.uri.to_string();
+    let values: usize = parts.headers.values().map(|v| v.len()).sum();
+    let mut head = BytesMut::with_capacity(uri.len() + values);
+    head.extend_from_slice(uri.as_bytes());
+    for value in parts.headers.values() {
+        head.extend_from_slice(value.as_bytes());
+    }
+    let head: Bytes = head.freeze();
+    if let Ok(owned) = Uri::from_maybe_shared(head.slice(..uri.len())) {
+        parts.uri = owned;
+    }
+    let mut at = uri.len();
     for value in parts.headers.values_mut() {
-        if let Ok(mut owned) = HeaderValue::from_bytes(value.as_bytes()) {
+        let end = at + value.len();
+        if let Ok(mut owned) = HeaderValue::from_maybe_shared(head.slice(at..end)) {
             owned.set_sensitive(value.is_sensitive());
             *value = owned;
         }
-    }
-    if let Ok(owned) = parts.uri.to_string().parse::<Uri>() {
-        parts.uri = owned;
+        at = end;
     }
     Request::from_parts(parts, body)
 }
@@ -28,7 +41,6 @@ pub fn detach(request: Request<Body>) -> Request<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn within(buffer: &Bytes, bytes: &[u8]) -> bool {
         let range = buffer.as_ptr_range();
