@@ -143,25 +143,11 @@ async fn serve_roles(
     let pool_uri = config.pool_uri();
     let pool_listener = grpc::bind(LOOPBACK).await?;
     let pool_endpoint = format!("http://{}", pool_listener.local_addr()?);
-    // Each start has new ports; placements follow the pool's re-registered endpoint,
-    // and an admin's weight or options stay.
-    catalog
-        .register_pool(PoolSpec {
-            name: POOL_NAME.to_string(),
-            weight: 100,
-            flavor: String::new(),
-            uri: pool_uri.clone(),
-            endpoint: pool_endpoint.clone(),
-            options_json: String::new(),
-        })
-        .await?;
-    tracing::info!(data_dir = %config.data_dir.display(), pool_uri = %redact(&pool_uri),
-        catalog = %catalog_endpoint, pool = %pool_endpoint, "standalone roles wired");
 
     let mut roles = JoinSet::new();
     // The admin API (for api-node's /v2/pools and /v2/flavors) needs no admin
     // token: only this process knows the cluster token.
-    let catalog_server = CatalogServer::new(catalog).with_shutdown(shutdown.wait());
+    let catalog_server = CatalogServer::new(catalog.clone()).with_shutdown(shutdown.wait());
     let health = catalog_server.health_metrics();
     crate::metrics::add(|registry| registry.register_collector(Box::new(health)));
     let catalog_router = grpc::server(None)?
@@ -189,12 +175,24 @@ async fn serve_roles(
         health_report_interval: std::time::Duration::from_secs(5),
     };
     let node = serve::start(settings, Stopping::on(shutdown.wait())).await?;
-    crate::metrics::watch_queue_depths(&node.store, config.metrics_queues);
-    if let Some(notifier) = &node.notifier {
-        let gauges = notifier.metrics();
-        crate::metrics::add(|registry| registry.register_collector(Box::new(gauges)));
-    }
+    crate::metrics::watch_pool_node(&node, config.metrics_queues);
     let pool_server = node.server;
+    // Registered once the store is open and checked (a store that cannot serve
+    // writes nothing to the catalog). Each start has new ports; placements follow
+    // the pool's re-registered endpoint, and an admin's weight or options stay.
+    catalog
+        .register_pool(PoolSpec {
+            name: POOL_NAME.to_string(),
+            weight: 100,
+            flavor: String::new(),
+            uri: pool_uri.clone(),
+            endpoint: pool_endpoint.clone(),
+            options_json: String::new(),
+        })
+        .await?;
+    tracing::info!(data_dir = %config.data_dir.display(), pool_uri = %redact(&pool_uri),
+        catalog = %catalog_endpoint, pool = %pool_endpoint, "standalone roles wired");
+
     // The api-node calls the pool-node directly; its gRPC server stays for anything
     // else that reaches the registered endpoint (`zaqar admin`, health checks).
     let in_process = InProcessPools::from([(
