@@ -111,9 +111,13 @@ fn heard(batch: &Document, from: i64) -> Option<QueueActivity> {
 async fn listen(store: MongoStore, relay: Arc<Relay>, from: i64) {
     let activity = collection(&store);
     while !relay.is_gone() {
+        // Its own batches are left out by the server (and by `heard`, should a
+        // server pass them anyway).
+        let mut inserts = doc! { "operationType": "insert" };
+        inserts.insert(format!("fullDocument.{FROM}"), doc! { "$ne": from });
         let watching = activity
             .watch()
-            .pipeline([doc! { "$match": { "operationType": "insert" } }])
+            .pipeline([doc! { "$match": inserts }])
             .await;
         match watching {
             Ok(mut stream) => {
