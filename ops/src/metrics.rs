@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -70,15 +70,20 @@ const QUEUE_DEPTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Whether [`serve`] serves the metrics.
 static SERVING: AtomicBool = AtomicBool::new(false);
 
-/// When the metrics are served: keeps the depth gauges of the `queues` most recently
-/// used queues of `store` (see `zaqar_pool_node::metrics`).
-pub fn watch_queue_depths(store: &Arc<dyn zaqar_pool_node::MessageStore>, queues: u32) {
+/// A started pool-node's metrics: when the metrics are served, the depth gauges of
+/// the `queues` most recently used queues of its store (see
+/// `zaqar_pool_node::metrics`); its notifier's gauges.
+pub fn watch_pool_node(node: &zaqar_pool_node::serve::PoolNode, queues: u32) {
     if SERVING.load(Ordering::Relaxed) && queues > 0 {
         zaqar_pool_node::metrics::spawn_queue_depths(
-            store.clone(),
+            node.store.clone(),
             queues as usize,
             QUEUE_DEPTH_INTERVAL,
         );
+    }
+    if let Some(notifier) = &node.notifier {
+        let gauges = notifier.metrics();
+        add(|registry| registry.register_collector(Box::new(gauges)));
     }
 }
 

@@ -121,11 +121,7 @@ pub async fn run(config: PoolNodeConfig, shutdown: Shutdown) -> Result<()> {
         health_report_interval: Duration::from_secs(u64::from(config.health_report_interval_secs)),
     };
     let node = serve::start(settings, Stopping::on(shutdown.wait())).await?;
-    crate::metrics::watch_queue_depths(&node.store, config.metrics_queues);
-    if let Some(notifier) = &node.notifier {
-        let gauges = notifier.metrics();
-        crate::metrics::add(|registry| registry.register_collector(Box::new(gauges)));
-    }
+    crate::metrics::watch_pool_node(&node, config.metrics_queues);
     let listener = grpc::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, pool = %config.name, uri = %redact(&config.uri),
         "pool-node serving");

@@ -37,7 +37,7 @@ pub struct Settings {
     pub notifier: Option<(NotifierConfig, String)>,
     /// Where the store's health is reported.
     pub catalog: CatalogLink,
-    /// Seconds between two health reports to each catalog node.
+    /// Time between two health reports to each catalog node.
     pub health_report_interval: Duration,
 }
 
@@ -89,7 +89,9 @@ pub enum RegistrationError {
 }
 
 /// Opens and checks the store, starts its expiry sweep, its health reports and its
-/// notifier, and makes the `PoolService` over it; everything stops with `stopping`.
+/// notifier, and makes the `PoolService` over it. The health reports and the
+/// `WatchQueues` streams stop with `stopping`; the sweep, the relay and the notifier
+/// when the store and the server are dropped.
 pub async fn start(settings: Settings, stopping: Stopping) -> Result<PoolNode, StartError> {
     let shown = redact(&settings.store_uri);
     let store = crate::open_store(&settings.store_uri)
@@ -229,7 +231,7 @@ pub fn notifier_holder(place: &str) -> String {
 /// its catalog nodes every `interval`, one task per node, until `stopping`. A node
 /// that is down is skipped until it answers again; a catalog that keeps no reports
 /// (an older one) is logged once.
-pub fn spawn_health_reports(
+fn spawn_health_reports(
     link: &CatalogLink,
     store: Arc<dyn MessageStore>,
     interval: Duration,
