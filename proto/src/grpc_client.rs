@@ -115,8 +115,9 @@ pub fn split_endpoints(endpoints: &str) -> Vec<String> {
         .collect()
 }
 
-/// An error with its sources (tonic's own message says only "transport error").
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with its sources, which tonic's and reqwest's own messages leave out
+/// (tonic says only "transport error").
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zaqar_proto::grpc_client::error_chain;
 
 use super::deliver::Failure;
 use super::network;
@@ -46,7 +47,7 @@ pub async fn post(
         if err.is_builder() {
             Failure::Permanent(format!("invalid request: {err}"))
         } else if network::is_refused(&err) {
-            Failure::Permanent(format!("refused: {err}: {}", error_chain(&err)))
+            Failure::Permanent(format!("refused: {}", error_chain(&err)))
         } else {
             Failure::Transient(format!("request failed: {err}"))
         }
@@ -75,17 +76,6 @@ pub fn signature(secret: &SigningSecret, timestamp: u64, body: &str) -> String {
         let _ = write!(value, "{byte:02x}");
     }
     value
-}
-
-/// The causes of `err`, which reqwest's own message leaves out.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut causes = Vec::new();
-    let mut cause = err.source();
-    while let Some(err) = cause {
-        causes.push(err.to_string());
-        cause = err.source();
-    }
-    causes.join(": ")
 }
 
 #[cfg(test)]

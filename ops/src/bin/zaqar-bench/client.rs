@@ -20,6 +20,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
+use zaqar_proto::grpc_client::error_chain;
 
 /// Why a request did not succeed.
 #[derive(Debug)]
@@ -41,14 +42,7 @@ impl fmt::Display for CallError {
 
 /// A transport error with its source chain (which says *why*, e.g. "connection refused").
 fn transport(context: &str, error: &dyn std::error::Error) -> CallError {
-    let mut text = format!("{context}: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    CallError::Transport(text)
+    CallError::Transport(format!("{context}: {}", error_chain(error)))
 }
 
 /// One client identity (its Client-ID) talking to one server over its own
