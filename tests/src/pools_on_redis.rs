@@ -9,16 +9,17 @@ use zaqar_proto::pb::Empty;
 
 use crate::{spawn_pool_node, spawn_sqlite_catalog, start_api_node, Process, Redis};
 
-/// The cluster; every process stops when it is dropped.
+/// The cluster; every process stops when it is dropped (fields drop in order: the
+/// roles, then the Redis servers, then their directory).
 pub struct PoolsOnRedis {
+    _processes: Vec<Process>,
     /// The Redis server of `pool-<index>`.
     pub redis: Vec<Redis>,
     /// The catalog's gRPC endpoint.
     pub catalog: String,
     /// The api-node's REST port (it may not answer yet: `Client::wait_ready`).
     pub api_port: u16,
-    pub dir: tempfile::TempDir,
-    _processes: Vec<Process>,
+    _dir: tempfile::TempDir,
 }
 
 impl PoolsOnRedis {
@@ -43,11 +44,11 @@ impl PoolsOnRedis {
         let (api, api_port) = start_api_node(dir.path(), "api-node", &catalog, api_extra)?;
         processes.push(api);
         Ok(PoolsOnRedis {
+            _processes: processes,
             redis,
             catalog,
             api_port,
-            dir,
-            _processes: processes,
+            _dir: dir,
         })
     }
 

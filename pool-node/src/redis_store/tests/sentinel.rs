@@ -36,7 +36,7 @@ impl TestSentinel {
             format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\n\
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
-                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} 3000\n\
                  sentinel failover-timeout {MASTER_NAME} 6000\n",
                 dir.path().display()
             ),
