@@ -1,6 +1,6 @@
 //! Flavors and pool updates as Zaqar 23's admin API has them, on top of the
 //! `CatalogBackend` primitives: a flavor's pools are the pools whose flavor is its name,
-//! so writing a flavor's pool list writes those pools' groups.
+//! so writing a flavor's pool list writes those pools' flavors.
 //!
 //! Like Zaqar's, these are several backend writes in a row, not one transaction: a
 //! failure half-way leaves some pools moved; repeating the same call finishes the job.

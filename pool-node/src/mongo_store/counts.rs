@@ -7,7 +7,7 @@
 //! written), chosen at random, inside the write's own transaction: writes of one
 //! queue rarely pick the same document, so they rarely conflict over it. Stats add
 //! the shards up ([`read`]) and take off what has changed without a write: claims
-//! ended, delays passed and messages expired but not yet swept (`queues::stats`).
+//! ended, delays passed and messages expired but not yet swept (`queues::queue_stats`).
 //! The documents stay when the queue is deleted, as its sequence counter does.
 
 use std::collections::BTreeMap;

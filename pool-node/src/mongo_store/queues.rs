@@ -64,7 +64,7 @@ async fn set_queue_metadata(
     Ok(())
 }
 
-/// Deletes the queue document, then its messages and claims (see [`purge`]);
+/// Deletes the queue document, then its messages and claims (see [`purge_queue`]);
 /// subscriptions stay, and so does the message counter.
 async fn delete_queue(store: &MongoStore, queue: &QueueRef) -> StoreResult<()> {
     store

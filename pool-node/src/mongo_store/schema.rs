@@ -14,7 +14,7 @@
 //! Version 3 keeps each queue's messages per state in count documents (`counts.rs`),
 //! filled once from the messages when a database of an older version is opened
 //! (stop a pool's older pool-nodes before the first of this build starts: their
-//! writes are not counted). Only the expiry sweep (`messages::remove_expired`) removes expired
+//! writes are not counted). Only the expiry sweep (`messages::remove_expired_messages`) removes expired
 //! messages, counting them: the messages' expiry index is no TTL index, and
 //! [`MongoStore::create_indexes`] replaces the TTL index of older builds.
 

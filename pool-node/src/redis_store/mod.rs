@@ -20,7 +20,7 @@
 //!
 //! Every call is bounded by [`CALL_TIMEOUT`] (or the URI's `socket_timeout`):
 //! a Redis that is down or hung gives `Unavailable` quickly, and
-//! `ConnectionManager` reconnects by itself once Redis is back (`calls.rs`). The URI is read
+//! `ConnectionManager` reconnects by itself once Redis is back. The URI is read
 //! as Zaqar reads it (`zaqar_proto::redis_uri`): one server over TCP (or TLS) or a
 //! Unix socket, or the master of a Sentinel group, followed through failovers
 //! (`open.rs`, `link.rs`). With `min_replicas_ack=N` every call waits until N replicas have

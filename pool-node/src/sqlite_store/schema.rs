@@ -12,7 +12,7 @@
 //! 2026-12-07) the `message_counts` table, filled once from their messages.
 //! `message_counts` holds each queue's rows per state, kept by triggers on every
 //! insert, delete and change of state, so that stats read one row instead of
-//! counting the queue (`queues::stats`); a queue's row goes when its counts reach zero.
+//! counting the queue (`queues::queue_stats`); a queue's row goes when its counts reach zero.
 //! `idempotency` holds the ids each post's idempotency key brought, until the key's
 //! window ends (`messages::post_once`).
 
