@@ -1,5 +1,5 @@
-//! The gRPC `AdminService`: pools, flavors, placement lookup and the raft cluster for operators
-//! (`zaqar admin`), behind an optional shared bearer token.
+//! The gRPC `AdminService`: pools, flavors, per-project limits, placement lookup and the raft
+//! cluster for operators (`zaqar admin`), behind an optional shared bearer token.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::backend::CatalogBackend;
 use crate::flavors::{self, FlavorView, PoolUpdate};
-use crate::model::PoolSpec;
+use crate::model::{project_limits_not_found, PoolSpec, ProjectLimitsSpec};
 use crate::raft::{RaftCatalog, RaftStatus};
 
 /// Serves the admin API of one catalog backend; the raft node, when the backend is raft,
@@ -174,6 +174,13 @@ fn flavor_to_pb(flavor: FlavorView) -> pb::Flavor {
     }
 }
 
+fn project_limits_to_pb(limits: ProjectLimitsSpec) -> pb::ProjectLimits {
+    pb::ProjectLimits {
+        project: limits.project,
+        limits_json: limits.limits_json,
+    }
+}
+
 fn raft_status_to_pb(status: RaftStatus) -> pb::RaftStatus {
     let member = |voter: bool| move |(id, addr): (u64, String)| pb::Member { id, addr, voter };
     let leader_addr = status
@@ -273,6 +280,46 @@ impl AdminService for AdminServer {
     async fn remove_flavor(&self, request: Request<pb::FlavorName>) -> Reply<pb::Empty> {
         let name = request.into_inner().name;
         let removed = flavors::remove_flavor(&*self.backend, &name).await;
+        reply(removed.map(|()| pb::Empty {}))
+    }
+
+    async fn list_project_limits(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Reply<pb::ListProjectLimitsReply> {
+        let listed = self.backend.list_project_limits().await;
+        reply(listed.map(|projects| pb::ListProjectLimitsReply {
+            projects: projects.into_iter().map(project_limits_to_pb).collect(),
+        }))
+    }
+
+    async fn get_project_limits(
+        &self,
+        request: Request<pb::ProjectId>,
+    ) -> Reply<pb::ProjectLimits> {
+        let project = request.into_inner().project;
+        let found = self.backend.get_project_limits(&project).await?;
+        let found = found.ok_or_else(|| project_limits_not_found(&project));
+        reply(found.map(project_limits_to_pb))
+    }
+
+    async fn put_project_limits(
+        &self,
+        request: Request<pb::ProjectLimits>,
+    ) -> Reply<pb::ProjectLimits> {
+        let limits = request.into_inner();
+        let spec = ProjectLimitsSpec {
+            project: limits.project,
+            limits_json: limits.limits_json,
+        }
+        .validated()?;
+        self.backend.put_project_limits(spec.clone()).await?;
+        Ok(Response::new(project_limits_to_pb(spec)))
+    }
+
+    async fn remove_project_limits(&self, request: Request<pb::ProjectId>) -> Reply<pb::Empty> {
+        let project = request.into_inner().project;
+        let removed = self.backend.remove_project_limits(&project).await;
         reply(removed.map(|()| pb::Empty {}))
     }
 

@@ -1,12 +1,13 @@
-//! The `CatalogBackend` seam: pools, flavors and queue placement, one implementation per
-//! backend (raft, SQL, etcd, MongoDB).
+//! The `CatalogBackend` seam: pools, flavors, queue placement and per-project limits, one
+//! implementation per backend (raft, SQL, etcd, MongoDB).
 
 use async_trait::async_trait;
 use rand::Rng;
 use zaqar_proto::ZaqarError;
 
 use crate::model::{
-    validate_flavor, validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
+    validate_flavor, validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec,
+    ProjectLimitsSpec, QueuePage,
 };
 use crate::watch::Watch;
 use crate::weighted::choose_pool;
@@ -14,7 +15,7 @@ use crate::weighted::choose_pool;
 /// What every catalog call returns.
 pub type CatalogResult<T> = Result<T, ZaqarError>;
 
-/// Pools, flavors and queue placement.
+/// Pools, flavors, queue placement and per-project limits.
 ///
 /// Guarantees every implementation keeps (and the conformance suite checks):
 ///
@@ -35,6 +36,9 @@ pub type CatalogResult<T> = Result<T, ZaqarError>;
 /// - **Flavors are upserted records** (name, capabilities); a flavor's pools are the
 ///   pools whose flavor is its name, so [`crate::flavors`] writes pools' flavors to change
 ///   them.
+/// - **Project limits are upserted records** (project, limits JSON), validated with
+///   [`ProjectLimitsSpec::validated`] before they are stored; they are not watched
+///   (api-nodes ask for a project's limits and keep them for a while).
 /// - **A pool is removed only when empty.** [`remove_pool`](Self::remove_pool) deletes
 ///   a pool only while no queue is placed on it, atomically with respect to placements:
 ///   a queue is never left placed on a pool that no longer exists.
@@ -102,6 +106,18 @@ pub trait CatalogBackend: Send + Sync + 'static {
     /// Removes the flavor named `name` (its pools keep their flavor); `not_found` when
     /// there is none.
     async fn remove_flavor(&self, name: &str) -> CatalogResult<()>;
+
+    /// Sets a project's limits, replacing what it had.
+    async fn put_project_limits(&self, limits: ProjectLimitsSpec) -> CatalogResult<()>;
+
+    /// The limits of `project`, if an operator set some.
+    async fn get_project_limits(&self, project: &str) -> CatalogResult<Option<ProjectLimitsSpec>>;
+
+    /// Every project's limits, sorted by project.
+    async fn list_project_limits(&self) -> CatalogResult<Vec<ProjectLimitsSpec>>;
+
+    /// Removes a project's limits; `not_found` when it has none.
+    async fn remove_project_limits(&self, project: &str) -> CatalogResult<()>;
 
     /// Where the queue lives, if it was placed.
     async fn lookup(&self, project: &str, queue: &str) -> CatalogResult<Option<Placement>>;

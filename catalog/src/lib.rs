@@ -32,7 +32,7 @@ pub use backend::{CatalogBackend, CatalogResult};
 pub use etcd_backend::EtcdCatalog;
 pub use flavors::{FlavorView, PoolUpdate};
 pub use health::{HealthBoard, HealthReport, PoolHealth};
-pub use model::{FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage};
+pub use model::{FlavorSpec, ListQueues, Placement, PoolSpec, ProjectLimitsSpec, QueuePage};
 pub use server::CatalogServer;
 pub use sql_backend::SqlCatalog;
 pub use watch::{CatalogEvent, EventHub, Watch};

@@ -1,10 +1,11 @@
-//! The catalog's domain types (pools, placements, queue listings) and their validation.
+//! The catalog's domain types (pools, flavors, placements, queue listings, project limits)
+//! and their validation.
 //!
 //! Every backend validates its input with these functions, so that the same request
 //! is rejected the same way whichever backend holds the catalog.
 
 use serde::{Deserialize, Serialize};
-use zaqar_proto::limits::is_valid_name;
+use zaqar_proto::limits::{is_valid_name, ProjectLimitOverrides};
 use zaqar_proto::ZaqarError;
 
 /// Longest pool, flavor or queue name the catalog stores. api-node applies the
@@ -110,6 +111,33 @@ impl FlavorSpec {
 /// Zaqar's answer for a flavor that does not exist.
 pub fn flavor_not_found(name: &str) -> ZaqarError {
     ZaqarError::not_found(format!("Flavor {name} does not exist"))
+}
+
+/// The limits an operator set for one project (see [`ProjectLimitOverrides`]), kept as
+/// the JSON of the fields that are set, so that the catalog stores them whatever fields
+/// later builds add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectLimitsSpec {
+    pub project: String,
+    /// A JSON object, as [`ProjectLimitOverrides::to_json`] writes it.
+    pub limits_json: String,
+}
+
+impl ProjectLimitsSpec {
+    /// Checks the project id and the limits, and writes the limits in their one form.
+    pub fn validated(self) -> Result<Self, ZaqarError> {
+        validate_project(&self.project)?;
+        let overrides = ProjectLimitOverrides::from_json(&self.limits_json)?;
+        Ok(ProjectLimitsSpec {
+            project: self.project,
+            limits_json: overrides.to_json(),
+        })
+    }
+}
+
+/// The answer for a project without limits of its own.
+pub fn project_limits_not_found(project: &str) -> ZaqarError {
+    ZaqarError::not_found(format!("Project {project} has no limits of its own"))
 }
 
 /// Checks the name of a flavor.

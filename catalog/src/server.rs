@@ -217,6 +217,18 @@ impl CatalogService for CatalogServer {
         }))
     }
 
+    async fn project_limits(
+        &self,
+        request: Request<pb::ProjectLimitsRequest>,
+    ) -> Reply<pb::ProjectLimitsReply> {
+        let project = request.into_inner().project;
+        let limits = self.backend.get_project_limits(&project).await;
+        reply(limits.map(|limits| pb::ProjectLimitsReply {
+            found: limits.is_some(),
+            limits_json: limits.map(|l| l.limits_json).unwrap_or_default(),
+        }))
+    }
+
     async fn list_pools(&self, _request: Request<pb::Empty>) -> Reply<pb::ListPoolsReply> {
         let pools = self.backend.list_pools().await;
         reply(pools.map(|pools| pb::ListPoolsReply {

@@ -25,10 +25,10 @@ use zaqar_proto::uri::CatalogKind;
 use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
-use crate::model::flavor_not_found;
 use crate::model::{
-    pool_in_use, validate_flavor_name, validate_listing, validate_pool_name, validate_queue,
-    FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
+    flavor_not_found, pool_in_use, project_limits_not_found, validate_flavor_name,
+    validate_listing, validate_pool_name, validate_project, validate_queue, FlavorSpec, ListQueues,
+    Placement, PoolSpec, ProjectLimitsSpec, QueuePage,
 };
 use crate::sql_feed::{PgFeed, PoolRead};
 use crate::watch::{CatalogEvent, EventHub, Watch};
@@ -62,7 +62,7 @@ macro_rules! on_db {
 }
 
 /// The tables; `{name}` is the type of sorted name columns (byte order on both).
-const SCHEMA: [&str; 3] = [
+const SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS catalog_pools (
         name {name} PRIMARY KEY,
         weight BIGINT NOT NULL,
@@ -81,7 +81,19 @@ const SCHEMA: [&str; 3] = [
         name {name} PRIMARY KEY,
         capabilities_json TEXT NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS catalog_project_limits (
+        project {name} PRIMARY KEY,
+        limits_json TEXT NOT NULL
+    )",
 ];
+
+const UPSERT_PROJECT_LIMITS: &str =
+    "INSERT INTO catalog_project_limits (project, limits_json) VALUES ($1, $2)
+    ON CONFLICT (project) DO UPDATE SET limits_json = excluded.limits_json";
+
+const PROJECT_LIMITS_COLUMNS: &str = "SELECT project, limits_json FROM catalog_project_limits";
+
+const REMOVE_PROJECT_LIMITS: &str = "DELETE FROM catalog_project_limits WHERE project = $1";
 
 const UPSERT_FLAVOR: &str = "INSERT INTO catalog_flavors (name, capabilities_json) VALUES ($1, $2)
     ON CONFLICT (name) DO UPDATE SET capabilities_json = excluded.capabilities_json";
@@ -347,6 +359,59 @@ impl CatalogBackend for SqlCatalog {
         .map_err(store_error)?;
         if deleted == 0 {
             return Err(flavor_not_found(name));
+        }
+        Ok(())
+    }
+
+    async fn put_project_limits(&self, limits: ProjectLimitsSpec) -> CatalogResult<()> {
+        let limits = limits.validated()?;
+        on_db!(&self.db, db => sqlx::query(UPSERT_PROJECT_LIMITS)
+            .bind(&limits.project)
+            .bind(&limits.limits_json)
+            .execute(db)
+            .await
+            .map(|_| ()))
+        .map_err(store_error)
+    }
+
+    async fn get_project_limits(&self, project: &str) -> CatalogResult<Option<ProjectLimitsSpec>> {
+        validate_project(project)?;
+        let sql = format!("{PROJECT_LIMITS_COLUMNS} WHERE project = $1");
+        let row: Option<(String, String)> = on_db!(&self.db, db => sqlx::query_as(&sql)
+            .bind(project)
+            .fetch_optional(db)
+            .await)
+        .map_err(store_error)?;
+        Ok(row.map(|(project, limits_json)| ProjectLimitsSpec {
+            project,
+            limits_json,
+        }))
+    }
+
+    async fn list_project_limits(&self) -> CatalogResult<Vec<ProjectLimitsSpec>> {
+        let sql = format!("{PROJECT_LIMITS_COLUMNS} ORDER BY project");
+        let rows: Vec<(String, String)> =
+            on_db!(&self.db, db => sqlx::query_as(&sql).fetch_all(db).await)
+                .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(project, limits_json)| ProjectLimitsSpec {
+                project,
+                limits_json,
+            })
+            .collect())
+    }
+
+    async fn remove_project_limits(&self, project: &str) -> CatalogResult<()> {
+        validate_project(project)?;
+        let deleted = on_db!(&self.db, db => sqlx::query(REMOVE_PROJECT_LIMITS)
+            .bind(project)
+            .execute(db)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(store_error)?;
+        if deleted == 0 {
+            return Err(project_limits_not_found(project));
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ZaqarError;
+
 /// Configurable limits; `Limits::default()` gives Zaqar's defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -65,6 +67,62 @@ impl Default for Limits {
     }
 }
 
+/// The limits an operator sets for one project through the catalog's admin API
+/// (`zaqar admin project-limits set`). Each field that is present replaces, for that
+/// project, what the api-nodes' `[project_limits]` says; an absent one leaves it.
+/// The catalog keeps them as JSON (`ProjectLimitsSpec::limits_json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectLimitOverrides {
+    /// Sustained requests per second of the project, per api-node; 0 for no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
+    /// Requests the project may make at once after being idle; 0 for one second's worth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Most queues of the project; 0 for no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queues: Option<u64>,
+    /// Most messages in one queue of the project; 0 for no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_messages_per_queue: Option<u64>,
+}
+
+impl ProjectLimitOverrides {
+    /// Parses and checks the JSON the catalog keeps: an object of the fields above,
+    /// with a finite rate of at least 0.
+    pub fn from_json(json: &str) -> Result<ProjectLimitOverrides, ZaqarError> {
+        let invalid = |why: String| {
+            ZaqarError::bad_request(format!("invalid project limits {json:?}: {why}"))
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|err| invalid(err.to_string()))?;
+        if !value.is_object() {
+            return Err(invalid("not a JSON object".into()));
+        }
+        let overrides: ProjectLimitOverrides =
+            serde_json::from_value(value).map_err(|err| invalid(err.to_string()))?;
+        if let Some(rate) = overrides.requests_per_second {
+            if !(rate.is_finite() && rate >= 0.0) {
+                return Err(ZaqarError::bad_request(format!(
+                    "invalid requests_per_second {rate}: a number of at least 0"
+                )));
+            }
+        }
+        Ok(overrides)
+    }
+
+    /// The JSON the catalog keeps (only the fields that are set).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain fields serialize")
+    }
+
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        *self == ProjectLimitOverrides::default()
+    }
+}
+
 /// Whether `name` is a valid queue (or pool, flavor) name: 1..=max chars of `[a-zA-Z0-9_.-]`.
 pub fn is_valid_name(name: &str, max_len: usize) -> bool {
     !name.is_empty()
@@ -98,6 +156,27 @@ mod tests {
         assert!(!is_valid_name("ünïcode", 64));
         assert!(!is_valid_name(&"a".repeat(65), 64));
         assert!(is_valid_name(&"a".repeat(64), 64));
+    }
+
+    #[test]
+    fn project_limit_overrides_round_trip_and_refuse_bad_values() {
+        let overrides =
+            ProjectLimitOverrides::from_json(r#"{"max_queues": 5, "burst": 2}"#).expect("valid");
+        assert_eq!(overrides.max_queues, Some(5));
+        assert_eq!(overrides.burst, Some(2));
+        assert_eq!(overrides.requests_per_second, None);
+        assert_eq!(overrides.to_json(), r#"{"burst":2,"max_queues":5}"#);
+        assert!(ProjectLimitOverrides::from_json("{}").unwrap().is_empty());
+        for bad in [
+            r#"{"max_queue": 5}"#,
+            r#"{"max_queues": -1}"#,
+            r#"{"requests_per_second": -0.5}"#,
+            r#"[1]"#,
+            "",
+        ] {
+            let err = ProjectLimitOverrides::from_json(bad).unwrap_err();
+            assert_eq!(err.code, crate::ErrorCode::BadRequest, "{bad}");
+        }
     }
 
     #[test]

@@ -12,11 +12,13 @@ use rand::Rng;
 use zaqar_proto::ErrorCode;
 
 mod flavors;
+mod project_limits;
 mod watch;
 
 use crate::raft::testing::TestCluster;
 use crate::{CatalogBackend, ListQueues, PoolSpec, SqlCatalog};
 pub use flavors::*;
+pub use project_limits::*;
 pub use watch::*;
 
 /// A backend under test and what to clean up after it.
@@ -207,6 +209,8 @@ macro_rules! catalog_conformance {
             flavors_are_upserted_listed_and_removed,
             a_flavor_pool_list_moves_pools_and_checks_them_first,
             a_flavored_queue_lands_on_the_flavor_pools_by_weight,
+            project_limits_are_set_listed_and_removed,
+            invalid_project_limits_are_refused_and_change_nothing,
             a_watcher_sees_placements_and_pool_changes,
             a_pool_node_registration_keeps_an_admins_changes,
         );

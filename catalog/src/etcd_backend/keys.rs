@@ -1,7 +1,8 @@
 //! The etcd catalog's URI (`etcd://host:port[,host:port...]/prefix`) and its key layout.
 //!
-//! Every key lives under the prefix: `<prefix>/pools/<pool>`, `<prefix>/flavors/<flavor>` and
-//! `<prefix>/placements/<escaped project>/<queue>`. The project id is percent-encoded
+//! Every key lives under the prefix: `<prefix>/pools/<pool>`, `<prefix>/flavors/<flavor>`,
+//! `<prefix>/placements/<escaped project>/<queue>` and
+//! `<prefix>/project-limits/<escaped project>`. The project id is percent-encoded
 //! so that it holds no `/`: one project's key range is never a prefix of another's,
 //! and a project's placements sort by queue name (byte order).
 
@@ -91,6 +92,15 @@ impl Keys {
 
     pub fn flavor(&self, name: &str) -> String {
         format!("{}{name}", self.flavors())
+    }
+
+    /// The prefix of every project limits key.
+    pub fn project_limits_all(&self) -> String {
+        format!("{}/project-limits/", self.prefix)
+    }
+
+    pub fn project_limits(&self, project: &str) -> String {
+        format!("{}{}", self.project_limits_all(), escape_project(project))
     }
 
     /// The prefix of every placement key.

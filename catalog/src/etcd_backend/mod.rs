@@ -1,5 +1,6 @@
-//! The etcd `CatalogBackend` (`etcd://host:port[,host:port...]/prefix`): pools and
-//! placements as JSON values under one key prefix of an etcd v3 cluster.
+//! The etcd `CatalogBackend` (`etcd://host:port[,host:port...]/prefix`): pools, flavors,
+//! placements and project limits as JSON values under one key prefix of an etcd v3
+//! cluster.
 //!
 //! Placement is one etcd transaction: "if the queue has no placement key and the pool
 //! key exists, put the placement, else read the placement", so concurrent placements
@@ -27,8 +28,9 @@ use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
 use crate::model::{
-    flavor_not_found, pool_in_use, validate_flavor_name, validate_listing, validate_pool_name,
-    validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
+    flavor_not_found, pool_in_use, project_limits_not_found, validate_flavor_name,
+    validate_listing, validate_pool_name, validate_project, validate_queue, FlavorSpec, ListQueues,
+    Placement, PoolSpec, ProjectLimitsSpec, QueuePage,
 };
 use crate::watch::{EventHub, Watch};
 use keys::{key_after, parse_uri, prefix_end, EtcdUri, Keys};
@@ -178,6 +180,15 @@ impl EtcdCatalog {
         Ok((page, count))
     }
 
+    /// Deletes `key` if it exists, in one transaction; whether it existed.
+    async fn delete_existing(&self, key: String) -> CatalogResult<bool> {
+        let exists = Compare::create_revision(key.clone(), CompareOp::Greater, 0);
+        let txn = Txn::new()
+            .when([exists])
+            .and_then([TxnOp::delete(key, None)]);
+        Ok(self.kv.txn(txn).await?.succeeded())
+    }
+
     /// Deletes every key under the prefix.
     #[cfg(test)]
     pub(crate) async fn purge(&self) -> CatalogResult<()> {
@@ -248,15 +259,51 @@ impl CatalogBackend for EtcdCatalog {
 
     async fn remove_flavor(&self, name: &str) -> CatalogResult<()> {
         validate_flavor_name(name)?;
-        let key = self.keys.flavor(name);
-        let exists = Compare::create_revision(key.clone(), CompareOp::Greater, 0);
-        let txn = Txn::new()
-            .when([exists])
-            .and_then([TxnOp::delete(key, None)]);
-        if self.kv.txn(txn).await?.succeeded() {
+        if self.delete_existing(self.keys.flavor(name)).await? {
             Ok(())
         } else {
             Err(flavor_not_found(name))
+        }
+    }
+
+    async fn put_project_limits(&self, limits: ProjectLimitsSpec) -> CatalogResult<()> {
+        let limits = limits.validated()?;
+        let key = self.keys.project_limits(&limits.project);
+        self.kv.put(key, encode(&limits)).await?;
+        tracing::info!(project = %limits.project, limits = %limits.limits_json, "project limits stored");
+        Ok(())
+    }
+
+    async fn get_project_limits(&self, project: &str) -> CatalogResult<Option<ProjectLimitsSpec>> {
+        validate_project(project)?;
+        let key = self.keys.project_limits(project);
+        let response = self.kv.get(key, GetOptions::new()).await?;
+        response.kvs().first().map(decode).transpose()
+    }
+
+    async fn list_project_limits(&self) -> CatalogResult<Vec<ProjectLimitsSpec>> {
+        let all = self.keys.project_limits_all();
+        let kvs = self.kv.scan(all.clone().into_bytes(), prefix_end(&all));
+        let mut listed = kvs
+            .await?
+            .iter()
+            .map(decode)
+            .collect::<CatalogResult<Vec<ProjectLimitsSpec>>>()?;
+        // Keys sort by escaped id; the listing sorts by the id itself.
+        listed.sort_by(|a, b| a.project.cmp(&b.project));
+        Ok(listed)
+    }
+
+    async fn remove_project_limits(&self, project: &str) -> CatalogResult<()> {
+        validate_project(project)?;
+        if self
+            .delete_existing(self.keys.project_limits(project))
+            .await?
+        {
+            tracing::info!(project, "project limits removed");
+            Ok(())
+        } else {
+            Err(project_limits_not_found(project))
         }
     }
 

@@ -4,7 +4,7 @@ use mongodb::bson::{Bson, Document};
 use zaqar_proto::ZaqarError;
 
 use crate::backend::CatalogResult;
-use crate::model::{FlavorSpec, PoolSpec};
+use crate::model::{FlavorSpec, PoolSpec, ProjectLimitsSpec};
 
 /// The `_id` of a placement: length-prefixed, so no two (project, queue) pairs
 /// share one, and the feed can tell both from a deleted placement's key.
@@ -60,6 +60,13 @@ pub(super) fn flavor_from_doc(doc: &Document) -> CatalogResult<FlavorSpec> {
         ZaqarError::internal(format!("unexpected capabilities of flavor {name:?}: {err}"))
     })?;
     Ok(FlavorSpec { name, capabilities })
+}
+
+pub(super) fn project_limits_from_doc(doc: &Document) -> ProjectLimitsSpec {
+    ProjectLimitsSpec {
+        project: text(doc, "_id"),
+        limits_json: text(doc, "l"),
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The MongoDB `CatalogBackend` (`mongodb://host[,host...]/database?replicaSet=name`):
-//! pools, placements and flavors as documents of one database of a replica set.
+//! pools, placements, flavors and project limits as documents of one database of a
+//! replica set.
 //!
 //! Collections: `catalog_pools` (`_id` the name; `w`, `g`, `u`, `e`, `o` the weight,
 //! flavor, URI, endpoint and options; `n` how many queues are placed on it),
-//! `catalog_placements` (`_id` = [`placement_key`], `p`, `q`, `pool`) and
-//! `catalog_flavors` (`_id` the name, `c` the capabilities JSON).
+//! `catalog_placements` (`_id` = [`placement_key`], `p`, `q`, `pool`),
+//! `catalog_flavors` (`_id` the name, `c` the capabilities JSON) and
+//! `catalog_project_limits` (`_id` the project, `l` the limits JSON).
 //!
 //! Placement is a transaction that returns an existing placement, or increments the
 //! pool's `n` and inserts the placement; removing a pool is a transaction that
@@ -33,11 +35,12 @@ use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
 use crate::model::{
-    flavor_not_found, pool_in_use, validate_flavor_name, validate_listing, validate_pool_name,
-    validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
+    flavor_not_found, pool_in_use, project_limits_not_found, validate_flavor_name,
+    validate_listing, validate_pool_name, validate_project, validate_queue, FlavorSpec, ListQueues,
+    Placement, PoolSpec, ProjectLimitsSpec, QueuePage,
 };
 use crate::watch::{EventHub, Watch};
-use docs::{contains, flavor_from_doc, int, pool_not_found, text};
+use docs::{contains, flavor_from_doc, int, pool_not_found, project_limits_from_doc, text};
 pub(crate) use docs::{placement_key, pool_from_doc};
 
 /// The longest any one catalog call takes (transaction retries included).
@@ -67,6 +70,7 @@ struct Collections {
     pools: Collection<Document>,
     placements: Collection<Document>,
     flavors: Collection<Document>,
+    project_limits: Collection<Document>,
 }
 
 impl Drop for MongoCatalog {
@@ -106,6 +110,7 @@ impl MongoCatalog {
             pools: database.collection(feed::POOLS),
             placements: database.collection(feed::PLACEMENTS),
             flavors: database.collection("catalog_flavors"),
+            project_limits: database.collection("catalog_project_limits"),
         };
         bounded(async {
             let by_project = IndexModel::builder()
@@ -392,6 +397,67 @@ impl CatalogBackend for MongoCatalog {
         .await?;
         if deleted.deleted_count == 0 {
             return Err(flavor_not_found(name));
+        }
+        Ok(())
+    }
+
+    async fn put_project_limits(&self, limits: ProjectLimitsSpec) -> CatalogResult<()> {
+        let limits = limits.validated()?;
+        bounded(async {
+            self.collections
+                .project_limits
+                .update_one(
+                    doc! { "_id": &limits.project },
+                    doc! { "$set": { "l": &limits.limits_json } },
+                )
+                .upsert(true)
+                .await
+                .map(drop)
+                .map_err(store_error)
+        })
+        .await
+    }
+
+    async fn get_project_limits(&self, project: &str) -> CatalogResult<Option<ProjectLimitsSpec>> {
+        validate_project(project)?;
+        let found = bounded(async {
+            self.collections
+                .project_limits
+                .find_one(doc! { "_id": project })
+                .await
+                .map_err(store_error)
+        })
+        .await?;
+        Ok(found.as_ref().map(project_limits_from_doc))
+    }
+
+    async fn list_project_limits(&self) -> CatalogResult<Vec<ProjectLimitsSpec>> {
+        let docs: Vec<Document> = bounded(async {
+            let cursor = self
+                .collections
+                .project_limits
+                .find(doc! {})
+                .sort(doc! { "_id": 1 })
+                .await
+                .map_err(store_error)?;
+            cursor.try_collect().await.map_err(store_error)
+        })
+        .await?;
+        Ok(docs.iter().map(project_limits_from_doc).collect())
+    }
+
+    async fn remove_project_limits(&self, project: &str) -> CatalogResult<()> {
+        validate_project(project)?;
+        let deleted = bounded(async {
+            self.collections
+                .project_limits
+                .delete_one(doc! { "_id": project })
+                .await
+                .map_err(store_error)
+        })
+        .await?;
+        if deleted.deleted_count == 0 {
+            return Err(project_limits_not_found(project));
         }
         Ok(())
     }

@@ -20,8 +20,9 @@ use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
 use crate::model::{
-    flavor_not_found, pool_in_use, validate_flavor_name, validate_listing, validate_pool_name,
-    validate_queue, FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage,
+    flavor_not_found, pool_in_use, project_limits_not_found, validate_flavor_name,
+    validate_listing, validate_pool_name, validate_project, validate_queue, FlavorSpec, ListQueues,
+    Placement, PoolSpec, ProjectLimitsSpec, QueuePage,
 };
 use crate::raft::node::{stopped, RaftCatalog};
 use crate::raft::types::{
@@ -201,6 +202,42 @@ impl CatalogBackend for RaftCatalog {
             CommandResult::UnknownFlavor(_) => Err(flavor_not_found(name)),
             other => Err(ZaqarError::internal(format!(
                 "a flavor removal was answered with {other:?}"
+            ))),
+        }
+    }
+
+    async fn put_project_limits(&self, limits: ProjectLimitsSpec) -> CatalogResult<()> {
+        let limits = limits.validated()?;
+        let (project, json) = (limits.project.clone(), limits.limits_json.clone());
+        self.propose(Command::PutProjectLimits(limits)).await?;
+        tracing::info!(project = %project, limits = %json, "project limits stored");
+        Ok(())
+    }
+
+    async fn get_project_limits(&self, project: &str) -> CatalogResult<Option<ProjectLimitsSpec>> {
+        validate_project(project)?;
+        self.read_barrier().await?;
+        Ok(self.read_state(|state| state.project_limits(project)))
+    }
+
+    async fn list_project_limits(&self) -> CatalogResult<Vec<ProjectLimitsSpec>> {
+        self.read_barrier().await?;
+        Ok(self.read_state(|state| state.all_project_limits()))
+    }
+
+    async fn remove_project_limits(&self, project: &str) -> CatalogResult<()> {
+        validate_project(project)?;
+        let command = Command::RemoveProjectLimits {
+            project: project.to_string(),
+        };
+        match self.propose(command).await? {
+            CommandResult::Done => {
+                tracing::info!(project, "project limits removed");
+                Ok(())
+            }
+            CommandResult::NoProjectLimits(_) => Err(project_limits_not_found(project)),
+            other => Err(ZaqarError::internal(format!(
+                "a project limits removal was answered with {other:?}"
             ))),
         }
     }

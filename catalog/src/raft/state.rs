@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FlavorSpec, ListQueues, Placement, PoolSpec, QueuePage};
+use crate::model::{FlavorSpec, ListQueues, Placement, PoolSpec, ProjectLimitsSpec, QueuePage};
 use crate::raft::types::{Command, CommandResult};
 use crate::watch::CatalogEvent;
 
@@ -21,6 +21,8 @@ pub struct CatalogState {
     placements: BTreeMap<String, BTreeMap<String, String>>,
     /// Flavors by name (absent from snapshots taken before flavors existed).
     flavors: BTreeMap<String, FlavorSpec>,
+    /// Limits by project (absent from snapshots taken before project limits existed).
+    project_limits: BTreeMap<String, ProjectLimitsSpec>,
     /// How many queues `placements` holds.
     #[serde(skip)]
     placed: usize,
@@ -33,6 +35,8 @@ struct StoredState {
     placements: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     flavors: BTreeMap<String, FlavorSpec>,
+    #[serde(default)]
+    project_limits: BTreeMap<String, ProjectLimitsSpec>,
 }
 
 impl From<StoredState> for CatalogState {
@@ -42,6 +46,7 @@ impl From<StoredState> for CatalogState {
             pools: stored.pools,
             placements: stored.placements,
             flavors: stored.flavors,
+            project_limits: stored.project_limits,
             placed,
         }
     }
@@ -111,6 +116,16 @@ impl CatalogState {
                 Some(_) => CommandResult::Done,
                 None => CommandResult::UnknownFlavor(name),
             },
+            Command::PutProjectLimits(limits) => {
+                self.project_limits.insert(limits.project.clone(), limits);
+                CommandResult::Done
+            }
+            Command::RemoveProjectLimits { project } => {
+                match self.project_limits.remove(&project) {
+                    Some(_) => CommandResult::Done,
+                    None => CommandResult::NoProjectLimits(project),
+                }
+            }
             Command::RemoveQueue { project, queue } => {
                 if let Some(queues) = self.placements.get_mut(&project) {
                     if queues.remove(&queue).is_some() {
@@ -166,6 +181,15 @@ impl CatalogState {
 
     pub fn flavor(&self, name: &str) -> Option<FlavorSpec> {
         self.flavors.get(name).cloned()
+    }
+
+    /// Every project's limits, sorted by project.
+    pub fn all_project_limits(&self) -> Vec<ProjectLimitsSpec> {
+        self.project_limits.values().cloned().collect()
+    }
+
+    pub fn project_limits(&self, project: &str) -> Option<ProjectLimitsSpec> {
+        self.project_limits.get(project).cloned()
     }
 
     pub fn lookup(&self, project: &str, queue: &str) -> Option<Placement> {

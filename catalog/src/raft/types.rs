@@ -4,7 +4,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FlavorSpec, Placement, PoolSpec};
+use crate::model::{FlavorSpec, Placement, PoolSpec, ProjectLimitsSpec};
 
 /// A catalog node's raft id.
 pub type NodeId = u64;
@@ -38,6 +38,10 @@ pub enum Command {
     PutFlavor(FlavorSpec),
     /// Removes the flavor record (its pools keep their flavor).
     RemoveFlavor { name: String },
+    /// Sets a project's limits, replacing what it had.
+    PutProjectLimits(ProjectLimitsSpec),
+    /// Removes a project's limits.
+    RemoveProjectLimits { project: String },
 }
 
 /// What applying a [`Command`] (or a raft-internal entry) produced.
@@ -53,6 +57,8 @@ pub enum CommandResult {
     PoolInUse(u64),
     /// [`Command::RemoveFlavor`] named a flavor that does not exist; nothing changed.
     UnknownFlavor(String),
+    /// [`Command::RemoveProjectLimits`] named a project without limits; nothing changed.
+    NoProjectLimits(String),
 }
 
 openraft::declare_raft_types!(
