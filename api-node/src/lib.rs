@@ -16,6 +16,7 @@ pub mod keystone;
 mod lru;
 pub mod metrics;
 pub mod operations;
+pub mod project_quotas;
 pub mod rate_limit;
 pub mod request_id;
 pub mod rest;

@@ -1,15 +1,20 @@
 //! Per-project limits, so that one tenant cannot starve the others: a request
 //! rate (a token bucket per project: `requests_per_second` sustained, `burst`
-//! at once) and per-project overrides of the request-size limits. Over its rate
-//! a project gets 429 with `Retry-After`. Buckets live in memory, per api-node;
-//! at most `max_tracked_projects` are kept, the idle ones forgotten first.
+//! at once), quotas (queues per project, messages per queue) and per-project
+//! overrides of the request-size limits. Over its rate a project gets 429 with
+//! `Retry-After`. Buckets live in memory, per api-node; at most
+//! `max_tracked_projects` are kept, the idle ones forgotten first.
+//!
+//! A project's rate and quotas come from, in this order: what an operator set for it
+//! in the catalog (`zaqar admin project-limits`, see `project_quotas.rs`), its
+//! `[project_limits.overrides."ID"]`, then `[project_limits]`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use zaqar_proto::limits::Limits;
+use zaqar_proto::limits::{Limits, ProjectLimitOverrides};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 /// `[project_limits]`: the rate every project gets, and per-project overrides.
@@ -34,6 +39,11 @@ pub struct ProjectLimitsConfig {
     pub max_messages_per_queue: u64,
     /// Per-project settings, by project id: `[project_limits.overrides."ID"]`.
     pub overrides: HashMap<String, ProjectOverride>,
+    /// How long an api-node keeps the limits an operator set for a project in the
+    /// catalog (`zaqar admin project-limits`) before asking again, in seconds; a
+    /// change reaches every api-node within it. 0: the catalog is not asked, only
+    /// this file counts.
+    pub refresh_seconds: u64,
 }
 
 impl Default for ProjectLimitsConfig {
@@ -45,6 +55,7 @@ impl Default for ProjectLimitsConfig {
             max_queues: 0,
             max_messages_per_queue: 0,
             overrides: HashMap::new(),
+            refresh_seconds: 10,
         }
     }
 }
@@ -90,10 +101,12 @@ impl Rate {
     }
 }
 
+/// A project's token bucket, at the rate it was last used with.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    rate: Rate,
 }
 
 impl Bucket {
@@ -101,13 +114,26 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
         self.updated = now;
+        self.rate = rate;
     }
 
     /// Whether the bucket is full by `now`, so forgetting it changes nothing.
-    fn full_at(&self, rate: Rate, now: Instant) -> bool {
+    fn full_at(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens + elapsed * rate.per_second >= rate.burst
+        self.tokens + elapsed * self.rate.per_second >= self.rate.burst
     }
+}
+
+/// What one project may do: its request rate and its quotas, from the catalog,
+/// `[project_limits.overrides."ID"]` and `[project_limits]` (see [`ProjectLimits::quotas`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProjectQuotas {
+    /// None: no limit.
+    rate: Option<Rate>,
+    /// Most queues of the project, when it is limited.
+    pub max_queues: Option<u64>,
+    /// Most messages in one queue of the project, when it is limited.
+    pub max_messages_per_queue: Option<u64>,
 }
 
 /// A request over its project's rate: how long until one more would be admitted.
@@ -140,15 +166,9 @@ fn retry_after_secs(wait: Duration) -> u32 {
 
 /// The per-project limits of a running api-node.
 pub struct ProjectLimits {
-    default_rate: Option<Rate>,
-    rates: HashMap<String, Option<Rate>>,
+    /// `[project_limits]` as configured.
+    config: ProjectLimitsConfig,
     limits: HashMap<String, Limits>,
-    /// Most queues of a project (none: no limit), and the projects that differ.
-    max_queues: Option<u64>,
-    project_max_queues: HashMap<String, Option<u64>>,
-    /// Most messages in a queue (none: no limit), and the projects that differ.
-    max_messages: Option<u64>,
-    project_max_messages: HashMap<String, Option<u64>>,
     largest_body: usize,
     max_tracked: usize,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -157,29 +177,9 @@ pub struct ProjectLimits {
 impl ProjectLimits {
     /// The limits of `config`, over the request-size limits `base` of every project.
     pub fn new(config: &ProjectLimitsConfig, base: &Limits) -> ProjectLimits {
-        let default_rate = Rate::new(config.requests_per_second, config.burst);
-        let mut rates = HashMap::new();
         let mut limits = HashMap::new();
         let mut largest_body = base.max_messages_post_size.max(base.max_queue_metadata);
-        let quota = |max: u64| (max > 0).then_some(max);
-        let mut project_max_queues = HashMap::new();
-        let mut project_max_messages = HashMap::new();
         for (project, custom) in &config.overrides {
-            if let Some(max) = custom.max_queues {
-                project_max_queues.insert(project.clone(), quota(max));
-            }
-            if let Some(max) = custom.max_messages_per_queue {
-                project_max_messages.insert(project.clone(), quota(max));
-            }
-            if custom.requests_per_second.is_some() || custom.burst.is_some() {
-                let rate = Rate::new(
-                    custom
-                        .requests_per_second
-                        .unwrap_or(config.requests_per_second),
-                    custom.burst.unwrap_or(config.burst),
-                );
-                rates.insert(project.clone(), rate);
-            }
             let mut own = base.clone();
             let sizes = [
                 (
@@ -202,13 +202,8 @@ impl ProjectLimits {
             }
         }
         ProjectLimits {
-            default_rate,
-            rates,
+            config: config.clone(),
             limits,
-            max_queues: quota(config.max_queues),
-            project_max_queues,
-            max_messages: quota(config.max_messages_per_queue),
-            project_max_messages,
             largest_body,
             max_tracked: config.max_tracked_projects.max(1),
             buckets: Mutex::new(HashMap::new()),
@@ -220,20 +215,40 @@ impl ProjectLimits {
         self.limits.get(project)
     }
 
-    /// The most queues `project` may have, when it is limited.
-    pub fn max_queues_of(&self, project: &str) -> Option<u64> {
-        match self.project_max_queues.get(project) {
-            Some(own) => *own,
-            None => self.max_queues,
+    /// The rate and quotas of `project`, given what an operator set for it in the
+    /// catalog (`operator`): each value from there, else from the project's
+    /// `[project_limits.overrides."ID"]`, else from `[project_limits]`.
+    pub fn quotas(&self, project: &str, operator: &ProjectLimitOverrides) -> ProjectQuotas {
+        let file = self.config.overrides.get(project);
+        let from_file = |field: fn(&ProjectOverride) -> Option<u64>| file.and_then(field);
+        let quota = |max: u64| (max > 0).then_some(max);
+        let requests_per_second = operator
+            .requests_per_second
+            .or(file.and_then(|own| own.requests_per_second))
+            .unwrap_or(self.config.requests_per_second);
+        let burst = operator
+            .burst
+            .or(file.and_then(|own| own.burst))
+            .unwrap_or(self.config.burst);
+        let max_queues = operator
+            .max_queues
+            .or(from_file(|own| own.max_queues))
+            .unwrap_or(self.config.max_queues);
+        let max_messages = operator
+            .max_messages_per_queue
+            .or(from_file(|own| own.max_messages_per_queue))
+            .unwrap_or(self.config.max_messages_per_queue);
+        ProjectQuotas {
+            rate: Rate::new(requests_per_second, burst),
+            max_queues: quota(max_queues),
+            max_messages_per_queue: quota(max_messages),
         }
     }
 
-    /// The most messages a queue of `project` may hold, when it is limited.
-    pub fn max_messages_of(&self, project: &str) -> Option<u64> {
-        match self.project_max_messages.get(project) {
-            Some(own) => *own,
-            None => self.max_messages,
-        }
+    /// How long the limits an operator set in the catalog are kept before asking
+    /// again; `None` when the catalog is not asked.
+    pub fn refresh_interval(&self) -> Option<Duration> {
+        (self.config.refresh_seconds > 0).then(|| Duration::from_secs(self.config.refresh_seconds))
     }
 
     /// The largest request body any project may send, in bytes.
@@ -241,20 +256,19 @@ impl ProjectLimits {
         self.largest_body
     }
 
-    /// Counts one request of `project`, or refuses it when the project is over its rate.
-    pub fn admit(&self, project: &str) -> Result<(), Throttled> {
-        self.admit_at(project, Instant::now())
+    /// Counts one request of `project`, or refuses it when the project is over the
+    /// rate of its `quotas`.
+    pub fn admit(&self, project: &str, quotas: &ProjectQuotas) -> Result<(), Throttled> {
+        self.admit_at(project, quotas, Instant::now())
     }
 
-    fn rate_of(&self, project: &str) -> Option<Rate> {
-        match self.rates.get(project) {
-            Some(rate) => *rate,
-            None => self.default_rate,
-        }
-    }
-
-    fn admit_at(&self, project: &str, now: Instant) -> Result<(), Throttled> {
-        let Some(rate) = self.rate_of(project) else {
+    fn admit_at(
+        &self,
+        project: &str,
+        quotas: &ProjectQuotas,
+        now: Instant,
+    ) -> Result<(), Throttled> {
+        let Some(rate) = quotas.rate else {
             return Ok(());
         };
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -264,6 +278,7 @@ impl ProjectLimits {
         let bucket = buckets.entry(project.to_string()).or_insert(Bucket {
             tokens: rate.burst,
             updated: now,
+            rate,
         });
         bucket.refill(rate, now);
         if bucket.tokens >= 1.0 {
@@ -281,10 +296,7 @@ impl ProjectLimits {
     /// that follow).
     fn forget_some(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) {
         let before = buckets.len();
-        buckets.retain(|project, bucket| match self.rate_of(project) {
-            Some(rate) => !bucket.full_at(rate, now),
-            None => false,
-        });
+        buckets.retain(|_, bucket| !bucket.full_at(now));
         let wanted = (self.max_tracked / 10).max(1);
         let freed = before - buckets.len();
         if freed >= wanted {
@@ -315,6 +327,16 @@ impl ProjectLimits {
 mod tests {
     use super::*;
 
+    /// No limits set in the catalog.
+    fn none() -> ProjectLimitOverrides {
+        ProjectLimitOverrides::default()
+    }
+
+    /// Admits one request of `project` at its limits without catalog overrides.
+    fn admit(limits: &ProjectLimits, project: &str, now: Instant) -> Result<(), Throttled> {
+        limits.admit_at(project, &limits.quotas(project, &none()), now)
+    }
+
     fn config(rate: f64, burst: u32) -> ProjectLimitsConfig {
         ProjectLimitsConfig {
             requests_per_second: rate,
@@ -328,17 +350,17 @@ mod tests {
         let limits = ProjectLimits::new(&config(2.0, 3), &Limits::default());
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(limits.admit_at("a", start).is_ok());
+            assert!(admit(&limits, "a", start).is_ok());
         }
-        let refused = limits.admit_at("a", start).unwrap_err();
+        let refused = admit(&limits, "a", start).unwrap_err();
         assert_eq!(refused.retry_after, Duration::from_millis(500));
         assert_eq!(retry_after_secs(refused.retry_after), 1);
         // Half a second later, one token has come back, and only one.
         let later = start + Duration::from_millis(500);
-        assert!(limits.admit_at("a", later).is_ok());
-        assert!(limits.admit_at("a", later).is_err());
+        assert!(admit(&limits, "a", later).is_ok());
+        assert!(admit(&limits, "a", later).is_err());
         // Another project has its own bucket.
-        assert!(limits.admit_at("b", start).is_ok());
+        assert!(admit(&limits, "b", start).is_ok());
     }
 
     #[test]
@@ -346,7 +368,7 @@ mod tests {
         let limits = ProjectLimits::new(&ProjectLimitsConfig::default(), &Limits::default());
         let now = Instant::now();
         for _ in 0..10_000 {
-            assert!(limits.admit_at("a", now).is_ok());
+            assert!(admit(&limits, "a", now).is_ok());
         }
         assert_eq!(limits.tracked_projects(), 0);
     }
@@ -373,10 +395,10 @@ mod tests {
         let limits = ProjectLimits::new(&config, &base);
         let now = Instant::now();
         for _ in 0..100 {
-            assert!(limits.admit_at("big", now).is_ok());
+            assert!(admit(&limits, "big", now).is_ok());
         }
-        assert!(limits.admit_at("slow", now).is_ok());
-        let refused = limits.admit_at("slow", now).unwrap_err();
+        assert!(admit(&limits, "slow", now).is_ok());
+        let refused = admit(&limits, "slow", now).unwrap_err();
         assert_eq!(retry_after_secs(refused.retry_after), 10);
         assert_eq!(
             limits.limits_of("big").unwrap().max_messages_post_size,
@@ -404,15 +426,71 @@ mod tests {
             );
         }
         let limits = ProjectLimits::new(&config, &Limits::default());
-        assert_eq!(limits.max_queues_of("any"), Some(10));
-        assert_eq!(limits.max_queues_of("lifted"), None);
-        assert_eq!(limits.max_queues_of("more"), Some(50));
-        assert_eq!(limits.max_messages_of("any"), Some(1000));
-        assert_eq!(limits.max_messages_of("lifted"), None);
-        assert_eq!(limits.max_messages_of("more"), Some(5000));
+        assert_eq!(limits.quotas("any", &none()).max_queues, Some(10));
+        assert_eq!(limits.quotas("lifted", &none()).max_queues, None);
+        assert_eq!(limits.quotas("more", &none()).max_queues, Some(50));
+        assert_eq!(
+            limits.quotas("any", &none()).max_messages_per_queue,
+            Some(1000)
+        );
+        assert_eq!(
+            limits.quotas("lifted", &none()).max_messages_per_queue,
+            None
+        );
+        assert_eq!(
+            limits.quotas("more", &none()).max_messages_per_queue,
+            Some(5000)
+        );
         let unlimited = ProjectLimits::new(&ProjectLimitsConfig::default(), &Limits::default());
-        assert_eq!(unlimited.max_queues_of("any"), None);
-        assert_eq!(unlimited.max_messages_of("any"), None);
+        assert_eq!(unlimited.quotas("any", &none()).max_queues, None);
+        assert_eq!(
+            unlimited.quotas("any", &none()).max_messages_per_queue,
+            None
+        );
+    }
+
+    #[test]
+    fn an_operators_limits_come_before_the_files() {
+        let mut config = ProjectLimitsConfig {
+            requests_per_second: 1.0,
+            burst: 1,
+            max_queues: 10,
+            max_messages_per_queue: 1000,
+            ..ProjectLimitsConfig::default()
+        };
+        config.overrides.insert(
+            "filed".into(),
+            ProjectOverride {
+                max_queues: Some(20),
+                burst: Some(4),
+                ..ProjectOverride::default()
+            },
+        );
+        let limits = ProjectLimits::new(&config, &Limits::default());
+        let operator = ProjectLimitOverrides {
+            max_queues: Some(3),
+            requests_per_second: Some(0.0),
+            ..ProjectLimitOverrides::default()
+        };
+        // The operator's values win; what they leave unset comes from the file.
+        let quotas = limits.quotas("filed", &operator);
+        assert_eq!(quotas.max_queues, Some(3));
+        assert_eq!(quotas.max_messages_per_queue, Some(1000));
+        assert_eq!(quotas.rate, None, "a rate of 0 lifts the limit");
+        let now = Instant::now();
+        for _ in 0..100 {
+            assert!(limits.admit_at("filed", &quotas, now).is_ok());
+        }
+        // Without them: the project's overrides, then the defaults.
+        let filed = limits.quotas("filed", &none());
+        assert_eq!(filed.max_queues, Some(20));
+        assert_eq!(filed.rate, Rate::new(1.0, 4));
+        let lifted = ProjectLimitOverrides {
+            max_messages_per_queue: Some(0),
+            ..ProjectLimitOverrides::default()
+        };
+        assert_eq!(limits.quotas("other", &lifted).max_messages_per_queue, None);
+        assert_eq!(limits.quotas("other", &lifted).max_queues, Some(10));
     }
 
     #[test]
@@ -425,7 +503,7 @@ mod tests {
         // bucket yet, so the least recently seen make room.
         for i in 0..1_000 {
             let now = start + Duration::from_millis(i);
-            limits.admit_at(&format!("p{i}"), now).unwrap();
+            admit(&limits, &format!("p{i}"), now).unwrap();
             assert!(limits.tracked_projects() <= 100);
         }
         assert!(limits.buckets.lock().unwrap().contains_key("p999"));
@@ -435,20 +513,20 @@ mod tests {
         config.max_tracked_projects = 10;
         let limits = ProjectLimits::new(&config, &Limits::default());
         for i in 0..9 {
-            limits.admit_at(&format!("idle{i}"), start).unwrap();
+            admit(&limits, &format!("idle{i}"), start).unwrap();
         }
         let hot_at = start + Duration::from_secs(10);
-        limits.admit_at("hot", hot_at).unwrap();
-        limits.admit_at("hot", hot_at).unwrap();
-        assert!(limits.admit_at("hot", hot_at).is_err());
+        admit(&limits, "hot", hot_at).unwrap();
+        admit(&limits, "hot", hot_at).unwrap();
+        assert!(admit(&limits, "hot", hot_at).is_err());
         // The idle buckets are full again by now: forgetting them changes nothing.
-        limits.admit_at("newcomer", hot_at).unwrap();
+        admit(&limits, "newcomer", hot_at).unwrap();
         assert!(limits.tracked_projects() <= 10);
         let buckets = limits.buckets.lock().unwrap();
         assert!(buckets.contains_key("newcomer"));
         assert!(buckets.contains_key("hot"));
         drop(buckets);
-        assert!(limits.admit_at("hot", hot_at).is_err(), "still throttled");
+        assert!(admit(&limits, "hot", hot_at).is_err(), "still throttled");
     }
 
     #[test]

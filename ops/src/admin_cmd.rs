@@ -17,6 +17,7 @@ use zaqar_proto::uri::redact;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use crate::cluster_auth::{self, ClusterAuthArgs};
+use crate::project_limits_cmd::{self, ProjectLimitsCommand};
 
 /// How long connecting to one catalog endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -67,6 +68,10 @@ pub enum AdminCommand {
     /// List, show, add (or update) and remove flavors.
     #[command(subcommand)]
     Flavors(FlavorsCommand),
+    /// List, show, set and remove the limits of projects (rate, queues, messages per
+    /// queue), applied by every api-node over its [project_limits].
+    #[command(subcommand)]
+    ProjectLimits(ProjectLimitsCommand),
     /// Where queues are placed.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -191,7 +196,8 @@ fn tls_hint(endpoint: &str, tls: Option<&GrpcClientTls>) -> &'static str {
     }
 }
 
-fn request<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>, ZaqarError> {
+/// `message` with the admin token, when there is one.
+pub(crate) fn request<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>, ZaqarError> {
     let mut request = tonic::Request::new(message);
     if let Some(token) = token {
         let value = format!("Bearer {token}")
@@ -292,6 +298,9 @@ async fn call(
             let flavor = pb::FlavorName { name: name.clone() };
             client.remove_flavor(request(flavor, token)?).await?;
             json!({ "removed": name })
+        }
+        AdminCommand::ProjectLimits(command) => {
+            project_limits_cmd::call(&mut client, token, command).await?
         }
         AdminCommand::Queue(QueueCommand::Lookup { project, queue }) => {
             let lookup = pb::LookupQueueRequest {
@@ -423,6 +432,16 @@ fn print(command: &AdminCommand, value: &Value, as_json: bool) -> Result<()> {
                 None => text(v),
             };
             let rows = rows.map(|flavor| columns.iter().map(|c| cell(&flavor[*c])).collect());
+            print_table(&columns, rows.collect());
+        }
+        AdminCommand::ProjectLimits(ProjectLimitsCommand::List) => {
+            let columns: Vec<&str> = ["project"]
+                .into_iter()
+                .chain(project_limits_cmd::FIELDS)
+                .collect();
+            let empty = Vec::new();
+            let rows = value.as_array().unwrap_or(&empty).iter();
+            let rows = rows.map(|limits| columns.iter().map(|c| text(&limits[*c])).collect());
             print_table(&columns, rows.collect());
         }
         AdminCommand::Status | AdminCommand::Nodes(_) if value.get("members").is_some() => {

@@ -10,6 +10,7 @@ mod grpc;
 mod grpc_metrics;
 mod metrics;
 mod pool_node_cmd;
+mod project_limits_cmd;
 mod redrive_cmd;
 mod shutdown;
 mod standalone;

@@ -72,7 +72,7 @@ impl Default for Limits {
 /// project, what the api-nodes' `[project_limits]` says; an absent one leaves it.
 /// The catalog keeps them as JSON (`ProjectLimitsSpec::limits_json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ProjectLimitOverrides {
     /// Sustained requests per second of the project, per api-node; 0 for no limit.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,27 +89,56 @@ pub struct ProjectLimitOverrides {
 }
 
 impl ProjectLimitOverrides {
-    /// Parses and checks the JSON the catalog keeps: an object of the fields above,
-    /// with a finite rate of at least 0.
+    /// The fields, as JSON names them.
+    pub const FIELDS: [&'static str; 4] = [
+        "requests_per_second",
+        "burst",
+        "max_queues",
+        "max_messages_per_queue",
+    ];
+
+    /// Parses and checks limits to store: an object of [`Self::FIELDS`] only, with a
+    /// finite rate of at least 0. (Reading what the catalog stored, use
+    /// [`Self::from_stored_json`], which a newer build's fields do not fail.)
     pub fn from_json(json: &str) -> Result<ProjectLimitOverrides, ZaqarError> {
         let invalid = |why: String| {
             ZaqarError::bad_request(format!("invalid project limits {json:?}: {why}"))
         };
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|err| invalid(err.to_string()))?;
-        if !value.is_object() {
+        let Some(object) = value.as_object() else {
             return Err(invalid("not a JSON object".into()));
+        };
+        if let Some(unknown) = object
+            .keys()
+            .find(|key| !Self::FIELDS.contains(&key.as_str()))
+        {
+            return Err(invalid(format!(
+                "unknown field {unknown:?}, expected one of {}",
+                Self::FIELDS.join(", ")
+            )));
         }
         let overrides: ProjectLimitOverrides =
             serde_json::from_value(value).map_err(|err| invalid(err.to_string()))?;
-        if let Some(rate) = overrides.requests_per_second {
+        overrides.checked()
+    }
+
+    /// These limits if their values are valid: a finite rate of at least 0 (JSON
+    /// would write any other as `null`, which means "unset").
+    pub fn checked(self) -> Result<ProjectLimitOverrides, ZaqarError> {
+        if let Some(rate) = self.requests_per_second {
             if !(rate.is_finite() && rate >= 0.0) {
                 return Err(ZaqarError::bad_request(format!(
                     "invalid requests_per_second {rate}: a number of at least 0"
                 )));
             }
         }
-        Ok(overrides)
+        Ok(self)
+    }
+
+    /// Limits as the catalog stored them; fields this build does not know are skipped.
+    pub fn from_stored_json(json: &str) -> Result<ProjectLimitOverrides, serde_json::Error> {
+        serde_json::from_str(json)
     }
 
     /// The JSON the catalog keeps (only the fields that are set).
@@ -167,6 +196,10 @@ mod tests {
         assert_eq!(overrides.requests_per_second, None);
         assert_eq!(overrides.to_json(), r#"{"burst":2,"max_queues":5}"#);
         assert!(ProjectLimitOverrides::from_json("{}").unwrap().is_empty());
+        let newer = r#"{"max_queues": 5, "max_bytes_per_queue": 9}"#;
+        assert!(ProjectLimitOverrides::from_json(newer).is_err());
+        let stored = ProjectLimitOverrides::from_stored_json(newer).unwrap();
+        assert_eq!(stored.max_queues, Some(5));
         for bad in [
             r#"{"max_queue": 5}"#,
             r#"{"max_queues": -1}"#,

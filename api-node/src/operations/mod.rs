@@ -35,7 +35,8 @@ use crate::admin_client::AdminCatalog;
 use crate::auth::{Auth, Credentials, Identity};
 use crate::config::ApiConfig;
 use crate::front_door::ConnectionSlots;
-use crate::rate_limit::ProjectLimits;
+use crate::project_quotas::{self, QuotaCache};
+use crate::rate_limit::{ProjectLimits, ProjectQuotas};
 use crate::routing::{InProcessPools, Pool, PoolClient, Router};
 
 /// What every operation needs besides its input: limits, options and clients.
@@ -44,8 +45,10 @@ pub struct Services {
     /// The catalog's AdminService, behind `/v2/pools` and `/v2/flavors`.
     pub admin: AdminCatalog,
     pub limits: Limits,
-    /// Per-project request rates and request-size overrides.
+    /// Per-project request rates, quotas and request-size overrides.
     pub project_limits: ProjectLimits,
+    /// The rate and quotas of each project seen, with what operators set in the catalog.
+    pub quotas: QuotaCache,
     pub auth: Auth,
     pub require_subscription_confirmation: bool,
     pub message_delete_with_claim_id: bool,
@@ -78,6 +81,7 @@ impl Services {
             admin: AdminCatalog::new(config)?,
             limits: config.limits.clone(),
             project_limits: ProjectLimits::new(&config.project_limits, &config.limits),
+            quotas: QuotaCache::new(config.project_limits.max_tracked_projects),
             auth: Auth::new(config)?,
             require_subscription_confirmation: config.require_subscription_confirmation,
             message_delete_with_claim_id: config.message_delete_with_claim_id,
@@ -101,19 +105,24 @@ impl Services {
             .authenticate(credentials, self.signing_key.as_deref())
             .await?;
         topics::check_client_project(&identity.project)?;
-        self.project_limits.admit(&identity.project)?;
+        let quotas = project_quotas::quotas_of(self, &identity.project).await;
+        self.project_limits.admit(&identity.project, &quotas)?;
         Ok(Context {
             services: self.clone(),
             identity,
+            quotas,
         })
     }
 }
 
-/// One authenticated request: who asks, and the services to answer with.
+/// One authenticated request: who asks, what their project may do, and the services
+/// to answer with.
 #[derive(Clone)]
 pub struct Context {
     pub services: Arc<Services>,
     pub identity: Identity,
+    /// The rate and quotas of the client's project (those of a topic namespace too).
+    pub quotas: ProjectQuotas,
 }
 
 /// A request body as the transport received it.
@@ -158,8 +167,7 @@ impl Context {
     /// The most messages a queue of the project may hold (`max_messages_per_queue`),
     /// when it is limited.
     pub fn max_messages_per_queue(&self) -> Option<u64> {
-        let (project, _) = topics::client_view(&self.identity.project);
-        self.services.project_limits.max_messages_of(project)
+        self.quotas.max_messages_per_queue
     }
 
     pub fn router(&self) -> &Router {
@@ -228,7 +236,7 @@ impl Context {
     pub async fn place_queue(&self, queue: &str, flavor: &str) -> Result<Pool, ZaqarError> {
         let (router, project) = (self.router(), self.project());
         let (client_project, _) = topics::client_view(project);
-        if let Some(max) = self.services.project_limits.max_queues_of(client_project) {
+        if let Some(max) = self.quotas.max_queues {
             if router.lookup(project, queue).await?.is_none() {
                 let (_, count) = router.list_queues(project, "", 1, "", true).await?;
                 if count >= max {

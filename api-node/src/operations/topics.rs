@@ -92,6 +92,7 @@ fn in_namespace(ctx: &Context, project: String) -> Context {
             project,
             ..ctx.identity.clone()
         },
+        quotas: ctx.quotas,
     }
 }
 

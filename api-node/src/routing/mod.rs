@@ -341,6 +341,26 @@ impl Router {
         Ok(reply.pools)
     }
 
+    /// The limits an operator set for `project` through the catalog's admin API (a
+    /// JSON object), if any. `unavailable` at once, without asking, while the
+    /// catalog's last call failed less than [`CATALOG_PROBE_INTERVAL`] ago.
+    pub async fn project_limits(&self, project: &str) -> Result<Option<String>, ZaqarError> {
+        if self.catalog.failed_within(CATALOG_PROBE_INTERVAL) {
+            return Err(ZaqarError::unavailable("the catalog cannot answer"));
+        }
+        let request = pb::ProjectLimitsRequest {
+            project: project.to_string(),
+        };
+        let reply = self
+            .catalog
+            .call(|mut catalog| {
+                let request = request.clone();
+                async move { catalog.project_limits(request).await }
+            })
+            .await?;
+        Ok(reply.found.then_some(reply.limits_json))
+    }
+
     /// The pool of a placement listed by the catalog.
     pub fn pool_of(&self, placement: &pb::Placement) -> Result<Pool, ZaqarError> {
         self.pool(&placement.pool, &placement.endpoint, false)

@@ -51,4 +51,11 @@ impl CatalogService for Unwatched {
     async fn pool_health(&self, request: Request<Empty>) -> Reply<PoolHealthReply> {
         self.0.pool_health(request).await
     }
+
+    async fn project_limits(
+        &self,
+        request: Request<ProjectLimitsRequest>,
+    ) -> Reply<ProjectLimitsReply> {
+        self.0.project_limits(request).await
+    }
 }
