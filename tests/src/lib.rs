@@ -196,9 +196,20 @@ pub fn start_api_node(
     catalogs: &str,
     extra: &[&str],
 ) -> Result<(Process, u16)> {
-    let port = free_port();
+    let (process, port, _) = start_api_node_with_ws(dir, name, catalogs, extra)?;
+    Ok((process, port))
+}
+
+/// [`start_api_node`], returning its WebSocket port too.
+pub fn start_api_node_with_ws(
+    dir: &std::path::Path,
+    name: &str,
+    catalogs: &str,
+    extra: &[&str],
+) -> Result<(Process, u16, u16)> {
+    let (port, ws_port) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{port}");
-    let ws_listen = format!("127.0.0.1:{}", free_port());
+    let ws_listen = format!("127.0.0.1:{ws_port}");
     let mut args = vec![
         "api-node",
         "--listen",
@@ -209,7 +220,11 @@ pub fn start_api_node(
         catalogs,
     ];
     args.extend_from_slice(extra);
-    Ok((Process::spawn(name, &zaqar_bin(), &args, dir)?, port))
+    Ok((
+        Process::spawn(name, &zaqar_bin(), &args, dir)?,
+        port,
+        ws_port,
+    ))
 }
 
 /// Starts `zaqar api-node` (REST on a free port, returned) for `catalogs`, with `extra`
@@ -220,11 +235,24 @@ pub async fn spawn_api_node(
     catalogs: &str,
     extra: &[&str],
 ) -> Result<(Process, u16)> {
-    let (process, port) = start_api_node(dir, name, catalogs, extra)?;
+    let (process, port, _) = spawn_api_node_with_ws(dir, name, catalogs, extra).await?;
+    Ok((process, port))
+}
+
+/// [`spawn_api_node`], returning its WebSocket port too (ready when REST is: both
+/// listeners are bound before the api-node serves either).
+pub async fn spawn_api_node_with_ws(
+    dir: &std::path::Path,
+    name: &str,
+    catalogs: &str,
+    extra: &[&str],
+) -> Result<(Process, u16, u16)> {
+    let (process, port, ws_port) = start_api_node_with_ws(dir, name, catalogs, extra)?;
     Client::new(port, "probe")
         .wait_ready(Duration::from_secs(30))
         .await?;
-    Ok((process, port))
+    wait_for_port(ws_port, Duration::from_secs(10))?;
+    Ok((process, port, ws_port))
 }
 
 /// `zaqar standalone` on its embedded store in `dir`, REST and WebSocket on ports

@@ -13,7 +13,10 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use zaqar_tests::catalog_cluster::{admin, eventually};
 use zaqar_tests::docs::run_sh_block_with_env;
-use zaqar_tests::{spawn_api_node, spawn_pool_node, spawn_sqlite_catalog, zaqar_bin, Client};
+use zaqar_tests::ws::WsClient;
+use zaqar_tests::{
+    spawn_api_node_with_ws, spawn_pool_node, spawn_sqlite_catalog, zaqar_bin, Client,
+};
 
 /// How long a change may take to reach the api-node (its refresh is 1 s).
 const APPLIED_WITHIN: Duration = Duration::from_secs(10);
@@ -50,7 +53,8 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     let pool_uri = format!("sqlite://{}/pool.db", dir.path().display());
     let _pool = spawn_pool_node(dir.path(), "pool-0", &pool_uri, &catalog, &[])?;
     let config = write_config(dir.path())?;
-    let (_api, port) = spawn_api_node(dir.path(), "api", &catalog, &["--config", &config]).await?;
+    let (_api, port, ws_port) =
+        spawn_api_node_with_ws(dir.path(), "api", &catalog, &["--config", &config]).await?;
     let tenant = Client::new(port, "tenant");
     let other = Client::new(port, "other");
     for queue in ["q1", "q2"] {
@@ -101,6 +105,21 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     );
     let stats = tenant.call("GET", "/v2/queues/q1/stats", None).await?;
     ensure!(stats.body["messages"]["max"] == 3, "{stats:?}");
+    // Over WebSocket the same.
+    let mut ws = WsClient::connect(ws_port, "tenant", &tenant.client_id).await?;
+    let reply = ws
+        .call("queue_create", json!({"queue_name": "ws-q"}))
+        .await?;
+    ensure!(reply["headers"]["status"] == 403, "{reply}");
+    let body = json!({"queue_name": "q1", "messages": [{"ttl": 300, "body": "w"}]});
+    let reply = ws.call("message_post", body).await?;
+    ensure!(
+        reply["headers"]["status"] == 403
+            && reply["body"]["exception"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("Queue q1 may hold at most 3 messages")),
+        "{reply}"
+    );
     // Another project keeps the file's limits.
     for queue in ["a", "b", "c"] {
         let created = other
