@@ -51,6 +51,7 @@ macro_rules! conformance_suite {
                 an_idempotency_key_is_forgotten_after_its_window,
                 stats_count_claimed_free_and_delayed,
                 stats_follow_claims_and_delays_that_end_and_messages_that_expire,
+                stats_count_the_bytes_of_the_bodies,
                 purge_removes_messages_or_subscriptions,
                 projects_are_isolated,
                 health_is_ok,

@@ -160,6 +160,64 @@ pub(crate) async fn stats_follow_claims_and_delays_that_end_and_messages_that_ex
     assert_eq!(counted(&store, &q).await, (0, 0, 0, 0));
 }
 
+/// Stats count the bytes of the bodies a queue holds, through every way messages come
+/// and go: posts, deletes, pops, claims, dead lettering, expiry and purges.
+pub(crate) async fn stats_count_the_bytes_of_the_bodies(store: Arc<dyn MessageStore>) {
+    let q = fresh_queue("bytes");
+    let dlq = sibling(&q, "bytes-dlq");
+    let metadata = r#"{"_max_claim_count": 1, "_dead_letter_queue": "bytes-dlq"}"#;
+    store.create_queue(&q, metadata).await.unwrap();
+    let bytes = |q: &QueueRef| {
+        let (store, q) = (Arc::clone(&store), q.clone());
+        async move { store.queue_stats(&q).await.unwrap().bytes }
+    };
+    let text = |text: &str, ttl: u32| NewMessage {
+        ttl,
+        delay: 0,
+        body_json: serde_json::to_string(text).unwrap(),
+    };
+    // As JSON: "héllo" is 8 bytes (é is 2), "0123456789" 12, "x" and "y" 3.
+    let posted = [
+        text("héllo", 300),
+        text("0123456789", 300),
+        text("x", 300),
+        text("y", 300),
+    ];
+    let ids = store.post_messages(&q, CLIENT, &posted).await.unwrap();
+    assert_eq!(bytes(&q).await, 26);
+    store.delete_message(&q, &ids[1], None).await.unwrap();
+    assert_eq!(bytes(&q).await, 14);
+    assert_eq!(store.pop_messages(&q, 1).await.unwrap().len(), 1);
+    assert_eq!(bytes(&q).await, 6, "the oldest, héllo, popped");
+    // Claims change nothing; a message claimed its most times moves away with its bytes.
+    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    assert_eq!(bytes(&q).await, 6);
+    store.delete_claim(&q, &claim.id).await.unwrap();
+    let next = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    assert_eq!(ids_of(&next.messages), [ids[3].clone()]);
+    assert_eq!((bytes(&q).await, bytes(&dlq).await), (3, 3));
+    store
+        .delete_message(&q, &ids[3], Some(&next.id))
+        .await
+        .unwrap();
+    assert_eq!(bytes(&q).await, 0);
+    // Expired messages count no more once their time has passed.
+    store
+        .post_messages(&q, CLIENT, &[text("soon", 1), text("later", 300)])
+        .await
+        .unwrap();
+    assert_eq!(bytes(&q).await, 13);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(bytes(&q).await, 7);
+    store.purge_queue(&q, true, false).await.unwrap();
+    assert_eq!((bytes(&q).await, bytes(&dlq).await), (0, 3));
+    store
+        .post_messages(&q, CLIENT, &[text("again", 300)])
+        .await
+        .unwrap();
+    assert_eq!(bytes(&q).await, 7, "counted from nothing after a purge");
+}
+
 pub(crate) async fn purge_removes_messages_or_subscriptions(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("purge");
     post_n(&store, &q, 3).await;

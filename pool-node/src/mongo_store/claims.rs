@@ -202,6 +202,7 @@ async fn move_to_dead_letter(
     counts::record(store, queue, removed, session).await?;
     let mut added = Counts::default();
     added.add(FREE, 1);
+    added.bytes = -removed.bytes;
     counts::record(store, &dead_letter, added, session).await?;
     let mut moved = document.clone();
     moved.extend(doc! {

@@ -1,10 +1,11 @@
-//! Each queue's messages per state, kept in count documents so that stats read a
-//! few documents instead of counting the queue.
+//! Each queue's messages per state and the bytes of their bodies, kept in count
+//! documents so that stats read a few documents instead of counting the queue.
 //!
 //! Every write that adds messages, removes them or changes their state adds its
 //! change to one of the queue's [`SHARDS`] count documents in `counters` (`_id`
 //! `n<shard>:<counter key>`, fields `nf`, `nc`, `nd`: free, claimed and delayed as
-//! written), chosen at random, inside the write's own transaction: writes of one
+//! written; `nb` the bytes of their bodies, each message's kept in its `z`), chosen
+//! at random, inside the write's own transaction: writes of one
 //! queue rarely pick the same document, so they rarely conflict over it. Stats add
 //! the shards up ([`read`]) and take off what has changed without a write: claims
 //! ended, delays passed and messages expired but not yet swept (`queues::queue_stats`).
@@ -18,7 +19,7 @@ use mongodb::error::Error as MongoError;
 use mongodb::ClientSession;
 use zaqar_proto::pb::QueueRef;
 
-use super::fields::{self, CLAIMED, DELAYED, ID, PROJECT, QUEUE, STATE};
+use super::fields::{self, CLAIMED, DELAYED, ID, PROJECT, QUEUE, SIZE, STATE};
 use super::{counter_key, MongoStore};
 
 /// Count documents per queue.
@@ -27,13 +28,16 @@ const SHARDS: u32 = 8;
 const FREE_COUNT: &str = "nf";
 const CLAIMED_COUNT: &str = "nc";
 const DELAYED_COUNT: &str = "nd";
+/// The field of the bytes of the bodies.
+const BYTES: &str = "nb";
 
-/// Messages per state: a change to add to a queue's counts, or their sum.
+/// Messages per state and their bytes: a change to add to a queue's counts, or their sum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Counts {
     pub free: i64,
     pub claimed: i64,
     pub delayed: i64,
+    pub bytes: i64,
 }
 
 impl Counts {
@@ -46,11 +50,12 @@ impl Counts {
         }
     }
 
-    /// The change of removing `documents` (each read with its state).
+    /// The change of removing `documents` (each read with its state and size).
     pub fn removed(documents: &[Document]) -> Counts {
         let mut change = Counts::default();
         for document in documents {
             change.add(state_of(document), -1);
+            change.bytes -= fields::int(document, SIZE);
         }
         change
     }
@@ -59,6 +64,7 @@ impl Counts {
     pub fn moved(documents: &[Document], to: i32) -> Counts {
         let mut change = Counts::removed(documents);
         change.add(to, documents.len() as i64);
+        change.bytes = 0;
         change
     }
 
@@ -95,6 +101,7 @@ pub(super) async fn record(
                 FREE_COUNT: change.free,
                 CLAIMED_COUNT: change.claimed,
                 DELAYED_COUNT: change.delayed,
+                BYTES: change.bytes,
             } },
         )
         .upsert(true)
@@ -104,7 +111,7 @@ pub(super) async fn record(
 }
 
 /// Adds the change of removing `documents` (of any queues, each read with its
-/// project, queue and state) to their queues' counts, in `session`'s transaction.
+/// project, queue, state and size) to their queues' counts, in `session`'s transaction.
 pub(super) async fn record_removed(
     store: &MongoStore,
     documents: &[Document],
@@ -116,10 +123,9 @@ pub(super) async fn record_removed(
             fields::text(document, PROJECT),
             fields::text(document, QUEUE),
         );
-        by_queue
-            .entry(queue)
-            .or_default()
-            .add(state_of(document), -1);
+        let change = by_queue.entry(queue).or_default();
+        change.add(state_of(document), -1);
+        change.bytes -= fields::int(document, SIZE);
     }
     for ((project, queue), change) in by_queue {
         record(store, &QueueRef { project, queue }, change, &mut *session).await?;
@@ -147,6 +153,7 @@ pub(super) async fn read(
         sum.free += fields::int(document, FREE_COUNT);
         sum.claimed += fields::int(document, CLAIMED_COUNT);
         sum.delayed += fields::int(document, DELAYED_COUNT);
+        sum.bytes += fields::int(document, BYTES);
     }
     Ok(sum)
 }
@@ -166,6 +173,7 @@ pub(super) async fn fill(store: &MongoStore) -> Result<u64, MongoError> {
     let pipeline = [doc! { "$group": {
         ID: { "p": format!("${PROJECT}"), "q": format!("${QUEUE}"), "s": format!("${STATE}") },
         "n": { "$sum": 1 },
+        "b": { "$sum": format!("${SIZE}") },
     } }];
     let groups: Vec<Document> = store
         .messages
@@ -180,10 +188,9 @@ pub(super) async fn fill(store: &MongoStore) -> Result<u64, MongoError> {
         };
         let queue = (fields::text(key, "p"), fields::text(key, "q"));
         let state = fields::int(key, "s") as i32;
-        by_queue
-            .entry(queue)
-            .or_default()
-            .add(state, fields::int(group, "n"));
+        let counts = by_queue.entry(queue).or_default();
+        counts.add(state, fields::int(group, "n"));
+        counts.bytes += fields::int(group, "b");
     }
     let queues = by_queue.len() as u64;
     for ((project, queue), counts) in by_queue {
@@ -197,6 +204,7 @@ pub(super) async fn fill(store: &MongoStore) -> Result<u64, MongoError> {
                     FREE_COUNT: counts.free,
                     CLAIMED_COUNT: counts.claimed,
                     DELAYED_COUNT: counts.delayed,
+                    BYTES: counts.bytes,
                 },
             )
             .upsert(true)
@@ -213,8 +221,8 @@ mod tests {
     #[test]
     fn changes_add_up_by_state() {
         let documents = [
-            doc! { STATE: FREE },
-            doc! { STATE: CLAIMED },
+            doc! { STATE: FREE, SIZE: 3_i64 },
+            doc! { STATE: CLAIMED, SIZE: 4_i64 },
             doc! { STATE: CLAIMED },
             doc! {},
         ];
@@ -224,7 +232,8 @@ mod tests {
             Counts {
                 free: -2,
                 claimed: -2,
-                delayed: 0
+                delayed: 0,
+                bytes: -7,
             }
         );
         let moved = Counts::moved(&documents[1..3], FREE);
@@ -233,7 +242,8 @@ mod tests {
             Counts {
                 free: 2,
                 claimed: -2,
-                delayed: 0
+                delayed: 0,
+                bytes: 0,
             }
         );
         assert_eq!(moved.total(), 0);

@@ -47,6 +47,8 @@ pub(super) const CLAIM_EXPIRES: &str = "ce";
 pub(super) const CLAIM_COUNT: &str = "cc";
 pub(super) const STATE: &str = "st";
 pub(super) const DEAD_LETTER_SOURCE: &str = "dq";
+/// The bytes of a message's body (`BODY`), kept for the queue's byte count.
+pub(super) const SIZE: &str = "z";
 pub(super) const RENEWED: &str = "r";
 pub(super) const SUBSCRIBER: &str = "s";
 pub(super) const OPTIONS: &str = "o";

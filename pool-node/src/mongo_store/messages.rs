@@ -15,7 +15,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 use super::counts::{self, Counts};
 use super::fields::{
     self, BODY, CHECKSUM, CLAIMED, CLAIM_COUNT, CLAIM_EXPIRES, CLAIM_ID, CLIENT, CREATED, DELAYED,
-    EXPIRES, FREE, ID, PROJECT, QUEUE, SEQ, STATE, TTL, VISIBLE,
+    EXPIRES, FREE, ID, PROJECT, QUEUE, SEQ, SIZE, STATE, TTL, VISIBLE,
 };
 use super::scan::{free_found, free_state, head_and_last, is_live, read_window, FreeScan, Windows};
 use super::{
@@ -88,6 +88,7 @@ async fn append(
                 CLAIM_EXPIRES: 0_i64,
                 CLAIM_COUNT: 0_i64,
                 STATE: if message.delay > 0 { DELAYED } else { FREE },
+                SIZE: message.body_json.len() as i64,
             });
             document
         })
@@ -95,6 +96,7 @@ async fn append(
     let mut added = Counts::default();
     for message in messages {
         added.add(if message.delay > 0 { DELAYED } else { FREE }, 1);
+        added.bytes += message.body_json.len() as i64;
     }
     ensure_queue(store, queue, session).await?;
     let last = next_seq(store, counter_key(queue), documents.len(), session).await?;
@@ -362,7 +364,7 @@ async fn delete_message(
                 let deleted = store
                     .messages
                     .find_one_and_delete(deletable)
-                    .projection(doc! { STATE: 1 })
+                    .projection(doc! { STATE: 1, SIZE: 1 })
                     .session(&mut *session)
                     .await?;
                 if let Some(document) = &deleted {
@@ -501,7 +503,7 @@ pub(super) async fn remove_expired_messages(store: &MongoStore) -> StoreResult<u
                     .find(expired.clone())
                     .sort(doc! { EXPIRES: 1 })
                     .limit(i64::from(EXPIRED_BATCH))
-                    .projection(doc! { PROJECT: 1, QUEUE: 1, STATE: 1 })
+                    .projection(doc! { PROJECT: 1, QUEUE: 1, STATE: 1, SIZE: 1 })
                     .session(&mut *session)
                     .await?
                     .stream(&mut *session)
@@ -557,8 +559,8 @@ async fn delete_all_found(
     Ok(())
 }
 
-/// The documents `filter` selects (at most `limit`, 0: all) with their state
-/// only, in `session`'s transaction.
+/// The documents `filter` selects (at most `limit`, 0: all) with their state and
+/// size only, in `session`'s transaction.
 pub(super) async fn states_of_found(
     store: &MongoStore,
     filter: Document,
@@ -570,7 +572,7 @@ pub(super) async fn states_of_found(
         .find(filter)
         .sort(doc! { SEQ: 1 })
         .limit(limit)
-        .projection(doc! { SEQ: 1, STATE: 1 })
+        .projection(doc! { SEQ: 1, STATE: 1, SIZE: 1 })
         .session(&mut *session)
         .await?
         .stream(session)

@@ -10,7 +10,7 @@ use zaqar_proto::ZaqarError;
 
 use super::counts::{self, state_of};
 use super::fields::{
-    self, CLAIMED, CLAIM_EXPIRES, DELAYED, EXPIRES, METADATA, SEQ, STATE, VISIBLE,
+    self, CLAIMED, CLAIM_EXPIRES, DELAYED, EXPIRES, METADATA, SEQ, SIZE, STATE, VISIBLE,
 };
 use super::messages::{self, delete_found, states_of_found, ENDINGS};
 use super::scan::{head_and_last, is_live, read_window, Windows, MAX_WINDOW};
@@ -175,10 +175,10 @@ async fn delete_in_batches(collection: &Collection<Document>, filter: Document) 
 /// (`counts.rs`), less the claimed messages whose claim has ended and the delayed
 /// ones whose delay has passed (ranges of `claim_ends` and `delay_ends`) and the
 /// expired ones not yet swept (a range of the expiry index, which the sweep keeps
-/// short). No count reads the queue's other messages.
+/// short), with the bytes of their bodies. No count reads the queue's other messages.
 async fn queue_stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
     let now = now_ms();
-    let (total, claimed, delayed) = store
+    let (total, claimed, delayed, bytes) = store
         .transaction(|session| {
             let (store, queue) = (store.clone(), queue.clone());
             async move {
@@ -209,7 +209,9 @@ async fn queue_stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<QueueS
                 let claimed =
                     (written.claimed - ended[0] - still(CLAIMED, CLAIM_EXPIRES)).max(0) as u64;
                 let delayed = (written.delayed - ended[1] - still(DELAYED, VISIBLE)).max(0) as u64;
-                Ok(Ok((total, claimed.min(total), delayed)))
+                let expired_bytes: i64 = expired.iter().map(|d| fields::int(d, SIZE)).sum();
+                let bytes = (written.bytes - expired_bytes).max(0) as u64;
+                Ok(Ok((total, claimed.min(total), delayed, bytes)))
             }
             .boxed()
         })
@@ -222,6 +224,7 @@ async fn queue_stats(store: &MongoStore, queue: &QueueRef) -> StoreResult<QueueS
         total,
         oldest: oldest.map(|doc| fields::message(&doc, now)),
         newest: newest.map(|doc| fields::message(&doc, now)),
+        bytes,
     })
 }
 
@@ -244,7 +247,7 @@ async fn expired_of(
     store
         .messages
         .find(expired_by(queue, now))
-        .projection(doc! { STATE: 1, CLAIM_EXPIRES: 1, VISIBLE: 1 })
+        .projection(doc! { STATE: 1, CLAIM_EXPIRES: 1, VISIBLE: 1, SIZE: 1 })
         .session(&mut *session)
         .await?
         .stream(session)

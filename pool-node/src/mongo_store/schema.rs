@@ -14,7 +14,9 @@
 //! Version 3 keeps each queue's messages per state in count documents (`counts.rs`),
 //! filled once from the messages when a database of an older version is opened
 //! (stop a pool's older pool-nodes before the first of this build starts: their
-//! writes are not counted). Only the expiry sweep (`messages::remove_expired_messages`) removes expired
+//! writes are not counted). Version 4 keeps each message's body size (`z`) and
+//! each queue's bytes with its counts; a database of an older version gets the
+//! sizes of its messages and its counts made again, once. Only the expiry sweep (`messages::remove_expired_messages`) removes expired
 //! messages, counting them: the messages' expiry index is no TTL index, and
 //! [`MongoStore::create_indexes`] replaces the TTL index of older builds.
 
@@ -25,7 +27,7 @@ use mongodb::bson::{doc, Document};
 use mongodb::options::IndexOptions;
 use mongodb::IndexModel;
 
-use super::fields::{self, CLAIMED, CLAIM_EXPIRES, DELAYED, FREE, STATE, VISIBLE};
+use super::fields::{self, BODY, CLAIMED, CLAIM_EXPIRES, DELAYED, FREE, ID, SIZE, STATE, VISIBLE};
 use super::{now_ms, store_error, MongoStore};
 use crate::store::StoreResult;
 
@@ -42,7 +44,7 @@ const NAMESPACE_NOT_FOUND: i32 = 26;
 /// which always has two `:`).
 const SCHEMA_KEY: &str = "schema";
 /// The schema version this build writes.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 impl MongoStore {
     /// The indexes every query relies on, and the TTL indexes that remove expired
@@ -159,7 +161,8 @@ impl MongoStore {
             self.give_states().await?;
         }
         self.drop_version_1_indexes().await?;
-        if version < 3 {
+        if version < 4 {
+            self.give_sizes().await?;
             let queues = super::counts::fill(self).await.map_err(store_error)?;
             tracing::warn!(queues, "mongodb messages counted per queue");
         }
@@ -171,6 +174,30 @@ impl MongoStore {
             .upsert(true)
             .await
             .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Gives every message written before sizes were kept the size of its body.
+    async fn give_sizes(&self) -> StoreResult<()> {
+        let mut without_size = self
+            .messages
+            .find(doc! { SIZE: { "$exists": false } })
+            .projection(doc! { ID: 1, BODY: 1 })
+            .await
+            .map_err(store_error)?;
+        let mut given = 0u64;
+        while let Some(message) = without_size.try_next().await.map_err(store_error)? {
+            let size = fields::text(&message, BODY).len() as i64;
+            let id = message.get(ID).cloned().unwrap_or_default();
+            self.messages
+                .update_one(doc! { ID: id }, doc! { "$set": { SIZE: size } })
+                .await
+                .map_err(store_error)?;
+            given += 1;
+        }
+        if given > 0 {
+            tracing::warn!(messages = given, "mongodb messages given their size");
+        }
         Ok(())
     }
 

@@ -363,7 +363,7 @@ async fn stats_read_counts_and_the_expired_range_only() {
 }
 
 #[tokio::test]
-async fn messages_of_an_older_build_get_their_state_when_opened() {
+async fn messages_of_an_older_build_get_their_state_and_size_when_opened() {
     use mongodb::bson::doc;
     let Some(url) = crate::conformance::test_mongo_url() else {
         return;
@@ -382,7 +382,10 @@ async fn messages_of_an_older_build_get_their_state_when_opened() {
     // counts (the message counter was there).
     store
         .messages
-        .update_many(doc! {}, doc! { "$unset": { super::fields::STATE: "" } })
+        .update_many(
+            doc! {},
+            doc! { "$unset": { super::fields::STATE: "", super::fields::SIZE: "" } },
+        )
         .await
         .unwrap();
     store
@@ -408,6 +411,8 @@ async fn messages_of_an_older_build_get_their_state_when_opened() {
     let store = super::MongoStore::connect(&url).await.unwrap();
     let stats = store.queue_stats(&q).await.unwrap();
     assert_eq!((stats.total, stats.claimed, stats.delayed), (3, 1, 1));
+    let bytes: usize = (0..3).map(|n| message(n).body_json.len()).sum();
+    assert_eq!(stats.bytes, bytes as u64, "the sizes given, the bytes counted");
     let (listed, _) = store.list_messages(&q, &everything()).await.unwrap();
     assert_eq!(listed.len(), 3);
     let free = ListParams {

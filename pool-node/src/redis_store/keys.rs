@@ -7,7 +7,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `<p>:q:<queue>` | hash | `meta` (metadata JSON), `seq` (last message sequence number; kept when the queue is deleted), `x` (ms until which the message keys below live), `g` (claim generation, moved on by purges) |
+//! | `<p>:q:<queue>` | hash | `meta` (metadata JSON), `seq` (last message sequence number; kept when the queue is deleted), `x` (ms until which the message keys below live), `g` (claim generation, moved on by purges), `b` (bytes of the message bodies) |
 //! | `<p>:fre:<queue>` | zset | free message id → sequence number (FIFO, listing marker) |
 //! | `<p>:hld:<queue>` | zset | claimed message id → sequence number |
 //! | `<p>:lat:<queue>` | zset | delayed message id → sequence number |
@@ -32,13 +32,13 @@
 //! `claims.rs`).
 //!
 //! Layout 1 (2026-11-26 to 2026-12-04) kept every message in one `ids` zset by
-//! sequence number instead of `fre`, `hld` and `lat`; `migration.rs` moves a
-//! store written in it to layout 2.
+//! sequence number instead of `fre`, `hld` and `lat`; layout 2 (2026-12-04 to
+//! 2026-12-08) kept no `b`. `migration.rs` moves a store written in either to layout 3.
 
 use zaqar_proto::pb::QueueRef;
 
 /// The layout version this build reads and writes.
-pub(super) const LAYOUT: u32 = 2;
+pub(super) const LAYOUT: u32 = 3;
 /// The key holding the layout version of the store.
 pub(super) const LAYOUT_KEY: &str = "zq:layout";
 

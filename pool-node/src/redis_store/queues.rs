@@ -10,7 +10,15 @@ use super::RedisStore;
 use crate::store::{QueueStore, StoreResult};
 
 /// What `stats.lua` returns: now, total, claimed, delayed, oldest, newest.
-type StatsReply = (i64, u64, u64, u64, Option<MessageRow>, Option<MessageRow>);
+type StatsReply = (
+    i64,
+    u64,
+    u64,
+    u64,
+    Option<MessageRow>,
+    Option<MessageRow>,
+    u64,
+);
 
 impl RedisStore {
     /// Deletes every message of a queue and the claims holding them; with
@@ -108,7 +116,7 @@ impl QueueStore for RedisStore {
         let keys = self.keys(queue);
         let mut invocation = self.scripts.stats.prepare_invoke();
         invocation.key(keys.queue().to_vec());
-        let (now, total, claimed, delayed, oldest, newest): StatsReply =
+        let (now, total, claimed, delayed, oldest, newest, bytes): StatsReply =
             self.run(&invocation).await?;
         Ok(QueueStatsReply {
             claimed,
@@ -117,6 +125,7 @@ impl QueueStore for RedisStore {
             total,
             oldest: oldest.map(|row| message(row, now)),
             newest: newest.map(|row| message(row, now)),
+            bytes,
         })
     }
 }

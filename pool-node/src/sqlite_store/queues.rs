@@ -120,7 +120,7 @@ async fn purge_queue(
     Ok(())
 }
 
-/// Counts of the live messages; free = total - claimed (delayed included).
+/// Counts of the live messages and their bytes; free = total - claimed (delayed included).
 ///
 /// The queue's row of `message_counts` gives its rows per state as written; from
 /// it go the rows whose state has ended but is not yet rewritten (claims ended,
@@ -152,6 +152,7 @@ async fn queue_stats(store: &SqliteStore, queue: &QueueRef) -> StoreResult<Queue
     let delayed =
         (count(counts, "delayed") - count(counts, "delays_ended") - count(expired, "delayed"))
             .max(0) as u64;
+    let bytes = (count(counts, "bytes") - count(expired, "bytes")).max(0) as u64;
     let mut ends = Vec::new();
     for order in ["ASC", "DESC"] {
         let row = sqlx::query(&ends_sql(order))
@@ -173,6 +174,7 @@ async fn queue_stats(store: &SqliteStore, queue: &QueueRef) -> StoreResult<Queue
         total,
         oldest,
         newest,
+        bytes,
     })
 }
 
@@ -187,6 +189,8 @@ pub(super) fn counts_sql() -> String {
                      WHERE project = ?1 AND queue = ?2), 0) AS claimed, \
            COALESCE((SELECT delayed FROM message_counts \
                      WHERE project = ?1 AND queue = ?2), 0) AS delayed, \
+           COALESCE((SELECT bytes FROM message_counts \
+                     WHERE project = ?1 AND queue = ?2), 0) AS bytes, \
            (SELECT COUNT(*) FROM messages INDEXED BY messages_claims_ending \
             WHERE project = ?1 AND queue = ?2 AND state = {CLAIMED} \
               AND claim_expires_ms <= ?3) AS claims_ended, \
@@ -202,7 +206,8 @@ pub(super) fn expired_sql() -> String {
     format!(
         "SELECT COUNT(*) AS total, \
                 COALESCE(SUM(state = {CLAIMED} AND claim_expires_ms > ?3), 0) AS claimed, \
-                COALESCE(SUM(state = {DELAYED} AND visible_ms > ?3), 0) AS delayed \
+                COALESCE(SUM(state = {DELAYED} AND visible_ms > ?3), 0) AS delayed, \
+                COALESCE(SUM(length(CAST(body AS BLOB))), 0) AS bytes \
          FROM messages INDEXED BY messages_by_expiry \
          WHERE expires_ms <= ?3 AND project = ?1 AND queue = ?2"
     )

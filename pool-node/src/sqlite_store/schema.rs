@@ -9,10 +9,12 @@
 //! version: files of version 0 (before 2026-12-04) get the `state` column at start,
 //! files of version 1 (before 2026-12-06) the `dead_letter_source` column (the queue a
 //! dead-lettered message came from, `''` for the others), files of version 2 (before
-//! 2026-12-07) the `message_counts` table, filled once from their messages.
-//! `message_counts` holds each queue's rows per state, kept by triggers on every
-//! insert, delete and change of state, so that stats read one row instead of
-//! counting the queue (`queues::queue_stats`); a queue's row goes when its counts reach zero.
+//! 2026-12-07) the `message_counts` table, files of version 3 (before 2026-12-08) its
+//! `bytes` column; either is filled once from their messages.
+//! `message_counts` holds each queue's rows per state and the bytes of their bodies,
+//! kept by triggers on every insert, delete and change of state, so that stats read
+//! one row instead of counting the queue (`queues::queue_stats`); a queue's row goes
+//! when its counts reach zero.
 //! `idempotency` holds the ids each post's idempotency key brought, until the key's
 //! window ends (`messages::post_once`).
 
@@ -23,7 +25,7 @@ use super::{now_ms, store_error};
 use crate::store::StoreResult;
 
 /// The schema version this build writes.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -121,12 +123,16 @@ DROP INDEX IF EXISTS messages_by_queue;
 /// `state` column exists, since the triggers read it.
 fn message_counts_sql() -> String {
     // A row counted in (`new`) or out of (`old`) its queue's counts.
-    const COUNT_NEW: &str = "INSERT INTO message_counts (project, queue, free, claimed, delayed)
-        VALUES (new.project, new.queue, new.state = 0, new.state = 1, new.state = 2)
+    const COUNT_NEW: &str = "INSERT INTO message_counts
+            (project, queue, free, claimed, delayed, bytes)
+        VALUES (new.project, new.queue, new.state = 0, new.state = 1, new.state = 2,
+            length(CAST(new.body AS BLOB)))
         ON CONFLICT (project, queue) DO UPDATE SET free = free + excluded.free,
-            claimed = claimed + excluded.claimed, delayed = delayed + excluded.delayed;";
+            claimed = claimed + excluded.claimed, delayed = delayed + excluded.delayed,
+            bytes = bytes + excluded.bytes;";
     const UNCOUNT_OLD: &str = "UPDATE message_counts SET free = free - (old.state = 0),
-            claimed = claimed - (old.state = 1), delayed = delayed - (old.state = 2)
+            claimed = claimed - (old.state = 1), delayed = delayed - (old.state = 2),
+            bytes = bytes - length(CAST(old.body AS BLOB))
         WHERE project = old.project AND queue = old.queue;
         DELETE FROM message_counts WHERE project = old.project AND queue = old.queue
             AND free = 0 AND claimed = 0 AND delayed = 0;";
@@ -137,6 +143,7 @@ fn message_counts_sql() -> String {
             free    INTEGER NOT NULL,
             claimed INTEGER NOT NULL,
             delayed INTEGER NOT NULL,
+            bytes   INTEGER NOT NULL,
             PRIMARY KEY (project, queue)
         ) WITHOUT ROWID;
         CREATE TRIGGER IF NOT EXISTS message_counts_on_insert AFTER INSERT ON messages
@@ -151,11 +158,22 @@ fn message_counts_sql() -> String {
     )
 }
 
-/// Counts the messages of a file of a version before 3, whose writes kept no counts.
+/// What a file of version 3 had of `message_counts`: a table without bytes, and
+/// triggers that keep none; made anew by [`message_counts_sql`].
+const DROP_MESSAGE_COUNTS: &str = r#"
+DROP TRIGGER IF EXISTS message_counts_on_insert;
+DROP TRIGGER IF EXISTS message_counts_on_delete;
+DROP TRIGGER IF EXISTS message_counts_on_move;
+DROP TABLE IF EXISTS message_counts;
+"#;
+
+/// Counts the messages of a file of a version before 4, whose writes kept no counts
+/// (or no bytes).
 const FILL_MESSAGE_COUNTS: &str = r#"
 DELETE FROM message_counts;
-INSERT INTO message_counts (project, queue, free, claimed, delayed)
-    SELECT project, queue, SUM(state = 0), SUM(state = 1), SUM(state = 2)
+INSERT INTO message_counts (project, queue, free, claimed, delayed, bytes)
+    SELECT project, queue, SUM(state = 0), SUM(state = 1), SUM(state = 2),
+        SUM(length(CAST(body AS BLOB)))
     FROM messages GROUP BY project, queue;
 "#;
 
@@ -209,11 +227,17 @@ pub(super) async fn create_or_upgrade(writer: &SqlitePool) -> StoreResult<()> {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
+    if version < 4 {
+        sqlx::raw_sql(DROP_MESSAGE_COUNTS)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    }
     sqlx::raw_sql(&message_counts_sql())
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-    if version < 3 {
+    if version < 4 {
         tracing::info!("counting the messages of each queue of the sqlite message store");
         sqlx::raw_sql(FILL_MESSAGE_COUNTS)
             .execute(&mut *tx)

@@ -243,11 +243,12 @@ async fn stats_read_the_counts_row_and_ranges_of_ended_rows_only() {
 }
 
 /// The queue's stats as a count of every row: what `message_counts` must agree with.
-async fn counted_row_by_row(store: &SqliteStore, q: &QueueRef) -> (u64, u64, u64) {
+async fn counted_row_by_row(store: &SqliteStore, q: &QueueRef) -> (u64, u64, u64, u64) {
     let row = sqlx::query(
         "SELECT COUNT(*) AS total, \
                 COALESCE(SUM(claim_expires_ms > ?1), 0) AS claimed, \
-                COALESCE(SUM(claim_expires_ms <= ?1 AND visible_ms > ?1), 0) AS delayed \
+                COALESCE(SUM(claim_expires_ms <= ?1 AND visible_ms > ?1), 0) AS delayed, \
+                COALESCE(SUM(length(CAST(body AS BLOB))), 0) AS bytes \
          FROM messages WHERE project = ?2 AND queue = ?3 AND expires_ms > ?1",
     )
     .bind(now_ms())
@@ -257,7 +258,12 @@ async fn counted_row_by_row(store: &SqliteStore, q: &QueueRef) -> (u64, u64, u64
     .await
     .unwrap();
     let count = |column: &str| row.get::<i64, _>(column) as u64;
-    (count("total"), count("claimed"), count("delayed"))
+    (
+        count("total"),
+        count("claimed"),
+        count("delayed"),
+        count("bytes"),
+    )
 }
 
 #[tokio::test]
@@ -277,7 +283,7 @@ async fn stats_from_the_counts_agree_with_counting_every_row() {
             let stats = store.queue_stats(&q).await.unwrap();
             let counted = counted_row_by_row(&store, &q).await;
             assert_eq!(
-                (stats.total, stats.claimed, stats.delayed),
+                (stats.total, stats.claimed, stats.delayed, stats.bytes),
                 counted,
                 "{step}"
             );
@@ -416,7 +422,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let q = queue();
     let params = ListParams {
         limit: 10,
@@ -428,7 +434,32 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
     let claim = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids(&claim.messages), ["m1", "m2"]);
     let stats = store.queue_stats(&q).await.unwrap();
-    assert_eq!((stats.total, stats.claimed, stats.delayed), (4, 3, 1));
+    assert_eq!(
+        (stats.total, stats.claimed, stats.delayed, stats.bytes),
+        (4, 3, 1, 8)
+    );
+    drop(store);
+
+    // A file of version 3: counts without bytes, and triggers that keep none.
+    let options = SqliteConnectOptions::new().filename(path);
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER message_counts_on_insert; DROP TRIGGER message_counts_on_delete; \
+         DROP TRIGGER message_counts_on_move; ALTER TABLE message_counts DROP COLUMN bytes; \
+         PRAGMA user_version = 3",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let store = SqliteStore::open(path).await.unwrap();
+    let stats = store.queue_stats(&q).await.unwrap();
+    assert_eq!((stats.total, stats.bytes), (4, 8));
+    store.delete_message(&q, "m3", None).await.unwrap();
+    assert_eq!(store.queue_stats(&q).await.unwrap().bytes, 6);
     drop(store);
 
     let options = SqliteConnectOptions::new().filename(path);
@@ -436,7 +467,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
         .connect_with(options)
         .await
         .unwrap();
-    sqlx::raw_sql("PRAGMA user_version = 4")
+    sqlx::raw_sql("PRAGMA user_version = 5")
         .execute(&pool)
         .await
         .unwrap();
@@ -444,7 +475,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
     let err = SqliteStore::open(path).await.err().unwrap();
     assert_eq!(err.code, ErrorCode::Unavailable);
     assert!(
-        err.description.contains("schema version 4"),
+        err.description.contains("schema version 5"),
         "{}",
         err.description
     );

@@ -62,7 +62,7 @@ if math.floor((seq + count) / 16) > math.floor(seq / 16) then sweep(k, now, 32 +
 local written = {k.fre}
 if redis.call('PTTL', k.msg) < 0 then written = {k.fre, k.exp, k.msg} end
 local by_id, by_free, by_later, by_expiry, by_delay = {}, {}, {}, {}, {}
-local latest = 0
+local latest, bytes = 0, 0
 for _, first in ipairs(storing) do
   for j = first, first - 1 + 6 * tonumber(ARGV[first - 1]), 6 do
     local client, id = ARGV[j], ARGV[j + 1]
@@ -71,6 +71,7 @@ for _, first in ipairs(storing) do
     local d = 0
     if delay > 0 then d = now + delay * 1000 end
     latest = math.max(latest, e)
+    bytes = bytes + #ARGV[j + 4]
     by_id[#by_id + 1] = id
     by_id[#by_id + 1] = encode({e = e, d = d, ci = '', ce = 0, n = 0, k = client, t = ttl,
                                 c = now, h = ARGV[j + 5], b = ARGV[j + 4]})
@@ -84,6 +85,8 @@ for _, first in ipairs(storing) do
     end
   end
 end
+bytes_from_empty(k)
+count_bytes(k, bytes)
 call_all('HSET', k.msg, by_id)
 call_all('ZADD', k.fre, by_free)
 call_all('ZADD', k.exp, by_expiry)

@@ -4,7 +4,8 @@
 --   q   hash: 'meta' (metadata JSON), 'seq' (last message sequence number),
 --       'x' (ms until which the message keys below live), 'g' (claim generation:
 --       a purge moves it on, which ends every claim made before), 'xn' (messages
---       removed because they expired, not yet taken by the expiry sweep)
+--       removed because they expired, not yet taken by the expiry sweep), 'b' (the
+--       bytes of the bodies in msg, kept by every write that adds or removes one)
 --   fre zset: message id -> seq, for the messages free to claim
 --   hld zset: message id -> seq, for claimed messages
 --   lat zset: message id -> seq, for delayed messages
@@ -95,9 +96,42 @@ local function call_all(cmd, key, flat)
   end
 end
 
+-- Adds n to the body bytes ('b') of queue k.
+local function count_bytes(k, n)
+  if n ~= 0 then redis.call('HINCRBY', k.q, 'b', n) end
+end
+
+-- The bytes of the bodies of the messages ids of queue k, as stored (expired or not).
+local function stored_bytes(k, ids)
+  local n = 0
+  for i = 1, #ids, 400 do
+    local values = redis.call('HMGET', k.msg, unpack(ids, i, math.min(i + 399, #ids)))
+    for j = 1, #values do
+      if values[j] then
+        local _, _, _, _, _, _, _, _, _, b = cmsgpack.unpack(values[j])
+        n = n + #b
+      end
+    end
+  end
+  return n
+end
+
+-- Before messages are added to queue k: with no message left (its keys emptied, or
+-- expired together, see keep()), its body bytes start again from 0.
+local function bytes_from_empty(k)
+  if redis.call('EXISTS', k.exp) == 0 then redis.call('HDEL', k.q, 'b') end
+end
+
+-- Removes the data of messages (a list of ids) of queue k, counting their bytes out.
+local function drop_data(k, ids)
+  if #ids == 0 then return end
+  count_bytes(k, -stored_bytes(k, ids))
+  call_all('HDEL', k.msg, ids)
+end
+
 -- Removes messages (a list of ids) from queue k: their data and every index entry.
 local function forget(k, ids)
-  call_all('HDEL', k.msg, ids)
+  drop_data(k, ids)
   for _, key in ipairs({k.fre, k.hld, k.lat, k.exp, k.clm, k.dly}) do
     call_all('ZREM', key, ids)
   end
@@ -105,14 +139,14 @@ end
 
 -- Removes messages met in fre (which are in no other index than exp).
 local function forget_free(k, ids)
-  call_all('HDEL', k.msg, ids)
+  drop_data(k, ids)
   call_all('ZREM', k.fre, ids)
   call_all('ZREM', k.exp, ids)
 end
 
 -- Removes messages held by a live claim (in hld, clm and exp).
 local function forget_held(k, ids)
-  call_all('HDEL', k.msg, ids)
+  drop_data(k, ids)
   call_all('ZREM', k.hld, ids)
   call_all('ZREM', k.clm, ids)
   call_all('ZREM', k.exp, ids)
@@ -151,6 +185,8 @@ end
 -- to queue k; returns its seq.
 local function add(k, id, m)
   local seq = redis.call('HINCRBY', k.q, 'seq', 1)
+  bytes_from_empty(k)
+  count_bytes(k, #m.b)
   redis.call('HSET', k.msg, id, encode(m))
   redis.call('ZADD', k.fre, seq, id)
   redis.call('ZADD', k.exp, int(m.e), id)

@@ -7,5 +7,6 @@
 local k = queue_keys(1)
 if redis.call('EXISTS', k.q) == 1 then redis.call('HINCRBY', k.q, 'g', 1) end
 redis.call('UNLINK', k.fre, k.hld, k.lat, k.exp, k.clm, k.dly, k.msg)
+redis.call('HDEL', k.q, 'b')
 if ARGV[1] == '1' then redis.call('HDEL', k.q, 'meta') end
 return 1

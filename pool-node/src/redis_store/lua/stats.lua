@@ -1,6 +1,7 @@
--- Counts of a queue from its sorted sets, and its oldest and newest live message.
+-- Counts of a queue from its sorted sets, its oldest and newest live message, and
+-- the bytes of its bodies.
 -- KEYS: queue (1..8).
--- Returns {now, total, claimed, delayed, oldest row or nil, newest row or nil}.
+-- Returns {now, total, claimed, delayed, oldest row or nil, newest row or nil, bytes}.
 local k = queue_keys(1)
 local now = now_ms()
 -- Drop a bounded batch of expired messages so that the scans below stay short.
@@ -41,4 +42,6 @@ if total > 0 then
     count_expired(k, 1)
   end
 end
-return {now, total, claimed, delayed, oldest, newest}
+bytes_from_empty(k)
+local bytes = math.max(0, tonumber(redis.call('HGET', k.q, 'b') or 0))
+return {now, total, claimed, delayed, oldest, newest, bytes}

@@ -1,4 +1,4 @@
-//! A store written in layout 1 is migrated when a pool-node opens it; one of
+//! A store written in layout 1 or 2 is migrated when a pool-node opens it; one of
 //! an unknown layout is refused.
 
 use zaqar_proto::pb::QueueRef;
@@ -76,7 +76,7 @@ async fn a_layout_1_store_is_migrated_when_opened() {
         .query(redis::cmd("GET").arg(LAYOUT_KEY))
         .await
         .unwrap();
-    assert_eq!(layout, 2);
+    assert_eq!(layout, 3);
     let old_ids: u64 = store
         .query(redis::cmd("EXISTS").arg(QueueKeys::new(&q, Slots::Project).layout_1_ids()))
         .await
@@ -99,15 +99,56 @@ async fn a_layout_1_store_is_migrated_when_opened() {
     let claim = store.get_claim(&q, claim_id).await.unwrap();
     assert_eq!(ids(&claim.messages), ["m0"]);
     let stats = store.queue_stats(&q).await.unwrap();
-    assert_eq!((stats.total, stats.claimed, stats.delayed), (5, 1, 1));
+    assert_eq!(
+        (stats.total, stats.claimed, stats.delayed, stats.bytes),
+        (5, 1, 1, 10)
+    );
     let taken = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids(&taken.messages), ["m1", "m2", "m4"]);
     store.delete_claim(&q, claim_id).await.unwrap();
     let again = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids(&again.messages), ["m0"]);
-    assert_eq!(store.queue_stats(&many).await.unwrap().total, 1200);
+    let stats = store.queue_stats(&many).await.unwrap();
+    assert_eq!((stats.total, stats.bytes), (1200, 2400));
     let popped = store.pop_messages(&many, 3).await.unwrap();
     assert_eq!(ids(&popped), ["m0", "m1", "m2"]);
+    assert_eq!(store.queue_stats(&many).await.unwrap().bytes, 2394);
+}
+
+#[tokio::test]
+async fn a_layout_2_store_gets_the_bytes_of_its_queues_counted() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let first = RedisStore::connect(&redis.url()).await.unwrap();
+    let q = queue("sized");
+    let bodies: Vec<_> = (0..1100)
+        .map(|n| zaqar_proto::pb::NewMessage {
+            ttl: 300,
+            body_json: format!("\"{n}\""),
+            ..Default::default()
+        })
+        .collect();
+    first.post_messages(&q, "client", &bodies).await.unwrap();
+    let expected: u64 = bodies.iter().map(|m| m.body_json.len() as u64).sum();
+    assert_eq!(first.queue_stats(&q).await.unwrap().bytes, expected);
+    // As a layout 2 build left it: no byte counts.
+    let record = QueueKeys::new(&q, Slots::Project).record();
+    first
+        .query::<()>(redis::cmd("HDEL").arg(&record).arg("b"))
+        .await
+        .unwrap();
+    first
+        .query::<()>(redis::cmd("SET").arg(LAYOUT_KEY).arg(2))
+        .await
+        .unwrap();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    assert_eq!(store.queue_stats(&q).await.unwrap().bytes, expected);
+    let leftovers: Vec<String> = store.query(redis::cmd("HKEYS").arg(&record)).await.unwrap();
+    assert!(
+        leftovers.iter().all(|field| !field.starts_with("bm:")),
+        "{leftovers:?}"
+    );
 }
 
 #[tokio::test]
@@ -117,10 +158,10 @@ async fn a_store_of_an_unknown_layout_is_refused() {
     };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     store
-        .query::<()>(redis::cmd("SET").arg(LAYOUT_KEY).arg(3))
+        .query::<()>(redis::cmd("SET").arg(LAYOUT_KEY).arg(4))
         .await
         .unwrap();
     let err = RedisStore::connect(&redis.url()).await.err().unwrap();
     assert_eq!(err.code, ErrorCode::Unavailable);
-    assert!(err.description.contains("layout 3"), "{}", err.description);
+    assert!(err.description.contains("layout 4"), "{}", err.description);
 }
