@@ -37,6 +37,9 @@ pub struct ProjectLimitsConfig {
     /// over it a post is refused, 403, or makes room in a queue whose `_overflow` is
     /// `drop_oldest`); 0 for no limit.
     pub max_messages_per_queue: u64,
+    /// Most bytes of message bodies one queue of a project may hold (a quota, checked
+    /// at each post as `max_messages_per_queue` is); 0 for no limit.
+    pub max_bytes_per_queue: u64,
     /// Per-project settings, by project id: `[project_limits.overrides."ID"]`.
     pub overrides: HashMap<String, ProjectOverride>,
     /// How long an api-node keeps the limits an operator set for a project in the
@@ -54,6 +57,7 @@ impl Default for ProjectLimitsConfig {
             max_tracked_projects: 100_000,
             max_queues: 0,
             max_messages_per_queue: 0,
+            max_bytes_per_queue: 0,
             overrides: HashMap::new(),
             refresh_seconds: 10,
         }
@@ -78,6 +82,8 @@ pub struct ProjectOverride {
     pub max_queues: Option<u64>,
     /// Most messages in one queue of this project; 0 for no limit.
     pub max_messages_per_queue: Option<u64>,
+    /// Most bytes of message bodies in one queue of this project; 0 for no limit.
+    pub max_bytes_per_queue: Option<u64>,
 }
 
 /// A sustained rate and a burst; `None` rate means unlimited.
@@ -134,6 +140,8 @@ pub struct ProjectQuotas {
     pub max_queues: Option<u64>,
     /// Most messages in one queue of the project, when it is limited.
     pub max_messages_per_queue: Option<u64>,
+    /// Most bytes of message bodies in one queue of the project, when it is limited.
+    pub max_bytes_per_queue: Option<u64>,
 }
 
 /// A request over its project's rate: how long until one more would be admitted.
@@ -238,10 +246,15 @@ impl ProjectLimits {
             .max_messages_per_queue
             .or(from_file(|own| own.max_messages_per_queue))
             .unwrap_or(self.config.max_messages_per_queue);
+        let max_bytes = operator
+            .max_bytes_per_queue
+            .or(from_file(|own| own.max_bytes_per_queue))
+            .unwrap_or(self.config.max_bytes_per_queue);
         ProjectQuotas {
             rate: Rate::new(requests_per_second, burst),
             max_queues: quota(max_queues),
             max_messages_per_queue: quota(max_messages),
+            max_bytes_per_queue: quota(max_bytes),
         }
     }
 

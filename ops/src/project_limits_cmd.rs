@@ -1,6 +1,6 @@
 //! `zaqar admin project-limits`: the limits operators set per project in the catalog
-//! (request rate, queues per project, messages per queue), which every api-node applies
-//! over its `[project_limits]` within `refresh_seconds`.
+//! (request rate, queues per project, messages and bytes per queue), which every
+//! api-node applies over its `[project_limits]` within `refresh_seconds`.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use zaqar_proto::{ErrorCode, ZaqarError};
 use crate::admin_cmd::request;
 
 /// The columns of `list`, after the project.
-pub const FIELDS: [&str; 4] = ProjectLimitOverrides::FIELDS;
+pub const FIELDS: [&str; 5] = ProjectLimitOverrides::FIELDS;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ProjectLimitsCommand {
@@ -37,6 +37,9 @@ pub enum ProjectLimitsCommand {
         /// Most messages in one queue of the project; 0 for no limit.
         #[arg(long)]
         max_messages_per_queue: Option<u64>,
+        /// Most bytes of message bodies in one queue of the project; 0 for no limit.
+        #[arg(long)]
+        max_bytes_per_queue: Option<u64>,
         /// Make the given limits the project's only ones.
         #[arg(long)]
         replace: bool,
@@ -72,6 +75,7 @@ pub async fn call(
             burst,
             max_queues,
             max_messages_per_queue,
+            max_bytes_per_queue,
             replace,
         } => {
             let given = ProjectLimitOverrides {
@@ -79,6 +83,7 @@ pub async fn call(
                 burst,
                 max_queues,
                 max_messages_per_queue,
+                max_bytes_per_queue,
             }
             .checked()?;
             if given.is_empty() {
@@ -138,6 +143,7 @@ fn overlay(base: ProjectLimitOverrides, given: ProjectLimitOverrides) -> Project
         burst: given.burst.or(base.burst),
         max_queues: given.max_queues.or(base.max_queues),
         max_messages_per_queue: given.max_messages_per_queue.or(base.max_messages_per_queue),
+        max_bytes_per_queue: given.max_bytes_per_queue.or(base.max_bytes_per_queue),
     }
 }
 
@@ -183,7 +189,8 @@ mod tests {
         assert_eq!(
             shown,
             json!({ "project": "p", "requests_per_second": null, "burst": null,
-                    "max_queues": 3, "max_messages_per_queue": null })
+                    "max_queues": 3, "max_messages_per_queue": null,
+                    "max_bytes_per_queue": null })
         );
     }
 }

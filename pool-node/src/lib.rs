@@ -12,6 +12,7 @@ pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod mongo_store;
 pub mod notifier;
+pub mod quota;
 pub mod redis_store;
 pub mod serve;
 pub mod server;

@@ -14,10 +14,8 @@ use zaqar_proto::{ErrorCode, QueueActivityStream, ZaqarError};
 use crate::activity::Activity;
 use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
+use crate::quota::{self, Adding, Quota};
 use crate::store::{CheckedPost, ListParams, MessageStore, Once, Post, SubscriptionUpdate};
-
-/// The most messages one post drops to make room in a full `drop_oldest` queue.
-const MOST_DROPPED: u64 = 100;
 
 /// Serves one store over gRPC.
 ///
@@ -200,43 +198,6 @@ impl PoolServer {
         }
     }
 
-    /// Checks a queue's quota before a post of `adding` messages: the queue may hold
-    /// at most `max` after it. Over it, the post is refused (403), unless `drop_oldest`
-    /// and the queue has enough free messages (claimable now) to drop for room, at most
-    /// [`MOST_DROPPED`]: those are popped first. The check reads the queue's stats
-    /// (bounded work on every store); posts at the same moment may pass it together,
-    /// by at most their own messages.
-    async fn make_room(
-        &self,
-        queue: &QueueRef,
-        adding: u64,
-        max: u64,
-        drop_oldest: bool,
-    ) -> Result<(), ZaqarError> {
-        let stats = self.store.queue_stats(queue).await?;
-        let over = (stats.total + adding).saturating_sub(max);
-        if over == 0 {
-            return Ok(());
-        }
-        let claimable = stats.free.saturating_sub(stats.delayed);
-        if drop_oldest && over <= claimable.min(MOST_DROPPED) {
-            let dropped = self.store.pop_messages(queue, over as u32).await?;
-            tracing::debug!(project = %queue.project, queue = %queue.queue,
-                dropped = dropped.len(), "oldest messages dropped for room");
-            if dropped.len() as u64 >= over {
-                return Ok(());
-            }
-        }
-        Err(ZaqarError::titled(
-            ErrorCode::Forbidden,
-            "Queue is full",
-            format!(
-                "Queue {} may hold at most {max} messages; it holds {}.",
-                queue.queue, stats.total
-            ),
-        ))
-    }
-
     /// Decrypts the encrypted bodies among `messages`, logging a failure.
     fn decrypt<'a>(
         &self,
@@ -355,10 +316,16 @@ impl PoolService for PoolServer {
             key: req.idempotency_key.clone(),
             window_s: req.idempotency_window,
         });
-        if req.max_messages > 0 {
-            let adding = req.messages.len() as u64;
-            self.make_room(&queue, adding, req.max_messages, req.drop_oldest)
-                .await?;
+        let quota = Quota {
+            messages: req.max_messages,
+            bytes: req.max_bytes,
+        };
+        if quota.is_limited() {
+            let adding = Adding {
+                messages: req.messages.len() as u64,
+                bytes: req.messages.iter().map(|m| m.body_json.len() as u64).sum(),
+            };
+            quota::make_room(&*self.store, &queue, adding, quota, req.drop_oldest).await?;
         }
         let posted = self
             .post(

@@ -86,15 +86,19 @@ pub struct ProjectLimitOverrides {
     /// Most messages in one queue of the project; 0 for no limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_messages_per_queue: Option<u64>,
+    /// Most bytes of message bodies in one queue of the project; 0 for no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes_per_queue: Option<u64>,
 }
 
 impl ProjectLimitOverrides {
     /// The fields, as JSON names them.
-    pub const FIELDS: [&'static str; 4] = [
+    pub const FIELDS: [&'static str; 5] = [
         "requests_per_second",
         "burst",
         "max_queues",
         "max_messages_per_queue",
+        "max_bytes_per_queue",
     ];
 
     /// Parses and checks limits to store: an object of [`Self::FIELDS`] only, with a
@@ -196,7 +200,7 @@ mod tests {
         assert_eq!(overrides.requests_per_second, None);
         assert_eq!(overrides.to_json(), r#"{"burst":2,"max_queues":5}"#);
         assert!(ProjectLimitOverrides::from_json("{}").unwrap().is_empty());
-        let newer = r#"{"max_queues": 5, "max_bytes_per_queue": 9}"#;
+        let newer = r#"{"max_queues": 5, "max_bytes_per_day": 9}"#;
         assert!(ProjectLimitOverrides::from_json(newer).is_err());
         let stored = ProjectLimitOverrides::from_stored_json(newer).unwrap();
         assert_eq!(stored.max_queues, Some(5));

@@ -80,7 +80,8 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     .await?;
     ensure!(
         set == json!({"project": "tenant", "requests_per_second": null, "burst": null,
-                      "max_queues": 2, "max_messages_per_queue": 3}),
+                      "max_queues": 2, "max_messages_per_queue": 3,
+                      "max_bytes_per_queue": null}),
         "{set}"
     );
     eventually("the message quota", APPLIED_WITHIN, || async {
@@ -150,7 +151,8 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     ensure!(
         listed
             == json!([{"project": "tenant", "requests_per_second": null, "burst": null,
-                       "max_queues": 0, "max_messages_per_queue": 3}]),
+                       "max_queues": 0, "max_messages_per_queue": 3,
+                       "max_bytes_per_queue": null}]),
         "{listed}"
     );
 
@@ -226,9 +228,8 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     ensure!(stdout.contains("201\n201\n403\n"), "{stdout}");
     let table_row = stdout.lines().find(|line| line.starts_with("acme"));
     ensure!(
-        table_row.is_some_and(
-            |row| row.split_whitespace().collect::<Vec<_>>() == ["acme", "-", "-", "2", "1000"]
-        ),
+        table_row.is_some_and(|row| row.split_whitespace().collect::<Vec<_>>()
+            == ["acme", "-", "-", "2", "1000", "-"]),
         "{stdout}"
     );
     let listed = admin(std::slice::from_ref(&catalog), &["project-limits", "list"]).await?;

@@ -84,7 +84,8 @@ pub async fn post(
             idempotency_window: truthy_int(&known.parsed, "_idempotency_window")
                 .unwrap_or(DEFAULT_IDEMPOTENCY_WINDOW)
                 .clamp(1, i64::from(u32::MAX)) as u32,
-            max_messages: ctx.max_messages_per_queue().unwrap_or(0),
+            max_messages: ctx.quotas.max_messages_per_queue.unwrap_or(0),
+            max_bytes: ctx.quotas.max_bytes_per_queue.unwrap_or(0),
             drop_oldest: known.parsed.get("_overflow").and_then(Value::as_str)
                 == Some("drop_oldest"),
         };

@@ -164,12 +164,6 @@ impl Context {
             .unwrap_or(&services.limits)
     }
 
-    /// The most messages a queue of the project may hold (`max_messages_per_queue`),
-    /// when it is limited.
-    pub fn max_messages_per_queue(&self) -> Option<u64> {
-        self.quotas.max_messages_per_queue
-    }
-
     pub fn router(&self) -> &Router {
         &self.services.router
     }

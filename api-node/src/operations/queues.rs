@@ -288,10 +288,12 @@ pub async fn stats(ctx: &Context, queue: &str) -> Result<QueueStats, ZaqarError>
             |mut c, queue_ref| async move { c.queue_stats(queue_ref).await },
         )
         .await?;
-    let max = ctx.max_messages_per_queue();
+    let max = ctx.quotas.max_messages_per_queue;
+    let max_bytes = ctx.quotas.max_bytes_per_queue;
     let Some(reply) = reply else {
         return Ok(QueueStats {
             max,
+            bytes: max_bytes.map(|most| (0, most)),
             ..QueueStats::default()
         });
     };
@@ -303,6 +305,7 @@ pub async fn stats(ctx: &Context, queue: &str) -> Result<QueueStats, ZaqarError>
         oldest: reply.oldest.map(|m| ctx.message(m)).transpose()?,
         newest: reply.newest.map(|m| ctx.message(m)).transpose()?,
         max,
+        bytes: max_bytes.map(|most| (reply.bytes, most)),
     })
 }
 

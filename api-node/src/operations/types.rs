@@ -70,6 +70,10 @@ pub struct QueueStats {
     /// The most messages the queue may hold (the project's `max_messages_per_queue`),
     /// when it is limited: shown as `max` beside the counts.
     pub max: Option<u64>,
+    /// The bytes of the queue's message bodies and the most it may hold (the
+    /// project's `max_bytes_per_queue`), when that is limited: shown as `bytes` and
+    /// `max_bytes` beside the counts.
+    pub bytes: Option<(u64, u64)>,
 }
 
 /// A queue of a listing; `metadata` (with reserved defaults) when detailed.

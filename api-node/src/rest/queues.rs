@@ -179,6 +179,10 @@ pub(super) fn render_stats(base: &str, stats: QueueStats) -> Value {
     if let Some(max) = stats.max {
         messages.insert("max".into(), max.into());
     }
+    if let Some((bytes, most)) = stats.bytes {
+        messages.insert("bytes".into(), bytes.into());
+        messages.insert("max_bytes".into(), most.into());
+    }
     if stats.total != 0 {
         if let Some(oldest) = &stats.oldest {
             messages.insert("oldest".into(), stats_message(base, oldest));

@@ -45,6 +45,10 @@ pub fn stats(stats: &QueueStats) -> Value {
     if let Some(max) = stats.max {
         counts.insert("max".into(), max.into());
     }
+    if let Some((bytes, most)) = stats.bytes {
+        counts.insert("bytes".into(), bytes.into());
+        counts.insert("max_bytes".into(), most.into());
+    }
     if stats.total != 0 {
         for (name, message) in [("oldest", &stats.oldest), ("newest", &stats.newest)] {
             if let Some(message) = message {

@@ -412,7 +412,10 @@ async fn messages_of_an_older_build_get_their_state_and_size_when_opened() {
     let stats = store.queue_stats(&q).await.unwrap();
     assert_eq!((stats.total, stats.claimed, stats.delayed), (3, 1, 1));
     let bytes: usize = (0..3).map(|n| message(n).body_json.len()).sum();
-    assert_eq!(stats.bytes, bytes as u64, "the sizes given, the bytes counted");
+    assert_eq!(
+        stats.bytes, bytes as u64,
+        "the sizes given, the bytes counted"
+    );
     let (listed, _) = store.list_messages(&q, &everything()).await.unwrap();
     assert_eq!(listed.len(), 3);
     let free = ListParams {

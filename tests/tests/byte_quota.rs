@@ -1,0 +1,157 @@
+//! The byte quota of `[project_limits]` (`max_bytes_per_queue`, and a project's own), as
+//! tenants meet it on `zaqar standalone` on every store: a post that would take a
+//! queue's message bodies past it is refused (403 with Zaqar's error body) and stores
+//! nothing, over REST and WebSocket; consuming makes room; stats show the bytes and the
+//! quota; a queue whose `_overflow` is `drop_oldest` drops its oldest free messages for
+//! room instead (never a claimed one, nothing for a post that cannot fit); a project
+//! whose override lifts the quota is not held.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use serde_json::{json, Value};
+use zaqar_tests::stores::standalone_on_each_store_with;
+use zaqar_tests::ws::WsClient;
+use zaqar_tests::Client;
+
+/// A post of string bodies: each counts its length plus 2 (the JSON quotes).
+fn posting(bodies: &[&str]) -> Value {
+    let messages: Vec<Value> = bodies
+        .iter()
+        .map(|body| json!({"ttl": 300, "body": body}))
+        .collect();
+    json!({ "messages": messages })
+}
+
+/// The bodies of the queue's messages, oldest first (claimed ones included).
+async fn bodies(client: &Client, queue: &str) -> Result<Vec<Value>> {
+    let path = format!("/v2/queues/{queue}/messages?include_claimed=true&echo=true&limit=20");
+    let listed = client.call("GET", &path, None).await?;
+    Ok(listed.body["messages"]
+        .as_array()
+        .map(|messages| messages.iter().map(|m| m["body"].clone()).collect())
+        .unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_at_its_byte_quota_refuses_posts_or_drops_its_oldest() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("zaqar.toml");
+    std::fs::write(
+        &config,
+        "[api.project_limits]\nmax_bytes_per_queue = 20\n\n\
+         [api.project_limits.overrides.\"big\"]\nmax_bytes_per_queue = 0\n",
+    )?;
+    let config = config.to_string_lossy().to_string();
+    for on in standalone_on_each_store_with(|_| vec!["--config".into(), config.clone()])? {
+        let store = on.store;
+        let small = Client::new(on.server.port, "small");
+        small.wait_ready(Duration::from_secs(20)).await?;
+        let jobs = "/v2/queues/jobs/messages";
+        let posted = small
+            .call("POST", jobs, Some(posting(&["aaaa", "bbbb"])))
+            .await?;
+        ensure!(posted.status == 201, "{store}: {posted:?}");
+        let stats = small.call("GET", "/v2/queues/jobs/stats", None).await?;
+        ensure!(
+            stats.body["messages"]["bytes"] == 12 && stats.body["messages"]["max_bytes"] == 20,
+            "{store}: {stats:?}"
+        );
+        let refused = small
+            .call("POST", jobs, Some(posting(&["cccc", "dddd"])))
+            .await?;
+        ensure!(
+            refused.status == 403
+                && refused.body["title"] == "Queue is full"
+                && refused.body["description"]
+                    == "Queue jobs may hold at most 20 bytes of messages; it holds 12.",
+            "{store}: {refused:?}"
+        );
+        ensure!(
+            bodies(&small, "jobs").await? == [json!("aaaa"), json!("bbbb")],
+            "{store}: stored nothing"
+        );
+
+        // Over WebSocket the same.
+        let mut ws = WsClient::connect(on.server.ws_port, "small", &small.client_id).await?;
+        let body = json!({"queue_name": "jobs",
+                          "messages": [{"ttl": 300, "body": "xxxxxxxxxx"}]});
+        let reply = ws.call("message_post", body).await?;
+        ensure!(
+            reply["headers"]["status"] == 403
+                && reply["body"]["exception"]
+                    == "Queue jobs may hold at most 20 bytes of messages; it holds 12.",
+            "{store}: {reply}"
+        );
+        let reply = ws
+            .call("queue_get_stats", json!({"queue_name": "jobs"}))
+            .await?;
+        ensure!(reply["body"]["messages"]["bytes"] == 12, "{store}: {reply}");
+
+        // Consuming makes room.
+        let popped = small
+            .call("DELETE", "/v2/queues/jobs/messages?pop=1", None)
+            .await?;
+        ensure!(popped.status == 200, "{store}: {popped:?}");
+        let posted = small
+            .call("POST", jobs, Some(posting(&["cccc", "d"])))
+            .await?;
+        ensure!(posted.status == 201, "{store}: {posted:?}");
+
+        // A queue that drops its oldest: a claimed message is never dropped.
+        let created = small
+            .call(
+                "PUT",
+                "/v2/queues/recent",
+                Some(json!({"_overflow": "drop_oldest"})),
+            )
+            .await?;
+        ensure!(created.status == 201, "{store}: {created:?}");
+        let recent = "/v2/queues/recent/messages";
+        let posted = small
+            .call("POST", recent, Some(posting(&["1111", "2222", "3333"])))
+            .await?;
+        ensure!(posted.status == 201, "{store}: {posted:?}");
+        let claimed = small
+            .call(
+                "POST",
+                "/v2/queues/recent/claims?limit=1",
+                Some(json!({"ttl": 60})),
+            )
+            .await?;
+        ensure!(
+            claimed.body["messages"][0]["body"] == "1111",
+            "{store}: {claimed:?}"
+        );
+        let posted = small.call("POST", recent, Some(posting(&["4444"]))).await?;
+        ensure!(posted.status == 201, "{store}: {posted:?}");
+        let kept = bodies(&small, "recent").await?;
+        ensure!(
+            kept == [json!("1111"), json!("3333"), json!("4444")],
+            "{store}: {kept:?}"
+        );
+        // A post larger than the quota cannot fit: refused, nothing dropped.
+        let refused = small
+            .call("POST", recent, Some(posting(&["y".repeat(30).as_str()])))
+            .await?;
+        ensure!(refused.status == 403, "{store}: {refused:?}");
+        ensure!(
+            bodies(&small, "recent").await? == kept,
+            "{store}: dropped for a refused post"
+        );
+
+        // A project whose override lifts the quota is not held.
+        let big = Client::new(on.server.port, "big");
+        let posted = big
+            .call("POST", jobs, Some(posting(&["y".repeat(30).as_str()])))
+            .await?;
+        ensure!(posted.status == 201, "{store}: {posted:?}");
+        let stats = big.call("GET", "/v2/queues/jobs/stats", None).await?;
+        ensure!(
+            stats.body["messages"].get("bytes").is_none(),
+            "{store}: {stats:?}"
+        );
+        eprintln!("{store}: the byte quota holds");
+    }
+    Ok(())
+}
