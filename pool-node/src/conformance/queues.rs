@@ -185,6 +185,9 @@ pub(crate) async fn stats_count_the_bytes_of_the_bodies(store: Arc<dyn MessageSt
     ];
     let ids = store.post_messages(&q, CLIENT, &posted).await.unwrap();
     assert_eq!(bytes(&q).await, 26);
+    // A message named twice, or deleted again, counts out once.
+    let twice = [ids[1].clone(), ids[1].clone()];
+    store.delete_messages(&q, &twice, &[]).await.unwrap();
     store.delete_message(&q, &ids[1], None).await.unwrap();
     assert_eq!(bytes(&q).await, 14);
     assert_eq!(store.pop_messages(&q, 1).await.unwrap().len(), 1);

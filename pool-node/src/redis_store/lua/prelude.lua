@@ -122,11 +122,19 @@ local function bytes_from_empty(k)
   if redis.call('EXISTS', k.exp) == 0 then redis.call('HDEL', k.q, 'b') end
 end
 
--- Removes the data of messages (a list of ids) of queue k, counting their bytes out.
+-- Removes the data of messages (a list of ids, which may repeat one) of queue k,
+-- counting their bytes out: each message's once, and none for one already gone.
 local function drop_data(k, ids)
   if #ids == 0 then return end
-  count_bytes(k, -stored_bytes(k, ids))
-  call_all('HDEL', k.msg, ids)
+  local seen, unique = {}, {}
+  for _, id in ipairs(ids) do
+    if not seen[id] then
+      seen[id] = true
+      unique[#unique + 1] = id
+    end
+  end
+  count_bytes(k, -stored_bytes(k, unique))
+  call_all('HDEL', k.msg, unique)
 end
 
 -- Removes messages (a list of ids) from queue k: their data and every index entry.
