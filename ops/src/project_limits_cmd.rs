@@ -3,7 +3,7 @@
 //! api-node applies over its `[project_limits]` within `refresh_seconds`.
 
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use zaqar_proto::admin_pb as pb;
 use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
 use zaqar_proto::cluster_auth::AuthChannel;
@@ -92,14 +92,15 @@ pub async fn call(
                     FIELDS.join(", --").replace('_', "-")
                 )));
             }
-            let limits = if replace {
-                given
+            let stored_json = if replace {
+                given.to_json()
             } else {
-                overlay(current(client, token, &project).await?, given)
+                let stored = current(client, token, &project).await?;
+                Value::Object(overlay(stored, &given)).to_string()
             };
             let put = pb::ProjectLimits {
                 project,
-                limits_json: limits.to_json(),
+                limits_json: stored_json,
             };
             let reply = client.put_project_limits(request(put, token)?).await?;
             Ok(limits_json(&reply.into_inner()))
@@ -114,37 +115,39 @@ pub async fn call(
     }
 }
 
-/// The limits set for `project` now; none when it has none.
+/// The limits set for `project` now, as the catalog keeps them (with the fields of a
+/// newer build too); none when it has none.
 async fn current(
     client: &mut Client,
     token: Option<&str>,
     project: &str,
-) -> Result<ProjectLimitOverrides, ZaqarError> {
+) -> Result<Map<String, Value>, ZaqarError> {
     let id = pb::ProjectId {
         project: project.to_string(),
     };
     match client.get_project_limits(request(id, token)?).await {
-        Ok(reply) => ProjectLimitOverrides::from_stored_json(&reply.into_inner().limits_json)
-            .map_err(|err| ZaqarError::internal(format!("the catalog's limits: {err}"))),
+        Ok(reply) => match serde_json::from_str(&reply.into_inner().limits_json) {
+            Ok(Value::Object(stored)) => Ok(stored),
+            _ => Err(ZaqarError::internal(
+                "the catalog's limits are not a JSON object",
+            )),
+        },
         Err(status) => {
             let err = ZaqarError::from(status);
             match err.code {
-                ErrorCode::NotFound => Ok(ProjectLimitOverrides::default()),
+                ErrorCode::NotFound => Ok(Map::new()),
                 _ => Err(err),
             }
         }
     }
 }
 
-/// `base` with every field `given` sets replaced.
-fn overlay(base: ProjectLimitOverrides, given: ProjectLimitOverrides) -> ProjectLimitOverrides {
-    ProjectLimitOverrides {
-        requests_per_second: given.requests_per_second.or(base.requests_per_second),
-        burst: given.burst.or(base.burst),
-        max_queues: given.max_queues.or(base.max_queues),
-        max_messages_per_queue: given.max_messages_per_queue.or(base.max_messages_per_queue),
-        max_bytes_per_queue: given.max_bytes_per_queue.or(base.max_bytes_per_queue),
+/// `stored` with every field `given` sets replaced, the others kept.
+fn overlay(mut stored: Map<String, Value>, given: &ProjectLimitOverrides) -> Map<String, Value> {
+    if let Ok(Value::Object(fields)) = serde_json::to_value(given) {
+        stored.extend(fields);
     }
+    stored
 }
 
 /// A project's limits as `zaqar admin` shows them: every field, null when unset.
@@ -163,21 +166,22 @@ mod tests {
 
     #[test]
     fn set_changes_only_the_given_limits() {
-        let base = ProjectLimitOverrides {
-            max_queues: Some(5),
-            burst: Some(2),
-            ..ProjectLimitOverrides::default()
+        let stored = json!({"max_queues": 5, "burst": 2, "max_queues_per_day": 7});
+        let Value::Object(stored) = stored else {
+            unreachable!()
         };
         let given = ProjectLimitOverrides {
             max_queues: Some(9),
             max_messages_per_queue: Some(0),
             ..ProjectLimitOverrides::default()
         };
-        let merged = overlay(base, given);
-        assert_eq!(merged.max_queues, Some(9));
-        assert_eq!(merged.burst, Some(2));
-        assert_eq!(merged.max_messages_per_queue, Some(0));
-        assert_eq!(merged.requests_per_second, None);
+        let merged = Value::Object(overlay(stored, &given));
+        assert_eq!(
+            merged,
+            json!({"max_queues": 9, "burst": 2, "max_messages_per_queue": 0,
+                   "max_queues_per_day": 7}),
+            "a newer build's field is kept"
+        );
     }
 
     #[test]

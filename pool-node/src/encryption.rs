@@ -115,6 +115,13 @@ fn envelope_of(stored: &str) -> Option<&str> {
 }
 
 /// Whether a queue's metadata asks for encryption (`_enable_encrypt_messages: true`).
+/// The bytes of the stored form of a body of `len` bytes, as [`MessageCipher::encrypt`]
+/// writes it (what the stores count of an encrypted message).
+pub fn sealed_len(len: usize) -> usize {
+    let envelope = NONCE_LEN + len + TAG_LEN;
+    2 + PREFIX.len() + envelope.div_ceil(3) * 4
+}
+
 pub fn queue_encrypts(metadata_json: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(metadata_json)
         .ok()
@@ -194,6 +201,19 @@ mod tests {
 
     fn cipher() -> MessageCipher {
         MessageCipher::from_base64_key(&MessageCipher::generate_base64_key()).unwrap()
+    }
+
+    #[test]
+    fn the_stored_length_is_known_before_sealing() {
+        let cipher = cipher();
+        for len in [0, 1, 2, 3, 4, 100, 4096] {
+            let body = "x".repeat(len);
+            assert_eq!(
+                cipher.encrypt(&body).unwrap().len(),
+                sealed_len(len),
+                "{len}"
+            );
+        }
     }
 
     #[test]

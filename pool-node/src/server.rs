@@ -130,6 +130,16 @@ impl PoolServer {
     /// `expected_metadata`, only if the queue's metadata is that. The usual post is
     /// one store call: bodies posted as they are, unless the store finds that the
     /// queue encrypts; then they are sealed and posted again.
+    /// Whether the queue encrypts its messages: by the metadata the post is checked
+    /// against (`expected`, empty for a new queue), else by the stored metadata.
+    async fn encrypts(&self, queue: &QueueRef, expected: Option<&str>) -> Result<bool, ZaqarError> {
+        let metadata = match expected {
+            Some(expected) => Some(expected.to_string()),
+            None => self.store.get_queue(queue).await?,
+        };
+        Ok(metadata.as_deref().is_some_and(encryption::queue_encrypts))
+    }
+
     async fn post(
         &self,
         queue: &QueueRef,
@@ -321,9 +331,15 @@ impl PoolService for PoolServer {
             bytes: req.max_bytes,
         };
         if quota.is_limited() {
+            // An encrypting queue stores (and counts) the sealed bodies.
+            let sealed = quota.bytes > 0 && self.encrypts(&queue, expected).await?;
+            let stored_len = |message: &NewMessage| match sealed {
+                true => encryption::sealed_len(message.body_json.len()) as u64,
+                false => message.body_json.len() as u64,
+            };
             let adding = Adding {
                 messages: req.messages.len() as u64,
-                bytes: req.messages.iter().map(|m| m.body_json.len() as u64).sum(),
+                bytes: req.messages.iter().map(stored_len).sum(),
             };
             quota::make_room(&*self.store, &queue, adding, quota, req.drop_oldest).await?;
         }

@@ -4,6 +4,7 @@
 pub mod catalog_cluster;
 pub mod docs;
 pub mod faults;
+pub mod messages;
 pub mod otlp;
 pub mod pools_on_redis;
 pub mod prometheus;

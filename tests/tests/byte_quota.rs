@@ -3,35 +3,18 @@
 //! queue's message bodies past it is refused (403 with Zaqar's error body) and stores
 //! nothing, over REST and WebSocket; consuming makes room; stats show the bytes and the
 //! quota; a queue whose `_overflow` is `drop_oldest` drops its oldest free messages for
-//! room instead (never a claimed one, nothing for a post that cannot fit); a project
-//! whose override lifts the quota is not held.
+//! room instead (never a claimed one, nothing for a post that cannot fit); an
+//! encrypting queue counts its sealed bodies; a project whose override lifts the quota
+//! is not held.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use serde_json::{json, Value};
+use serde_json::json;
+use zaqar_tests::messages::{bodies, posting};
 use zaqar_tests::stores::standalone_on_each_store_with;
 use zaqar_tests::ws::WsClient;
 use zaqar_tests::Client;
-
-/// A post of string bodies: each counts its length plus 2 (the JSON quotes).
-fn posting(bodies: &[&str]) -> Value {
-    let messages: Vec<Value> = bodies
-        .iter()
-        .map(|body| json!({"ttl": 300, "body": body}))
-        .collect();
-    json!({ "messages": messages })
-}
-
-/// The bodies of the queue's messages, oldest first (claimed ones included).
-async fn bodies(client: &Client, queue: &str) -> Result<Vec<Value>> {
-    let path = format!("/v2/queues/{queue}/messages?include_claimed=true&echo=true&limit=20");
-    let listed = client.call("GET", &path, None).await?;
-    Ok(listed.body["messages"]
-        .as_array()
-        .map(|messages| messages.iter().map(|m| m["body"].clone()).collect())
-        .unwrap_or_default())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_at_its_byte_quota_refuses_posts_or_drops_its_oldest() -> Result<()> {
@@ -138,6 +121,26 @@ async fn a_queue_at_its_byte_quota_refuses_posts_or_drops_its_oldest() -> Result
         ensure!(
             bodies(&small, "recent").await? == kept,
             "{store}: dropped for a refused post"
+        );
+
+        // An encrypting queue stores, and counts, sealed bodies: a body of 3 bytes
+        // becomes 59, past the quota.
+        let created = small
+            .call(
+                "PUT",
+                "/v2/queues/secret",
+                Some(json!({"_enable_encrypt_messages": true})),
+            )
+            .await?;
+        ensure!(created.status == 201, "{store}: {created:?}");
+        let refused = small
+            .call("POST", "/v2/queues/secret/messages", Some(posting(&["a"])))
+            .await?;
+        ensure!(
+            refused.status == 403
+                && refused.body["description"]
+                    == "Queue secret may hold at most 20 bytes of messages; it holds 0.",
+            "{store}: {refused:?}"
         );
 
         // A project whose override lifts the quota is not held.

@@ -10,27 +10,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
+use zaqar_tests::messages::{bodies, posting};
 use zaqar_tests::stores::standalone_on_each_store_with;
 use zaqar_tests::ws::WsClient;
 use zaqar_tests::{Client, Reply, Standalone};
-
-fn posting(bodies: &[&str]) -> Value {
-    let messages: Vec<Value> = bodies
-        .iter()
-        .map(|body| json!({"ttl": 300, "body": body}))
-        .collect();
-    json!({ "messages": messages })
-}
-
-/// The bodies of the queue's messages, oldest first (claimed ones included).
-async fn bodies(client: &Client, queue: &str) -> Result<Vec<Value>> {
-    let path = format!("/v2/queues/{queue}/messages?include_claimed=true&echo=true&limit=20");
-    let listed = client.call("GET", &path, None).await?;
-    Ok(listed.body["messages"]
-        .as_array()
-        .map(|messages| messages.iter().map(|m| m["body"].clone()).collect())
-        .unwrap_or_default())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_posts_or_drops_its_oldest() -> Result<()> {

@@ -16,6 +16,8 @@ use crate::store::StoreResult;
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
 /// One connection attempt, unless the URI sets `connectTimeoutMS`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest the upgrade of a database of an older build may take.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The database when the URI names none.
 const DEFAULT_DATABASE: &str = "zaqar";
 
@@ -48,7 +50,15 @@ impl MongoStore {
         let client = Client::with_options(options).map_err(store_error)?;
         let store = MongoStore::on(client, &database, write_concern);
         bounded(store.create_indexes()).await?;
-        bounded(store.upgrade()).await?;
+        // An upgrade reads every message once: longer than one call, still bounded.
+        tokio::time::timeout(UPGRADE_TIMEOUT, store.upgrade())
+            .await
+            .map_err(|_| {
+                ZaqarError::unavailable(format!(
+                    "the upgrade of the mongodb message store did not finish within \
+                     {UPGRADE_TIMEOUT:?}"
+                ))
+            })??;
         tracing::info!(database, hosts, "mongodb message store opened");
         Ok(store)
     }

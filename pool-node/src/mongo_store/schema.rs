@@ -177,8 +177,30 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Gives every message written before sizes were kept the size of its body.
+    /// Gives every message written before sizes were kept the size of its body: in
+    /// one update where the server computes it (`$strLenBytes`), else one update per
+    /// message.
     async fn give_sizes(&self) -> StoreResult<()> {
+        let computed = self
+            .messages
+            .update_many(
+                doc! { SIZE: { "$exists": false } },
+                vec![doc! { "$set": { SIZE: { "$strLenBytes": format!("${BODY}") } } }],
+            )
+            .await;
+        match computed {
+            Ok(done) => {
+                if done.modified_count > 0 {
+                    tracing::warn!(
+                        messages = done.modified_count,
+                        "mongodb messages given their size"
+                    );
+                }
+                return Ok(());
+            }
+            Err(err) => tracing::info!(error = %err,
+                "the server cannot compute the sizes of messages: setting them one by one"),
+        }
         let mut without_size = self
             .messages
             .find(doc! { SIZE: { "$exists": false } })

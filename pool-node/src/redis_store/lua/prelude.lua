@@ -98,7 +98,7 @@ end
 
 -- Adds n to the body bytes ('b') of queue k.
 local function count_bytes(k, n)
-  if n ~= 0 then redis.call('HINCRBY', k.q, 'b', n) end
+  if n ~= 0 then redis.call('HINCRBY', k.q, 'b', int(n)) end
 end
 
 -- The bytes of the bodies of the messages ids of queue k, as stored (expired or not).
