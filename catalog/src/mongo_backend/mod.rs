@@ -20,6 +20,7 @@
 
 mod docs;
 mod feed;
+mod records;
 
 use std::future::Future;
 use std::time::Duration;
@@ -339,63 +340,25 @@ impl CatalogBackend for MongoCatalog {
         let flavor = flavor.validated()?;
         let capabilities = serde_json::to_string(&flavor.capabilities)
             .map_err(|err| ZaqarError::internal(format!("capabilities to JSON: {err}")))?;
-        bounded(async {
-            self.collections
-                .flavors
-                .update_one(
-                    doc! { "_id": &flavor.name },
-                    doc! { "$set": { "c": capabilities } },
-                )
-                .upsert(true)
-                .await
-                .map(drop)
-                .map_err(store_error)
-        })
-        .await
+        records::put(&self.collections.flavors, &flavor.name, "c", &capabilities).await
     }
 
     async fn get_flavor(&self, name: &str) -> CatalogResult<FlavorSpec> {
         validate_flavor_name(name)?;
-        let found = bounded(async {
-            self.collections
-                .flavors
-                .find_one(doc! { "_id": name })
-                .await
-                .map_err(store_error)
-        })
-        .await?;
-        match found {
+        match records::get(&self.collections.flavors, name).await? {
             Some(doc) => flavor_from_doc(&doc),
             None => Err(flavor_not_found(name)),
         }
     }
 
     async fn list_flavors(&self) -> CatalogResult<Vec<FlavorSpec>> {
-        let docs: Vec<Document> = bounded(async {
-            let cursor = self
-                .collections
-                .flavors
-                .find(doc! {})
-                .sort(doc! { "_id": 1 })
-                .await
-                .map_err(store_error)?;
-            cursor.try_collect().await.map_err(store_error)
-        })
-        .await?;
+        let docs = records::list(&self.collections.flavors).await?;
         docs.iter().map(flavor_from_doc).collect()
     }
 
     async fn remove_flavor(&self, name: &str) -> CatalogResult<()> {
         validate_flavor_name(name)?;
-        let deleted = bounded(async {
-            self.collections
-                .flavors
-                .delete_one(doc! { "_id": name })
-                .await
-                .map_err(store_error)
-        })
-        .await?;
-        if deleted.deleted_count == 0 {
+        if !records::remove(&self.collections.flavors, name).await? {
             return Err(flavor_not_found(name));
         }
         Ok(())
@@ -403,60 +366,24 @@ impl CatalogBackend for MongoCatalog {
 
     async fn put_project_limits(&self, limits: ProjectLimitsSpec) -> CatalogResult<()> {
         let limits = limits.validated()?;
-        bounded(async {
-            self.collections
-                .project_limits
-                .update_one(
-                    doc! { "_id": &limits.project },
-                    doc! { "$set": { "l": &limits.limits_json } },
-                )
-                .upsert(true)
-                .await
-                .map(drop)
-                .map_err(store_error)
-        })
-        .await
+        let collection = &self.collections.project_limits;
+        records::put(collection, &limits.project, "l", &limits.limits_json).await
     }
 
     async fn get_project_limits(&self, project: &str) -> CatalogResult<Option<ProjectLimitsSpec>> {
         validate_project(project)?;
-        let found = bounded(async {
-            self.collections
-                .project_limits
-                .find_one(doc! { "_id": project })
-                .await
-                .map_err(store_error)
-        })
-        .await?;
+        let found = records::get(&self.collections.project_limits, project).await?;
         Ok(found.as_ref().map(project_limits_from_doc))
     }
 
     async fn list_project_limits(&self) -> CatalogResult<Vec<ProjectLimitsSpec>> {
-        let docs: Vec<Document> = bounded(async {
-            let cursor = self
-                .collections
-                .project_limits
-                .find(doc! {})
-                .sort(doc! { "_id": 1 })
-                .await
-                .map_err(store_error)?;
-            cursor.try_collect().await.map_err(store_error)
-        })
-        .await?;
+        let docs = records::list(&self.collections.project_limits).await?;
         Ok(docs.iter().map(project_limits_from_doc).collect())
     }
 
     async fn remove_project_limits(&self, project: &str) -> CatalogResult<()> {
         validate_project(project)?;
-        let deleted = bounded(async {
-            self.collections
-                .project_limits
-                .delete_one(doc! { "_id": project })
-                .await
-                .map_err(store_error)
-        })
-        .await?;
-        if deleted.deleted_count == 0 {
+        if !records::remove(&self.collections.project_limits, project).await? {
             return Err(project_limits_not_found(project));
         }
         Ok(())

@@ -441,20 +441,13 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
     drop(store);
 
     // A file of version 3: counts without bytes, and triggers that keep none.
-    let options = SqliteConnectOptions::new().filename(path);
-    let pool = SqlitePoolOptions::new()
-        .connect_with(options)
-        .await
-        .unwrap();
-    sqlx::raw_sql(
+    rewrite(
+        path,
         "DROP TRIGGER message_counts_on_insert; DROP TRIGGER message_counts_on_delete; \
          DROP TRIGGER message_counts_on_move; ALTER TABLE message_counts DROP COLUMN bytes; \
          PRAGMA user_version = 3",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    .await;
     let store = SqliteStore::open(path).await.unwrap();
     let stats = store.queue_stats(&q).await.unwrap();
     assert_eq!((stats.total, stats.bytes), (4, 8));
@@ -462,16 +455,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
     assert_eq!(store.queue_stats(&q).await.unwrap().bytes, 6);
     drop(store);
 
-    let options = SqliteConnectOptions::new().filename(path);
-    let pool = SqlitePoolOptions::new()
-        .connect_with(options)
-        .await
-        .unwrap();
-    sqlx::raw_sql("PRAGMA user_version = 5")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    rewrite(path, "PRAGMA user_version = 5").await;
     let err = SqliteStore::open(path).await.err().unwrap();
     assert_eq!(err.code, ErrorCode::Unavailable);
     assert!(
@@ -479,6 +463,18 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
         "{}",
         err.description
     );
+}
+
+/// Runs `sql` on the file at `path` with a connection of its own, as an older build
+/// (or a newer one) would have left the file.
+async fn rewrite(path: &str, sql: &str) {
+    let options = SqliteConnectOptions::new().filename(path);
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+    pool.close().await;
 }
 
 fn ids(messages: &[Message]) -> Vec<&str> {
