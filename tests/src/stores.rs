@@ -35,6 +35,18 @@ pub fn standalone_on_each_store(extra: &[&str]) -> Result<Vec<OnStore>> {
     standalone_on_each_store_with(|_| extra.iter().map(|arg| arg.to_string()).collect())
 }
 
+/// A standalone server on each store, started with the configuration file `toml`
+/// (kept in `dir`).
+pub fn standalone_on_each_store_configured(
+    dir: &std::path::Path,
+    toml: &str,
+) -> Result<Vec<OnStore>> {
+    let config = dir.join("zaqar.toml");
+    std::fs::write(&config, toml)?;
+    let config = config.to_string_lossy().into_owned();
+    standalone_on_each_store(&["--config", &config])
+}
+
 /// A standalone server on each store, started with the arguments `extra` gives for
 /// that store (`embedded`, `redis`, `mongodb`).
 pub fn standalone_on_each_store_with(

@@ -11,21 +11,16 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
 use zaqar_tests::messages::{bodies, posting};
-use zaqar_tests::stores::standalone_on_each_store_with;
+use zaqar_tests::stores::standalone_on_each_store_configured;
 use zaqar_tests::ws::WsClient;
 use zaqar_tests::{Client, Reply, Standalone};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_posts_or_drops_its_oldest() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("zaqar.toml");
-    std::fs::write(
-        &config,
-        "[api.project_limits]\nmax_messages_per_queue = 3\n\n\
-         [api.project_limits.overrides.\"big\"]\nmax_messages_per_queue = 0\n",
-    )?;
-    let config = config.to_string_lossy().to_string();
-    for on in standalone_on_each_store_with(|_| vec!["--config".into(), config.clone()])? {
+    let config = "[api.project_limits]\nmax_messages_per_queue = 3\n\n\
+         [api.project_limits.overrides.\"big\"]\nmax_messages_per_queue = 0\n";
+    for on in standalone_on_each_store_configured(dir.path(), config)? {
         let store = on.store;
         let small = Client::new(on.server.port, "small");
         small.wait_ready(Duration::from_secs(20)).await?;
