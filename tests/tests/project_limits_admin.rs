@@ -225,11 +225,20 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
         port,
         &[("ZAQAR_CATALOG", catalog.as_str())],
     )?;
-    ensure!(stdout.contains("201\n201\n403\n"), "{stdout}");
+    ensure!(
+        stdout.contains("201\n201\n403\n201\n201\n403\n"),
+        "{stdout}"
+    );
+    let stats = stdout.lines().find(|line| line.starts_with('{'));
+    let stats: Value = serde_json::from_str(stats.unwrap_or("{}"))?;
+    ensure!(
+        stats["messages"]["bytes"] == 12 && stats["messages"]["max_bytes"] == 12,
+        "{stdout}"
+    );
     let table_row = stdout.lines().find(|line| line.starts_with("acme"));
     ensure!(
         table_row.is_some_and(|row| row.split_whitespace().collect::<Vec<_>>()
-            == ["acme", "-", "-", "2", "1000", "-"]),
+            == ["acme", "-", "-", "2", "1000", "12"]),
         "{stdout}"
     );
     let listed = admin(std::slice::from_ref(&catalog), &["project-limits", "list"]).await?;
