@@ -114,7 +114,6 @@ fn envelope_of(stored: &str) -> Option<&str> {
     stored.strip_prefix(STORED_PREFIX)?.strip_suffix('"')
 }
 
-/// Whether a queue's metadata asks for encryption (`_enable_encrypt_messages: true`).
 /// The bytes of the stored form of a body of `len` bytes, as [`MessageCipher::encrypt`]
 /// writes it (what the stores count of an encrypted message).
 pub fn sealed_len(len: usize) -> usize {
@@ -122,6 +121,7 @@ pub fn sealed_len(len: usize) -> usize {
     2 + PREFIX.len() + envelope.div_ceil(3) * 4
 }
 
+/// Whether a queue's metadata asks for encryption (`_enable_encrypt_messages: true`).
 pub fn queue_encrypts(metadata_json: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(metadata_json)
         .ok()

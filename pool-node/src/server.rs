@@ -126,10 +126,6 @@ impl PoolServer {
         pool_service_server::PoolServiceServer::new(self)
     }
 
-    /// Stores the messages of a post, sealed as their queue requires; with
-    /// `expected_metadata`, only if the queue's metadata is that. The usual post is
-    /// one store call: bodies posted as they are, unless the store finds that the
-    /// queue encrypts; then they are sealed and posted again.
     /// Whether the queue encrypts its messages: by the metadata the post is checked
     /// against (`expected`, empty for a new queue), else by the stored metadata.
     async fn encrypts(&self, queue: &QueueRef, expected: Option<&str>) -> Result<bool, ZaqarError> {
@@ -140,6 +136,10 @@ impl PoolServer {
         Ok(metadata.as_deref().is_some_and(encryption::queue_encrypts))
     }
 
+    /// Stores the messages of a post, sealed as their queue requires; with
+    /// `expected_metadata`, only if the queue's metadata is that. The usual post is
+    /// one store call: bodies posted as they are, unless the store finds that the
+    /// queue encrypts; then they are sealed and posted again.
     async fn post(
         &self,
         queue: &QueueRef,
