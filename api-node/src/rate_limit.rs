@@ -86,6 +86,19 @@ pub struct ProjectOverride {
     pub max_bytes_per_queue: Option<u64>,
 }
 
+impl ProjectOverride {
+    /// The rate and quotas among these settings, in the form operators set in the catalog.
+    fn limits(&self) -> ProjectLimitOverrides {
+        ProjectLimitOverrides {
+            requests_per_second: self.requests_per_second,
+            burst: self.burst,
+            max_queues: self.max_queues,
+            max_messages_per_queue: self.max_messages_per_queue,
+            max_bytes_per_queue: self.max_bytes_per_queue,
+        }
+    }
+}
+
 /// A sustained rate and a burst; `None` rate means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Rate {
@@ -227,34 +240,27 @@ impl ProjectLimits {
     /// catalog (`operator`): each value from there, else from the project's
     /// `[project_limits.overrides."ID"]`, else from `[project_limits]`.
     pub fn quotas(&self, project: &str, operator: &ProjectLimitOverrides) -> ProjectQuotas {
-        let file = self.config.overrides.get(project);
-        let from_file = |field: fn(&ProjectOverride) -> Option<u64>| file.and_then(field);
-        let quota = |max: u64| (max > 0).then_some(max);
-        let requests_per_second = operator
-            .requests_per_second
-            .or(file.and_then(|own| own.requests_per_second))
-            .unwrap_or(self.config.requests_per_second);
-        let burst = operator
-            .burst
-            .or(file.and_then(|own| own.burst))
-            .unwrap_or(self.config.burst);
-        let max_queues = operator
-            .max_queues
-            .or(from_file(|own| own.max_queues))
-            .unwrap_or(self.config.max_queues);
-        let max_messages = operator
-            .max_messages_per_queue
-            .or(from_file(|own| own.max_messages_per_queue))
-            .unwrap_or(self.config.max_messages_per_queue);
-        let max_bytes = operator
-            .max_bytes_per_queue
-            .or(from_file(|own| own.max_bytes_per_queue))
-            .unwrap_or(self.config.max_bytes_per_queue);
+        let file = self
+            .config
+            .overrides
+            .get(project)
+            .map(ProjectOverride::limits);
+        let set = operator.or(&file.unwrap_or_default());
+        let config = &self.config;
+        let quota =
+            |set: Option<u64>, default: u64| Some(set.unwrap_or(default)).filter(|&max| max > 0);
         ProjectQuotas {
-            rate: Rate::new(requests_per_second, burst),
-            max_queues: quota(max_queues),
-            max_messages_per_queue: quota(max_messages),
-            max_bytes_per_queue: quota(max_bytes),
+            rate: Rate::new(
+                set.requests_per_second
+                    .unwrap_or(config.requests_per_second),
+                set.burst.unwrap_or(config.burst),
+            ),
+            max_queues: quota(set.max_queues, config.max_queues),
+            max_messages_per_queue: quota(
+                set.max_messages_per_queue,
+                config.max_messages_per_queue,
+            ),
+            max_bytes_per_queue: quota(set.max_bytes_per_queue, config.max_bytes_per_queue),
         }
     }
 

@@ -312,6 +312,13 @@ fn flavor_from_row((name, capabilities_json): (String, String)) -> CatalogResult
     Ok(FlavorSpec { name, capabilities })
 }
 
+fn project_limits_from_row((project, limits_json): (String, String)) -> ProjectLimitsSpec {
+    ProjectLimitsSpec {
+        project,
+        limits_json,
+    }
+}
+
 #[async_trait]
 impl CatalogBackend for SqlCatalog {
     async fn put_flavor(&self, flavor: FlavorSpec) -> CatalogResult<()> {
@@ -382,10 +389,7 @@ impl CatalogBackend for SqlCatalog {
             .fetch_optional(db)
             .await)
         .map_err(store_error)?;
-        Ok(row.map(|(project, limits_json)| ProjectLimitsSpec {
-            project,
-            limits_json,
-        }))
+        Ok(row.map(project_limits_from_row))
     }
 
     async fn list_project_limits(&self) -> CatalogResult<Vec<ProjectLimitsSpec>> {
@@ -393,13 +397,7 @@ impl CatalogBackend for SqlCatalog {
         let rows: Vec<(String, String)> =
             on_db!(&self.db, db => sqlx::query_as(&sql).fetch_all(db).await)
                 .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(project, limits_json)| ProjectLimitsSpec {
-                project,
-                limits_json,
-            })
-            .collect())
+        Ok(rows.into_iter().map(project_limits_from_row).collect())
     }
 
     async fn remove_project_limits(&self, project: &str) -> CatalogResult<()> {

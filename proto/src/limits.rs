@@ -140,6 +140,17 @@ impl ProjectLimitOverrides {
         Ok(self)
     }
 
+    /// These limits, with each field they leave unset taken from `under`.
+    pub fn or(&self, under: &ProjectLimitOverrides) -> ProjectLimitOverrides {
+        ProjectLimitOverrides {
+            requests_per_second: self.requests_per_second.or(under.requests_per_second),
+            burst: self.burst.or(under.burst),
+            max_queues: self.max_queues.or(under.max_queues),
+            max_messages_per_queue: self.max_messages_per_queue.or(under.max_messages_per_queue),
+            max_bytes_per_queue: self.max_bytes_per_queue.or(under.max_bytes_per_queue),
+        }
+    }
+
     /// Limits as the catalog stored them; fields this build does not know are skipped.
     pub fn from_stored_json(json: &str) -> Result<ProjectLimitOverrides, serde_json::Error> {
         serde_json::from_str(json)
@@ -204,6 +215,32 @@ mod tests {
         assert!(ProjectLimitOverrides::from_json(newer).is_err());
         let stored = ProjectLimitOverrides::from_stored_json(newer).unwrap();
         assert_eq!(stored.max_queues, Some(5));
+        // FIELDS names every field: a value of each serializes under those names.
+        let full = ProjectLimitOverrides {
+            requests_per_second: Some(1.0),
+            burst: Some(1),
+            max_queues: Some(1),
+            max_messages_per_queue: Some(1),
+            max_bytes_per_queue: Some(1),
+        };
+        let value: serde_json::Value = serde_json::from_str(&full.to_json()).unwrap();
+        let names: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names.len(), ProjectLimitOverrides::FIELDS.len());
+        assert!(names
+            .iter()
+            .all(|name| ProjectLimitOverrides::FIELDS.contains(name)));
+        let under = ProjectLimitOverrides {
+            burst: Some(9),
+            max_queues: Some(9),
+            ..ProjectLimitOverrides::default()
+        };
+        let merged = stored.or(&under);
+        assert_eq!((merged.max_queues, merged.burst), (Some(5), Some(9)));
         for bad in [
             r#"{"max_queue": 5}"#,
             r#"{"max_queues": -1}"#,
