@@ -24,11 +24,11 @@ pub async fn create(
     if let Payload::TooLarge(size) = payload {
         return Err(too_large(*size));
     }
-    let document = match parse_optional(payload)? {
-        Some(document) => expect_object(document)?,
-        None => Map::new(),
+    // The parsed body goes before the wait: only its ttl and grace are kept.
+    let (ttl, grace) = match parse_optional(payload)? {
+        Some(document) => ttl_and_grace(ctx, &expect_object(document)?)?,
+        None => ttl_and_grace(ctx, &Map::new())?,
     };
-    let (ttl, grace) = ttl_and_grace(ctx, &document)?;
     let max = limits.max_messages_per_claim_or_pop;
     if let Some(limit) = limit {
         if !(1..=i64::from(max)).contains(&limit) {

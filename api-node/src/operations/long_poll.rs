@@ -32,6 +32,10 @@ pub fn checked_wait(ctx: &Context, wait: Option<i64>) -> Result<Option<Duration>
 /// Runs `attempt` once, and while `found` says its answer is empty, again each time
 /// `queue` may have messages, until `wait` has passed (then once more) or the
 /// api-node stops. Over the bounds on waiting requests, an empty answer is 429.
+///
+/// The attempts and the lookup run boxed: a future keeps room for its largest step,
+/// and a call to a pool is several KiB that a waiting request would otherwise hold
+/// for its whole wait (1,000 waiting claims: see docs/benchmarks.md).
 pub async fn poll<T, F, Fut>(
     ctx: &Context,
     queue: &str,
@@ -44,13 +48,11 @@ where
     Fut: Future<Output = Result<T, ZaqarError>>,
 {
     let Some(wait) = wait else {
-        return attempt().await;
+        return Box::pin(attempt()).await;
     };
     let deadline = Instant::now() + wait;
     let activity = ctx.router().activity();
-    let pool = ctx
-        .router()
-        .lookup(ctx.project(), queue)
+    let pool = Box::pin(ctx.router().lookup(ctx.project(), queue))
         .await
         .ok()
         .flatten();
@@ -61,7 +63,7 @@ where
     ) {
         Ok(ticket) => ticket,
         Err(too_many) => {
-            let answer = attempt().await?;
+            let answer = Box::pin(attempt()).await?;
             return if found(&answer) {
                 Ok(answer)
             } else {
@@ -73,7 +75,7 @@ where
         let woken = ticket.woken();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let answer = attempt().await?;
+        let answer = Box::pin(attempt()).await?;
         if found(&answer) || Instant::now() >= deadline || activity.is_closed() {
             return Ok(answer);
         }

@@ -144,10 +144,12 @@ where
     // Who is calling is settled from the headers before the body is read: the
     // body of a refused request is never buffered, only a small one drained
     // (a connection closed with unread input is reset, and the answer lost).
+    // Boxed, as the attempts of a long poll: the request's future would otherwise
+    // keep room for the identity check (KiB) while it waits.
     let context = if request.method == Method::OPTIONS {
         None
     } else {
-        Some(request.context().await)
+        Some(Box::pin(request.context()).await)
     };
     let read = match &context {
         Some(Err(_)) => {
