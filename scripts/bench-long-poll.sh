@@ -4,6 +4,7 @@
 #   1. Idle waiters: BENCH_IDLE_WAITERS claims (wait=20) held on api-node A for
 #      BENCH_DURATION, each on its own connection: the CPU api-node A and the pool-node
 #      used meanwhile, and api-node A's resident memory with them held against before.
+#      Then the same over WebSocket, on api-node B.
 #   2. Wake probes: BENCH_WAKE_PROBES times, a claim with wait=10 on A, then a post a
 #      second later through B: how soon after the post's answer the claim answers
 #      (p50, p99, max).
@@ -48,56 +49,69 @@ free_port pool_port
 spawn pool-node env RUST_LOG=warn "$ZAQAR" pool-node --listen "127.0.0.1:$pool_port" \
     --uri "redis://127.0.0.1:$REDIS_PORT/0" --name pool-0 --weight 100 --catalog "$CATALOG"
 POOL_PID="$LAST_PID"
-declare -A API_PORT API_PID
+declare -A API_PORT API_PID WS_PORT
 for node in a b; do
     free_port port
     free_port ws
     spawn "api-$node" env RUST_LOG=warn "$ZAQAR" api-node --listen "127.0.0.1:$port" \
         --ws-listen "127.0.0.1:$ws" --catalog "$CATALOG"
     API_PORT[$node]="$port"
+    WS_PORT[$node]="$ws"
     API_PID[$node]="$LAST_PID"
     wait_ready "http://127.0.0.1:$port" 60 || { tail -n 20 "$WORK/api-$node.log" >&2; exit 1; }
 done
 A="http://127.0.0.1:${API_PORT[a]}"
 B="http://127.0.0.1:${API_PORT[b]}"
 
-log "idle waiters: $WAITERS claims waiting on api-node A for $DURATION"
-rss_before="$(rss_kib "${API_PID[a]}")"
-api_before="$(cpu_ticks "${API_PID[a]}")"
-pool_before="$(cpu_ticks "$POOL_PID")"
-"$BENCH" --url "$A" --duration "$DURATION" --producers 0 --consumers 0 --observers 0 \
-    --idle-waiters "$WAITERS" --project bench-long-poll --queue-prefix bench-lp \
-    > "$OUT/idle.txt" &
-bench_pid="$!"
-rss_held=0
-while kill -0 "$bench_pid" 2>/dev/null; do
-    rss="$(rss_kib "${API_PID[a]}")"
-    ((rss > rss_held)) && rss_held="$rss"
-    sleep 1
-done
-wait "$bench_pid"
-api_ticks=$(($(cpu_ticks "${API_PID[a]}") - api_before))
-pool_ticks=$(($(cpu_ticks "$POOL_PID") - pool_before))
+# One idle phase (rest or websocket) on api-node NODE: writes $OUT/idle-NAME.txt and
+# idle-NAME.env (the CPU ticks of the api-node and the pool-node, the api-node's resident
+# memory before and held).
+idle_phase() {  # name node [zaqar-bench flags...]
+    local name="$1" node="$2"
+    shift 2
+    log "idle waiters: $WAITERS claims waiting on api-node $node for $DURATION over $name"
+    local rss_before api_before pool_before bench_pid rss rss_held=0
+    rss_before="$(rss_kib "${API_PID[$node]}")"
+    api_before="$(cpu_ticks "${API_PID[$node]}")"
+    pool_before="$(cpu_ticks "$POOL_PID")"
+    "$BENCH" --url "http://127.0.0.1:${API_PORT[$node]}" --duration "$DURATION" --producers 0 --consumers 0 --observers 0 \
+        --idle-waiters "$WAITERS" --project bench-long-poll --queue-prefix "bench-lp-$name" \
+        "$@" > "$OUT/idle-$name.txt" &
+    bench_pid="$!"
+    while kill -0 "$bench_pid" 2>/dev/null; do
+        rss="$(rss_kib "${API_PID[$node]}")"
+        ((rss > rss_held)) && rss_held="$rss"
+        sleep 1
+    done
+    wait "$bench_pid"
+    printf '%s %s %s %s %s\n' "$node" "$(($(cpu_ticks "${API_PID[$node]}") - api_before))" \
+        "$(($(cpu_ticks "$POOL_PID") - pool_before))" "$rss_before" "$rss_held" \
+        > "$OUT/idle-$name.env"
+}
+# Each on an api-node of its own: memory freed is not given back to the system at once.
+idle_phase rest a
+idle_phase websocket b --ws-url "ws://127.0.0.1:${WS_PORT[b]}"
 
 log "wake probes: $PROBES claims on A woken by a post through B"
 "$BENCH" --url "$A" --post-url "$B" --duration 1s --producers 0 --consumers 0 \
     --observers 0 --wake-probes "$PROBES" --project bench-long-poll --queue-prefix bench-lp \
     > "$OUT/probes.txt"
 
-python3 - "$(getconf CLK_TCK)" "$DURATION" "$WAITERS" "$api_ticks" "$pool_ticks" \
-    "$rss_before" "$rss_held" "$OUT" <<'PY' | tee "$OUT/summary.txt"
+python3 - "$(getconf CLK_TCK)" "$DURATION" "$WAITERS" "$OUT" <<'PY' | tee "$OUT/summary.txt"
 """The long-polling benchmark's figures."""
 import os, re, sys
 
-hz, duration, waiters, api, pool, before, held, out = sys.argv[1:]
+hz, duration, waiters, out = sys.argv[1:]
 hz, waiters = int(hz), int(waiters)
 seconds = float(re.match(r"[\d.]+", duration).group()) * {"s": 1, "m": 60}.get(duration[-1], 1)
-idle = open(os.path.join(out, "idle.txt")).read().strip()
-probes = open(os.path.join(out, "probes.txt")).read().strip()
-print(f"{waiters} idle waiting claims for {seconds:.0f} s: {idle}")
-print(f"  api-node A: {int(api) / hz / seconds * 100:.2f}% of a core,"
-      f" resident memory {int(before) / 1024:.1f} MiB before, {int(held) / 1024:.1f} MiB"
-      f" held ({(int(held) - int(before)) / 1024:+.1f} MiB)")
-print(f"  pool-node:  {int(pool) / hz / seconds * 100:.2f}% of a core")
-print(probes)
+for name in ("rest", "websocket"):
+    idle = open(os.path.join(out, f"idle-{name}.txt")).read().strip()
+    node, *figures = open(os.path.join(out, f"idle-{name}.env")).read().split()
+    api, pool, before, held = map(int, figures)
+    print(f"{waiters} idle waiting claims for {seconds:.0f} s: {idle}")
+    print(f"  api-node {node.upper()}: {api / hz / seconds * 100:.2f}% of a core,"
+          f" resident memory {before / 1024:.1f} MiB before, {held / 1024:.1f} MiB"
+          f" held ({(held - before) / 1024:+.1f} MiB)")
+    print(f"  pool-node:  {pool / hz / seconds * 100:.2f}% of a core")
+print(open(os.path.join(out, "probes.txt")).read().strip())
 PY

@@ -238,9 +238,10 @@ fn zaqar_bench_measures_long_polls() -> Result<()> {
         String::from_utf8_lossy(&output.stderr)
     );
     ensure!(
-        stdout.contains("idle waiters: 5 held for") && stdout.contains(", 0 errors"),
+        stdout.contains("idle waiters: 5 held for") && stdout.contains(" over REST, "),
         "{stdout}"
     );
+    ensure!(stdout.contains(", 0 errors"), "{stdout}");
     ensure!(
         stdout.contains("wake probes: 2 woken, 0 failed"),
         "{stdout}"
@@ -252,5 +253,32 @@ fn zaqar_bench_measures_long_polls() -> Result<()> {
         consumed > 0,
         "consumers that wait claimed nothing: {report:#}"
     );
+
+    // The idle waiters over WebSocket.
+    let ws_url = format!("ws://127.0.0.1:{}", standalone.ws_port);
+    let output = Command::new(zaqar_bench_bin())
+        .args([
+            "--url",
+            &url,
+            "--ws-url",
+            &ws_url,
+            "--project",
+            "long-poll-test",
+        ])
+        .args(["--producers", "0", "--consumers", "0", "--observers", "0"])
+        .args(["--idle-waiters", "5", "--duration", "2s"])
+        .output()
+        .context("running zaqar-bench over WebSocket")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "zaqar-bench: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(
+        stdout.contains("idle waiters: 5 held for") && stdout.contains(" over WebSocket, "),
+        "{stdout}"
+    );
+    ensure!(stdout.contains(", 0 errors"), "{stdout}");
     Ok(())
 }

@@ -116,8 +116,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub wait: u32,
     /// Requests held waiting for the whole run (claims with wait=20 on a queue nobody
-    /// posts to, PREFIX-idle; zaqar-rs only), each on a connection of its own: what
-    /// idle long-polling consumers cost the server.
+    /// posts to, PREFIX-idle; zaqar-rs only), each on a connection of its own (a
+    /// WebSocket one with --ws-url): what idle long-polling consumers cost the server.
     #[arg(long, default_value_t = 0)]
     pub idle_waiters: usize,
     /// Wake probes, one after the other: a claim with wait=10 on PREFIX-probe, then a

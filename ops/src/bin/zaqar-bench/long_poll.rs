@@ -8,8 +8,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::args::Args;
-use crate::client::{post_body, ZaqarClient};
+use crate::client::{post_body, CallError, ZaqarClient};
 use crate::histogram::Histogram;
+use crate::ws_client::WsClient;
 
 /// The wait of an idle waiter's claims: the longest zaqar-rs allows by default.
 const IDLE_WAIT: u32 = 20;
@@ -37,20 +38,42 @@ pub struct Idle {
     pub errors: u64,
 }
 
+/// An idle waiter's connection: REST, or WebSocket with --ws-url.
+enum Waiter {
+    Rest(ZaqarClient),
+    WebSocket(Box<WsClient>),
+}
+
+impl Waiter {
+    /// A claim of one message of `queue` with the longest wait.
+    async fn claim(&self, queue: &str) -> Result<(), CallError> {
+        match self {
+            Waiter::Rest(client) => {
+                let body = Bytes::from_static(CLAIM_BODY);
+                client.claim(queue, 1, body, IDLE_WAIT).await.map(drop)
+            }
+            Waiter::WebSocket(client) => client.claim(queue, 1, IDLE_WAIT).await.map(drop),
+        }
+    }
+}
+
 /// Keeps `args.idle_waiters` claims waiting on PREFIX-idle, each on its own
-/// connection, asking again whenever one answers, until `deadline`.
+/// connection (WebSocket with --ws-url), asking again whenever one answers, until
+/// `deadline`.
 pub fn hold_idle_waiters(args: &Args, deadline: Instant) -> anyhow::Result<JoinSet<Idle>> {
     let queue = format!("{}-idle", args.queue_prefix);
     let timeout = Duration::from_secs(u64::from(IDLE_WAIT)) + args.timeout;
     let mut waiters = JoinSet::new();
     for _ in 0..args.idle_waiters {
-        let client = ZaqarClient::new(&args.url, &args.project, timeout)?;
+        let client = match &args.ws_url {
+            Some(url) => Waiter::WebSocket(Box::new(WsClient::new(url, &args.project, timeout))),
+            None => Waiter::Rest(ZaqarClient::new(&args.url, &args.project, timeout)?),
+        };
         let queue = queue.clone();
         waiters.spawn(async move {
             let mut idle = Idle::default();
-            let body = Bytes::from_static(CLAIM_BODY);
             loop {
-                let claim = client.claim(&queue, 1, body.clone(), IDLE_WAIT);
+                let claim = client.claim(&queue);
                 match tokio::time::timeout_at(deadline, claim).await {
                     Err(_) => return idle,
                     Ok(Ok(_)) => idle.answers += 1,

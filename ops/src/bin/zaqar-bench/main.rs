@@ -137,8 +137,13 @@ async fn run(args: Args) -> Result<()> {
         println!("{}", report.table());
     }
     if args.idle_waiters > 0 {
+        let over = if args.ws_url.is_some() {
+            "WebSocket"
+        } else {
+            "REST"
+        };
         println!(
-            "idle waiters: {} held for {elapsed:?}, {} waits ended empty, {} errors",
+            "idle waiters: {} held for {elapsed:?} over {over}, {} waits ended empty, {} errors",
             args.idle_waiters, idle.answers, idle.errors
         );
     }
