@@ -6,7 +6,8 @@
 //! waiting requests answer 429; a stopping api-node answers its waiting requests at
 //! once; `zaqar standalone` wakes its waiters in process, on every store, after a
 //! post and after a released claim; a post through another pool-node of the same
-//! Redis wakes them too (the pool-nodes' activity relay).
+//! Redis wakes them too (the pool-nodes' activity relay); a client that hangs up ends
+//! its waiting request.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -299,6 +300,72 @@ async fn a_post_through_another_pool_node_of_the_store_wakes_the_waiting_claim()
             "round {round}: answered {after:?} after the post"
         );
     }
+    Ok(())
+}
+
+/// Waits until the api-node whose `/metrics` are on port `metrics` has `count` requests
+/// waiting (`zaqar_long_polls_waiting`), for 10 s at most.
+async fn until_waiting(metrics: u16, count: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+            .await?
+            .text()
+            .await?;
+        let waiting = text
+            .lines()
+            .find_map(|line| line.strip_prefix("zaqar_long_polls_waiting "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64;
+        if waiting == count {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{waiting} requests waiting, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = Redis::start()?;
+    let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
+    let config = dir.path().join("api.toml");
+    std::fs::write(&config, "[long_poll]\nmax_waiting_per_project = 1\n")?;
+    let config = config.to_string_lossy().to_string();
+    let node = start_api_node(dir.path(), "api", &catalog, &["--config", &config]).await?;
+
+    for project in ["rest", "ws"] {
+        let created = consumer(node.rest, project)
+            .call("PUT", "/v2/queues/q", Some(json!({})))
+            .await?;
+        ensure!(created.status == 201, "{created:?}");
+    }
+
+    // Over REST: the client goes away with its request.
+    let waiting = waiting_claim(node.rest, "rest", "q", 15);
+    until_waiting(node.metrics, 1).await?;
+    waiting.abort();
+    until_waiting(node.metrics, 0).await?;
+
+    // Over WebSocket: the connection closes while its claim waits; the api-node ends
+    // the claim then, not after its 15 s.
+    let mut ws = WsClient::connect(node.ws, "ws", &uuid::Uuid::new_v4().to_string()).await?;
+    ws.send("claim_create", json!({"queue_name": "q", "wait": 15}))
+        .await?;
+    until_waiting(node.metrics, 1).await?;
+    drop(ws);
+    until_waiting(node.metrics, 0).await?;
+
+    // The place it held is free: another claim of the project waits (204 after its
+    // second, where a place still taken would answer 429 at once).
+    let after = consumer(node.rest, "ws")
+        .call("POST", "/v2/queues/q/claims?wait=1", Some(json!({})))
+        .await?;
+    ensure!(after.status == 204, "{after:?}");
     Ok(())
 }
 

@@ -197,6 +197,17 @@ enum End {
     Drop,
 }
 
+/// The next frame of `source`: the one read early, if any, else the next one read.
+async fn next_frame(
+    source: &mut futures::stream::SplitStream<WebSocketStream<MaybeTls>>,
+    early: &mut Option<Option<Result<Message, WsError>>>,
+) -> Option<Result<Message, WsError>> {
+    match early.take() {
+        Some(frame) => frame,
+        None => source.next().await,
+    }
+}
+
 struct Connection {
     services: Arc<Services>,
     settings: Arc<Settings>,
@@ -285,9 +296,11 @@ impl Connection {
         );
         let idle = sleep(settings.idle_timeout);
         tokio::pin!(idle);
+        // A frame that came while a request was being answered, next to be read.
+        let mut early = None;
         loop {
             let frame = tokio::select! {
-                frame = source.next() => frame,
+                frame = next_frame(&mut source, &mut early) => frame,
                 _ = ping.tick() => {
                     if replies.try_send(Message::Ping(Default::default())).is_err() {
                         return End::Drop;
@@ -319,7 +332,27 @@ impl Connection {
                 Some(Ok(Message::Close(_))) => return End::Gone,
                 Some(Ok(_)) => continue,
             };
-            let (reply, expired) = self.answer(&data, encoding, replies).await;
+            // The peer may hang up while its request is answered (a long poll waits
+            // up to 20 s): the request then ends at once, its wait with it, and the
+            // frame that ended the connection is read as any other. A request frame
+            // that comes meanwhile waits for the answer.
+            let answering = self.answer(&data, encoding, replies);
+            tokio::pin!(answering);
+            let answered = loop {
+                tokio::select! {
+                    answered = &mut answering => break Some(answered),
+                    frame = source.next(), if early.is_none() => {
+                        let ends = !matches!(&frame, Some(Ok(message)) if !message.is_close());
+                        early = Some(frame);
+                        if ends {
+                            break None;
+                        }
+                    }
+                }
+            };
+            let Some((reply, expired)) = answered else {
+                continue;
+            };
             if replies.try_send(reply).is_err() {
                 return End::Drop;
             }
