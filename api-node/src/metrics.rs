@@ -10,8 +10,9 @@
 //!   `zaqar_websocket_action_duration_seconds{action}`: every WebSocket request, by
 //!   action (one of Zaqar's, else `other`) and reply status.
 //! - `zaqar_placement_lookups_total{result}`: where the router found a queue's pool:
-//!   `cached`, `catalog` (asked), `last_known` (the catalog could not answer; see
-//!   `routing/mod.rs`).
+//!   `cached`, `catalog` (asked), `shared` (the answer to the same question asked by
+//!   another request at the same time), `last_known` (the catalog could not answer;
+//!   see `routing/mod.rs`).
 //! - `zaqar_placement_cache_evictions_total{reason}`: placements the cache dropped, to
 //!   stay within its capacity (`capacity`), on a catalog event (`event`: the queue was
 //!   removed or placed elsewhere, its pool removed), or because the queue was deleted

@@ -7,7 +7,8 @@
 //! once; `zaqar standalone` wakes its waiters in process, on every store, after a
 //! post and after a released claim; a post through another pool-node of the same
 //! Redis wakes them too (the pool-nodes' activity relay); a client that hangs up ends
-//! its waiting request.
+//! its waiting request; consumers of a queue that start together ask the catalog for
+//! its placement once.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -366,6 +367,58 @@ async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
         .call("POST", "/v2/queues/q/claims?wait=1", Some(json!({})))
         .await?;
     ensure!(after.status == 204, "{after:?}");
+    Ok(())
+}
+
+/// How many placement lookups of the api-node whose `/metrics` are on port `metrics`
+/// ended with `result` (`zaqar_placement_lookups_total`).
+async fn lookups(metrics: u16, result: &str) -> Result<u64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let label = format!("result=\"{result}\"");
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with("zaqar_placement_lookups_total{") && line.contains(&label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = Redis::start()?;
+    let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
+    let a = start_api_node(dir.path(), "api-a", &catalog, &[]).await?;
+    let created = consumer(a.rest, "herd")
+        .call("PUT", "/v2/queues/q", Some(json!({})))
+        .await?;
+    ensure!(created.status == 201, "{created:?}");
+
+    // A second api-node has never looked the queue up. Its consumers, connected
+    // first, all claim at once.
+    let b = start_api_node(dir.path(), "api-b", &catalog, &[]).await?;
+    let consumers: Vec<Client> = (0..50).map(|_| consumer(b.rest, "herd")).collect();
+    for consumer in &consumers {
+        consumer.wait_ready(Duration::from_secs(10)).await?;
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(consumers.len()));
+    let claims = consumers.into_iter().map(|consumer| {
+        let start = start.clone();
+        tokio::spawn(async move {
+            start.wait().await;
+            consumer
+                .call("POST", "/v2/queues/q/claims?wait=1", Some(json!({})))
+                .await
+        })
+    });
+    for claim in futures::future::join_all(claims).await {
+        let reply = claim??;
+        ensure!(reply.status == 204, "{reply:?}");
+    }
+    let asked = lookups(b.metrics, "catalog").await?;
+    ensure!(asked == 1, "the catalog was asked {asked} times");
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 pub mod activity;
 mod placement_cache;
 mod pool_client;
+mod shared_lookups;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +38,7 @@ use crate::config::ApiConfig;
 pub use activity::{Activity, LongPollConfig, Ticket};
 use placement_cache::{lock, watch_catalog, PlacementCache, SharedCache, WatchTarget};
 pub use pool_client::{InProcessPools, PoolClient};
+use shared_lookups::SharedLookups;
 
 /// While the catalog's last call failed less than this ago, queues whose placement
 /// the router knows are served without asking it.
@@ -62,6 +64,8 @@ pub struct Router {
     /// TLS of `https://` pool-node endpoints (`grpc_tls`).
     tls: Option<ClientTlsConfig>,
     placements: SharedCache,
+    /// The placement lookups asking the catalog now, which others of the queue join.
+    lookups: SharedLookups,
     /// Keeps `placements` subscribed to the catalog's watch stream.
     watcher: tokio::task::JoinHandle<()>,
     pools: Mutex<HashMap<String, PoolClient>>,
@@ -118,6 +122,7 @@ impl Router {
             tls,
             placements,
             watcher,
+            lookups: SharedLookups::default(),
             pools: Mutex::new(HashMap::new()),
             in_process,
         })
@@ -276,7 +281,14 @@ impl Router {
     /// there; returns the new pool only if the placement changed.
     pub async fn refresh(&self, project: &str, queue: &str, stale: &Pool) -> Option<Pool> {
         self.forget(project, queue);
-        match self.lookup_fresh(project, queue).await {
+        // Its own question, asked after the placement was forgotten: one already in
+        // flight may have been asked before the queue moved.
+        let found = match self.ask_catalog(project, queue).await {
+            Ok(Some((name, endpoint))) => self.pool(&name, &endpoint, false).map(Some),
+            Ok(None) => Ok(None),
+            Err(err) => Err(err),
+        };
+        match found {
             Ok(Some(pool)) if pool.endpoint != stale.endpoint || pool.name != stale.name => {
                 tracing::info!(project, queue, pool = %pool.name, "placement changed");
                 Some(pool)
@@ -366,7 +378,23 @@ impl Router {
         self.pool(&placement.pool, &placement.endpoint, false)
     }
 
+    /// Asks the catalog where `queue` is, or waits for the answer to the same question
+    /// already asked by another request (`routing/shared_lookups.rs`).
     async fn lookup_fresh(&self, project: &str, queue: &str) -> Result<Option<Pool>, ZaqarError> {
+        let asking = || self.ask_catalog(project, queue);
+        let (answer, asked) = self.lookups.ask(project, queue, asking).await;
+        if !asked {
+            crate::metrics::record_lookup("shared");
+        }
+        match answer? {
+            Some((name, endpoint)) => Ok(Some(self.pool(&name, &endpoint, false)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Asks the catalog where `queue` is, and caches the placement it answers: the
+    /// pool's name and endpoint, `None` when the queue has none.
+    async fn ask_catalog(&self, project: &str, queue: &str) -> shared_lookups::Answer {
         let epoch = lock(&self.placements).epoch();
         let reply = self
             .catalog
@@ -376,11 +404,7 @@ impl Router {
         match reply.placement {
             Some(placement) if reply.found => {
                 self.remember(project, queue, &placement.pool, &placement.endpoint, epoch);
-                Ok(Some(self.pool(
-                    &placement.pool,
-                    &placement.endpoint,
-                    false,
-                )?))
+                Ok(Some((placement.pool, placement.endpoint)))
             }
             _ => Ok(None),
         }
