@@ -41,28 +41,45 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
     if matches!(action, Action::GetHomeDoc | Action::Authenticate) {
         return context_free(services, action);
     }
-    let ctx = match context(services, request, token).await {
+    let ctx = match Box::pin(context(services, request, token)).await {
         Ok(ctx) => ctx,
         Err(reply) => return reply,
     };
     let queue = request.text("queue_name");
+    // The long polls wait up to 20 s. Every other action runs boxed, so that a waiting
+    // request does not keep room for the largest of them meanwhile.
     let result = match action {
-        Action::PingNode => ping(&ctx).await,
-        Action::CheckNodeHealth => health::health(&ctx)
+        Action::ClaimCreate => claim_create(&ctx, request, &queue).await,
+        Action::MessageList => message_list(&ctx, request, &queue).await,
+        _ => Box::pin(act(&ctx, request, &queue, action)).await,
+    };
+    result.unwrap_or_else(|err| failed(&ctx, request, &queue, &err))
+}
+
+/// Runs `action` for `ctx`, `queue` being the request's `queue_name`.
+async fn act(
+    ctx: &Context,
+    request: &Request,
+    queue: &str,
+    action: Action,
+) -> Result<Reply, ZaqarError> {
+    match action {
+        Action::PingNode => ping(ctx).await,
+        Action::CheckNodeHealth => health::health(ctx)
             .await
             .map(|report| Reply::new(200, Value::Object(report))),
-        Action::QueueList => queue_list(&ctx, request).await,
-        Action::QueueCreate => queue_create(&ctx, request, &queue).await,
-        Action::QueueGet => queues::get_stored(&ctx, &queue)
+        Action::QueueList => queue_list(ctx, request).await,
+        Action::QueueCreate => queue_create(ctx, request, queue).await,
+        Action::QueueGet => queues::get_stored(ctx, queue)
             .await
             .map(|metadata| Reply::new(200, Value::Object(metadata.unwrap_or_default()))),
-        Action::QueueDelete => queues::delete(&ctx, &queue)
+        Action::QueueDelete => queues::delete(ctx, queue)
             .await
             .map(|()| Reply::new(204, json!(format!("Queue {queue} removed.")))),
-        Action::QueueGetStats => queue_stats(&ctx, &queue).await,
+        Action::QueueGetStats => queue_stats(ctx, queue).await,
         Action::QueueRedrive => {
             let document = request.fields(&["destination", "limit"]);
-            redrive::redrive(&ctx, &queue, &payload(document))
+            redrive::redrive(ctx, queue, &payload(document))
                 .await
                 .map(|done| {
                     Reply::new(
@@ -76,33 +93,33 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
                 Some(types) => payload(json!({"resource_types": types})),
                 None => Payload::Absent,
             };
-            queues::purge(&ctx, &queue, &payload)
+            queues::purge(ctx, queue, &payload)
                 .await
                 .map(|()| Reply::new(204, json!({})))
         }
-        Action::MessageList => message_list(&ctx, request, &queue).await,
-        Action::MessageGet => messages::get(&ctx, &queue, &request.text("message_id"))
+        Action::MessageList => message_list(ctx, request, queue).await,
+        Action::MessageGet => messages::get(ctx, queue, &request.text("message_id"))
             .await
             .map(|m| Reply::new(200, json!({"messages": render::message(&m, None)}))),
         Action::MessageGetMany => {
             let ids = strings(request.field("message_ids"));
-            messages::get_many(&ctx, &queue, &ids)
+            messages::get_many(ctx, queue, &ids)
                 .await
                 .map(|found| Reply::new(200, json!({"messages": render::messages(&found, None)})))
         }
-        Action::MessagePost => message_post(&ctx, request, &queue).await,
+        Action::MessagePost => message_post(ctx, request, queue).await,
         Action::MessageDelete => {
             let claim_id = request.field("claim_id").and_then(Value::as_str);
             let id = request.text("message_id");
-            messages::delete(&ctx, &queue, &id, claim_id.map(str::to_string))
+            messages::delete(ctx, queue, &id, claim_id.map(str::to_string))
                 .await
                 .map(|()| Reply::new(204, json!({})))
         }
-        Action::MessageDeleteMany => message_delete_many(&ctx, request, &queue).await,
-        Action::ClaimCreate => claim_create(&ctx, request, &queue).await,
+        Action::MessageDeleteMany => message_delete_many(ctx, request, queue).await,
+        Action::ClaimCreate => claim_create(ctx, request, queue).await,
         Action::ClaimGet => {
             let id = request.text("claim_id");
-            claims::get(&ctx, &queue, &id).await.map(|claim| {
+            claims::get(ctx, queue, &id).await.map(|claim| {
                 let shown = render::messages(&claim.messages, Some(&id));
                 Reply::new(
                     200,
@@ -112,18 +129,18 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
         }
         Action::ClaimUpdate => {
             let id = request.text("claim_id");
-            claims::update(&ctx, &queue, &id, &payload(ttl_and_grace(request)))
+            claims::update(ctx, queue, &id, &payload(ttl_and_grace(request)))
                 .await
                 .map(|()| Reply::new(204, json!(format!("Claim {id} updated."))))
         }
         Action::ClaimDelete => {
             let id = request.text("claim_id");
-            claims::delete(&ctx, &queue, &id)
+            claims::delete(ctx, queue, &id)
                 .await
                 .map(|()| Reply::new(204, json!(format!("Claim {id} deleted."))))
         }
         Action::SubscriptionList => {
-            subscriptions::list(&ctx, &queue, None, None)
+            subscriptions::list(ctx, queue, None, None)
                 .await
                 .map(|listed| {
                     let shown: Vec<Value> = listed
@@ -134,16 +151,16 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
                     Reply::new(200, json!({"subscriptions": shown}))
                 })
         }
-        Action::SubscriptionCreate => subscription_create(&ctx, request, &queue).await,
+        Action::SubscriptionCreate => subscription_create(ctx, request, queue).await,
         Action::SubscriptionGet => {
             let id = request.text("subscription_id");
-            subscriptions::get(&ctx, &queue, &id)
+            subscriptions::get(ctx, queue, &id)
                 .await
                 .map(|sub| Reply::new(200, render::subscription(&sub)))
         }
         Action::SubscriptionDelete => {
             let id = request.text("subscription_id");
-            subscriptions::delete(&ctx, &queue, &id)
+            subscriptions::delete(ctx, queue, &id)
                 .await
                 .map(|()| Reply::new(204, json!(format!("Subscription {id} removed."))))
         }
@@ -156,11 +173,10 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
         | Action::FlavorList
         | Action::FlavorGet
         | Action::FlavorUpdate
-        | Action::FlavorDelete => admin_actions::run(&ctx, request, action).await,
-        // Answered above, before a context is needed.
-        Action::GetHomeDoc | Action::Authenticate => Ok(context_free(services, action)),
-    };
-    result.unwrap_or_else(|err| failed(&ctx, request, &queue, &err))
+        | Action::FlavorDelete => admin_actions::run(ctx, request, action).await,
+        // Answered before a context is needed.
+        Action::GetHomeDoc | Action::Authenticate => Ok(context_free(&ctx.services, action)),
+    }
 }
 
 /// The reply to `get_home_doc` or `authenticate`, which need no context (who asks).
@@ -184,7 +200,7 @@ pub async fn subscribe_connection(
     encoding: Encoding,
     replies: &tokio::sync::mpsc::Sender<tokio_tungstenite::tungstenite::Message>,
 ) -> Reply {
-    let ctx = match context(services, request, token).await {
+    let ctx = match Box::pin(context(services, request, token)).await {
         Ok(ctx) => ctx,
         Err(reply) => return reply,
     };
@@ -375,7 +391,8 @@ async fn message_list(ctx: &Context, request: &Request, queue: &str) -> Result<R
         wait: int(request, "wait"),
     };
     let listed = messages::list(ctx, queue, input).await?;
-    if listed.messages.is_empty() && queues::get_stored(ctx, queue).await?.is_none() {
+    // Boxed, as the other actions (see `run`): this listing may have waited.
+    if listed.messages.is_empty() && Box::pin(queues::get_stored(ctx, queue)).await?.is_none() {
         let project = ctx.project();
         let description = format!("Queue {queue} does not exist for project {project}");
         return Err(ZaqarError::not_found(description));

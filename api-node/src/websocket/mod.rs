@@ -402,7 +402,7 @@ impl Connection {
     ) -> (Request, Reply, bool) {
         let mut expired = false;
         let (request, reply) = match decoded {
-            Ok(request) => match self.session.admit(&self.services, &request).await {
+            Ok(request) => match Box::pin(self.session.admit(&self.services, &request)).await {
                 Gate::Run => {
                     let reply = self.run_request(&request, encoding, replies).await;
                     (request, reply)
@@ -431,16 +431,18 @@ impl Connection {
         replies: &mpsc::Sender<Message>,
     ) -> protocol::Reply {
         let token = self.session.token();
+        // Boxed, as the actions (see `actions::run`): a waiting request would otherwise
+        // keep room for the largest of them.
         if push::is_push_create(request) {
             let push = &mut self.push;
-            return actions::subscribe_connection(
+            return Box::pin(actions::subscribe_connection(
                 &self.services,
                 request,
                 token,
                 push,
                 encoding,
                 replies,
-            )
+            ))
             .await;
         }
         // A bug that panics answers this request 500, not the whole connection.
