@@ -46,6 +46,12 @@ impl WsClient {
         Ok(())
     }
 
+    /// Sends a ping frame (the api-node answers it with a pong, which is not a reply).
+    pub async fn ping(&mut self) -> Result<()> {
+        self.socket.send(Message::Ping(Default::default())).await?;
+        Ok(())
+    }
+
     /// The next reply, within `timeout`.
     pub async fn reply(&mut self, timeout: Duration) -> Result<Value> {
         loop {

@@ -9,11 +9,35 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use zaqar_proto::ZaqarError;
 
 use super::{invalid_api, Context};
 use crate::routing::activity::UNFOLLOWED_POLL;
+
+/// Hears that the client of a request went away while it waits. A WebSocket
+/// connection says so when it closes; a REST request is dropped by the HTTP server
+/// instead, and its `HangUp` never hears anything.
+#[derive(Clone, Debug, Default)]
+pub struct HangUp(Option<watch::Receiver<bool>>);
+
+impl HangUp {
+    /// Hears when `gone` turns true (or its sender goes).
+    pub fn on(gone: watch::Receiver<bool>) -> Self {
+        HangUp(Some(gone))
+    }
+
+    /// Completes once the client is gone; never for a request without a connection.
+    async fn heard(&self) {
+        match &self.0 {
+            Some(gone) => {
+                let _ = gone.clone().wait_for(|gone| *gone).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
 
 /// The `wait` of a request, checked against `0..=max_wait_seconds`; `None` for none.
 pub fn checked_wait(ctx: &Context, wait: Option<i64>) -> Result<Option<Duration>, ZaqarError> {
@@ -31,7 +55,8 @@ pub fn checked_wait(ctx: &Context, wait: Option<i64>) -> Result<Option<Duration>
 
 /// Runs `attempt` once, and while `found` says its answer is empty, again each time
 /// `queue` may have messages, until `wait` has passed (then once more) or the
-/// api-node stops. Over the bounds on waiting requests, an empty answer is 429.
+/// api-node stops or the client hangs up. Over the bounds on waiting requests, an
+/// empty answer is 429.
 ///
 /// The attempts and the lookup run boxed: a future keeps room for its largest step,
 /// and a call to a pool is several KiB that a waiting request would otherwise hold
@@ -52,15 +77,18 @@ where
     };
     let deadline = Instant::now() + wait;
     let activity = ctx.router().activity();
-    let pool = Box::pin(ctx.router().lookup(ctx.project(), queue))
-        .await
-        .ok()
-        .flatten();
-    let ticket = match activity.wait_on(
-        ctx.project(),
-        queue,
-        pool.as_ref().map(|p| p.endpoint.as_str()),
-    ) {
+    let place = {
+        let pool = Box::pin(ctx.router().lookup(ctx.project(), queue))
+            .await
+            .ok()
+            .flatten();
+        activity.wait_on(
+            ctx.project(),
+            queue,
+            pool.as_ref().map(|p| p.endpoint.as_str()),
+        )
+    };
+    let ticket = match place {
         Ok(ticket) => ticket,
         Err(too_many) => {
             let answer = Box::pin(attempt()).await?;
@@ -88,6 +116,7 @@ where
             () = woken => {}
             () = sleep_until(next_look) => {}
             () = activity.closing() => {}
+            () = ctx.hang_up.heard() => return Ok(answer),
         }
     }
 }

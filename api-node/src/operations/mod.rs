@@ -111,6 +111,7 @@ impl Services {
             services: self.clone(),
             identity,
             quotas,
+            hang_up: long_poll::HangUp::default(),
         })
     }
 }
@@ -123,6 +124,8 @@ pub struct Context {
     pub identity: Identity,
     /// The rate and quotas of the client's project (those of a topic namespace too).
     pub quotas: ProjectQuotas,
+    /// Ends the request's long poll when its client goes away.
+    pub hang_up: long_poll::HangUp,
 }
 
 /// A request body as the transport received it.

@@ -93,6 +93,7 @@ fn in_namespace(ctx: &Context, project: String) -> Context {
             ..ctx.identity.clone()
         },
         quotas: ctx.quotas,
+        hang_up: ctx.hang_up.clone(),
     }
 }
 

@@ -25,6 +25,7 @@ use super::protocol::{flag, Encoding, Reply, Request};
 use super::push::ConnectionPush;
 use super::{admin_actions, render};
 use crate::auth::Credentials;
+use crate::operations::long_poll::HangUp;
 use crate::operations::messages::{DeleteMessages, ListMessages};
 use crate::operations::queues::ListQueues;
 use crate::operations::{
@@ -32,8 +33,14 @@ use crate::operations::{
 };
 
 /// Runs a request that passed its schema and returns its reply; `token` is
-/// the Keystone token bound to the connection (keystone mode).
-pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str>) -> Reply {
+/// the Keystone token bound to the connection (keystone mode), `hang_up` hears
+/// when the connection closes (which ends a long poll).
+pub async fn run(
+    services: &Arc<Services>,
+    request: &Request,
+    token: Option<&str>,
+    hang_up: &HangUp,
+) -> Reply {
     let Some(action) = request.known else {
         let name = request.action_name();
         return Reply::error(400, format!("{name} is not a valid action"));
@@ -41,10 +48,11 @@ pub async fn run(services: &Arc<Services>, request: &Request, token: Option<&str
     if matches!(action, Action::GetHomeDoc | Action::Authenticate) {
         return context_free(services, action);
     }
-    let ctx = match Box::pin(context(services, request, token)).await {
+    let mut ctx = match Box::pin(context(services, request, token)).await {
         Ok(ctx) => ctx,
         Err(reply) => return reply,
     };
+    ctx.hang_up = hang_up.clone();
     let queue = request.text("queue_name");
     // The long polls wait up to 20 s. Every other action runs boxed, so that a waiting
     // request does not keep room for the largest of them meanwhile.

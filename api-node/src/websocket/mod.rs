@@ -43,6 +43,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
 use crate::config::ApiConfig;
+use crate::operations::long_poll::HangUp;
 use crate::operations::Services;
 use crate::tls::MaybeTls;
 use notification::ListenerSettings;
@@ -147,6 +148,7 @@ async fn accept_loop(
                         stop: stopped.clone(),
                         session: session::Session::default(),
                         push: ConnectionPush::new(registry.clone()),
+                        hang_up: HangUp::default(),
                     };
                     connections.spawn(async move {
                         let _open = crate::metrics::websocket_opened();
@@ -216,6 +218,8 @@ struct Connection {
     session: session::Session,
     /// The connection's push subscriptions.
     push: ConnectionPush,
+    /// Hears when the connection closed while a request waited (a long poll).
+    hang_up: HangUp,
 }
 
 impl Connection {
@@ -298,6 +302,8 @@ impl Connection {
         tokio::pin!(idle);
         // A frame that came while a request was being answered, next to be read.
         let mut early = None;
+        let (hung_up, hearing) = watch::channel(false);
+        self.hang_up = HangUp::on(hearing);
         loop {
             let frame = tokio::select! {
                 frame = next_frame(&mut source, &mut early) => frame,
@@ -332,26 +338,26 @@ impl Connection {
                 Some(Ok(Message::Close(_))) => return End::Gone,
                 Some(Ok(_)) => continue,
             };
-            // The peer may hang up while its request is answered (a long poll waits
-            // up to 20 s): the request then ends at once, its wait with it, and the
-            // frame that ended the connection is read as any other. A request frame
-            // that comes meanwhile waits for the answer.
+            // The peer may hang up while its request is answered: a long poll then
+            // ends at once (its place under the bounds is free again), any other
+            // request runs to its end, and the frame that ended the connection is
+            // read next, as any other. A request frame that comes meanwhile waits for
+            // the answer (and nothing more is read until then); pings and pongs are
+            // read and dropped.
             let answering = self.answer(&data, encoding, replies);
             tokio::pin!(answering);
-            let answered = loop {
+            let (reply, expired) = loop {
                 tokio::select! {
-                    answered = &mut answering => break Some(answered),
-                    frame = source.next(), if early.is_none() => {
-                        let ends = !matches!(&frame, Some(Ok(message)) if !message.is_close());
-                        early = Some(frame);
-                        if ends {
-                            break None;
+                    answered = &mut answering => break answered,
+                    frame = source.next(), if early.is_none() => match frame {
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(message)) if !message.is_close() => early = Some(Some(Ok(message))),
+                        ending => {
+                            early = Some(ending);
+                            hung_up.send_replace(true);
                         }
-                    }
+                    },
                 }
-            };
-            let Some((reply, expired)) = answered else {
-                continue;
             };
             if replies.try_send(reply).is_err() {
                 return End::Drop;
@@ -446,7 +452,7 @@ impl Connection {
             .await;
         }
         // A bug that panics answers this request 500, not the whole connection.
-        let run = AssertUnwindSafe(actions::run(&self.services, request, token));
+        let run = AssertUnwindSafe(actions::run(&self.services, request, token, &self.hang_up));
         let reply = match run.catch_unwind().await {
             Ok(reply) => reply,
             Err(_) => {
