@@ -20,6 +20,9 @@ use zaqar_tests::stores::standalone_on_each_store_with;
 use zaqar_tests::ws::WsClient;
 use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis, Standalone};
 
+/// The requests an api-node holds waiting for messages.
+const WAITING: &str = "zaqar_long_polls_waiting";
+
 /// A catalog and a pool-node on `redis`, both processes in `dir`; the catalog's endpoint.
 fn start_catalog_and_pool(dir: &Path, redis: &Redis) -> Result<(Vec<Process>, String)> {
     let bin = zaqar_bin();
@@ -81,19 +84,47 @@ async fn start_api_node(dir: &Path, name: &str, catalog: &str, extra: &[&str]) -
     })
 }
 
-/// How many calls of `method` the api-node whose `/metrics` are on port `metrics` made
-/// to pool-nodes (`zaqar_pool_calls_total`).
-async fn pool_calls(metrics: u16, method: &str) -> Result<u64> {
+/// The sum of the samples of the metric `name` whose labels contain `label` ("" for
+/// every one), on the api-node whose `/metrics` are on port `metrics`.
+async fn metric(metrics: u16, name: &str, label: &str) -> Result<u64> {
     let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
         .await?
         .text()
         .await?;
-    let label = format!("method=\"{method}\"");
     Ok(text
         .lines()
-        .filter(|line| line.starts_with("zaqar_pool_calls_total{") && line.contains(&label))
+        .filter(|line| {
+            let named = line
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']));
+            named && line.contains(label)
+        })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)
+}
+
+/// Waits until `metric(metrics, name, "")` is `value`, for 10 s at most.
+async fn until_metric(metrics: u16, name: &str, value: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = metric(metrics, name, "").await?;
+        if now == value {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "{name} is {now}, not {value}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many calls of `method` the api-node whose `/metrics` are on port `metrics` made
+/// to pool-nodes.
+async fn pool_calls(metrics: u16, method: &str) -> Result<u64> {
+    metric(
+        metrics,
+        "zaqar_pool_calls_total",
+        &format!("method=\"{method}\""),
+    )
+    .await
 }
 
 /// A client of `project` (its 15-second timeout outlasts every wait these tests see end).
@@ -136,6 +167,8 @@ async fn a_waiting_claim_takes_the_message_posted_through_another_api_node() -> 
     let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
     let a = start_api_node(dir.path(), "api-a", &catalog, &[]).await?;
     let b = start_api_node(dir.path(), "api-b", &catalog, &[]).await?;
+    // Its catalog watch connected first: connecting later would make it doubt its cache.
+    until_metric(b.metrics, "zaqar_catalog_watch_connected", 1).await?;
     let (waiting, producer) = (consumer(a.rest, "lp"), consumer(b.rest, "lp"));
     post(&producer, "jobs", json!("warm-up")).await?;
     let drained = waiting
@@ -304,31 +337,6 @@ async fn a_post_through_another_pool_node_of_the_store_wakes_the_waiting_claim()
     Ok(())
 }
 
-/// Waits until the api-node whose `/metrics` are on port `metrics` has `count` requests
-/// waiting (`zaqar_long_polls_waiting`), for 10 s at most.
-async fn until_waiting(metrics: u16, count: u64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
-            .await?
-            .text()
-            .await?;
-        let waiting = text
-            .lines()
-            .find_map(|line| line.strip_prefix("zaqar_long_polls_waiting "))
-            .and_then(|value| value.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64;
-        if waiting == count {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{waiting} requests waiting, not {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -348,18 +356,34 @@ async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
 
     // Over REST: the client goes away with its request.
     let waiting = waiting_claim(node.rest, "rest", "q", 15);
-    until_waiting(node.metrics, 1).await?;
+    until_metric(node.metrics, WAITING, 1).await?;
     waiting.abort();
-    until_waiting(node.metrics, 0).await?;
+    until_metric(node.metrics, WAITING, 0).await?;
 
-    // Over WebSocket: the connection closes while its claim waits; the api-node ends
-    // the claim then, not after its 15 s.
+    // Over WebSocket: a request sent while a claim waits is answered after it.
     let mut ws = WsClient::connect(node.ws, "ws", &uuid::Uuid::new_v4().to_string()).await?;
     ws.send("claim_create", json!({"queue_name": "q", "wait": 15}))
         .await?;
-    until_waiting(node.metrics, 1).await?;
+    until_metric(node.metrics, WAITING, 1).await?;
+    ws.send("queue_get_stats", json!({"queue_name": "q"}))
+        .await?;
+    post(&consumer(node.rest, "ws"), "q", json!("x")).await?;
+    for (action, status) in [("claim_create", 201), ("queue_get_stats", 200)] {
+        let reply = ws.reply(Duration::from_secs(10)).await?;
+        ensure!(
+            reply["request"]["action"] == action && reply["headers"]["status"] == status,
+            "expected the reply to {action}: {reply}"
+        );
+    }
+
+    // The connection closes while its claim waits (after a ping, which is no
+    // request): the api-node ends the claim then, not after its 15 s.
+    ws.send("claim_create", json!({"queue_name": "q", "wait": 15}))
+        .await?;
+    until_metric(node.metrics, WAITING, 1).await?;
+    ws.ping().await?;
     drop(ws);
-    until_waiting(node.metrics, 0).await?;
+    until_metric(node.metrics, WAITING, 0).await?;
 
     // The place it held is free: another claim of the project waits (204 after its
     // second, where a place still taken would answer 429 at once).
@@ -368,21 +392,6 @@ async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
         .await?;
     ensure!(after.status == 204, "{after:?}");
     Ok(())
-}
-
-/// How many placement lookups of the api-node whose `/metrics` are on port `metrics`
-/// ended with `result` (`zaqar_placement_lookups_total`).
-async fn lookups(metrics: u16, result: &str) -> Result<u64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
-        .await?
-        .text()
-        .await?;
-    let label = format!("result=\"{result}\"");
-    Ok(text
-        .lines()
-        .filter(|line| line.starts_with("zaqar_placement_lookups_total{") && line.contains(&label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,6 +408,8 @@ async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
     // A second api-node has never looked the queue up. Its consumers, connected
     // first, all claim at once.
     let b = start_api_node(dir.path(), "api-b", &catalog, &[]).await?;
+    // Its catalog watch connected first: connecting later would make it doubt its cache.
+    until_metric(b.metrics, "zaqar_catalog_watch_connected", 1).await?;
     let consumers: Vec<Client> = (0..50).map(|_| consumer(b.rest, "herd")).collect();
     for consumer in &consumers {
         consumer.wait_ready(Duration::from_secs(10)).await?;
@@ -417,7 +428,12 @@ async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
         let reply = claim??;
         ensure!(reply.status == 204, "{reply:?}");
     }
-    let asked = lookups(b.metrics, "catalog").await?;
+    let asked = metric(
+        b.metrics,
+        "zaqar_placement_lookups_total",
+        "result=\"catalog\"",
+    )
+    .await?;
     ensure!(asked == 1, "the catalog was asked {asked} times");
     Ok(())
 }

@@ -381,9 +381,10 @@ impl Router {
     /// Asks the catalog where `queue` is, or waits for the answer to the same question
     /// already asked by another request (`routing/shared_lookups.rs`).
     async fn lookup_fresh(&self, project: &str, queue: &str) -> Result<Option<Pool>, ZaqarError> {
+        let epoch = lock(&self.placements).epoch();
         let asking = || self.ask_catalog(project, queue);
-        let (answer, asked) = self.lookups.ask(project, queue, asking).await;
-        if !asked {
+        let (answer, asked) = self.lookups.ask(project, queue, epoch, asking).await;
+        if !asked && answer.is_ok() {
             crate::metrics::record_lookup("shared");
         }
         match answer? {
@@ -430,6 +431,7 @@ impl Router {
 
     fn forget(&self, project: &str, queue: &str) {
         lock(&self.placements).remove(project, queue);
+        self.lookups.forget(project, queue);
     }
 }
 
