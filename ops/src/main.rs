@@ -25,9 +25,9 @@ use crate::shutdown::Shutdown;
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees many small
 /// buffers, and glibc's malloc/free (with its fastbin consolidation) was about a
-/// sixth of the CPU of a post (see docs/benchmarks.md). It is built without
+/// sixth of the CPU of a post (see docs/benchmarks.md). It is built not to ask for
 /// transparent huge pages (`no_thp` in Cargo.toml): backed by 2 MiB pages, its
-/// arenas made 1,000 waiting claims cost 15 to 20 MiB more, for no speed measured.
+/// arenas made 1,000 waiting claims cost about 14 MiB more, for no speed measured.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -8,7 +8,8 @@
 //! Keystone, `session` binds a token to the connection (`authenticate`) and
 //! closes it (4003) when that token expires or is no longer valid. `push` and
 //! `notification` serve websocket push subscriptions (`subscription_create`
-//! without a subscriber).
+//! without a subscriber). While a request is answered the connection is still
+//! read: when it closes, a long poll in progress ends at once (`HangUp`).
 
 mod action;
 mod actions;
