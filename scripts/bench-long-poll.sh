@@ -34,7 +34,7 @@ cpu_ticks() {  # pid: user + system clock ticks it used so far
 }
 
 mkdir -p "$OUT"
-rm -f "$OUT"/*.txt
+rm -f "$OUT"/*.txt "$OUT"/*.figures
 if [[ "$BUILD" == 1 ]]; then
     log "building release binaries"
     (cd "$ROOT" && cargo build --release -q -p zaqar-ops --bins)
@@ -64,8 +64,8 @@ A="http://127.0.0.1:${API_PORT[a]}"
 B="http://127.0.0.1:${API_PORT[b]}"
 
 # One idle phase (rest or websocket) on api-node NODE: writes $OUT/idle-NAME.txt and
-# idle-NAME.env (the CPU ticks of the api-node and the pool-node, the api-node's resident
-# memory before and held).
+# idle-NAME.figures, one line: the node, the CPU ticks of the api-node and of the
+# pool-node, the api-node's resident memory (KiB) before and held.
 idle_phase() {  # name node [zaqar-bench flags...]
     local name="$1" node="$2"
     shift 2
@@ -86,7 +86,7 @@ idle_phase() {  # name node [zaqar-bench flags...]
     wait "$bench_pid"
     printf '%s %s %s %s %s\n' "$node" "$(($(cpu_ticks "${API_PID[$node]}") - api_before))" \
         "$(($(cpu_ticks "$POOL_PID") - pool_before))" "$rss_before" "$rss_held" \
-        > "$OUT/idle-$name.env"
+        > "$OUT/idle-$name.figures"
 }
 # Each on an api-node of its own: memory freed is not given back to the system at once.
 idle_phase rest a
@@ -106,7 +106,7 @@ hz, waiters = int(hz), int(waiters)
 seconds = float(re.match(r"[\d.]+", duration).group()) * {"s": 1, "m": 60}.get(duration[-1], 1)
 for name in ("rest", "websocket"):
     idle = open(os.path.join(out, f"idle-{name}.txt")).read().strip()
-    node, *figures = open(os.path.join(out, f"idle-{name}.env")).read().split()
+    node, *figures = open(os.path.join(out, f"idle-{name}.figures")).read().split()
     api, pool, before, held = map(int, figures)
     print(f"{waiters} idle waiting claims for {seconds:.0f} s: {idle}")
     print(f"  api-node {node.upper()}: {api / hz / seconds * 100:.2f}% of a core,"

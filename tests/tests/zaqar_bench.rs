@@ -55,6 +55,27 @@ fn role<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// Runs zaqar-bench with `args`; its output, which must say the idle waiters were held
+/// `over` ("REST" or "WebSocket") without errors.
+fn run_idle_waiters(args: &[&str], over: &str) -> Result<String> {
+    let output = Command::new(zaqar_bench_bin())
+        .args(args)
+        .output()
+        .context("running zaqar-bench")?;
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    ensure!(
+        output.status.success(),
+        "zaqar-bench: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(
+        stdout.contains("idle waiters: 5 held for") && stdout.contains(&format!(" over {over}, ")),
+        "{stdout}"
+    );
+    ensure!(stdout.contains(", 0 errors"), "{stdout}");
+    Ok(stdout)
+}
+
 #[test]
 fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -215,33 +236,36 @@ fn zaqar_bench_measures_long_polls() -> Result<()> {
     let standalone = Standalone::start(dir.path())?;
     let url = format!("http://127.0.0.1:{}", standalone.port);
     let report = dir.path().join("long-poll.json");
-    let output = Command::new(zaqar_bench_bin())
-        .args(["--url", &url, "--project", "long-poll-test"])
-        .args(["--producers", "1", "--consumers", "2", "--observers", "0"])
-        .args(["--batch", "1", "--wait", "2", "--duration", "3s"])
-        .args([
+    let report_path = report.to_string_lossy().to_string();
+    let stdout = run_idle_waiters(
+        &[
+            "--url",
+            &url,
+            "--project",
+            "long-poll-test",
+            "--producers",
+            "1",
+            "--consumers",
+            "2",
+            "--observers",
+            "0",
+            "--batch",
+            "1",
+            "--wait",
+            "2",
+            "--duration",
+            "3s",
             "--idle-waiters",
             "5",
             "--wake-probes",
             "2",
             "--post-url",
             &url,
-        ])
-        .arg("--json")
-        .arg(&report)
-        .output()
-        .context("running zaqar-bench")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "zaqar-bench: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    ensure!(
-        stdout.contains("idle waiters: 5 held for") && stdout.contains(" over REST, "),
-        "{stdout}"
-    );
-    ensure!(stdout.contains(", 0 errors"), "{stdout}");
+            "--json",
+            &report_path,
+        ],
+        "REST",
+    )?;
     ensure!(
         stdout.contains("wake probes: 2 woken, 0 failed"),
         "{stdout}"
@@ -256,29 +280,26 @@ fn zaqar_bench_measures_long_polls() -> Result<()> {
 
     // The idle waiters over WebSocket.
     let ws_url = format!("ws://127.0.0.1:{}", standalone.ws_port);
-    let output = Command::new(zaqar_bench_bin())
-        .args([
+    run_idle_waiters(
+        &[
             "--url",
             &url,
             "--ws-url",
             &ws_url,
             "--project",
             "long-poll-test",
-        ])
-        .args(["--producers", "0", "--consumers", "0", "--observers", "0"])
-        .args(["--idle-waiters", "5", "--duration", "2s"])
-        .output()
-        .context("running zaqar-bench over WebSocket")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "zaqar-bench: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    ensure!(
-        stdout.contains("idle waiters: 5 held for") && stdout.contains(" over WebSocket, "),
-        "{stdout}"
-    );
-    ensure!(stdout.contains(", 0 errors"), "{stdout}");
+            "--producers",
+            "0",
+            "--consumers",
+            "0",
+            "--observers",
+            "0",
+            "--idle-waiters",
+            "5",
+            "--duration",
+            "2s",
+        ],
+        "WebSocket",
+    )?;
     Ok(())
 }
