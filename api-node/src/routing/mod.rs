@@ -283,7 +283,8 @@ impl Router {
         self.forget(project, queue);
         // Its own question, asked after the placement was forgotten: one already in
         // flight may have been asked before the queue moved.
-        let found = match self.ask_catalog(project, queue).await {
+        let epoch = lock(&self.placements).epoch();
+        let found = match self.ask_catalog(project, queue, epoch).await {
             Ok(Some((name, endpoint))) => self.pool(&name, &endpoint, false).map(Some),
             Ok(None) => Ok(None),
             Err(err) => Err(err),
@@ -382,7 +383,7 @@ impl Router {
     /// already asked by another request (`routing/shared_lookups.rs`).
     async fn lookup_fresh(&self, project: &str, queue: &str) -> Result<Option<Pool>, ZaqarError> {
         let epoch = lock(&self.placements).epoch();
-        let asking = || self.ask_catalog(project, queue);
+        let asking = || self.ask_catalog(project, queue, epoch);
         let (answer, asked) = self.lookups.ask(project, queue, epoch, asking).await;
         if !asked && answer.is_ok() {
             crate::metrics::record_lookup("shared");
@@ -393,10 +394,9 @@ impl Router {
         }
     }
 
-    /// Asks the catalog where `queue` is, and caches the placement it answers: the
-    /// pool's name and endpoint, `None` when the queue has none.
-    async fn ask_catalog(&self, project: &str, queue: &str) -> shared_lookups::Answer {
-        let epoch = lock(&self.placements).epoch();
+    /// Asks the catalog where `queue` is, at placement `epoch`, and caches the
+    /// placement it answers: the pool's name and endpoint, `None` when the queue has none.
+    async fn ask_catalog(&self, project: &str, queue: &str, epoch: u64) -> shared_lookups::Answer {
         let reply = self
             .catalog
             .call(|mut catalog| async move { catalog.lookup(queue_ref(project, queue)).await })
