@@ -1,8 +1,8 @@
 //! `zaqar-bench` drives `zaqar standalone` (embedded store) over REST and over the
 //! WebSocket API: every role gets its work done, nothing fails, and the JSON report
 //! says so (the WebSocket run on one thread); it fills a deep queue, pops, lists its
-//! head and reuses a queue it kept. The rates are not looked at: they belong to
-//! benchmarks.
+//! head and reuses a queue it kept; its consumers can delete a claim's messages with
+//! one request. The rates are not looked at: they belong to benchmarks.
 
 use std::path::Path;
 use std::process::Command;
@@ -108,6 +108,68 @@ fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
             let messages = role(&report, who)["messages"].as_u64().unwrap_or(0);
             ensure!(messages > 0, "{name}: no message {what}: {report:#}");
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn zaqar_bench_consumers_delete_what_a_claim_took_with_one_request() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let standalone = Standalone::start(dir.path())?;
+    let url = format!("http://127.0.0.1:{}", standalone.port);
+    let ws_url = format!("ws://127.0.0.1:{}", standalone.ws_port);
+    for (name, transport) in [
+        ("rest", vec!["--url", url.as_str()]),
+        ("websocket", vec!["--url", &url, "--ws-url", &ws_url]),
+    ] {
+        let report = dir.path().join(format!("{name}.json"));
+        let report_path = report.to_string_lossy();
+        let project = format!("bulk-{name}");
+        let output = Command::new(zaqar_bench_bin())
+            .args(&transport)
+            .args([
+                "--project",
+                &project,
+                "--queue-prefix",
+                "bulk",
+                "--queues",
+                "1",
+            ])
+            .args(["--keep-queues", "--prefill", "30", "--producers", "0"])
+            .args([
+                "--observers",
+                "0",
+                "--consumers",
+                "1",
+                "--claim-limit",
+                "10",
+            ])
+            .args(["--bulk-delete", "--duration", "2s", "--json", &report_path])
+            .output()
+            .context("running zaqar-bench")?;
+        ensure!(
+            output.status.success(),
+            "zaqar-bench {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+        ensure!(
+            report["total"]["errors"] == 0,
+            "{name}: errors in {report:#}"
+        );
+        ensure!(report["settings"]["bulk_delete"] == true, "{report:#}");
+        // Three claims of ten, each deleted with one request.
+        let deletes = role(&report, "consumer")["ops"]
+            .as_array()
+            .and_then(|ops| ops.iter().find(|op| op["op"] == "delete"))
+            .cloned()
+            .unwrap_or_default();
+        ensure!(
+            deletes["requests"] == 3 && deletes["messages"] == 30,
+            "{name}: {report:#}"
+        );
+        let left = stats(standalone.port, &project, "bulk-0")?;
+        ensure!(left["total"] == 0, "{name}: messages left {left:#}");
     }
     Ok(())
 }

@@ -89,6 +89,11 @@ pub struct Args {
     /// Messages asked for by each claim.
     #[arg(long, default_value_t = 5)]
     pub claim_limit: usize,
+    /// Consumers delete what a claim took with one request (`DELETE
+    /// .../messages?ids=...&claim_ids=...`, WebSocket `message_delete_many`) instead of
+    /// one request per message; each message is still deleted under its claim.
+    #[arg(long)]
+    pub bulk_delete: bool,
     /// Messages asked for by each list request of an observer.
     #[arg(long, default_value_t = 5)]
     pub list_limit: usize,

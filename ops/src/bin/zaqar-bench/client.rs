@@ -247,6 +247,18 @@ impl ZaqarClient {
         self.call(Method::DELETE, href, None).await.map(drop)
     }
 
+    /// Deletes the messages `ids` of `queue` that claim `claim_id` holds, in one request.
+    pub async fn delete_claimed(
+        &self,
+        queue: &str,
+        ids: &[&str],
+        claim_id: &str,
+    ) -> Result<(), CallError> {
+        let ids = ids.join(",");
+        let path = format!("/v2/queues/{queue}/messages?ids={ids}&claim_ids={claim_id}");
+        self.call(Method::DELETE, &path, None).await.map(drop)
+    }
+
     /// Lists up to `limit` messages of `queue` after `marker` (claimed ones too with
     /// `include_claimed`).
     pub async fn list(
@@ -364,6 +376,17 @@ pub fn marker_of(href: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The message id and claim id of a claimed message's href
+/// (`/v2/queues/{queue}/messages/{id}?claim_id={claim}`).
+pub fn split_href(href: &str) -> Option<(&str, &str)> {
+    let (path, query) = href.split_once('?')?;
+    let (_, id) = path.rsplit_once('/')?;
+    let claim = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("claim_id="))?;
+    (!id.is_empty() && !claim.is_empty()).then_some((id, claim))
+}
+
 /// The body of a post: `batch` messages whose body is a string of `size` characters.
 pub fn post_body(batch: usize, size: usize, ttl: u32) -> Bytes {
     let message = format!(r#"{{"ttl":{ttl},"body":"{}"}}"#, "x".repeat(size));
@@ -386,6 +409,15 @@ mod tests {
         assert_eq!(marker_of("/v2/queues/q/messages?limit=5"), None);
         assert_eq!(marker_of("/v2/queues/q/messages?marker="), None);
         assert_eq!(marker_of("/v2/queues/q/messages"), None);
+    }
+
+    #[test]
+    fn a_claimed_href_names_its_message_and_claim() {
+        let href = "/v2/queues/q/messages/5f1c?claim_id=9a2b";
+        assert_eq!(split_href(href), Some(("5f1c", "9a2b")));
+        assert_eq!(split_href("/v2/queues/q/messages/5f1c"), None);
+        assert_eq!(split_href("/v2/queues/q/messages/5f1c?claim_id="), None);
+        assert_eq!(split_href("/v2/queues/q/messages/?claim_id=9a2b"), None);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Settings {
     pub message_size: usize,
     pub batch: usize,
     pub claim_limit: usize,
+    /// Consumers delete what a claim took with one request.
+    pub bulk_delete: bool,
+    /// How long consumers' claims wait for messages, in seconds.
+    pub wait: u32,
     pub list_limit: usize,
     pub project: String,
 }
@@ -160,6 +164,8 @@ impl Report {
                 message_size: args.message_size,
                 batch: args.batch,
                 claim_limit: args.claim_limit,
+                bulk_delete: args.bulk_delete,
+                wait: args.wait,
                 list_limit: args.list_limit,
                 project: args.project.clone(),
             },
@@ -182,7 +188,7 @@ impl Report {
         let _ = writeln!(
             out,
             "zaqar-bench{label} {} for {:.1}s: {} producers (batch {}), {} consumers \
-             (claim {}), {} observers (list {}{}), {} poppers, {} stats readers, {} queues, \
+             (claim {}{}), {} observers (list {}{}), {} poppers, {} stats readers, {} queues, \
              {} B messages",
             self.url,
             self.elapsed_s,
@@ -190,6 +196,7 @@ impl Report {
             s.batch,
             s.consumers,
             s.claim_limit,
+            if s.bulk_delete { ", bulk delete" } else { "" },
             s.observers,
             s.list_limit,
             if s.list_from_head {

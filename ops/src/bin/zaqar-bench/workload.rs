@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::client::{post_body, CallError, Page, ZaqarClient};
+use crate::client::{post_body, split_href, CallError, Page, ZaqarClient};
 use crate::stats::{Live, Op, Role, Tally};
 use crate::ws_client::{Claimed, WsClient};
 
@@ -29,6 +29,8 @@ pub struct Plan {
     /// Messages in each post.
     pub batch: u64,
     pub claim_limit: usize,
+    /// Consumers delete a claim's messages with one request.
+    pub bulk_delete: bool,
     /// How long consumers' claims wait for messages, in seconds (0: not at all).
     pub claim_wait: u32,
     pub list_limit: usize,
@@ -50,6 +52,7 @@ impl Plan {
             post_messages,
             batch: args.batch as u64,
             claim_limit: args.claim_limit,
+            bulk_delete: args.bulk_delete,
             claim_wait: args.wait,
             list_limit: args.list_limit,
             list_from_head: args.list_from_head,
@@ -101,6 +104,29 @@ impl Client {
             _ => Err(CallError::Transport(
                 "a message claimed over the other API".into(),
             )),
+        }
+    }
+
+    /// Deletes everything one claim took with one request.
+    async fn delete_all(&self, queue: &str, taken: &[Taken]) -> Result<(), CallError> {
+        let mut ids = Vec::with_capacity(taken.len());
+        let mut claim_id = None;
+        for message in taken {
+            let (id, claim) = match message {
+                Taken::Href(href) => split_href(href).ok_or_else(|| {
+                    CallError::Transport(format!("a claimed message's href {href:?}"))
+                })?,
+                Taken::WebSocket(message) => (message.id.as_str(), message.claim_id.as_str()),
+            };
+            ids.push(id);
+            claim_id = Some(claim);
+        }
+        let Some(claim_id) = claim_id else {
+            return Ok(());
+        };
+        match self {
+            Client::Rest(rest) => rest.delete_claimed(queue, &ids, claim_id).await,
+            Client::WebSocket(ws) => ws.delete_claimed(queue, &ids, claim_id).await,
         }
     }
 
@@ -221,7 +247,8 @@ impl Worker {
         }
     }
 
-    /// Claims, then deletes each claimed message; false once the deadline cut a request.
+    /// Claims, then deletes each claimed message (one request each, or one for all
+    /// with --bulk-delete); false once the deadline cut a request.
     async fn consume(&self, plan: &Plan, tally: &mut Tally, queue: &str) -> bool {
         let claim = self.client.claim(queue, plan.claim_limit, plan.claim_wait);
         let taken = match timed(plan.deadline, claim).await {
@@ -235,6 +262,15 @@ impl Worker {
                 return true;
             }
         };
+        if plan.bulk_delete && !taken.is_empty() {
+            let count = taken.len() as u64;
+            match timed(plan.deadline, self.client.delete_all(queue, &taken)).await {
+                Timed::Cut => return false,
+                Timed::Done(latency, Ok(())) => tally.ok(&plan.live, Op::Delete, latency, count),
+                Timed::Done(_, Err(e)) => failed(plan, tally, Op::Delete, e).await,
+            }
+            return true;
+        }
         for message in &taken {
             match timed(plan.deadline, self.client.delete(queue, message)).await {
                 Timed::Cut => return false,

@@ -159,6 +159,19 @@ impl WsClient {
             .map(drop)
     }
 
+    /// Deletes the messages `ids` of `queue` that claim `claim_id` holds, in one request.
+    pub async fn delete_claimed(
+        &self,
+        queue: &str,
+        ids: &[&str],
+        claim_id: &str,
+    ) -> Result<(), CallError> {
+        let body = json!({"queue_name": queue, "message_ids": ids, "claim_ids": [claim_id]});
+        self.call::<IgnoredAny>("message_delete_many", body)
+            .await
+            .map(drop)
+    }
+
     /// Lists up to `limit` messages of `queue` from its head (the WebSocket listing has
     /// no next marker), claimed ones too with `include_claimed`.
     pub async fn list(
