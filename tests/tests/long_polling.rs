@@ -8,7 +8,8 @@
 //! post and after a released claim; a post through another pool-node of the same
 //! Redis wakes them too (the pool-nodes' activity relay); a client that hangs up ends
 //! its waiting request; consumers of a queue that start together ask the catalog for
-//! its placement once.
+//! its placement once; a post wakes one waiting claim, which wakes the next when it
+//! took a message, rather than every claim waiting on the queue.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -435,6 +436,63 @@ async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
     )
     .await?;
     ensure!(asked == 1, "the catalog was asked {asked} times");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_wakes_one_waiting_claim_and_each_claim_that_takes_wakes_the_next() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let metrics = free_port();
+    let listen = format!("127.0.0.1:{metrics}");
+    let server = Standalone::start_with(dir.path(), &["--metrics-listen", &listen])?;
+    let producer = consumer(server.port, "baton");
+    let created = producer.call("PUT", "/v2/queues/q", None).await?;
+    ensure!(created.status == 201, "{created:?}");
+    let mut claims: Vec<_> = (0..20)
+        .map(|_| {
+            let waiting = consumer(server.port, "baton");
+            tokio::spawn(async move {
+                let path = "/v2/queues/q/claims?wait=20&limit=1";
+                waiting.call("POST", path, Some(json!({"ttl": 60}))).await
+            })
+        })
+        .collect();
+    until_metric(metrics, WAITING, 20).await?;
+
+    // One message: the claim woken takes it and wakes one more, which finds nothing;
+    // the other eighteen are not asked to look.
+    let before = pool_calls(metrics, "create_claim").await?;
+    post(&producer, "q", json!(0)).await?;
+    let (first, _, waiting) = futures::future::select_all(claims).await;
+    let reply = first??;
+    ensure!(reply.status == 201, "{reply:?}");
+    claims = waiting;
+    until_metric(metrics, WAITING, 19).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = pool_calls(metrics, "create_claim").await? - before;
+    ensure!(
+        calls <= 3,
+        "{calls} claim calls for one message and 20 waiting claims"
+    );
+
+    // Nineteen messages in one post (one wake-up): each waiting claim wakes the next,
+    // and every one of them takes a message.
+    let reply = producer
+        .call(
+            "POST",
+            "/v2/queues/q/messages",
+            Some(json!({"messages": (1..20).map(|n| json!({"ttl": 300, "body": n})).collect::<Vec<_>>()})),
+        )
+        .await?;
+    ensure!(reply.status == 201, "post: {reply:?}");
+    let mut taken = Vec::new();
+    for claim in futures::future::join_all(claims).await {
+        let reply = claim??;
+        ensure!(reply.status == 201, "a claim took nothing: {reply:?}");
+        taken.push(reply.body["messages"][0]["body"].as_i64().context("body")?);
+    }
+    taken.sort_unstable();
+    ensure!(taken == (1..20).collect::<Vec<_>>(), "taken: {taken:?}");
     Ok(())
 }
 

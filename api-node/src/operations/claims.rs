@@ -7,6 +7,7 @@ use zaqar_proto::ZaqarError;
 use super::json::{checked_int, expect_object, parse_document, parse_optional, too_large};
 use super::types::Claim;
 use super::{invalid_api, long_poll, unavailable_as, Context, Payload};
+use crate::routing::activity::Waiter;
 
 /// Claims up to `limit` free messages with the `ttl`/`grace` of `payload`
 /// (defaults when the body is empty); `None` when there was nothing to claim, even
@@ -63,7 +64,7 @@ pub async fn create(
         Ok(reply)
     };
     let claimed = |reply: &Option<pb::ClaimReply>| reply.as_ref().is_some_and(took);
-    match long_poll::poll(ctx, queue, wait, attempt, claimed).await? {
+    match long_poll::poll(ctx, queue, wait, Waiter::Claim, attempt, claimed).await? {
         Some(reply) if took(&reply) => ctx.claim(reply).map(Some),
         _ => Ok(None),
     }

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use zaqar_proto::ZaqarError;
 
 use super::{invalid_api, Context};
-use crate::routing::activity::UNFOLLOWED_POLL;
+use crate::routing::activity::{Waiter, UNFOLLOWED_POLL};
 
 /// Hears that the client of a request went away while it waits. A WebSocket
 /// connection says so when it closes; a REST request is dropped by the HTTP server
@@ -56,7 +56,8 @@ pub fn checked_wait(ctx: &Context, wait: Option<i64>) -> Result<Option<Duration>
 /// Runs `attempt` once, and while `found` says its answer is empty, again each time
 /// `queue` may have messages, until `wait` has passed (then once more) or the
 /// api-node stops or the client hangs up. Over the bounds on waiting requests, an
-/// empty answer is 429.
+/// empty answer is 429. `waiter` says how waiting requests of its kind are woken (a
+/// claim that found messages wakes the next waiting claim).
 ///
 /// The attempts and the lookup run boxed: a future keeps room for its largest step,
 /// and a call to a pool is several KiB that a waiting request would otherwise hold
@@ -65,6 +66,7 @@ pub async fn poll<T, F, Fut>(
     ctx: &Context,
     queue: &str,
     wait: Option<Duration>,
+    waiter: Waiter,
     attempt: F,
     found: impl Fn(&T) -> bool,
 ) -> Result<T, ZaqarError>
@@ -86,6 +88,7 @@ where
             ctx.project(),
             queue,
             pool.as_ref().map(|p| p.endpoint.as_str()),
+            waiter,
         )
     };
     let ticket = match place {
@@ -104,7 +107,11 @@ where
         tokio::pin!(woken);
         woken.as_mut().enable();
         let answer = Box::pin(attempt()).await?;
-        if found(&answer) || Instant::now() >= deadline || activity.is_closed() {
+        if found(&answer) {
+            ticket.pass_on();
+            return Ok(answer);
+        }
+        if Instant::now() >= deadline || activity.is_closed() {
             return Ok(answer);
         }
         let next_look = if ticket.is_followed() {

@@ -11,6 +11,7 @@ use super::metadata::truthy_int;
 use super::metadata_cache::KnownMetadata;
 use super::types::{Message, MessageList};
 use super::{check_limit, invalid_api, long_poll, queues, unavailable_as, Context, Payload};
+use crate::routing::activity::Waiter;
 use crate::routing::Pool;
 
 /// How many times a post is checked against metadata that turned out stale
@@ -316,7 +317,7 @@ pub async fn list(
             .as_ref()
             .is_some_and(|reply| !reply.messages.is_empty())
     };
-    match long_poll::poll(ctx, queue, wait, attempt, listed).await? {
+    match long_poll::poll(ctx, queue, wait, Waiter::Listing, attempt, listed).await? {
         Some(reply) => Ok(MessageList {
             messages: ctx.messages(reply.messages)?,
             next_marker: reply.next_marker,

@@ -4,7 +4,10 @@
 //!
 //! A request that waits takes a [`Ticket`] for its queue (bounded per api-node and per
 //! project). The first ticket for a pool opens that pool's stream; its events wake the
-//! tickets of the queues they name, which then try again. The stream is live from its
+//! tickets of the queues they name, which then try again. Listings all look again (each
+//! wants to see what was posted), but claims one at a time: the event wakes one waiting
+//! claim, and a claim that took messages wakes the next, as there may be more; so a post
+//! makes a claim or two try, not every claim waiting on its queue. The stream is live from its
 //! first (empty) event on; when it goes live every ticket is woken, since posts may have
 //! been missed before. While a ticket's pool has no live stream (the pool-node is
 //! unreachable or older, or the queue has no pool yet), its request looks again every
@@ -74,8 +77,21 @@ struct State {
 }
 
 struct Slot {
-    wake: Arc<Notify>,
+    /// Wakes every waiting listing.
+    listings: Arc<Notify>,
+    /// Wakes one waiting claim at a time (see [`Ticket::pass_on`]).
+    claims: Arc<Notify>,
     waiting: usize,
+}
+
+/// What a waiting request does with messages: whether one or every waiting request of
+/// its kind is woken when a queue may have some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiter {
+    /// A claim takes what it finds: one is woken, and passes it on when it took some.
+    Claim,
+    /// A listing leaves what it finds for the others: all are woken.
+    Listing,
 }
 
 struct PoolStream {
@@ -92,6 +108,7 @@ pub struct Ticket {
     queue: String,
     pool: Option<String>,
     wake: Arc<Notify>,
+    waiter: Waiter,
 }
 
 impl Activity {
@@ -114,13 +131,15 @@ impl Activity {
         Duration::from_secs(u64::from(self.config.max_wait_seconds))
     }
 
-    /// A place among the requests waiting on `queue` of `project`, whose pool-node is
-    /// at `pool` (`None` when the queue has no pool yet). 429 over the bounds.
+    /// A place among the requests (of the kind `waiter`) waiting on `queue` of
+    /// `project`, whose pool-node is at `pool` (`None` when the queue has no pool yet).
+    /// 429 over the bounds.
     pub fn wait_on(
         &self,
         project: &str,
         queue: &str,
         pool: Option<&str>,
+        waiter: Waiter,
     ) -> Result<Ticket, ZaqarError> {
         let mut state = lock(&self.state);
         let of_project = state.projects.get(project).copied().unwrap_or(0);
@@ -141,11 +160,15 @@ impl Activity {
             .queues
             .entry((project.to_string(), queue.to_string()))
             .or_insert_with(|| Slot {
-                wake: Arc::default(),
+                listings: Arc::default(),
+                claims: Arc::default(),
                 waiting: 0,
             });
         slot.waiting += 1;
-        let wake = slot.wake.clone();
+        let wake = match waiter {
+            Waiter::Claim => slot.claims.clone(),
+            Waiter::Listing => slot.listings.clone(),
+        };
         crate::metrics::record_long_polls(state.waiting);
         if let Some(pool) = pool {
             self.follow(&mut state, pool);
@@ -156,6 +179,7 @@ impl Activity {
             queue: queue.to_string(),
             pool: pool.map(str::to_string),
             wake,
+            waiter,
         })
     }
 
@@ -216,6 +240,15 @@ impl Ticket {
     /// a post in between is not missed).
     pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
+    }
+
+    /// Called when this ticket's request found messages: a claim wakes the next
+    /// waiting claim, since there may be more than it took (a listing leaves them for
+    /// everyone, who were all woken).
+    pub fn pass_on(&self) {
+        if self.waiter == Waiter::Claim {
+            self.wake.notify_one();
+        }
     }
 
     /// Whether a live stream of the queue's pool will wake this ticket; when not, the
@@ -389,15 +422,23 @@ fn wake(state: &State, event: &QueueActivity) {
             .queues
             .get(&(queue.project.clone(), queue.queue.clone()))
         {
-            slot.wake.notify_waiters();
+            wake_slot(slot);
         }
     }
 }
 
 fn wake_all(state: &State) {
     for slot in state.queues.values() {
-        slot.wake.notify_waiters();
+        slot.listings.notify_waiters();
+        slot.claims.notify_waiters();
     }
+}
+
+/// Wakes the waiting listings of a queue, and one of its waiting claims (or the next
+/// claim to wait, when none does now).
+fn wake_slot(slot: &Slot) {
+    slot.listings.notify_waiters();
+    slot.claims.notify_one();
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
