@@ -9,7 +9,7 @@
 //! Redis wakes them too (the pool-nodes' activity relay); a client that hangs up ends
 //! its waiting request; consumers of a queue that start together ask the catalog for
 //! its placement once; a post wakes one waiting claim, which wakes the next when it
-//! took a message, rather than every claim waiting on the queue.
+//! took all it asked for, rather than every claim waiting on the queue.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -440,7 +440,8 @@ async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_post_wakes_one_waiting_claim_and_each_claim_that_takes_wakes_the_next() -> Result<()> {
+async fn a_post_wakes_one_waiting_claim_and_a_claim_that_took_all_it_asked_wakes_the_next(
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let metrics = free_port();
     let listen = format!("127.0.0.1:{metrics}");
@@ -475,8 +476,8 @@ async fn a_post_wakes_one_waiting_claim_and_each_claim_that_takes_wakes_the_next
         "{calls} claim calls for one message and 20 waiting claims"
     );
 
-    // Nineteen messages in one post (one wake-up): each waiting claim wakes the next,
-    // and every one of them takes a message.
+    // Nineteen messages in one post (one wake-up): each waiting claim takes the one
+    // message it asks for and wakes the next, so every one of them takes a message.
     let reply = producer
         .call(
             "POST",

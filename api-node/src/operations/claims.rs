@@ -5,8 +5,9 @@ use zaqar_proto::pb;
 use zaqar_proto::ZaqarError;
 
 use super::json::{checked_int, expect_object, parse_document, parse_optional, too_large};
+use super::long_poll::{self, Found};
 use super::types::Claim;
-use super::{invalid_api, long_poll, unavailable_as, Context, Payload};
+use super::{invalid_api, unavailable_as, Context, Payload};
 use crate::routing::activity::Waiter;
 
 /// Claims up to `limit` free messages with the `ttl`/`grace` of `payload`
@@ -63,7 +64,13 @@ pub async fn create(
         }
         Ok(reply)
     };
-    let claimed = |reply: &Option<pb::ClaimReply>| reply.as_ref().is_some_and(took);
+    let claimed = |reply: &Option<pb::ClaimReply>| match reply {
+        Some(reply) if took(reply) && reply.messages.len() >= request.limit as usize => {
+            Found::AllAsked
+        }
+        Some(reply) if took(reply) => Found::Some,
+        _ => Found::Nothing,
+    };
     match long_poll::poll(ctx, queue, wait, Waiter::Claim, attempt, claimed).await? {
         Some(reply) if took(&reply) => ctx.claim(reply).map(Some),
         _ => Ok(None),

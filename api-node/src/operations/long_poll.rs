@@ -39,6 +39,18 @@ impl HangUp {
     }
 }
 
+/// What an attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing: the request waits (while it may).
+    Nothing,
+    /// Fewer messages than it asked for: the queue had no more.
+    Some,
+    /// As many messages as it asked for: the queue may have more, so a claim wakes
+    /// the next waiting claim.
+    AllAsked,
+}
+
 /// The `wait` of a request, checked against `0..=max_wait_seconds`; `None` for none.
 pub fn checked_wait(ctx: &Context, wait: Option<i64>) -> Result<Option<Duration>, ZaqarError> {
     let max = ctx.router().activity().max_wait().as_secs();
@@ -53,11 +65,11 @@ pub fn checked_wait(ctx: &Context, wait: Option<i64>) -> Result<Option<Duration>
     }
 }
 
-/// Runs `attempt` once, and while `found` says its answer is empty, again each time
+/// Runs `attempt` once, and while `found` says it found nothing, again each time
 /// `queue` may have messages, until `wait` has passed (then once more) or the
 /// api-node stops or the client hangs up. Over the bounds on waiting requests, an
 /// empty answer is 429. `waiter` says how waiting requests of its kind are woken (a
-/// claim that found messages wakes the next waiting claim).
+/// claim that took all it asked for wakes the next waiting claim).
 ///
 /// The attempts and the lookup run boxed: a future keeps room for its largest step,
 /// and a call to a pool is several KiB that a waiting request would otherwise hold
@@ -68,7 +80,7 @@ pub async fn poll<T, F, Fut>(
     wait: Option<Duration>,
     waiter: Waiter,
     attempt: F,
-    found: impl Fn(&T) -> bool,
+    found: impl Fn(&T) -> Found,
 ) -> Result<T, ZaqarError>
 where
     F: Fn() -> Fut,
@@ -95,10 +107,10 @@ where
         Ok(ticket) => ticket,
         Err(too_many) => {
             let answer = Box::pin(attempt()).await?;
-            return if found(&answer) {
-                Ok(answer)
-            } else {
+            return if found(&answer) == Found::Nothing {
                 Err(too_many)
+            } else {
+                Ok(answer)
             };
         }
     };
@@ -107,12 +119,16 @@ where
         tokio::pin!(woken);
         woken.as_mut().enable();
         let answer = Box::pin(attempt()).await?;
-        if found(&answer) {
-            ticket.pass_on();
-            return Ok(answer);
-        }
-        if Instant::now() >= deadline || activity.is_closed() {
-            return Ok(answer);
+        match found(&answer) {
+            Found::AllAsked => {
+                ticket.pass_on();
+                return Ok(answer);
+            }
+            Found::Some => return Ok(answer),
+            Found::Nothing if Instant::now() >= deadline || activity.is_closed() => {
+                return Ok(answer)
+            }
+            Found::Nothing => {}
         }
         let next_look = if ticket.is_followed() {
             deadline

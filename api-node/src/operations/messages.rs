@@ -7,6 +7,7 @@ use zaqar_proto::pb;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::json::{checked_int, invalid_body_type, parse_document, python_list};
+use super::long_poll::Found;
 use super::metadata::truthy_int;
 use super::metadata_cache::KnownMetadata;
 use super::types::{Message, MessageList};
@@ -312,10 +313,9 @@ pub async fn list(
             |mut c, request| async move { c.list_messages(request).await },
         )
     };
-    let listed = |reply: &Option<pb::ListMessagesReply>| {
-        reply
-            .as_ref()
-            .is_some_and(|reply| !reply.messages.is_empty())
+    let listed = |reply: &Option<pb::ListMessagesReply>| match reply {
+        Some(reply) if !reply.messages.is_empty() => Found::Some,
+        _ => Found::Nothing,
     };
     match long_poll::poll(ctx, queue, wait, Waiter::Listing, attempt, listed).await? {
         Some(reply) => Ok(MessageList {

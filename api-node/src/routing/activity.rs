@@ -6,8 +6,9 @@
 //! project). The first ticket for a pool opens that pool's stream; its events wake the
 //! tickets of the queues they name, which then try again. Listings all look again (each
 //! wants to see what was posted), but claims one at a time: the event wakes one waiting
-//! claim, and a claim that took messages wakes the next, as there may be more; so a post
-//! makes a claim or two try, not every claim waiting on its queue. The stream is live from its
+//! claim, and a claim that took as many messages as it asked for wakes the next, as
+//! there may be more; so a post makes a claim or two try, not every claim waiting on
+//! its queue. The stream is live from its
 //! first (empty) event on; when it goes live every ticket is woken, since posts may have
 //! been missed before. While a ticket's pool has no live stream (the pool-node is
 //! unreachable or older, or the queue has no pool yet), its request looks again every
@@ -88,7 +89,8 @@ struct Slot {
 /// its kind is woken when a queue may have some.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waiter {
-    /// A claim takes what it finds: one is woken, and passes it on when it took some.
+    /// A claim takes what it finds: one is woken, and wakes the next when it took
+    /// all it asked for.
     Claim,
     /// A listing leaves what it finds for the others: all are woken.
     Listing,
@@ -242,9 +244,9 @@ impl Ticket {
         self.wake.notified()
     }
 
-    /// Called when this ticket's request found messages: a claim wakes the next
-    /// waiting claim, since there may be more than it took (a listing leaves them for
-    /// everyone, who were all woken).
+    /// Called when this ticket's request took as many messages as it asked for: a
+    /// claim wakes the next waiting claim, since there may be more (a listing leaves
+    /// them for everyone, who were all woken).
     pub fn pass_on(&self) {
         if self.waiter == Waiter::Claim {
             self.wake.notify_one();
