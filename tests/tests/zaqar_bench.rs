@@ -13,7 +13,6 @@ use zaqar_tests::{zaqar_bench_bin, Standalone};
 
 /// Runs a 2-second mixed workload with `transport` flags; its JSON report.
 fn bench(dir: &Path, name: &str, transport: &[&str]) -> Result<Value> {
-    let report = dir.join(format!("{name}.json"));
     let mut args = vec![
         "--producers",
         "2",
@@ -33,8 +32,15 @@ fn bench(dir: &Path, name: &str, transport: &[&str]) -> Result<Value> {
         "bench-test",
     ];
     args.extend_from_slice(transport);
+    run_with_report(dir, name, &args)
+}
+
+/// Runs zaqar-bench with `args`, its JSON report written to `dir/name.json`; the
+/// report.
+fn run_with_report(dir: &Path, name: &str, args: &[&str]) -> Result<Value> {
+    let report = dir.join(format!("{name}.json"));
     let output = Command::new(zaqar_bench_bin())
-        .args(&args)
+        .args(args)
         .arg("--json")
         .arg(&report)
         .output()
@@ -122,37 +128,27 @@ fn zaqar_bench_consumers_delete_what_a_claim_took_with_one_request() -> Result<(
         ("rest", vec!["--url", url.as_str()]),
         ("websocket", vec!["--url", &url, "--ws-url", &ws_url]),
     ] {
-        let report = dir.path().join(format!("{name}.json"));
-        let report_path = report.to_string_lossy();
         let project = format!("bulk-{name}");
-        let output = Command::new(zaqar_bench_bin())
-            .args(&transport)
-            .args([
-                "--project",
-                &project,
-                "--queue-prefix",
-                "bulk",
-                "--queues",
-                "1",
-            ])
-            .args(["--keep-queues", "--prefill", "30", "--producers", "0"])
-            .args([
-                "--observers",
-                "0",
-                "--consumers",
-                "1",
-                "--claim-limit",
-                "10",
-            ])
-            .args(["--bulk-delete", "--duration", "2s", "--json", &report_path])
-            .output()
-            .context("running zaqar-bench")?;
-        ensure!(
-            output.status.success(),
-            "zaqar-bench {name}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let report: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+        let mut args = transport;
+        args.extend([
+            "--project",
+            &project,
+            "--queue-prefix",
+            "bulk",
+            "--queues",
+            "1",
+        ]);
+        args.extend(["--keep-queues", "--prefill", "30", "--producers", "0"]);
+        args.extend([
+            "--observers",
+            "0",
+            "--consumers",
+            "1",
+            "--claim-limit",
+            "10",
+        ]);
+        args.extend(["--bulk-delete", "--duration", "2s"]);
+        let report = run_with_report(dir.path(), name, &args)?;
         ensure!(
             report["total"]["errors"] == 0,
             "{name}: errors in {report:#}"
