@@ -161,7 +161,8 @@ pub(crate) async fn stats_follow_claims_and_delays_that_end_and_messages_that_ex
 }
 
 /// Stats count the bytes of the bodies a queue holds, through every way messages come
-/// and go: posts, deletes, pops, claims, dead lettering, expiry and purges.
+/// and go: posts, deletes (with and without claims, a message named twice), pops,
+/// claims, dead lettering, expiry and purges.
 pub(crate) async fn stats_count_the_bytes_of_the_bodies(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("bytes");
     let dlq = sibling(&q, "bytes-dlq");
@@ -219,6 +220,20 @@ pub(crate) async fn stats_count_the_bytes_of_the_bodies(store: Arc<dyn MessageSt
         .await
         .unwrap();
     assert_eq!(bytes(&q).await, 7, "counted from nothing after a purge");
+    // A claimed message named twice with its claim counts out once (another stays: a
+    // queue left empty counts from nothing anyway).
+    store
+        .post_messages(&q, CLIENT, &[text("x", 300)])
+        .await
+        .unwrap();
+    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let claimed = ids_of(&claim.messages);
+    let twice = [claimed[0].clone(), claimed[0].clone()];
+    store
+        .delete_messages(&q, &twice, std::slice::from_ref(&claim.id))
+        .await
+        .unwrap();
+    assert_eq!(bytes(&q).await, 3, "the claimed message named twice");
 }
 
 pub(crate) async fn purge_removes_messages_or_subscriptions(store: Arc<dyn MessageStore>) {

@@ -26,7 +26,8 @@ while i <= #ARGV do
 end
 
 local found = load_all(k, checked, now)
-local refused, held, others = {}, {}, {}
+-- The held messages to remove, their bodies' bytes (each message's once), the others.
+local refused, held, held_bytes, counted, others = {}, {}, 0, {}, {}
 for g, group in ipairs(groups) do
   local verdict = ''
   if group.mode == 'any' then
@@ -40,15 +41,26 @@ for g, group in ipairs(groups) do
         verdict = id
         break
       end
-      if claimed then group_held[#group_held + 1] = id else group_others[#group_others + 1] = id end
+      if claimed then
+        group_held[#group_held + 1] = {id, m}
+      else
+        group_others[#group_others + 1] = id
+      end
     end
     if verdict == '' then
-      for _, id in ipairs(group_held) do held[#held + 1] = id end
+      for _, pair in ipairs(group_held) do
+        local id, m = pair[1], pair[2]
+        held[#held + 1] = id
+        if not counted[id] then
+          counted[id] = true
+          held_bytes = held_bytes + #m.b
+        end
+      end
       for _, id in ipairs(group_others) do others[#others + 1] = id end
     end
   end
   refused[g] = verdict
 end
-forget_held(k, held)
+forget_held(k, held, held_bytes)
 forget(k, others)
 return refused

@@ -60,7 +60,8 @@ if math.floor((seq + count) / 16) > math.floor(seq / 16) then sweep(k, now, 32 +
 -- exp and msg hold the same messages, so they are created together; fre
 -- empties whenever everything is claimed, so it may be new at any post.
 local written = {k.fre}
-if redis.call('PTTL', k.msg) < 0 then written = {k.fre, k.exp, k.msg} end
+local msg_ttl = redis.call('PTTL', k.msg)
+if msg_ttl < 0 then written = {k.fre, k.exp, k.msg} end
 local by_id, by_free, by_later, by_expiry, by_delay = {}, {}, {}, {}, {}
 local latest, bytes = 0, 0
 for _, first in ipairs(storing) do
@@ -85,7 +86,7 @@ for _, first in ipairs(storing) do
     end
   end
 end
-bytes_from_empty(k)
+bytes_from_empty(k, msg_ttl == -2)
 count_bytes(k, bytes)
 call_all('HSET', k.msg, by_id)
 call_all('ZADD', k.fre, by_free)

@@ -117,9 +117,11 @@ local function stored_bytes(k, ids)
 end
 
 -- Before messages are added to queue k: with no message left (its keys emptied, or
--- expired together, see keep()), its body bytes start again from 0.
-local function bytes_from_empty(k)
-  if redis.call('EXISTS', k.exp) == 0 then redis.call('HDEL', k.q, 'b') end
+-- expired together, see keep()), its body bytes start again from 0. exp and msg hold
+-- the same messages, so a caller that knows msg is missing says so with `empty`.
+local function bytes_from_empty(k, empty)
+  if empty == nil then empty = redis.call('EXISTS', k.exp) == 0 end
+  if empty then redis.call('HDEL', k.q, 'b') end
 end
 
 -- Removes the data of messages (a list of ids, which may repeat one) of queue k,
@@ -152,9 +154,12 @@ local function forget_free(k, ids)
   call_all('ZREM', k.exp, ids)
 end
 
--- Removes messages held by a live claim (in hld, clm and exp).
-local function forget_held(k, ids)
-  drop_data(k, ids)
+-- Removes messages held by a live claim (in hld, clm and exp), whose bodies the
+-- caller read: bytes is their length in all (each message's once).
+local function forget_held(k, ids, bytes)
+  if #ids == 0 then return end
+  count_bytes(k, -bytes)
+  call_all('HDEL', k.msg, ids)
   call_all('ZREM', k.hld, ids)
   call_all('ZREM', k.clm, ids)
   call_all('ZREM', k.exp, ids)
