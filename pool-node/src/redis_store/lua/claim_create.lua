@@ -23,7 +23,8 @@ local cexp = now + ttl * 1000
 local mexp = cexp + grace * 1000
 -- Only messages present at the start: one moved to the end of this very
 -- queue (a queue that is its own dead letter queue) is not seen twice.
-local top = tonumber(redis.call('HGET', k.q, 'seq') or 0)
+local record = redis.call('HMGET', k.q, 'seq', 'x', 'g')
+local top = tonumber(record[1] or 0)
 local ids, rows, gone = {}, {}, {}
 -- The claimed messages, and (score, id) pairs for the hld, exp and clm indexes.
 local by_id, by_seq, by_expiry, by_claim = {}, {}, {}, {}
@@ -74,8 +75,10 @@ if #ids > 0 then
   call_all('ZADD', k.hld, by_seq)
   call_all('ZADD', k.exp, by_expiry)
   call_all('ZADD', k.clm, by_claim)
-  keep(k, latest, {k.hld, k.clm})
-  redis.call('HSET', ckey, 't', ttl, 'e', int(cexp), 'g', redis.call('HGET', k.q, 'g') or '0',
+  -- The queue's 'x' as read first, unless a message went to a dead letter queue,
+  -- which may be this very queue.
+  keep(k, latest, {k.hld, k.clm}, moved == 0 and tonumber(record[2] or 0) or nil)
+  redis.call('HSET', ckey, 't', ttl, 'e', int(cexp), 'g', record[3] or '0',
              'ids', table.concat(ids, ','))
   redis.call('PEXPIREAT', ckey, int(cexp))
 end
