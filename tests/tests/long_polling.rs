@@ -449,6 +449,14 @@ async fn a_post_wakes_one_waiting_claim_and_a_claim_that_took_all_it_asked_wakes
     let producer = consumer(server.port, "baton");
     let created = producer.call("PUT", "/v2/queues/q", None).await?;
     ensure!(created.status == 201, "{created:?}");
+    // A first wait opens the pool's activity stream: when a stream goes live, every
+    // waiting request looks once, which would count below.
+    let opened = producer
+        .call("POST", "/v2/queues/q/claims?wait=1", Some(json!({})))
+        .await?;
+    ensure!(opened.status == 204, "{opened:?}");
+    until_metric(metrics, "zaqar_pool_activity_streams", 1).await?;
+    let before = pool_calls(metrics, "create_claim").await?;
     let mut claims: Vec<_> = (0..20)
         .map(|_| {
             let waiting = consumer(server.port, "baton");
@@ -459,10 +467,16 @@ async fn a_post_wakes_one_waiting_claim_and_a_claim_that_took_all_it_asked_wakes
         })
         .collect();
     until_metric(metrics, WAITING, 20).await?;
+    // Each claim looked once before it waited.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool_calls(metrics, "create_claim").await? < before + 20 {
+        ensure!(Instant::now() < deadline, "the claims did not all look");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = pool_calls(metrics, "create_claim").await?;
 
     // One message: the claim woken takes it and wakes one more, which finds nothing;
     // the other eighteen are not asked to look.
-    let before = pool_calls(metrics, "create_claim").await?;
     post(&producer, "q", json!(0)).await?;
     let (first, _, waiting) = futures::future::select_all(claims).await;
     let reply = first??;

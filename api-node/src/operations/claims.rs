@@ -64,8 +64,15 @@ pub async fn create(
         }
         Ok(reply)
     };
+    // A claim that took fewer than it asked for found no more free messages, unless it
+    // moved some to a dead letter queue (which may be its own queue): then it wakes
+    // the next waiting claim as one that took all it asked for.
     let claimed = |reply: &Option<pb::ClaimReply>| match reply {
-        Some(reply) if took(reply) && reply.messages.len() >= request.limit as usize => {
+        Some(reply)
+            if took(reply)
+                && (reply.messages.len() >= request.limit as usize
+                    || !reply.dead_letter_queue.is_empty()) =>
+        {
             Found::AllAsked
         }
         Some(reply) if took(reply) => Found::Some,

@@ -118,7 +118,9 @@ where
         let woken = ticket.woken();
         tokio::pin!(woken);
         woken.as_mut().enable();
+        // A wake-up taken below is passed on if this attempt fails or is dropped.
         let answer = Box::pin(attempt()).await?;
+        ticket.looked();
         match found(&answer) {
             Found::AllAsked => {
                 ticket.pass_on();
@@ -136,7 +138,7 @@ where
             deadline.min(Instant::now() + UNFOLLOWED_POLL)
         };
         tokio::select! {
-            () = woken => {}
+            () = woken => ticket.took_wake(),
             () = sleep_until(next_look) => {}
             () = activity.closing() => {}
             () = ctx.hang_up.heard() => return Ok(answer),

@@ -15,6 +15,7 @@
 //! [`UNFOLLOWED_POLL`] instead. A stream nobody waited on for [`IDLE_STREAM`] is closed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -111,6 +112,10 @@ pub struct Ticket {
     pool: Option<String>,
     wake: Arc<Notify>,
     waiter: Waiter,
+    /// This ticket's request was woken and has not answered whether it found
+    /// messages yet: if it goes away meanwhile (an error, a client gone), the
+    /// wake-up goes to the next waiting claim instead of being lost.
+    holds_wake: AtomicBool,
 }
 
 impl Activity {
@@ -182,6 +187,7 @@ impl Activity {
             pool: pool.map(str::to_string),
             wake,
             waiter,
+            holds_wake: AtomicBool::new(false),
         })
     }
 
@@ -248,9 +254,22 @@ impl Ticket {
     /// claim wakes the next waiting claim, since there may be more (a listing leaves
     /// them for everyone, who were all woken).
     pub fn pass_on(&self) {
+        self.holds_wake.store(false, Ordering::Relaxed);
         if self.waiter == Waiter::Claim {
             self.wake.notify_one();
         }
+    }
+
+    /// Called when [`Self::woken`] completed: the request looks again, and until it
+    /// says what it found ([`Self::looked`]) its going away passes the wake-up on.
+    pub fn took_wake(&self) {
+        self.holds_wake.store(true, Ordering::Relaxed);
+    }
+
+    /// Called when the request looked after a wake-up and found something or nothing:
+    /// the wake-up was used.
+    pub fn looked(&self) {
+        self.holds_wake.store(false, Ordering::Relaxed);
     }
 
     /// Whether a live stream of the queue's pool will wake this ticket; when not, the
@@ -266,6 +285,9 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        if *self.holds_wake.get_mut() {
+            self.pass_on();
+        }
         let mut state = lock(&self.state);
         state.waiting -= 1;
         if let Some(count) = state.projects.get_mut(&self.project) {
@@ -445,4 +467,105 @@ fn wake_slot(slot: &Slot) {
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use futures::task::noop_waker_ref;
+    use zaqar_proto::pb::QueueRef;
+
+    use super::*;
+
+    fn activity() -> Activity {
+        let target = WatchTarget {
+            endpoints: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            tls: None,
+            token: Default::default(),
+        };
+        Activity::new(LongPollConfig::default(), target, InProcessPools::default())
+    }
+
+    fn claim(activity: &Activity) -> Ticket {
+        activity.wait_on("p", "q", None, Waiter::Claim).unwrap()
+    }
+
+    /// A post to queue `q` of project `p`, as a pool's stream says it.
+    fn posted(activity: &Activity) {
+        let event = QueueActivity {
+            queues: vec![QueueRef {
+                project: "p".into(),
+                queue: "q".into(),
+            }],
+            everything: false,
+        };
+        wake(&lock(&activity.state), &event);
+    }
+
+    /// Polls `woken` once: whether it completed.
+    fn is_ready<F: Future<Output = ()>>(woken: &mut Pin<Box<F>>) -> bool {
+        woken
+            .as_mut()
+            .poll(&mut Context::from_waker(noop_waker_ref()))
+            == Poll::Ready(())
+    }
+
+    #[test]
+    fn a_post_wakes_every_listing_and_one_claim() {
+        let activity = activity();
+        let claims: Vec<Ticket> = (0..3).map(|_| claim(&activity)).collect();
+        let listings: Vec<Ticket> = (0..3)
+            .map(|_| activity.wait_on("p", "q", None, Waiter::Listing).unwrap())
+            .collect();
+        let mut claims_woken: Vec<_> = claims.iter().map(|t| Box::pin(t.woken())).collect();
+        let mut listings_woken: Vec<_> = listings.iter().map(|t| Box::pin(t.woken())).collect();
+        for woken in claims_woken.iter_mut().chain(listings_woken.iter_mut()) {
+            assert!(!is_ready(woken));
+        }
+        posted(&activity);
+        let ready =
+            |all: &mut Vec<Pin<Box<_>>>| all.iter_mut().map(is_ready).filter(|r| *r).count();
+        assert_eq!(ready(&mut claims_woken), 1);
+        assert_eq!(ready(&mut listings_woken), 3);
+    }
+
+    /// Two claims wait, a post wakes the first, which takes the wake-up and then
+    /// `after` says what it did; whether the second was woken.
+    fn second_woken_after(after: impl FnOnce(Ticket)) -> bool {
+        let activity = activity();
+        let (first, second) = (claim(&activity), claim(&activity));
+        let mut second_woken = Box::pin(second.woken());
+        {
+            let mut first_woken = Box::pin(first.woken());
+            assert!(!is_ready(&mut first_woken));
+            assert!(!is_ready(&mut second_woken));
+            posted(&activity);
+            assert!(is_ready(&mut first_woken), "the first to wait is woken");
+            assert!(!is_ready(&mut second_woken));
+        }
+        first.took_wake();
+        after(first);
+        is_ready(&mut second_woken)
+    }
+
+    #[test]
+    fn a_claim_woken_passes_the_wake_up_on_when_it_goes_away_before_looking() {
+        assert!(second_woken_after(drop), "the wake-up was lost");
+    }
+
+    #[test]
+    fn a_claim_woken_that_looked_passes_it_on_only_when_it_took_all_it_asked_for() {
+        assert!(!second_woken_after(|first| {
+            first.looked();
+            drop(first);
+        }));
+        assert!(second_woken_after(|first| {
+            first.looked();
+            first.pass_on();
+        }));
+    }
 }
