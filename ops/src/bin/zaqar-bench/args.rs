@@ -91,7 +91,8 @@ pub struct Args {
     pub claim_limit: usize,
     /// Consumers delete what a claim took with one request (`DELETE
     /// .../messages?ids=...&claim_ids=...`, WebSocket `message_delete_many`) instead of
-    /// one request per message; each message is still deleted under its claim.
+    /// one request per message. The server checks the claim ids only with Zaqar's
+    /// `message_delete_with_claim_id` on (off by default).
     #[arg(long)]
     pub bulk_delete: bool,
     /// Messages asked for by each list request of an observer.
