@@ -82,12 +82,25 @@ fn run_idle_waiters(args: &[&str], over: &str) -> Result<String> {
     Ok(stdout)
 }
 
-#[test]
-fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
+/// `zaqar standalone` on its embedded store, in a fresh directory.
+fn started() -> Result<(tempfile::TempDir, Standalone)> {
     let dir = tempfile::tempdir()?;
     let standalone = Standalone::start(dir.path())?;
-    let url = format!("http://127.0.0.1:{}", standalone.port);
-    let ws_url = format!("ws://127.0.0.1:{}", standalone.ws_port);
+    Ok((dir, standalone))
+}
+
+/// The REST and WebSocket URLs of `standalone`.
+fn urls(standalone: &Standalone) -> (String, String) {
+    (
+        format!("http://127.0.0.1:{}", standalone.port),
+        format!("ws://127.0.0.1:{}", standalone.ws_port),
+    )
+}
+
+#[test]
+fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
+    let (dir, standalone) = started()?;
+    let (url, ws_url) = urls(&standalone);
     for (name, transport) in [
         ("rest", vec!["--url", url.as_str()]),
         (
@@ -120,10 +133,8 @@ fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
 
 #[test]
 fn zaqar_bench_consumers_delete_what_a_claim_took_with_one_request() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let standalone = Standalone::start(dir.path())?;
-    let url = format!("http://127.0.0.1:{}", standalone.port);
-    let ws_url = format!("ws://127.0.0.1:{}", standalone.ws_port);
+    let (dir, standalone) = started()?;
+    let (url, ws_url) = urls(&standalone);
     for (name, transport) in [
         ("rest", vec!["--url", url.as_str()]),
         ("websocket", vec!["--url", &url, "--ws-url", &ws_url]),
@@ -208,8 +219,7 @@ fn deep_bench(url: &str, extra: &[&str]) -> Result<()> {
 
 #[test]
 fn zaqar_bench_fills_a_deep_queue_then_pops_lists_its_head_and_reads_its_stats() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let standalone = Standalone::start(dir.path())?;
+    let (dir, standalone) = started()?;
     let url = format!("http://127.0.0.1:{}", standalone.port);
     let report = dir.path().join("deep.json");
     let report_path = report.to_string_lossy();
@@ -290,8 +300,7 @@ fn zaqar_bench_fills_a_deep_queue_then_pops_lists_its_head_and_reads_its_stats()
 
 #[test]
 fn zaqar_bench_measures_long_polls() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let standalone = Standalone::start(dir.path())?;
+    let (dir, standalone) = started()?;
     let url = format!("http://127.0.0.1:{}", standalone.port);
     let report = dir.path().join("long-poll.json");
     let report_path = report.to_string_lossy().to_string();
