@@ -46,17 +46,41 @@ pub async fn bind(
     let services = Services::new(&config)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
     let acceptor = tls::StreamAcceptor::new(config.tls.as_ref())?;
-    bind_rest(&config, Arc::new(services), &acceptor, shutdown).await
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    bind_rest(listener, &config, Arc::new(services), &acceptor, shutdown).await
 }
 
-/// The REST server on `config.listen`, over TLS when `acceptor` has a certificate.
+/// The listeners of an api-node, bound before it starts: `zaqar standalone` binds
+/// them before its internal ports (free ports the system picks), so that none of
+/// those takes the port asked for.
+pub struct Listeners {
+    rest: std::net::TcpListener,
+    websocket: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `config.listen` and, when set, `config.ws_listen`.
+    pub fn bind(config: &ApiConfig) -> io::Result<Listeners> {
+        let open = |addr: SocketAddr| {
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            Ok::<_, io::Error>(listener)
+        };
+        Ok(Listeners {
+            rest: open(config.listen)?,
+            websocket: config.ws_listen.map(open).transpose()?,
+        })
+    }
+}
+
+/// The REST server on `listener`, over TLS when `acceptor` has a certificate.
 async fn bind_rest(
+    listener: tokio::net::TcpListener,
     config: &ApiConfig,
     services: Arc<Services>,
     acceptor: &tls::StreamAcceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<(SocketAddr, Pin<Box<dyn Future<Output = ()> + Send>>)> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown.boxed().shared();
     // Waiting requests (long polls) answer at once, so the graceful stop is not held.
@@ -140,12 +164,14 @@ pub async fn bind_all(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<Bound> {
-    bind_all_with(config, InProcessPools::new(), shutdown).await
+    let listeners = Listeners::bind(&config)?;
+    bind_all_on(listeners, config, InProcessPools::new(), shutdown).await
 }
 
-/// [`bind_all`], calling the pool-nodes of `in_process` (by registered endpoint)
-/// directly instead of over gRPC.
-pub async fn bind_all_with(
+/// [`bind_all`] on `listeners`, calling the pool-nodes of `in_process` (by registered
+/// endpoint) directly instead of over gRPC.
+pub async fn bind_all_on(
+    listeners: Listeners,
     config: ApiConfig,
     in_process: InProcessPools,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -156,9 +182,16 @@ pub async fn bind_all_with(
     );
     let shutdown = shutdown.boxed().shared();
     let acceptor = tls::StreamAcceptor::new(config.tls.as_ref())?;
-    let (rest, rest_server) =
-        bind_rest(&config, services.clone(), &acceptor, shutdown.clone()).await?;
-    let Some(ws_listen) = config.ws_listen else {
+    let rest_listener = tokio::net::TcpListener::from_std(listeners.rest)?;
+    let (rest, rest_server) = bind_rest(
+        rest_listener,
+        &config,
+        services.clone(),
+        &acceptor,
+        shutdown.clone(),
+    )
+    .await?;
+    let Some(ws_listener) = listeners.websocket else {
         return Ok(Bound {
             rest,
             websocket: None,
@@ -167,7 +200,8 @@ pub async fn bind_all_with(
     };
     let mut settings = websocket::Settings::from_config(&config);
     settings.tls = acceptor;
-    let (ws, ws_server) = websocket::bind(ws_listen, services, settings, shutdown).await?;
+    let ws_listener = tokio::net::TcpListener::from_std(ws_listener)?;
+    let (ws, ws_server) = websocket::bind(ws_listener, services, settings, shutdown).await?;
     Ok(Bound {
         rest,
         websocket: Some(ws),
@@ -177,15 +211,17 @@ pub async fn bind_all_with(
     })
 }
 
-/// Serves the REST API on `config.listen` and the WebSocket API on
-/// `config.ws_listen` until `shutdown` completes, calling the pool-nodes of
-/// `in_process` directly (see [`bind_all_with`]; empty for a separate api-node).
+/// Serves the REST API and the WebSocket API on `listeners` (bound to
+/// `config.listen` and `config.ws_listen`) until `shutdown` completes, calling the
+/// pool-nodes of `in_process` directly (see [`bind_all_on`]; empty for a separate
+/// api-node).
 pub async fn serve(
+    listeners: Listeners,
     config: ApiConfig,
     in_process: InProcessPools,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    bind_all_with(config, in_process, shutdown)
+    bind_all_on(listeners, config, in_process, shutdown)
         .await?
         .server
         .await;

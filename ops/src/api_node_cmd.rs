@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use zaqar_api_node::routing::InProcessPools;
-use zaqar_api_node::ApiConfig;
+use zaqar_api_node::{ApiConfig, Listeners};
 
 use crate::cluster_auth::ClusterAuthArgs;
 use crate::config::{load, validate_api};
@@ -75,18 +75,34 @@ impl ApiNodeArgs {
 /// Serves the REST API until shutdown.
 pub async fn run(config: ApiConfig, shutdown: Shutdown) -> Result<()> {
     tracing::info!(listen = %config.listen, catalog = %config.catalog_endpoint, "api-node serving");
-    serve_api_node(config, InProcessPools::new(), shutdown).await
+    let listeners = bind_api_node(&config)?;
+    serve_api_node(listeners, config, InProcessPools::new(), shutdown).await
+}
+
+/// Binds the api-node's REST and WebSocket listeners (`listen`, `ws_listen`).
+pub fn bind_api_node(config: &ApiConfig) -> Result<Listeners> {
+    Listeners::bind(config).with_context(|| {
+        let ws = config
+            .ws_listen
+            .map(|ws| format!(" and {ws}"))
+            .unwrap_or_default();
+        format!(
+            "binding the REST and WebSocket APIs on {}{ws}",
+            config.listen
+        )
+    })
 }
 
 /// The one call into the api-node crate (`zaqar_api_node::serve`), shared by
 /// `zaqar api-node` and `zaqar standalone` (which calls its own pool-node directly).
 pub async fn serve_api_node(
+    listeners: Listeners,
     config: ApiConfig,
     in_process: InProcessPools,
     shutdown: Shutdown,
 ) -> Result<()> {
     let listen = config.listen;
-    zaqar_api_node::serve(config, in_process, shutdown.wait())
+    zaqar_api_node::serve(listeners, config, in_process, shutdown.wait())
         .await
         .with_context(|| format!("serving the REST API on {listen}"))
 }

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio::task::JoinSet;
 use zaqar_api_node::routing::InProcessPools;
+use zaqar_api_node::Listeners;
 use zaqar_catalog::raft::{DirLock, RaftCatalog, RaftConfig, RaftMetrics};
 use zaqar_catalog::{AdminServer, CatalogBackend, CatalogServer, PoolSpec};
 use zaqar_pool_node::serve::{self, notifier_holder, CatalogLink, Settings};
@@ -21,7 +22,7 @@ use zaqar_pool_node::MessageCipher;
 use zaqar_proto::cluster_auth::ClusterToken;
 use zaqar_proto::stopping::Stopping;
 
-use crate::api_node_cmd::serve_api_node;
+use crate::api_node_cmd::{bind_api_node, serve_api_node};
 use crate::config::{load, redact, StandaloneConfig};
 use crate::grpc;
 use crate::shutdown::Shutdown;
@@ -110,6 +111,9 @@ pub async fn run(config: StandaloneConfig, shutdown: Shutdown) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let _lock = DirLock::acquire(&config.data_dir)?;
+    // The ports asked for first: the internal ones below are free ports the system
+    // picks, and one of them could otherwise be the port asked for.
+    let listeners = bind_api_node(&config.api)?;
 
     let token = process_token();
     let raft_listener = grpc::bind(LOOPBACK).await?;
@@ -123,7 +127,7 @@ pub async fn run(config: StandaloneConfig, shutdown: Shutdown) -> Result<()> {
     crate::metrics::add(|registry| {
         registry.register_collector(Box::new(RaftMetrics(node.clone())))
     });
-    let outcome = serve_roles(config, node.clone(), &token, shutdown).await;
+    let outcome = serve_roles(config, listeners, node.clone(), &token, shutdown).await;
     node.shutdown().await;
     outcome
 }
@@ -131,6 +135,7 @@ pub async fn run(config: StandaloneConfig, shutdown: Shutdown) -> Result<()> {
 /// Registers the pool and serves the roles on top of the raft catalog `node`.
 async fn serve_roles(
     config: StandaloneConfig,
+    listeners: Listeners,
     node: Arc<RaftCatalog>,
     token: &ClusterToken,
     shutdown: Shutdown,
@@ -212,7 +217,7 @@ async fn serve_roles(
     tracing::info!(listen = %api.listen, "zaqar standalone serving REST");
     roles.spawn(role(
         "api-node",
-        serve_api_node(api, in_process, shutdown.clone()),
+        serve_api_node(listeners, api, in_process, shutdown.clone()),
     ));
 
     // The first role to stop, for whatever reason, stops the others.

@@ -91,12 +91,11 @@ impl Settings {
 /// push subscriptions) and returns its address and the server future, which
 /// runs until `shutdown` completes and its connections close.
 pub async fn bind(
-    addr: SocketAddr,
+    listener: TcpListener,
     services: Arc<Services>,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<(SocketAddr, impl Future<Output = ()>)> {
-    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     // The notification listener stops once the connections are closed.
     let (stop_notifications, notifications_stopped) = oneshot::channel::<()>();
