@@ -87,9 +87,9 @@ impl Settings {
     }
 }
 
-/// Binds the WebSocket listener on `addr` (and the notification listener of
-/// push subscriptions) and returns its address and the server future, which
-/// runs until `shutdown` completes and its connections close.
+/// Serves the WebSocket API on `listener` (and binds the notification listener of
+/// push subscriptions); returns its address and the server future, which runs
+/// until `shutdown` completes and its connections close.
 pub async fn bind(
     listener: TcpListener,
     services: Arc<Services>,
