@@ -37,19 +37,6 @@ use futures::FutureExt;
 use operations::Services;
 use routing::InProcessPools;
 
-/// Binds the REST listener and returns its address and the server future,
-/// which runs until `shutdown` completes. Port 0 picks a free port.
-pub async fn bind(
-    config: ApiConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<(SocketAddr, impl Future<Output = ()>)> {
-    let services = Services::new(&config)
-        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
-    let acceptor = tls::StreamAcceptor::new(config.tls.as_ref())?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    bind_rest(listener, &config, Arc::new(services), &acceptor, shutdown).await
-}
-
 /// The listeners of an api-node, bound before it starts: `zaqar standalone` binds
 /// them before its internal ports (free ports the system picks), so that none of
 /// those takes the port asked for.
