@@ -532,6 +532,32 @@ impl Client {
         self.call_with_headers(method, path, body, &[]).await
     }
 
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        self.call("GET", path, None).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Result<Reply> {
+        self.call("DELETE", path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Result<Reply> {
+        self.call("POST", path, Some(body)).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> Result<Reply> {
+        self.call("PUT", path, Some(body)).await
+    }
+
+    /// `PATCH path` with a JSON body (pools and flavors; queues take JSON patch,
+    /// see [`Self::call_with_headers`]).
+    pub async fn patch(&self, path: &str, body: Value) -> Result<Reply> {
+        self.call("PATCH", path, Some(body)).await
+    }
+
     /// [`Self::call`] with more `headers`.
     pub async fn call_with_headers(
         &self,
@@ -572,7 +598,7 @@ impl Client {
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(reply) = self.call("GET", "/v2/ping", None).await {
+            if let Ok(reply) = self.get("/v2/ping").await {
                 if reply.status == 204 {
                     return Ok(());
                 }

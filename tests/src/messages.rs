@@ -19,7 +19,7 @@ pub fn posting(bodies: &[&str]) -> Value {
 /// first 20).
 pub async fn bodies(client: &Client, queue: &str) -> Result<Vec<Value>> {
     let path = format!("/v2/queues/{queue}/messages?include_claimed=true&echo=true&limit=20");
-    let listed = client.call("GET", &path, None).await?;
+    let listed = client.get(&path).await?;
     Ok(listed.body["messages"]
         .as_array()
         .map(|messages| messages.iter().map(|m| m["body"].clone()).collect())

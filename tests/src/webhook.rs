@@ -45,11 +45,7 @@ pub async fn check_refused_options(
     for options in options {
         let body = json!({"subscriber": subscriber, "ttl": 3600, "options": options});
         let refused = client
-            .call(
-                "POST",
-                &format!("/v2/queues/{queue}/subscriptions"),
-                Some(body),
-            )
+            .post(&format!("/v2/queues/{queue}/subscriptions"), body)
             .await?;
         ensure!(refused.status == 400, "{options}: {refused:?}");
         ensure!(

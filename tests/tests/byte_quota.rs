@@ -26,18 +26,14 @@ async fn a_queue_at_its_byte_quota_refuses_posts_or_drops_its_oldest() -> Result
         let small = Client::new(on.server.port, "small");
         small.wait_ready(Duration::from_secs(20)).await?;
         let jobs = "/v2/queues/jobs/messages";
-        let posted = small
-            .call("POST", jobs, Some(posting(&["aaaa", "bbbb"])))
-            .await?;
+        let posted = small.post(jobs, posting(&["aaaa", "bbbb"])).await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
-        let stats = small.call("GET", "/v2/queues/jobs/stats", None).await?;
+        let stats = small.get("/v2/queues/jobs/stats").await?;
         ensure!(
             stats.body["messages"]["bytes"] == 12 && stats.body["messages"]["max_bytes"] == 20,
             "{store}: {stats:?}"
         );
-        let refused = small
-            .call("POST", jobs, Some(posting(&["cccc", "dddd"])))
-            .await?;
+        let refused = small.post(jobs, posting(&["cccc", "dddd"])).await?;
         ensure!(
             refused.status == 403
                 && refused.body["title"] == "Queue is full"
@@ -67,41 +63,29 @@ async fn a_queue_at_its_byte_quota_refuses_posts_or_drops_its_oldest() -> Result
         ensure!(reply["body"]["messages"]["bytes"] == 12, "{store}: {reply}");
 
         // Consuming makes room.
-        let popped = small
-            .call("DELETE", "/v2/queues/jobs/messages?pop=1", None)
-            .await?;
+        let popped = small.delete("/v2/queues/jobs/messages?pop=1").await?;
         ensure!(popped.status == 200, "{store}: {popped:?}");
-        let posted = small
-            .call("POST", jobs, Some(posting(&["cccc", "d"])))
-            .await?;
+        let posted = small.post(jobs, posting(&["cccc", "d"])).await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
 
         // A queue that drops its oldest: a claimed message is never dropped.
         let created = small
-            .call(
-                "PUT",
-                "/v2/queues/recent",
-                Some(json!({"_overflow": "drop_oldest"})),
-            )
+            .put("/v2/queues/recent", json!({"_overflow": "drop_oldest"}))
             .await?;
         ensure!(created.status == 201, "{store}: {created:?}");
         let recent = "/v2/queues/recent/messages";
         let posted = small
-            .call("POST", recent, Some(posting(&["1111", "2222", "3333"])))
+            .post(recent, posting(&["1111", "2222", "3333"]))
             .await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
         let claimed = small
-            .call(
-                "POST",
-                "/v2/queues/recent/claims?limit=1",
-                Some(json!({"ttl": 60})),
-            )
+            .post("/v2/queues/recent/claims?limit=1", json!({"ttl": 60}))
             .await?;
         ensure!(
             claimed.body["messages"][0]["body"] == "1111",
             "{store}: {claimed:?}"
         );
-        let posted = small.call("POST", recent, Some(posting(&["4444"]))).await?;
+        let posted = small.post(recent, posting(&["4444"])).await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
         let kept = bodies(&small, "recent").await?;
         ensure!(
@@ -110,7 +94,7 @@ async fn a_queue_at_its_byte_quota_refuses_posts_or_drops_its_oldest() -> Result
         );
         // A post larger than the quota cannot fit: refused, nothing dropped.
         let refused = small
-            .call("POST", recent, Some(posting(&["y".repeat(30).as_str()])))
+            .post(recent, posting(&["y".repeat(30).as_str()]))
             .await?;
         ensure!(refused.status == 403, "{store}: {refused:?}");
         ensure!(
@@ -121,15 +105,14 @@ async fn a_queue_at_its_byte_quota_refuses_posts_or_drops_its_oldest() -> Result
         // An encrypting queue stores, and counts, sealed bodies: a body of 3 bytes
         // becomes 59, past the quota.
         let created = small
-            .call(
-                "PUT",
+            .put(
                 "/v2/queues/secret",
-                Some(json!({"_enable_encrypt_messages": true})),
+                json!({"_enable_encrypt_messages": true}),
             )
             .await?;
         ensure!(created.status == 201, "{store}: {created:?}");
         let refused = small
-            .call("POST", "/v2/queues/secret/messages", Some(posting(&["a"])))
+            .post("/v2/queues/secret/messages", posting(&["a"]))
             .await?;
         ensure!(
             refused.status == 403
@@ -140,11 +123,9 @@ async fn a_queue_at_its_byte_quota_refuses_posts_or_drops_its_oldest() -> Result
 
         // A project whose override lifts the quota is not held.
         let big = Client::new(on.server.port, "big");
-        let posted = big
-            .call("POST", jobs, Some(posting(&["y".repeat(30).as_str()])))
-            .await?;
+        let posted = big.post(jobs, posting(&["y".repeat(30).as_str()])).await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
-        let stats = big.call("GET", "/v2/queues/jobs/stats", None).await?;
+        let stats = big.get("/v2/queues/jobs/stats").await?;
         ensure!(
             stats.body["messages"].get("bytes").is_none(),
             "{store}: {stats:?}"

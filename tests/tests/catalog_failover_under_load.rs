@@ -126,9 +126,7 @@ async fn worker(client: Client, name: String, stop: Arc<AtomicBool>) -> Acked {
     while !stop.load(Ordering::Relaxed) {
         let queue = format!("{name}-{n:05}");
         n += 1;
-        let put = client
-            .call("PUT", &format!("/v2/queues/{queue}"), Some(json!({})))
-            .await;
+        let put = client.put(&format!("/v2/queues/{queue}"), json!({})).await;
         match put {
             Ok(reply) if reply.status == 201 || reply.status == 204 => {
                 acked.created_at.push(Instant::now());
@@ -145,7 +143,7 @@ async fn worker(client: Client, name: String, stop: Arc<AtomicBool>) -> Acked {
         for target in [queue, earlier] {
             let body = json!({"messages": [{"body": {"n": n}, "ttl": 3600}]});
             let post = client
-                .call("POST", &format!("/v2/queues/{target}/messages"), Some(body))
+                .post(&format!("/v2/queues/{target}/messages"), body)
                 .await;
             match post {
                 Ok(reply) if reply.status == 201 => {
@@ -328,17 +326,14 @@ async fn scenario() -> Result<()> {
     let reader = Client::new(api_ports[1], PROJECT);
     for (queue, ids) in &acked.queues {
         // Every queue answers (it exists on its pool), and so does each message, by id.
-        let stats = reader
-            .call("GET", &format!("/v2/queues/{queue}/stats"), None)
-            .await?;
+        let stats = reader.get(&format!("/v2/queues/{queue}/stats")).await?;
         ensure!(stats.status == 200, "{queue}: {:?}", stats.body);
         for chunk in ids.chunks(20) {
             let listed = reader
-                .call(
-                    "GET",
-                    &format!("/v2/queues/{queue}/messages?ids={}", chunk.join(",")),
-                    None,
-                )
+                .get(&format!(
+                    "/v2/queues/{queue}/messages?ids={}",
+                    chunk.join(",")
+                ))
                 .await?;
             ensure!(listed.status == 200, "{queue}: {:?}", listed.body);
             let found: BTreeSet<&str> = listed.body["messages"]
@@ -407,13 +402,11 @@ async fn scenario() -> Result<()> {
     // And the api-nodes keep serving on it: a new queue and a new message.
     let client = Client::new(api_ports[0], PROJECT);
     eventually("a write after the full restart", SETTLE, || async {
-        let put = client
-            .call("PUT", "/v2/queues/after-restart", Some(json!({})))
-            .await?;
+        let put = client.put("/v2/queues/after-restart", json!({})).await?;
         ensure!(put.status == 201 || put.status == 204, "{put:?}");
         let body = json!({"messages": [{"body": "after restart"}]});
         let post = client
-            .call("POST", "/v2/queues/after-restart/messages", Some(body))
+            .post("/v2/queues/after-restart/messages", body)
             .await?;
         ensure!(post.status == 201, "{post:?}");
         Ok(())

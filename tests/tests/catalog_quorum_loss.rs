@@ -23,33 +23,26 @@ const REFUSAL_WITHIN: Duration = Duration::from_secs(12);
 /// Checks that the api-node serves queue `queue` fully: ping, post, list, claim,
 /// delete of the claimed message.
 async fn serves(client: &Client, queue: &str) -> Result<()> {
-    let ping = client.call("GET", "/v2/ping", None).await?;
+    let ping = client.get("/v2/ping").await?;
     ensure!(ping.status == 204, "ping: {ping:?}");
     let path = format!("/v2/queues/{queue}/messages");
     let posted = client
-        .call(
-            "POST",
-            &path,
-            Some(json!({"messages": [{"ttl": 300, "body": "x"}]})),
-        )
+        .post(&path, json!({"messages": [{"ttl": 300, "body": "x"}]}))
         .await?;
     ensure!(posted.status == 201, "post to {queue}: {posted:?}");
-    let listed = client
-        .call("GET", &format!("{path}?echo=true"), None)
-        .await?;
+    let listed = client.get(&format!("{path}?echo=true")).await?;
     ensure!(listed.status == 200, "list of {queue}: {listed:?}");
     let claimed = client
-        .call(
-            "POST",
+        .post(
             &format!("/v2/queues/{queue}/claims?limit=1"),
-            Some(json!({"ttl": 60, "grace": 60})),
+            json!({"ttl": 60, "grace": 60}),
         )
         .await?;
     ensure!(claimed.status == 201, "claim on {queue}: {claimed:?}");
     let href = claimed.body["messages"][0]["href"]
         .as_str()
         .context("a claimed message")?;
-    let deleted = client.call("DELETE", href, None).await?;
+    let deleted = client.delete(href).await?;
     ensure!(deleted.status == 204, "delete on {queue}: {deleted:?}");
     Ok(())
 }
@@ -57,7 +50,7 @@ async fn serves(client: &Client, queue: &str) -> Result<()> {
 /// Checks that creating a queue the api-node never saw answers 503 with Zaqar's body.
 /// The raft part of `/v2/health`'s `catalog` (the client must be an admin).
 async fn catalog_in_health(admin: &Client) -> Result<serde_json::Value> {
-    let health = admin.call("GET", "/v2/health", None).await?;
+    let health = admin.get("/v2/health").await?;
     ensure!(health.status == 200, "{health:?}");
     ensure!(
         health.body["catalog"]["backend"] == "raft",
@@ -70,7 +63,7 @@ async fn catalog_in_health(admin: &Client) -> Result<serde_json::Value> {
 async fn refuses_a_new_placement(client: &Client, queue: &str) -> Result<()> {
     let started = Instant::now();
     let created = client
-        .call("PUT", &format!("/v2/queues/{queue}"), Some(json!({})))
+        .put(&format!("/v2/queues/{queue}"), json!({}))
         .await?;
     ensure!(created.status == 503, "new queue {queue}: {created:?}");
     ensure!(
@@ -127,16 +120,12 @@ async fn scenario() -> Result<()> {
     client.wait_ready(SETTLE).await?;
     // Queues are placed once the pool has registered.
     eventually("a first queue placed", SETTLE, || async {
-        let created = client
-            .call("PUT", "/v2/queues/known-1", Some(json!({})))
-            .await?;
+        let created = client.put("/v2/queues/known-1", json!({})).await?;
         ensure!(created.status == 201, "{created:?}");
         Ok(())
     })
     .await?;
-    let created = client
-        .call("PUT", "/v2/queues/known-2", Some(json!({})))
-        .await?;
+    let created = client.put("/v2/queues/known-2", json!({})).await?;
     ensure!(created.status == 201, "{created:?}");
     serves(&client, "known-1").await?;
     serves(&client, "known-2").await?;
@@ -148,7 +137,7 @@ async fn scenario() -> Result<()> {
         "before: {raft}"
     );
     // Each pool says how far its notifications run behind (no subscription here).
-    let health = admin.call("GET", "/v2/health", None).await?;
+    let health = admin.get("/v2/health").await?;
     let lag = &health.body["pool-1"]["notifier_lag_seconds"];
     ensure!(*lag == 0.0, "{}", health.body);
 

@@ -128,9 +128,7 @@ async fn every_grpc_method_of_every_role_requires_the_cluster_token() -> Result<
             let client = &client;
             async move {
                 let body = json!({"messages": [{"body": "kept", "ttl": 300}]});
-                let reply = client
-                    .call("POST", "/v2/queues/q/messages", Some(body))
-                    .await?;
+                let reply = client.post("/v2/queues/q/messages", body).await?;
                 ensure!(reply.status == 201, "{reply:?}");
                 Ok(())
             }
@@ -170,9 +168,7 @@ async fn every_grpc_method_of_every_role_requires_the_cluster_token() -> Result<
     let pools = admin(&catalog.endpoint(), Some(TOKEN), &["pools", "list"]).await?;
     assert_eq!(pools[0]["name"], "guarded", "{pools}");
     assert_eq!(pools.as_array().map(Vec::len), Some(1), "{pools}");
-    let listed = client
-        .call("GET", "/v2/queues/q/messages?echo=true", None)
-        .await?;
+    let listed = client.get("/v2/queues/q/messages?echo=true").await?;
     assert_eq!(listed.status, 200, "{listed:?}");
     assert_eq!(listed.body["messages"][0]["body"], "kept", "{listed:?}");
 
@@ -196,7 +192,7 @@ async fn every_grpc_method_of_every_role_requires_the_cluster_token() -> Result<
     let _stranger = Process::spawn("api-node-2", &zaqar_bin(), &stranger_args, d)?;
     wait_for_port(stranger_port, Duration::from_secs(30))?;
     let refused = Client::new(stranger_port, "guarded-project")
-        .call("GET", "/v2/queues/q/messages?echo=true", None)
+        .get("/v2/queues/q/messages?echo=true")
         .await?;
     assert_eq!(refused.status, 503, "{refused:?}");
 

@@ -44,34 +44,31 @@ async fn dead_letter_from(
     ns: std::ops::Range<u64>,
 ) -> Result<()> {
     let metadata = json!({"_max_claim_count": 1, "_dead_letter_queue": dlq});
-    let created = client
-        .call("PUT", &format!("/v2/queues/{queue}"), Some(metadata))
-        .await?;
+    let created = client.put(&format!("/v2/queues/{queue}"), metadata).await?;
     ensure!(
         created.status == 201 || created.status == 204,
         "{created:?}"
     );
     let messages: Vec<Value> = ns.map(|i| json!({"ttl": 300, "body": {"n": i}})).collect();
     let posted = client
-        .call(
-            "POST",
+        .post(
             &format!("/v2/queues/{queue}/messages"),
-            Some(json!({ "messages": messages })),
+            json!({ "messages": messages }),
         )
         .await?;
     ensure!(posted.status == 201, "{posted:?}");
     let claim = json!({"ttl": 60, "grace": 60});
     let claims = format!("/v2/queues/{queue}/claims?limit=20");
-    let first = client.call("POST", &claims, Some(claim.clone())).await?;
+    let first = client.post(&claims, claim.clone()).await?;
     ensure!(first.status == 201, "{first:?}");
     let href = first.body["messages"][0]["href"].as_str().context("href")?;
     let claim_path = href
         .split_once("?claim_id=")
         .map(|(_, id)| format!("/v2/queues/{queue}/claims/{id}"))
         .context("claim id")?;
-    ensure!(client.call("DELETE", &claim_path, None).await?.status == 204);
+    ensure!(client.delete(&claim_path).await?.status == 204);
     // Claimed once already: this claim moves them all to the dead letter queue.
-    let second = client.call("POST", &claims, Some(claim)).await?;
+    let second = client.post(&claims, claim).await?;
     ensure!(second.status == 204, "{second:?}");
     Ok(())
 }
@@ -79,7 +76,7 @@ async fn dead_letter_from(
 /// The bodies' `n` of the messages of `queue`, oldest first.
 async fn listed(client: &Client, queue: &str) -> Result<Vec<u64>> {
     let path = format!("/v2/queues/{queue}/messages?echo=true&include_claimed=true&limit=20");
-    let reply = client.call("GET", &path, None).await?;
+    let reply = client.get(&path).await?;
     if reply.status == 204 {
         return Ok(Vec::new());
     }
@@ -93,9 +90,7 @@ async fn listed(client: &Client, queue: &str) -> Result<Vec<u64>> {
 }
 
 async fn redrive(client: &Client, body: Value) -> Result<(u16, Value)> {
-    let reply = client
-        .call("POST", "/v2/queues/jobs-dlq/redrive", Some(body))
-        .await?;
+    let reply = client.post("/v2/queues/jobs-dlq/redrive", body).await?;
     Ok((reply.status, reply.body))
 }
 
@@ -130,10 +125,9 @@ async fn redriven_oldest_first(server: &Standalone) -> Result<()> {
     // Their claim count starts again: a claim takes them (with the old count, past
     // `_max_claim_count`, they would have gone back to the dead letter queue).
     let claimed = client
-        .call(
-            "POST",
+        .post(
             "/v2/queues/jobs/claims?limit=20",
-            Some(json!({"ttl": 60, "grace": 60})),
+            json!({"ttl": 60, "grace": 60}),
         )
         .await?;
     ensure!(claimed.status == 201, "{claimed:?}");
@@ -154,11 +148,7 @@ async fn redriven_oldest_first(server: &Standalone) -> Result<()> {
         );
     }
     let missing = client
-        .call(
-            "POST",
-            "/v2/queues/nowhere/redrive",
-            Some(json!({"destination": "jobs"})),
-        )
+        .post("/v2/queues/nowhere/redrive", json!({"destination": "jobs"}))
         .await?;
     ensure!(missing.status == 404, "{missing:?}");
     Ok(())
@@ -184,9 +174,7 @@ async fn back_to_their_sources(server: &Standalone) -> Result<()> {
     let redrive = |body: Value| {
         let client = &client;
         async move {
-            let reply = client
-                .call("POST", "/v2/queues/shared-dlq/redrive", Some(body))
-                .await?;
+            let reply = client.post("/v2/queues/shared-dlq/redrive", body).await?;
             anyhow::Ok((reply.status, reply.body))
         }
     };
@@ -199,10 +187,9 @@ async fn back_to_their_sources(server: &Standalone) -> Result<()> {
     // A message posted to the dead letter queue itself has no source: the batch
     // holding it is refused, nothing moves, and the messages are free again at once.
     let posted = client
-        .call(
-            "POST",
+        .post(
             "/v2/queues/shared-dlq/messages",
-            Some(json!({"messages": [{"ttl": 300, "body": {"n": 99}}]})),
+            json!({"messages": [{"ttl": 300, "body": {"n": 99}}]}),
         )
         .await?;
     ensure!(posted.status == 201, "{posted:?}");
@@ -263,18 +250,14 @@ async fn a_redrive_that_fails_half_way_is_finished_without_a_duplicate() -> Resu
     // Three messages wait in the dead letter queue; the destination takes small
     // posts only, so that the second, larger, is refused.
     let small_posts = json!({"_max_messages_post_size": 200});
-    let created = client
-        .call("PUT", "/v2/queues/jobs", Some(small_posts))
-        .await?;
+    let created = client.put("/v2/queues/jobs", small_posts).await?;
     ensure!(created.status == 201, "{created:?}");
     let waiting = json!({"messages": [
         {"ttl": 300, "body": {"n": 0}},
         {"ttl": 300, "body": {"n": 1, "pad": "x".repeat(300)}},
         {"ttl": 300, "body": {"n": 2}},
     ]});
-    let posted = client
-        .call("POST", "/v2/queues/jobs-dlq/messages", Some(waiting))
-        .await?;
+    let posted = client.post("/v2/queues/jobs-dlq/messages", waiting).await?;
     ensure!(posted.status == 201, "{posted:?}");
 
     let (status, body) = redrive(&client, json!({"destination": "jobs", "limit": 20})).await?;
@@ -318,9 +301,7 @@ async fn the_docs_example_redrives_its_messages() -> Result<()> {
     let stdout = zaqar_tests::docs::run_sh_block("dead-letter-queues.md", server.port)?;
     let printed = "{\"moved\":1,\"remaining\":1}moved 1 (1 in all), 0 left\n";
     ensure!(stdout.ends_with(printed), "{stdout}");
-    let jobs = client
-        .call("GET", "/v2/queues/jobs/messages?echo=true", None)
-        .await?;
+    let jobs = client.get("/v2/queues/jobs/messages?echo=true").await?;
     let bodies: Vec<&Value> = jobs.body["messages"]
         .as_array()
         .context("messages")?
@@ -359,10 +340,9 @@ async fn zaqar_redrive_moves_batches_stops_at_max_and_resumes() -> Result<()> {
         .map(|n| json!({"ttl": 300, "body": {"n": n}}))
         .collect();
     let posted = client
-        .call(
-            "POST",
+        .post(
             "/v2/queues/backlog/messages",
-            Some(json!({ "messages": messages })),
+            json!({ "messages": messages }),
         )
         .await?;
     ensure!(posted.status == 201, "{posted:?}");
@@ -381,7 +361,7 @@ async fn zaqar_redrive_moves_batches_stops_at_max_and_resumes() -> Result<()> {
     let mut moved = Vec::new();
     let mut path = "/v2/queues/jobs/messages?echo=true&limit=20".to_string();
     loop {
-        let page = client.call("GET", &path, None).await?;
+        let page = client.get(&path).await?;
         if page.status == 204 {
             break;
         }
@@ -426,12 +406,10 @@ async fn shown_once_moved(server: &Standalone) -> Result<()> {
     client.wait_ready(Duration::from_secs(20)).await?;
     dead_letter_into(&client, 3).await?;
     ensure!(listed(&client, "jobs-dlq").await? == vec![0, 1, 2]);
-    let stats = client
-        .call("GET", "/v2/queues/jobs-dlq/stats", None)
-        .await?;
+    let stats = client.get("/v2/queues/jobs-dlq/stats").await?;
     ensure!(stats.status == 200, "{stats:?}");
     ensure!(stats.body["messages"]["total"] == 3, "{stats:?}");
-    let queues = client.call("GET", "/v2/queues", None).await?;
+    let queues = client.get("/v2/queues").await?;
     let names: Vec<&str> = queues.body["queues"]
         .as_array()
         .context("queues")?

@@ -19,7 +19,7 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
     admin.wait_ready(Duration::from_secs(30)).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let pools = admin.call("GET", "/v2/pools", None).await?;
+        let pools = admin.get("/v2/pools").await?;
         assert_eq!(pools.status, 200, "{:?}", pools.body);
         if pools.body["pools"].as_array().map(Vec::len) == Some(2) {
             break;
@@ -29,54 +29,37 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
     }
 
     let tenant = Client::new(cluster.api_port, "flavor-project");
-    let denied = tenant.call(
-        "PUT",
-        "/v2/flavors/gold",
-        Some(json!({"pool_list": ["pool-1"]})),
-    );
+    let denied = tenant.put("/v2/flavors/gold", json!({"pool_list": ["pool-1"]}));
     assert_eq!(denied.await?.status, 403);
-    let bad = admin.call(
-        "PUT",
-        "/v2/flavors/gold",
-        Some(json!({"pool_list": ["nope"]})),
-    );
+    let bad = admin.put("/v2/flavors/gold", json!({"pool_list": ["nope"]}));
     assert_eq!(bad.await?.status, 400);
     let created = admin
-        .call(
-            "PUT",
-            "/v2/flavors/gold",
-            Some(json!({"pool_list": ["pool-1"]})),
-        )
+        .put("/v2/flavors/gold", json!({"pool_list": ["pool-1"]}))
         .await?;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    let flavor = admin.call("GET", "/v2/flavors/gold", None).await?;
+    let flavor = admin.get("/v2/flavors/gold").await?;
     assert_eq!(flavor.body["pool_list"], json!(["pool-1"]));
     assert_eq!(
         flavor.body["capabilities"],
         json!(["FIFO", "CLAIMS", "AOD", "HIGH_THROUGHPUT"])
     );
-    let pool = admin
-        .call("GET", "/v2/pools/pool-1?detailed=true", None)
-        .await?;
+    let pool = admin.get("/v2/pools/pool-1?detailed=true").await?;
     assert_eq!(pool.body["flavor"], "gold", "{:?}", pool.body);
 
     for i in 0..12 {
         let path = format!("/v2/queues/gold-{i:02}");
-        let made = tenant
-            .call("PUT", &path, Some(json!({"_flavor": "gold"})))
-            .await?;
+        let made = tenant.put(&path, json!({"_flavor": "gold"})).await?;
         assert_eq!(made.status, 201, "{path}: {:?}", made.body);
         let posted = tenant
-            .call(
-                "POST",
+            .post(
                 &format!("{path}/messages"),
-                Some(json!({"messages": [{"body": i}]})),
+                json!({"messages": [{"body": i}]}),
             )
             .await?;
         assert_eq!(posted.status, 201, "{:?}", posted.body);
     }
     let unknown = tenant
-        .call("PUT", "/v2/queues/lost", Some(json!({"_flavor": "silver"})))
+        .put("/v2/queues/lost", json!({"_flavor": "silver"}))
         .await?;
     assert_eq!(unknown.status, 400, "{:?}", unknown.body);
     assert_eq!(unknown.body["description"], "Flavor silver does not exist");
@@ -93,13 +76,10 @@ async fn queues_of_a_flavor_land_on_its_pool() -> Result<()> {
 
     // The flavor's pool holds queues: neither it nor (through it) the flavor's
     // data can be deleted; removing the flavor returns the pool to the default group.
-    let refused = admin.call("DELETE", "/v2/pools/pool-1", None).await?;
+    let refused = admin.delete("/v2/pools/pool-1").await?;
     assert_eq!(refused.status, 403, "{:?}", refused.body);
-    assert_eq!(
-        admin.call("DELETE", "/v2/flavors/gold", None).await?.status,
-        204
-    );
-    let refused = admin.call("DELETE", "/v2/pools/pool-1", None).await?;
+    assert_eq!(admin.delete("/v2/flavors/gold").await?.status, 204);
+    let refused = admin.delete("/v2/pools/pool-1").await?;
     assert_eq!(
         refused.status, 403,
         "still holds queues: {:?}",

@@ -66,7 +66,7 @@ impl Producer {
 /// Every message of `queue` (claimed ones included), read directly.
 async fn stored(client: &Client, queue: &str) -> Result<Vec<String>> {
     let path = format!("/v2/queues/{queue}/messages?echo=true&include_claimed=true&limit=20");
-    let listed = client.call("GET", &path, None).await?;
+    let listed = client.get(&path).await?;
     ensure!(listed.status == 200, "{listed:?}");
     Ok(listed.body["messages"]
         .as_array()

@@ -144,17 +144,16 @@ fn waiting_claim(
     let waiting = consumer(port, project);
     let path = format!("/v2/queues/{queue}/claims?wait={wait}");
     tokio::spawn(async move {
-        let reply = waiting.call("POST", &path, Some(json!({"ttl": 60}))).await;
+        let reply = waiting.post(&path, json!({"ttl": 60})).await;
         (reply, Instant::now())
     })
 }
 
 async fn post(client: &Client, queue: &str, body: Value) -> Result<()> {
     let reply = client
-        .call(
-            "POST",
+        .post(
             &format!("/v2/queues/{queue}/messages"),
-            Some(json!({"messages": [{"ttl": 300, "body": body}]})),
+            json!({"messages": [{"ttl": 300, "body": body}]}),
         )
         .await?;
     ensure!(reply.status == 201, "post: {reply:?}");
@@ -173,7 +172,7 @@ async fn a_waiting_claim_takes_the_message_posted_through_another_api_node() -> 
     let (waiting, producer) = (consumer(a.rest, "lp"), consumer(b.rest, "lp"));
     post(&producer, "jobs", json!("warm-up")).await?;
     let drained = waiting
-        .call("POST", "/v2/queues/jobs/claims?limit=10", Some(json!({})))
+        .post("/v2/queues/jobs/claims?limit=10", json!({}))
         .await?;
     ensure!(drained.status == 201, "{drained:?}");
 
@@ -213,11 +212,7 @@ async fn a_waiting_claim_takes_the_message_posted_through_another_api_node() -> 
     }
     let listing = tokio::spawn({
         let waiting = consumer(a.rest, "lp");
-        async move {
-            waiting
-                .call("GET", "/v2/queues/news/messages?wait=10", None)
-                .await
-        }
+        async move { waiting.get("/v2/queues/news/messages?wait=10").await }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     post(&producer, "news", json!("extra")).await?;
@@ -272,7 +267,7 @@ async fn a_post_through_another_pool_node_of_the_store_wakes_the_waiting_claim()
     let waiting = consumer(api.rest, "relayed");
     post(&waiting, "jobs", json!("warm-up")).await?;
     let drained = waiting
-        .call("POST", "/v2/queues/jobs/claims?limit=10", Some(json!({})))
+        .post("/v2/queues/jobs/claims?limit=10", json!({}))
         .await?;
     ensure!(drained.status == 201, "{drained:?}");
     // A second pool-node on the same Redis (registered as a pool of its own that takes
@@ -350,7 +345,7 @@ async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
 
     for project in ["rest", "ws"] {
         let created = consumer(node.rest, project)
-            .call("PUT", "/v2/queues/q", Some(json!({})))
+            .put("/v2/queues/q", json!({}))
             .await?;
         ensure!(created.status == 201, "{created:?}");
     }
@@ -389,7 +384,7 @@ async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
     // The place it held is free: another claim of the project waits (204 after its
     // second, where a place still taken would answer 429 at once).
     let after = consumer(node.rest, "ws")
-        .call("POST", "/v2/queues/q/claims?wait=1", Some(json!({})))
+        .post("/v2/queues/q/claims?wait=1", json!({}))
         .await?;
     ensure!(after.status == 204, "{after:?}");
     Ok(())
@@ -402,7 +397,7 @@ async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
     let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
     let a = start_api_node(dir.path(), "api-a", &catalog, &[]).await?;
     let created = consumer(a.rest, "herd")
-        .call("PUT", "/v2/queues/q", Some(json!({})))
+        .put("/v2/queues/q", json!({}))
         .await?;
     ensure!(created.status == 201, "{created:?}");
 
@@ -420,9 +415,7 @@ async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
         let start = start.clone();
         tokio::spawn(async move {
             start.wait().await;
-            consumer
-                .call("POST", "/v2/queues/q/claims?wait=1", Some(json!({})))
-                .await
+            consumer.post("/v2/queues/q/claims?wait=1", json!({})).await
         })
     });
     for claim in futures::future::join_all(claims).await {
@@ -452,7 +445,7 @@ async fn a_post_wakes_one_waiting_claim_and_a_claim_that_took_all_it_asked_wakes
     // A first wait opens the pool's activity stream: when a stream goes live, every
     // waiting request looks once, which would count below.
     let opened = producer
-        .call("POST", "/v2/queues/q/claims?wait=1", Some(json!({})))
+        .post("/v2/queues/q/claims?wait=1", json!({}))
         .await?;
     ensure!(opened.status == 204, "{opened:?}");
     until_metric(metrics, "zaqar_pool_activity_streams", 1).await?;
@@ -462,7 +455,7 @@ async fn a_post_wakes_one_waiting_claim_and_a_claim_that_took_all_it_asked_wakes
             let waiting = consumer(server.port, "baton");
             tokio::spawn(async move {
                 let path = "/v2/queues/q/claims?wait=20&limit=1";
-                waiting.call("POST", path, Some(json!({"ttl": 60}))).await
+                waiting.post(path, json!({"ttl": 60})).await
             })
         })
         .collect();
@@ -493,11 +486,7 @@ async fn a_post_wakes_one_waiting_claim_and_a_claim_that_took_all_it_asked_wakes
     // Nineteen messages in one post (one wake-up): each waiting claim takes the one
     // message it asks for and wakes the next, so every one of them takes a message.
     let reply = producer
-        .call(
-            "POST",
-            "/v2/queues/q/messages",
-            Some(json!({"messages": (1..20).map(|n| json!({"ttl": 300, "body": n})).collect::<Vec<_>>()})),
-        )
+        .post("/v2/queues/q/messages", json!({"messages": (1..20).map(|n| json!({"ttl": 300, "body": n})).collect::<Vec<_>>()}))
         .await?;
     ensure!(reply.status == 201, "post: {reply:?}");
     let mut taken = Vec::new();
@@ -525,14 +514,10 @@ async fn waiting_is_bounded_and_ends_when_the_api_node_stops() -> Result<()> {
     let mut node = start_api_node(dir.path(), "api", &catalog, &["--config", &config]).await?;
     let first = consumer(node.rest, "bounded");
     post(&first, "q", json!("x")).await?;
-    let drained = first
-        .call("POST", "/v2/queues/q/claims", Some(json!({})))
-        .await?;
+    let drained = first.post("/v2/queues/q/claims", json!({})).await?;
     ensure!(drained.status == 201, "{drained:?}");
 
-    let too_long = first
-        .call("POST", "/v2/queues/q/claims?wait=16", Some(json!({})))
-        .await?;
+    let too_long = first.post("/v2/queues/q/claims?wait=16", json!({})).await?;
     ensure!(too_long.status == 400, "{too_long:?}");
     ensure!(
         too_long.body["description"]
@@ -544,17 +529,13 @@ async fn waiting_is_bounded_and_ends_when_the_api_node_stops() -> Result<()> {
         let client = consumer(node.rest, project);
         tokio::spawn(async move {
             let started = Instant::now();
-            let reply = client
-                .call("POST", "/v2/queues/q/claims?wait=15", Some(json!({})))
-                .await;
+            let reply = client.post("/v2/queues/q/claims?wait=15", json!({})).await;
             (reply, started.elapsed())
         })
     };
     let held = [wait("bounded"), wait("bounded")];
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let third = first
-        .call("POST", "/v2/queues/q/claims?wait=15", Some(json!({})))
-        .await?;
+    let third = first.post("/v2/queues/q/claims?wait=15", json!({})).await?;
     ensure!(
         third.status == 429,
         "a third waiting request of the project: {third:?}"
@@ -567,7 +548,7 @@ async fn waiting_is_bounded_and_ends_when_the_api_node_stops() -> Result<()> {
     let other = wait("other");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let over = consumer(node.rest, "third")
-        .call("POST", "/v2/queues/q/claims?wait=15", Some(json!({})))
+        .post("/v2/queues/q/claims?wait=15", json!({}))
         .await?;
     ensure!(over.status == 429, "over the api-node's bound: {over:?}");
 
@@ -622,11 +603,7 @@ async fn woken_in_process(server: &Standalone, metrics: u16) -> Result<()> {
         let waiting = consumer(server.port, "lp-standalone");
         tokio::spawn(async move {
             waiting
-                .call(
-                    "POST",
-                    "/v2/queues/q/claims?wait=10&limit=5",
-                    Some(json!({"ttl": 60})),
-                )
+                .post("/v2/queues/q/claims?wait=10&limit=5", json!({"ttl": 60}))
                 .await
         })
     };
@@ -651,7 +628,7 @@ async fn woken_in_process(server: &Standalone, metrics: u16) -> Result<()> {
     let claim = wait_for_claim();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let released = producer
-        .call("DELETE", &format!("/v2/queues/q/claims/{claim_id}"), None)
+        .delete(&format!("/v2/queues/q/claims/{claim_id}"))
         .await?;
     ensure!(released.status == 204, "{released:?}");
     let reply = claim.await??;

@@ -31,26 +31,18 @@ async fn a_full_queue_refuses_posts_or_drops_its_oldest() -> Result<()> {
                     == "Queue jobs may hold at most 3 messages; it holds 2."
         };
         let posted = small
-            .call(
-                "POST",
-                "/v2/queues/jobs/messages",
-                Some(posting(&["a", "b"])),
-            )
+            .post("/v2/queues/jobs/messages", posting(&["a", "b"]))
             .await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
         let refused = small
-            .call(
-                "POST",
-                "/v2/queues/jobs/messages",
-                Some(posting(&["c", "d"])),
-            )
+            .post("/v2/queues/jobs/messages", posting(&["c", "d"]))
             .await?;
         ensure!(full(&refused), "{store}: {refused:?}");
         ensure!(
             bodies(&small, "jobs").await? == [json!("a"), json!("b")],
             "{store}: stored nothing"
         );
-        let stats = small.call("GET", "/v2/queues/jobs/stats", None).await?;
+        let stats = small.get("/v2/queues/jobs/stats").await?;
         ensure!(
             stats.body["messages"]["total"] == 2 && stats.body["messages"]["max"] == 3,
             "{store}: {stats:?}"
@@ -68,53 +60,31 @@ async fn a_full_queue_refuses_posts_or_drops_its_oldest() -> Result<()> {
         );
 
         // Consuming makes room.
-        let popped = small
-            .call("DELETE", "/v2/queues/jobs/messages?pop=1", None)
-            .await?;
+        let popped = small.delete("/v2/queues/jobs/messages?pop=1").await?;
         ensure!(popped.status == 200, "{store}: {popped:?}");
         let posted = small
-            .call(
-                "POST",
-                "/v2/queues/jobs/messages",
-                Some(posting(&["c", "d"])),
-            )
+            .post("/v2/queues/jobs/messages", posting(&["c", "d"]))
             .await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
 
         // A queue that drops its oldest: a claimed message is never dropped.
         let created = small
-            .call(
-                "PUT",
-                "/v2/queues/recent",
-                Some(json!({"_overflow": "drop_oldest"})),
-            )
+            .put("/v2/queues/recent", json!({"_overflow": "drop_oldest"}))
             .await?;
         ensure!(created.status == 201, "{store}: {created:?}");
         let posted = small
-            .call(
-                "POST",
-                "/v2/queues/recent/messages",
-                Some(posting(&["1", "2", "3"])),
-            )
+            .post("/v2/queues/recent/messages", posting(&["1", "2", "3"]))
             .await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
         let claimed = small
-            .call(
-                "POST",
-                "/v2/queues/recent/claims?limit=1",
-                Some(json!({"ttl": 60})),
-            )
+            .post("/v2/queues/recent/claims?limit=1", json!({"ttl": 60}))
             .await?;
         ensure!(
             claimed.body["messages"][0]["body"] == "1",
             "{store}: {claimed:?}"
         );
         let posted = small
-            .call(
-                "POST",
-                "/v2/queues/recent/messages",
-                Some(posting(&["4", "5"])),
-            )
+            .post("/v2/queues/recent/messages", posting(&["4", "5"]))
             .await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
         let kept = bodies(&small, "recent").await?;
@@ -124,11 +94,7 @@ async fn a_full_queue_refuses_posts_or_drops_its_oldest() -> Result<()> {
         );
         // More room than its free messages give: refused, nothing dropped.
         let refused = small
-            .call(
-                "POST",
-                "/v2/queues/recent/messages",
-                Some(posting(&["6", "7", "8"])),
-            )
+            .post("/v2/queues/recent/messages", posting(&["6", "7", "8"]))
             .await?;
         ensure!(refused.status == 403, "{store}: {refused:?}");
         ensure!(
@@ -136,25 +102,17 @@ async fn a_full_queue_refuses_posts_or_drops_its_oldest() -> Result<()> {
             "{store}: dropped for a refused post"
         );
         let bad = small
-            .call(
-                "PUT",
-                "/v2/queues/odd",
-                Some(json!({"_overflow": "drop_newest"})),
-            )
+            .put("/v2/queues/odd", json!({"_overflow": "drop_newest"}))
             .await?;
         ensure!(bad.status == 400, "{store}: {bad:?}");
 
         // A project whose override lifts the quota is not held.
         let big = Client::new(on.server.port, "big");
         let posted = big
-            .call(
-                "POST",
-                "/v2/queues/jobs/messages",
-                Some(posting(&["1", "2", "3", "4"])),
-            )
+            .post("/v2/queues/jobs/messages", posting(&["1", "2", "3", "4"]))
             .await?;
         ensure!(posted.status == 201, "{store}: {posted:?}");
-        let stats = big.call("GET", "/v2/queues/jobs/stats", None).await?;
+        let stats = big.get("/v2/queues/jobs/stats").await?;
         ensure!(
             stats.body["messages"].get("max").is_none(),
             "{store}: {stats:?}"

@@ -71,16 +71,14 @@ fn spawn_api_node(name: &str, catalog: &str, dir: &Path) -> Result<(Process, u16
 
 async fn set_weight(admin: &Client, pool: &str, weight: u32) -> Result<()> {
     let path = format!("/v2/pools/{pool}");
-    let reply = admin
-        .call("PATCH", &path, Some(json!({"weight": weight})))
-        .await?;
+    let reply = admin.patch(&path, json!({"weight": weight})).await?;
     ensure!(reply.status == 200, "PATCH {path}: {reply:?}");
     Ok(())
 }
 
 /// The pool entry of `GET /v2/health` (as an admin) for `pool`.
 async fn health_of(admin: &Client, pool: &str) -> Result<Value> {
-    let reply = admin.call("GET", "/v2/health", None).await?;
+    let reply = admin.get("/v2/health").await?;
     ensure!(reply.status == 200, "GET /v2/health: {reply:?}");
     Ok(reply.body[pool].clone())
 }
@@ -88,7 +86,7 @@ async fn health_of(admin: &Client, pool: &str) -> Result<Value> {
 /// The message bodies of the queue, as `client` lists them.
 async fn bodies(client: &Client, queue: &str) -> Result<Vec<Value>> {
     let path = format!("/v2/queues/{queue}/messages?echo=true");
-    let reply = client.call("GET", &path, None).await?;
+    let reply = client.get(&path).await?;
     ensure!(reply.status == 200, "GET {path}: {reply:?}");
     let messages = reply.body["messages"].as_array().context("no messages")?;
     Ok(messages.iter().map(|m| m["body"].clone()).collect())
@@ -169,11 +167,7 @@ async fn api_nodes_follow_placement_changes_and_pools_report_health() -> Result<
     assert_eq!(first.call("PUT", &path, None).await?.status, 201);
     let post = |body: Value| json!({"messages": [{"body": body, "ttl": 300}]});
     let posted = first
-        .call(
-            "POST",
-            &format!("{path}/messages"),
-            Some(post(json!("one"))),
-        )
+        .post(&format!("{path}/messages"), post(json!("one")))
         .await?;
     assert_eq!(posted.status, 201, "{posted:?}");
     assert_eq!(bodies(&first, queue).await?, [json!("one")]);
@@ -181,14 +175,10 @@ async fn api_nodes_follow_placement_changes_and_pools_report_health() -> Result<
     // Through the second api-node, the queue is deleted and re-created on pool-1.
     set_weight(&admin, "pool-1", 100).await?;
     set_weight(&admin, "pool-0", 0).await?;
-    assert_eq!(second.call("DELETE", &path, None).await?.status, 204);
+    assert_eq!(second.delete(&path).await?.status, 204);
     assert_eq!(second.call("PUT", &path, None).await?.status, 201);
     let posted = second
-        .call(
-            "POST",
-            &format!("{path}/messages"),
-            Some(post(json!("two"))),
-        )
+        .post(&format!("{path}/messages"), post(json!("two")))
         .await?;
     assert_eq!(posted.status, 201, "{posted:?}");
     let lookup = catalog_client

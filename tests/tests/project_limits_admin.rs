@@ -85,9 +85,7 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
         "{set}"
     );
     eventually("the message quota", APPLIED_WITHIN, || async {
-        let posted = tenant
-            .call("POST", "/v2/queues/q1/messages", Some(one_message()))
-            .await?;
+        let posted = tenant.post("/v2/queues/q1/messages", one_message()).await?;
         ensure!(posted.status == 403, "still accepted: {posted:?}");
         ensure!(
             posted.body["description"]
@@ -104,7 +102,7 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
             && third.body["description"] == "Project tenant may have at most 2 queues.",
         "{third:?}"
     );
-    let stats = tenant.call("GET", "/v2/queues/q1/stats", None).await?;
+    let stats = tenant.get("/v2/queues/q1/stats").await?;
     ensure!(stats.body["messages"]["max"] == 3, "{stats:?}");
     // Over WebSocket the same.
     let mut ws = WsClient::connect(ws_port, "tenant", &tenant.client_id).await?;
@@ -128,7 +126,7 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
             .await?;
         ensure!(created.status == 201, "{queue}: {created:?}");
     }
-    let stats = other.call("GET", "/v2/queues/a/stats", None).await?;
+    let stats = other.get("/v2/queues/a/stats").await?;
     ensure!(stats.body["messages"]["max"] == 100, "{stats:?}");
 
     // `set` changes only what it names: the queue quota is lifted, the message one stays.
@@ -143,9 +141,7 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
         Ok(())
     })
     .await?;
-    let posted = tenant
-        .call("POST", "/v2/queues/q1/messages", Some(one_message()))
-        .await?;
+    let posted = tenant.post("/v2/queues/q1/messages", one_message()).await?;
     ensure!(posted.status == 403, "{posted:?}");
     let listed = admin(std::slice::from_ref(&catalog), &["project-limits", "list"]).await?;
     ensure!(
@@ -171,7 +167,7 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     )
     .await?;
     eventually("the rate", APPLIED_WITHIN, || async {
-        let listed = other.call("GET", "/v2/queues", None).await?;
+        let listed = other.get("/v2/queues").await?;
         ensure!(
             listed.status == 429 && listed.body["title"] == "Too Many Requests",
             "{listed:?}"
@@ -210,9 +206,7 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     )
     .await?;
     eventually("the file's limits", APPLIED_WITHIN, || async {
-        let posted = tenant
-            .call("POST", "/v2/queues/q1/messages", Some(one_message()))
-            .await?;
+        let posted = tenant.post("/v2/queues/q1/messages", one_message()).await?;
         ensure!(posted.status == 201, "{posted:?}");
         Ok(())
     })
@@ -262,9 +256,7 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     )
     .await?;
     eventually("the new message quota", APPLIED_WITHIN, || async {
-        let posted = tenant
-            .call("POST", "/v2/queues/q2/messages", Some(one_message()))
-            .await?;
+        let posted = tenant.post("/v2/queues/q2/messages", one_message()).await?;
         ensure!(posted.status == 403, "{posted:?}");
         Ok(())
     })
@@ -274,7 +266,7 @@ async fn an_operators_project_limits_reach_the_api_nodes() -> Result<()> {
     for _ in 0..5 {
         let posted = tokio::time::timeout(
             Duration::from_secs(5),
-            tenant.call("POST", "/v2/queues/q2/messages", Some(one_message())),
+            tenant.post("/v2/queues/q2/messages", one_message()),
         )
         .await
         .context("a post waited for the dead catalog")??;

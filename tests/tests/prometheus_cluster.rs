@@ -84,9 +84,7 @@ async fn scenario() -> Result<()> {
 
     // A bounded load: 16 queues (spread over both pools), through both api-nodes.
     eventually("both pools registered", Duration::from_secs(30), || async {
-        let created = clients[0]
-            .call("PUT", "/v2/queues/first", Some(json!({})))
-            .await?;
+        let created = clients[0].put("/v2/queues/first", json!({})).await?;
         ensure!(created.status == 201, "{created:?}");
         Ok(())
     })
@@ -94,7 +92,7 @@ async fn scenario() -> Result<()> {
     for n in 0..16 {
         let path = format!("/v2/queues/q{n}/messages");
         let posted = clients[n % 2]
-            .call("POST", &path, Some(json!({"messages": [{"body": n}]})))
+            .post(&path, json!({"messages": [{"body": n}]}))
             .await?;
         ensure!(posted.status == 201, "{posted:?}");
     }
@@ -102,24 +100,17 @@ async fn scenario() -> Result<()> {
     let watched = &clients[0];
     let messages: Vec<Value> = (0..5).map(|n| json!({"ttl": 600, "body": n})).collect();
     let posted = watched
-        .call(
-            "POST",
-            "/v2/queues/watched/messages",
-            Some(json!({"messages": messages})),
-        )
+        .post("/v2/queues/watched/messages", json!({"messages": messages}))
         .await?;
     ensure!(posted.status == 201, "{posted:?}");
     let claimed = watched
-        .call(
-            "POST",
+        .post(
             "/v2/queues/watched/claims?limit=2",
-            Some(json!({"ttl": 300, "grace": 60})),
+            json!({"ttl": 300, "grace": 60}),
         )
         .await?;
     ensure!(claimed.status == 201, "{claimed:?}");
-    let stats = watched
-        .call("GET", "/v2/queues/watched/stats", None)
-        .await?;
+    let stats = watched.get("/v2/queues/watched/stats").await?;
     let free = stats.body["messages"]["free"].as_f64().context("free")?;
     let held = stats.body["messages"]["claimed"]
         .as_f64()

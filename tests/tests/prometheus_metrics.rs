@@ -44,34 +44,31 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     ensure!(created.status == 201, "{created:?}");
     let mut webhook = Webhook::start().await?;
     let subscribed = client
-        .call(
-            "POST",
+        .post(
             "/v2/queues/watched/subscriptions",
-            Some(json!({"subscriber": webhook.url, "ttl": 3600})),
+            json!({"subscriber": webhook.url, "ttl": 3600}),
         )
         .await?;
     ensure!(subscribed.status == 201, "{subscribed:?}");
     for n in 0..POSTED {
         let posted = client
-            .call(
-                "POST",
+            .post(
                 "/v2/queues/watched/messages",
-                Some(json!({"messages": [{"ttl": 300, "body": {"n": n}}]})),
+                json!({"messages": [{"ttl": 300, "body": {"n": n}}]}),
             )
             .await?;
         ensure!(posted.status == 201, "{posted:?}");
     }
     let claimed = client
-        .call(
-            "POST",
+        .post(
             &format!("/v2/queues/watched/claims?limit={DELETED}"),
-            Some(json!({"ttl": 60, "grace": 60})),
+            json!({"ttl": 60, "grace": 60}),
         )
         .await?;
     ensure!(claimed.status == 201, "{claimed:?}");
     for message in claimed.body["messages"].as_array().context("claimed")? {
         let href = message["href"].as_str().context("href")?;
-        let deleted = client.call("DELETE", href, None).await?;
+        let deleted = client.delete(href).await?;
         ensure!(deleted.status == 204, "{deleted:?}");
     }
 
@@ -82,10 +79,9 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
         .map(|n| json!({"ttl": 1, "body": n}))
         .collect();
     let posted = client
-        .call(
-            "POST",
+        .post(
             "/v2/queues/fleeting/messages",
-            Some(json!({ "messages": fleeting })),
+            json!({ "messages": fleeting }),
         )
         .await?;
     ensure!(posted.status == 201, "{posted:?}");
@@ -114,7 +110,7 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     let limited = Client::new(server.port, "limited");
     let mut refused = 0;
     for _ in 0..4 {
-        if limited.call("GET", "/v2/queues", None).await?.status == 429 {
+        if limited.get("/v2/queues").await?.status == 429 {
             refused += 1;
         }
     }

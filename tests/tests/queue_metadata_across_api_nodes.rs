@@ -26,16 +26,12 @@ async fn posts_follow_metadata_changed_through_another_api_node() -> Result<()> 
             Some(ttl) => json!({"body": "x", "ttl": ttl}),
             None => json!({"body": "x"}),
         };
-        b.call(
-            "POST",
-            "/v2/queues/q/messages",
-            Some(json!({"messages": [message]})),
-        )
+        b.post("/v2/queues/q/messages", json!({"messages": [message]}))
     };
     let ttl_of = |reply: zaqar_tests::Reply| async move {
         assert_eq!(reply.status, 201, "{}", reply.body);
         let href = reply.body["resources"][0].as_str().unwrap().to_string();
-        let shown = b.call("GET", &href, None).await?;
+        let shown = b.get(&href).await?;
         anyhow::Ok(shown.body["ttl"].clone())
     };
 
@@ -44,15 +40,12 @@ async fn posts_follow_metadata_changed_through_another_api_node() -> Result<()> 
     assert_eq!(ttl_of(post(None).await?).await?, json!(3600));
 
     // a re-creates the queue with other defaults and a small post size limit.
-    assert_eq!(a.call("DELETE", "/v2/queues/q", None).await?.status, 204);
+    assert_eq!(a.delete("/v2/queues/q").await?.status, 204);
     let metadata = json!({"_default_message_ttl": 77, "_max_messages_post_size": 100});
-    assert_eq!(
-        a.call("PUT", "/v2/queues/q", Some(metadata)).await?.status,
-        201
-    );
+    assert_eq!(a.put("/v2/queues/q", metadata).await?.status, 201);
     assert_eq!(ttl_of(post(None).await?).await?, json!(77));
     let large = json!({"messages": [{"body": "y".repeat(200)}]});
-    let refused = b.call("POST", "/v2/queues/q/messages", Some(large)).await?;
+    let refused = b.post("/v2/queues/q/messages", large).await?;
     assert_eq!(refused.status, 400, "{}", refused.body);
 
     for process in &mut processes {

@@ -39,27 +39,20 @@ async fn a_project_at_its_queue_quota_cannot_create_another() -> Result<()> {
     let third = small.call("PUT", "/v2/queues/q3", None).await?;
     ensure!(refused(&third), "{third:?}");
     let post = json!({"messages": [{"ttl": 300, "body": "x"}]});
-    let posted = small
-        .call("POST", "/v2/queues/q4/messages", Some(post.clone()))
-        .await?;
+    let posted = small.post("/v2/queues/q4/messages", post.clone()).await?;
     ensure!(refused(&posted), "a first post: {posted:?}");
     let subscribed = small
-        .call(
-            "POST",
+        .post(
             "/v2/queues/q5/subscriptions",
-            Some(json!({"subscriber": "mailto:ops@example.com", "ttl": 3600})),
+            json!({"subscriber": "mailto:ops@example.com", "ttl": 3600}),
         )
         .await?;
     ensure!(refused(&subscribed), "a first subscription: {subscribed:?}");
 
     // Its queues work as before, and the listing shows its use.
-    let posted = small
-        .call("POST", "/v2/queues/q1/messages", Some(post.clone()))
-        .await?;
+    let posted = small.post("/v2/queues/q1/messages", post.clone()).await?;
     ensure!(posted.status == 201, "{posted:?}");
-    let listed = small
-        .call("GET", "/v2/queues?with_count=true", None)
-        .await?;
+    let listed = small.get("/v2/queues?with_count=true").await?;
     ensure!(listed.body["count"] == 2, "{listed:?}");
 
     // Over WebSocket the same.
@@ -70,7 +63,7 @@ async fn a_project_at_its_queue_quota_cannot_create_another() -> Result<()> {
     ensure!(reply["headers"]["status"] == 403, "{reply}");
 
     // Deleting a queue makes room.
-    ensure!(small.call("DELETE", "/v2/queues/q2", None).await?.status == 204);
+    ensure!(small.delete("/v2/queues/q2").await?.status == 204);
     let created = small.call("PUT", "/v2/queues/q3", None).await?;
     ensure!(created.status == 201, "{created:?}");
 

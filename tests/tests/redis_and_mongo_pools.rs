@@ -93,7 +93,7 @@ async fn queues_are_placed_on_a_redis_pool_and_a_mongo_pool_at_once() -> Result<
         let path = format!("/v2/queues/{queue}/messages");
         let body = json!({"messages": [{"body": {"queue": queue, "n": 1}, "ttl": 300},
                                        {"body": {"queue": queue, "n": 2}, "ttl": 300}]});
-        let posted = client.call("POST", &path, Some(body)).await?;
+        let posted = client.post(&path, body).await?;
         assert_eq!(posted.status, 201, "{queue}: {:?}", posted.body);
     }
 
@@ -110,7 +110,7 @@ async fn queues_are_placed_on_a_redis_pool_and_a_mongo_pool_at_once() -> Result<
     for queue in &queues {
         let claim_path = format!("/v2/queues/{queue}/claims?limit=5");
         let claimed = client
-            .call("POST", &claim_path, Some(json!({"ttl": 60, "grace": 60})))
+            .post(&claim_path, json!({"ttl": 60, "grace": 60}))
             .await?;
         assert_eq!(claimed.status, 201, "{queue}: {:?}", claimed.body);
         let messages = claimed.body["messages"]
@@ -121,12 +121,10 @@ async fn queues_are_placed_on_a_redis_pool_and_a_mongo_pool_at_once() -> Result<
         assert_eq!(numbers, [&json!(1), &json!(2)], "{queue}: FIFO");
         for message in &messages {
             let href = message["href"].as_str().expect("an href");
-            let deleted = client.call("DELETE", href, None).await?;
+            let deleted = client.delete(href).await?;
             assert_eq!(deleted.status, 204, "{href}: {:?}", deleted.body);
         }
-        let stats = client
-            .call("GET", &format!("/v2/queues/{queue}/stats"), None)
-            .await?;
+        let stats = client.get(&format!("/v2/queues/{queue}/stats")).await?;
         assert_eq!(stats.body["messages"]["total"], json!(0), "{queue}");
     }
     Ok(())

@@ -13,10 +13,9 @@ use zaqar_tests::{Client, Standalone};
 /// Posts one message; its id when the answer is 201, else the status and body.
 async fn post_one(client: &Client, n: usize) -> Result<String, (u16, Value)> {
     let reply = client
-        .call(
-            "POST",
+        .post(
             "/v2/queues/orders/messages",
-            Some(json!({"messages": [{"ttl": 3600, "body": {"n": n}}]})),
+            json!({"messages": [{"ttl": 3600, "body": {"n": n}}]}),
         )
         .await
         .map_err(|err| (0, json!(err.to_string())))?;
@@ -87,7 +86,7 @@ async fn acknowledged_posts_survive_a_killed_master_on_a_sentinel_pool() {
     let mut kept = 0;
     for ids in acked.chunks(20) {
         let path = format!("/v2/queues/orders/messages?ids={}", ids.join(","));
-        let reply = client.call("GET", &path, None).await.unwrap();
+        let reply = client.get(&path).await.unwrap();
         assert_eq!(reply.status, 200, "{reply:?}");
         kept += reply.body["messages"].as_array().map_or(0, Vec::len);
     }

@@ -84,9 +84,7 @@ fn sign(secret: &str, timestamp: u64, body: &[u8]) -> Result<String> {
 /// Posts one message to queue `orders` and returns what `hook` received for it.
 async fn post_and_receive(client: &Client, hook: &mut Webhook, text: &str) -> Result<Received> {
     let posted = json!({"messages": [{"body": {"order": text}, "ttl": 300}]});
-    let posted = client
-        .call("POST", "/v2/queues/orders/messages", Some(posted))
-        .await?;
+    let posted = client.post("/v2/queues/orders/messages", posted).await?;
     ensure!(posted.status == 201, "{posted:?}");
     hook.next_received().await
 }
@@ -122,7 +120,7 @@ async fn webhooks_with_a_signing_secret_are_signed_as_the_docs_say() -> Result<(
     );
     let plain = json!({"subscriber": plain_hook.url, "ttl": 3600});
     let created = client
-        .call("POST", "/v2/queues/orders/subscriptions", Some(plain))
+        .post("/v2/queues/orders/subscriptions", plain)
         .await?;
     ensure!(created.status == 201, "{created:?}");
 

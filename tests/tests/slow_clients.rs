@@ -62,16 +62,12 @@ async fn slow_clients_do_not_hold_up_the_others_and_are_disconnected() -> Result
     let deadline = Instant::now() + Duration::from_millis(HEADER_TIMEOUT_MS);
     while Instant::now() < deadline {
         let body = json!({"messages": [{"body": answered, "ttl": 300}]});
-        let posted = client
-            .call("POST", "/v2/queues/fast/messages", Some(body))
-            .await?;
+        let posted = client.post("/v2/queues/fast/messages", body).await?;
         ensure!(
             posted.status == 201,
             "post during the slow clients: {posted:?}"
         );
-        let listed = client
-            .call("GET", "/v2/queues/fast/messages?echo=true", None)
-            .await?;
+        let listed = client.get("/v2/queues/fast/messages?echo=true").await?;
         ensure!(
             listed.status == 200,
             "list during the slow clients: {listed:?}"

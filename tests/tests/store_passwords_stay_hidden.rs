@@ -36,23 +36,20 @@ async fn a_store_password_appears_in_no_answer_and_no_log_line() -> Result<()> {
 
     // The store works with its password...
     let posted = admin
-        .call(
-            "POST",
+        .post(
             "/v2/queues/q/messages",
-            Some(json!({"messages": [{"body": 1, "ttl": 300}]})),
+            json!({"messages": [{"body": 1, "ttl": 300}]}),
         )
         .await?;
     ensure!(posted.status == 201, "{posted:?}");
     // ...and every answer that shows the pool hides it.
     let hidden = format!("redis://:***@127.0.0.1:{}/0", redis.port);
-    let listed = admin.call("GET", "/v2/pools?detailed=true", None).await?;
+    let listed = admin.get("/v2/pools?detailed=true").await?;
     ensure!(listed.status == 200, "{listed:?}");
     let pool = &listed.body["pools"][0];
     ensure!(pool["uri"] == hidden.as_str(), "{pool}");
     let name = pool["name"].as_str().unwrap_or_default().to_string();
-    let one = admin
-        .call("GET", &format!("/v2/pools/{name}"), None)
-        .await?;
+    let one = admin.get(&format!("/v2/pools/{name}")).await?;
     ensure!(one.body["uri"] == hidden.as_str(), "{:?}", one.body);
 
     let url = format!("ws://127.0.0.1:{}", standalone.ws_port);

@@ -61,10 +61,9 @@ async fn confirmation_flow(collection: &str) -> Result<()> {
 
     let mut hook = Webhook::start().await?;
     let created = client
-        .call(
-            "POST",
+        .post(
             &format!("/v2/{collection}/orders/subscriptions"),
-            Some(json!({"subscriber": hook.url, "ttl": 3600})),
+            json!({"subscriber": hook.url, "ttl": 3600}),
         )
         .await?;
     anyhow::ensure!(created.status == 201, "subscribe: {created:?}");
@@ -95,10 +94,9 @@ async fn confirmation_flow(collection: &str) -> Result<()> {
         let client = &client;
         async move {
             let posted = client
-                .call(
-                    "POST",
+                .post(
                     &format!("/v2/{collection}/orders/messages"),
-                    Some(json!({"messages": [{"body": body}]})),
+                    json!({"messages": [{"body": body}]}),
                 )
                 .await?;
             anyhow::ensure!(posted.status == 201, "post: {posted:?}");

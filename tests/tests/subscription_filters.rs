@@ -31,9 +31,7 @@ async fn a_filtered_subscription_gets_only_the_messages_that_pass() -> Result<()
         (&everything, json!({})),
     ] {
         let body = json!({"subscriber": hook.url, "ttl": 3600, "options": options});
-        let created = client
-            .call("POST", "/v2/queues/orders/subscriptions", Some(body))
-            .await?;
+        let created = client.post("/v2/queues/orders/subscriptions", body).await?;
         ensure!(created.status == 201, "{created:?}");
     }
 
@@ -53,10 +51,9 @@ async fn a_filtered_subscription_gets_only_the_messages_that_pass() -> Result<()
             .map(|body| json!({"body": body, "ttl": 300}))
             .collect();
         let posted = client
-            .call(
-                "POST",
+            .post(
                 "/v2/queues/orders/messages",
-                Some(json!({ "messages": messages })),
+                json!({ "messages": messages }),
             )
             .await?;
         ensure!(posted.status == 201, "{posted:?}");

@@ -11,7 +11,7 @@ use zaqar_tests::{Client, Redis, Standalone};
 
 async fn subscribe(client: &Client, path: &str, hook: &Webhook) -> Result<()> {
     let body = json!({"subscriber": hook.url, "ttl": 3600});
-    let reply = client.call("POST", path, Some(body)).await?;
+    let reply = client.post(path, body).await?;
     anyhow::ensure!(reply.status == 201, "subscribe {path}: {reply:?}");
     Ok(())
 }
@@ -50,10 +50,9 @@ async fn fan_out(pool_args: &[&str]) -> Result<()> {
     subscribe(&client, "/v2/queues/orders/subscriptions", &queue_hook).await?;
 
     let posted = client
-        .call(
-            "POST",
+        .post(
             "/v2/topics/orders/messages",
-            Some(json!({"messages": [{"body": {"order": 1}, "ttl": 300}, {"body": {"order": 2}}]})),
+            json!({"messages": [{"body": {"order": 1}, "ttl": 300}, {"body": {"order": 2}}]}),
         )
         .await?;
     anyhow::ensure!(posted.status == 201, "post to topic: {posted:?}");
@@ -72,16 +71,15 @@ async fn fan_out(pool_args: &[&str]) -> Result<()> {
     // The queue's subscriber hears of the queue's message first: nothing of
     // the topic's reached it.
     let posted = client
-        .call(
-            "POST",
+        .post(
             "/v2/queues/orders/messages",
-            Some(json!({"messages": [{"body": "queue message"}]})),
+            json!({"messages": [{"body": "queue message"}]}),
         )
         .await?;
     anyhow::ensure!(posted.status == 201, "post to queue: {posted:?}");
     assert_eq!(queue_hook.next().await?["body"], "queue message");
 
-    let stats = client.call("GET", "/v2/topics/orders/stats", None).await?;
+    let stats = client.get("/v2/topics/orders/stats").await?;
     assert_eq!(stats.body["messages"]["total"], 2, "{stats:?}");
     Ok(())
 }

@@ -58,7 +58,7 @@ async fn one_post_is_one_trace_from_the_client_to_the_webhook() -> Result<()> {
     .await?;
     let subscribe = json!({"subscriber": webhook.url, "ttl": 3600, "options": {}});
     let subscribed = client
-        .call("POST", "/v2/queues/traced/subscriptions", Some(subscribe))
+        .post("/v2/queues/traced/subscriptions", subscribe)
         .await?;
     ensure!(subscribed.status == 201, "{subscribed:?}");
 

@@ -19,15 +19,11 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
     let queues: Vec<String> = (0..24).map(|i| format!("queue-{i:02}")).collect();
     for queue in &queues {
         let created = client
-            .call("PUT", &format!("/v2/queues/{queue}"), Some(json!({"n": 1})))
+            .put(&format!("/v2/queues/{queue}"), json!({"n": 1}))
             .await?;
         assert_eq!(created.status, 201, "{queue}: {:?}", created.body);
         let posted = client
-            .call(
-                "POST",
-                &format!("/v2/queues/{queue}/messages"),
-                Some(json!({"messages": [{"body": {"n": 1}, "ttl": 300}, {"body": {"n": 2}, "ttl": 300}]})),
-            )
+            .post(&format!("/v2/queues/{queue}/messages"), json!({"messages": [{"body": {"n": 1}, "ttl": 300}, {"body": {"n": 2}, "ttl": 300}]}))
             .await?;
         assert_eq!(posted.status, 201, "{queue}: {:?}", posted.body);
         assert_eq!(posted.body["resources"].as_array().map(Vec::len), Some(2));
@@ -47,33 +43,26 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
     // Messages and claims work on every queue, wherever it lives.
     for queue in &queues {
         let listed = client
-            .call(
-                "GET",
-                &format!("/v2/queues/{queue}/messages?echo=true"),
-                None,
-            )
+            .get(&format!("/v2/queues/{queue}/messages?echo=true"))
             .await?;
         assert_eq!(listed.status, 200);
         assert_eq!(listed.body["messages"].as_array().map(Vec::len), Some(2));
         let claimed = client
-            .call(
-                "POST",
+            .post(
                 &format!("/v2/queues/{queue}/claims?limit=1"),
-                Some(json!({"ttl": 60, "grace": 60})),
+                json!({"ttl": 60, "grace": 60}),
             )
             .await?;
         assert_eq!(claimed.status, 201, "{:?}", claimed.body);
         let message = &claimed.body["messages"][0];
         assert_eq!(message["body"], json!({"n": 1}), "FIFO on {queue}");
         let href = message["href"].as_str().expect("href");
-        let unclaimed_delete = client
-            .call("DELETE", href.split('?').next().unwrap(), None)
-            .await?;
+        let unclaimed_delete = client.delete(href.split('?').next().unwrap()).await?;
         assert_eq!(
             unclaimed_delete.status, 403,
             "deleting a claimed message needs its claim id"
         );
-        assert_eq!(client.call("DELETE", href, None).await?.status, 204);
+        assert_eq!(client.delete(href).await?.status, 204);
     }
 
     // A dead Redis: queues on that pool answer 503 quickly, the others still work.
@@ -95,12 +84,12 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
         .queue;
     cluster.redis[0].kill();
     let down = client
-        .call("GET", &format!("/v2/queues/{on_dead_pool}/stats"), None)
+        .get(&format!("/v2/queues/{on_dead_pool}/stats"))
         .await?;
     assert_eq!(down.status, 503, "{:?}", down.body);
     assert!(down.body["title"].is_string() && down.body["description"].is_string());
     let up = client
-        .call("GET", &format!("/v2/queues/{on_live_pool}/stats"), None)
+        .get(&format!("/v2/queues/{on_live_pool}/stats"))
         .await?;
     assert_eq!(up.status, 200);
 
@@ -109,7 +98,7 @@ async fn queues_spread_over_two_redis_pools_and_survive_a_redis_restart() -> Res
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let stats = client
-            .call("GET", &format!("/v2/queues/{on_dead_pool}/stats"), None)
+            .get(&format!("/v2/queues/{on_dead_pool}/stats"))
             .await?;
         if stats.status == 200 {
             break;

@@ -24,7 +24,7 @@ async fn a_redis_without_aof_is_a_degraded_pool_and_can_be_refused() -> Result<(
         || {
             let admin = &admin;
             async move {
-                let health = admin.call("GET", "/v2/health", None).await?;
+                let health = admin.get("/v2/health").await?;
                 let report = health.body["default"]["report"].clone();
                 ensure!(report["status"] == "degraded", "{}", health.body);
                 Ok(report)

@@ -22,9 +22,7 @@ async fn internal_webhooks_are_refused_unless_the_operator_allows_them() -> Resu
         "http://169.254.169.254/latest/meta-data/",
     ] {
         let body = json!({"subscriber": subscriber, "ttl": 3600});
-        let refused = client
-            .call("POST", "/v2/queues/q/subscriptions", Some(body))
-            .await?;
+        let refused = client.post("/v2/queues/q/subscriptions", body).await?;
         assert_eq!(refused.status, 400, "{subscriber}: {refused:?}");
         assert_eq!(refused.body["title"], "Invalid API request", "{refused:?}");
         let description = refused.body["description"].as_str().unwrap_or_default();
@@ -38,14 +36,10 @@ async fn internal_webhooks_are_refused_unless_the_operator_allows_them() -> Resu
     let client = Client::new(standalone.port, "ssrf-project");
     client.wait_ready(Duration::from_secs(30)).await?;
     let body = json!({"subscriber": hook.url, "ttl": 3600});
-    let created = client
-        .call("POST", "/v2/queues/q/subscriptions", Some(body))
-        .await?;
+    let created = client.post("/v2/queues/q/subscriptions", body).await?;
     assert_eq!(created.status, 201, "{created:?}");
     let posted = json!({"messages": [{"body": "allowed", "ttl": 300}]});
-    let posted = client
-        .call("POST", "/v2/queues/q/messages", Some(posted))
-        .await?;
+    let posted = client.post("/v2/queues/q/messages", posted).await?;
     assert_eq!(posted.status, 201, "{posted:?}");
     assert_eq!(hook.next().await?["body"], "allowed");
     Ok(())

@@ -85,16 +85,14 @@ impl Ws {
 
 async fn post(client: &Client, queue: &str, messages: Value) -> Result<()> {
     let path = format!("/v2/queues/{queue}/messages");
-    let reply = client
-        .call("POST", &path, Some(json!({"messages": messages})))
-        .await?;
+    let reply = client.post(&path, json!({"messages": messages})).await?;
     anyhow::ensure!(reply.status == 201, "post: {reply:?}");
     Ok(())
 }
 
 async fn subscribers(client: &Client, queue: &str) -> Result<Vec<Value>> {
     let path = format!("/v2/queues/{queue}/subscriptions");
-    let reply = client.call("GET", &path, None).await?;
+    let reply = client.get(&path).await?;
     Ok(reply.body["subscriptions"]
         .as_array()
         .cloned()
