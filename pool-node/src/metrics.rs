@@ -399,280 +399,98 @@ impl MeteredStore {
     }
 }
 
-#[async_trait]
-impl QueueStore for MeteredStore {
-    async fn create_queue(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<bool> {
-        self.measure(
-            "create_queue",
-            self.inner.create_queue(queue, metadata_json),
-        )
-        .await
-    }
-
-    async fn get_queue(&self, queue: &QueueRef) -> StoreResult<Option<String>> {
-        self.measure("get_queue", self.inner.get_queue(queue)).await
-    }
-
-    async fn set_queue_metadata(&self, queue: &QueueRef, metadata_json: &str) -> StoreResult<()> {
-        let call = self.inner.set_queue_metadata(queue, metadata_json);
-        self.measure("set_queue_metadata", call).await
-    }
-
-    async fn delete_queue(&self, queue: &QueueRef) -> StoreResult<()> {
-        self.measure("delete_queue", self.inner.delete_queue(queue))
-            .await
-    }
-
-    async fn queue_stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply> {
-        self.measure("queue_stats", self.inner.queue_stats(queue))
-            .await
-    }
-
-    async fn purge_queue(
-        &self,
-        queue: &QueueRef,
-        messages: bool,
-        subscriptions: bool,
-    ) -> StoreResult<()> {
-        let call = self.inner.purge_queue(queue, messages, subscriptions);
-        self.measure("purge_queue", call).await
-    }
+/// Implements a store trait for [`MeteredStore`]: each method listed calls the same
+/// method of the wrapped store, measured under its own name (or the one after `as`),
+/// and, with `counts EVENT in QUEUE by |answer| N`, adds N (from the answer or the
+/// arguments) to the `zaqar_messages_total` of that event.
+macro_rules! measured {
+    (@operation $name:ident) => { stringify!($name) };
+    (@operation $name:ident $operation:literal) => { $operation };
+    ($store:ident {
+        $(
+            $name:ident($($arg:ident: $type:ty),*) -> $out:ty
+            $(as $operation:literal)?
+            $(, counts $event:literal in $queue:ident by |$answer:ident| $count:expr)?;
+        )*
+    }) => {
+        #[async_trait]
+        impl $store for MeteredStore {
+            $(
+                async fn $name(&self, $($arg: $type),*) -> StoreResult<$out> {
+                    let operation = measured!(@operation $name $($operation)?);
+                    let answer = self.measure(operation, self.inner.$name($($arg),*)).await?;
+                    $(
+                        let $answer = &answer;
+                        count_messages($queue, self.backend, $event, $count);
+                    )?
+                    Ok(answer)
+                }
+            )*
+        }
+    };
 }
 
-#[async_trait]
-impl MessageLog for MeteredStore {
-    async fn post_messages(
-        &self,
+measured!(QueueStore {
+    create_queue(queue: &QueueRef, metadata_json: &str) -> bool;
+    get_queue(queue: &QueueRef) -> Option<String>;
+    set_queue_metadata(queue: &QueueRef, metadata_json: &str) -> ();
+    delete_queue(queue: &QueueRef) -> ();
+    queue_stats(queue: &QueueRef) -> QueueStatsReply;
+    purge_queue(queue: &QueueRef, messages: bool, subscriptions: bool) -> ();
+});
+
+measured!(MessageLog {
+    post_messages(queue: &QueueRef, client_id: &str, messages: &[NewMessage]) -> Vec<String>,
+        counts "posted" in queue by |ids| ids.len();
+    post_checked_messages(
         queue: &QueueRef,
         client_id: &str,
         messages: &[NewMessage],
-    ) -> StoreResult<Vec<String>> {
-        let call = self.inner.post_messages(queue, client_id, messages);
-        let ids = self.measure("post_messages", call).await?;
-        count_messages(queue, self.backend, "posted", ids.len());
-        Ok(ids)
-    }
+        expected_metadata: Option<&str>
+    ) -> CheckedPost as "post_messages", counts "posted" in queue by |checked| checked.posted();
+    post_once(queue: &QueueRef, post: Post<'_>, once: &Once) -> CheckedPost
+        as "post_messages", counts "posted" in queue by |checked| checked.posted();
+    list_messages(queue: &QueueRef, params: &ListParams) -> (Vec<Message>, String);
+    get_messages(queue: &QueueRef, ids: &[String]) -> Vec<Message>;
+    delete_messages(queue: &QueueRef, ids: &[String], claim_ids: &[String]) -> (),
+        counts "deleted" in queue by |_done| ids.len();
+    delete_message(queue: &QueueRef, id: &str, claim_id: Option<&str>) -> (),
+        counts "deleted" in queue by |_done| 1;
+    pop_messages(queue: &QueueRef, limit: u32) -> Vec<Message>,
+        counts "popped" in queue by |popped| popped.len();
+});
 
-    async fn post_checked_messages(
-        &self,
-        queue: &QueueRef,
-        client_id: &str,
-        messages: &[NewMessage],
-        expected_metadata: Option<&str>,
-    ) -> StoreResult<CheckedPost> {
-        let call = self
-            .inner
-            .post_checked_messages(queue, client_id, messages, expected_metadata);
-        let checked = self.measure("post_messages", call).await?;
-        if let CheckedPost::Posted(ids) = &checked {
-            count_messages(queue, self.backend, "posted", ids.len());
-        }
-        Ok(checked)
-    }
+measured!(ClaimStore {
+    create_claim(queue: &QueueRef, ttl: u32, grace: u32, limit: u32) -> Option<ClaimReply>,
+        counts "claimed" in queue by |claim| claim.as_ref().map_or(0, |c| c.messages.len());
+    get_claim(queue: &QueueRef, claim_id: &str) -> ClaimReply;
+    update_claim(queue: &QueueRef, claim_id: &str, ttl: u32, grace: u32) -> ();
+    delete_claim(queue: &QueueRef, claim_id: &str) -> ();
+});
 
-    async fn post_once(
-        &self,
-        queue: &QueueRef,
-        post: Post<'_>,
-        once: &Once,
-    ) -> StoreResult<CheckedPost> {
-        let call = self.inner.post_once(queue, post, once);
-        let checked = self.measure("post_messages", call).await?;
-        if let CheckedPost::Posted(ids) = &checked {
-            count_messages(queue, self.backend, "posted", ids.len());
-        }
-        Ok(checked)
-    }
-
-    async fn list_messages(
-        &self,
-        queue: &QueueRef,
-        params: &ListParams,
-    ) -> StoreResult<(Vec<Message>, String)> {
-        self.measure("list_messages", self.inner.list_messages(queue, params))
-            .await
-    }
-
-    async fn get_messages(&self, queue: &QueueRef, ids: &[String]) -> StoreResult<Vec<Message>> {
-        self.measure("get_messages", self.inner.get_messages(queue, ids))
-            .await
-    }
-
-    async fn delete_messages(
-        &self,
-        queue: &QueueRef,
-        ids: &[String],
-        claim_ids: &[String],
-    ) -> StoreResult<()> {
-        let call = self.inner.delete_messages(queue, ids, claim_ids);
-        self.measure("delete_messages", call).await?;
-        count_messages(queue, self.backend, "deleted", ids.len());
-        Ok(())
-    }
-
-    async fn delete_message(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        claim_id: Option<&str>,
-    ) -> StoreResult<()> {
-        let call = self.inner.delete_message(queue, id, claim_id);
-        self.measure("delete_message", call).await?;
-        count_messages(queue, self.backend, "deleted", 1);
-        Ok(())
-    }
-
-    async fn pop_messages(&self, queue: &QueueRef, limit: u32) -> StoreResult<Vec<Message>> {
-        let call = self.inner.pop_messages(queue, limit);
-        let popped = self.measure("pop_messages", call).await?;
-        count_messages(queue, self.backend, "popped", popped.len());
-        Ok(popped)
-    }
-}
-
-#[async_trait]
-impl ClaimStore for MeteredStore {
-    async fn create_claim(
-        &self,
-        queue: &QueueRef,
-        ttl: u32,
-        grace: u32,
-        limit: u32,
-    ) -> StoreResult<Option<ClaimReply>> {
-        let call = self.inner.create_claim(queue, ttl, grace, limit);
-        let claim = self.measure("create_claim", call).await?;
-        let claimed = claim.as_ref().map_or(0, |claim| claim.messages.len());
-        count_messages(queue, self.backend, "claimed", claimed);
-        Ok(claim)
-    }
-
-    async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
-        self.measure("get_claim", self.inner.get_claim(queue, claim_id))
-            .await
-    }
-
-    async fn update_claim(
-        &self,
-        queue: &QueueRef,
-        claim_id: &str,
-        ttl: u32,
-        grace: u32,
-    ) -> StoreResult<()> {
-        let call = self.inner.update_claim(queue, claim_id, ttl, grace);
-        self.measure("update_claim", call).await
-    }
-
-    async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {
-        self.measure("delete_claim", self.inner.delete_claim(queue, claim_id))
-            .await
-    }
-}
-
-#[async_trait]
-impl SubscriptionStore for MeteredStore {
-    async fn create_subscription(
-        &self,
+measured!(SubscriptionStore {
+    create_subscription(
         queue: &QueueRef,
         subscriber: &str,
         ttl: u32,
         options_json: &str,
-        confirmed: bool,
-    ) -> StoreResult<(String, bool)> {
-        let call = self
-            .inner
-            .create_subscription(queue, subscriber, ttl, options_json, confirmed);
-        self.measure("create_subscription", call).await
-    }
+        confirmed: bool
+    ) -> (String, bool);
+    list_subscriptions(queue: &QueueRef, marker: &str, limit: u32) -> (Vec<Subscription>, String);
+    get_subscription(queue: &QueueRef, id: &str) -> Subscription;
+    update_subscription(queue: &QueueRef, id: &str, update: &SubscriptionUpdate) -> ();
+    delete_subscription(queue: &QueueRef, id: &str) -> ();
+    confirm_subscription(queue: &QueueRef, id: &str, confirmed: bool) -> ();
+});
 
-    async fn list_subscriptions(
-        &self,
-        queue: &QueueRef,
-        marker: &str,
-        limit: u32,
-    ) -> StoreResult<(Vec<Subscription>, String)> {
-        let call = self.inner.list_subscriptions(queue, marker, limit);
-        self.measure("list_subscriptions", call).await
-    }
-
-    async fn get_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<Subscription> {
-        self.measure("get_subscription", self.inner.get_subscription(queue, id))
-            .await
-    }
-
-    async fn update_subscription(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        update: &SubscriptionUpdate,
-    ) -> StoreResult<()> {
-        let call = self.inner.update_subscription(queue, id, update);
-        self.measure("update_subscription", call).await
-    }
-
-    async fn delete_subscription(&self, queue: &QueueRef, id: &str) -> StoreResult<()> {
-        let call = self.inner.delete_subscription(queue, id);
-        self.measure("delete_subscription", call).await
-    }
-
-    async fn confirm_subscription(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        confirmed: bool,
-    ) -> StoreResult<()> {
-        let call = self.inner.confirm_subscription(queue, id, confirmed);
-        self.measure("confirm_subscription", call).await
-    }
-}
-
-#[async_trait]
-impl DeliveryStore for MeteredStore {
-    async fn delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<Option<String>> {
-        self.measure("delivery_cursor", self.inner.delivery_cursor(queue, id))
-            .await
-    }
-
-    async fn set_delivery_cursor(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        marker: &str,
-    ) -> StoreResult<()> {
-        let call = self.inner.set_delivery_cursor(queue, id, marker);
-        self.measure("set_delivery_cursor", call).await
-    }
-
-    async fn reset_delivery_cursor(&self, queue: &QueueRef, id: &str) -> StoreResult<String> {
-        let call = self.inner.reset_delivery_cursor(queue, id);
-        self.measure("reset_delivery_cursor", call).await
-    }
-
-    async fn take_delivery_lease(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> StoreResult<bool> {
-        let call = self.inner.take_delivery_lease(queue, id, holder, ttl);
-        self.measure("take_delivery_lease", call).await
-    }
-
-    async fn release_delivery_lease(
-        &self,
-        queue: &QueueRef,
-        id: &str,
-        holder: &str,
-    ) -> StoreResult<()> {
-        let call = self.inner.release_delivery_lease(queue, id, holder);
-        self.measure("release_delivery_lease", call).await
-    }
-
-    async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>> {
-        self.measure("subscribed_queues", self.inner.subscribed_queues())
-            .await
-    }
-}
+measured!(DeliveryStore {
+    delivery_cursor(queue: &QueueRef, id: &str) -> Option<String>;
+    set_delivery_cursor(queue: &QueueRef, id: &str, marker: &str) -> ();
+    reset_delivery_cursor(queue: &QueueRef, id: &str) -> String;
+    take_delivery_lease(queue: &QueueRef, id: &str, holder: &str, ttl: Duration) -> bool;
+    release_delivery_lease(queue: &QueueRef, id: &str, holder: &str) -> ();
+    subscribed_queues() -> Vec<QueueRef>;
+});
 
 #[async_trait]
 impl MessageStore for MeteredStore {

@@ -65,6 +65,16 @@ pub enum CheckedPost {
     StaleMetadata,
 }
 
+impl CheckedPost {
+    /// How many messages this post stored.
+    pub fn posted(&self) -> usize {
+        match self {
+            CheckedPost::Posted(ids) => ids.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Queues: their records, metadata, counts and purges.
 #[async_trait]
 pub trait QueueStore: Send + Sync {
