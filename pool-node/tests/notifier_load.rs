@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tonic::Request;
 use zaqar_pool_node::{MessageStore, Notifier, NotifierConfig, PoolServer};
@@ -22,6 +22,7 @@ use zaqar_proto::pb::pool_service_server::PoolService;
 use zaqar_proto::pb::{
     CreateSubscriptionRequest, NewMessage, PostMessagesRequest, PurgeQueueRequest, QueueRef,
 };
+use zaqar_tests::webhook::RequestReader;
 
 /// Concurrent posters, each posting one message per request.
 const POSTERS: usize = 16;
@@ -64,34 +65,9 @@ async fn receiver(delay: Duration, tally: Arc<Tally>) -> String {
 }
 
 async fn serve(mut stream: TcpStream, delay: Duration, tally: Arc<Tally>) {
-    let mut buffer = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            let mut chunk = [0u8; 8192];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0);
-        while buffer.len() < head_end + length {
-            let mut chunk = [0u8; 8192];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let document: serde_json::Value =
-            serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or_default();
-        buffer.drain(..head_end + length);
+    let mut requests = RequestReader::default();
+    while let Some((_, body)) = requests.next(&mut stream).await {
+        let document: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if let Some(posted) = document["body"]["t"].as_u64() {
             let latency = now_ms().saturating_sub(posted);
             tally.latencies_ms.lock().unwrap().push(latency);

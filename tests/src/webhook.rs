@@ -140,37 +140,59 @@ impl Received {
 
 /// Reads requests off one kept-alive connection, answering each with 200.
 async fn serve(mut stream: TcpStream, sender: mpsc::UnboundedSender<Received>) {
-    let mut buffer = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0);
-        while buffer.len() < head_end + length {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = buffer[head_end..head_end + length].to_vec();
-        buffer.drain(..head_end + length);
+    let mut requests = RequestReader::default();
+    while let Some((head, body)) = requests.next(&mut stream).await {
+        let head = head.to_ascii_lowercase();
         let _ = sender.send(Received { head, body });
         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
         if stream.write_all(ok).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Reads the HTTP/1.1 requests a client sends one after the other on one
+/// connection (bodies by `Content-Length`), for the receivers tests start.
+#[derive(Default)]
+pub struct RequestReader {
+    buffer: Vec<u8>,
+}
+
+impl RequestReader {
+    /// The next request's head (request line and headers, as sent) and body, or
+    /// `None` when the connection ends first.
+    pub async fn next(&mut self, stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+        let head_end = loop {
+            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            self.read_more(stream).await?;
+        };
+        let head = String::from_utf8_lossy(&self.buffer[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length").then_some(value)
+            })
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0);
+        while self.buffer.len() < head_end + length {
+            self.read_more(stream).await?;
+        }
+        let body = self.buffer[head_end..head_end + length].to_vec();
+        self.buffer.drain(..head_end + length);
+        Some((head, body))
+    }
+
+    async fn read_more(&mut self, stream: &mut TcpStream) -> Option<()> {
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                self.buffer.extend_from_slice(&chunk[..n]);
+                Some(())
+            }
         }
     }
 }

@@ -7,13 +7,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tonic::Request;
 use zaqar_pool_node::{MessageStore, Notifier, NotifierConfig, PoolServer};
 use zaqar_proto::pb::pool_service_server::PoolService;
 use zaqar_proto::pb::{CreateSubscriptionRequest, NewMessage, PostMessagesRequest, QueueRef};
+use zaqar_tests::webhook::RequestReader;
 
 /// A pool server with a notifier, on a fresh SQLite store.
 pub struct Pool {
@@ -235,19 +236,8 @@ async fn serve(
     script: Arc<Mutex<VecDeque<u16>>>,
     sender: mpsc::UnboundedSender<Received>,
 ) {
-    let mut buffer = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
-                break end + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut requests = RequestReader::default();
+    while let Some((head, body)) = requests.next(&mut stream).await {
         let mut lines = head.split("\r\n");
         let mut request_line = lines.next().unwrap_or_default().split(' ');
         let method = request_line.next().unwrap_or_default().to_string();
@@ -256,19 +246,7 @@ async fn serve(
             .filter_map(|line| line.split_once(':'))
             .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
             .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(name, _)| name == "content-length")
-            .map_or(0, |(_, value)| value.parse().unwrap());
-        while buffer.len() < head_end + length {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = String::from_utf8_lossy(&buffer[head_end..head_end + length]).into_owned();
-        buffer.drain(..head_end + length);
+        let body = String::from_utf8_lossy(&body).into_owned();
         let status = script.lock().unwrap().pop_front().unwrap_or(200);
         let _ = sender.send(Received {
             method,
