@@ -146,6 +146,9 @@ const COUNT_QUEUES: &str = "SELECT COUNT(*) FROM catalog_placements p
 
 type PoolRow = (String, i64, String, String, String, String);
 
+/// A row of two text columns (a flavor, project limits, a placement's pool and endpoint).
+type TextPair = (String, String);
+
 impl SqlCatalog {
     /// Opens (creating if needed) the catalog at `uri`: `sqlite://path/to/file.db`
     /// (parent directories are created) or `postgres://user@host:port/database`.
@@ -232,6 +235,47 @@ impl SqlCatalog {
             Db::Postgres(_) => "strpos",
         };
         sql.replace("{contains}", &format!("{function}(p.queue, ${param}) > 0"))
+    }
+
+    /// Runs `sql` with `binds` (its text parameters, in order); the rows it changed.
+    async fn execute<'q>(&self, sql: &'q str, binds: &[&'q str]) -> CatalogResult<u64> {
+        on_db!(&self.db, db => binds
+            .iter()
+            .fold(sqlx::query(sql), |query, value| query.bind(*value))
+            .execute(db)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(store_error)
+    }
+
+    /// Runs `sql` (an upsert of the pools table) with the fields of `pool`.
+    async fn write_pool(&self, sql: &str, pool: &PoolSpec) -> CatalogResult<()> {
+        on_db!(&self.db, db => sqlx::query(sql)
+            .bind(&pool.name)
+            .bind(i64::from(pool.weight))
+            .bind(&pool.flavor)
+            .bind(&pool.uri)
+            .bind(&pool.endpoint)
+            .bind(&pool.options_json)
+            .execute(db)
+            .await
+            .map(drop))
+        .map_err(store_error)
+    }
+
+    /// The rows of two text columns that `sql` selects with `binds`.
+    async fn pairs<'q>(&self, sql: &'q str, binds: &[&'q str]) -> CatalogResult<Vec<TextPair>> {
+        on_db!(&self.db, db => binds
+            .iter()
+            .fold(sqlx::query_as(sql), |query, value| query.bind(*value))
+            .fetch_all(db)
+            .await)
+        .map_err(store_error)
+    }
+
+    /// The one row of two text columns that `sql` selects with `binds`, if any.
+    async fn pair<'q>(&self, sql: &'q str, binds: &[&'q str]) -> CatalogResult<Option<TextPair>> {
+        Ok(self.pairs(sql, binds).await?.into_iter().next())
     }
 }
 
@@ -325,24 +369,15 @@ impl CatalogBackend for SqlCatalog {
         let flavor = flavor.validated()?;
         let capabilities = serde_json::to_string(&flavor.capabilities)
             .map_err(|err| ZaqarError::internal(format!("capabilities to JSON: {err}")))?;
-        on_db!(&self.db, db => sqlx::query(UPSERT_FLAVOR)
-            .bind(&flavor.name)
-            .bind(&capabilities)
-            .execute(db)
+        self.execute(UPSERT_FLAVOR, &[&flavor.name, &capabilities])
             .await
-            .map(|_| ()))
-        .map_err(store_error)
+            .map(drop)
     }
 
     async fn get_flavor(&self, name: &str) -> CatalogResult<FlavorSpec> {
         validate_flavor_name(name)?;
         let sql = format!("{FLAVOR_COLUMNS} WHERE name = $1");
-        let row: Option<(String, String)> = on_db!(&self.db, db => sqlx::query_as(&sql)
-            .bind(name)
-            .fetch_optional(db)
-            .await)
-        .map_err(store_error)?;
-        match row {
+        match self.pair(&sql, &[name]).await? {
             Some(row) => flavor_from_row(row),
             None => Err(flavor_not_found(name)),
         }
@@ -350,21 +385,13 @@ impl CatalogBackend for SqlCatalog {
 
     async fn list_flavors(&self) -> CatalogResult<Vec<FlavorSpec>> {
         let sql = format!("{FLAVOR_COLUMNS} ORDER BY name");
-        let rows: Vec<(String, String)> =
-            on_db!(&self.db, db => sqlx::query_as(&sql).fetch_all(db).await)
-                .map_err(store_error)?;
+        let rows = self.pairs(&sql, &[]).await?;
         rows.into_iter().map(flavor_from_row).collect()
     }
 
     async fn remove_flavor(&self, name: &str) -> CatalogResult<()> {
         validate_flavor_name(name)?;
-        let deleted = on_db!(&self.db, db => sqlx::query(REMOVE_FLAVOR)
-            .bind(name)
-            .execute(db)
-            .await
-            .map(|done| done.rows_affected()))
-        .map_err(store_error)?;
-        if deleted == 0 {
+        if self.execute(REMOVE_FLAVOR, &[name]).await? == 0 {
             return Err(flavor_not_found(name));
         }
         Ok(())
@@ -372,43 +399,26 @@ impl CatalogBackend for SqlCatalog {
 
     async fn put_project_limits(&self, limits: ProjectLimitsSpec) -> CatalogResult<()> {
         let limits = limits.validated()?;
-        on_db!(&self.db, db => sqlx::query(UPSERT_PROJECT_LIMITS)
-            .bind(&limits.project)
-            .bind(&limits.limits_json)
-            .execute(db)
-            .await
-            .map(|_| ()))
-        .map_err(store_error)
+        let binds = [limits.project.as_str(), &limits.limits_json];
+        self.execute(UPSERT_PROJECT_LIMITS, &binds).await.map(drop)
     }
 
     async fn get_project_limits(&self, project: &str) -> CatalogResult<Option<ProjectLimitsSpec>> {
         validate_project(project)?;
         let sql = format!("{PROJECT_LIMITS_COLUMNS} WHERE project = $1");
-        let row: Option<(String, String)> = on_db!(&self.db, db => sqlx::query_as(&sql)
-            .bind(project)
-            .fetch_optional(db)
-            .await)
-        .map_err(store_error)?;
+        let row = self.pair(&sql, &[project]).await?;
         Ok(row.map(project_limits_from_row))
     }
 
     async fn list_project_limits(&self) -> CatalogResult<Vec<ProjectLimitsSpec>> {
         let sql = format!("{PROJECT_LIMITS_COLUMNS} ORDER BY project");
-        let rows: Vec<(String, String)> =
-            on_db!(&self.db, db => sqlx::query_as(&sql).fetch_all(db).await)
-                .map_err(store_error)?;
+        let rows = self.pairs(&sql, &[]).await?;
         Ok(rows.into_iter().map(project_limits_from_row).collect())
     }
 
     async fn remove_project_limits(&self, project: &str) -> CatalogResult<()> {
         validate_project(project)?;
-        let deleted = on_db!(&self.db, db => sqlx::query(REMOVE_PROJECT_LIMITS)
-            .bind(project)
-            .execute(db)
-            .await
-            .map(|done| done.rows_affected()))
-        .map_err(store_error)?;
-        if deleted == 0 {
+        if self.execute(REMOVE_PROJECT_LIMITS, &[project]).await? == 0 {
             return Err(project_limits_not_found(project));
         }
         Ok(())
@@ -416,17 +426,7 @@ impl CatalogBackend for SqlCatalog {
 
     async fn add_pool(&self, pool: PoolSpec) -> CatalogResult<()> {
         let pool = pool.validated()?;
-        on_db!(&self.db, db => sqlx::query(UPSERT_POOL)
-            .bind(&pool.name)
-            .bind(i64::from(pool.weight))
-            .bind(&pool.flavor)
-            .bind(&pool.uri)
-            .bind(&pool.endpoint)
-            .bind(&pool.options_json)
-            .execute(db)
-            .await
-            .map(|_| ()))
-        .map_err(store_error)?;
+        self.write_pool(UPSERT_POOL, &pool).await?;
         tracing::info!(pool = %pool.name, weight = pool.weight, flavor = %pool.flavor,
             endpoint = %pool.endpoint, "pool registered");
         self.announce(CatalogEvent::PoolChanged(pool)).await;
@@ -435,17 +435,7 @@ impl CatalogBackend for SqlCatalog {
 
     async fn register_pool(&self, pool: PoolSpec) -> CatalogResult<PoolSpec> {
         let pool = pool.validated()?;
-        on_db!(&self.db, db => sqlx::query(REGISTER_POOL_NODE)
-            .bind(&pool.name)
-            .bind(i64::from(pool.weight))
-            .bind(&pool.flavor)
-            .bind(&pool.uri)
-            .bind(&pool.endpoint)
-            .bind(&pool.options_json)
-            .execute(db)
-            .await
-            .map(|_| ()))
-        .map_err(store_error)?;
+        self.write_pool(REGISTER_POOL_NODE, &pool).await?;
         let stored = self.get_pool(&pool.name).await?;
         tracing::info!(pool = %stored.name, weight = stored.weight, flavor = %stored.flavor,
             endpoint = %stored.endpoint, "pool-node registered");
@@ -460,13 +450,7 @@ impl CatalogBackend for SqlCatalog {
 
     async fn remove_pool(&self, name: &str) -> CatalogResult<()> {
         validate_pool_name(name)?;
-        let deleted = on_db!(&self.db, db => sqlx::query(REMOVE_POOL)
-            .bind(name)
-            .execute(db)
-            .await
-            .map(|done| done.rows_affected()))
-        .map_err(store_error)?;
-        if deleted > 0 {
+        if self.execute(REMOVE_POOL, &[name]).await? > 0 {
             tracing::info!(pool = %name, "pool removed");
             self.announce(CatalogEvent::PoolRemoved(name.to_string()))
                 .await;
@@ -501,12 +485,7 @@ impl CatalogBackend for SqlCatalog {
 
     async fn lookup(&self, project: &str, queue: &str) -> CatalogResult<Option<Placement>> {
         validate_queue(project, queue)?;
-        let row: Option<(String, String)> = on_db!(&self.db, db => sqlx::query_as(LOOKUP)
-            .bind(project)
-            .bind(queue)
-            .fetch_optional(db)
-            .await)
-        .map_err(store_error)?;
+        let row = self.pair(LOOKUP, &[project, queue]).await?;
         Ok(row.map(|(pool, endpoint)| Placement {
             project: project.to_string(),
             queue: queue.to_string(),
@@ -517,14 +496,9 @@ impl CatalogBackend for SqlCatalog {
 
     async fn place_on(&self, project: &str, queue: &str, pool: &str) -> CatalogResult<Placement> {
         validate_queue(project, queue)?;
-        let inserted = on_db!(&self.db, db => sqlx::query(PLACE_IF_ABSENT)
-            .bind(project)
-            .bind(queue)
-            .bind(pool)
-            .execute(db)
-            .await
-            .map(|done| done.rows_affected()))
-        .map_err(store_error)?;
+        let inserted = self
+            .execute(PLACE_IF_ABSENT, &[project, queue, pool])
+            .await?;
         match self.lookup(project, queue).await? {
             Some(placement) => {
                 if inserted > 0 {
@@ -546,13 +520,7 @@ impl CatalogBackend for SqlCatalog {
 
     async fn remove_queue(&self, project: &str, queue: &str) -> CatalogResult<()> {
         validate_queue(project, queue)?;
-        let removed = on_db!(&self.db, db => sqlx::query(REMOVE)
-            .bind(project)
-            .bind(queue)
-            .execute(db)
-            .await
-            .map(|done| done.rows_affected()))
-        .map_err(store_error)?;
+        let removed = self.execute(REMOVE, &[project, queue]).await?;
         if removed > 0 {
             self.announce(CatalogEvent::Unplaced {
                 project: project.to_string(),
