@@ -221,15 +221,46 @@ impl PoolServer {
     }
 
     /// `result` with its messages decrypted.
-    fn decrypted<T>(
+    fn decrypted<T: CarriesMessages>(
         &self,
         queue: &QueueRef,
         result: Result<T, ZaqarError>,
-        messages: impl FnOnce(&mut T) -> Vec<&mut Message>,
     ) -> Reply<T> {
         let mut value = result?;
-        self.decrypt(queue, messages(&mut value))?;
+        self.decrypt(queue, value.messages_mut())?;
         Ok(Response::new(value))
+    }
+}
+
+/// An answer that carries messages, whose bodies may need decrypting.
+trait CarriesMessages {
+    fn messages_mut(&mut self) -> Vec<&mut Message>;
+}
+
+impl CarriesMessages for MessagesReply {
+    fn messages_mut(&mut self) -> Vec<&mut Message> {
+        self.messages.iter_mut().collect()
+    }
+}
+
+impl CarriesMessages for ListMessagesReply {
+    fn messages_mut(&mut self) -> Vec<&mut Message> {
+        self.messages.iter_mut().collect()
+    }
+}
+
+impl CarriesMessages for ClaimReply {
+    fn messages_mut(&mut self) -> Vec<&mut Message> {
+        self.messages.iter_mut().collect()
+    }
+}
+
+impl CarriesMessages for QueueStatsReply {
+    fn messages_mut(&mut self) -> Vec<&mut Message> {
+        self.oldest
+            .iter_mut()
+            .chain(self.newest.iter_mut())
+            .collect()
     }
 }
 
@@ -253,6 +284,11 @@ fn reply<T>(result: Result<T, ZaqarError>) -> Reply<T> {
     result.map(Response::new).map_err(Status::from)
 }
 
+/// The empty answer of a call that returns nothing.
+fn done(result: Result<(), ZaqarError>) -> Reply<Empty> {
+    reply(result.map(|()| Empty {}))
+}
+
 #[tonic::async_trait]
 impl PoolService for PoolServer {
     async fn create_queue(&self, request: Request<CreateQueueRequest>) -> Reply<CreateQueueReply> {
@@ -273,33 +309,21 @@ impl PoolService for PoolServer {
     async fn set_queue_metadata(&self, request: Request<SetQueueMetadataRequest>) -> Reply<Empty> {
         let req = request.into_inner();
         let queue = queue_of(req.queue)?;
-        reply(
+        done(
             self.store
                 .set_queue_metadata(&queue, &req.metadata_json)
-                .await
-                .map(|_| Empty {}),
+                .await,
         )
     }
 
     async fn delete_queue(&self, request: Request<QueueRef>) -> Reply<Empty> {
-        reply(
-            self.store
-                .delete_queue(request.get_ref())
-                .await
-                .map(|_| Empty {}),
-        )
+        done(self.store.delete_queue(request.get_ref()).await)
     }
 
     async fn queue_stats(&self, request: Request<QueueRef>) -> Reply<QueueStatsReply> {
         let queue = request.get_ref();
         let stats = self.store.queue_stats(queue).await;
-        self.decrypted(queue, stats, |stats| {
-            stats
-                .oldest
-                .iter_mut()
-                .chain(stats.newest.iter_mut())
-                .collect()
-        })
+        self.decrypted(queue, stats)
     }
 
     async fn purge_queue(&self, request: Request<PurgeQueueRequest>) -> Reply<Empty> {
@@ -312,7 +336,7 @@ impl PoolService for PoolServer {
         if req.subscriptions {
             self.subscriptions_changed(&queue).await;
         }
-        reply(purged.map(|_| Empty {}))
+        done(purged)
     }
 
     async fn post_messages(
@@ -391,7 +415,7 @@ impl PoolService for PoolServer {
             messages,
             next_marker,
         });
-        self.decrypted(&queue, listed, |reply| reply.messages.iter_mut().collect())
+        self.decrypted(&queue, listed)
     }
 
     async fn get_messages(&self, request: Request<GetMessagesRequest>) -> Reply<MessagesReply> {
@@ -399,9 +423,7 @@ impl PoolService for PoolServer {
         let queue = queue_of(req.queue)?;
         let messages = self.store.get_messages(&queue, &req.ids).await;
         let messages = messages.map(|messages| MessagesReply { messages });
-        self.decrypted(&queue, messages, |reply| {
-            reply.messages.iter_mut().collect()
-        })
+        self.decrypted(&queue, messages)
     }
 
     async fn delete_messages(&self, request: Request<DeleteMessagesRequest>) -> Reply<Empty> {
@@ -411,7 +433,7 @@ impl PoolService for PoolServer {
             .store
             .delete_messages(&queue, &req.ids, &req.claim_ids)
             .await;
-        reply(deleted.map(|_| Empty {}))
+        done(deleted)
     }
 
     async fn delete_message(&self, request: Request<DeleteMessageRequest>) -> Reply<Empty> {
@@ -419,7 +441,7 @@ impl PoolService for PoolServer {
         let queue = queue_of(req.queue)?;
         let claim_id = Some(req.claim_id.as_str()).filter(|id| !id.is_empty());
         let deleted = self.store.delete_message(&queue, &req.id, claim_id).await;
-        reply(deleted.map(|_| Empty {}))
+        done(deleted)
     }
 
     async fn pop_messages(&self, request: Request<PopMessagesRequest>) -> Reply<MessagesReply> {
@@ -427,9 +449,7 @@ impl PoolService for PoolServer {
         let queue = queue_of(req.queue)?;
         let messages = self.store.pop_messages(&queue, req.limit).await;
         let messages = messages.map(|messages| MessagesReply { messages });
-        self.decrypted(&queue, messages, |reply| {
-            reply.messages.iter_mut().collect()
-        })
+        self.decrypted(&queue, messages)
     }
 
     async fn create_claim(&self, request: Request<CreateClaimRequest>) -> Reply<ClaimReply> {
@@ -440,13 +460,13 @@ impl PoolService for PoolServer {
             .create_claim(&queue, req.ttl, req.grace, req.limit)
             .await;
         let claim = claim.map(Option::unwrap_or_default);
-        self.decrypted(&queue, claim, |claim| claim.messages.iter_mut().collect())
+        self.decrypted(&queue, claim)
     }
 
     async fn get_claim(&self, request: Request<ClaimRef>) -> Reply<ClaimReply> {
         let (queue, claim_id) = claim_of(Some(request.into_inner()))?;
         let claim = self.store.get_claim(&queue, &claim_id).await;
-        self.decrypted(&queue, claim, |claim| claim.messages.iter_mut().collect())
+        self.decrypted(&queue, claim)
     }
 
     async fn update_claim(&self, request: Request<UpdateClaimRequest>) -> Reply<Empty> {
@@ -456,7 +476,7 @@ impl PoolService for PoolServer {
             .store
             .update_claim(&queue, &claim_id, req.ttl, req.grace)
             .await;
-        reply(updated.map(|_| Empty {}))
+        done(updated)
     }
 
     async fn delete_claim(&self, request: Request<ClaimRef>) -> Reply<Empty> {
@@ -465,7 +485,7 @@ impl PoolService for PoolServer {
         if released.is_ok() {
             self.activity.changed(&queue);
         }
-        reply(released.map(|_| Empty {}))
+        done(released)
     }
 
     async fn create_subscription(
@@ -531,14 +551,14 @@ impl PoolService for PoolServer {
         };
         let updated = self.store.update_subscription(&queue, &id, &update).await;
         self.subscriptions_changed(&queue).await;
-        reply(updated.map(|_| Empty {}))
+        done(updated)
     }
 
     async fn delete_subscription(&self, request: Request<SubscriptionRef>) -> Reply<Empty> {
         let (queue, id) = subscription_of(Some(request.into_inner()))?;
         let deleted = self.store.delete_subscription(&queue, &id).await;
         self.subscriptions_changed(&queue).await;
-        reply(deleted.map(|_| Empty {}))
+        done(deleted)
     }
 
     async fn confirm_subscription(
