@@ -16,7 +16,7 @@ async fn without_admin_mode() -> Harness {
 #[tokio::test]
 async fn privileged_routes_are_unknown_paths_whatever_the_roles() {
     let h = without_admin_mode().await;
-    let unknown = h.call("GET", "/v2/no-such-route", None, &[]).await;
+    let unknown = h.get("/v2/no-such-route").await;
     assert_eq!(unknown.status, 404);
     for path in [
         "/v2/health",
@@ -62,6 +62,6 @@ async fn in_admin_mode_the_admin_role_reaches_them() {
         .call("GET", "/v2/pools", None, &[("X-Roles", "admin")])
         .await;
     assert_eq!(pools.status, 200, "{}", pools.body);
-    let refused = h.call("GET", "/v2/pools", None, &[]).await;
+    let refused = h.get("/v2/pools").await;
     assert_eq!(refused.status, 403, "{}", refused.body);
 }

@@ -61,7 +61,7 @@ async fn claims_take_messages_and_can_be_read_renewed_and_released() {
         204
     );
 
-    assert_eq!(h.call("DELETE", &location, None, &[]).await.status, 204);
+    assert_eq!(h.delete(&location).await.status, 204);
     h.get(&location).await.assert_error(404, "Not found");
     assert_eq!(
         h.send("POST", "/v2/queues/c/claims", "{}").await.body["messages"]
@@ -135,12 +135,7 @@ async fn claim_input_is_checked() {
         .assert_error(400, "Invalid API request");
     let empty = h.call("PATCH", "/v2/queues/v/claims/nope", None, &[]).await;
     assert_eq!(empty.body["description"], "Request body can not be empty");
-    assert_eq!(
-        h.call("DELETE", "/v2/queues/v/claims/nope", None, &[])
-            .await
-            .status,
-        204
-    );
+    assert_eq!(h.delete("/v2/queues/v/claims/nope").await.status, 204);
     let wrong_method = h.get("/v2/queues/v/claims").await;
     wrong_method.assert_error_free_405();
 }
@@ -161,32 +156,25 @@ async fn claimed_messages_need_their_claim_to_be_deleted() {
         .to_string();
     let path = format!("/v2/queues/d/messages/{}", ids[0]);
 
-    let without = h.call("DELETE", &path, None, &[]).await;
+    let without = h.delete(&path).await;
     without.assert_error(403, "Unable to delete");
     assert_eq!(
         without.body["description"],
         "This message is claimed; it cannot be deleted without a valid claim ID."
     );
     let wrong = h
-        .call(
-            "DELETE",
-            &format!("{path}?claim_id=5c6939a8ca4f8c7e8b3ea5cd"),
-            None,
-            &[],
-        )
+        .delete(&format!("{path}?claim_id=5c6939a8ca4f8c7e8b3ea5cd"))
         .await;
     wrong.assert_error(400, "Unable to delete");
     let unclaimed = h
-        .call(
-            "DELETE",
-            &format!("/v2/queues/d/messages/{}?claim_id={claim_id}", ids[1]),
-            None,
-            &[],
-        )
+        .delete(&format!(
+            "/v2/queues/d/messages/{}?claim_id={claim_id}",
+            ids[1]
+        ))
         .await;
     unclaimed.assert_error(400, "Unable to delete");
     assert_eq!(
-        h.call("DELETE", &format!("{path}?claim_id={claim_id}"), None, &[])
+        h.delete(&format!("{path}?claim_id={claim_id}"))
             .await
             .status,
         204

@@ -125,8 +125,7 @@ struct Control {
 }
 
 async fn set_up_control(h: &Harness) -> Control {
-    h.call("DELETE", &format!("/v2/queues/{CONTROL}"), None, &[])
-        .await;
+    h.delete(&format!("/v2/queues/{CONTROL}")).await;
     assert_eq!(
         h.send("PUT", &format!("/v2/queues/{CONTROL}"), r#"{"m": 1}"#)
             .await

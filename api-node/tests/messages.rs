@@ -109,37 +109,22 @@ async fn messages_are_got_and_deleted_by_id() {
         .assert_error(400, "Invalid API request");
 
     assert_eq!(
-        h.call(
-            "DELETE",
-            &format!("/v2/queues/g/messages/{}", ids[0]),
-            None,
-            &[]
-        )
-        .await
-        .status,
+        h.delete(&format!("/v2/queues/g/messages/{}", ids[0]))
+            .await
+            .status,
         204
     );
     assert_eq!(
-        h.call(
-            "DELETE",
-            &format!("/v2/queues/g/messages?ids={}", ids[1]),
-            None,
-            &[]
-        )
-        .await
-        .status,
+        h.delete(&format!("/v2/queues/g/messages?ids={}", ids[1]))
+            .await
+            .status,
         204
     );
     assert_eq!(
         h.get("/v2/queues/g/stats").await.body["messages"]["total"],
         0
     );
-    assert_eq!(
-        h.call("DELETE", "/v2/queues/g/messages/nope", None, &[])
-            .await
-            .status,
-        204
-    );
+    assert_eq!(h.delete("/v2/queues/g/messages/nope").await.status, 204);
 }
 
 #[tokio::test]
@@ -147,9 +132,7 @@ async fn pop_takes_the_oldest_messages() {
     let h = Harness::start().await;
     h.post_messages("p", json!([{"body": 1}, {"body": 2}, {"body": 3}]))
         .await;
-    let popped = h
-        .call("DELETE", "/v2/queues/p/messages?pop=2", None, &[])
-        .await;
+    let popped = h.delete("/v2/queues/p/messages?pop=2").await;
     assert_eq!(popped.status, 200);
     let bodies: Vec<i64> = popped.body["messages"]
         .as_array()
@@ -159,22 +142,12 @@ async fn pop_takes_the_oldest_messages() {
         .collect();
     assert_eq!(bodies, [1, 2]);
     assert!(popped.body["messages"][0]["id"].is_string());
-    let empty = h
-        .call("DELETE", "/v2/queues/empty/messages?pop=5", None, &[])
-        .await;
+    let empty = h.delete("/v2/queues/empty/messages?pop=5").await;
     assert_eq!(empty.body, json!({"messages": []}));
 
     let bad = |query: &'static str| {
         let h = &h;
-        async move {
-            h.call(
-                "DELETE",
-                &format!("/v2/queues/p/messages{query}"),
-                None,
-                &[],
-            )
-            .await
-        }
+        async move { h.delete(&format!("/v2/queues/p/messages{query}")).await }
     };
     let neither = bad("").await;
     neither.assert_error(400, "Invalid API request");

@@ -39,10 +39,7 @@ async fn never_created_queue_shows_default_metadata_and_zero_stats() {
         stats.body,
         json!({"messages": {"claimed": 0, "free": 0, "total": 0}})
     );
-    assert_eq!(
-        h.call("DELETE", "/v2/queues/ghost", None, &[]).await.status,
-        204
-    );
+    assert_eq!(h.delete("/v2/queues/ghost").await.status, 204);
     assert_eq!(
         h.call("POST", "/v2/queues/ghost/purge", None, &[])
             .await
@@ -225,15 +222,10 @@ async fn delete_removes_queue_and_its_placement() {
     let h = Harness::start().await;
     h.send("PUT", "/v2/queues/gone", r#"{"a": 1}"#).await;
     h.post_messages("gone", json!([{"body": 1}])).await;
-    assert_eq!(
-        h.call("DELETE", "/v2/queues/gone", None, &[]).await.status,
-        204
-    );
+    assert_eq!(h.delete("/v2/queues/gone").await.status, 204);
     assert_eq!(h.get("/v2/queues").await.body["queues"], json!([]));
     assert!(h.get("/v2/queues/gone").await.body.get("a").is_none());
-    let listed = h
-        .call("GET", "/v2/queues/gone/messages?echo=true", None, &[])
-        .await;
+    let listed = h.get("/v2/queues/gone/messages?echo=true").await;
     assert_eq!(listed.body, json!({"messages": [], "links": []}));
 }
 
@@ -247,10 +239,7 @@ async fn subscriptions_go_with_their_queue() {
             .status,
         201
     );
-    assert_eq!(
-        h.call("DELETE", "/v2/queues/gone", None, &[]).await.status,
-        204
-    );
+    assert_eq!(h.delete("/v2/queues/gone").await.status, 204);
     assert_eq!(h.send("PUT", "/v2/queues/gone", "{}").await.status, 201);
     let subscriptions = h.get("/v2/queues/gone/subscriptions").await;
     assert_eq!(subscriptions.body["subscriptions"], json!([]));

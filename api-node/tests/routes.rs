@@ -55,9 +55,7 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body, json!({"title": "404 Not Found"}));
     assert_eq!(h.get("/v2/queues/q/messages/a/b").await.status, 404);
-    let wrong = h
-        .call("PUT", "/v2/queues/q/messages", Some("{}"), &[])
-        .await;
+    let wrong = h.send("PUT", "/v2/queues/q/messages", "{}").await;
     assert_eq!(wrong.status, 405);
     assert_eq!(wrong.body, json!({"title": "405 Method Not Allowed"}));
     assert_eq!(wrong.header("allow"), Some("DELETE, GET, POST, OPTIONS"));
@@ -139,9 +137,7 @@ async fn a_placement_moved_by_another_node_is_followed() {
     h.catalog
         .place_elsewhere(&h.project, "moving", &other.name)
         .await;
-    let answer = h
-        .call("POST", "/v2/queues/moving/claims", Some("{}"), &[])
-        .await;
+    let answer = h.send("POST", "/v2/queues/moving/claims", "{}").await;
     // The cached placement still points at pool-1, which holds the old message.
     assert_eq!(answer.status, 201);
     let missing = h.get("/v2/queues/moving/claims/nope").await;

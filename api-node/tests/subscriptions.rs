@@ -88,14 +88,14 @@ async fn subscriptions_are_created_listed_read_changed_and_deleted() {
     .await
     .assert_error(404, "Not found");
 
-    assert_eq!(h.call("DELETE", &item, None, &[]).await.status, 204);
+    assert_eq!(h.delete(&item).await.status, 204);
     let gone = h.get(&item).await;
     gone.assert_error(404, "Not found");
     assert_eq!(
         gone.body["description"],
         format!("Subscription {id} does not exist")
     );
-    assert_eq!(h.call("DELETE", &item, None, &[]).await.status, 204);
+    assert_eq!(h.delete(&item).await.status, 204);
 }
 
 #[tokio::test]

@@ -94,14 +94,8 @@ async fn topics_are_created_read_patched_listed_and_deleted() {
     let filtered = h.get("/v2/topics?name=ert").await;
     assert_eq!(filtered.body["topics"].as_array().unwrap().len(), 1);
 
-    assert_eq!(
-        h.call("DELETE", "/v2/topics/news", None, &[]).await.status,
-        204
-    );
-    assert_eq!(
-        h.call("DELETE", "/v2/topics/never", None, &[]).await.status,
-        204
-    );
+    assert_eq!(h.delete("/v2/topics/news").await.status, 204);
+    assert_eq!(h.delete("/v2/topics/never").await.status, 204);
     let names: Vec<Value> = h.get("/v2/topics").await.body["topics"]
         .as_array()
         .unwrap()
@@ -154,7 +148,7 @@ async fn a_topic_and_a_queue_of_the_same_name_are_apart() {
     let topic_subscriptions = h.get("/v2/topics/same/subscriptions").await;
     assert_eq!(topic_subscriptions.body["subscriptions"], json!([]));
 
-    h.call("DELETE", "/v2/topics/same", None, &[]).await;
+    h.delete("/v2/topics/same").await;
     assert_eq!(h.get("/v2/queues/same").await.body["kind"], "queue");
     let queue_subscriptions = h.get("/v2/queues/same/subscriptions").await;
     assert_eq!(
@@ -233,22 +227,15 @@ async fn messages_of_a_topic_are_posted_listed_read_and_deleted() {
     assert_eq!(stats.body["messages"]["oldest"]["href"], hrefs[0]);
     assert_eq!(stats.body["messages"]["newest"]["href"], hrefs[2]);
 
-    assert_eq!(h.call("DELETE", hrefs[0], None, &[]).await.status, 204);
+    assert_eq!(h.delete(hrefs[0]).await.status, 204);
     h.get(hrefs[0]).await.assert_error(404, "Not found");
-    let popped = h
-        .call("DELETE", "/v2/topics/feed/messages?pop=1", None, &[])
-        .await;
+    let popped = h.delete("/v2/topics/feed/messages?pop=1").await;
     assert_eq!(popped.status, 200, "{}", popped.body);
     assert_eq!(popped.body["messages"][0]["id"], ids[1]);
     assert_eq!(
-        h.call(
-            "DELETE",
-            &format!("/v2/topics/feed/messages?ids={}", ids[2]),
-            None,
-            &[]
-        )
-        .await
-        .status,
+        h.delete(&format!("/v2/topics/feed/messages?ids={}", ids[2]))
+            .await
+            .status,
         204
     );
     assert_eq!(
@@ -314,7 +301,7 @@ async fn subscriptions_of_a_topic_are_its_own() {
         .await;
     let id = again.body["subscription_id"].as_str().unwrap().to_string();
     let path = format!("/v2/topics/alerts/subscriptions/{id}");
-    assert_eq!(h.call("DELETE", &path, None, &[]).await.status, 204);
+    assert_eq!(h.delete(&path).await.status, 204);
     h.get(&path).await.assert_error(404, "Not found");
 }
 

@@ -351,6 +351,10 @@ impl Harness {
         self.call("GET", path, None, &[]).await
     }
 
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call("DELETE", path, None, &[]).await
+    }
+
     pub async fn send(&self, method: &str, path: &str, body: &str) -> Answer {
         self.call(method, path, Some(body), &[]).await
     }
