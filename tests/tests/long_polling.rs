@@ -24,6 +24,36 @@ use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis, S
 /// The requests an api-node holds waiting for messages.
 const WAITING: &str = "zaqar_long_polls_waiting";
 
+/// A catalog and a pool-node on a Redis of its own, run in a temporary directory,
+/// for api-nodes to be started in front of. Dropped in field order: the processes
+/// stop before their Redis and their directory go.
+struct Cluster {
+    processes: Vec<Process>,
+    redis: Redis,
+    dir: tempfile::TempDir,
+    /// The catalog's endpoint.
+    catalog: String,
+}
+
+impl Cluster {
+    fn start() -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let redis = Redis::start()?;
+        let (processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
+        Ok(Cluster {
+            processes,
+            redis,
+            dir,
+            catalog,
+        })
+    }
+
+    /// An api-node `name` of this cluster, with `extra` arguments.
+    async fn api_node(&self, name: &str, extra: &[&str]) -> Result<ApiNode> {
+        start_api_node(self.dir.path(), name, &self.catalog, extra).await
+    }
+}
+
 /// A catalog and a pool-node on `redis`, both processes in `dir`; the catalog's endpoint.
 fn start_catalog_and_pool(dir: &Path, redis: &Redis) -> Result<(Vec<Process>, String)> {
     let bin = zaqar_bin();
@@ -162,11 +192,9 @@ async fn post(client: &Client, queue: &str, body: Value) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_claim_takes_the_message_posted_through_another_api_node() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = Redis::start()?;
-    let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
-    let a = start_api_node(dir.path(), "api-a", &catalog, &[]).await?;
-    let b = start_api_node(dir.path(), "api-b", &catalog, &[]).await?;
+    let cluster = Cluster::start()?;
+    let a = cluster.api_node("api-a", &[]).await?;
+    let b = cluster.api_node("api-b", &[]).await?;
     // Its catalog watch connected first: connecting later would make it doubt its cache.
     until_metric(b.metrics, "zaqar_catalog_watch_connected", 1).await?;
     let (waiting, producer) = (consumer(a.rest, "lp"), consumer(b.rest, "lp"));
@@ -260,10 +288,8 @@ async fn a_waiting_claim_takes_the_message_posted_through_another_api_node() -> 
 async fn a_post_through_another_pool_node_of_the_store_wakes_the_waiting_claim() -> Result<()> {
     use zaqar_proto::pb::pool_service_client::PoolServiceClient;
     use zaqar_proto::pb::{NewMessage, PostMessagesRequest, QueueRef};
-    let dir = tempfile::tempdir()?;
-    let redis = Redis::start()?;
-    let (mut processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
-    let api = start_api_node(dir.path(), "api", &catalog, &[]).await?;
+    let mut cluster = Cluster::start()?;
+    let api = cluster.api_node("api", &[]).await?;
     let waiting = consumer(api.rest, "relayed");
     post(&waiting, "jobs", json!("warm-up")).await?;
     let drained = waiting
@@ -279,20 +305,16 @@ async fn a_post_through_another_pool_node_of_the_store_wakes_the_waiting_claim()
         "--listen",
         &listen,
         "--uri",
-        &redis.uri(0),
+        &cluster.redis.uri(0),
         "--name",
         "pool-replica",
         "--weight",
         "0",
         "--catalog",
-        &catalog,
+        &cluster.catalog,
     ];
-    processes.push(Process::spawn(
-        "pool-replica",
-        &zaqar_bin(),
-        &args,
-        dir.path(),
-    )?);
+    let replica = Process::spawn("pool-replica", &zaqar_bin(), &args, cluster.dir.path())?;
+    cluster.processes.push(replica);
     wait_for_port(port, Duration::from_secs(30))?;
     let mut replica = PoolServiceClient::connect(format!("http://{listen}")).await?;
 
@@ -335,13 +357,11 @@ async fn a_post_through_another_pool_node_of_the_store_wakes_the_waiting_claim()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = Redis::start()?;
-    let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
-    let config = dir.path().join("api.toml");
+    let cluster = Cluster::start()?;
+    let config = cluster.dir.path().join("api.toml");
     std::fs::write(&config, "[long_poll]\nmax_waiting_per_project = 1\n")?;
     let config = config.to_string_lossy().to_string();
-    let node = start_api_node(dir.path(), "api", &catalog, &["--config", &config]).await?;
+    let node = cluster.api_node("api", &["--config", &config]).await?;
 
     for project in ["rest", "ws"] {
         let created = consumer(node.rest, project)
@@ -392,10 +412,8 @@ async fn a_client_that_hangs_up_ends_its_waiting_request() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = Redis::start()?;
-    let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
-    let a = start_api_node(dir.path(), "api-a", &catalog, &[]).await?;
+    let cluster = Cluster::start()?;
+    let a = cluster.api_node("api-a", &[]).await?;
     let created = consumer(a.rest, "herd")
         .put("/v2/queues/q", json!({}))
         .await?;
@@ -403,7 +421,7 @@ async fn consumers_that_start_together_ask_the_catalog_once() -> Result<()> {
 
     // A second api-node has never looked the queue up. Its consumers, connected
     // first, all claim at once.
-    let b = start_api_node(dir.path(), "api-b", &catalog, &[]).await?;
+    let b = cluster.api_node("api-b", &[]).await?;
     // Its catalog watch connected first: connecting later would make it doubt its cache.
     until_metric(b.metrics, "zaqar_catalog_watch_connected", 1).await?;
     let consumers: Vec<Client> = (0..50).map(|_| consumer(b.rest, "herd")).collect();
@@ -502,16 +520,14 @@ async fn a_post_wakes_one_waiting_claim_and_a_claim_that_took_all_it_asked_wakes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_is_bounded_and_ends_when_the_api_node_stops() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let redis = Redis::start()?;
-    let (_processes, catalog) = start_catalog_and_pool(dir.path(), &redis)?;
-    let config = dir.path().join("api.toml");
+    let cluster = Cluster::start()?;
+    let config = cluster.dir.path().join("api.toml");
     std::fs::write(
         &config,
         "[long_poll]\nmax_wait_seconds = 15\nmax_waiting = 3\nmax_waiting_per_project = 2\n",
     )?;
     let config = config.to_string_lossy().to_string();
-    let mut node = start_api_node(dir.path(), "api", &catalog, &["--config", &config]).await?;
+    let mut node = cluster.api_node("api", &["--config", &config]).await?;
     let first = consumer(node.rest, "bounded");
     post(&first, "q", json!("x")).await?;
     let drained = first.post("/v2/queues/q/claims", json!({})).await?;
