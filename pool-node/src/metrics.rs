@@ -402,7 +402,8 @@ impl MeteredStore {
 /// Implements a store trait for [`MeteredStore`]: each method listed calls the same
 /// method of the wrapped store, measured under its own name (or the one after `as`),
 /// and, with `counts EVENT in QUEUE by |answer| N`, adds N (from the answer or the
-/// arguments) to the `zaqar_messages_total` of that event.
+/// arguments) to the `zaqar_messages_total` of that event when N > 0 (so a post that
+/// stored nothing does not count the queue as used for the depth gauges).
 macro_rules! measured {
     (@operation $name:ident) => { stringify!($name) };
     (@operation $name:ident $operation:literal) => { $operation };
@@ -421,7 +422,10 @@ macro_rules! measured {
                     let answer = self.measure(operation, self.inner.$name($($arg),*)).await?;
                     $(
                         let $answer = &answer;
-                        count_messages($queue, self.backend, $event, $count);
+                        let count = $count;
+                        if count > 0 {
+                            count_messages($queue, self.backend, $event, count);
+                        }
                     )?
                     Ok(answer)
                 }
