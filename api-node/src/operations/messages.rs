@@ -92,9 +92,8 @@ pub async fn post(
                 == Some("drop_oldest"),
         };
         let reply = ctx
-            .call_pool(queue, &pool, |mut c| {
-                let request = request.clone();
-                async move { c.post_messages(request).await }
+            .call_pool(queue, &pool, request, |mut c, request| async move {
+                c.post_messages(request).await
             })
             .await
             .map_err(&failed)?;
@@ -140,10 +139,8 @@ async fn current_metadata(
         .call_pool_checked(
             queue,
             pool,
-            |mut c| {
-                let queue_ref = queue_ref.clone();
-                async move { c.get_queue(queue_ref).await }
-            },
+            queue_ref,
+            |mut c, queue_ref| async move { c.get_queue(queue_ref).await },
             |reply: &pb::GetQueueReply| !reply.exists,
         )
         .await?;
@@ -391,10 +388,8 @@ async fn fetch(
         .call_pool_checked(
             queue,
             &pool,
-            |mut c| {
-                let request = request.clone();
-                async move { c.get_messages(request).await }
-            },
+            request,
+            |mut c, request| async move { c.get_messages(request).await },
             |reply: &pb::MessagesReply| reply.messages.is_empty(),
         )
         .await;

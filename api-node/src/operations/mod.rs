@@ -268,9 +268,7 @@ impl Context {
         let Some(pool) = pool.map_err(failed)? else {
             return Ok(None);
         };
-        let reply = self
-            .call_pool(queue, &pool, |client| call(client, request.clone()))
-            .await;
+        let reply = self.call_pool(queue, &pool, request, call).await;
         match reply {
             Ok(reply) => Ok(Some(reply)),
             Err(err) if err.code == ErrorCode::NotFound => Ok(None),
@@ -278,36 +276,41 @@ impl Context {
         }
     }
 
-    /// Calls the pool of `queue`. When the placement came from the cache and the
-    /// pool answers NotFound, the placement is looked up again and, if it changed,
-    /// the call is made once more on the new pool.
-    pub async fn call_pool<T, F, Fut>(
+    /// Calls the pool of `queue`: `call` gets a client and a copy of `request`. When
+    /// the placement came from the cache and the pool answers NotFound, the placement
+    /// is looked up again and, if it changed, the call is made once more on the new pool.
+    pub async fn call_pool<R, T, F, Fut>(
         &self,
         queue: &str,
         pool: &Pool,
+        request: R,
         call: F,
     ) -> Result<T, ZaqarError>
     where
-        F: Fn(PoolClient) -> Fut,
+        R: Clone,
+        F: Fn(PoolClient, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.call_pool_checked(queue, pool, call, |_| false).await
+        self.call_pool_checked(queue, pool, request, call, |_| false)
+            .await
     }
 
     /// Like [`Context::call_pool`], also retrying when `looks_missing` says the
     /// reply describes a queue that is not there.
-    pub async fn call_pool_checked<T, F, Fut>(
+    pub async fn call_pool_checked<R, T, F, Fut>(
         &self,
         queue: &str,
         pool: &Pool,
+        request: R,
         call: F,
         looks_missing: impl Fn(&T) -> bool,
     ) -> Result<T, ZaqarError>
     where
-        F: Fn(PoolClient) -> Fut,
+        R: Clone,
+        F: Fn(PoolClient, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let result = call(pool.client.clone())
+        let result = call(pool.client.clone(), request.clone())
             .await
             .map(tonic::Response::into_inner)
             .map_err(ZaqarError::from);
@@ -317,7 +320,7 @@ impl Context {
         };
         if stale && pool.cached {
             if let Some(newer) = self.router().refresh(self.project(), queue, pool).await {
-                return call(newer.client)
+                return call(newer.client, request)
                     .await
                     .map(tonic::Response::into_inner)
                     .map_err(ZaqarError::from);

@@ -117,9 +117,8 @@ pub async fn create(ctx: &Context, queue: &str, payload: &Payload) -> Result<boo
         metadata_json: Value::Object(metadata).to_string(),
     };
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let request = request.clone();
-            async move { c.create_queue(request).await }
+        .call_pool(queue, &pool, request, |mut c, request| async move {
+            c.create_queue(request).await
         })
         .await
         .map_err(&failed)?;
@@ -163,10 +162,8 @@ pub async fn fetch(
         .call_pool_checked(
             queue,
             pool,
-            |mut c| {
-                let queue_ref = queue_ref.clone();
-                async move { c.get_queue(queue_ref).await }
-            },
+            queue_ref,
+            |mut c, queue_ref| async move { c.get_queue(queue_ref).await },
             |reply: &GetQueueReply| !reply.exists,
         )
         .await?;
@@ -218,9 +215,8 @@ pub async fn update(
         queue: Some(ctx.queue_ref(queue)),
         metadata_json: Value::Object(metadata.clone()).to_string(),
     };
-    ctx.call_pool(queue, &pool, |mut c| {
-        let request = request.clone();
-        async move { c.set_queue_metadata(request).await }
+    ctx.call_pool(queue, &pool, request, |mut c, request| async move {
+        c.set_queue_metadata(request).await
     })
     .await
     .map_err(|err| {
@@ -255,16 +251,14 @@ pub async fn delete(ctx: &Context, queue: &str) -> Result<(), ZaqarError> {
         messages: false,
         subscriptions: true,
     };
-    ctx.call_pool(queue, &pool, |mut c| {
-        let purge = purge.clone();
-        async move { c.purge_queue(purge).await }
+    ctx.call_pool(queue, &pool, purge, |mut c, purge| async move {
+        c.purge_queue(purge).await
     })
     .await
     .map_err(&failed)?;
     let queue_ref = ctx.queue_ref(queue);
-    ctx.call_pool(queue, &pool, |mut c| {
-        let queue_ref = queue_ref.clone();
-        async move { c.delete_queue(queue_ref).await }
+    ctx.call_pool(queue, &pool, queue_ref, |mut c, queue_ref| async move {
+        c.delete_queue(queue_ref).await
     })
     .await
     .map_err(&failed)?;
@@ -330,9 +324,8 @@ pub async fn purge(ctx: &Context, queue: &str, payload: &Payload) -> Result<(), 
         messages,
         subscriptions,
     };
-    ctx.call_pool(queue, &pool, |mut c| {
-        let request = request.clone();
-        async move { c.purge_queue(request).await }
+    ctx.call_pool(queue, &pool, request, |mut c, request| async move {
+        c.purge_queue(request).await
     })
     .await
     .map_err(&failed)?;

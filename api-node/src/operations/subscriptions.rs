@@ -93,9 +93,8 @@ async fn create_subscription(
         confirmed: !confirmation_required,
     };
     let reply = ctx
-        .call_pool(queue, &pool, |mut c| {
-            let request = request.clone();
-            async move { c.create_subscription(request).await }
+        .call_pool(queue, &pool, request, |mut c, request| async move {
+            c.create_subscription(request).await
         })
         .await
         .map_err(&failed)?;
@@ -116,9 +115,8 @@ async fn create_subscription(
                 notice_json: notice,
             };
             let sent = ctx
-                .call_pool(queue, &pool, |mut c| {
-                    let request = request.clone();
-                    async move { c.confirm_subscription(request).await }
+                .call_pool(queue, &pool, request, |mut c, request| async move {
+                    c.confirm_subscription(request).await
                 })
                 .await;
             if let Err(err) = sent {

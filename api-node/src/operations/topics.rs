@@ -233,9 +233,8 @@ pub async fn update(
         metadata_json: Value::Object(metadata.clone()).to_string(),
     };
     topics
-        .call_pool(topic, &pool, |mut c| {
-            let request = request.clone();
-            async move { c.set_queue_metadata(request).await }
+        .call_pool(topic, &pool, request, |mut c, request| async move {
+            c.set_queue_metadata(request).await
         })
         .await
         .map_err(|err| {
