@@ -265,6 +265,16 @@ pub struct Standalone {
 }
 
 impl Standalone {
+    /// Its REST API, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its WebSocket API, `ws://127.0.0.1:PORT`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws_port)
+    }
+
     /// Starts it and waits until both listeners accept connections.
     pub fn start(dir: &std::path::Path) -> Result<Standalone> {
         Standalone::start_with(dir, &[])

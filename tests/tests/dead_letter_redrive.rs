@@ -317,7 +317,7 @@ async fn the_docs_example_redrives_its_messages() -> Result<()> {
 
 /// Runs `zaqar redrive` with `args` against `server`; its output.
 fn zaqar_redrive(server: &Standalone, args: &[&str]) -> Result<String> {
-    let url = format!("http://127.0.0.1:{}", server.port);
+    let url = server.url();
     let out = Command::new(zaqar_tests::zaqar_bin())
         .args(["redrive", "--url", &url])
         .args(args)
@@ -375,11 +375,7 @@ async fn zaqar_redrive_moves_batches_stops_at_max_and_resumes() -> Result<()> {
     }
     ensure!(moved == (0..45).collect::<Vec<u64>>(), "{moved:?}");
     let bad = Command::new(zaqar_tests::zaqar_bin())
-        .args([
-            "redrive",
-            "--url",
-            &format!("http://127.0.0.1:{}", server.port),
-        ])
+        .args(["redrive", "--url", &server.url()])
         .args(["nowhere", "--to", "jobs", "--project", "redrive-cli"])
         .output()?;
     ensure!(!bad.status.success(), "a missing queue is an error");

@@ -52,7 +52,7 @@ async fn a_store_password_appears_in_no_answer_and_no_log_line() -> Result<()> {
     let one = admin.get(&format!("/v2/pools/{name}")).await?;
     ensure!(one.body["uri"] == hidden.as_str(), "{:?}", one.body);
 
-    let url = format!("ws://127.0.0.1:{}", standalone.ws_port);
+    let url = standalone.ws_url();
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let headers = json!({"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c",
                          "X-Project-ID": "secrets", "X-Roles": "admin"});

@@ -89,18 +89,10 @@ fn started() -> Result<(tempfile::TempDir, Standalone)> {
     Ok((dir, standalone))
 }
 
-/// The REST and WebSocket URLs of `standalone`.
-fn urls(standalone: &Standalone) -> (String, String) {
-    (
-        format!("http://127.0.0.1:{}", standalone.port),
-        format!("ws://127.0.0.1:{}", standalone.ws_port),
-    )
-}
-
 #[test]
 fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
     let (dir, standalone) = started()?;
-    let (url, ws_url) = urls(&standalone);
+    let (url, ws_url) = (standalone.url(), standalone.ws_url());
     for (name, transport) in [
         ("rest", vec!["--url", url.as_str()]),
         (
@@ -134,7 +126,7 @@ fn zaqar_bench_runs_the_workload_over_rest_and_websocket() -> Result<()> {
 #[test]
 fn zaqar_bench_consumers_delete_what_a_claim_took_with_one_request() -> Result<()> {
     let (dir, standalone) = started()?;
-    let (url, ws_url) = urls(&standalone);
+    let (url, ws_url) = (standalone.url(), standalone.ws_url());
     for (name, transport) in [
         ("rest", vec!["--url", url.as_str()]),
         ("websocket", vec!["--url", &url, "--ws-url", &ws_url]),
@@ -220,7 +212,7 @@ fn deep_bench(url: &str, extra: &[&str]) -> Result<()> {
 #[test]
 fn zaqar_bench_fills_a_deep_queue_then_pops_lists_its_head_and_reads_its_stats() -> Result<()> {
     let (dir, standalone) = started()?;
-    let url = format!("http://127.0.0.1:{}", standalone.port);
+    let url = standalone.url();
     let report = dir.path().join("deep.json");
     let report_path = report.to_string_lossy();
     deep_bench(
@@ -301,7 +293,7 @@ fn zaqar_bench_fills_a_deep_queue_then_pops_lists_its_head_and_reads_its_stats()
 #[test]
 fn zaqar_bench_measures_long_polls() -> Result<()> {
     let (dir, standalone) = started()?;
-    let url = format!("http://127.0.0.1:{}", standalone.port);
+    let url = standalone.url();
     let report = dir.path().join("long-poll.json");
     let report_path = report.to_string_lossy().to_string();
     let stdout = run_idle_waiters(
@@ -346,7 +338,7 @@ fn zaqar_bench_measures_long_polls() -> Result<()> {
     );
 
     // The idle waiters over WebSocket.
-    let ws_url = format!("ws://127.0.0.1:{}", standalone.ws_port);
+    let ws_url = standalone.ws_url();
     run_idle_waiters(
         &[
             "--url",
