@@ -275,7 +275,12 @@ impl SqlCatalog {
 
     /// The one row of two text columns that `sql` selects with `binds`, if any.
     async fn pair<'q>(&self, sql: &'q str, binds: &[&'q str]) -> CatalogResult<Option<TextPair>> {
-        Ok(self.pairs(sql, binds).await?.into_iter().next())
+        on_db!(&self.db, db => binds
+            .iter()
+            .fold(sqlx::query_as(sql), |query, value| query.bind(*value))
+            .fetch_optional(db)
+            .await)
+        .map_err(store_error)
     }
 }
 

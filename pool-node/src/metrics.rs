@@ -402,8 +402,9 @@ impl MeteredStore {
 /// Implements a store trait for [`MeteredStore`]: each method listed calls the same
 /// method of the wrapped store, measured under its own name (or the one after `as`),
 /// and, with `counts EVENT in QUEUE by |answer| N`, adds N (from the answer or the
-/// arguments) to the `zaqar_messages_total` of that event when N > 0 (so a post that
-/// stored nothing does not count the queue as used for the depth gauges).
+/// arguments) to the `zaqar_messages_total` of that event and counts the queue as used
+/// for the depth gauges; N may be an `Option` (`None`: nothing to count, as for a post
+/// that stored nothing).
 macro_rules! measured {
     (@operation $name:ident) => { stringify!($name) };
     (@operation $name:ident $operation:literal) => { $operation };
@@ -422,8 +423,8 @@ macro_rules! measured {
                     let answer = self.measure(operation, self.inner.$name($($arg),*)).await?;
                     $(
                         let $answer = &answer;
-                        let count = $count;
-                        if count > 0 {
+                        let count: Option<usize> = $count.into();
+                        if let Some(count) = count {
                             count_messages($queue, self.backend, $event, count);
                         }
                     )?

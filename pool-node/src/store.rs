@@ -66,11 +66,11 @@ pub enum CheckedPost {
 }
 
 impl CheckedPost {
-    /// How many messages this post stored.
-    pub fn posted(&self) -> usize {
+    /// How many messages this post stored; `None` when it stored nothing.
+    pub fn posted(&self) -> Option<usize> {
         match self {
-            CheckedPost::Posted(ids) => ids.len(),
-            _ => 0,
+            CheckedPost::Posted(ids) => Some(ids.len()),
+            _ => None,
         }
     }
 }

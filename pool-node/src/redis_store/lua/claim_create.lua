@@ -75,9 +75,9 @@ if #ids > 0 then
   call_all('ZADD', k.hld, by_seq)
   call_all('ZADD', k.exp, by_expiry)
   call_all('ZADD', k.clm, by_claim)
-  -- The queue's 'x' as read first, unless a message went to a dead letter queue,
-  -- which may be this very queue.
-  keep(k, latest, {k.hld, k.clm}, moved == 0 and tonumber(record[2] or 0) or nil)
+  -- The queue's 'x' as read first, unless a message went to a dead letter queue
+  -- that is this very queue (which moved 'x').
+  keep(k, latest, {k.hld, k.clm}, (moved == 0 or dk.q ~= k.q) and tonumber(record[2] or 0) or nil)
   redis.call('HSET', ckey, 't', ttl, 'e', int(cexp), 'g', record[3] or '0',
              'ids', table.concat(ids, ','))
   redis.call('PEXPIREAT', ckey, int(cexp))

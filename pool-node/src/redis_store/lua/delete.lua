@@ -26,7 +26,7 @@ while i <= #ARGV do
 end
 
 local found = load_all(k, checked, now)
--- The held messages to remove, their bodies' bytes (each message's once), the others.
+-- The held messages to remove (each once) and their bodies' bytes, the others.
 local refused, held, held_bytes, counted, others = {}, {}, 0, {}, {}
 for g, group in ipairs(groups) do
   local verdict = ''
@@ -50,9 +50,9 @@ for g, group in ipairs(groups) do
     if verdict == '' then
       for _, pair in ipairs(group_held) do
         local id, m = pair[1], pair[2]
-        held[#held + 1] = id
         if not counted[id] then
           counted[id] = true
+          held[#held + 1] = id
           held_bytes = held_bytes + #m.b
         end
       end
