@@ -43,10 +43,13 @@ use routing::InProcessPools;
 pub struct Listeners {
     rest: std::net::TcpListener,
     websocket: Option<std::net::TcpListener>,
+    /// The listener of push subscriptions' notifications (`ws_notification_listen`).
+    notifications: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `config.listen` and, when set, `config.ws_listen`.
+    /// Binds `config.listen` and, when set, `config.ws_listen` and (with push
+    /// subscriptions on, `ws_push_max_connections` > 0) `config.ws_notification_listen`.
     pub fn bind(config: &ApiConfig) -> io::Result<Listeners> {
         let open = |addr: SocketAddr| {
             let listener = std::net::TcpListener::bind(addr)?;
@@ -56,12 +59,15 @@ impl Listeners {
         Ok(Listeners {
             rest: open(config.listen)?,
             websocket: config.ws_listen.map(open).transpose()?,
+            notifications: (config.ws_listen.is_some() && config.ws_push_max_connections > 0)
+                .then(|| open(config.ws_notification_listen))
+                .transpose()?,
         })
     }
 }
 
 /// The REST server on `listener`, over TLS when `acceptor` has a certificate.
-async fn bind_rest(
+async fn serve_rest_on(
     listener: tokio::net::TcpListener,
     config: &ApiConfig,
     services: Arc<Services>,
@@ -170,7 +176,7 @@ pub async fn bind_all_on(
     let shutdown = shutdown.boxed().shared();
     let acceptor = tls::StreamAcceptor::new(config.tls.as_ref())?;
     let rest_listener = tokio::net::TcpListener::from_std(listeners.rest)?;
-    let (rest, rest_server) = bind_rest(
+    let (rest, rest_server) = serve_rest_on(
         rest_listener,
         &config,
         services.clone(),
@@ -188,7 +194,12 @@ pub async fn bind_all_on(
     let mut settings = websocket::Settings::from_config(&config);
     settings.tls = acceptor;
     let ws_listener = tokio::net::TcpListener::from_std(ws_listener)?;
-    let (ws, ws_server) = websocket::bind(ws_listener, services, settings, shutdown).await?;
+    let notifications = listeners
+        .notifications
+        .map(tokio::net::TcpListener::from_std)
+        .transpose()?;
+    let (ws, ws_server) =
+        websocket::bind(ws_listener, notifications, services, settings, shutdown).await?;
     Ok(Bound {
         rest,
         websocket: Some(ws),

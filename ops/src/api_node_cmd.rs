@@ -79,21 +79,21 @@ pub async fn run(config: ApiConfig, shutdown: Shutdown) -> Result<()> {
     serve_api_node(listeners, config, InProcessPools::new(), shutdown).await
 }
 
-/// Binds the api-node's REST and WebSocket listeners (`listen`, `ws_listen`).
+/// Binds the api-node's listeners (`listen`, and `ws_listen` with the notification
+/// listener of push subscriptions when set), shared by `zaqar api-node` and
+/// `zaqar standalone`.
 pub fn bind_api_node(config: &ApiConfig) -> Result<Listeners> {
-    Listeners::bind(config).with_context(|| {
-        let ws = config
-            .ws_listen
-            .map(|ws| format!(" and {ws}"))
-            .unwrap_or_default();
-        format!(
-            "binding the REST and WebSocket APIs on {}{ws}",
-            config.listen
-        )
+    Listeners::bind(config).with_context(|| match config.ws_listen {
+        Some(ws) => format!(
+            "binding the REST API on {}, the WebSocket API on {ws} or its notification \
+             listener on {}",
+            config.listen, config.ws_notification_listen
+        ),
+        None => format!("binding the REST API on {}", config.listen),
     })
 }
 
-/// The one call into the api-node crate (`zaqar_api_node::serve`), shared by
+/// Serves the api-node on `listeners` (`zaqar_api_node::serve`), shared by
 /// `zaqar api-node` and `zaqar standalone` (which calls its own pool-node directly).
 pub async fn serve_api_node(
     listeners: Listeners,

@@ -310,7 +310,13 @@ impl Context {
         F: Fn(PoolClient, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let result = call(pool.client.clone(), request.clone())
+        // Only a cached placement may be tried again: the request is copied for that.
+        let (first, retry) = if pool.cached {
+            (request.clone(), Some(request))
+        } else {
+            (request, None)
+        };
+        let result = call(pool.client.clone(), first)
             .await
             .map(tonic::Response::into_inner)
             .map_err(ZaqarError::from);
@@ -318,7 +324,7 @@ impl Context {
             Ok(reply) => looks_missing(reply),
             Err(err) => err.code == ErrorCode::NotFound,
         };
-        if stale && pool.cached {
+        if let Some(request) = retry.filter(|_| stale) {
             if let Some(newer) = self.router().refresh(self.project(), queue, pool).await {
                 return call(newer.client, request)
                     .await

@@ -87,11 +87,12 @@ impl Settings {
     }
 }
 
-/// Serves the WebSocket API on `listener` (and binds the notification listener of
-/// push subscriptions); returns its address and the server future, which runs
-/// until `shutdown` completes and its connections close.
+/// Serves the WebSocket API on `listener` (and push subscriptions' notifications on
+/// `notifications`, bound when `settings.push` is set); returns its address and the
+/// server future, which runs until `shutdown` completes and its connections close.
 pub async fn bind(
     listener: TcpListener,
+    notifications: Option<TcpListener>,
     services: Arc<Services>,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -100,12 +101,12 @@ pub async fn bind(
     // The notification listener stops once the connections are closed.
     let (stop_notifications, notifications_stopped) = oneshot::channel::<()>();
     let (registry, notifications): (_, Pin<Box<dyn Future<Output = ()> + Send>>) =
-        match &settings.push {
-            Some(push) => {
+        match settings.push.as_ref().zip(notifications) {
+            Some((push, notifications)) => {
                 let stopped = async {
                     let _ = notifications_stopped.await;
                 };
-                let (registry, server) = notification::bind(push, stopped).await?;
+                let (registry, server) = notification::serve(notifications, push, stopped)?;
                 (Some(registry), Box::pin(server))
             }
             None => (None, Box::pin(async {})),

@@ -34,13 +34,14 @@ pub struct ListenerSettings {
     pub max_body_bytes: u64,
 }
 
-/// Binds the listener and returns the registry it delivers to and the server
-/// future, which runs until `shutdown` completes.
-pub async fn bind(
+/// Serves notifications on `listener` (bound to `settings.listen`) and returns the
+/// registry it delivers to and the server future, which runs until `shutdown`
+/// completes.
+pub fn serve(
+    listener: TcpListener,
     settings: &ListenerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<(Arc<Registry>, impl Future<Output = ()>)> {
-    let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
     let url = match &settings.url {
         Some(url) => url.clone(),
