@@ -124,7 +124,10 @@ where
     );
     let started = std::time::Instant::now();
     let route = crate::metrics::RouteOf::new(request.method.as_str(), &request.path);
-    let mut response = handle_identified(request, allowed, handler)
+    // Boxed: a route's future is otherwise as large as the largest handler of its
+    // group of routes (6 KiB for the queues'), and a long poll holds it while it
+    // waits; so each request takes only the room of its own handler.
+    let mut response = Box::pin(handle_identified(request, allowed, handler))
         .instrument(span)
         .await;
     crate::request_id::set(&mut response, &id);

@@ -206,7 +206,7 @@ pub async fn subscribe_connection(
     token: Option<&str>,
     push: &mut ConnectionPush,
     encoding: Encoding,
-    replies: &tokio::sync::mpsc::Sender<tokio_tungstenite::tungstenite::Message>,
+    replies: &super::Replies,
 ) -> Reply {
     let ctx = match Box::pin(context(services, request, token)).await {
         Ok(ctx) => ctx,

@@ -32,6 +32,7 @@ use tokio_tungstenite::tungstenite::Message;
 use zaqar_proto::ZaqarError;
 
 use super::protocol::{Encoding, Reply, Request};
+use super::Replies;
 use crate::operations::{subscriptions, Context, Payload};
 
 /// Whether `request` asks for a push subscription (no subscriber, as Zaqar's
@@ -57,7 +58,7 @@ pub struct Registry {
 /// Where one connection's notifications go.
 struct Endpoint {
     /// The connection's bounded reply queue.
-    replies: mpsc::Sender<Message>,
+    replies: Replies,
     /// Notifications are packed as MessagePack in binary frames.
     binary: AtomicBool,
     /// Signalled when the queue is full: the connection drops itself.
@@ -116,7 +117,7 @@ impl Registry {
                 Err(_) => return Delivery::Unreadable("not UTF-8 text".to_string()),
             }
         };
-        match endpoint.replies.try_send(frame) {
+        match endpoint.replies.try_send(Box::new(frame)) {
             Ok(()) => Delivery::Sent,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 endpoint.too_slow.notify_one();
@@ -187,7 +188,7 @@ impl ConnectionPush {
         request: &Request,
         queue: &str,
         encoding: Encoding,
-        replies: &mpsc::Sender<Message>,
+        replies: &Replies,
     ) -> Result<Reply, ZaqarError> {
         let Some(registry) = self.registry.clone() else {
             return Err(ZaqarError::titled(
@@ -266,7 +267,7 @@ impl ConnectionPush {
     fn endpoint_id(
         &mut self,
         registry: &Registry,
-        replies: &mpsc::Sender<Message>,
+        replies: &Replies,
     ) -> Result<String, ZaqarError> {
         if let Some((id, _)) = &self.endpoint {
             return Ok(id.clone());
@@ -299,7 +300,7 @@ fn payload(document: &Value) -> Payload {
 mod tests {
     use super::*;
 
-    fn endpoint(queue: usize, binary: bool) -> (Arc<Endpoint>, mpsc::Receiver<Message>) {
+    fn endpoint(queue: usize, binary: bool) -> (Arc<Endpoint>, mpsc::Receiver<Box<Message>>) {
         let (replies, queued) = mpsc::channel(queue);
         let endpoint = Endpoint {
             replies,
@@ -338,10 +339,10 @@ mod tests {
         assert_eq!(registry.deliver("b", document.clone()), Delivery::Sent);
         assert_eq!(registry.deliver("c", document), Delivery::Unknown);
         assert_eq!(
-            text_frames.recv().await.unwrap(),
+            *text_frames.recv().await.unwrap(),
             Message::text(r#"{"body":{"n":1},"queue_name":"q"}"#)
         );
-        let Message::Binary(bytes) = packed_frames.recv().await.unwrap() else {
+        let Message::Binary(bytes) = *packed_frames.recv().await.unwrap() else {
             panic!("a binary frame expected");
         };
         let unpacked: Value = rmp_serde::from_slice(&bytes).unwrap();
