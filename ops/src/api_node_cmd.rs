@@ -19,6 +19,20 @@ pub struct ApiNodeArgs {
     /// TOML file with the api-node settings (listen, catalog_endpoint, [limits], ...).
     #[arg(long, env = "ZAQAR_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub front_door: FrontDoorArgs,
+    /// gRPC endpoint of the catalog, or of several catalog nodes, comma-separated, tried in
+    /// turn while one is unreachable [default: http://127.0.0.1:7000].
+    #[arg(long, env = "ZAQAR_CATALOG")]
+    pub catalog: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterAuthArgs,
+}
+
+/// The api-node's own flags, shared by `zaqar api-node` and `zaqar standalone`: where
+/// it listens and whether it serves the privileged routes.
+#[derive(Debug, Args)]
+pub struct FrontDoorArgs {
     /// Where the REST API listens [default: 127.0.0.1:8888].
     #[arg(long, env = "ZAQAR_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -33,22 +47,15 @@ pub struct ApiNodeArgs {
     /// [default: http://WS_NOTIFICATION_LISTEN/].
     #[arg(long, env = "ZAQAR_WS_NOTIFICATION_URL")]
     pub ws_notification_url: Option<String>,
-    /// gRPC endpoint of the catalog, or of several catalog nodes, comma-separated, tried in
-    /// turn while one is unreachable [default: http://127.0.0.1:7000].
-    #[arg(long, env = "ZAQAR_CATALOG")]
-    pub catalog: Option<String>,
     /// Serve the privileged routes and actions (/v2/health, /v2/pools, /v2/flavors) to
     /// callers with the admin role (Zaqar's admin_mode; off by default).
     #[arg(long, env = "ZAQAR_ADMIN_MODE")]
     pub admin_mode: bool,
-    #[command(flatten)]
-    pub cluster: ClusterAuthArgs,
 }
 
-impl ApiNodeArgs {
-    /// The validated settings: defaults, then the file, then env and flags.
-    pub fn config(self) -> Result<ApiConfig> {
-        let mut config: ApiConfig = load(self.config.as_deref())?;
+impl FrontDoorArgs {
+    /// Sets in `config` what these flags set.
+    pub fn apply(self, config: &mut ApiConfig) {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
@@ -61,13 +68,21 @@ impl ApiNodeArgs {
         if let Some(url) = self.ws_notification_url {
             config.ws_notification_url = Some(url);
         }
+        config.admin_mode |= self.admin_mode;
+    }
+}
+
+impl ApiNodeArgs {
+    /// The validated settings: defaults, then the file, then env and flags.
+    pub fn config(self) -> Result<ApiConfig> {
+        let mut config: ApiConfig = load(self.config.as_deref())?;
+        self.front_door.apply(&mut config);
         if let Some(token) = self.cluster.cluster_token {
             config.cluster_token = Some(token);
         }
         if let Some(catalog) = self.catalog {
             config.catalog_endpoint = catalog;
         }
-        config.admin_mode |= self.admin_mode;
         validate_api(config)
     }
 }

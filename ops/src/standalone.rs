@@ -22,7 +22,7 @@ use zaqar_pool_node::MessageCipher;
 use zaqar_proto::cluster_auth::ClusterToken;
 use zaqar_proto::stopping::Stopping;
 
-use crate::api_node_cmd::{bind_api_node, serve_api_node};
+use crate::api_node_cmd::{bind_api_node, serve_api_node, FrontDoorArgs};
 use crate::config::{load, redact, StandaloneConfig};
 use crate::grpc;
 use crate::shutdown::Shutdown;
@@ -39,20 +39,8 @@ pub struct StandaloneArgs {
     /// TOML file with the settings of this command (data_dir, pool_uri, [api]).
     #[arg(long, env = "ZAQAR_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Where the REST API listens [default: 127.0.0.1:8888].
-    #[arg(long, env = "ZAQAR_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Where the WebSocket API listens [default: 127.0.0.1:9000].
-    #[arg(long, env = "ZAQAR_WS_LISTEN")]
-    pub ws_listen: Option<SocketAddr>,
-    /// Where the listener of websocket push subscriptions listens: pool-nodes POST
-    /// their notifications there [default: 127.0.0.1:0, a free port].
-    #[arg(long, env = "ZAQAR_WS_NOTIFICATION_LISTEN")]
-    pub ws_notification_listen: Option<SocketAddr>,
-    /// The URL under which pool-nodes reach that listener
-    /// [default: http://WS_NOTIFICATION_LISTEN/].
-    #[arg(long, env = "ZAQAR_WS_NOTIFICATION_URL")]
-    pub ws_notification_url: Option<String>,
+    #[command(flatten)]
+    pub front_door: FrontDoorArgs,
     /// Directory of the catalog and the embedded message store [default: ./zaqar-data].
     #[arg(long, env = "ZAQAR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -64,10 +52,6 @@ pub struct StandaloneArgs {
     /// [default: generated once into DATA_DIR/encryption-key].
     #[arg(long, env = "ZAQAR_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
-    /// Serve the privileged routes and actions (/v2/health, /v2/pools, /v2/flavors) to
-    /// callers with the admin role (Zaqar's admin_mode; off by default).
-    #[arg(long, env = "ZAQAR_ADMIN_MODE")]
-    pub admin_mode: bool,
     /// Refuse to start on a store that can lose acknowledged messages (e.g. a --pool-uri
     /// Redis without appendonly).
     #[arg(long, env = "ZAQAR_REQUIRE_DURABLE_STORE")]
@@ -78,18 +62,7 @@ impl StandaloneArgs {
     /// The validated settings: defaults, then the file, then env and flags.
     pub fn config(self) -> Result<StandaloneConfig> {
         let mut config: StandaloneConfig = load(self.config.as_deref())?;
-        if let Some(listen) = self.listen {
-            config.api.listen = listen;
-        }
-        if let Some(ws_listen) = self.ws_listen {
-            config.api.ws_listen = Some(ws_listen);
-        }
-        if let Some(listen) = self.ws_notification_listen {
-            config.api.ws_notification_listen = listen;
-        }
-        if let Some(url) = self.ws_notification_url {
-            config.api.ws_notification_url = Some(url);
-        }
+        self.front_door.apply(&mut config.api);
         if let Some(data_dir) = self.data_dir {
             config.data_dir = data_dir;
         }
@@ -99,7 +72,6 @@ impl StandaloneArgs {
         if let Some(encryption_key) = self.encryption_key {
             config.encryption_key = Some(encryption_key);
         }
-        config.api.admin_mode |= self.admin_mode;
         config.require_durable_store |= self.require_durable_store;
         config.validated()
     }
