@@ -57,11 +57,7 @@ pub async fn post(
     let failed = unavailable_as("Messages could not be enqueued.");
     let remembered = &ctx.services.metadata_cache;
     for attempt in 0..=CHECKED_ATTEMPTS {
-        let mut placed = ctx
-            .router()
-            .lookup(ctx.project(), queue)
-            .await
-            .map_err(&failed)?;
+        let mut placed = ctx.pool_of(queue).await.map_err(&failed)?;
         let cached = match (&placed, attempt) {
             (Some(pool), 0) => remembered.get(&pool.endpoint, ctx.project(), queue),
             _ => None,
@@ -151,7 +147,7 @@ async fn current_metadata(
         });
     }
     if pool.cached {
-        *placed = ctx.router().lookup(ctx.project(), queue).await?;
+        *placed = ctx.pool_of(queue).await?;
     }
     Ok(absent)
 }
@@ -372,12 +368,7 @@ async fn fetch(
     ids: &[String],
 ) -> Result<Option<Vec<Message>>, ZaqarError> {
     let failed = unavailable_as("Message could not be retrieved.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
+    let Some(pool) = ctx.pool_of(queue).await.map_err(&failed)? else {
         return Ok(None);
     };
     let request = pb::GetMessagesRequest {

@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 use zaqar_proto::limits::Limits;
 use zaqar_proto::ZaqarError;
 
-use super::conflict;
-use super::json::{as_python_int, is_truthy};
+use super::json::{as_python_int, is_truthy, parse_document};
+use super::{conflict, invalid_body, Payload};
 
 /// The longest window of an idempotency key a queue may set (a day), in seconds.
 const MAX_IDEMPOTENCY_WINDOW: i64 = 86_400;
@@ -181,6 +181,25 @@ pub enum Change {
 }
 
 const OPS: &str = "add, remove, replace";
+
+/// The changes of a PATCH of queue or topic metadata (the caller checked its media
+/// type): a body within `max_queue_metadata`, not empty, a JSON array of changes.
+pub fn parse_patch(payload: &Payload, limits: &Limits) -> Result<Vec<Change>, ZaqarError> {
+    let max = limits.max_queue_metadata;
+    if payload.size().unwrap_or(0) > max as u64 {
+        return Err(invalid_body(format!(
+            "Queue metadata is too large. Max size: {max}"
+        )));
+    }
+    if payload.is_empty() {
+        return Err(invalid_body("PATCH body could not be empty for update."));
+    }
+    let document = parse_document(payload)?;
+    if !document.is_array() {
+        return Err(invalid_body("Document type not supported."));
+    }
+    parse_changes(&document).map_err(invalid_body)
+}
 
 /// Zaqar's `queue_patching`: a JSON array of `{op, path, value}` objects whose
 /// paths are `/metadata/<key>`. Returns the description of the first problem.

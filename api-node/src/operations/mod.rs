@@ -248,6 +248,12 @@ impl Context {
         router.place(project, queue, flavor).await
     }
 
+    /// The pool holding `queue` of this context's project; `None` when the queue is
+    /// not placed (it does not exist).
+    pub async fn pool_of(&self, queue: &str) -> Result<Option<Pool>, ZaqarError> {
+        self.router().lookup(self.project(), queue).await
+    }
+
     /// Calls the pool that holds `queue`: `call` gets a client and a copy of
     /// `request` (see [`Context::call_pool`] for the second try on a newer
     /// placement). `Ok(None)` when no pool holds the queue or its pool answers
@@ -264,7 +270,7 @@ impl Context {
         F: Fn(PoolClient, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let pool = self.router().lookup(self.project(), queue).await;
+        let pool = self.pool_of(queue).await;
         let Some(pool) = pool.map_err(failed)? else {
             return Ok(None);
         };

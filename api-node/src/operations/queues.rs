@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 use zaqar_proto::pb::{self, GetQueueReply};
 use zaqar_proto::ZaqarError;
 
-use super::json::{expect_object, parse_document, parse_optional};
-use super::metadata::{apply_changes, check_reserved, parse_changes, with_defaults};
+use super::json::{expect_object, parse_optional};
+use super::metadata::{apply_changes, check_reserved, parse_patch, with_defaults};
 use super::types::{QueueList, QueueStats, QueueSummary};
 use super::{check_limit, invalid_api, invalid_body, unavailable_as, Context, Payload};
 use crate::routing::Pool;
@@ -140,12 +140,7 @@ pub async fn get_stored(
 ) -> Result<Option<Map<String, Value>>, ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Queue metadata could not be retrieved.");
-    match ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    {
+    match ctx.pool_of(queue).await.map_err(&failed)? {
         Some(pool) => fetch(ctx, queue, &pool).await.map_err(&failed),
         None => Ok(None),
     }
@@ -178,20 +173,7 @@ pub async fn update(
     payload: &Payload,
 ) -> Result<Map<String, Value>, ZaqarError> {
     ctx.check_queue(queue)?;
-    let max = ctx.limits().max_queue_metadata;
-    if payload.size().unwrap_or(0) > max as u64 {
-        return Err(invalid_body(format!(
-            "Queue metadata is too large. Max size: {max}"
-        )));
-    }
-    if payload.is_empty() {
-        return Err(invalid_body("PATCH body could not be empty for update."));
-    }
-    let document = parse_document(payload)?;
-    if !document.is_array() {
-        return Err(invalid_body("Document type not supported."));
-    }
-    let changes = parse_changes(&document).map_err(invalid_body)?;
+    let changes = parse_patch(payload, ctx.limits())?;
     let missing = || {
         ZaqarError::not_found(format!(
             "Queue {queue} does not exist for project {}",
@@ -200,8 +182,7 @@ pub async fn update(
     };
     let failed = unavailable_as("Queue could not be updated.");
     let pool = ctx
-        .router()
-        .lookup(ctx.project(), queue)
+        .pool_of(queue)
         .await
         .map_err(&failed)?
         .ok_or_else(missing)?;
@@ -234,12 +215,7 @@ pub async fn update(
 pub async fn delete(ctx: &Context, queue: &str) -> Result<(), ZaqarError> {
     ctx.check_queue(queue)?;
     let failed = unavailable_as("Queue could not be deleted.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
+    let Some(pool) = ctx.pool_of(queue).await.map_err(&failed)? else {
         return Ok(());
     };
     // Zaqar 23 keeps the subscriptions of a deleted queue. Here the queue's
@@ -311,12 +287,7 @@ pub async fn purge(ctx: &Context, queue: &str, payload: &Payload) -> Result<(), 
         Some(document) => resource_types(&document)?,
     };
     let failed = unavailable_as("Queue could not be purged.");
-    let Some(pool) = ctx
-        .router()
-        .lookup(ctx.project(), queue)
-        .await
-        .map_err(&failed)?
-    else {
+    let Some(pool) = ctx.pool_of(queue).await.map_err(&failed)? else {
         return Ok(());
     };
     let request = pb::PurgeQueueRequest {

@@ -37,8 +37,8 @@ use zaqar_proto::limits::{is_valid_name, topic_namespace, TOPIC_NAMESPACE_MARK};
 use zaqar_proto::pb;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
-use super::json::{is_truthy, parse_document};
-use super::metadata::{check_reserved, parse_changes, reserved_defaults, Change};
+use super::json::is_truthy;
+use super::metadata::{check_reserved, parse_patch, reserved_defaults, Change};
 use super::queues::{self, ListQueues};
 use super::types::{QueueList, QueueStats};
 use super::{conflict, invalid_body, Context, Payload};
@@ -195,20 +195,7 @@ pub async fn update(
     payload: &Payload,
 ) -> Result<Map<String, Value>, ZaqarError> {
     let topics = namespace(ctx, topic)?;
-    let max = ctx.limits().max_queue_metadata;
-    if payload.size().unwrap_or(0) > max as u64 {
-        return Err(invalid_body(format!(
-            "Queue metadata is too large. Max size: {max}"
-        )));
-    }
-    if payload.is_empty() {
-        return Err(invalid_body("PATCH body could not be empty for update."));
-    }
-    let document = parse_document(payload)?;
-    if !document.is_array() {
-        return Err(invalid_body("Document type not supported."));
-    }
-    let changes = parse_changes(&document).map_err(invalid_body)?;
+    let changes = parse_patch(payload, ctx.limits())?;
     let failed = failed_as("Topic could not be updated.");
     let missing = || {
         ZaqarError::not_found(format!(
@@ -217,8 +204,7 @@ pub async fn update(
         ))
     };
     let pool = topics
-        .router()
-        .lookup(topics.project(), topic)
+        .pool_of(topic)
         .await
         .map_err(&failed)?
         .ok_or_else(missing)?;

@@ -1,7 +1,8 @@
-//! The typed results of operations; transports render them (REST adds hrefs).
+//! The typed results of operations, and the documents both transports show alike;
+//! each transport renders the rest (REST adds hrefs).
 
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use zaqar_proto::pb;
 use zaqar_proto::ZaqarError;
 
@@ -42,6 +43,26 @@ impl TryFrom<pb::Message> for Message {
     }
 }
 
+impl Message {
+    /// The body as a JSON value (null if what was stored does not parse).
+    pub fn body_value(&self) -> Value {
+        serde_json::from_str(self.body.get()).unwrap_or(Value::Null)
+    }
+
+    /// The message as Zaqar's pop shows it over REST and WebSocket: the storage
+    /// fields, no href.
+    pub fn popped(&self) -> Value {
+        json!({
+            "id": self.id,
+            "age": self.age,
+            "ttl": self.ttl,
+            "body": self.body_value(),
+            "claim_id": self.claim_id,
+            "claim_count": self.claim_count,
+        })
+    }
+}
+
 /// A page of messages and the marker continuing the listing.
 #[derive(Debug, Clone)]
 pub struct MessageList {
@@ -74,6 +95,32 @@ pub struct QueueStats {
     /// project's `max_bytes_per_queue`), when that is limited: shown as `bytes` and
     /// `max_bytes` beside the counts.
     pub bytes: Option<(u64, u64)>,
+}
+
+impl QueueStats {
+    /// Zaqar's stats: the counts, and the oldest and newest message when there are
+    /// any, each as `show` shows it (REST with an href, WebSocket without).
+    pub fn counts(&self, show: impl Fn(&Message) -> Value) -> Value {
+        let mut counts = Map::new();
+        counts.insert("claimed".into(), self.claimed.into());
+        counts.insert("free".into(), self.free.into());
+        counts.insert("total".into(), self.total.into());
+        if let Some(max) = self.max {
+            counts.insert("max".into(), max.into());
+        }
+        if let Some((bytes, most)) = self.bytes {
+            counts.insert("bytes".into(), bytes.into());
+            counts.insert("max_bytes".into(), most.into());
+        }
+        if self.total != 0 {
+            for (name, message) in [("oldest", &self.oldest), ("newest", &self.newest)] {
+                if let Some(message) = message {
+                    counts.insert(name.into(), show(message));
+                }
+            }
+        }
+        Value::Object(counts)
+    }
 }
 
 /// A queue of a listing; `metadata` (with reserved defaults) when detailed.
@@ -118,6 +165,22 @@ impl TryFrom<pb::Subscription> for Subscription {
             ttl: sub.ttl,
             age: sub.age,
             confirmed: sub.confirmed,
+        })
+    }
+}
+
+impl Subscription {
+    /// The subscription as Zaqar shows it over REST and WebSocket (`source` is its
+    /// queue's or topic's name).
+    pub fn shown(&self) -> Value {
+        json!({
+            "id": self.id,
+            "source": self.source,
+            "subscriber": self.subscriber,
+            "ttl": self.ttl,
+            "age": self.age,
+            "options": self.options,
+            "confirmed": self.confirmed,
         })
     }
 }

@@ -74,7 +74,7 @@ pub(super) async fn collection_at(
             match messages::delete_many(&ctx, &queue, input).await? {
                 None => Ok(empty(StatusCode::NO_CONTENT)),
                 Some(popped) => {
-                    let shown: Vec<Value> = popped.iter().map(popped_message).collect();
+                    let shown: Vec<Value> = popped.iter().map(Message::popped).collect();
                     Ok(json(StatusCode::OK, &json!({"messages": shown})))
                 }
             }
@@ -189,28 +189,12 @@ fn message_href(base: &str, message: &Message) -> String {
     }
 }
 
-fn body_value(message: &Message) -> Value {
-    serde_json::from_str(message.body.get()).unwrap_or(Value::Null)
-}
-
-/// A popped message, as Zaqar's pop shows it (storage fields, no href).
-fn popped_message(message: &Message) -> Value {
-    json!({
-        "id": message.id,
-        "age": message.age,
-        "ttl": message.ttl,
-        "body": body_value(message),
-        "claim_id": message.claim_id,
-        "claim_count": message.claim_count,
-    })
-}
-
 /// A message as queue stats show it (oldest, newest), with its href under `base`.
 pub fn stats_message(base: &str, message: &Message) -> Value {
     json!({
         "age": message.age,
         "ttl": message.ttl,
-        "body": body_value(message),
+        "body": message.body_value(),
         "claim_id": message.claim_id,
         "claim_count": message.claim_count,
         "created": iso8601(message.created_ms),

@@ -169,27 +169,8 @@ async fn stats(ctx: Context, queue: String) -> Result<Response, RestError> {
     ))
 }
 
-/// Zaqar's stats: counts, and the oldest and newest message when there are any,
-/// with hrefs under `base`, the path of the queue or topic.
+/// Zaqar's stats with the oldest and newest message's hrefs under `base`, the path
+/// of the queue or topic.
 pub(super) fn render_stats(base: &str, stats: QueueStats) -> Value {
-    let mut messages = Map::new();
-    messages.insert("claimed".into(), stats.claimed.into());
-    messages.insert("free".into(), stats.free.into());
-    messages.insert("total".into(), stats.total.into());
-    if let Some(max) = stats.max {
-        messages.insert("max".into(), max.into());
-    }
-    if let Some((bytes, most)) = stats.bytes {
-        messages.insert("bytes".into(), bytes.into());
-        messages.insert("max_bytes".into(), most.into());
-    }
-    if stats.total != 0 {
-        if let Some(oldest) = &stats.oldest {
-            messages.insert("oldest".into(), stats_message(base, oldest));
-        }
-        if let Some(newest) = &stats.newest {
-            messages.insert("newest".into(), stats_message(base, newest));
-        }
-    }
-    Value::Object(messages)
+    stats.counts(|message| stats_message(base, message))
 }

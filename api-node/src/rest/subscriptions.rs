@@ -84,7 +84,11 @@ pub(super) async fn collection_at(
                 params.push(("marker", listed.next_marker));
                 next_link(&path, &params)
             };
-            let shown: Vec<Value> = listed.subscriptions.iter().map(shown).collect();
+            let shown: Vec<Value> = listed
+                .subscriptions
+                .iter()
+                .map(Subscription::shown)
+                .collect();
             Ok(json(
                 StatusCode::OK,
                 &json!({"subscriptions": shown, "links": links}),
@@ -105,7 +109,7 @@ pub(super) async fn item_at(
     match req.method.as_str() {
         "GET" => {
             let subscription = subscriptions::get(&ctx, &queue, &id).await?;
-            Ok(json(StatusCode::OK, &shown(&subscription)))
+            Ok(json(StatusCode::OK, &subscription.shown()))
         }
         "PATCH" => {
             subscriptions::update(&ctx, &queue, &id, req.payload()).await?;
@@ -118,17 +122,4 @@ pub(super) async fn item_at(
         }
         _ => Err(RestError::MethodNotAllowed(&["DELETE", "GET", "PATCH"])),
     }
-}
-
-/// A subscription as Zaqar shows it (`source` is its queue's or topic's name).
-fn shown(subscription: &Subscription) -> Value {
-    json!({
-        "id": subscription.id,
-        "source": subscription.source,
-        "subscriber": subscription.subscriber,
-        "ttl": subscription.ttl,
-        "age": subscription.age,
-        "options": subscription.options,
-        "confirmed": subscription.confirmed,
-    })
 }

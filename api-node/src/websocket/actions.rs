@@ -28,6 +28,7 @@ use crate::auth::Credentials;
 use crate::operations::long_poll::HangUp;
 use crate::operations::messages::{DeleteMessages, ListMessages};
 use crate::operations::queues::ListQueues;
+use crate::operations::types::{Message, Subscription};
 use crate::operations::{
     claims, health, home, messages, queues, redrive, subscriptions, Context, Payload, Services,
 };
@@ -154,7 +155,7 @@ async fn act(
                     let shown: Vec<Value> = listed
                         .subscriptions
                         .iter()
-                        .map(render::subscription)
+                        .map(Subscription::shown)
                         .collect();
                     Reply::new(200, json!({"subscriptions": shown}))
                 })
@@ -164,7 +165,7 @@ async fn act(
             let id = request.text("subscription_id");
             subscriptions::get(ctx, queue, &id)
                 .await
-                .map(|sub| Reply::new(200, render::subscription(&sub)))
+                .map(|sub| Reply::new(200, sub.shown()))
         }
         Action::SubscriptionDelete => {
             let id = request.text("subscription_id");
@@ -425,7 +426,7 @@ async fn message_delete_many(
     match messages::delete_many(ctx, queue, input).await? {
         None => Ok(Reply::new(204, json!({}))),
         Some(popped) => {
-            let shown: Vec<Value> = popped.iter().map(render::popped).collect();
+            let shown: Vec<Value> = popped.iter().map(Message::popped).collect();
             Ok(Reply::new(200, json!({"messages": shown})))
         }
     }
