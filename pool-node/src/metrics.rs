@@ -47,7 +47,7 @@ use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply
 
 use crate::store::{
     CheckedPost, ClaimStore, DeliveryStore, ListParams, MessageLog, MessageStore, Once, Post,
-    QueueStore, StoreResult, SubscriptionStore, SubscriptionUpdate,
+    Purge, QueueStore, StoreResult, SubscriptionStore, SubscriptionUpdate,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -441,7 +441,7 @@ measured!(QueueStore {
     set_queue_metadata(queue: &QueueRef, metadata_json: &str) -> ();
     delete_queue(queue: &QueueRef) -> ();
     queue_stats(queue: &QueueRef) -> QueueStatsReply;
-    purge_queue(queue: &QueueRef, messages: bool, subscriptions: bool) -> ();
+    purge_queue(queue: &QueueRef, purge: Purge) -> ();
 });
 
 measured!(MessageLog {

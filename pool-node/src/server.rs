@@ -15,7 +15,7 @@ use crate::activity::Activity;
 use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
 use crate::quota::{self, Adding, Quota};
-use crate::store::{CheckedPost, ListParams, MessageStore, Once, Post, SubscriptionUpdate};
+use crate::store::{CheckedPost, ListParams, MessageStore, Once, Post, Purge, SubscriptionUpdate};
 
 /// Serves one store over gRPC.
 ///
@@ -331,7 +331,13 @@ impl PoolService for PoolServer {
         let queue = queue_of(req.queue)?;
         let purged = self
             .store
-            .purge_queue(&queue, req.messages, req.subscriptions)
+            .purge_queue(
+                &queue,
+                Purge {
+                    messages: req.messages,
+                    subscriptions: req.subscriptions,
+                },
+            )
             .await;
         if req.subscriptions {
             self.subscriptions_changed(&queue).await;

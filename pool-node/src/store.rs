@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
-use zaqar_proto::ZaqarError;
+use zaqar_proto::{ErrorCode, ZaqarError};
 
 pub type StoreResult<T> = Result<T, ZaqarError>;
 
@@ -49,6 +49,27 @@ pub struct Post<'a> {
     /// Nothing is stored unless the queue's metadata is exactly this ("" for a
     /// queue that does not exist): [`CheckedPost::StaleMetadata`].
     pub expected_metadata: Option<&'a str>,
+}
+
+/// What [`QueueStore::purge_queue`] deletes of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purge {
+    /// The messages, with their claims.
+    pub messages: bool,
+    pub subscriptions: bool,
+}
+
+impl Purge {
+    /// The messages and their claims; the subscriptions stay.
+    pub const MESSAGES: Purge = Purge {
+        messages: true,
+        subscriptions: false,
+    };
+    /// The subscriptions; the messages stay.
+    pub const SUBSCRIPTIONS: Purge = Purge {
+        messages: false,
+        subscriptions: true,
+    };
 }
 
 /// What [`MessageLog::post_checked_messages`] (or [`MessageLog::post_once`]) did.
@@ -98,12 +119,7 @@ pub trait QueueStore: Send + Sync {
     async fn queue_stats(&self, queue: &QueueRef) -> StoreResult<QueueStatsReply>;
 
     /// Deletes all messages (and claims) and/or all subscriptions of a queue.
-    async fn purge_queue(
-        &self,
-        queue: &QueueRef,
-        messages: bool,
-        subscriptions: bool,
-    ) -> StoreResult<()>;
+    async fn purge_queue(&self, queue: &QueueRef, purge: Purge) -> StoreResult<()>;
 }
 
 /// Messages: posts, listings, reads, deletes and pops.
@@ -318,6 +334,25 @@ pub trait DeliveryStore: Send + Sync {
     /// Every queue (of every project) with at least one live subscription, so the
     /// notifier can resume them all after a restart.
     async fn subscribed_queues(&self) -> StoreResult<Vec<QueueRef>>;
+}
+
+/// Zaqar 23's answer to deleting a claimed message without its claim id.
+pub(crate) fn claimed_without_claim_id() -> ZaqarError {
+    ZaqarError::titled(
+        ErrorCode::Forbidden,
+        "Unable to delete",
+        "This message is claimed; it cannot be deleted without a valid claim ID.",
+    )
+}
+
+/// Zaqar 23's answer to deleting a message with a claim id that does not hold it
+/// (a wrong or expired claim, or a message not claimed).
+pub(crate) fn claim_not_holding() -> ZaqarError {
+    ZaqarError::titled(
+        ErrorCode::BadRequest,
+        "Unable to delete",
+        "The specified claim does not exist or has expired.",
+    )
 }
 
 /// A message store: queues, messages, claims and subscriptions of every project

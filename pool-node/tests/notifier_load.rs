@@ -131,6 +131,20 @@ async fn subscribe(server: &PoolServer, queue: &QueueRef, base: &str, count: usi
     }
 }
 
+/// A post of message `n` (its body says `n` and when it was posted).
+fn numbered(queue: &QueueRef, n: usize) -> Request<PostMessagesRequest> {
+    Request::new(PostMessagesRequest {
+        queue: Some(queue.clone()),
+        client_id: "load".into(),
+        messages: vec![NewMessage {
+            ttl: 3600,
+            delay: 0,
+            body_json: format!(r#"{{"n":{n},"t":{}}}"#, now_ms()),
+        }],
+        ..Default::default()
+    })
+}
+
 /// Posts `messages` single-message requests from [`POSTERS`] tasks; returns msg/s.
 async fn post_all(server: &PoolServer, queue: &QueueRef, messages: usize) -> f64 {
     let started = Instant::now();
@@ -139,17 +153,7 @@ async fn post_all(server: &PoolServer, queue: &QueueRef, messages: usize) -> f64
         let (server, queue) = (server.clone(), queue.clone());
         posters.push(tokio::spawn(async move {
             for n in (poster..messages).step_by(POSTERS) {
-                let request = PostMessagesRequest {
-                    queue: Some(queue.clone()),
-                    client_id: "load".into(),
-                    messages: vec![NewMessage {
-                        ttl: 3600,
-                        delay: 0,
-                        body_json: format!(r#"{{"n":{n},"t":{}}}"#, now_ms()),
-                    }],
-                    ..Default::default()
-                };
-                server.post_messages(Request::new(request)).await.unwrap();
+                server.post_messages(numbered(&queue, n)).await.unwrap();
             }
         }));
     }
@@ -164,17 +168,7 @@ async fn post_paced(server: &PoolServer, queue: &QueueRef, messages: usize, rate
     let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
     for n in 0..messages {
         ticks.tick().await;
-        let request = PostMessagesRequest {
-            queue: Some(queue.clone()),
-            client_id: "load".into(),
-            messages: vec![NewMessage {
-                ttl: 3600,
-                delay: 0,
-                body_json: format!(r#"{{"n":{n},"t":{}}}"#, now_ms()),
-            }],
-            ..Default::default()
-        };
-        server.post_messages(Request::new(request)).await.unwrap();
+        server.post_messages(numbered(queue, n)).await.unwrap();
     }
 }
 

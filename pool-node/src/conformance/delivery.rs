@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{fresh_queue, listed_ids, listing, post_n, random_id, sibling};
-use crate::store::{ListParams, MessageStore};
+use super::{fresh_queue, listed_ids, listing, post_n, random_id, sibling, subscribe};
+use crate::store::{ListParams, MessageStore, Purge};
 
 const HOOK: &str = "http://example.com/hook";
 
@@ -20,10 +20,7 @@ fn after(marker: &str) -> ListParams {
 
 pub(crate) async fn delivery_cursors_resume_listings(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("cursors");
-    let (id, _) = store
-        .create_subscription(&q, HOOK, 3600, "{}", true)
-        .await
-        .unwrap();
+    let id = subscribe(&store, &q, HOOK).await;
     assert_eq!(store.delivery_cursor(&q, &id).await.unwrap(), None);
 
     post_n(&store, &q, 2).await;
@@ -60,10 +57,7 @@ pub(crate) async fn delivery_cursors_resume_listings(store: Arc<dyn MessageStore
 
 pub(crate) async fn delivery_cursors_go_with_their_subscription(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("cursor-owner");
-    let (id, _) = store
-        .create_subscription(&q, HOOK, 3600, "{}", true)
-        .await
-        .unwrap();
+    let id = subscribe(&store, &q, HOOK).await;
     store.set_delivery_cursor(&q, &id, "7").await.unwrap();
     // The same id in another queue, or an unknown id, has no cursor and stores none.
     let elsewhere = sibling(&q, "elsewhere");
@@ -90,16 +84,13 @@ pub(crate) async fn delivery_cursors_go_with_their_subscription(store: Arc<dyn M
     assert!(created);
     assert_eq!(store.delivery_cursor(&q, &again).await.unwrap(), None);
     store.set_delivery_cursor(&q, &again, "3").await.unwrap();
-    store.purge_queue(&q, false, true).await.unwrap();
+    store.purge_queue(&q, Purge::SUBSCRIPTIONS).await.unwrap();
     assert_eq!(store.delivery_cursor(&q, &again).await.unwrap(), None);
 }
 
 pub(crate) async fn delivery_leases_have_one_holder_at_a_time(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("leases");
-    let (id, _) = store
-        .create_subscription(&q, HOOK, 3600, "{}", true)
-        .await
-        .unwrap();
+    let id = subscribe(&store, &q, HOOK).await;
     let long = Duration::from_secs(60);
     let take = |holder: &'static str, ttl: Duration| {
         let (store, q, id) = (store.clone(), q.clone(), id.clone());
@@ -158,10 +149,7 @@ pub(crate) async fn subscribed_queues_lists_every_project(store: Arc<dyn Message
 /// its cursor must not hide the new queue's messages (numbering goes on).
 pub(crate) async fn a_recreated_queue_continues_after_old_cursors(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("recreated");
-    let (id, _) = store
-        .create_subscription(&q, HOOK, 3600, "{}", true)
-        .await
-        .unwrap();
+    let id = subscribe(&store, &q, HOOK).await;
     post_n(&store, &q, 3).await;
     let end = store.reset_delivery_cursor(&q, &id).await.unwrap();
 

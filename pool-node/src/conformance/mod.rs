@@ -235,6 +235,19 @@ pub(crate) async fn post(
         .expect("post")
 }
 
+/// Subscribes `subscriber` to `queue` (confirmed, for an hour, no options); its id.
+pub(crate) async fn subscribe(
+    store: &Arc<dyn MessageStore>,
+    queue: &QueueRef,
+    subscriber: &str,
+) -> String {
+    let (id, _) = store
+        .create_subscription(queue, subscriber, 3600, "{}", true)
+        .await
+        .unwrap();
+    id
+}
+
 /// A listing as [`OTHER_CLIENT`] of up to `limit` free, visible messages.
 pub(crate) fn listing(limit: u32) -> ListParams {
     ListParams {

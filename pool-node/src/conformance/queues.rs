@@ -6,8 +6,10 @@ use std::time::Duration;
 use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
-use super::{code, fresh_queue, ids_of, json, listed_ids, listing, post, post_n, sibling, CLIENT};
-use crate::store::MessageStore;
+use super::{
+    code, fresh_queue, ids_of, json, listed_ids, listing, post, post_n, sibling, subscribe, CLIENT,
+};
+use crate::store::{MessageStore, Purge};
 
 pub(crate) async fn queue_lifecycle(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("orders");
@@ -52,10 +54,7 @@ pub(crate) async fn delete_queue_keeps_subscriptions(store: Arc<dyn MessageStore
     store.create_queue(&q, "{}").await.unwrap();
     post_n(&store, &q, 2).await;
     let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
-    let (sub, _) = store
-        .create_subscription(&q, "http://example.com/hook", 3600, "{}", true)
-        .await
-        .unwrap();
+    let sub = subscribe(&store, &q, "http://example.com/hook").await;
 
     store.delete_queue(&q).await.unwrap();
     assert!(listed_ids(&store, &q, listing(10)).await.is_empty());
@@ -156,7 +155,7 @@ pub(crate) async fn stats_follow_claims_and_delays_that_end_and_messages_that_ex
     let taken = ids_of(&claim.messages);
     store.delete_messages(&q, &taken, &[]).await.unwrap();
     assert_eq!(counted(&store, &q).await, (4, 0, 1, 4));
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     assert_eq!(counted(&store, &q).await, (0, 0, 0, 0));
 }
 
@@ -213,7 +212,7 @@ pub(crate) async fn stats_count_the_bytes_of_the_bodies(store: Arc<dyn MessageSt
     assert_eq!(bytes(&q).await, 13);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(bytes(&q).await, 7);
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     assert_eq!((bytes(&q).await, bytes(&dlq).await), (0, 3));
     store
         .post_messages(&q, CLIENT, &[text("again", 300)])
@@ -239,12 +238,9 @@ pub(crate) async fn stats_count_the_bytes_of_the_bodies(store: Arc<dyn MessageSt
 pub(crate) async fn purge_removes_messages_or_subscriptions(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("purge");
     post_n(&store, &q, 3).await;
-    let (sub, _) = store
-        .create_subscription(&q, "http://example.com/hook", 3600, "{}", true)
-        .await
-        .unwrap();
+    let sub = subscribe(&store, &q, "http://example.com/hook").await;
 
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
     assert!(store.get_subscription(&q, &sub).await.is_ok());
     assert!(
@@ -253,7 +249,7 @@ pub(crate) async fn purge_removes_messages_or_subscriptions(store: Arc<dyn Messa
     );
 
     post_n(&store, &q, 2).await;
-    store.purge_queue(&q, false, true).await.unwrap();
+    store.purge_queue(&q, Purge::SUBSCRIPTIONS).await.unwrap();
     assert_eq!(store.queue_stats(&q).await.unwrap().total, 2);
     assert_eq!(
         code(store.get_subscription(&q, &sub).await),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use zaqar_proto::ErrorCode;
 
-use super::{code, fresh_queue, json, random_id, sibling, PAST_ONE_SECOND};
+use super::{code, fresh_queue, json, random_id, sibling, subscribe, PAST_ONE_SECOND};
 use crate::store::{MessageStore, SubscriptionUpdate};
 
 const HOOK: &str = "http://example.com/hook";
@@ -57,10 +57,7 @@ pub(crate) async fn subscriptions_page_with_the_marker(store: Arc<dyn MessageSto
     let mut created = HashSet::new();
     for n in 0..5 {
         let subscriber = format!("http://example.com/hook/{n}");
-        let (id, _) = store
-            .create_subscription(&q, &subscriber, 3600, "{}", true)
-            .await
-            .unwrap();
+        let id = subscribe(&store, &q, &subscriber).await;
         created.insert(id);
     }
     let mut marker = String::new();
@@ -84,10 +81,7 @@ pub(crate) async fn update_subscription_rejects_a_duplicate_subscriber(
     store: Arc<dyn MessageStore>,
 ) {
     let q = fresh_queue("subs-update");
-    let (a, _) = store
-        .create_subscription(&q, "http://a.example.com", 3600, "{}", true)
-        .await
-        .unwrap();
+    let a = subscribe(&store, &q, "http://a.example.com").await;
     store
         .create_subscription(&q, "http://b.example.com", 3600, "{}", true)
         .await

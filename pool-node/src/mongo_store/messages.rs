@@ -10,7 +10,6 @@ use mongodb::error::Error as MongoError;
 use mongodb::ClientSession;
 use uuid::Uuid;
 use zaqar_proto::pb::{Message, NewMessage, QueueRef};
-use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::counts::{self, Counts};
 use super::fields::{
@@ -22,7 +21,10 @@ use super::{
     bounded, counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_ids,
     of_queue, parse_marker, store_error, MongoStore,
 };
-use crate::store::{CheckedPost, ListParams, MessageLog, Once, Post, StoreResult};
+use crate::store::{
+    claim_not_holding, claimed_without_claim_id, CheckedPost, ListParams, MessageLog, Once, Post,
+    StoreResult,
+};
 
 /// Zaqar's checksum of a message body: `MD5:` and the hex digest of its JSON text.
 fn checksum(body_json: &str) -> String {
@@ -330,14 +332,6 @@ async fn get_messages(
     Ok(ids.iter().filter_map(|id| by_id.remove(*id)).collect())
 }
 
-fn claimed_without_claim_id() -> ZaqarError {
-    ZaqarError::titled(
-        ErrorCode::Forbidden,
-        "Unable to delete",
-        "This message is claimed; it cannot be deleted without a valid claim ID.",
-    )
-}
-
 /// Deletes one message in one atomic delete whose filter states the claim rule
 /// (in a transaction with its count); when nothing was deleted, a read of the
 /// message tells why.
@@ -387,11 +381,7 @@ async fn delete_message(
         None if fields::int(&message, CLAIM_EXPIRES) > now => Err(claimed_without_claim_id()),
         // Released or expired between the two calls: it is free now.
         None => Box::pin(delete_message(store, queue, id, None)).await,
-        Some(_) => Err(ZaqarError::titled(
-            ErrorCode::BadRequest,
-            "Unable to delete",
-            "The specified claim does not exist or has expired.",
-        )),
+        Some(_) => Err(claim_not_holding()),
     }
 }
 

@@ -17,7 +17,7 @@ use super::scan::{head_and_last, is_live, read_window, Windows, MAX_WINDOW};
 use super::{
     bounded, counter_key, date, is_duplicate_key, now_ms, of_queue, store_error, MongoStore,
 };
-use crate::store::{QueueStore, StoreResult};
+use crate::store::{Purge, QueueStore, StoreResult};
 
 async fn create_queue(
     store: &MongoStore,
@@ -72,7 +72,7 @@ async fn delete_queue(store: &MongoStore, queue: &QueueRef) -> StoreResult<()> {
         .delete_one(of_queue(queue))
         .await
         .map_err(store_error)?;
-    purge_queue(store, queue, true, false).await
+    purge_queue(store, queue, Purge::MESSAGES).await
 }
 
 /// Documents deleted per call by purges: a large queue is deleted in many short
@@ -83,13 +83,8 @@ const PURGE_WINDOW: i64 = 64 * DELETE_BATCH;
 
 /// Deletes a queue's messages and claims and/or its subscriptions, in batches.
 /// Messages posted while a purge runs (numbered after its start) are kept.
-async fn purge_queue(
-    store: &MongoStore,
-    queue: &QueueRef,
-    messages: bool,
-    subscriptions: bool,
-) -> StoreResult<()> {
-    if messages {
+async fn purge_queue(store: &MongoStore, queue: &QueueRef, purge: Purge) -> StoreResult<()> {
+    if purge.messages {
         let last = store
             .counters
             .find_one(doc! { fields::ID: counter_key(queue) })
@@ -99,7 +94,7 @@ async fn purge_queue(
         delete_messages_upto(store, queue, last).await?;
         delete_in_batches(&store.claims, of_queue(queue)).await?;
     }
-    if subscriptions {
+    if purge.subscriptions {
         delete_in_batches(&store.subscriptions, of_queue(queue)).await?;
     }
     Ok(())
@@ -319,12 +314,7 @@ impl QueueStore for MongoStore {
         bounded(queue_stats(self, queue)).await
     }
 
-    async fn purge_queue(
-        &self,
-        queue: &QueueRef,
-        messages: bool,
-        subscriptions: bool,
-    ) -> StoreResult<()> {
-        bounded(purge_queue(self, queue, messages, subscriptions)).await
+    async fn purge_queue(&self, queue: &QueueRef, purge: Purge) -> StoreResult<()> {
+        bounded(purge_queue(self, queue, purge)).await
     }
 }

@@ -12,7 +12,7 @@ use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
 use crate::store::prelude::*;
-use crate::store::ListParams;
+use crate::store::{ListParams, Purge};
 
 /// A secantusd-rs child process on a fixed port and data directory, killed when dropped.
 struct TestSecantus {
@@ -312,7 +312,7 @@ async fn claims_and_listings_examine_only_what_they_return() {
         let (returned, keys, _) = explained(&store, ended, 500).await;
         assert_eq!((returned, keys), (0, 0), "{end}");
     }
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
 }
 
 #[tokio::test]
@@ -530,7 +530,7 @@ async fn the_free_head_follows_claims_pops_releases_and_ends() {
     assert_eq!(assert_head_below_free(&store, &q).await, 21);
     assert!(claim(600, 1).await.unwrap().is_none());
     assert!(store.pop_messages(&q, 1).await.unwrap().is_empty());
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     let (page, _) = store.list_messages(&q, &everything()).await.unwrap();
     assert!(page.is_empty());
 }
@@ -586,7 +586,7 @@ async fn concurrent_claims_and_releases_keep_the_free_head_below_every_free_mess
         rest.map(|c| ids(&c.messages)).unwrap_or_default(),
         unclaimed
     );
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
 }
 
 #[tokio::test]

@@ -6,13 +6,16 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 use zaqar_proto::pb::{Message, NewMessage, QueueRef};
-use zaqar_proto::{ErrorCode, ZaqarError};
+use zaqar_proto::ZaqarError;
 
 use super::group_commit::Batched;
 use super::keys::QueueKeys;
 use super::rows::{checksum, messages, next_marker, parse_marker, MessageRow};
 use super::RedisStore;
-use crate::store::{CheckedPost, ListParams, MessageLog, Once, Post, StoreResult};
+use crate::store::{
+    claim_not_holding, claimed_without_claim_id, CheckedPost, ListParams, MessageLog, Once, Post,
+    StoreResult,
+};
 
 fn flag(value: bool) -> &'static str {
     if value {
@@ -224,16 +227,8 @@ impl RedisStore {
         match (refused.is_empty(), mode) {
             (true, _) => Ok(()),
             // A claim id was given for this very message, as Zaqar 23 answers.
-            (false, "own") => Err(ZaqarError::titled(
-                ErrorCode::BadRequest,
-                "Unable to delete",
-                "The specified claim does not exist or has expired.",
-            )),
-            (false, _) => Err(ZaqarError::titled(
-                ErrorCode::Forbidden,
-                "Unable to delete",
-                "This message is claimed; it cannot be deleted without a valid claim ID.",
-            )),
+            (false, "own") => Err(claim_not_holding()),
+            (false, _) => Err(claimed_without_claim_id()),
         }
     }
 }

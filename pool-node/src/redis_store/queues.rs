@@ -7,7 +7,7 @@ use zaqar_proto::ZaqarError;
 use super::keys::QueueKeys;
 use super::rows::{message, MessageRow};
 use super::RedisStore;
-use crate::store::{QueueStore, StoreResult};
+use crate::store::{Purge, QueueStore, StoreResult};
 
 /// What `stats.lua` returns: now, total, claimed, delayed, oldest, newest.
 type StatsReply = (
@@ -71,16 +71,11 @@ impl QueueStore for RedisStore {
         self.purge_messages(queue, true).await
     }
 
-    async fn purge_queue(
-        &self,
-        queue: &QueueRef,
-        messages: bool,
-        subscriptions: bool,
-    ) -> StoreResult<()> {
-        if messages {
+    async fn purge_queue(&self, queue: &QueueRef, purge: Purge) -> StoreResult<()> {
+        if purge.messages {
             self.purge_messages(queue, false).await?;
         }
-        if subscriptions {
+        if purge.subscriptions {
             self.purge_subscriptions(queue).await?;
         }
         Ok(())

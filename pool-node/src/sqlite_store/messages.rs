@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use sqlx::Row;
 use uuid::Uuid;
 use zaqar_proto::pb::{Message, NewMessage, QueueRef};
-use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::{
     checksum, message_from_row, ms, now_ms, parse_marker, store_error, SqliteStore, CLAIMED,
@@ -16,7 +15,10 @@ use super::{
 /// The most rows one call moves from claimed or from delayed back to free; each
 /// row moves once, the rest wait for the next call.
 const FREED_PER_CALL: i64 = 500;
-use crate::store::{CheckedPost, ListParams, MessageLog, Once, Post, StoreResult};
+use crate::store::{
+    claim_not_holding, claimed_without_claim_id, CheckedPost, ListParams, MessageLog, Once, Post,
+    StoreResult,
+};
 
 /// Appends `messages` in one transaction, creating the queue if needed.
 async fn post_messages(
@@ -256,14 +258,6 @@ async fn delete_row(
     Ok(())
 }
 
-fn claimed_without_claim_id() -> ZaqarError {
-    ZaqarError::titled(
-        ErrorCode::Forbidden,
-        "Unable to delete",
-        "This message is claimed; it cannot be deleted without a valid claim ID.",
-    )
-}
-
 async fn delete_message(
     store: &SqliteStore,
     queue: &QueueRef,
@@ -277,13 +271,7 @@ async fn delete_message(
     };
     match (holder.as_deref(), claim_id) {
         (Some(_), None) => return Err(claimed_without_claim_id()),
-        (holder, Some(given)) if holder != Some(given) => {
-            return Err(ZaqarError::titled(
-                ErrorCode::BadRequest,
-                "Unable to delete",
-                "The specified claim does not exist or has expired.",
-            ))
-        }
+        (holder, Some(given)) if holder != Some(given) => return Err(claim_not_holding()),
         _ => {}
     }
     delete_row(&mut tx, queue, id).await?;

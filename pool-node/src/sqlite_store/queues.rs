@@ -9,7 +9,7 @@ use super::{
     message_from_row, now_ms, store_error, Bind, SqliteStore, CLAIMED, DELAYED, FREE,
     MESSAGE_COLUMNS,
 };
-use crate::store::{QueueStore, StoreResult};
+use crate::store::{Purge, QueueStore, StoreResult};
 
 async fn create_queue(
     store: &SqliteStore,
@@ -75,23 +75,18 @@ async fn delete_queue(store: &SqliteStore, queue: &QueueRef) -> StoreResult<()> 
         .execute(&store.writer)
         .await
         .map_err(store_error)?;
-    purge_queue(store, queue, true, false).await
+    purge_queue(store, queue, Purge::MESSAGES).await
 }
 
 /// Deletes a queue's messages and claims and/or its subscriptions, in batches
 /// (see `delete_in_batches`): a large queue does not hold the write lock for
 /// long. Messages posted while a purge runs are kept.
-async fn purge_queue(
-    store: &SqliteStore,
-    queue: &QueueRef,
-    messages: bool,
-    subscriptions: bool,
-) -> StoreResult<()> {
+async fn purge_queue(store: &SqliteStore, queue: &QueueRef, purge: Purge) -> StoreResult<()> {
     let mut tables = Vec::new();
-    if messages {
+    if purge.messages {
         tables.extend([("messages", "seq"), ("claims", "id")]);
     }
-    if subscriptions {
+    if purge.subscriptions {
         tables.push(("subscriptions", "seq"));
     }
     let last: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM messages")
@@ -264,16 +259,9 @@ impl QueueStore for SqliteStore {
             .await
     }
 
-    async fn purge_queue(
-        &self,
-        queue: &QueueRef,
-        messages: bool,
-        subscriptions: bool,
-    ) -> StoreResult<()> {
+    async fn purge_queue(&self, queue: &QueueRef, purge: Purge) -> StoreResult<()> {
         let queue = queue.clone();
-        self.detached(
-            move |s| async move { purge_queue(&s, &queue, messages, subscriptions).await },
-        )
-        .await
+        self.detached(move |s| async move { purge_queue(&s, &queue, purge).await })
+            .await
     }
 }

@@ -11,13 +11,22 @@ use zaqar_proto::ErrorCode;
 use super::database::sqlite_gaps;
 use super::*;
 use crate::store::prelude::*;
-use crate::store::ListParams;
+use crate::store::{ListParams, Purge};
 
 fn queue() -> QueueRef {
     QueueRef {
         project: "project-a".into(),
         queue: "orders".into(),
     }
+}
+
+/// A store in a file of a fresh temporary directory (kept while the directory lives).
+async fn temp_store() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
+        .await
+        .unwrap();
+    (store, dir)
 }
 
 fn message(ttl: u32) -> NewMessage {
@@ -75,10 +84,7 @@ async fn everything_survives_reopening_the_file() {
 
 #[tokio::test]
 async fn the_expiry_sweep_removes_and_counts_expired_messages_in_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (store, _dir) = temp_store().await;
     let q = queue();
     let short: Vec<_> = (0..1200).map(|_| message(1)).collect();
     store.post_messages(&q, "client", &short).await.unwrap();
@@ -102,10 +108,7 @@ async fn the_expiry_sweep_removes_and_counts_expired_messages_in_batches() {
 
 #[tokio::test]
 async fn remove_expired_deletes_expired_rows_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (store, _dir) = temp_store().await;
     let q = queue();
     let ids = store
         .post_messages(&q, "client", &[message(1), message(300)])
@@ -190,10 +193,7 @@ fn searches_only(lines: &[String], index_and_range: &[&str]) {
 
 #[tokio::test]
 async fn claims_pops_and_listings_read_only_the_rows_they_return() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (store, _dir) = temp_store().await;
     let free_range = "INDEX messages_by_state (project=? AND queue=? AND state=? AND seq>?)";
     let free = plan(&store, &messages::free_sql(), &["p", "q"], &[0, 0, 10]).await;
     searches_only(&free, &[free_range]);
@@ -219,10 +219,7 @@ async fn claims_pops_and_listings_read_only_the_rows_they_return() {
 
 #[tokio::test]
 async fn stats_read_the_counts_row_and_ranges_of_ended_rows_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (store, _dir) = temp_store().await;
     let counts = plan(&store, &queues::counts_sql(), &["p", "q"], &[0]).await;
     searches_only(
         &counts,
@@ -268,10 +265,7 @@ async fn counted_row_by_row(store: &SqliteStore, q: &QueueRef) -> (u64, u64, u64
 
 #[tokio::test]
 async fn stats_from_the_counts_agree_with_counting_every_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (store, _dir) = temp_store().await;
     let q = queue();
     let other = QueueRef {
         project: "project-b".into(),
@@ -343,7 +337,7 @@ async fn stats_from_the_counts_agree_with_counting_every_row() {
     store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
     agree(&store, &q, "ended rows freed and claimed again").await;
     agree(&store, &other, "the other project's queue").await;
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     agree(&store, &q, "purged").await;
     let rows: i64 = sqlx::query("SELECT COUNT(*) FROM message_counts WHERE project = 'project-a'")
         .fetch_one(&store.reader)
@@ -483,10 +477,7 @@ fn ids(messages: &[Message]) -> Vec<&str> {
 
 #[tokio::test]
 async fn purges_and_clean_ups_delete_in_batches_and_keep_later_posts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("z.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (store, _dir) = temp_store().await;
     let q = queue();
     let batch: Vec<_> = (0..500).map(|_| message(1)).collect();
     for _ in 0..5 {
@@ -496,7 +487,7 @@ async fn purges_and_clean_ups_delete_in_batches_and_keep_later_posts() {
     for _ in 0..5 {
         store.post_messages(&q, "client", &batch).await.unwrap();
     }
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
     let kept = store
         .post_messages(&q, "client", &[message(300)])
@@ -546,7 +537,7 @@ async fn calls_given_up_half_way_leave_the_store_usable() {
         .await
         .unwrap();
     store.create_claim(&q, 60, 60, 1).await.unwrap();
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
 }
 

@@ -80,10 +80,9 @@ async fn commands_per_operation(store: &RedisStore, q: &QueueRef) -> Vec<BTreeMa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_pops_and_listings_cost_the_same_at_any_depth() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((_redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     let shallow = queue("shallow");
     let deep = queue("deep");
     fill(&store, &shallow, 30, 10).await;

@@ -11,7 +11,6 @@ use zaqar_proto::pb::NewMessage;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::{everything, queue, TestRedis};
-use crate::redis_store::RedisStore;
 use crate::store::prelude::*;
 
 /// How many times Redis ran a script since the last reset (not counting the
@@ -69,10 +68,9 @@ fn body(n: usize, part: usize) -> NewMessage {
 
 #[tokio::test]
 async fn concurrent_posts_share_script_calls_and_keep_their_own_ids() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     let q = queue("batched-posts");
     reset_stats(&redis).await;
     let posts: Vec<JoinHandle<_>> = (0..60)
@@ -124,10 +122,9 @@ async fn concurrent_posts_share_script_calls_and_keep_their_own_ids() {
 
 #[tokio::test]
 async fn a_refused_delete_in_a_batch_refuses_only_itself() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     let q = queue("batched-deletes");
     let new: Vec<_> = (0..12).map(|n| body(n, 0)).collect();
     let ids = store.post_messages(&q, "producer", &new).await.unwrap();
@@ -187,10 +184,9 @@ async fn a_refused_delete_in_a_batch_refuses_only_itself() {
 
 #[tokio::test]
 async fn a_caller_going_away_leaves_the_waiting_calls_answered() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((_redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     let q = queue("abandoned");
     let first = {
         let (store, q) = (store.clone(), q.clone());

@@ -153,10 +153,9 @@ async fn a_layout_2_store_gets_the_bytes_of_its_queues_counted() {
 
 #[tokio::test]
 async fn a_store_of_an_unknown_layout_is_refused() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     store
         .query::<()>(redis::cmd("SET").arg(LAYOUT_KEY).arg(4))
         .await

@@ -25,7 +25,7 @@ use zaqar_proto::ErrorCode;
 use super::keys::{QueueKeys, Slots};
 use super::{RedisStore, CALL_TIMEOUT};
 use crate::store::prelude::*;
-use crate::store::ListParams;
+use crate::store::{ListParams, Purge};
 
 /// Sentinel failover tests run one at a time: two groups electing at once on two
 /// cores, beside the other tests, can take longer than the tests' bounds.
@@ -43,6 +43,13 @@ impl TestRedis {
     /// Starts redis-server on a free port; `None` when it is not installed.
     fn start() -> Option<TestRedis> {
         Self::start_on(free_port())
+    }
+
+    /// [`Self::start`], and a store connected to it.
+    async fn with_store() -> Option<(TestRedis, RedisStore)> {
+        let redis = Self::start()?;
+        let store = RedisStore::connect(&redis.url()).await.unwrap();
+        Some((redis, store))
     }
 
     fn start_on(port: u16) -> Option<TestRedis> {
@@ -280,10 +287,9 @@ async fn entries(store: &RedisStore, q: &QueueRef) -> Vec<u64> {
 
 #[tokio::test]
 async fn posting_sweeps_expired_messages() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((_redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     let q = queue("sweep");
     let short = [message(1), message(1), message(1)];
     store.post_messages(&q, "c", &short).await.unwrap();
@@ -299,10 +305,9 @@ async fn posting_sweeps_expired_messages() {
 
 #[tokio::test]
 async fn the_expiry_sweep_counts_each_expired_message_once() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((_redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     let (met, idle) = (queue("met"), queue("idle"));
     let short = [message(1), message(1), message(1)];
     store.post_messages(&met, "c", &short).await.unwrap();
@@ -337,10 +342,9 @@ async fn the_expiry_sweep_counts_each_expired_message_once() {
 
 #[tokio::test]
 async fn message_keys_live_an_hour_past_the_last_message() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((_redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     let q = queue("lifetime");
     let [_, fre, hld, lat, exp, clm, dly, msg] = QueueKeys::new(&q, Slots::Project).queue();
     let ttl_ms = |key: String| {
@@ -371,7 +375,7 @@ async fn message_keys_live_an_hour_past_the_last_message() {
     }
 
     // Keys emptied and written anew expire again.
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     assert_eq!(entries(&store, &q).await, vec![0; 7]);
     let delayed = NewMessage {
         delay: 30,
@@ -386,17 +390,16 @@ async fn message_keys_live_an_hour_past_the_last_message() {
 
 #[tokio::test]
 async fn purging_drops_the_claims_on_its_messages() {
-    let Some(redis) = TestRedis::start() else {
+    let Some((_redis, store)) = TestRedis::with_store().await else {
         return;
     };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
     let q = queue("purge");
     store
         .post_messages(&q, "c", &[message(60), message(60)])
         .await
         .unwrap();
     let claim = store.create_claim(&q, 60, 60, 2).await.unwrap().unwrap();
-    store.purge_queue(&q, true, false).await.unwrap();
+    store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
 
     let err = store.get_claim(&q, &claim.id).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
