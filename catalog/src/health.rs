@@ -134,14 +134,7 @@ mod tests {
     use super::*;
 
     fn pool(name: &str) -> PoolSpec {
-        PoolSpec {
-            name: name.into(),
-            weight: 1,
-            flavor: String::new(),
-            uri: "redis://127.0.0.1:6379".into(),
-            endpoint: "http://127.0.0.1:7001".into(),
-            options_json: "{}".into(),
-        }
+        crate::conformance::pool(name, 1, "")
     }
 
     fn report(pool: &str, ok: bool, interval: Duration) -> HealthReport {

@@ -326,6 +326,19 @@ mod tests {
         (client, dir)
     }
 
+    /// [`serve`] with `pool-a` (at `http://127.0.0.1:7001`) registered.
+    async fn serve_with_pool_a() -> (
+        CatalogServiceClient<tonic::transport::Channel>,
+        tempfile::TempDir,
+    ) {
+        let (mut client, dir) = serve().await;
+        client
+            .register_pool(pool("pool-a", "http://127.0.0.1:7001"))
+            .await
+            .unwrap();
+        (client, dir)
+    }
+
     fn pool(name: &str, endpoint: &str) -> pb::Pool {
         pb::Pool {
             name: name.into(),
@@ -346,11 +359,7 @@ mod tests {
 
     #[tokio::test]
     async fn placement_round_trips_over_grpc() {
-        let (mut client, _dir) = serve().await;
-        client
-            .register_pool(pool("pool-a", "http://127.0.0.1:7001"))
-            .await
-            .unwrap();
+        let (mut client, _dir) = serve_with_pool_a().await;
         let pools = client
             .list_pools(pb::Empty {})
             .await
@@ -518,11 +527,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_reports_are_kept_per_pool() {
-        let (mut client, _dir) = serve().await;
-        client
-            .register_pool(pool("pool-a", "http://127.0.0.1:7001"))
-            .await
-            .unwrap();
+        let (mut client, _dir) = serve_with_pool_a().await;
         client
             .register_pool(pool("pool-b", "http://127.0.0.1:7002"))
             .await

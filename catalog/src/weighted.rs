@@ -56,17 +56,7 @@ pub fn choose_pool<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pool(name: &str, weight: u32, flavor: &str) -> PoolSpec {
-        PoolSpec {
-            name: name.into(),
-            weight,
-            flavor: flavor.into(),
-            uri: format!("redis://{name}"),
-            endpoint: format!("http://{name}:7001"),
-            options_json: "{}".into(),
-        }
-    }
+    use crate::conformance::pool;
 
     fn names(pools: &[&PoolSpec]) -> Vec<String> {
         pools.iter().map(|p| p.name.clone()).collect()

@@ -34,6 +34,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code (`TooManyRequests` with a retry after 1 s).
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RequestTimeout,
+        ErrorCode::TooManyRequests {
+            retry_after_secs: 1,
+        },
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     /// The HTTP status Zaqar answers with.
     pub fn http_status(self) -> u16 {
         match self {
@@ -107,22 +123,7 @@ impl ErrorCode {
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [
-            ErrorCode::BadRequest,
-            ErrorCode::Unauthorized,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
-            ErrorCode::Conflict,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::RequestTimeout,
-            ErrorCode::TooManyRequests {
-                retry_after_secs: 1,
-            },
-            ErrorCode::Unavailable,
-            ErrorCode::Internal,
-        ]
-        .into_iter()
-        .find(|code| code.name() == name)
+        Self::ALL.into_iter().find(|code| code.name() == name)
     }
 }
 
@@ -230,19 +231,7 @@ mod tests {
 
     #[test]
     fn every_code_survives_a_grpc_round_trip() {
-        for code in [
-            ErrorCode::BadRequest,
-            ErrorCode::Unauthorized,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
-            ErrorCode::Conflict,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::TooManyRequests {
-                retry_after_secs: 1,
-            },
-            ErrorCode::Unavailable,
-            ErrorCode::Internal,
-        ] {
+        for code in ErrorCode::ALL {
             let err = ZaqarError::titled(code, "Some title", "what happened");
             let back = ZaqarError::from(tonic::Status::from(err.clone()));
             assert_eq!(back, err);

@@ -255,8 +255,10 @@ mod mongo {
 
 // ------------------------------------------------------------------ cases
 
-/// A pool of the default flavor or of `flavor`, on made-up addresses.
-fn pool(name: &str, weight: u32, flavor: &str) -> PoolSpec {
+/// A pool of the default flavor or of `flavor`, on made-up addresses
+/// (`redis://NAME.example:6379/0`, `http://NAME.example:7001`); the tests of every
+/// catalog module use it.
+pub(crate) fn pool(name: &str, weight: u32, flavor: &str) -> PoolSpec {
     PoolSpec {
         name: name.into(),
         weight,

@@ -24,6 +24,15 @@ async fn next_change(watch: &mut Watch) -> CatalogEvent {
     }
 }
 
+/// The next `n` events other than `Reset`.
+pub(crate) async fn next_changes(watch: &mut Watch, n: usize) -> Vec<CatalogEvent> {
+    let mut seen = Vec::with_capacity(n);
+    while seen.len() < n {
+        seen.push(next_change(watch).await);
+    }
+    seen
+}
+
 pub async fn a_watcher_sees_placements_and_pool_changes(catalog: Arc<dyn CatalogBackend>) {
     let mut watch = catalog.watch().expect("every backend has a change feed");
     assert_eq!(watch.next().await, Some(CatalogEvent::Reset));

@@ -19,14 +19,7 @@ fn dead_port() -> u16 {
 }
 
 fn pool(name: &str) -> PoolSpec {
-    PoolSpec {
-        name: name.into(),
-        weight: 1,
-        flavor: String::new(),
-        uri: "redis://127.0.0.1:6379/0".into(),
-        endpoint: format!("http://{name}.example:7001"),
-        options_json: "{}".into(),
-    }
+    crate::conformance::pool(name, 1, "")
 }
 
 /// A catalog under a fresh prefix of the test etcd, reached through `hosts`
@@ -245,16 +238,7 @@ async fn a_watcher_hears_of_writes_made_through_another_catalog_process() {
     writer.add_pool(pool("a")).await.unwrap();
     writer.place_on("p/x", "q", "a").await.unwrap();
     writer.remove_queue("p/x", "q").await.unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
-            .await
-            .expect("an event in time")
-            .expect("the feed is open");
-        if event != crate::CatalogEvent::Reset {
-            seen.push(event);
-        }
-    }
+    let seen = crate::conformance::next_changes(&mut watch, 3).await;
     assert_eq!(
         seen,
         [

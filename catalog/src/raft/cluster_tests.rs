@@ -19,14 +19,7 @@ async fn bounded<F: Future<Output = ()>>(test: F) {
 }
 
 fn pool(name: &str) -> PoolSpec {
-    PoolSpec {
-        name: name.into(),
-        weight: 1,
-        flavor: String::new(),
-        uri: format!("redis://{name}.example:6379"),
-        endpoint: format!("http://{name}.example:7001"),
-        options_json: "{}".into(),
-    }
+    crate::conformance::pool(name, 1, "")
 }
 
 /// Places `q{from}..q{to}` of project `p` through `catalog`.
@@ -265,16 +258,7 @@ async fn every_node_feeds_its_watchers_the_writes_made_through_any_node() {
         let leader = cluster.node(cluster.leader().await);
         leader.place_on("p", "q", "a").await.unwrap();
         for watch in &mut watches {
-            let mut seen = Vec::new();
-            while seen.len() < 2 {
-                let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
-                    .await
-                    .expect("an event in time")
-                    .expect("the feed is open");
-                if event != crate::CatalogEvent::Reset {
-                    seen.push(event);
-                }
-            }
+            let seen = crate::conformance::next_changes(watch, 2).await;
             assert_eq!(
                 seen,
                 [

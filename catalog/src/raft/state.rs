@@ -254,14 +254,7 @@ mod tests {
     use super::*;
 
     fn pool(name: &str) -> PoolSpec {
-        PoolSpec {
-            name: name.into(),
-            weight: 1,
-            flavor: String::new(),
-            uri: "redis://127.0.0.1:6379".into(),
-            endpoint: format!("http://{name}:7001"),
-            options_json: "{}".into(),
-        }
+        crate::conformance::pool(name, 1, "")
     }
 
     fn place(queue: &str, pool: &str) -> Command {
@@ -290,7 +283,7 @@ mod tests {
         let CommandResult::Placed(placement) = first else {
             panic!("{first:?}")
         };
-        assert_eq!(placement.endpoint, "http://a:7001");
+        assert_eq!(placement.endpoint, "http://a.example:7001");
     }
 
     #[test]
