@@ -3,19 +3,12 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Harness, TestCatalog, TestPool};
-use zaqar_api_node::ApiConfig;
+use support::{dead_endpoint, Harness};
 
 /// A loopback port nothing listens on.
-fn dead_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
-}
-
 #[tokio::test]
 async fn a_dead_first_catalog_endpoint_is_skipped() {
     let dead = dead_endpoint();
@@ -42,15 +35,7 @@ async fn a_dead_first_catalog_endpoint_is_skipped() {
 
 #[tokio::test]
 async fn all_catalog_endpoints_down_answers_503_quickly() {
-    let config = ApiConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        catalog_endpoint: format!("{},{}", dead_endpoint(), dead_endpoint()),
-        connect_timeout_ms: 500,
-        request_timeout_ms: 1_000,
-        ..ApiConfig::default()
-    };
-    let (catalog, pool) = (TestCatalog::new().await, Arc::new(TestPool::new().await));
-    let h = Harness::over(config, catalog, pool, Vec::new()).await;
+    let h = Harness::with_catalog_at(format!("{},{}", dead_endpoint(), dead_endpoint())).await;
     let started = Instant::now();
     let answer = h.send("PUT", "/v2/queues/q", "{}").await;
     answer.assert_error(503, "Service temporarily unavailable");

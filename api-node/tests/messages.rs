@@ -60,13 +60,7 @@ async fn listing_hides_own_messages_unless_echo_and_pages_with_links() {
     assert_eq!(other.body["messages"].as_array().unwrap().len(), 3);
 
     let page = h.get("/v2/queues/l/messages?echo=true&limit=2").await;
-    let bodies: Vec<i64> = page.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_i64().unwrap())
-        .collect();
-    assert_eq!(bodies, [1, 2]);
+    assert_eq!(number_bodies(&page), [1, 2]);
     let next = page.body["links"][0]["href"].as_str().unwrap();
     assert!(next.starts_with("/v2/queues/l/messages?"), "{next}");
     assert!(next.contains("echo=true") && next.contains("limit=2") && next.contains("marker="));
@@ -134,13 +128,7 @@ async fn pop_takes_the_oldest_messages() {
         .await;
     let popped = h.delete("/v2/queues/p/messages?pop=2").await;
     assert_eq!(popped.status, 200);
-    let bodies: Vec<i64> = popped.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_i64().unwrap())
-        .collect();
-    assert_eq!(bodies, [1, 2]);
+    assert_eq!(number_bodies(&popped), [1, 2]);
     assert!(popped.body["messages"][0]["id"].is_string());
     let empty = h.delete("/v2/queues/empty/messages?pop=5").await;
     assert_eq!(empty.body, json!({"messages": []}));
@@ -357,4 +345,13 @@ async fn projects_do_not_see_each_other() {
         )
         .await;
     assert_eq!(queues.body["queues"], json!([]));
+}
+
+/// The bodies, numbers all, of the messages of a listing or a pop.
+fn number_bodies(reply: &support::Answer) -> Vec<i64> {
+    let messages = reply.body["messages"].as_array().unwrap();
+    messages
+        .iter()
+        .map(|m| m["body"].as_i64().unwrap())
+        .collect()
 }

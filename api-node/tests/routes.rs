@@ -2,11 +2,10 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Harness, TestCatalog, TestPool, OMIT};
+use support::{dead_endpoint, Harness, TestCatalog, OMIT};
 use zaqar_api_node::ApiConfig;
 
 #[tokio::test]
@@ -99,19 +98,7 @@ async fn media_types_are_checked() {
 
 #[tokio::test]
 async fn a_dead_catalog_answers_503_quickly() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let config = ApiConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        catalog_endpoint: format!("http://127.0.0.1:{port}"),
-        connect_timeout_ms: 500,
-        request_timeout_ms: 1_000,
-        ..ApiConfig::default()
-    };
-    let (catalog, pool) = (TestCatalog::new().await, Arc::new(TestPool::new().await));
-    let h = Harness::over(config, catalog, pool, Vec::new()).await;
+    let h = Harness::with_catalog_at(dead_endpoint()).await;
     let started = Instant::now();
     let answer = h.send("PUT", "/v2/queues/q", "{}").await;
     answer.assert_error(503, "Service temporarily unavailable");

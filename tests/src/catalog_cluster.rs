@@ -129,6 +129,19 @@ pub async fn admin_with_token(
     serde_json::from_slice(&out.stdout).context("zaqar admin printed no JSON")
 }
 
+/// Waits up to `timeout` for the catalog node at `endpoint` to know a leader and
+/// to have applied the raft log up to `index`.
+pub async fn caught_up(endpoint: &str, index: u64, timeout: Duration) -> Result<()> {
+    let endpoints = [endpoint.to_string()];
+    eventually("the node catching up", timeout, || async {
+        let status = admin(&endpoints, &["status"]).await?;
+        let applied = status["last_applied_index"].as_u64().unwrap_or(0);
+        ensure!(applied >= index && status["leader_id"].is_u64(), "{status}");
+        Ok(())
+    })
+    .await
+}
+
 /// Polls `check` every 200 ms until it passes or `timeout` passes.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
 where

@@ -4,6 +4,7 @@
 pub mod catalog_cluster;
 pub mod docs;
 pub mod faults;
+pub mod keystone;
 pub mod messages;
 pub mod otlp;
 pub mod pools_on_redis;
@@ -22,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The ports [`free_port`] picks from: below Linux's ephemeral range (32768 and
 /// up), which the kernel hands out to `bind(0)` and outgoing connections. A port
@@ -496,6 +497,16 @@ impl Redis {
     }
 }
 
+/// Runs a whole test, failing it if it does not finish within `limit`.
+pub async fn within<T>(
+    limit: Duration,
+    test: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, test)
+        .await
+        .context("the test did not finish in time")?
+}
+
 /// A response of the REST API: status and JSON body (`Null` when empty).
 #[derive(Debug)]
 pub struct Reply {
@@ -555,6 +566,15 @@ impl Client {
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> Result<Reply> {
         self.call("POST", path, Some(body)).await
+    }
+
+    /// Posts `messages` (message documents) to `queue` and checks they were stored
+    /// (201); the reply's body lists their hrefs.
+    pub async fn post_messages(&self, queue: &str, messages: Vec<Value>) -> Result<Reply> {
+        let path = format!("/v2/queues/{queue}/messages");
+        let posted = self.post(&path, json!({ "messages": messages })).await?;
+        anyhow::ensure!(posted.status == 201, "post to {queue}: {posted:?}");
+        Ok(posted)
     }
 
     /// `PUT path` with a JSON body.

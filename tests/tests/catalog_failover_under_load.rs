@@ -15,8 +15,8 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::{Empty, ListQueuesRequest};
-use zaqar_tests::catalog_cluster::{admin, eventually, CatalogNode as Node};
-use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
+use zaqar_tests::catalog_cluster::{admin, caught_up, eventually, CatalogNode as Node};
+use zaqar_tests::{free_port, wait_for_port, within, zaqar_bin, Client, Process, Redis};
 
 /// The whole test finishes in this time or fails.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
@@ -174,9 +174,7 @@ fn longest_gap(times: &[Instant], from: Instant, until: Instant) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_acknowledged_write_is_lost_when_the_catalog_leader_dies_under_load() -> Result<()> {
-    tokio::time::timeout(TEST_TIMEOUT, scenario())
-        .await
-        .context("the test did not finish in time")?
+    within(TEST_TIMEOUT, scenario()).await
 }
 
 async fn scenario() -> Result<()> {
@@ -365,16 +363,7 @@ async fn scenario() -> Result<()> {
     let target = status["last_applied_index"].as_u64().context("applied")?;
     nodes[leader_index].start(dir.path())?;
     let restarted = [nodes[leader_index].endpoint()];
-    eventually("the restarted node catching up", SETTLE, || async {
-        let status = admin(&restarted, &["status"]).await?;
-        let applied = status["last_applied_index"].as_u64().unwrap_or(0);
-        ensure!(
-            applied >= target && status["leader_id"].is_u64(),
-            "{status}"
-        );
-        Ok(())
-    })
-    .await?;
+    caught_up(&restarted[0], target, SETTLE).await?;
     ensure!(placements(&restarted[0]).await? == placed);
     ensure!(pools(&restarted[0]).await? == expected_pools);
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
 use zaqar_tests::catalog_cluster::{eventually, start_raft_group};
-use zaqar_tests::{free_port, spawn_pool_node, zaqar_bin, Client, Process, Redis};
+use zaqar_tests::{free_port, spawn_pool_node, within, zaqar_bin, Client, Process, Redis};
 
 /// The whole test finishes in this time or fails.
 const TEST_TIMEOUT: Duration = Duration::from_secs(150);
@@ -79,11 +79,8 @@ async fn refuses_a_new_placement(client: &Client, queue: &str) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_nodes_keep_serving_known_queues_without_a_catalog_quorum() {
-    tokio::time::timeout(TEST_TIMEOUT, scenario())
-        .await
-        .expect("the test did not finish in time")
-        .unwrap();
+async fn api_nodes_keep_serving_known_queues_without_a_catalog_quorum() -> Result<()> {
+    within(TEST_TIMEOUT, scenario()).await
 }
 
 async fn scenario() -> Result<()> {

@@ -10,7 +10,8 @@ use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::{PlaceQueueRequest, QueueRef};
-use zaqar_tests::catalog_cluster::{admin, eventually, CatalogNode as Node};
+use zaqar_tests::catalog_cluster::{admin, caught_up, eventually, CatalogNode as Node};
+use zaqar_tests::within;
 
 /// The whole test finishes in this time or fails.
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
@@ -57,9 +58,7 @@ fn add_pool<'a>(name: &'a str, port: &'a str) -> [&'a str; 9] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raft_catalog_survives_its_leader_and_grows_to_four_nodes() -> Result<()> {
-    tokio::time::timeout(TEST_TIMEOUT, scenario())
-        .await
-        .context("the test did not finish in time")?
+    within(TEST_TIMEOUT, scenario()).await
 }
 
 async fn scenario() -> Result<()> {
@@ -127,16 +126,7 @@ async fn scenario() -> Result<()> {
     nodes[leader_index].start(dir.path())?;
     let restarted = [nodes[leader_index].endpoint()];
     let target = status["last_applied_index"].as_u64().context("applied")?;
-    eventually("the restarted node catching up", SETTLE, || async {
-        let status = admin(&restarted, &["status"]).await?;
-        let applied = status["last_applied_index"].as_u64().unwrap_or(0);
-        ensure!(
-            applied >= target && status["leader_id"].is_u64(),
-            "{status}"
-        );
-        Ok(())
-    })
-    .await?;
+    caught_up(&restarted[0], target, SETTLE).await?;
     let lookup = admin(&restarted, &["queue", "lookup", "p", "after-failover"]).await?;
     assert_eq!(lookup["pool"].as_str(), Some(placed.pool.as_str()));
 

@@ -339,13 +339,7 @@ async fn zaqar_redrive_moves_batches_stops_at_max_and_resumes() -> Result<()> {
     let messages: Vec<Value> = (0..45)
         .map(|n| json!({"ttl": 300, "body": {"n": n}}))
         .collect();
-    let posted = client
-        .post(
-            "/v2/queues/backlog/messages",
-            json!({ "messages": messages }),
-        )
-        .await?;
-    ensure!(posted.status == 201, "{posted:?}");
+    client.post_messages("backlog", messages).await?;
     let common = ["backlog", "--to", "jobs", "--project", "redrive-cli"];
 
     let first = zaqar_redrive(

@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use zaqar_tests::catalog_cluster::{eventually, start_raft_group};
 use zaqar_tests::prometheus::{Prometheus, Target};
-use zaqar_tests::{free_port, spawn_api_node, spawn_pool_node, Client, Redis};
+use zaqar_tests::{free_port, spawn_api_node, spawn_pool_node, within, Client, Redis};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 const PROJECT: &str = "metrics-cluster";
@@ -31,11 +31,8 @@ fn metrics(job: &str, labels: &[(&str, &str)]) -> (String, Target) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_sees_the_whole_cluster() {
-    tokio::time::timeout(TEST_TIMEOUT, scenario())
-        .await
-        .expect("the test did not finish in time")
-        .unwrap();
+async fn prometheus_sees_the_whole_cluster() -> Result<()> {
+    within(TEST_TIMEOUT, scenario()).await
 }
 
 async fn scenario() -> Result<()> {

@@ -78,13 +78,7 @@ async fn prometheus_scrapes_what_clients_did() -> Result<()> {
     let fleeting: Vec<_> = (0..EXPIRING)
         .map(|n| json!({"ttl": 1, "body": n}))
         .collect();
-    let posted = client
-        .post(
-            "/v2/queues/fleeting/messages",
-            json!({ "messages": fleeting }),
-        )
-        .await?;
-    ensure!(posted.status == 201, "{posted:?}");
+    client.post_messages("fleeting", fleeting).await?;
 
     // A WebSocket connection that stays open, with two pings.
     let (mut socket, _) =

@@ -50,13 +50,7 @@ async fn a_filtered_subscription_gets_only_the_messages_that_pass() -> Result<()
             .iter()
             .map(|body| json!({"body": body, "ttl": 300}))
             .collect();
-        let posted = client
-            .post(
-                "/v2/queues/orders/messages",
-                json!({ "messages": messages }),
-            )
-            .await?;
-        ensure!(posted.status == 201, "{posted:?}");
+        client.post_messages("orders", messages).await?;
     }
 
     for wanted in [1, 205] {

@@ -16,63 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use zaqar_tests::docs::run_sh_block_with_env;
+use zaqar_tests::keystone::{keystone_env, KeystoneEnv};
 use zaqar_tests::ws::WsClient;
 use zaqar_tests::{Client, Standalone};
 
-struct Keystone {
-    url: String,
-    password: String,
-}
-
-fn keystone() -> Option<Keystone> {
-    let (Ok(url), Ok(password)) = (
-        std::env::var("ZAQAR_TEST_KEYSTONE_URL"),
-        std::env::var("ZAQAR_TEST_KEYSTONE_PASSWORD"),
-    ) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "ZAQAR_TEST_KEYSTONE_URL is not set (scripts/test-servers.sh starts Keystone)"
-        );
-        eprintln!("skipped: ZAQAR_TEST_KEYSTONE_URL is not set (scripts/test-servers.sh)");
-        return None;
-    };
-    Some(Keystone {
-        url: url.trim_end_matches('/').to_string(),
-        password,
-    })
-}
-
-impl Keystone {
-    /// A token of `user` scoped to `project`, and the project's id.
-    async fn token(&self, user: &str, project: &str) -> Result<(String, String)> {
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": user, "domain": {"id": "default"}, "password": self.password}}},
-            "scope": {"project": {"name": project, "domain": {"id": "default"}}},
-        }});
-        let response = reqwest::Client::new()
-            .post(format!("{}/auth/tokens", self.url))
-            .json(&body)
-            .send()
-            .await?;
-        ensure!(response.status() == 201, "login: {}", response.status());
-        let token = response
-            .headers()
-            .get("X-Subject-Token")
-            .context("no X-Subject-Token")?
-            .to_str()?
-            .to_string();
-        let body: Value = response.json().await?;
-        let project = body["token"]["project"]["id"]
-            .as_str()
-            .context("no project id")?;
-        Ok((token, project.to_string()))
-    }
-}
-
 /// `zaqar standalone` with Keystone auth (api-node's service user `zaqar`, also the
 /// trustee) and webhooks allowed on loopback (the subscriber is zaqar itself).
-fn start(dir: &std::path::Path, keystone: &Keystone) -> Result<Standalone> {
+fn start(dir: &std::path::Path, keystone: &KeystoneEnv) -> Result<Standalone> {
     let config = dir.join("zaqar.toml");
     std::fs::write(
         &config,
@@ -142,7 +92,7 @@ async fn notifications(client: &Client, token: &str, sub_queue: &str) -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trust_subscribers_are_notified_with_a_token_of_their_trust() -> Result<()> {
-    let Some(keystone) = keystone() else {
+    let Some(keystone) = keystone_env() else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;

@@ -249,6 +249,20 @@ impl Harness {
         Harness::over(config, catalog, pool, vec![backend_stop]).await
     }
 
+    /// An api-node whose catalog is at `catalog_endpoint` (none answering there: see
+    /// [`dead_endpoint`]), with short timeouts: 500 ms to connect, 1 s a request.
+    pub async fn with_catalog_at(catalog_endpoint: String) -> Harness {
+        let config = ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            catalog_endpoint,
+            connect_timeout_ms: 500,
+            request_timeout_ms: 1_000,
+            ..ApiConfig::default()
+        };
+        let (catalog, pool) = (TestCatalog::new().await, Arc::new(TestPool::new().await));
+        Harness::over(config, catalog, pool, Vec::new()).await
+    }
+
     /// An api-node with `config` (its catalog may be anything, even down), whose
     /// tests inspect `catalog` and `pool`. The WebSocket API always listens on a free
     /// port of 127.0.0.1.
@@ -391,4 +405,11 @@ impl Drop for Harness {
             let _ = stop.send(());
         }
     }
+}
+
+/// The URL of a loopback port nothing listens on (a port the system gave and took
+/// back).
+pub fn dead_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
 }
