@@ -35,10 +35,6 @@ DEPTHS="${BENCH_DEPTHS:-1000 100000 1000000}"
 REFERENCE_DEPTHS="${BENCH_REFERENCE_DEPTHS:-1000 10000 100000}"
 MONGODB_DEPTHS="${BENCH_MONGODB_DEPTHS:-1000 10000 100000}"
 DURATION="${BENCH_DURATION:-10s}"
-BUILD="${BENCH_BUILD:-1}"
-OUT="${BENCH_OUT:-$ROOT/target/bench-depth}"
-ZAQAR="$ROOT/target/release/zaqar"
-BENCH="$ROOT/target/release/zaqar-bench"
 SECANTUSD="${ZAQAR_SECANTUS_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/zaqar-rs/secantus}/bin/secantusd-rs"
 MONGO_PORT=""
 
@@ -61,16 +57,6 @@ start_target() {  # target depth: a fresh server; sets TARGET_URL; non-zero if i
             --data-dir "$WORK/$target-$depth" --pool-uri "$store"
     fi
     wait_ready "$TARGET_URL" 60
-}
-
-stop_target() {
-    if [[ "$1" == reference ]]; then
-        stop_reference
-        return
-    fi
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    PIDS=()
 }
 
 bench() {  # name flags...: one zaqar-bench run, its report in $OUT/name.json
@@ -103,12 +89,7 @@ neighbour_runs() {  # target: another project's posts, alone, then during a drai
 }
 
 # ------------------------------------------------------------------------------ run ---
-mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt
-if [[ "$BUILD" == 1 ]]; then
-    log "building release binaries (with the mongodb store)"
-    (cd "$ROOT" && cargo build --release -q -p zaqar-ops --bins --features zaqar-pool-node/mongodb)
-fi
+prepare_run bench-depth --features zaqar-pool-node/mongodb
 start_redis
 if [[ " $TARGETS " == *" mongodb "* ]]; then
     if [[ -x "$SECANTUSD" ]]; then

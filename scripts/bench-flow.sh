@@ -27,10 +27,6 @@ DELETES=()
 if [[ "${BENCH_FLOW_BULK_DELETE:-0}" == 1 ]]; then
     DELETES=(--bulk-delete)
 fi
-BUILD="${BENCH_BUILD:-1}"
-OUT="${BENCH_OUT:-$ROOT/target/bench-flow}"
-ZAQAR="$ROOT/target/release/zaqar"
-BENCH="$ROOT/target/release/zaqar-bench"
 
 cpu_ticks() {  # pid: user + system clock ticks it used so far
     awk '{print $14 + $15}' "/proc/$1/stat"
@@ -40,12 +36,7 @@ idle_ticks() {  # idle clock ticks of all CPUs so far
     awk '/^cpu / {print $5}' /proc/stat
 }
 
-mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt
-if [[ "$BUILD" == 1 ]]; then
-    log "building release binaries"
-    (cd "$ROOT" && cargo build --release -q -p zaqar-ops --bins)
-fi
+prepare_run bench-flow
 
 start_redis --appendonly yes --appendfsync everysec
 free_port port

@@ -1,8 +1,11 @@
 # Helpers shared by the scripts/bench*.sh benchmarks (sourced, not run).
 # The caller sets ROOT; this sets WORK (a fresh temporary directory), the list of
-# PIDs to stop, and a trap that stops everything started and removes WORK on exit.
+# PIDs to stop, a trap that stops everything started and removes WORK on exit, and
+# where the release binaries are (ZAQAR, BENCH).
 
 REF_DIR="${ZAQAR_REFERENCE_DIR:-$ROOT/../shared/reference-zaqar}"
+ZAQAR="$ROOT/target/release/zaqar"
+BENCH="$ROOT/target/release/zaqar-bench"
 WORK="$(mktemp -d /tmp/zaqar-bench.XXXXXX)"
 REDIS_PID=""
 PIDS=()          # the zaqar-rs processes of the current target
@@ -46,6 +49,28 @@ stop_reference() {
             ZAQAR_PATCH_REDIS_LIST_BUG=0 "$REF_DIR/start-zaqar.sh" --install-only >&2 || true
         fi
     fi
+}
+
+prepare_run() {  # name [cargo flags...]: sets OUT ($BENCH_OUT, or target/NAME) and
+    # empties its reports; then, unless BENCH_BUILD=0, builds the release binaries.
+    OUT="${BENCH_OUT:-$ROOT/target/$1}"
+    shift
+    mkdir -p "$OUT"
+    rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.figures
+    if [[ "${BENCH_BUILD:-1}" == 1 ]]; then
+        log "building release binaries${*:+ ($*)}"
+        (cd "$ROOT" && cargo build --release -q -p zaqar-ops --bins "$@")
+    fi
+}
+
+stop_target() {  # target: stops the reference, or the zaqar-rs processes of PIDS
+    if [[ "$1" == reference ]]; then
+        stop_reference
+        return
+    fi
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    PIDS=()
 }
 
 cleanup() {

@@ -20,10 +20,6 @@ source "$ROOT/scripts/bench-lib.sh"
 WAITERS="${BENCH_IDLE_WAITERS:-1000}"
 PROBES="${BENCH_WAKE_PROBES:-100}"
 DURATION="${BENCH_DURATION:-30s}"
-BUILD="${BENCH_BUILD:-1}"
-OUT="${BENCH_OUT:-$ROOT/target/bench-long-poll}"
-ZAQAR="$ROOT/target/release/zaqar"
-BENCH="$ROOT/target/release/zaqar-bench"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 # Every waiter holds a connection on both sides.
@@ -33,12 +29,7 @@ cpu_ticks() {  # pid: user + system clock ticks it used so far
     awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
-mkdir -p "$OUT"
-rm -f "$OUT"/*.txt "$OUT"/*.figures
-if [[ "$BUILD" == 1 ]]; then
-    log "building release binaries"
-    (cd "$ROOT" && cargo build --release -q -p zaqar-ops --bins)
-fi
+prepare_run bench-long-poll
 
 start_redis
 free_port catalog_port

@@ -21,10 +21,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bench-lib.sh"
 COUNTS="${BENCH_QUEUE_COUNTS:-1000 100000 1000000}"
 DURATION="${BENCH_DURATION:-10s}"
-BUILD="${BENCH_BUILD:-1}"
-OUT="${BENCH_OUT:-$ROOT/target/bench-queues}"
-ZAQAR="$ROOT/target/release/zaqar"
-BENCH="$ROOT/target/release/zaqar-bench"
 
 start_standalone() {  # data-dir port ws-port: sets TARGET_PID; non-zero if not ready in 10 min
     spawn "standalone-$(basename "$1")" env RUST_LOG=warn "$ZAQAR" standalone \
@@ -33,12 +29,7 @@ start_standalone() {  # data-dir port ws-port: sets TARGET_PID; non-zero if not 
     wait_ready "http://127.0.0.1:$2" 600
 }
 
-mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt
-if [[ "$BUILD" == 1 ]]; then
-    log "building release binaries"
-    (cd "$ROOT" && cargo build --release -q -p zaqar-ops --bins)
-fi
+prepare_run bench-queues
 
 for count in $COUNTS; do
     data="$WORK/queues-$count"

@@ -57,10 +57,6 @@ BATCH="${BENCH_BATCH:-5}"
 CLAIM_LIMIT="${BENCH_CLAIM_LIMIT:-5}"
 SINGLE_PRODUCERS="${BENCH_SINGLE_PRODUCERS:-16}"
 REDIS_REQUESTS="${BENCH_REDIS_REQUESTS:-200000}"
-BUILD="${BENCH_BUILD:-1}"
-OUT="${BENCH_OUT:-$ROOT/target/bench}"
-ZAQAR="$ROOT/target/release/zaqar"
-BENCH="$ROOT/target/release/zaqar-bench"
 LUA="redis.call('INCR',KEYS[1]); return redis.call('RPUSH',KEYS[2],ARGV[1])"
 
 # The PIDs whose memory counts for a target: the api-node alone for the cluster (the
@@ -133,23 +129,8 @@ start_target() {  # target: starts it, sets TARGET_URL, TARGET_WS and TARGET_PID
     wait_ready "$TARGET_URL" 60
 }
 
-stop_target() {  # target: stops what start_target started
-    if [[ "$1" == reference ]]; then
-        stop_reference
-        return
-    fi
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    PIDS=()
-}
-
 # ------------------------------------------------------------------------------ run ---
-mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt
-if [[ "$BUILD" == 1 ]]; then
-    log "building release binaries"
-    (cd "$ROOT" && cargo build --release -q -p zaqar-ops --bins)
-fi
+prepare_run bench
 
 start_redis
 
