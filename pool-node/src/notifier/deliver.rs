@@ -91,42 +91,20 @@ impl Deliverer {
         schedule: &[Duration],
         stopped: &AtomicBool,
     ) -> Outcome {
-        let outcome = self
-            .deliver_with_retries(queue, subscription_id, target, document, schedule, stopped)
-            .await;
-        let kind = target.kind();
-        let result = match outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::GaveUp => "gave_up",
-            Outcome::Abandoned => "abandoned",
-        };
-        crate::metrics::record_delivery(kind, result);
-        outcome
-    }
-
-    async fn deliver_with_retries(
-        &self,
-        queue: &QueueRef,
-        subscription_id: &str,
-        target: &Target,
-        document: &str,
-        schedule: &[Duration],
-        stopped: &AtomicBool,
-    ) -> Outcome {
         let mut waits = schedule.iter();
         let mut attempt = 1u32;
-        loop {
+        let outcome = loop {
             let reason = match self.attempt(target, document).await {
                 Ok(()) => {
                     tracing::debug!(project = %queue.project, queue = %queue.queue,
                         subscription = %subscription_id, attempt, "notification delivered");
-                    return Outcome::Delivered;
+                    break Outcome::Delivered;
                 }
                 Err(Failure::Permanent(reason)) => {
                     tracing::warn!(project = %queue.project, queue = %queue.queue,
                         subscription = %subscription_id, attempt, %reason,
                         "notification refused, not retried");
-                    return Outcome::GaveUp;
+                    break Outcome::GaveUp;
                 }
                 Err(Failure::Transient(reason)) => reason,
             };
@@ -134,7 +112,7 @@ impl Deliverer {
                 tracing::warn!(project = %queue.project, queue = %queue.queue,
                     subscription = %subscription_id, attempt, %reason,
                     "notification dropped after its last retry");
-                return Outcome::GaveUp;
+                break Outcome::GaveUp;
             };
             tracing::debug!(project = %queue.project, queue = %queue.queue,
                 subscription = %subscription_id, attempt, %reason,
@@ -144,12 +122,20 @@ impl Deliverer {
                 if stopped.load(Ordering::Acquire)
                     || !self.still_subscribed(queue, subscription_id).await
                 {
-                    return Outcome::Abandoned;
+                    break Outcome::Abandoned;
                 }
             }
             crate::metrics::record_retry(target.kind());
             attempt += 1;
-        }
+        };
+        let kind = target.kind();
+        let result = match outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::GaveUp => "gave_up",
+            Outcome::Abandoned => "abandoned",
+        };
+        crate::metrics::record_delivery(kind, result);
+        outcome
     }
 
     /// Where webhooks may go.
