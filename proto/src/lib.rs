@@ -5,6 +5,8 @@ pub mod error;
 pub mod filter;
 pub mod grpc_client;
 pub mod limits;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 pub mod redis_uri;
 pub mod stopping;
 pub mod timefmt;

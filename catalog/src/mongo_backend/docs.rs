@@ -1,6 +1,7 @@
 //! The catalog's documents: their keys and their conversion to the catalog's types.
 
-use mongodb::bson::{Bson, Document};
+use mongodb::bson::Document;
+use zaqar_proto::mongo::{int, text};
 use zaqar_proto::ZaqarError;
 
 use crate::backend::CatalogResult;
@@ -10,21 +11,6 @@ use crate::model::{FlavorSpec, PoolSpec, ProjectLimitsSpec};
 /// share one, and the feed can tell both from a deleted placement's key.
 pub(crate) fn placement_key(project: &str, queue: &str) -> String {
     format!("{}:{project}/{queue}", project.len())
-}
-
-pub(super) fn text(doc: &Document, field: &str) -> String {
-    match doc.get(field) {
-        Some(Bson::String(value)) => value.clone(),
-        _ => String::new(),
-    }
-}
-
-pub(super) fn int(doc: &Document, field: &str) -> i64 {
-    match doc.get(field) {
-        Some(Bson::Int64(n)) => *n,
-        Some(Bson::Int32(n)) => i64::from(*n),
-        _ => 0,
-    }
 }
 
 pub(crate) fn pool_from_doc(doc: &Document) -> PoolSpec {

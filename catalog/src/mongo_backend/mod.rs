@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 use mongodb::bson::{doc, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure, TRANSIENT_TRANSACTION_ERROR};
-use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
+use mongodb::options::IndexOptions;
 use mongodb::{Client, ClientSession, Collection, IndexModel};
 use zaqar_proto::ZaqarError;
 
@@ -41,17 +41,12 @@ use crate::model::{
     Placement, PoolSpec, ProjectLimitsSpec, QueuePage,
 };
 use crate::watch::{EventHub, Watch};
-use docs::{contains, flavor_from_doc, int, pool_not_found, project_limits_from_doc, text};
+use docs::{contains, flavor_from_doc, pool_not_found, project_limits_from_doc};
 pub(crate) use docs::{placement_key, pool_from_doc};
+use zaqar_proto::mongo::{self, int, text};
 
 /// The longest any one catalog call takes (transaction retries included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the driver looks for the primary, unless the URI sets `serverSelectionTimeoutMS`.
-const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
-/// One connection attempt, unless the URI sets `connectTimeoutMS`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The database when the URI names none.
-const DEFAULT_DATABASE: &str = "zaqar";
 /// Server error codes: a duplicate key, a write conflict between transactions.
 const DUPLICATE_KEY: i32 = 11000;
 const WRITE_CONFLICT: i32 = 112;
@@ -85,26 +80,8 @@ impl MongoCatalog {
     /// from now on are in the feed); `bad_request` for a malformed URI,
     /// `unavailable` when no primary answers.
     pub async fn open(uri: &str) -> Result<MongoCatalog, ZaqarError> {
-        let mut options = ClientOptions::parse(uri)
-            .await
-            .map_err(|err| ZaqarError::bad_request(format!("invalid mongodb URI: {err}")))?;
-        options
-            .server_selection_timeout
-            .get_or_insert(SERVER_SELECTION_TIMEOUT);
-        options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
-        // Majority and journaled unless the URI says otherwise.
-        let concern = options
-            .write_concern
-            .get_or_insert_with(WriteConcern::default);
-        concern.w.get_or_insert(Acknowledgment::Majority);
-        concern.journal.get_or_insert(true);
-        options
-            .app_name
-            .get_or_insert_with(|| "zaqar-catalog".to_string());
-        let name = options
-            .default_database
-            .clone()
-            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        let options = mongo::client_options(uri, "zaqar-catalog").await?;
+        let name = mongo::database_name(&options);
         let client = Client::with_options(options).map_err(store_error)?;
         let database = client.database(&name);
         let collections = Collections {

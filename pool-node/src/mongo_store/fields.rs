@@ -23,6 +23,7 @@
 //! | `lh`, `le` | subscriptions | delivery lease: holder (a notifier), expiry ms |
 
 use mongodb::bson::{Bson, Document};
+pub(super) use zaqar_proto::mongo::{int, text};
 use zaqar_proto::pb::{Message, Subscription};
 
 use super::whole_seconds;
@@ -62,25 +63,6 @@ pub(super) const LEASE_EXPIRES: &str = "le";
 pub(super) const FREE: i32 = 0;
 pub(super) const CLAIMED: i32 = 1;
 pub(super) const DELAYED: i32 = 2;
-
-/// A text field, empty when missing or not text.
-pub(super) fn text(doc: &Document, field: &str) -> String {
-    match doc.get(field) {
-        Some(Bson::String(value)) => value.clone(),
-        _ => String::new(),
-    }
-}
-
-/// A number field (whatever width it was stored with), 0 when missing.
-pub(super) fn int(doc: &Document, field: &str) -> i64 {
-    match doc.get(field) {
-        Some(Bson::Int64(n)) => *n,
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Double(n)) => *n as i64,
-        Some(Bson::DateTime(date)) => date.timestamp_millis(),
-        _ => 0,
-    }
-}
 
 /// A message document as the API shows it at `now`.
 pub(super) fn message(doc: &Document, now: i64) -> Message {
