@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
 use support::{Harness, TestCatalog, TestPool, CLIENT_ID};
 use tokio::net::TcpStream;
@@ -23,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use zaqar_api_node::tls::ListenerTls;
 use zaqar_api_node::ApiConfig;
 use zaqar_proto::grpc_client::GrpcClientTls;
+use zaqar_tests::pki::make_pki;
 
 /// PEM files of a test PKI in a temporary directory.
 struct Pki {
@@ -33,33 +33,9 @@ struct Pki {
 impl Pki {
     fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "zaqar test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issue = |names: Vec<String>, common_name: &str, file: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(names).unwrap();
-            params
-                .distinguished_name
-                .push(DnType::CommonName, common_name);
-            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            std::fs::write(dir.path().join(format!("{file}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.path().join(format!("{file}.key")), key.serialize_pem()).unwrap();
-        };
-        issue(
-            vec!["localhost".into(), "127.0.0.1".into()],
-            "zaqar server",
-            "server",
-        );
-        issue(Vec::new(), "zaqar api-node", "client");
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
-        Pki {
-            ca_pem: ca_cert.pem(),
-            dir,
-        }
+        make_pki(dir.path()).unwrap();
+        let ca_pem = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+        Pki { dir, ca_pem }
     }
 
     fn path(&self, name: &str) -> PathBuf {

@@ -136,7 +136,6 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     use zaqar_catalog::{AdminServer, CatalogServer, SqlCatalog};
     use zaqar_proto::admin_pb::admin_service_client::AdminServiceClient;
     use zaqar_proto::admin_pb::Empty;
@@ -145,31 +144,11 @@ mod tests {
     use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
     use zaqar_proto::pb::QueueRef;
     use zaqar_proto::{ErrorCode, ZaqarError};
+    use zaqar_tests::pki::make_pki;
 
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(3);
-
-    /// A CA, a server certificate for localhost and a client certificate, as PEM files.
-    fn pki(dir: &Path) {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-        for (name, sans) in [
-            ("server", vec!["localhost".to_string()]),
-            ("client", vec![]),
-        ] {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(sans).unwrap();
-            params.distinguished_name.push(DnType::CommonName, name);
-            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        }
-    }
 
     fn server_tls(dir: &Path, mutual: bool) -> GrpcServerTls {
         GrpcServerTls {
@@ -215,7 +194,7 @@ mod tests {
     #[tokio::test]
     async fn with_mtls_admin_calls_need_the_client_certificate() {
         let dir = tempfile::tempdir().unwrap();
-        pki(dir.path());
+        make_pki(dir.path()).unwrap();
         let tls = server_tls(dir.path(), true);
         let endpoint = catalog(dir.path(), server(Some(&tls)).unwrap(), tls.mutual()).await;
 
@@ -233,7 +212,7 @@ mod tests {
         // A listener where the certificate is optional (not a zaqar setting):
         // the catalog API serves anyone, the admin API only certificate holders.
         let dir = tempfile::tempdir().unwrap();
-        pki(dir.path());
+        make_pki(dir.path()).unwrap();
         let optional = server_tls(dir.path(), true)
             .server_config()
             .unwrap()
@@ -273,7 +252,7 @@ mod tests {
     #[test]
     fn bad_tls_files_fail_at_start_up() {
         let dir = tempfile::tempdir().unwrap();
-        pki(dir.path());
+        make_pki(dir.path()).unwrap();
         let mut tls = server_tls(dir.path(), false);
         tls.key_file = dir.path().join("missing.key");
         let err = format!("{:#}", tls.server_config().unwrap_err());

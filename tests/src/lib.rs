@@ -7,6 +7,7 @@ pub mod faults;
 pub mod keystone;
 pub mod messages;
 pub mod otlp;
+pub mod pki;
 pub mod pools_on_redis;
 pub mod prometheus;
 pub mod proxy;

@@ -9,45 +9,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
+use zaqar_tests::pki::make_pki;
 use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Process};
 
 const CLIENT_ID: &str = "3381af92-2b9e-11e3-b191-71861300734c";
-
-/// ca.pem, and server / client certificates and keys, in `dir`.
-fn make_pki(dir: &Path) -> Result<()> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "zaqar CA");
-    let ca_cert = ca.self_signed(&ca_key)?;
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
-    let server_names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    for (name, sans) in [("server", server_names), ("client", Vec::new())] {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(sans)?;
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem())?;
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem())?;
-    }
-    // A client certificate from another CA, which the roles must not accept.
-    let rogue_key = KeyPair::generate()?;
-    let mut rogue = CertificateParams::new(Vec::<String>::new())?;
-    rogue.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    rogue
-        .distinguished_name
-        .push(DnType::CommonName, "zaqar CA");
-    let rogue_cert = rogue.self_signed(&rogue_key)?;
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "client");
-    let cert = params.signed_by(&key, &rogue_cert, &rogue_key)?;
-    std::fs::write(dir.join("rogue.pem"), cert.pem())?;
-    std::fs::write(dir.join("rogue.key"), key.serialize_pem())?;
-    Ok(())
-}
 
 fn server_tls(dir: &Path) -> String {
     let d = dir.display();

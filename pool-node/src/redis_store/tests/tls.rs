@@ -6,33 +6,16 @@
 use std::path::Path;
 
 use zaqar_proto::ErrorCode;
+use zaqar_tests::pki::make_pki;
 
 use super::{everything, free_port, message, queue, TestRedis};
 use crate::redis_store::RedisStore;
 use crate::store::prelude::*;
 
-/// `ca.pem`, and the server's `server.pem` and `server.key` (for 127.0.0.1), in `dir`.
-fn make_certificates(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "zaqar test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    server.distinguished_name.push(DnType::CommonName, "redis");
-    let cert = server.signed_by(&key, &ca_cert, &ca_key).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-}
-
 #[tokio::test]
 async fn a_tls_redis_is_used_through_its_ca_and_refused_without_it() {
     let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
+    make_pki(dir.path()).unwrap();
     let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
     let port = free_port();
     let tls_port = port.to_string();
@@ -120,7 +103,7 @@ fn cli(port: u16, args: &[&str]) -> String {
 async fn a_sentinel_group_over_tls_is_followed_through_a_failover() {
     let _one_at_a_time = super::FAILOVERS.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
+    make_pki(dir.path()).unwrap();
     // Every process also keeps a plain port, for the test's own questions.
     let (master_tls, replica_tls, sentinel_tls) = (free_port(), free_port(), free_port());
     let mut master_args = tls_args(dir.path(), master_tls);
