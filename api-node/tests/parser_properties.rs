@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 use zaqar_api_node::operations::json::parse_bytes;
 use zaqar_api_node::operations::metadata::{
-    apply_changes, check_reserved, check_retry_policy, parse_changes,
+    apply_changes, check_reserved, check_retry_policy, parse_changes, reserved_keys,
 };
 use zaqar_api_node::rest::query::Query;
 use zaqar_api_node::signed_url::{verify, SignatureHeaders};
@@ -94,7 +94,7 @@ proptest! {
         let limits = Limits::default();
         if let Ok(changes) = parse_changes(&patch) {
             let mut metadata = object(stored);
-            let _ = apply_changes(&mut metadata, changes, &limits);
+            let _ = apply_changes(&mut metadata, changes, &reserved_keys(&limits));
             let _ = check_reserved(&metadata, &limits);
         }
         let _ = check_reserved(&object(patch.clone()), &limits);

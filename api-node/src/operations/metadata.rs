@@ -296,16 +296,21 @@ fn decode_pointer(pointer: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Applies changes to the stored metadata (reserved keys count as present).
+/// The reserved keys of a queue's metadata (those of [`reserved_defaults`]).
+pub fn reserved_keys(limits: &Limits) -> Vec<&'static str> {
+    reserved_defaults(limits)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// Applies changes to the stored metadata of a queue or a topic (Zaqar's
+/// `_do_add/_do_replace/_do_remove`): its `reserved` keys count as present.
 pub fn apply_changes(
     metadata: &mut Map<String, Value>,
     changes: Vec<Change>,
-    limits: &Limits,
+    reserved: &[&str],
 ) -> Result<(), ZaqarError> {
-    let reserved: Vec<&str> = reserved_defaults(limits)
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
     for change in changes {
         match change {
             Change::Add(key, value) => {
@@ -429,18 +434,18 @@ mod tests {
 
     #[test]
     fn changes_conflict_on_missing_keys() {
-        let limits = Limits::default();
+        let reserved = reserved_keys(&Limits::default());
         let mut metadata = object(json!({"a": 1}));
         apply_changes(
             &mut metadata,
             vec![Change::Remove("_max_claim_count".into())],
-            &limits,
+            &reserved,
         )
         .unwrap();
         let err = apply_changes(
             &mut metadata,
             vec![Change::Replace("zz".into(), json!(1))],
-            &limits,
+            &reserved,
         )
         .unwrap_err();
         assert_eq!(err.description, "Can't replace non-existent object zz.");
@@ -448,7 +453,7 @@ mod tests {
         apply_changes(
             &mut metadata,
             vec![Change::Replace("_max_claim_count".into(), json!(5))],
-            &limits,
+            &reserved,
         )
         .unwrap();
         assert_eq!(metadata["_max_claim_count"], 5);

@@ -6,7 +6,7 @@ use zaqar_proto::pb::{self, GetQueueReply};
 use zaqar_proto::ZaqarError;
 
 use super::json::{expect_object, parse_optional};
-use super::metadata::{apply_changes, check_reserved, parse_patch, with_defaults};
+use super::metadata::{apply_changes, check_reserved, parse_patch, reserved_keys, with_defaults};
 use super::types::{QueueList, QueueStats, QueueSummary};
 use super::{check_limit, invalid_api, invalid_body, unavailable_as, Context, Payload};
 use crate::routing::Pool;
@@ -190,7 +190,7 @@ pub async fn update(
         .await
         .map_err(&failed)?
         .ok_or_else(missing)?;
-    apply_changes(&mut metadata, changes, ctx.limits())?;
+    apply_changes(&mut metadata, changes, &reserved_keys(ctx.limits()))?;
     check_reserved(&metadata, ctx.limits()).map_err(invalid_body)?;
     let request = pb::SetQueueMetadataRequest {
         queue: Some(ctx.queue_ref(queue)),

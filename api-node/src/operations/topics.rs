@@ -38,10 +38,10 @@ use zaqar_proto::pb;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::json::is_truthy;
-use super::metadata::{check_reserved, parse_patch, reserved_defaults, Change};
+use super::metadata::{apply_changes, check_reserved, parse_patch, reserved_defaults};
 use super::queues::{self, ListQueues};
 use super::types::{QueueList, QueueStats};
-use super::{conflict, invalid_body, Context, Payload};
+use super::{invalid_body, Context, Payload};
 use crate::auth::Identity;
 
 /// The reserved metadata keys a topic shows (Zaqar's topic `_get_reserved_metadata`).
@@ -212,7 +212,7 @@ pub async fn update(
         .await
         .map_err(&failed)?
         .ok_or_else(missing)?;
-    apply_topic_changes(&mut metadata, changes)?;
+    apply_changes(&mut metadata, changes, &TOPIC_RESERVED)?;
     check_reserved(&metadata, ctx.limits()).map_err(invalid_body)?;
     let request = pb::SetQueueMetadataRequest {
         queue: Some(topics.queue_ref(topic)),
@@ -231,35 +231,6 @@ pub async fn update(
             }
         })?;
     Ok(with_topic_defaults(metadata, ctx))
-}
-
-/// Zaqar's topic `_do_add/_do_replace/_do_remove`: the topic's reserved keys
-/// count as present.
-fn apply_topic_changes(
-    metadata: &mut Map<String, Value>,
-    changes: Vec<Change>,
-) -> Result<(), ZaqarError> {
-    for change in changes {
-        match change {
-            Change::Add(key, value) => {
-                metadata.insert(key, value);
-            }
-            Change::Replace(key, value) => {
-                if !metadata.contains_key(&key) && !TOPIC_RESERVED.contains(&key.as_str()) {
-                    return Err(conflict(format!(
-                        "Can't replace non-existent object {key}."
-                    )));
-                }
-                metadata.insert(key, value);
-            }
-            Change::Remove(key) => {
-                if metadata.remove(&key).is_none() && !TOPIC_RESERVED.contains(&key.as_str()) {
-                    return Err(conflict(format!("Can't remove non-existent object {key}.")));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Deletes a topic with its messages and subscriptions.
@@ -289,6 +260,7 @@ pub async fn purge(ctx: &Context, topic: &str, payload: &Payload) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operations::metadata::Change;
     use serde_json::json;
 
     #[test]
@@ -325,15 +297,26 @@ mod tests {
     fn topic_patches_know_only_topic_reserved_keys() {
         let mut metadata = Map::new();
         let replace = |key: &str| vec![Change::Replace(key.into(), json!(1))];
-        apply_topic_changes(&mut metadata, replace("_default_message_ttl")).unwrap();
-        let err = apply_topic_changes(&mut metadata, replace("_max_claim_count")).unwrap_err();
-        assert_eq!(err.code, ErrorCode::Conflict);
+        apply_changes(
+            &mut metadata,
+            replace("_default_message_ttl"),
+            &TOPIC_RESERVED,
+        )
+        .unwrap();
         let err =
-            apply_topic_changes(&mut metadata, vec![Change::Remove("color".into())]).unwrap_err();
+            apply_changes(&mut metadata, replace("_max_claim_count"), &TOPIC_RESERVED).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Conflict);
+        let err = apply_changes(
+            &mut metadata,
+            vec![Change::Remove("color".into())],
+            &TOPIC_RESERVED,
+        )
+        .unwrap_err();
         assert_eq!(err.description, "Can't remove non-existent object color.");
-        apply_topic_changes(
+        apply_changes(
             &mut metadata,
             vec![Change::Remove("_default_message_delay".into())],
+            &TOPIC_RESERVED,
         )
         .unwrap();
         assert_eq!(
