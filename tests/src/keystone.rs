@@ -14,6 +14,7 @@ pub struct KeystoneEnv {
     /// The identity v3 URL, without a trailing slash.
     pub url: String,
     pub password: String,
+    http: reqwest::Client,
 }
 
 /// The test setup's Keystone; `None`, with a note that the test is skipped, when it
@@ -33,6 +34,7 @@ pub fn keystone_env() -> Option<KeystoneEnv> {
     Some(KeystoneEnv {
         url: url.trim_end_matches('/').to_string(),
         password,
+        http: reqwest::Client::new(),
     })
 }
 
@@ -45,7 +47,8 @@ impl KeystoneEnv {
             "scope": {"project": {"name": project, "domain": {"id": "default"}}},
         }});
         let _write = WRITES.lock().await;
-        let response = reqwest::Client::new()
+        let response = self
+            .http
             .post(format!("{}/auth/tokens", self.url))
             .json(&body)
             .send()
@@ -71,7 +74,8 @@ impl KeystoneEnv {
     /// Revokes `token` (with itself as the caller's token).
     pub async fn revoke(&self, token: &str) -> Result<()> {
         let _write = WRITES.lock().await;
-        let response = reqwest::Client::new()
+        let response = self
+            .http
             .delete(format!("{}/auth/tokens", self.url))
             .header("X-Auth-Token", token)
             .header("X-Subject-Token", token)

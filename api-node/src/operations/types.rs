@@ -4,6 +4,7 @@
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use zaqar_proto::pb;
+use zaqar_proto::timefmt::format_utc;
 use zaqar_proto::ZaqarError;
 
 /// A message as a client sees it.
@@ -47,6 +48,11 @@ impl Message {
     /// The body as a JSON value (null if what was stored does not parse).
     pub fn body_value(&self) -> Value {
         serde_json::from_str(self.body.get()).unwrap_or(Value::Null)
+    }
+
+    /// Its creation time in UTC, as stats show it: `2026-11-25T16:24:55Z`.
+    pub fn created_utc(&self) -> String {
+        format!("{}Z", format_utc(self.created_ms.div_euclid(1000)))
     }
 
     /// The message as Zaqar's pop shows it over REST and WebSocket: the storage

@@ -11,7 +11,6 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
-use zaqar_proto::timefmt::format_utc;
 
 use super::{empty, handle, json, located, next_link, queue_path, request, Request, RestError};
 use crate::operations::messages::{self, DeleteMessages, ListMessages};
@@ -197,40 +196,41 @@ pub fn stats_message(base: &str, message: &Message) -> Value {
         "body": message.body_value(),
         "claim_id": message.claim_id,
         "claim_count": message.claim_count,
-        "created": iso8601(message.created_ms),
+        "created": message.created_utc(),
         "href": format!("{base}/messages/{}", message.id),
     })
-}
-
-/// UTC time of `ms` since the epoch as `2026-11-25T16:24:55Z`.
-fn iso8601(ms: i64) -> String {
-    format!("{}Z", format_utc(ms.div_euclid(1000)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn times_are_shown_in_utc() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(1_795_623_895_999), "2026-11-25T16:24:55Z");
-        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn claimed_messages_link_their_claim() {
-        let message = Message {
+    /// Message `m1`, claimed by `c1`, created at `created_ms`.
+    fn message(created_ms: i64) -> Message {
+        Message {
             id: "m1".into(),
             ttl: 60,
             age: 1,
             body: RawValue::from_string("{\"b\": 1}".into()).unwrap(),
             claim_id: Some("c1".into()),
             claim_count: 1,
-            created_ms: 0,
+            created_ms,
             checksum: None,
             dead_letter_source: None,
-        };
+        }
+    }
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        let shown = |ms| message(ms).created_utc();
+        assert_eq!(shown(0), "1970-01-01T00:00:00Z");
+        assert_eq!(shown(1_795_623_895_999), "2026-11-25T16:24:55Z");
+        assert_eq!(shown(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn claimed_messages_link_their_claim() {
+        let message = message(0);
         let shown = serde_json::to_value(Shown::of("q", &message)).unwrap();
         assert_eq!(shown["href"], "/v2/queues/q/messages/m1?claim_id=c1");
         assert_eq!(shown["body"]["b"], 1);

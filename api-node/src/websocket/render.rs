@@ -7,7 +7,6 @@ use zaqar_proto::ZaqarError;
 
 use super::protocol::Reply;
 use crate::operations::types::{Message, QueueStats};
-use zaqar_proto::timefmt::format_utc;
 
 /// A message as Zaqar's `format_message` shows it.
 pub fn message(message: &Message, claim_id: Option<&str>) -> Value {
@@ -31,7 +30,7 @@ pub fn stats(stats: &QueueStats) -> Value {
 
 fn stats_message(message: &Message) -> Value {
     let mut shown = message.popped();
-    shown["created"] = format!("{}Z", format_utc(message.created_ms.div_euclid(1000))).into();
+    shown["created"] = message.created_utc().into();
     shown
 }
 

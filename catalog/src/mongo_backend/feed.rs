@@ -14,11 +14,11 @@ use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToke
 use mongodb::change_stream::ChangeStream;
 use mongodb::options::FullDocumentType;
 use mongodb::Database;
+use zaqar_proto::mongo::text;
 use zaqar_proto::ZaqarError;
 
 use super::{pool_from_doc, store_error};
 use crate::watch::{CatalogEvent, EventHub};
-use zaqar_proto::mongo::text;
 
 pub(super) const POOLS: &str = "catalog_pools";
 pub(super) const PLACEMENTS: &str = "catalog_placements";

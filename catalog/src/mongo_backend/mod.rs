@@ -32,6 +32,7 @@ use mongodb::bson::{doc, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure, TRANSIENT_TRANSACTION_ERROR};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, ClientSession, Collection, IndexModel};
+use zaqar_proto::mongo::{self, int, text};
 use zaqar_proto::ZaqarError;
 
 use crate::backend::{CatalogBackend, CatalogResult};
@@ -43,7 +44,6 @@ use crate::model::{
 use crate::watch::{EventHub, Watch};
 use docs::{contains, flavor_from_doc, pool_not_found, project_limits_from_doc};
 pub(crate) use docs::{placement_key, pool_from_doc};
-use zaqar_proto::mongo::{self, int, text};
 
 /// The longest any one catalog call takes (transaction retries included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
