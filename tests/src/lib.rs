@@ -50,6 +50,23 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {PICKED_PORTS:?}")
 }
 
+/// The URL of a test server (Redis, MongoDB, PostgreSQL, etcd...) in the environment
+/// variable `var`, as scripts/test-servers.sh exports them. `None` when it is unset:
+/// the test is then skipped, unless `CI` is set, where a missing server fails it.
+pub fn test_server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{var} must be set when CI is set"
+            );
+            eprintln!("skipped: {var} not set");
+            None
+        }
+    }
+}
+
 /// The `zaqar` binary: `ZAQAR_BIN`, or the workspace's debug build.
 pub fn zaqar_bin() -> PathBuf {
     match std::env::var_os("ZAQAR_BIN") {

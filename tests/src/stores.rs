@@ -18,14 +18,7 @@ pub struct OnStore {
 
 /// The test server's MongoDB URL with a database of its own (named from `prefix`).
 pub fn mongo_database_uri(prefix: &str) -> Option<String> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "ZAQAR_TEST_MONGO_URL must be set when CI is set"
-        );
-        eprintln!("skipped: ZAQAR_TEST_MONGO_URL not set");
-        return None;
-    };
+    let url = crate::test_server_url("ZAQAR_TEST_MONGO_URL")?;
     let database = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
     Some(url.replacen("/?", &format!("/{database}?"), 1))
 }

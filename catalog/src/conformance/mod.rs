@@ -80,14 +80,7 @@ pub async fn open_sqlite() -> Option<Fixture> {
 /// A catalog in a fresh schema of the PostgreSQL at `ZAQAR_TEST_POSTGRES_URL`; `None`
 /// (skip) when it is unset, unless `CI` is set.
 pub async fn open_postgres() -> Option<Fixture> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but ZAQAR_TEST_POSTGRES_URL is not: the PostgreSQL catalog suite cannot run"
-        );
-        eprintln!("note: ZAQAR_TEST_POSTGRES_URL is unset, skipping the PostgreSQL catalog suite");
-        return None;
-    };
+    let url = zaqar_tests::test_server_url("ZAQAR_TEST_POSTGRES_URL")?;
     let admin = sqlx::PgPool::connect(&url)
         .await
         .expect("connect to ZAQAR_TEST_POSTGRES_URL");
@@ -109,14 +102,7 @@ pub async fn open_postgres() -> Option<Fixture> {
 /// (skip) when it is unset, unless `CI` is set.
 #[cfg(feature = "etcd")]
 pub fn etcd_url() -> Option<String> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_ETCD_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but ZAQAR_TEST_ETCD_URL is not: the etcd catalog suite cannot run"
-        );
-        eprintln!("note: ZAQAR_TEST_ETCD_URL is unset, skipping the etcd catalog suite");
-        return None;
-    };
+    let url = zaqar_tests::test_server_url("ZAQAR_TEST_ETCD_URL")?;
     Some(url.trim_end_matches('/').to_string())
 }
 
@@ -150,14 +136,7 @@ fn the_etcd_suite_is_built_when_ci_provides_an_etcd() {
 /// (skip) when it is unset, unless `CI` is set.
 #[cfg(feature = "mongodb")]
 pub async fn open_mongo() -> Option<Fixture> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but ZAQAR_TEST_MONGO_URL is not: the MongoDB catalog suite cannot run"
-        );
-        eprintln!("note: ZAQAR_TEST_MONGO_URL is unset, skipping the MongoDB catalog suite");
-        return None;
-    };
+    let url = zaqar_tests::test_server_url("ZAQAR_TEST_MONGO_URL")?;
     let database = format!("catalog_test_{:016x}", rand::thread_rng().gen::<u64>());
     let uri = url.replacen("/?", &format!("/{database}?"), 1);
     let catalog = crate::mongo_backend::MongoCatalog::open(&uri)

@@ -127,13 +127,7 @@ pub(crate) async fn open_sqlite() -> Option<TestStore> {
 
 /// The Redis at `ZAQAR_TEST_REDIS_URL`; skipped when unset, unless `CI` is set.
 pub(crate) async fn open_redis() -> Option<TestStore> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_REDIS_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("ZAQAR_TEST_REDIS_URL must be set when CI is set");
-        }
-        eprintln!("skipped: ZAQAR_TEST_REDIS_URL not set");
-        return None;
-    };
+    let url = zaqar_tests::test_server_url("ZAQAR_TEST_REDIS_URL")?;
     let store = crate::redis_store::open(&url)
         .await
         .expect("the redis store opens");
@@ -142,13 +136,7 @@ pub(crate) async fn open_redis() -> Option<TestStore> {
 
 /// The Redis Cluster at `ZAQAR_TEST_REDIS_CLUSTER_URL`; skipped when unset, unless `CI` is set.
 pub(crate) async fn open_redis_cluster() -> Option<TestStore> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_REDIS_CLUSTER_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("ZAQAR_TEST_REDIS_CLUSTER_URL must be set when CI is set");
-        }
-        eprintln!("skipped: ZAQAR_TEST_REDIS_CLUSTER_URL not set");
-        return None;
-    };
+    let url = zaqar_tests::test_server_url("ZAQAR_TEST_REDIS_CLUSTER_URL")?;
     let store = crate::redis_store::open(&url)
         .await
         .expect("the redis cluster store opens");
@@ -158,14 +146,7 @@ pub(crate) async fn open_redis_cluster() -> Option<TestStore> {
 /// `ZAQAR_TEST_MONGO_URL`; `None` (the test is skipped) when unset, unless `CI` is set.
 #[cfg(feature = "mongodb")]
 pub(crate) fn test_mongo_url() -> Option<String> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_MONGO_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("ZAQAR_TEST_MONGO_URL must be set when CI is set");
-        }
-        eprintln!("skipped: ZAQAR_TEST_MONGO_URL not set");
-        return None;
-    };
-    Some(url)
+    zaqar_tests::test_server_url("ZAQAR_TEST_MONGO_URL")
 }
 
 /// The MongoDB at `ZAQAR_TEST_MONGO_URL` (see [`test_mongo_url`]).

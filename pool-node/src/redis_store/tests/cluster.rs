@@ -12,14 +12,7 @@ use crate::redis_store::RedisStore;
 use crate::store::prelude::*;
 
 async fn cluster() -> Option<RedisStore> {
-    let Ok(url) = std::env::var("ZAQAR_TEST_REDIS_CLUSTER_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "ZAQAR_TEST_REDIS_CLUSTER_URL must be set when CI is set"
-        );
-        eprintln!("skipped: ZAQAR_TEST_REDIS_CLUSTER_URL not set");
-        return None;
-    };
+    let url = zaqar_tests::test_server_url("ZAQAR_TEST_REDIS_CLUSTER_URL")?;
     Some(
         RedisStore::connect(&url)
             .await
