@@ -178,6 +178,18 @@ pub struct Placement {
     pub endpoint: String,
 }
 
+impl Placement {
+    /// `queue` of `project` on `pool`, whose pool-node is at `endpoint`.
+    pub fn new(project: &str, queue: impl Into<String>, pool: String, endpoint: String) -> Self {
+        Placement {
+            project: project.to_string(),
+            queue: queue.into(),
+            pool,
+            endpoint,
+        }
+    }
+}
+
 /// A page request of [`list_queues`](crate::CatalogBackend::list_queues).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQueues {

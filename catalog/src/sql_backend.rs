@@ -491,12 +491,7 @@ impl CatalogBackend for SqlCatalog {
     async fn lookup(&self, project: &str, queue: &str) -> CatalogResult<Option<Placement>> {
         validate_queue(project, queue)?;
         let row = self.pair(LOOKUP, &[project, queue]).await?;
-        Ok(row.map(|(pool, endpoint)| Placement {
-            project: project.to_string(),
-            queue: queue.to_string(),
-            pool,
-            endpoint,
-        }))
+        Ok(row.map(|(pool, endpoint)| Placement::new(project, queue, pool, endpoint)))
     }
 
     async fn place_on(&self, project: &str, queue: &str, pool: &str) -> CatalogResult<Placement> {
@@ -560,12 +555,7 @@ impl CatalogBackend for SqlCatalog {
         }
         let queues = rows
             .into_iter()
-            .map(|(queue, pool, endpoint)| Placement {
-                project: project.to_string(),
-                queue,
-                pool,
-                endpoint,
-            })
+            .map(|(queue, pool, endpoint)| Placement::new(project, queue, pool, endpoint))
             .collect();
         Ok(QueuePage {
             queues,

@@ -417,12 +417,8 @@ impl CatalogBackend for EtcdCatalog {
             return Ok(None);
         };
         let pool = decode::<StoredPlacement>(kv)?.pool;
-        Ok(Some(Placement {
-            project: project.to_string(),
-            queue: queue.to_string(),
-            endpoint: self.endpoint_of(&pool).await?,
-            pool,
-        }))
+        let endpoint = self.endpoint_of(&pool).await?;
+        Ok(Some(Placement::new(project, queue, pool, endpoint)))
     }
 
     async fn place_on(&self, project: &str, queue: &str, pool: &str) -> CatalogResult<Placement> {
@@ -456,12 +452,7 @@ impl CatalogBackend for EtcdCatalog {
                 "pool {pool:?} does not exist"
             )));
         };
-        Ok(Placement {
-            project: project.to_string(),
-            queue: queue.to_string(),
-            pool,
-            endpoint,
-        })
+        Ok(Placement::new(project, queue, pool, endpoint))
     }
 
     async fn remove_queue(&self, project: &str, queue: &str) -> CatalogResult<()> {
@@ -487,11 +478,9 @@ impl CatalogBackend for EtcdCatalog {
         };
         let queues = page
             .into_iter()
-            .map(|(queue, pool)| Placement {
-                project: project.to_string(),
-                queue,
-                endpoint: endpoints.get(&pool).cloned().unwrap_or_default(),
-                pool,
+            .map(|(queue, pool)| {
+                let endpoint = endpoints.get(&pool).cloned().unwrap_or_default();
+                Placement::new(project, queue, pool, endpoint)
             })
             .collect();
         Ok(QueuePage { queues, count })

@@ -385,12 +385,7 @@ impl CatalogBackend for MongoCatalog {
             Err(err) if err.code == zaqar_proto::ErrorCode::NotFound => String::new(),
             Err(err) => return Err(err),
         };
-        Ok(Some(Placement {
-            project: project.to_string(),
-            queue: queue.to_string(),
-            pool,
-            endpoint,
-        }))
+        Ok(Some(Placement::new(project, queue, pool, endpoint)))
     }
 
     async fn place_on(&self, project: &str, queue: &str, pool: &str) -> CatalogResult<Placement> {
@@ -429,12 +424,7 @@ impl CatalogBackend for MongoCatalog {
             })
             .await?;
         let placement = self.lookup(&project, &queue).await?;
-        Ok(placement.unwrap_or(Placement {
-            project,
-            queue,
-            pool: placed_on,
-            endpoint: String::new(),
-        }))
+        Ok(placement.unwrap_or_else(|| Placement::new(&project, queue, placed_on, String::new())))
     }
 
     async fn remove_queue(&self, project: &str, queue: &str) -> CatalogResult<()> {
@@ -515,12 +505,8 @@ impl CatalogBackend for MongoCatalog {
             .iter()
             .map(|doc| {
                 let pool = text(doc, "pool");
-                Placement {
-                    project: project.to_string(),
-                    queue: text(doc, "q"),
-                    endpoint: endpoints.get(&pool).cloned().unwrap_or_default(),
-                    pool,
-                }
+                let endpoint = endpoints.get(&pool).cloned().unwrap_or_default();
+                Placement::new(project, text(doc, "q"), pool, endpoint)
             })
             .collect();
         Ok(QueuePage { queues, count })

@@ -236,16 +236,13 @@ impl CatalogState {
     }
 
     fn placement(&self, project: &str, queue: &str, pool: &str) -> Placement {
-        Placement {
-            project: project.to_string(),
-            queue: queue.to_string(),
-            pool: pool.to_string(),
-            endpoint: self
-                .pools
-                .get(pool)
-                .map(|p| p.endpoint.clone())
-                .unwrap_or_default(),
-        }
+        let endpoint = self.pools.get(pool).map(|p| p.endpoint.clone());
+        Placement::new(
+            project,
+            queue,
+            pool.to_string(),
+            endpoint.unwrap_or_default(),
+        )
     }
 }
 
