@@ -75,26 +75,6 @@ pub(super) async fn find(
     cursor.try_collect().await
 }
 
-/// [`find`] inside the transaction of `session`.
-pub(super) async fn find_in(
-    session: &mut ClientSession,
-    collection: &Collection<Document>,
-    filter: Document,
-    sort: Document,
-    limit: u32,
-) -> Result<Vec<Document>, MongoError> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let mut cursor = collection
-        .find(filter)
-        .sort(sort)
-        .limit(i64::from(limit))
-        .session(&mut *session)
-        .await?;
-    cursor.stream(session).try_collect().await
-}
-
 /// Creates the queue document (empty metadata) if it is missing, in a transaction.
 pub(super) async fn ensure_queue(
     store: &MongoStore,

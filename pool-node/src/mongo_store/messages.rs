@@ -18,8 +18,8 @@ use super::fields::{
 };
 use super::scan::{free_found, free_state, head_and_last, is_live, read_window, FreeScan, Windows};
 use super::{
-    bounded, counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms, of_ids,
-    of_queue, parse_marker, store_error, MongoStore,
+    bounded, counter_key, date, ensure_queue, find, ms, next_seq, now_ms, of_ids, of_queue,
+    parse_marker, store_error, MongoStore,
 };
 use crate::store::{
     claim_not_holding, claimed_without_claim_id, CheckedPost, ListParams, MessageLog, Once, Post,
@@ -411,9 +411,12 @@ async fn delete_messages(
                         CLAIM_EXPIRES: { "$gt": now },
                         CLAIM_ID: { "$nin": &claim_ids },
                     });
-                    let others =
-                        find_in(session, &store.messages, held_by_others, doc! {}, 1).await?;
-                    if !others.is_empty() {
+                    let other = store
+                        .messages
+                        .find_one(held_by_others)
+                        .session(&mut *session)
+                        .await?;
+                    if other.is_some() {
                         return Ok(Err(claimed_without_claim_id()));
                     }
                 }

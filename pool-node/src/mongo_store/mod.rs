@@ -49,7 +49,7 @@ use zaqar_proto::ZaqarError;
 use crate::store::{MessageStore, StoreResult};
 // What the files of the store share, reachable as `super::...` from each.
 use calls::{bounded, error_code, is_duplicate_key, store_error};
-use documents::{counter_key, date, ensure_queue, find, find_in, ms, next_seq, now_ms};
+use documents::{counter_key, date, ensure_queue, find, ms, next_seq, now_ms};
 use documents::{of_ids, of_queue, parse_marker, whole_seconds};
 
 /// The longest any one store call takes (transaction retries included).
