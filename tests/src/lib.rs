@@ -188,24 +188,38 @@ pub fn spawn_pool_node(
     extra: &[&str],
 ) -> Result<Process> {
     let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut args = vec![
+    let mut args = pool_node_args(name, port, uri, 100, catalogs);
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let process = Process::spawn(name, &zaqar_bin(), &args, dir)?;
+    wait_for_port(port, Duration::from_secs(30))?;
+    Ok(process)
+}
+
+/// The command line of `zaqar pool-node` named `name` on the store `uri`, listening on
+/// `port` of 127.0.0.1, with `weight`, registering with `catalogs`.
+pub fn pool_node_args(
+    name: &str,
+    port: u16,
+    uri: &str,
+    weight: u32,
+    catalogs: &str,
+) -> Vec<String> {
+    [
         "pool-node",
         "--listen",
-        &listen,
+        &format!("127.0.0.1:{port}"),
         "--uri",
         uri,
         "--name",
         name,
         "--weight",
-        "100",
+        &weight.to_string(),
         "--catalog",
         catalogs,
-    ];
-    args.extend_from_slice(extra);
-    let process = Process::spawn(name, &zaqar_bin(), &args, dir)?;
-    wait_for_port(port, Duration::from_secs(30))?;
-    Ok(process)
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Starts `zaqar api-node` (REST on a free port, returned; WebSocket on another) for

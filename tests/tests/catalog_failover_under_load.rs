@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use zaqar_proto::pb::catalog_service_client::CatalogServiceClient;
 use zaqar_proto::pb::{Empty, ListQueuesRequest};
 use zaqar_tests::catalog_cluster::{admin, caught_up, eventually, CatalogNode as Node};
-use zaqar_tests::{free_port, wait_for_port, within, zaqar_bin, Client, Process, Redis};
+use zaqar_tests::{
+    free_port, pool_node_args, wait_for_port, within, zaqar_bin, Client, Process, Redis,
+};
 
 /// The whole test finishes in this time or fails.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
@@ -201,24 +203,9 @@ async fn scenario() -> Result<()> {
     for (index, redis) in redis.iter().enumerate() {
         let port = free_port();
         let name = format!("pool-{index}");
-        roles.push(Process::spawn(
-            &name,
-            &bin,
-            &[
-                "pool-node",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--uri",
-                &redis.uri(0),
-                "--name",
-                &name,
-                "--weight",
-                &WEIGHTS[index].to_string(),
-                "--catalog",
-                &catalogs,
-            ],
-            dir.path(),
-        )?);
+        let args = pool_node_args(&name, port, &redis.uri(0), WEIGHTS[index], &catalogs);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        roles.push(Process::spawn(&name, &bin, &args, dir.path())?);
         wait_for_port(port, SETTLE)?;
     }
     let expected_pools: BTreeMap<String, u32> = WEIGHTS

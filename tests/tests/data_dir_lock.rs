@@ -4,16 +4,18 @@
 //! that runs past the end, which once passed for a torn tail and was cut
 //! silently) is refused at start, and `--repair-log` cuts it, keeps a copy and starts.
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use zaqar_tests::catalog_cluster::CatalogNode;
-use zaqar_tests::{free_port, zaqar_bin, Standalone};
+use zaqar_tests::catalog_cluster::{caught_up, CatalogNode};
+use zaqar_tests::{zaqar_bin, Standalone};
 
 /// Runs `zaqar ARGS` to its end (at most 60 s); its success and its log.
-fn run_to_exit(args: &[&str]) -> Result<(bool, String)> {
+fn run_to_exit(args: &[impl AsRef<OsStr> + Debug]) -> Result<(bool, String)> {
     let mut child = Command::new(zaqar_bin())
         .args(args)
         .stdout(std::process::Stdio::piped())
@@ -73,20 +75,11 @@ async fn a_catalog_node_locks_its_directory_and_refuses_a_damaged_log() -> Resul
     let d = dir.path();
     let mut node = CatalogNode::new(1, d);
     node.start(d)?;
-    let data_dir = d.join("node-1").display().to_string();
-    let (listen, raft) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let second = [
-        "catalog",
-        "--listen",
-        &listen,
-        "--raft-listen",
-        &raft,
-        "--data-dir",
-        &data_dir,
-    ];
+    // Initialized: its log holds the first entry (its membership), which the
+    // damage below needs.
+    caught_up(&node.endpoint(), 1, Duration::from_secs(30)).await?;
+    // Node 1 again, on other ports: the same data directory.
+    let second = CatalogNode::new(1, d).args;
     let (ok, log) = run_to_exit(&second)?;
     assert!(!ok, "a second node ran on the same directory: {log}");
     assert!(

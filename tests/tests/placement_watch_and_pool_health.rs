@@ -23,25 +23,12 @@ use zaqar_tests::{free_port, wait_for_port, zaqar_bin, Client, Process, Redis};
 const PROJECT: &str = "watch-project";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The command line of pool-node `name` on `redis`, listening on `port`.
+/// The command line of pool-node `name` on `redis`, listening on `port`, reporting
+/// its health every second.
 fn pool_node_args(name: &str, port: u16, redis: &Redis, catalog: &str) -> Vec<String> {
-    [
-        "pool-node",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--uri",
-        &redis.uri(0),
-        "--name",
-        name,
-        "--weight",
-        "100",
-        "--catalog",
-        catalog,
-        "--health-report-interval",
-        "1",
-    ]
-    .map(String::from)
-    .to_vec()
+    let mut args = zaqar_tests::pool_node_args(name, port, &redis.uri(0), 100, catalog);
+    args.extend(["--health-report-interval".into(), "1".into()]);
+    args
 }
 
 fn spawn(name: &str, args: &[String], dir: &Path) -> Result<Process> {

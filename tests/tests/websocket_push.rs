@@ -14,8 +14,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use zaqar_tests::{
-    free_port, spawn_pool_node, spawn_sqlite_catalog, wait_for_port, zaqar_bin, Client, Process,
-    Standalone,
+    free_port, spawn_api_node_with_ws, spawn_pool_node, spawn_sqlite_catalog, Client, Standalone,
 };
 
 /// Bound of every wait for a frame.
@@ -179,32 +178,22 @@ async fn wait_unsubscribed(client: &Client, queue: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_separate_pool_node_pushes_through_the_advertised_url() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let bin = zaqar_bin();
     let (_catalog, catalog) = spawn_sqlite_catalog(dir.path())?;
     let messages_db = format!("sqlite://{}", dir.path().join("messages.db").display());
     let _pool = spawn_pool_node(dir.path(), "pool-1", &messages_db, &catalog, &[])?;
-    let (port, ws_port, notification_port) = (free_port(), free_port(), free_port());
-    let (listen, ws_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{ws_port}"));
+    let notification_port = free_port();
     let notification_listen = format!("127.0.0.1:{notification_port}");
     // The URL the pool-node uses may differ from the listen address (a name here).
     let notification_url = format!("http://localhost:{notification_port}/");
-    let api_args = [
-        "api-node",
-        "--listen",
-        &listen,
-        "--ws-listen",
-        &ws_listen,
-        "--catalog",
-        &catalog,
+    let push = [
         "--ws-notification-listen",
-        &notification_listen,
+        notification_listen.as_str(),
         "--ws-notification-url",
         &notification_url,
     ];
-    let _api = Process::spawn("api-node", &bin, &api_args, dir.path())?;
-    wait_for_port(port, Duration::from_secs(30))?;
+    let (_api, port, ws_port) =
+        spawn_api_node_with_ws(dir.path(), "api-node", &catalog, &push).await?;
     let rest = Client::new(port, "push-split");
-    rest.wait_ready(Duration::from_secs(30)).await?;
 
     let mut ws = Ws::connect(ws_port, "push-split").await?;
     ws.subscribe("splitq").await?;
