@@ -56,16 +56,25 @@ def check_metrics_ports(docs, values):
         chart.expect(service["spec"].get("type", "ClusterIP") == "ClusterIP", f"Service {name} publishes the metrics")
 
 
+def the_one(docs, kind, enabled):
+    """The (name, document) of the one document of `kind` when `enabled`; None, after
+    checking that there is no such document, when not."""
+    found = chart.by_kind(docs, kind)
+    if not enabled:
+        chart.expect(not found, f"{kind} rendered while disabled")
+        return None
+    chart.expect(len(found) == 1, f"one {kind} expected, got {sorted(found)}")
+    return next(iter(found.items()))
+
+
 def check_service_monitor(docs, values):
     """One ServiceMonitor (by structure: no schema) scraping the `metrics` port of exactly the
     Services that expose it, in the release's namespace, at metrics.serviceMonitor.interval."""
-    monitors = chart.by_kind(docs, "ServiceMonitor")
     wanted = values["metrics"]["serviceMonitor"]
-    if not wanted["enabled"]:
-        chart.expect(not monitors, "ServiceMonitor rendered while disabled")
+    found = the_one(docs, "ServiceMonitor", wanted["enabled"])
+    if not found:
         return
-    chart.expect(len(monitors) == 1, f"one ServiceMonitor expected, got {sorted(monitors)}")
-    name, monitor = next(iter(monitors.items()))
+    name, monitor = found
     chart.expect(monitor["apiVersion"] == CRD_API, f"ServiceMonitor apiVersion {monitor['apiVersion']}")
     chart.expect(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63,
                  f"ServiceMonitor name {name}")
@@ -198,13 +207,11 @@ def rule_tests(rules, jobs):
 def check_prometheus_rule(docs, values, exported):
     """The PrometheusRule's structure, its expressions (check_expr) with the release's
     matchers, then promtool: check rules, and test rules (rule_tests). Says what it checked."""
-    found = chart.by_kind(docs, "PrometheusRule")
     wanted = values["metrics"]["prometheusRule"]
-    if not wanted["enabled"]:
-        chart.expect(not found, "PrometheusRule rendered while disabled")
+    found = the_one(docs, "PrometheusRule", wanted["enabled"])
+    if not found:
         return
-    chart.expect(len(found) == 1, f"one PrometheusRule expected, got {sorted(found)}")
-    rule_doc = next(iter(found.values()))
+    _, rule_doc = found
     chart.expect(rule_doc["apiVersion"] == CRD_API and set(rule_doc["spec"]) == {"groups"},
                  f"PrometheusRule structure: {rule_doc['apiVersion']}, spec {sorted(rule_doc['spec'])}")
     chart.expect(chart.selects(wanted["labels"], rule_doc["metadata"]["labels"]), "PrometheusRule labels")

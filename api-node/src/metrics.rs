@@ -463,23 +463,25 @@ mod tests {
 
     #[test]
     fn names_and_ids_never_reach_a_label() {
-        assert_eq!(
-            route("/v2/queues/orders/messages"),
-            "/v2/queues/{queue}/messages"
-        );
-        assert_eq!(
-            route("/v2/queues/orders/messages/5f2b"),
-            "/v2/queues/{queue}/messages/{message_id}"
-        );
-        assert_eq!(
-            route("/v2/queues/q/subscriptions/s1/confirm"),
-            "/v2/queues/{queue}/subscriptions/{subscription_id}/confirm"
-        );
-        assert_eq!(route("/v2/pools/p1"), "/v2/pools/{pool}");
-        assert_eq!(route("/"), "/");
-        assert_eq!(route("/v2/ping"), "/v2/ping");
-        assert_eq!(route("/v2/queues/q/anything/else/here"), "other");
-        assert_eq!(route("/wp-admin"), "other");
+        let cases = [
+            ("/v2/queues/orders/messages", "/v2/queues/{queue}/messages"),
+            (
+                "/v2/queues/orders/messages/5f2b",
+                "/v2/queues/{queue}/messages/{message_id}",
+            ),
+            (
+                "/v2/queues/q/subscriptions/s1/confirm",
+                "/v2/queues/{queue}/subscriptions/{subscription_id}/confirm",
+            ),
+            ("/v2/pools/p1", "/v2/pools/{pool}"),
+            ("/", "/"),
+            ("/v2/ping", "/v2/ping"),
+            ("/v2/queues/q/anything/else/here", "other"),
+            ("/wp-admin", "other"),
+        ];
+        for (path, label) in cases {
+            assert_eq!(route(path), label, "{path}");
+        }
         assert_eq!(method_label("BREW"), "other");
     }
 }

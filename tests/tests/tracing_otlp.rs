@@ -22,6 +22,28 @@ use zaqar_tests::{
     Standalone,
 };
 
+/// Posts `{"traced": sampled}` to the queue `traced` in a new trace, sampled or not,
+/// and waits for the webhook's delivery of it: the trace id and the delivery's head.
+async fn post_in_trace(
+    client: &Client,
+    webhook: &mut Webhook,
+    sampled: bool,
+) -> Result<(String, String)> {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let flags = if sampled { "01" } else { "00" };
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-{flags}");
+    let post = json!({"messages": [{"ttl": 300, "body": {"traced": sampled}}]});
+    let headers = [("traceparent", traceparent.as_str())];
+    let path = "/v2/queues/traced/messages";
+    let posted = client
+        .call_with_headers("POST", path, Some(post), &headers)
+        .await?;
+    ensure!(posted.status == 201, "{posted:?}");
+    let (head, body) = webhook.next_request().await?;
+    ensure!(body["body"]["traced"] == sampled, "{body}");
+    Ok((trace_id, head))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_post_is_one_trace_from_the_client_to_the_webhook() -> Result<()> {
     let receiver = OtlpReceiver::start().await?;
@@ -64,20 +86,7 @@ async fn one_post_is_one_trace_from_the_client_to_the_webhook() -> Result<()> {
 
     // First a post of a trace the client does not sample: none of its spans may
     // reach the receiver, from the api-node or from the processes after it.
-    let dropped_id = uuid::Uuid::new_v4().simple().to_string();
-    let not_sampled = format!("00-{dropped_id}-00f067aa0ba902b7-00");
-    let post = json!({"messages": [{"ttl": 300, "body": {"traced": false}}]});
-    let posted = client
-        .call_with_headers(
-            "POST",
-            "/v2/queues/traced/messages",
-            Some(post),
-            &[("traceparent", &not_sampled)],
-        )
-        .await?;
-    ensure!(posted.status == 201, "{posted:?}");
-    let (head, body) = webhook.next_request().await?;
-    ensure!(body["body"]["traced"] == false, "{body}");
+    let (dropped_id, head) = post_in_trace(&client, &mut webhook, false).await?;
     ensure!(
         head.lines()
             .filter(|line| line.to_ascii_lowercase().starts_with("traceparent:"))
@@ -85,21 +94,7 @@ async fn one_post_is_one_trace_from_the_client_to_the_webhook() -> Result<()> {
         "the delivery of a post not sampled says it is: {head}"
     );
 
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
-    let post = json!({"messages": [{"ttl": 300, "body": {"traced": true}}]});
-    let posted = client
-        .call_with_headers(
-            "POST",
-            "/v2/queues/traced/messages",
-            Some(post),
-            &[("traceparent", &traceparent)],
-        )
-        .await?;
-    ensure!(posted.status == 201, "{posted:?}");
-
-    let (head, body) = webhook.next_request().await?;
-    ensure!(body["body"]["traced"] == true, "{body}");
+    let (trace_id, head) = post_in_trace(&client, &mut webhook, true).await?;
     ensure!(
         head.contains(&format!("traceparent: 00-{trace_id}-")),
         "the webhook got no traceparent of the post's trace: {head}"
