@@ -46,8 +46,8 @@ use prometheus_client::registry::Registry;
 use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef, QueueStatsReply, Subscription};
 
 use crate::store::{
-    CheckedPost, ClaimStore, DeliveryStore, ListParams, MessageLog, MessageStore, Once, Post,
-    Purge, QueueStore, StoreResult, SubscriptionStore, SubscriptionUpdate,
+    CheckedPost, ClaimStore, DeliveryStore, Lease, ListParams, MessageLog, MessageStore, NewClaim,
+    Once, Post, Purge, QueueStore, StoreResult, SubscriptionStore, SubscriptionUpdate,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -466,10 +466,10 @@ measured!(MessageLog {
 });
 
 measured!(ClaimStore {
-    create_claim(queue: &QueueRef, ttl: u32, grace: u32, limit: u32) -> Option<ClaimReply>,
+    create_claim(queue: &QueueRef, claim: NewClaim) -> Option<ClaimReply>,
         counts "claimed" in queue by |claim| claim.as_ref().map_or(0, |c| c.messages.len());
     get_claim(queue: &QueueRef, claim_id: &str) -> ClaimReply;
-    update_claim(queue: &QueueRef, claim_id: &str, ttl: u32, grace: u32) -> ();
+    update_claim(queue: &QueueRef, id: &str, lease: Lease) -> ();
     delete_claim(queue: &QueueRef, claim_id: &str) -> ();
 });
 

@@ -15,7 +15,9 @@ use crate::activity::Activity;
 use crate::encryption::{self, MessageCipher};
 use crate::notifier::Notifier;
 use crate::quota::{self, Adding, Quota};
-use crate::store::{CheckedPost, ListParams, MessageStore, Once, Post, Purge, SubscriptionUpdate};
+use crate::store::{
+    CheckedPost, Lease, ListParams, MessageStore, NewClaim, Once, Post, Purge, SubscriptionUpdate,
+};
 
 /// Serves one store over gRPC.
 ///
@@ -463,7 +465,16 @@ impl PoolService for PoolServer {
         let queue = queue_of(req.queue)?;
         let claim = self
             .store
-            .create_claim(&queue, req.ttl, req.grace, req.limit)
+            .create_claim(
+                &queue,
+                NewClaim {
+                    lease: Lease {
+                        ttl: req.ttl,
+                        grace: req.grace,
+                    },
+                    limit: req.limit,
+                },
+            )
             .await;
         let claim = claim.map(Option::unwrap_or_default);
         self.decrypted(&queue, claim)
@@ -480,7 +491,14 @@ impl PoolService for PoolServer {
         let (queue, claim_id) = claim_of(req.claim)?;
         let updated = self
             .store
-            .update_claim(&queue, &claim_id, req.ttl, req.grace)
+            .update_claim(
+                &queue,
+                &claim_id,
+                Lease {
+                    ttl: req.ttl,
+                    grace: req.grace,
+                },
+            )
             .await;
         done(updated)
     }

@@ -72,6 +72,22 @@ impl Purge {
     };
 }
 
+/// How long a claim holds its messages: it ends `ttl` seconds after it was made or
+/// renewed, and its messages live at least `ttl + grace` seconds from then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub ttl: u32,
+    pub grace: u32,
+}
+
+/// A claim to make with [`ClaimStore::create_claim`]: up to `limit` free messages
+/// for `lease`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewClaim {
+    pub lease: Lease,
+    pub limit: u32,
+}
+
 /// What [`MessageLog::post_checked_messages`] (or [`MessageLog::post_once`]) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckedPost {
@@ -210,28 +226,20 @@ pub trait MessageLog: QueueStore + Send + Sync {
 /// Claims: taking free messages for a while, renewing and releasing them.
 #[async_trait]
 pub trait ClaimStore: Send + Sync {
-    /// Claims up to `limit` free messages; `None` when there were none.
+    /// Claims up to `claim.limit` free messages; `None` when there were none.
     /// The reply carries the claim id, its ttl, age 0 and the claimed messages.
     async fn create_claim(
         &self,
         queue: &QueueRef,
-        ttl: u32,
-        grace: u32,
-        limit: u32,
+        claim: NewClaim,
     ) -> StoreResult<Option<ClaimReply>>;
 
     /// A live claim with the messages it still holds; `NotFound` otherwise.
     async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply>;
 
-    /// Renews a live claim: it now expires `ttl` seconds from now, and its
-    /// messages live at least `ttl + grace`; `NotFound` if there is no live claim.
-    async fn update_claim(
-        &self,
-        queue: &QueueRef,
-        claim_id: &str,
-        ttl: u32,
-        grace: u32,
-    ) -> StoreResult<()>;
+    /// Renews the live claim `id` for `lease`, counted from now; `NotFound` if there
+    /// is no live claim.
+    async fn update_claim(&self, queue: &QueueRef, id: &str, lease: Lease) -> StoreResult<()>;
 
     /// Releases a claim: its messages become free again. A missing claim succeeds.
     async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()>;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use zaqar_proto::pb::NewMessage;
 
-use super::{fresh_queue, ids_of, listed_ids, listing, message, sibling, CLIENT, PAST_ONE_SECOND};
+use super::{
+    fresh_queue, ids_of, listed_ids, listing, message, sibling, ClaimTerms, CLIENT, PAST_ONE_SECOND,
+};
 use crate::store::{ListParams, MessageStore};
 
 /// Posts `count` messages `{"n": i}` in requests of up to 20, as [`CLIENT`].
@@ -31,7 +33,7 @@ async fn claim(
     ttl: u32,
     limit: u32,
 ) -> Vec<String> {
-    match store.create_claim(queue, ttl, 0, limit).await.unwrap() {
+    match store.claim_for(queue, ttl, 0, limit).await.unwrap() {
         Some(claim) => ids_of(&claim.messages),
         None => Vec::new(),
     }
@@ -42,7 +44,7 @@ pub(crate) async fn claims_interleave_with_expiring_claims(store: Arc<dyn Messag
     let ids = post_batches(&store, &q, 8).await;
     // Short claims on 0-1 and 4-5, a long one on 2-3; 6-7 stay free.
     assert_eq!(claim(&store, &q, 1, 2).await, ids[0..2]);
-    let long = store.create_claim(&q, 60, 0, 2).await.unwrap().unwrap();
+    let long = store.claim_for(&q, 60, 0, 2).await.unwrap().unwrap();
     assert_eq!(ids_of(&long.messages), ids[2..4]);
     assert_eq!(claim(&store, &q, 1, 2).await, ids[4..6]);
     assert_eq!(listed_ids(&store, &q, listing(10)).await, ids[6..8]);
@@ -54,7 +56,7 @@ pub(crate) async fn claims_interleave_with_expiring_claims(store: Arc<dyn Messag
         free,
         "ended claims free their messages in place"
     );
-    let again = store.create_claim(&q, 60, 0, 3).await.unwrap().unwrap();
+    let again = store.claim_for(&q, 60, 0, 3).await.unwrap().unwrap();
     assert_eq!(ids_of(&again.messages), [&ids[0..2], &ids[4..5]].concat());
     assert_eq!(
         again

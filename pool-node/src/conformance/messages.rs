@@ -7,8 +7,8 @@ use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
 use super::{
-    code, fresh_queue, ids_of, json, listed_ids, listing, message, post, post_n, random_id,
-    sibling, CLIENT, OTHER_CLIENT, PAST_ONE_SECOND,
+    code, empty_message, fresh_queue, ids_of, json, listed_ids, listing, message, post, post_n,
+    random_id, sibling, ClaimTerms, CLIENT, OTHER_CLIENT, PAST_ONE_SECOND,
 };
 use crate::store::{CheckedPost, ListParams, MessageStore, Once, Post};
 
@@ -87,7 +87,7 @@ pub(crate) async fn echo_false_hides_the_clients_own_messages(store: Arc<dyn Mes
 pub(crate) async fn include_claimed_lists_claimed_messages(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("claimed");
     let ids = post_n(&store, &q, 3).await;
-    let claim = store.create_claim(&q, 60, 60, 2).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 2).await.unwrap().unwrap();
 
     assert_eq!(listed_ids(&store, &q, listing(10)).await, ids[2..]);
     let params = ListParams {
@@ -105,16 +105,7 @@ pub(crate) async fn delayed_messages_are_hidden_until_the_delay_passes(
     store: Arc<dyn MessageStore>,
 ) {
     let q = fresh_queue("delayed");
-    let delayed = post(
-        &store,
-        &q,
-        NewMessage {
-            ttl: 300,
-            delay: 1,
-            body_json: "{}".into(),
-        },
-    )
-    .await;
+    let delayed = post(&store, &q, empty_message(300, 1)).await;
     let ready = post_n(&store, &q, 1).await;
 
     assert_eq!(listed_ids(&store, &q, listing(10)).await, ready);
@@ -124,29 +115,20 @@ pub(crate) async fn delayed_messages_are_hidden_until_the_delay_passes(
     };
     let both: Vec<_> = delayed.iter().chain(&ready).cloned().collect();
     assert_eq!(listed_ids(&store, &q, with_delayed).await, both);
-    let claim = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids_of(&claim.messages), ready);
     store.delete_claim(&q, &claim.id).await.unwrap();
     assert_eq!(ids_of(&store.pop_messages(&q, 10).await.unwrap()), ready);
 
     tokio::time::sleep(PAST_ONE_SECOND).await;
     assert_eq!(listed_ids(&store, &q, listing(10)).await, delayed);
-    let claim = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids_of(&claim.messages), delayed);
 }
 
 pub(crate) async fn messages_expire_without_any_cleanup(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("expiry");
-    let short = post(
-        &store,
-        &q,
-        NewMessage {
-            ttl: 1,
-            delay: 0,
-            body_json: "{}".into(),
-        },
-    )
-    .await;
+    let short = post(&store, &q, empty_message(1, 0)).await;
     let long = post_n(&store, &q, 1).await;
     let both: Vec<_> = short.iter().chain(&long).cloned().collect();
     assert_eq!(listed_ids(&store, &q, listing(10)).await, both);
@@ -155,7 +137,7 @@ pub(crate) async fn messages_expire_without_any_cleanup(store: Arc<dyn MessageSt
     assert_eq!(listed_ids(&store, &q, listing(10)).await, long);
     assert_eq!(ids_of(&store.get_messages(&q, &both).await.unwrap()), long);
     assert_eq!(store.queue_stats(&q).await.unwrap().total, 1);
-    let claim = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids_of(&claim.messages), long);
 }
 
@@ -173,7 +155,7 @@ pub(crate) async fn delete_message_follows_the_claim_rules(store: Arc<dyn Messag
     let q = fresh_queue("delete");
     let ids = post_n(&store, &q, 2).await;
     let (held, free) = (&ids[0], &ids[1]);
-    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     assert_eq!(ids_of(&claim.messages), vec![held.clone()]);
 
     let no_claim = store.delete_message(&q, held, None).await.unwrap_err();
@@ -213,7 +195,7 @@ pub(crate) async fn delete_message_follows_the_claim_rules(store: Arc<dyn Messag
 pub(crate) async fn bulk_delete_checks_claim_ids(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("bulk");
     let ids = post_n(&store, &q, 3).await;
-    let claim = store.create_claim(&q, 60, 60, 2).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 2).await.unwrap().unwrap();
 
     assert_eq!(
         code(store.delete_messages(&q, &ids, &[random_id()]).await),
@@ -232,7 +214,7 @@ pub(crate) async fn bulk_delete_checks_claim_ids(store: Arc<dyn MessageStore>) {
 
     // Without claim ids, claimed messages go too.
     let more = post_n(&store, &q, 2).await;
-    store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     store.delete_messages(&q, &more, &[]).await.unwrap();
     assert!(store.get_messages(&q, &more).await.unwrap().is_empty());
     store
@@ -244,7 +226,7 @@ pub(crate) async fn bulk_delete_checks_claim_ids(store: Arc<dyn MessageStore>) {
 pub(crate) async fn pop_takes_free_messages_in_fifo_order(store: Arc<dyn MessageStore>) {
     let q = fresh_queue("pop");
     let ids = post_n(&store, &q, 5).await;
-    store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
 
     let popped = store.pop_messages(&q, 2).await.unwrap();
     assert_eq!(ids_of(&popped), ids[1..3]);

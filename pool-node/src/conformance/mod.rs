@@ -22,12 +22,13 @@ mod subscriptions;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tempfile::TempDir;
 use uuid::Uuid;
-use zaqar_proto::pb::{Message, NewMessage, QueueRef};
+use zaqar_proto::pb::{ClaimReply, Message, NewMessage, QueueRef};
 use zaqar_proto::{ErrorCode, ZaqarError};
 
-use crate::store::{ListParams, MessageStore};
+use crate::store::{ClaimStore, Lease, ListParams, MessageStore, NewClaim, StoreResult};
 
 pub(crate) use claims::*;
 pub(crate) use delivery::*;
@@ -189,6 +190,50 @@ pub(crate) fn message(n: usize) -> NewMessage {
         ttl: 300,
         delay: 0,
         body_json: format!(r#"{{"n":{n}}}"#),
+    }
+}
+
+/// The calls of [`ClaimStore`] with a claim's terms in a row, as the tests write
+/// them: `store.claim_for(&q, ttl, grace, limit)`.
+#[async_trait]
+pub(crate) trait ClaimTerms {
+    /// [`ClaimStore::create_claim`] of up to `limit` messages for `ttl` and `grace`.
+    async fn claim_for(
+        &self,
+        queue: &QueueRef,
+        ttl: u32,
+        grace: u32,
+        limit: u32,
+    ) -> StoreResult<Option<ClaimReply>>;
+
+    /// [`ClaimStore::update_claim`] of `id` for `ttl` and `grace`.
+    async fn renew_for(&self, queue: &QueueRef, id: &str, ttl: u32, grace: u32) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl<S: ClaimStore + ?Sized> ClaimTerms for S {
+    async fn claim_for(
+        &self,
+        queue: &QueueRef,
+        ttl: u32,
+        grace: u32,
+        limit: u32,
+    ) -> StoreResult<Option<ClaimReply>> {
+        let lease = Lease { ttl, grace };
+        self.create_claim(queue, NewClaim { lease, limit }).await
+    }
+
+    async fn renew_for(&self, queue: &QueueRef, id: &str, ttl: u32, grace: u32) -> StoreResult<()> {
+        self.update_claim(queue, id, Lease { ttl, grace }).await
+    }
+}
+
+/// A message `{}` that lives `ttl` seconds and is hidden for the first `delay`.
+pub(crate) fn empty_message(ttl: u32, delay: u32) -> NewMessage {
+    NewMessage {
+        ttl,
+        delay,
+        body_json: "{}".into(),
     }
 }
 

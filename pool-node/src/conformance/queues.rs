@@ -7,7 +7,8 @@ use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
 use super::{
-    code, fresh_queue, ids_of, json, listed_ids, listing, post, post_n, sibling, subscribe, CLIENT,
+    code, empty_message, fresh_queue, ids_of, json, listed_ids, listing, post, post_n, sibling,
+    subscribe, ClaimTerms, CLIENT,
 };
 use crate::store::{MessageStore, Purge};
 
@@ -53,7 +54,7 @@ pub(crate) async fn delete_queue_keeps_subscriptions(store: Arc<dyn MessageStore
     let q = fresh_queue("orders");
     store.create_queue(&q, "{}").await.unwrap();
     post_n(&store, &q, 2).await;
-    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     let sub = subscribe(&store, &q, "http://example.com/hook").await;
 
     store.delete_queue(&q).await.unwrap();
@@ -87,13 +88,8 @@ pub(crate) async fn stats_count_claimed_free_and_delayed(store: Arc<dyn MessageS
     assert!(empty.oldest.is_none() && empty.newest.is_none());
 
     let mut ids = post_n(&store, &q, 2).await;
-    let delayed = NewMessage {
-        ttl: 300,
-        delay: 60,
-        body_json: "{}".into(),
-    };
-    ids.extend(post(&store, &q, delayed).await);
-    store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    ids.extend(post(&store, &q, empty_message(300, 60)).await);
+    store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
 
     let stats = store.queue_stats(&q).await.unwrap();
     assert_eq!(stats.claimed, 1);
@@ -117,29 +113,24 @@ pub(crate) async fn stats_follow_claims_and_delays_that_end_and_messages_that_ex
     store: Arc<dyn MessageStore>,
 ) {
     let q = fresh_queue("stats-ends");
-    let with = |ttl: u32, delay: u32| NewMessage {
-        ttl,
-        delay,
-        body_json: "{}".into(),
-    };
     let post_some = |messages: Vec<NewMessage>| {
         let (store, q) = (Arc::clone(&store), q.clone());
         async move { store.post_messages(&q, CLIENT, &messages).await.unwrap() }
     };
-    let first = post_some(vec![with(300, 0); 3]).await;
-    post_some(vec![with(300, 1); 2]).await; // delayed for a second
-    post_some(vec![with(1, 0); 2]).await; // expire in a second
-    post_some(vec![with(300, 60)]).await; // delayed for a minute
-    post_some(vec![with(300, 0); 2]).await;
-    let ending = store.create_claim(&q, 1, 0, 2).await.unwrap().unwrap();
-    let held = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let first = post_some(vec![empty_message(300, 0); 3]).await;
+    post_some(vec![empty_message(300, 1); 2]).await; // delayed for a second
+    post_some(vec![empty_message(1, 0); 2]).await; // expire in a second
+    post_some(vec![empty_message(300, 60)]).await; // delayed for a minute
+    post_some(vec![empty_message(300, 0); 2]).await;
+    let ending = store.claim_for(&q, 1, 0, 2).await.unwrap().unwrap();
+    let held = store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     assert_eq!(ids_of(&ending.messages), first[..2]);
     assert_eq!(counted(&store, &q).await, (10, 3, 3, 7));
 
     // Without any write: the short claim ends, the short delays pass, two expire.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(counted(&store, &q).await, (8, 1, 1, 7));
-    let all = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let all = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(all.messages.len(), 6);
     assert_eq!(counted(&store, &q).await, (8, 7, 1, 1));
 
@@ -151,7 +142,7 @@ pub(crate) async fn stats_follow_claims_and_delays_that_end_and_messages_that_ex
     assert_eq!(counted(&store, &q).await, (7, 0, 1, 7));
     assert_eq!(store.pop_messages(&q, 2).await.unwrap().len(), 2);
     assert_eq!(counted(&store, &q).await, (5, 0, 1, 5));
-    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     let taken = ids_of(&claim.messages);
     store.delete_messages(&q, &taken, &[]).await.unwrap();
     assert_eq!(counted(&store, &q).await, (4, 0, 1, 4));
@@ -193,10 +184,10 @@ pub(crate) async fn stats_count_the_bytes_of_the_bodies(store: Arc<dyn MessageSt
     assert_eq!(store.pop_messages(&q, 1).await.unwrap().len(), 1);
     assert_eq!(bytes(&q).await, 6, "the oldest, héllo, popped");
     // Claims change nothing; a message claimed its most times moves away with its bytes.
-    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     assert_eq!(bytes(&q).await, 6);
     store.delete_claim(&q, &claim.id).await.unwrap();
-    let next = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let next = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids_of(&next.messages), [ids[3].clone()]);
     assert_eq!((bytes(&q).await, bytes(&dlq).await), (3, 3));
     store
@@ -225,7 +216,7 @@ pub(crate) async fn stats_count_the_bytes_of_the_bodies(store: Arc<dyn MessageSt
         .post_messages(&q, CLIENT, &[text("x", 300)])
         .await
         .unwrap();
-    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     let claimed = ids_of(&claim.messages);
     let twice = [claimed[0].clone(), claimed[0].clone()];
     store
@@ -277,7 +268,7 @@ pub(crate) async fn projects_are_isolated(store: Arc<dyn MessageStore>) {
     assert!(store.get_messages(&theirs, &ids).await.unwrap().is_empty());
     assert_eq!(store.queue_stats(&theirs).await.unwrap().total, 0);
     assert!(store
-        .create_claim(&theirs, 60, 60, 10)
+        .claim_for(&theirs, 60, 60, 10)
         .await
         .unwrap()
         .is_none());

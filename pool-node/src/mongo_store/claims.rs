@@ -26,7 +26,7 @@ use super::{
     store_error, whole_seconds, MongoStore,
 };
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::{nothing_claimed, ClaimStore, StoreResult};
+use crate::store::{nothing_claimed, ClaimStore, Lease, NewClaim, StoreResult};
 
 /// Claims up to `limit` free messages in one transaction. Messages the queue's
 /// dead-letter policy calls exhausted move to the dead letter queue instead,
@@ -381,25 +381,18 @@ impl ClaimStore for MongoStore {
     async fn create_claim(
         &self,
         queue: &QueueRef,
-        ttl: u32,
-        grace: u32,
-        limit: u32,
+        claim: NewClaim,
     ) -> StoreResult<Option<ClaimReply>> {
-        bounded(create_claim(self, queue, ttl, grace, limit)).await
+        let Lease { ttl, grace } = claim.lease;
+        bounded(create_claim(self, queue, ttl, grace, claim.limit)).await
     }
 
     async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
         bounded(get_claim(self, queue, claim_id)).await
     }
 
-    async fn update_claim(
-        &self,
-        queue: &QueueRef,
-        claim_id: &str,
-        ttl: u32,
-        grace: u32,
-    ) -> StoreResult<()> {
-        bounded(update_claim(self, queue, claim_id, ttl, grace)).await
+    async fn update_claim(&self, queue: &QueueRef, id: &str, lease: Lease) -> StoreResult<()> {
+        bounded(update_claim(self, queue, id, lease.ttl, lease.grace)).await
     }
 
     async fn delete_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<()> {

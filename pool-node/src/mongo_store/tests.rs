@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use zaqar_proto::pb::{NewMessage, QueueRef};
 use zaqar_proto::ErrorCode;
 
+use crate::conformance::ClaimTerms;
 use crate::store::prelude::*;
 use crate::store::{ListParams, Purge};
 
@@ -152,7 +153,7 @@ async fn a_server_crash_loses_nothing_acknowledged() {
         .await
         .expect("post");
     let claim = store
-        .create_claim(&q, 600, 600, 3)
+        .claim_for(&q, 600, 600, 3)
         .await
         .expect("claim")
         .expect("messages to claim");
@@ -275,7 +276,7 @@ async fn claims_and_listings_examine_only_what_they_return() {
     }
     // 2,000 in flight ahead of the first free message.
     for _ in 0..4 {
-        let claim = store.create_claim(&q, 600, 60, 500).await.unwrap().unwrap();
+        let claim = store.claim_for(&q, 600, 60, 500).await.unwrap().unwrap();
         assert_eq!(claim.messages.len(), 500);
     }
     let now = super::now_ms();
@@ -338,7 +339,7 @@ async fn stats_read_counts_and_the_expired_range_only() {
         .post_messages(&q, "producer", &[short.clone(), short])
         .await
         .unwrap();
-    store.create_claim(&q, 600, 60, 500).await.unwrap().unwrap();
+    store.claim_for(&q, 600, 60, 500).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let expired = super::queues::expired_by(&q, super::now_ms());
@@ -377,7 +378,7 @@ async fn messages_of_an_older_build_get_their_state_and_size_when_opened() {
         .post_messages(&q, "producer", &[message(0), message(1), message(2)])
         .await
         .unwrap();
-    let claim = store.create_claim(&q, 600, 60, 1).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 600, 60, 1).await.unwrap().unwrap();
     // As an older build left them: no state, no schema version, no free head, no
     // counts (the message counter was there).
     store
@@ -425,11 +426,11 @@ async fn messages_of_an_older_build_get_their_state_and_size_when_opened() {
     };
     let (listed, _) = store.list_messages(&q, &free).await.unwrap();
     assert_eq!(listed.iter().map(|m| &m.id).collect::<Vec<_>>(), [&ids[1]]);
-    let again = store.create_claim(&q, 600, 60, 10).await.unwrap().unwrap();
+    let again = store.claim_for(&q, 600, 60, 10).await.unwrap().unwrap();
     assert_eq!(again.messages.len(), 1);
     assert_eq!(again.messages[0].id, ids[1]);
     store.delete_claim(&q, &claim.id).await.unwrap();
-    let released = store.create_claim(&q, 600, 60, 10).await.unwrap().unwrap();
+    let released = store.claim_for(&q, 600, 60, 10).await.unwrap().unwrap();
     assert_eq!(released.messages[0].id, ids[0]);
     let stats = store.queue_stats(&q).await.unwrap();
     assert_eq!((stats.total, stats.claimed, stats.delayed), (3, 2, 1));
@@ -479,7 +480,7 @@ async fn the_free_head_follows_claims_pops_releases_and_ends() {
             .await
             .unwrap(),
     );
-    let claim = |ttl, limit| store.create_claim(&q, ttl, 0, limit);
+    let claim = |ttl, limit| store.claim_for(&q, ttl, 0, limit);
 
     let long = claim(600, 6).await.unwrap().unwrap();
     assert_eq!(ids(&long.messages), posted[0..6]);
@@ -549,7 +550,7 @@ async fn concurrent_claims_and_releases_keep_the_free_head_below_every_free_mess
         let (store, q) = (Arc::clone(&store), q.clone());
         workers.push(tokio::spawn(async move {
             for round in 0..6 {
-                let Some(claim) = store.create_claim(&q, 600, 0, 3).await.unwrap() else {
+                let Some(claim) = store.claim_for(&q, 600, 0, 3).await.unwrap() else {
                     continue;
                 };
                 // Half the claims are released again, below the head others raise.
@@ -581,7 +582,7 @@ async fn concurrent_claims_and_releases_keep_the_free_head_below_every_free_mess
         .map(|m| m.id.clone())
         .collect();
     assert_eq!(ids(&free), unclaimed);
-    let rest = store.create_claim(&q, 600, 0, 100).await.unwrap();
+    let rest = store.claim_for(&q, 600, 0, 100).await.unwrap();
     assert_eq!(
         rest.map(|c| ids(&c.messages)).unwrap_or_default(),
         unclaimed

@@ -9,7 +9,7 @@ use super::keys::{QueueKeys, Slots};
 use super::rows::{messages, seconds, MessageRow};
 use super::RedisStore;
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::{nothing_claimed, ClaimStore, QueueStore, StoreResult};
+use crate::store::{nothing_claimed, ClaimStore, Lease, NewClaim, QueueStore, StoreResult};
 
 /// Parked messages moved to a dead letter queue per call, and calls per claim.
 const PARKED_BATCH: usize = 100;
@@ -49,9 +49,7 @@ impl ClaimStore for RedisStore {
     async fn create_claim(
         &self,
         queue: &QueueRef,
-        ttl: u32,
-        grace: u32,
-        limit: u32,
+        claim: NewClaim,
     ) -> StoreResult<Option<ClaimReply>> {
         // The script needs the dead letter policy, which lives in the metadata.
         let policy = self
@@ -71,9 +69,9 @@ impl ClaimStore for RedisStore {
             .key(keys.claim(&claim_id))
             .key(keys.parked())
             .arg(&claim_id)
-            .arg(ttl)
-            .arg(grace)
-            .arg(limit)
+            .arg(claim.lease.ttl)
+            .arg(claim.lease.grace)
+            .arg(claim.limit)
             .arg(policy.as_ref().map_or(0, |p| p.max_claim_count))
             .arg(policy.and_then(|p| p.messages_ttl).unwrap_or(0))
             .arg(if park { "1" } else { "0" })
@@ -97,7 +95,7 @@ impl ClaimStore for RedisStore {
         }
         Ok(Some(ClaimReply {
             id: claim_id,
-            ttl,
+            ttl: claim.lease.ttl,
             age: 0,
             messages: messages(rows, now),
             dead_letter_queue,
@@ -124,24 +122,18 @@ impl ClaimStore for RedisStore {
         })
     }
 
-    async fn update_claim(
-        &self,
-        queue: &QueueRef,
-        claim_id: &str,
-        ttl: u32,
-        grace: u32,
-    ) -> StoreResult<()> {
+    async fn update_claim(&self, queue: &QueueRef, id: &str, lease: Lease) -> StoreResult<()> {
         let keys = self.keys(queue);
         let mut invocation = self.scripts.claim_update.prepare_invoke();
         invocation
-            .key(keys.claim(claim_id))
+            .key(keys.claim(id))
             .key(keys.queue().to_vec())
-            .arg(claim_id)
-            .arg(ttl)
-            .arg(grace);
+            .arg(id)
+            .arg(lease.ttl)
+            .arg(lease.grace);
         match self.run::<u8>(&invocation).await? {
             1 => Ok(()),
-            _ => Err(no_claim(claim_id)),
+            _ => Err(no_claim(id)),
         }
     }
 

@@ -14,7 +14,7 @@ use super::messages::{free_ended, free_messages};
 use super::{message_from_row, ms, now_ms, store_error, whole_seconds, SqliteStore};
 use super::{CLAIMED, FREE, MESSAGE_COLUMNS};
 use crate::dead_letter::DeadLetterPolicy;
-use crate::store::{nothing_claimed, ClaimStore, StoreResult};
+use crate::store::{nothing_claimed, ClaimStore, Lease, NewClaim, StoreResult};
 
 /// Claims up to `limit` free messages in one `BEGIN IMMEDIATE` transaction.
 /// Messages the queue's dead-letter policy calls exhausted move to the dead
@@ -294,13 +294,14 @@ impl ClaimStore for SqliteStore {
     async fn create_claim(
         &self,
         queue: &QueueRef,
-        ttl: u32,
-        grace: u32,
-        limit: u32,
+        claim: NewClaim,
     ) -> StoreResult<Option<ClaimReply>> {
         let queue = queue.clone();
-        self.detached(move |s| async move { create_claim(&s, &queue, ttl, grace, limit).await })
-            .await
+        let Lease { ttl, grace } = claim.lease;
+        self.detached(
+            move |s| async move { create_claim(&s, &queue, ttl, grace, claim.limit).await },
+        )
+        .await
     }
 
     async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
@@ -309,15 +310,10 @@ impl ClaimStore for SqliteStore {
             .await
     }
 
-    async fn update_claim(
-        &self,
-        queue: &QueueRef,
-        claim_id: &str,
-        ttl: u32,
-        grace: u32,
-    ) -> StoreResult<()> {
-        let (queue, claim_id) = (queue.clone(), claim_id.to_owned());
-        self.detached(move |s| async move { update_claim(&s, &queue, &claim_id, ttl, grace).await })
+    async fn update_claim(&self, queue: &QueueRef, id: &str, lease: Lease) -> StoreResult<()> {
+        let (queue, id) = (queue.clone(), id.to_owned());
+        let Lease { ttl, grace } = lease;
+        self.detached(move |s| async move { update_claim(&s, &queue, &id, ttl, grace).await })
             .await
     }
 

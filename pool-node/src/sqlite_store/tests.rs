@@ -10,6 +10,7 @@ use zaqar_proto::ErrorCode;
 
 use super::database::sqlite_gaps;
 use super::*;
+use crate::conformance::ClaimTerms;
 use crate::store::prelude::*;
 use crate::store::{ListParams, Purge};
 
@@ -53,7 +54,7 @@ async fn everything_survives_reopening_the_file() {
             .post_messages(&q, "client", &[message(300), message(300)])
             .await
             .unwrap();
-        let claim = store.create_claim(&q, 300, 60, 1).await.unwrap().unwrap();
+        let claim = store.claim_for(&q, 300, 60, 1).await.unwrap().unwrap();
         let (subscription_id, _) = store
             .create_subscription(&q, "http://example.com/hook", 3600, "{}", true)
             .await
@@ -114,7 +115,7 @@ async fn remove_expired_deletes_expired_rows_only() {
         .post_messages(&q, "client", &[message(1), message(300)])
         .await
         .unwrap();
-    store.create_claim(&q, 1, 0, 1).await.unwrap().unwrap();
+    store.claim_for(&q, 1, 0, 1).await.unwrap().unwrap();
     store
         .create_subscription(&q, "http://example.com/hook", 1, "{}", true)
         .await
@@ -296,13 +297,9 @@ async fn stats_from_the_counts_agree_with_counting_every_row() {
         .unwrap();
     store.post_messages(&other, "client", &batch).await.unwrap();
     agree(&store, &q, "posted").await;
-    let first = store.create_claim(&q, 60, 60, 4).await.unwrap().unwrap();
-    let second = store.create_claim(&q, 60, 60, 3).await.unwrap().unwrap();
-    store
-        .create_claim(&other, 60, 60, 5)
-        .await
-        .unwrap()
-        .unwrap();
+    let first = store.claim_for(&q, 60, 60, 4).await.unwrap().unwrap();
+    let second = store.claim_for(&q, 60, 60, 3).await.unwrap().unwrap();
+    store.claim_for(&other, 60, 60, 5).await.unwrap().unwrap();
     agree(&store, &q, "claimed").await;
     store
         .delete_message(&q, &first.messages[0].id, Some(&first.id))
@@ -334,7 +331,7 @@ async fn stats_from_the_counts_agree_with_counting_every_row() {
             .unwrap();
     }
     agree(&store, &q, "ended, passed and expired").await;
-    store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     agree(&store, &q, "ended rows freed and claimed again").await;
     agree(&store, &other, "the other project's queue").await;
     store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
@@ -425,7 +422,7 @@ async fn a_file_of_an_older_build_is_upgraded_when_opened() {
     };
     let (listed, _) = store.list_messages(&q, &params).await.unwrap();
     assert_eq!(ids(&listed), ["m1", "m2"]);
-    let claim = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids(&claim.messages), ["m1", "m2"]);
     let stats = store.queue_stats(&q).await.unwrap();
     assert_eq!(
@@ -524,7 +521,7 @@ async fn calls_given_up_half_way_leave_the_store_usable() {
                 let wait = Duration::from_micros((round * 37 + caller * 101) % 1500);
                 let post = store.post_messages(&q, "client", &one);
                 let _ = tokio::time::timeout(wait, post).await;
-                let claim = store.create_claim(&q, 60, 60, 1);
+                let claim = store.claim_for(&q, 60, 60, 1);
                 let _ = tokio::time::timeout(wait, claim).await;
                 let listing = store.list_messages(&q, &params);
                 let _ = tokio::time::timeout(wait, listing).await;
@@ -536,7 +533,7 @@ async fn calls_given_up_half_way_leave_the_store_usable() {
         .post_messages(&q, "client", &[message(300)])
         .await
         .unwrap();
-    store.create_claim(&q, 60, 60, 1).await.unwrap();
+    store.claim_for(&q, 60, 60, 1).await.unwrap();
     store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
     assert_eq!(store.queue_stats(&q).await.unwrap().total, 0);
 }

@@ -7,6 +7,7 @@
 use zaqar_proto::pb::QueueRef;
 
 use super::{everything, message};
+use crate::conformance::ClaimTerms;
 use crate::redis_store::connection::Node;
 use crate::redis_store::RedisStore;
 use crate::store::prelude::*;
@@ -73,11 +74,11 @@ async fn an_interrupted_dead_letter_move_is_finished_without_a_duplicate() {
         .post_messages(&q, "c", &[message(300), message(300)])
         .await
         .unwrap();
-    let first = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let first = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     store.delete_claim(&q, &first.id).await.unwrap();
     // Claimed once already: the next claim moves both to the dead letter queue, and
     // claims nothing.
-    let moving = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let moving = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert!(moving.id.is_empty() && moving.messages.is_empty());
     assert_eq!(moving.dead_letter_queue, "work-dlq");
     let (moved, _) = store.list_messages(&dlq, &everything()).await.unwrap();

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use zaqar_proto::pb::{NewMessage, QueueRef};
 
 use super::{queue, TestRedis};
+use crate::conformance::ClaimTerms;
 use crate::redis_store::RedisStore;
 use crate::store::prelude::*;
 use crate::store::ListParams;
@@ -30,7 +31,7 @@ async fn fill(store: &RedisStore, q: &QueueRef, count: usize, claimed: usize) {
     }
     for start in (0..claimed).step_by(1000) {
         let size = (claimed - start).min(1000) as u32;
-        let claim = store.create_claim(q, 3600, 60, size).await.unwrap();
+        let claim = store.claim_for(q, 3600, 60, size).await.unwrap();
         assert_eq!(claim.unwrap().messages.len(), size as usize);
     }
 }
@@ -69,7 +70,7 @@ async fn commands_per_operation(store: &RedisStore, q: &QueueRef) -> Vec<BTreeMa
     };
     commands_since_reset(store).await;
     let mut counts = Vec::new();
-    assert!(store.create_claim(q, 60, 60, 1).await.unwrap().is_some());
+    assert!(store.claim_for(q, 60, 60, 1).await.unwrap().is_some());
     counts.push(commands_since_reset(store).await);
     assert_eq!(store.pop_messages(q, 1).await.unwrap().len(), 1);
     counts.push(commands_since_reset(store).await);

@@ -11,6 +11,7 @@ use zaqar_proto::pb::NewMessage;
 use zaqar_proto::{ErrorCode, ZaqarError};
 
 use super::{everything, queue, TestRedis};
+use crate::conformance::ClaimTerms;
 use crate::store::prelude::*;
 
 /// How many times Redis ran a script since the last reset (not counting the
@@ -128,7 +129,7 @@ async fn a_refused_delete_in_a_batch_refuses_only_itself() {
     let q = queue("batched-deletes");
     let new: Vec<_> = (0..12).map(|n| body(n, 0)).collect();
     let ids = store.post_messages(&q, "producer", &new).await.unwrap();
-    let claim = store.create_claim(&q, 300, 60, 6).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 300, 60, 6).await.unwrap().unwrap();
     let claimed: Vec<String> = claim.messages.iter().map(|m| m.id.clone()).collect();
     let free: Vec<String> = ids
         .iter()

@@ -5,6 +5,7 @@ use zaqar_proto::pb::QueueRef;
 use zaqar_proto::ErrorCode;
 
 use super::{everything, queue, TestRedis};
+use crate::conformance::ClaimTerms;
 use crate::redis_store::keys::{QueueKeys, Slots, LAYOUT_KEY};
 use crate::redis_store::RedisStore;
 use crate::store::prelude::*;
@@ -103,10 +104,10 @@ async fn a_layout_1_store_is_migrated_when_opened() {
         (stats.total, stats.claimed, stats.delayed, stats.bytes),
         (5, 1, 1, 10)
     );
-    let taken = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let taken = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids(&taken.messages), ["m1", "m2", "m4"]);
     store.delete_claim(&q, claim_id).await.unwrap();
-    let again = store.create_claim(&q, 60, 60, 10).await.unwrap().unwrap();
+    let again = store.claim_for(&q, 60, 60, 10).await.unwrap().unwrap();
     assert_eq!(ids(&again.messages), ["m0"]);
     let stats = store.queue_stats(&many).await.unwrap();
     assert_eq!((stats.total, stats.bytes), (1200, 2400));

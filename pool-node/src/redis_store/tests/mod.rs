@@ -24,6 +24,7 @@ use zaqar_proto::ErrorCode;
 
 use super::keys::{QueueKeys, Slots};
 use super::{RedisStore, CALL_TIMEOUT};
+use crate::conformance::ClaimTerms;
 use crate::store::prelude::*;
 use crate::store::{ListParams, Purge};
 
@@ -260,10 +261,10 @@ async fn a_queue_can_be_its_own_dead_letter_queue() {
     let first = store.post_messages(&q, "c", &[message(60)]).await.unwrap();
     let second = store.post_messages(&q, "c", &[message(60)]).await.unwrap();
 
-    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     store.delete_claim(&q, &claim.id).await.unwrap();
     // The first is exhausted: it moves behind the second, once, and is not claimed.
-    let claim = store.create_claim(&q, 60, 60, 1).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 1).await.unwrap().unwrap();
     assert_eq!(claim.messages[0].id, second[0]);
     let (listed, _) = store.list_messages(&q, &everything()).await.unwrap();
     let order: Vec<_> = listed.iter().map(|m| m.id.clone()).collect();
@@ -369,7 +370,7 @@ async fn message_keys_live_an_hour_past_the_last_message() {
         .await
         .unwrap();
     assert!(within(ttl_ms(msg.clone()).await, 3999));
-    store.create_claim(&q, 60, 8000, 1).await.unwrap().unwrap();
+    store.claim_for(&q, 60, 8000, 1).await.unwrap().unwrap();
     for key in [&fre, &hld, &exp, &clm, &msg] {
         assert!(within(ttl_ms(key.clone()).await, 8059), "{key}");
     }
@@ -398,7 +399,7 @@ async fn purging_drops_the_claims_on_its_messages() {
         .post_messages(&q, "c", &[message(60), message(60)])
         .await
         .unwrap();
-    let claim = store.create_claim(&q, 60, 60, 2).await.unwrap().unwrap();
+    let claim = store.claim_for(&q, 60, 60, 2).await.unwrap().unwrap();
     store.purge_queue(&q, Purge::MESSAGES).await.unwrap();
 
     let err = store.get_claim(&q, &claim.id).await.unwrap_err();
