@@ -463,18 +463,11 @@ impl PoolService for PoolServer {
     async fn create_claim(&self, request: Request<CreateClaimRequest>) -> Reply<ClaimReply> {
         let req = request.into_inner();
         let queue = queue_of(req.queue)?;
+        let (ttl, grace, limit) = (req.ttl, req.grace, req.limit);
+        let lease = Lease { ttl, grace };
         let claim = self
             .store
-            .create_claim(
-                &queue,
-                NewClaim {
-                    lease: Lease {
-                        ttl: req.ttl,
-                        grace: req.grace,
-                    },
-                    limit: req.limit,
-                },
-            )
+            .create_claim(&queue, NewClaim { lease, limit })
             .await;
         let claim = claim.map(Option::unwrap_or_default);
         self.decrypted(&queue, claim)
@@ -489,17 +482,11 @@ impl PoolService for PoolServer {
     async fn update_claim(&self, request: Request<UpdateClaimRequest>) -> Reply<Empty> {
         let req = request.into_inner();
         let (queue, claim_id) = claim_of(req.claim)?;
-        let updated = self
-            .store
-            .update_claim(
-                &queue,
-                &claim_id,
-                Lease {
-                    ttl: req.ttl,
-                    grace: req.grace,
-                },
-            )
-            .await;
+        let lease = Lease {
+            ttl: req.ttl,
+            grace: req.grace,
+        };
+        let updated = self.store.update_claim(&queue, &claim_id, lease).await;
         done(updated)
     }
 

@@ -237,12 +237,7 @@ impl CatalogState {
 
     fn placement(&self, project: &str, queue: &str, pool: &str) -> Placement {
         let endpoint = self.pools.get(pool).map(|p| p.endpoint.clone());
-        Placement::new(
-            project,
-            queue,
-            pool.to_string(),
-            endpoint.unwrap_or_default(),
-        )
+        Placement::new(project, queue, pool.into(), endpoint.unwrap_or_default())
     }
 }
 

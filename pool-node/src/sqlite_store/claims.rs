@@ -297,11 +297,9 @@ impl ClaimStore for SqliteStore {
         claim: NewClaim,
     ) -> StoreResult<Option<ClaimReply>> {
         let queue = queue.clone();
-        let Lease { ttl, grace } = claim.lease;
-        self.detached(
-            move |s| async move { create_claim(&s, &queue, ttl, grace, claim.limit).await },
-        )
-        .await
+        let (Lease { ttl, grace }, limit) = (claim.lease, claim.limit);
+        self.detached(move |s| async move { create_claim(&s, &queue, ttl, grace, limit).await })
+            .await
     }
 
     async fn get_claim(&self, queue: &QueueRef, claim_id: &str) -> StoreResult<ClaimReply> {
