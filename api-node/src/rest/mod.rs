@@ -23,6 +23,7 @@ use warp::{Filter, Rejection};
 pub use errors::RestError;
 pub use request::{handle, request, Request};
 
+use crate::operations::types::QueueSummary;
 use crate::operations::Services;
 
 /// Every route of the API, ending with the JSON 404 for unknown paths (so
@@ -114,6 +115,31 @@ pub fn located(mut response: Response, location: &str) -> Response {
 /// The path of a queue: `/v2/queues/{queue}`.
 pub fn queue_path(queue: &str) -> String {
     format!("/v2/queues/{queue}")
+}
+
+/// The media type of a queue's or topic's metadata PATCH.
+const PATCH_MEDIA_TYPE: &str = "application/openstack-messaging-v2.0-json-patch";
+
+/// 415 unless the request's body is a metadata patch of Zaqar's media type.
+pub fn require_patch_media_type(req: &Request) -> Result<(), RestError> {
+    if req.content_type() == Some(PATCH_MEDIA_TYPE) {
+        return Ok(());
+    }
+    Err(RestError::UnsupportedMediaType(format!(
+        "Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_MEDIA_TYPE}'}}."
+    )))
+}
+
+/// A queue or topic as a listing shows it: its name, its metadata when asked for,
+/// and `href`, its path.
+pub fn listing_item(queue: QueueSummary, href: String) -> serde_json::Value {
+    let mut item = serde_json::Map::new();
+    item.insert("name".into(), queue.name.into());
+    if let Some(metadata) = queue.metadata {
+        item.insert("metadata".into(), metadata.into());
+    }
+    item.insert("href".into(), href.into());
+    item.into()
 }
 
 /// A `rel: next` link continuing a listing with `params`.

@@ -10,14 +10,15 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::messages::stats_message;
-use super::{empty, handle, json, located, next_link, queue_path, request, Request, RestError};
+use super::{
+    empty, handle, json, listing_item, located, next_link, queue_path, request,
+    require_patch_media_type, Request, RestError,
+};
 use crate::operations::queues::{self, ListQueues};
 use crate::operations::redrive;
 use crate::operations::share;
 use crate::operations::types::QueueStats;
 use crate::operations::{Context, Services};
-
-const PATCH_MEDIA_TYPE: &str = "application/openstack-messaging-v2.0-json-patch";
 
 pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
     let collection = warp::path!("v2" / "queues")
@@ -103,13 +104,8 @@ async fn list(ctx: Context, req: Request) -> Result<Response, RestError> {
         .queues
         .into_iter()
         .map(|queue| {
-            let mut item = Map::new();
-            item.insert("name".into(), Value::String(queue.name.clone()));
-            if let Some(metadata) = queue.metadata {
-                item.insert("metadata".into(), Value::Object(metadata));
-            }
-            item.insert("href".into(), Value::String(queue_path(&queue.name)));
-            Value::Object(item)
+            let href = queue_path(&queue.name);
+            listing_item(queue, href)
         })
         .collect();
     let links = if rendered.is_empty() {
@@ -141,11 +137,7 @@ async fn item(ctx: Context, req: Request, queue: String) -> Result<Response, Res
             Ok(located(empty(status), &queue_path(&queue)))
         }
         "PATCH" => {
-            if req.content_type() != Some(PATCH_MEDIA_TYPE) {
-                return Err(RestError::UnsupportedMediaType(format!(
-                    "Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_MEDIA_TYPE}'}}."
-                )));
-            }
+            require_patch_media_type(&req)?;
             Ok(json(
                 StatusCode::OK,
                 &queues::update(&ctx, &queue, req.payload()).await?,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -13,13 +13,14 @@ use warp::Filter;
 use super::messages::{collection_at, item_at};
 use super::queues::render_stats;
 use super::subscriptions;
-use super::{empty, handle, json, located, next_link, request, Request, RestError};
+use super::{
+    empty, handle, json, listing_item, located, next_link, request, require_patch_media_type,
+    Request, RestError,
+};
 use crate::operations::queues::ListQueues;
 use crate::operations::topics::{self, public};
 use crate::operations::types::QueueStats;
 use crate::operations::{Context, Services};
-
-const PATCH_MEDIA_TYPE: &str = "application/openstack-messaging-v2.0-json-patch";
 
 /// The path of a topic: `/v2/topics/{topic}`.
 fn topic_path(topic: &str) -> String {
@@ -86,13 +87,8 @@ async fn list(ctx: Context, req: Request) -> Result<Response, RestError> {
         .queues
         .into_iter()
         .map(|topic| {
-            let mut item = Map::new();
-            item.insert("name".into(), Value::String(topic.name.clone()));
-            if let Some(metadata) = topic.metadata {
-                item.insert("metadata".into(), Value::Object(metadata));
-            }
-            item.insert("href".into(), Value::String(topic_path(&topic.name)));
-            Value::Object(item)
+            let href = topic_path(&topic.name);
+            listing_item(topic, href)
         })
         .collect();
     let links = if rendered.is_empty() {
@@ -120,11 +116,7 @@ async fn item(ctx: Context, req: Request, topic: String) -> Result<Response, Res
             Ok(located(empty(status), &topic_path(&topic)))
         }
         "PATCH" => {
-            if req.content_type() != Some(PATCH_MEDIA_TYPE) {
-                return Err(RestError::UnsupportedMediaType(format!(
-                    "Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_MEDIA_TYPE}'}}."
-                )));
-            }
+            require_patch_media_type(&req)?;
             let metadata = topics::update(&ctx, &topic, req.payload()).await?;
             Ok(json(StatusCode::OK, &metadata))
         }
