@@ -9,14 +9,15 @@
 //! next call moves them, its posts of the messages already moved answered from their
 //! keys.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use zaqar_proto::ZaqarError;
 
 use super::json::{checked_int, expect_object, parse_document};
 use super::{claims, invalid_api, messages, queues, Context, Payload};
 
-/// What one redrive did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one redrive did, as both transports show it (`{"moved": .., "remaining": ..}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Redriven {
     /// Messages moved by this call.
     pub moved: usize,

@@ -47,8 +47,7 @@ pub fn routes(services: Arc<Services>) -> BoxedFilter<(Response,)> {
         .then(|queue: String, req| {
             handle(req, &["POST"], move |ctx, req: Request| async move {
                 let done = redrive::redrive(&ctx, &queue, req.payload()).await?;
-                let body = json!({"moved": done.moved, "remaining": done.remaining});
-                Ok(json(StatusCode::OK, &body))
+                Ok(json(StatusCode::OK, &done))
             })
         });
     let share = warp::path!("v2" / "queues" / String / "share")

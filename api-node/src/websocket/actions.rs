@@ -90,12 +90,7 @@ async fn act(
             let document = request.fields(&["destination", "limit"]);
             redrive::redrive(ctx, queue, &payload(document))
                 .await
-                .map(|done| {
-                    Reply::new(
-                        200,
-                        json!({"moved": done.moved, "remaining": done.remaining}),
-                    )
-                })
+                .map(|done| Reply::new(200, json!(done)))
         }
         Action::QueuePurge => {
             let payload = match request.field("resource_types") {
