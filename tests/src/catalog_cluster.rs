@@ -53,9 +53,8 @@ impl CatalogNode {
     }
 
     pub fn start(&mut self, dir: &Path) -> Result<()> {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let name = format!("catalog-{}-{}", self.id, free_port());
-        self.process = Some(Process::spawn(&name, &zaqar_bin(), &args, dir)?);
+        self.process = Some(Process::spawn(&name, &zaqar_bin(), &self.args, dir)?);
         wait_for_port(self.grpc_port, Duration::from_secs(30))
     }
 

@@ -103,7 +103,7 @@ impl Process {
     pub fn spawn(
         name: &str,
         program: &PathBuf,
-        args: &[&str],
+        args: &[impl AsRef<std::ffi::OsStr> + std::fmt::Debug],
         log_dir: &std::path::Path,
     ) -> Result<Self> {
         let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
@@ -190,7 +190,6 @@ pub fn spawn_pool_node(
     let port = free_port();
     let mut args = pool_node_args(name, port, uri, 100, catalogs);
     args.extend(extra.iter().map(|arg| arg.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let process = Process::spawn(name, &zaqar_bin(), &args, dir)?;
     wait_for_port(port, Duration::from_secs(30))?;
     Ok(process)

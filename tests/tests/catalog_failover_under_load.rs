@@ -204,7 +204,6 @@ async fn scenario() -> Result<()> {
         let port = free_port();
         let name = format!("pool-{index}");
         let args = pool_node_args(&name, port, &redis.uri(0), WEIGHTS[index], &catalogs);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         roles.push(Process::spawn(&name, &bin, &args, dir.path())?);
         wait_for_port(port, SETTLE)?;
     }

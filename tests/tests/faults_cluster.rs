@@ -101,8 +101,8 @@ impl Cluster {
     }
 
     fn start_pool_node(&mut self, dir: &Path) -> Result<()> {
-        let args: Vec<&str> = self.pool_args.iter().map(String::as_str).collect();
-        self.pool_node = Some(Process::spawn("pool-node", &zaqar_bin(), &args, dir)?);
+        let process = Process::spawn("pool-node", &zaqar_bin(), &self.pool_args, dir)?;
+        self.pool_node = Some(process);
         wait_for_port(self.pool_port, Duration::from_secs(30))
     }
 }

@@ -32,8 +32,7 @@ fn pool_node_args(name: &str, port: u16, redis: &Redis, catalog: &str) -> Vec<St
 }
 
 fn spawn(name: &str, args: &[String], dir: &Path) -> Result<Process> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Process::spawn(name, &zaqar_bin(), &args, dir)
+    Process::spawn(name, &zaqar_bin(), args, dir)
 }
 
 /// An api-node on `catalog` whose cached placements never expire by age.
